@@ -1,0 +1,10 @@
+// Registration functions of the parts of the parpy.parpy module.
+#pragma once
+#include <nanobind/nanobind.h>
+
+namespace parpy {
+// CompileBackend, ElemSize, Target, ExtType, DataType, ScalarSizes, LoopPar, CompileOptions, par.
+void bind_options(nanobind::module_& m);
+// python_to_ir, compile entry points, caches, JitFunction.
+void bind_compiler(nanobind::module_& m);
+}  // namespace parpy

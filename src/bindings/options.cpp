@@ -1,0 +1,4 @@
+#include "bindings/bind.h"
+namespace parpy {
+void bind_options(nanobind::module_&) {}
+}  // namespace parpy
