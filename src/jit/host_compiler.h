@@ -1,0 +1,69 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace parpy::jit {
+
+// A compiler used to build generated code; `why_missing` explains a `found == false`.
+struct Toolchain {
+  bool found = false;
+  std::string path;
+  std::string version;
+  std::string why_missing;
+};
+
+// The host C++ compiler: the first word of $CXX if set, else the first of c++, g++, clang++ on
+// PATH. Detected once per process.
+const Toolchain& host_cxx();
+
+// Whether host_cxx() accepts -fopenmp and links an OpenMP program. Probed once per process.
+bool host_cxx_has_openmp();
+
+struct BuildFlags {
+  std::vector<std::string> include_dirs, lib_dirs, extra_flags;
+  // Also keep a copy of the generated source in the working directory when the build fails.
+  bool write_output = false;
+};
+
+struct BuildResult {
+  std::filesystem::path library;
+  bool built = false; // false: found in the disk cache
+  std::string key;
+};
+
+// A failed build: compiler output, or no compiler at all.
+class BuildError : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+// One toolchain-independent build: the key covers everything that can change the artifact, and
+// `command` makes the compiler argv for a given source file and output file.
+struct LibraryBuild {
+  std::string code;
+  std::string language;        // in error messages: "C++", "CUDA"
+  std::string source_suffix;   // ".cpp", ".cu"
+  std::string library_suffix;  // "-cpu.so", "-cuda.so"
+  std::vector<std::string> key_parts;
+  std::function<std::vector<std::string>(const std::filesystem::path& source,
+                                         const std::filesystem::path& output)>
+      command;
+  bool write_output = false;
+};
+
+// Returns cache_dir()/<key><library_suffix>, compiling it first unless it is already there. The
+// library is published by atomic rename, so concurrent builders of one key are safe.
+BuildResult build_cached_library(const LibraryBuild& build);
+
+// Builds `code` as C++17 with OpenMP into a shared library with the host compiler.
+BuildResult build_cpu_library(const std::string& code, const BuildFlags& flags);
+
+// Compiler invocations made by build_cached_library in this process; a cache hit adds none.
+uint64_t build_count();
+
+} // namespace parpy::jit
