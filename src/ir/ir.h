@@ -53,6 +53,7 @@ enum class ExprKind : uint8_t {
   Reduce,     // reduce(args[0]) along `axis` (all axes when !has_axis)
   Convert,    // (ty) args[0]
   Access,     // name[args[0]] with a flat row-major index; the element type is ty
+  Neutral,    // neutral element of `reduce` for the type of args[0] (args[0] is only typed)
 };
 
 struct ExprNode;
@@ -94,6 +95,7 @@ Expr call(std::string name, std::vector<Expr> args, Span span);
 Expr reduce(ReduceOp op, Expr arg, std::optional<int64_t> axis, Span span);
 Expr convert(Expr a, Type ty);
 Expr access(std::string name, Expr flat_index, ElemSize elem, Span span);
+Expr neutral(ReduceOp op, Expr typed_like, Span span);
 
 bool is_literal(const Expr& e);  // Int, Float or Bool
 

@@ -1,0 +1,132 @@
+"""parpy: plain Python loops, compiled to parallel code at call time.
+
+Decorate a function with :func:`jit`, mark statements with :func:`label`, and choose how each
+labelled loop runs when calling it: ``f(x, y, opts=parpy.par({'N': parpy.threads(N)}))``.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import os
+import textwrap
+from typing import Any, Callable
+
+from . import backend, operators, types
+from .operators import gpu, label
+from .parpy import (
+    CompileBackend,
+    CompileOptions,
+    ElemSize,
+    JitFunction,
+    LoopPar,
+    Target,
+    par,
+)
+from . import parpy as _native
+
+__version__ = "0.1.3"
+
+__all__ = [
+    "CompileBackend",
+    "CompileOptions",
+    "ElemSize",
+    "Target",
+    "backend",
+    "clear_cache",
+    "get_include",
+    "gpu",
+    "jit",
+    "label",
+    "operators",
+    "par",
+    "print_compiled",
+    "reduce",
+    "threads",
+    "types",
+]
+
+
+def get_include() -> str:
+    """The directory of the headers that generated code includes."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
+
+
+_native._set_include_dir(get_include())
+
+# Registries (SPEC B 1.1): jit wrapper -> IR, and Python name -> IR for inlining.
+_ir_asts: dict[Any, Any] = {}
+_ir_by_name: dict[str, Any] = {}
+_ext_decls: dict[Any, dict[str, Any]] = {}
+_ext_tops: dict[str, Any] = {}
+
+
+def threads(n: int) -> LoopPar:
+    """A loop parallelised over ``n`` threads."""
+    return LoopPar().threads(n)
+
+
+def reduce() -> LoopPar:
+    """A loop that performs a reduction."""
+    return LoopPar().reduce()
+
+
+def _parse(fun: Callable[..., Any], frame: Any) -> Any:
+    lines, first_line = inspect.getsourcelines(fun)
+    path = inspect.getsourcefile(fun) or "<unknown>"
+    path = os.path.abspath(path) if os.path.exists(path) else path
+    first = lines[0]
+    col_offset = len(first) - len(first.lstrip())
+    tree = ast.parse(textwrap.dedent("".join(lines)))
+    fdef = next(n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    return _native.python_to_ir(
+        fdef,
+        path,
+        first_line - 1,
+        col_offset,
+        frame.f_globals,
+        frame.f_locals,
+        _ir_by_name,
+        _ext_tops,
+    )
+
+
+def jit(fun: Callable[..., Any]) -> Any:
+    """Compiles ``fun`` at each call for the call's argument types, shapes and scalar values."""
+    frame = inspect.currentframe()
+    caller = frame.f_back if frame is not None else None
+    try:
+        ir = _parse(fun, caller)
+    finally:
+        del frame, caller
+    wrapper = JitFunction(ir)
+    for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+        if hasattr(fun, attr):
+            setattr(wrapper, attr, getattr(fun, attr))
+    wrapper.__wrapped__ = fun
+    _ir_asts[wrapper] = ir
+    _ir_by_name[fun.__name__] = ir
+    return wrapper
+
+
+_default_opts = CompileOptions()
+
+
+def print_compiled(fun: Callable[..., Any], args: list[Any] | tuple[Any, ...],
+                   opts: CompileOptions = _default_opts) -> str:
+    """The code generated for calling ``fun`` with ``args`` and ``opts`` (nothing is built)."""
+    if fun in _ir_asts:
+        ir = _ir_asts[fun]
+    else:
+        frame = inspect.currentframe()
+        caller = frame.f_back if frame is not None else None
+        try:
+            ir = _parse(fun, caller)
+        finally:
+            del frame, caller
+    return _native.print_compiled(ir, tuple(args), opts)
+
+
+def clear_cache() -> None:
+    """Forgets every compiled function, in memory and on disk."""
+    _native.clear_cache()

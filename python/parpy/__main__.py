@@ -1,0 +1,150 @@
+"""`python -m parpy`: what this installation can do here, and why.
+
+Prints the version, each backend with whether it is enabled and why not, the toolchains, the
+CUDA devices and the disk cache. Always exits with status 0.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _version() -> str:
+    try:
+        import parpy
+
+        return str(parpy.__version__)
+    except (ImportError, AttributeError):
+        pass
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return version("parpy")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _first_line(cmd: list[str], containing: str = "") -> str:
+    try:
+        out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"(failed to run: {e})"
+    lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
+    if not lines:
+        return "(no version output)"
+    for ln in lines:
+        if containing in ln:
+            return ln.strip()
+    return lines[0]
+
+
+def _cuda_devices(lib: ctypes.CDLL) -> list[str]:
+    count = ctypes.c_int(0)
+    if lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return []
+    devices = []
+    for i in range(count.value):
+        dev = ctypes.c_int(0)
+        if lib.cuDeviceGet(ctypes.byref(dev), i) != 0:
+            continue
+        name = ctypes.create_string_buffer(256)
+        lib.cuDeviceGetName(name, 256, dev)
+        major, minor = ctypes.c_int(0), ctypes.c_int(0)
+        # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR
+        lib.cuDeviceGetAttribute(ctypes.byref(major), 75, dev)
+        lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, dev)
+        label = name.value.decode("utf-8", "replace")
+        devices.append(f"{i}: {label} (compute capability {major.value}.{minor.value})")
+    return devices
+
+
+def _cache_dir() -> Path:
+    env = os.environ.get("PARPY_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "parpy"
+
+
+def _dir_size(path: Path) -> tuple[int, int]:
+    total, files = 0, 0
+    for root, _, names in os.walk(path):
+        for n in names:
+            try:
+                total += os.stat(os.path.join(root, n)).st_size
+                files += 1
+            except OSError:
+                pass
+    return total, files
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def main() -> None:
+    print(f"parpy {_version()}")
+    print(f"Python {sys.version.split()[0]} on {sys.platform}")
+
+    print("Backends:")
+    backend = None
+    try:
+        from parpy import backend
+    except Exception as e:  # noqa: BLE001 - diagnostics report any failure
+        for name in ("Cuda", "Metal", "Cpu"):
+            print(f"  {name}: unknown (could not import parpy.backend: {e})")
+    if backend is not None:
+        for b, (enabled, reason) in backend.reasons().items():
+            name = str(b).split(".")[-1]
+            print(f"  {name}: on" if enabled else f"  {name}: off ({reason})")
+
+    print("Toolchains:")
+    cxx = None
+    if backend is not None:
+        cxx = backend.host_cxx()
+    if cxx:
+        print(f"  host C++ compiler: {cxx}: {_first_line(shlex.split(cxx) + ['--version'])}")
+    else:
+        print("  host C++ compiler: not found")
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        print(f"  nvcc: {nvcc}: {_first_line([nvcc, '--version'], containing='release')}")
+    else:
+        print("  nvcc: not found")
+
+    print("CUDA devices:")
+    try:
+        lib, reason = backend._cuda_driver() if backend is not None else (None, "unknown")
+        devices = _cuda_devices(lib) if lib is not None else []
+        if lib is not None:
+            ver = ctypes.c_int(0)
+            lib.cuDriverGetVersion(ctypes.byref(ver))
+            print(f"  driver: CUDA {ver.value // 1000}.{(ver.value % 1000) // 10}")
+        for d in devices:
+            print(f"  {d}")
+        if not devices:
+            print(f"  none ({reason})" if reason else "  none")
+    except Exception as e:  # noqa: BLE001 - diagnostics report any failure
+        print(f"  unknown ({e})")
+
+    cache = _cache_dir()
+    if cache.is_dir():
+        size, files = _dir_size(cache)
+        print(f"Cache: {cache} ({files} files, {_human(size)})")
+    else:
+        print(f"Cache: {cache} (does not exist yet)")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:  # noqa: BLE001 - diagnostics must never fail
+        print(f"error while gathering diagnostics: {e}")
+    sys.exit(0)

@@ -1,0 +1,23 @@
+#pragma once
+#include <string>
+#include <vector>
+
+#include "ir/ir.h"
+#include "passes/specialize.h"
+
+namespace parpy {
+
+struct CpuProgram {
+  std::string code;          // C++ source
+  std::string entry_symbol;  // extern "C" int32_t <entry_symbol>(void** args)
+};
+
+// Prints the parallel loop IR as C++ with OpenMP (SPEC A2). The outermost parallel loop of a
+// nest becomes `omp parallel for`, innermost parallel loops inside it `omp simd`, reductions
+// use OpenMP reduction clauses. Defines `extern "C" int32_t <name>(params...)` and a uniform
+// entry `<name>__parpy_entry(void** args)` reading each argument through a pointer.
+CpuProgram print_cpu(const std::string& name, const std::vector<AbiParam>& params, const Block& body);
+
+// C++ spelling of an element type.
+const char* cpu_type(ElemSize e);
+}  // namespace parpy

@@ -1,0 +1,46 @@
+#include "ir/error.h"
+
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+namespace parpy {
+
+Span merge(const Span& a, const Span& b) {
+  if (!a.known()) return b;
+  if (!b.known()) return a;
+  Span s = a;
+  if (b.line < s.line || (b.line == s.line && b.col < s.col)) {
+    s.line = b.line;
+    s.col = b.col;
+  }
+  if (b.end_line > s.end_line || (b.end_line == s.end_line && b.end_col > s.end_col)) {
+    s.end_line = b.end_line;
+    s.end_col = b.end_col;
+  }
+  return s;
+}
+
+std::string CompileError::render() const {
+  if (!span_.known()) return msg_;
+  std::ifstream in(*span_.file);
+  if (!in) return msg_;
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  int end_line = span_.end_line >= span_.line ? span_.end_line : span_.line;
+  if (span_.line < 1 || end_line > static_cast<int>(lines.size())) return msg_;
+  std::ostringstream os;
+  os << msg_ << "\n\n";
+  if (end_line == span_.line)
+    os << "On line " << span_.line;
+  else
+    os << "On lines " << span_.line << "-" << end_line;
+  os << " of file " << *span_.file << ":\n";
+  for (int l = span_.line; l <= end_line; ++l) os << lines[l - 1] << "\n";
+  int width = span_.end_col - span_.col;
+  if (width < 0) width = -width;
+  os << std::string(span_.col, ' ') << std::string(width, '^') << "\n";
+  return os.str();
+}
+
+}  // namespace parpy

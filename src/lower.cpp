@@ -1,0 +1,91 @@
+// The whole compiler, read top to bottom: each pass is one line, followed by a debug dump.
+#include "lower.h"
+
+#include <chrono>
+
+#include "codegen/cpu.h"
+#include "passes/check_reductions.h"
+#include "passes/constant_fold.h"
+#include "passes/flatten_indices.h"
+#include "passes/lower_slices.h"
+#include "passes/resolve_par.h"
+#include "passes/typecheck.h"
+
+namespace parpy {
+
+namespace {
+
+class Stages {
+ public:
+  Stages(const CompileOptions& opts, const DebugSink& sink) : on_(opts.debug_print && sink), sink_(sink) {}
+
+  void dump(const char* stage, const std::string& name, const Block& body) {
+    auto now = std::chrono::steady_clock::now();
+    if (on_) {
+      auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - last_).count();
+      Function f{name, {}, body, {}, Type::void_()};
+      sink_(std::string("===== ") + stage + " (time: " + std::to_string(us) + " us) =====\n" +
+            print_function(f));
+    }
+    last_ = std::chrono::steady_clock::now();
+  }
+
+  void dump_code(const char* stage, const std::string& code) {
+    auto now = std::chrono::steady_clock::now();
+    if (on_) {
+      auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - last_).count();
+      sink_(std::string("===== ") + stage + " (time: " + std::to_string(us) + " us) =====\n" + code);
+    }
+    last_ = now;
+  }
+
+ private:
+  bool on_;
+  const DebugSink& sink_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+std::map<std::string, std::vector<int64_t>> array_shapes(const std::vector<AbiParam>& params) {
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& p : params)
+    if (p.type.is_array()) shapes[p.name] = p.type.shape;
+  return shapes;
+}
+
+std::map<std::string, Type> array_types(const std::vector<AbiParam>& params) {
+  std::map<std::string, Type> types;
+  for (const auto& p : params)
+    if (p.type.is_array()) types[p.name] = p.type;
+  return types;
+}
+
+}  // namespace
+
+Lowered lower(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts,
+              const DebugSink& debug) {
+  Stages st(opts, debug);
+  const std::string& name = f.name;
+  ensure_parallelism(f, opts);
+  Specialized sp = specialize(f, args, opts);
+  Block ir = sp.fn.body;
+  st.dump("specialize", name, ir);
+  ir = constant_fold(ir);
+  st.dump("constant_fold", name, ir);
+  ir = lower_slices(ir, array_shapes(sp.params));
+  st.dump("lower_slices", name, ir);
+  ir = typecheck(ir, array_types(sp.params), opts, name);
+  st.dump("typecheck", name, ir);
+  ir = constant_fold(ir);
+  st.dump("constant_fold", name, ir);
+  ir = flatten_indices(ir);
+  st.dump("flatten_indices", name, ir);
+  ir = resolve_par(ir, opts);
+  st.dump("resolve_par", name, ir);
+  ir = check_reductions(ir);
+  st.dump("check_reductions", name, ir);
+  CpuProgram prog = print_cpu(name, sp.params, ir);
+  st.dump_code("print_cpu", prog.code);
+  return {prog.code, prog.entry_symbol, sp.params};
+}
+
+}  // namespace parpy

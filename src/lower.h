@@ -1,0 +1,25 @@
+// THE pipeline: from the decorated function's IR and a call's arguments to generated code.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ir/ir.h"
+#include "ir/options.h"
+#include "passes/specialize.h"
+
+namespace parpy {
+
+struct Lowered {
+  std::string code;          // the generated source
+  std::string entry_symbol;  // extern "C" int32_t entry(void** args)
+  std::vector<AbiParam> params;
+};
+
+// Receives "===== <stage> (time: N us) =====\n<IR>" after each pass when opts.debug_print is set.
+using DebugSink = std::function<void(const std::string&)>;
+
+Lowered lower(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts,
+              const DebugSink& debug = {});
+
+}  // namespace parpy

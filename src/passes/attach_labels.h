@@ -1,0 +1,7 @@
+#pragma once
+#include "ir/ir.h"
+
+namespace parpy {
+// Moves each run of label statements onto the next statement of its block (SPEC B 2.3).
+Block attach_labels(const Block& b);
+}  // namespace parpy

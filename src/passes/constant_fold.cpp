@@ -1,0 +1,172 @@
+#include "passes/constant_fold.h"
+
+#include <cmath>
+
+namespace parpy {
+
+int64_t py_floordiv(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
+  return q;
+}
+
+int64_t py_mod(int64_t a, int64_t b) {
+  int64_t r = a % b;
+  if (r != 0 && ((r < 0) != (b < 0))) r += b;
+  return r;
+}
+
+namespace {
+
+// Wraps an integer to the width of a typed (non-weak) literal's element type.
+int64_t wrap(int64_t v, ElemSize e) {
+  switch (e) {
+    case ElemSize::I8: return static_cast<int8_t>(v);
+    case ElemSize::I16: return static_cast<int16_t>(v);
+    case ElemSize::I32: return static_cast<int32_t>(v);
+    case ElemSize::U8: return static_cast<uint8_t>(v);
+    case ElemSize::U16: return static_cast<uint16_t>(v);
+    case ElemSize::U32: return static_cast<uint32_t>(v);
+    default: return v;
+  }
+}
+
+Expr make_int(int64_t v, const Expr& like, const Span& sp) {
+  return int_lit(wrap(v, like->ty.elem), sp, like->weak, like->ty.elem);
+}
+
+Expr fold_binop(const Expr& e) {
+  const Expr& a = e->args[0];
+  const Expr& b = e->args[1];
+  if (!is_literal(a) || !is_literal(b) || a->kind != b->kind) return e;
+  const Span& sp = e->span;
+  bool weak = a->weak && b->weak;
+  // Typed operands must agree before folding (the type checker inserts conversions).
+  if (!a->weak && !b->weak && a->ty.elem != b->ty.elem) return e;
+  const Expr& typed = a->weak ? b : a;
+  if (a->kind == ExprKind::Int) {
+    int64_t x = a->ival, y = b->ival;
+    if (is_unsigned_int(typed->ty.elem) && !weak) return e;  // keep unsigned semantics in C
+    switch (e->binop) {
+      case BinOp::Add: return make_int(static_cast<int64_t>(static_cast<uint64_t>(x) + static_cast<uint64_t>(y)), typed, sp);
+      case BinOp::Sub: return make_int(static_cast<int64_t>(static_cast<uint64_t>(x) - static_cast<uint64_t>(y)), typed, sp);
+      case BinOp::Mul: return make_int(static_cast<int64_t>(static_cast<uint64_t>(x) * static_cast<uint64_t>(y)), typed, sp);
+      case BinOp::Div:
+        if (y == 0 || (x == INT64_MIN && y == -1)) return e;
+        return make_int(x / y, typed, sp);
+      case BinOp::FloorDiv:
+        if (y == 0 || (x == INT64_MIN && y == -1)) return e;
+        return make_int(py_floordiv(x, y), typed, sp);
+      case BinOp::Mod:
+        if (y == 0 || (x == INT64_MIN && y == -1)) return e;
+        return make_int(py_mod(x, y), typed, sp);
+      case BinOp::BitAnd: return make_int(x & y, typed, sp);
+      case BinOp::BitOr: return make_int(x | y, typed, sp);
+      case BinOp::BitXor: return make_int(x ^ y, typed, sp);
+      case BinOp::Shl:
+        if (y < 0 || y >= 63) return e;
+        return make_int(static_cast<int64_t>(static_cast<uint64_t>(x) << y), typed, sp);
+      case BinOp::Shr:
+        if (y < 0 || y >= 64) return e;
+        return make_int(x >> y, typed, sp);
+      case BinOp::Max: return make_int(std::max(x, y), typed, sp);
+      case BinOp::Min: return make_int(std::min(x, y), typed, sp);
+      case BinOp::Eq: return bool_lit(x == y, sp);
+      case BinOp::Neq: return bool_lit(x != y, sp);
+      case BinOp::Lt: return bool_lit(x < y, sp);
+      case BinOp::Le: return bool_lit(x <= y, sp);
+      case BinOp::Gt: return bool_lit(x > y, sp);
+      case BinOp::Ge: return bool_lit(x >= y, sp);
+      default: return e;
+    }
+  }
+  if (a->kind == ExprKind::Float) {
+    double x = a->fval, y = b->fval;
+    if (!weak && typed->ty.elem != ElemSize::F64) return e;  // leave narrow float math to C
+    auto mk = [&](double v) { return float_lit(v, sp, weak, typed->ty.elem); };
+    switch (e->binop) {
+      case BinOp::Add: return mk(x + y);
+      case BinOp::Sub: return mk(x - y);
+      case BinOp::Mul: return mk(x * y);
+      case BinOp::Div: return y == 0.0 ? e : mk(x / y);
+      case BinOp::Max: return mk(std::fmax(x, y));
+      case BinOp::Min: return mk(std::fmin(x, y));
+      case BinOp::Eq: return bool_lit(x == y, sp);
+      case BinOp::Neq: return bool_lit(x != y, sp);
+      case BinOp::Lt: return bool_lit(x < y, sp);
+      case BinOp::Le: return bool_lit(x <= y, sp);
+      case BinOp::Gt: return bool_lit(x > y, sp);
+      case BinOp::Ge: return bool_lit(x >= y, sp);
+      default: return e;
+    }
+  }
+  if (a->kind == ExprKind::Bool) {
+    bool x = a->bval, y = b->bval;
+    switch (e->binop) {
+      case BinOp::And: return bool_lit(x && y, sp);
+      case BinOp::Or: return bool_lit(x || y, sp);
+      case BinOp::Eq: return bool_lit(x == y, sp);
+      case BinOp::Neq: return bool_lit(x != y, sp);
+      default: return e;
+    }
+  }
+  return e;
+}
+
+Expr fold_node(const Expr& e) {
+  switch (e->kind) {
+    case ExprKind::BinOp: return fold_binop(e);
+    case ExprKind::UnOp: {
+      const Expr& a = e->args[0];
+      if (e->unop == UnOp::Neg && a->kind == ExprKind::Int &&
+          (a->weak || is_signed_int(a->ty.elem)) && a->ival != INT64_MIN)
+        return make_int(-a->ival, a, e->span);
+      if (e->unop == UnOp::Neg && a->kind == ExprKind::Float)
+        return float_lit(-a->fval, e->span, a->weak, a->ty.elem);
+      if (e->unop == UnOp::Not && a->kind == ExprKind::Bool) return bool_lit(!a->bval, e->span);
+      return e;
+    }
+    case ExprKind::IfExpr:
+      if (e->args[0]->kind == ExprKind::Bool) return e->args[0]->bval ? e->args[1] : e->args[2];
+      return e;
+    case ExprKind::Convert: {
+      const Expr& a = e->args[0];
+      ElemSize t = e->ty.elem;
+      if (!is_literal(a) || !e->ty.is_scalar()) return e;
+      if (is_float(t) && (a->kind == ExprKind::Float || a->kind == ExprKind::Int)) {
+        double v = a->kind == ExprKind::Float ? a->fval : static_cast<double>(a->ival);
+        if (t == ElemSize::F32) v = static_cast<float>(v);
+        return float_lit(v, e->span, false, t);
+      }
+      if (is_int(t) && a->kind == ExprKind::Int)
+        return int_lit(wrap(a->ival, t), e->span, false, t);
+      if (is_int(t) && a->kind == ExprKind::Float && std::isfinite(a->fval) &&
+          std::fabs(a->fval) < 9.2e18)
+        return int_lit(wrap(static_cast<int64_t>(a->fval), t), e->span, false, t);
+      return e;
+    }
+    default: return e;
+  }
+}
+
+}  // namespace
+
+Expr constant_fold(const Expr& e) { return e ? map_expr(e, fold_node) : e; }
+
+Block constant_fold(const Block& b) {
+  Block folded = map_block_exprs(b, [](const Expr& e) { return constant_fold(e); });
+  Block out;
+  for (const auto& s : folded) {
+    if (s->kind == StmtKind::If && s->cond->kind == ExprKind::Bool) {
+      for (const auto& t : constant_fold(s->cond->bval ? s->body : s->orelse)) out.push_back(t);
+      continue;
+    }
+    auto n = copy(s);
+    n->body = constant_fold(s->body);
+    n->orelse = constant_fold(s->orelse);
+    out.push_back(n);
+  }
+  return out;
+}
+
+}  // namespace parpy

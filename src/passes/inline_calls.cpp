@@ -1,0 +1,104 @@
+#include "passes/inline_calls.h"
+
+#include <atomic>
+#include <map>
+#include <set>
+
+namespace parpy {
+
+Expr substitute(const Expr& e, const std::map<std::string, Expr>& sub) {
+  return map_expr(e, [&](const Expr& x) -> Expr {
+    if (x->kind == ExprKind::Var) {
+      auto it = sub.find(x->name);
+      if (it == sub.end()) return x;
+      // A renamed local keeps the span of its use.
+      if (it->second->kind == ExprKind::Var && !it->second->span.known())
+        return var(it->second->name, x->span);
+      return it->second;
+    }
+    if (x->kind == ExprKind::Subscript && x->args[0]->kind == ExprKind::Subscript) {
+      std::vector<Expr> idx(x->args[0]->args.begin() + 1, x->args[0]->args.end());
+      idx.insert(idx.end(), x->args.begin() + 1, x->args.end());
+      return subscript(x->args[0]->args[0], std::move(idx), x->span);
+    }
+    return x;
+  });
+}
+
+static Block substitute_block(const Block& b, const std::map<std::string, Expr>& sub,
+                              const std::map<std::string, std::string>& rename) {
+  Block out;
+  for (const auto& s : b) {
+    auto n = copy(s);
+    auto f = [&](const Expr& e) { return e ? substitute(e, sub) : e; };
+    n->lhs = f(n->lhs);
+    n->rhs = f(n->rhs);
+    n->cond = f(n->cond);
+    n->lo = f(n->lo);
+    n->hi = f(n->hi);
+    if (n->kind == StmtKind::For) {
+      auto it = rename.find(n->var);
+      if (it != rename.end()) n->var = it->second;
+    }
+    n->body = substitute_block(s->body, sub, rename);
+    n->orelse = substitute_block(s->orelse, sub, rename);
+    out.push_back(n);
+  }
+  return out;
+}
+
+static void assigned_names(const Block& b, std::set<std::string>& out) {
+  visit_block(b, [&](const Stmt& s) {
+    if (s->kind == StmtKind::For) out.insert(s->var);
+    if (s->kind == StmtKind::Assign && s->lhs->kind == ExprKind::Var) out.insert(s->lhs->name);
+  });
+}
+
+Block inline_calls(const Block& b,
+                   const std::function<std::shared_ptr<const Function>(const std::string&)>& find_jit,
+                   const std::function<bool(const std::string&)>& is_external) {
+  static std::atomic<int> counter{0};
+  Block out;
+  for (const auto& s : b) {
+    if (s->kind != StmtKind::Call) {
+      auto n = copy(s);
+      n->body = inline_calls(s->body, find_jit, is_external);
+      n->orelse = inline_calls(s->orelse, find_jit, is_external);
+      out.push_back(n);
+      continue;
+    }
+    const Expr& c = s->rhs;
+    auto callee = find_jit(c->name);
+    if (!callee) {
+      if (is_external(c->name)) fail("Cannot inline call to external function " + c->name, s->span);
+      fail("Call to unknown function " + c->name, s->span);
+    }
+    if (callee->params.size() != c->args.size())
+      fail("Function " + c->name + " expected " + std::to_string(callee->params.size()) +
+               " arguments, but received " + std::to_string(c->args.size()) + ".",
+           s->span);
+    std::map<std::string, Expr> sub;
+    for (size_t i = 0; i < c->args.size(); ++i) sub[callee->params[i].name] = c->args[i];
+    std::set<std::string> locals;
+    assigned_names(callee->body, locals);
+    std::map<std::string, std::string> rename;
+    int id = counter++;
+    for (const auto& l : locals) {
+      if (sub.count(l)) continue;
+      std::string fresh = l + "_" + c->name + std::to_string(id);
+      rename[l] = fresh;
+      sub[l] = var(fresh, {});
+    }
+    // Renamed locals keep their original spans through substitute(): give them the use's span.
+    Block body = substitute_block(callee->body, sub, rename);
+    if (!s->labels.empty() && !body.empty()) {
+      auto first = copy(body[0]);
+      first->labels.insert(first->labels.begin(), s->labels.begin(), s->labels.end());
+      body[0] = first;
+    }
+    for (auto& st : body) out.push_back(st);
+  }
+  return out;
+}
+
+}  // namespace parpy

@@ -1,0 +1,367 @@
+#include "passes/lower_slices.h"
+
+#include <atomic>
+#include <sstream>
+
+#include "passes/constant_fold.h"
+
+namespace parpy {
+namespace {
+
+const char* kReduceMsg =
+    "\nReduce operations must be used on a slice expression, containing the right-hand side of "
+    "an assigment.";
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+  os << "]";
+  return os.str();
+}
+
+bool has_slice(const Expr& e) {
+  bool found = false;
+  visit_expr(e, [&](const Expr& x) {
+    if (x->kind == ExprKind::Slice) found = true;
+  });
+  return found;
+}
+
+// A subscript containing slices, resolved against its array's shape.
+struct SliceSub {
+  Expr node;
+  std::vector<int64_t> lo, ext;  // per slice, in order
+};
+
+class SliceLowering {
+ public:
+  explicit SliceLowering(const std::map<std::string, std::vector<int64_t>>& shapes) : shapes_(shapes) {}
+
+  Block block(const Block& b) {
+    Block out;
+    for (const auto& s : b) stmt(s, out);
+    return out;
+  }
+
+ private:
+  const std::map<std::string, std::vector<int64_t>>& shapes_;
+  std::map<const ExprNode*, SliceSub> subs_;
+
+  std::string fresh() {
+    static std::atomic<int> n{0};
+    return "slice_dim" + std::to_string(n++);
+  }
+
+  void reject_slices_and_reductions(const Expr& e) {
+    visit_expr(e, [&](const Expr& x) {
+      if (x->kind == ExprKind::Slice)
+        fail("Slice expressions are only allowed in assignment statements.", x->span);
+      if (x->kind == ExprKind::Reduce)
+        fail(std::string("Found reduction operation ") + reduce_name(x->reduce) +
+                 " in unsupported position." + kReduceMsg,
+             x->span);
+    });
+  }
+
+  void stmt(const Stmt& s, Block& out) {
+    if (s->kind != StmtKind::Assign) {
+      for (const Expr* e : {&s->lhs, &s->rhs, &s->cond, &s->lo, &s->hi})
+        if (*e) reject_slices_and_reductions(*e);
+      auto n = copy(s);
+      n->body = block(s->body);
+      n->orelse = block(s->orelse);
+      out.push_back(n);
+      return;
+    }
+    bool is_reduce = s->rhs->kind == ExprKind::Reduce;
+    Expr lhs = constant_fold(s->lhs);
+    Expr rhs = constant_fold(is_reduce ? s->rhs->args[0] : s->rhs);
+    reject_nested_reductions(lhs);
+    reject_nested_reductions(rhs);
+    if (!has_slice(lhs) && !has_slice(rhs)) {
+      if (is_reduce)
+        fail(std::string("Found reduction operation ") + reduce_name(s->rhs->reduce) +
+                 " in unsupported position." + kReduceMsg,
+             s->rhs->span);
+      out.push_back(s);
+      return;
+    }
+    std::vector<SliceSub*> lsubs = resolve(lhs), rsubs = resolve(rhs);
+    size_t nl = max_slices(lsubs), nr = max_slices(rsubs);
+    if (is_reduce)
+      reduction(s, lhs, rhs, lsubs, rsubs, nl, nr, out);
+    else
+      mapping(s, lhs, rhs, lsubs, rsubs, nl, nr, out);
+  }
+
+  void reject_nested_reductions(const Expr& e) {
+    visit_expr(e, [&](const Expr& x) {
+      if (x->kind == ExprKind::Reduce)
+        fail(std::string("Found reduction operation ") + reduce_name(x->reduce) +
+                 " in unsupported position." + kReduceMsg,
+             x->span);
+    });
+  }
+
+  static size_t max_slices(const std::vector<SliceSub*>& subs) {
+    size_t n = 0;
+    for (auto* s : subs) n = std::max(n, s->ext.size());
+    return n;
+  }
+
+  int64_t bound(const Expr& e, bool lower, int64_t dim) {
+    if (!e) return lower ? 0 : dim;
+    if (e->kind != ExprKind::Int)
+      fail(lower ? "Lower-bound of slice must be fixed." : "Upper-bound of slice must be fixed.", e->span);
+    int64_t v = e->ival;
+    return v < 0 ? v + dim : v;
+  }
+
+  std::vector<SliceSub*> resolve(const Expr& e) {
+    std::vector<SliceSub*> out;
+    visit_expr(e, [&](const Expr& x) {
+      if (x->kind != ExprKind::Subscript) return;
+      bool any = false;
+      for (size_t i = 1; i < x->args.size(); ++i) any |= x->args[i]->kind == ExprKind::Slice;
+      if (!any) return;
+      const Expr& t = x->args[0];
+      if (t->kind != ExprKind::Var) fail("Target of slice must be a variable.", t->span);
+      auto it = shapes_.find(t->name);
+      if (it == shapes_.end()) fail("Target of slice subscript operation has invalid type.", t->span);
+      const auto& shape = it->second;
+      if (x->args.size() - 1 != shape.size())
+        fail("Subscript operations containing slices must refer to all dimensions of the target. "
+             "The target has shape " + shape_str(shape) + " but " +
+                 std::to_string(x->args.size() - 1) + " indices were given.",
+             x->span);
+      SliceSub sub{x, {}, {}};
+      for (size_t i = 1; i < x->args.size(); ++i) {
+        const Expr& ix = x->args[i];
+        if (ix->kind != ExprKind::Slice) continue;
+        int64_t dim = shape[i - 1];
+        int64_t lo = bound(ix->args[0], true, dim), hi = bound(ix->args[1], false, dim);
+        if (lo < 0 || hi > dim || lo > dim)
+          fail("Slice dimensions " + std::to_string(lo) + " and " + std::to_string(hi) +
+                   " out of range for shape " + std::to_string(dim),
+               ix->span);
+        if (lo >= hi)
+          fail("Lower-bound " + std::to_string(lo) + " of slice must be less than its upper-bound " +
+                   std::to_string(hi) + ".",
+               ix->span);
+        sub.lo.push_back(lo);
+        sub.ext.push_back(hi - lo);
+      }
+      subs_[x.get()] = std::move(sub);
+      out.push_back(&subs_[x.get()]);
+    });
+    return out;
+  }
+
+  // Extents of n right-aligned dimensions, combining broadcastable extents.
+  std::vector<int64_t> extents(const std::vector<SliceSub*>& subs, size_t n, const Span& sp) {
+    std::vector<int64_t> ext(n, 1);
+    for (auto* s : subs) {
+      size_t m = s->ext.size();
+      for (size_t j = 0; j < m; ++j) {
+        int64_t& e = ext[n - m + j];
+        if (e == 1) e = s->ext[j];
+        else if (s->ext[j] != 1 && s->ext[j] != e) shape_error(subs, sp);
+      }
+    }
+    return ext;
+  }
+
+  [[noreturn]] void shape_error(const std::vector<SliceSub*>& subs, const Span& sp) {
+    std::string msg = "Found incompatible shapes ";
+    for (size_t i = 0; i < subs.size(); ++i) {
+      if (i) msg += i + 1 == subs.size() ? " and " : ", ";
+      msg += shape_str(subs[i]->ext);
+    }
+    type_fail(msg, sp);
+  }
+
+  // Replaces the slices of every subscript in e by indices of the given dimensions.
+  Expr bind(const Expr& e, const std::vector<Expr>& dim_index, const std::vector<int64_t>& dim_ext,
+            const std::vector<SliceSub*>& all, const Span& sp) {
+    return map_expr(e, [&](const Expr& x) -> Expr {
+      if (x->kind != ExprKind::Subscript) return x;
+      // map_expr may have rebuilt x; find the original by its children's positions.
+      const SliceSub* sub = nullptr;
+      for (auto* s : all)
+        if (s->node->span.line == x->span.line && s->node->span.col == x->span.col &&
+            s->node->span.end_col == x->span.end_col && s->node->args.size() == x->args.size())
+          sub = s;
+      if (!sub) return x;
+      size_t n = dim_index.size(), m = sub->ext.size();
+      if (m > n) internal_fail("slice dimensions exceed loop dimensions", x->span);
+      std::vector<Expr> idx;
+      size_t j = 0;
+      for (size_t i = 1; i < x->args.size(); ++i) {
+        if (x->args[i]->kind != ExprKind::Slice) {
+          idx.push_back(x->args[i]);
+          continue;
+        }
+        size_t d = n - m + j;
+        int64_t lo = sub->lo[j], ext = sub->ext[j];
+        if (ext != dim_ext[d] && ext != 1) shape_error(all, sp);
+        const Span& isp = x->args[i]->span;
+        if (ext == 1 && dim_ext[d] != 1)
+          idx.push_back(int_lit(lo, isp));
+        else if (lo == 0)
+          idx.push_back(dim_index[d]);
+        else
+          idx.push_back(binop(BinOp::Add, int_lit(lo, isp), dim_index[d], isp));
+        ++j;
+      }
+      return subscript(x->args[0], std::move(idx), x->span);
+    });
+  }
+
+  std::vector<std::string> labels_for(const Stmt& s, size_t expected, const char* what) {
+    if (s->labels.empty()) return std::vector<std::string>(expected, "");
+    if (s->labels.size() != expected) {
+      if (std::string(what) == "full")
+        fail("Expected zero or one labels for full reduction operation, found " +
+                 std::to_string(s->labels.size()),
+             s->span);
+      fail("Expected zero or " + std::to_string(expected) + " labels, found " +
+               std::to_string(s->labels.size()),
+           s->span);
+    }
+    return s->labels;
+  }
+
+  static std::vector<std::string> label_list(const std::string& l, bool reduce) {
+    std::vector<std::string> out;
+    if (!l.empty()) out.push_back(l);
+    if (reduce) out.push_back(kReduceLabel);
+    return out;
+  }
+
+  void mapping(const Stmt& s, const Expr& lhs, const Expr& rhs, const std::vector<SliceSub*>& lsubs,
+               const std::vector<SliceSub*>& rsubs, size_t nl, size_t nr, Block& out) {
+    if (nr > nl)
+      fail("Slice statements cannot have more slice dimensions in the right-hand side expression "
+           "than in the left-hand side expression.",
+           s->span);
+    std::vector<SliceSub*> all = lsubs;
+    all.insert(all.end(), rsubs.begin(), rsubs.end());
+    std::vector<int64_t> ext = extents(lsubs, nl, s->span);
+    // The target's extents decide the loops; the right-hand side must broadcast to them.
+    for (auto* r : rsubs)
+      for (size_t j = 0; j < r->ext.size(); ++j) {
+        int64_t e = ext[nl - r->ext.size() + j];
+        if (r->ext[j] != e && r->ext[j] != 1) shape_error(all, s->span);
+      }
+    auto labels = labels_for(s, nl, "map");
+    std::vector<std::string> vars;
+    std::vector<Expr> idx;
+    for (size_t d = 0; d < nl; ++d) {
+      vars.push_back(fresh());
+      idx.push_back(var(vars.back(), s->span));
+    }
+    Stmt body = assign(bind(lhs, idx, ext, all, s->span), bind(rhs, idx, ext, all, s->span), s->span);
+    Block inner{body};
+    for (size_t d = nl; d-- > 0;)
+      inner = {for_loop(vars[d], int_lit(0, s->span), int_lit(ext[d], s->span), 1, inner, s->span,
+                        label_list(labels[d], false))};
+    out.push_back(inner[0]);
+  }
+
+  static BinOp combine_op(ReduceOp op) {
+    switch (op) {
+      case ReduceOp::Sum: return BinOp::Add;
+      case ReduceOp::Prod: return BinOp::Mul;
+      case ReduceOp::Max: return BinOp::Max;
+      case ReduceOp::Min: return BinOp::Min;
+    }
+    return BinOp::Add;
+  }
+
+  void reduction(const Stmt& s, const Expr& lhs, const Expr& arg, const std::vector<SliceSub*>& lsubs,
+                 const std::vector<SliceSub*>& rsubs, size_t nl, size_t nr, Block& out) {
+    const Expr& red = s->rhs;
+    if (nr == 0)
+      fail(std::string("Found reduction operation ") + reduce_name(red->reduce) +
+               " in unsupported position." + kReduceMsg,
+           red->span);
+    std::vector<SliceSub*> all = lsubs;
+    all.insert(all.end(), rsubs.begin(), rsubs.end());
+    std::vector<int64_t> ext = extents(rsubs, nr, s->span);
+    for (int64_t e : ext)
+      if (e == 0) fail("Cannot apply reduction on empty dimension", red->span);
+    BinOp op = combine_op(red->reduce);
+    const Span& sp = s->span;
+    Block result;
+    if (red->has_axis) {
+      if (nl + 1 != nr)
+        fail("When reducing along one dimension, the number of slice dimensions of the left-hand "
+             "side expression must be one less than in the right-hand side.",
+             sp);
+      int64_t k = red->axis;
+      if (k < -static_cast<int64_t>(nr) || k >= static_cast<int64_t>(nr))
+        type_fail("Invalid axis value " + std::to_string(k) + " for tensor of " +
+                      std::to_string(nr) + " dimensions.",
+                  red->span);
+      if (k < 0) k += nr;
+      auto labels = labels_for(s, nr, "axis");
+      std::vector<std::string> vars;
+      std::vector<Expr> idx;
+      for (size_t d = 0; d < nr; ++d) {
+        vars.push_back(fresh());
+        idx.push_back(var(vars.back(), sp));
+      }
+      std::vector<Expr> lidx, lo_idx = idx;
+      std::vector<int64_t> lext;
+      for (size_t d = 0; d < nr; ++d)
+        if (static_cast<int64_t>(d) != k) {
+          lidx.push_back(idx[d]);
+          lext.push_back(ext[d]);
+        }
+      lo_idx[k] = int_lit(0, sp);
+      Expr target = bind(lhs, lidx, lext, all, sp);
+      Expr elem = bind(arg, idx, ext, all, sp);
+      Block inner{assign(target, neutral(red->reduce, bind(arg, lo_idx, ext, all, sp), sp), sp),
+                  for_loop(vars[k], int_lit(0, sp), int_lit(ext[k], sp), 1,
+                           {assign(target, binop(op, target, elem, sp), sp)}, sp,
+                           label_list(labels[k], true))};
+      for (size_t d = nr; d-- > 0;) {
+        if (static_cast<int64_t>(d) == k) continue;
+        inner = {for_loop(vars[d], int_lit(0, sp), int_lit(ext[d], sp), 1, inner, sp,
+                          label_list(labels[d], false))};
+      }
+      result = inner;
+    } else {
+      if (nl != 0)
+        fail("When reducing along all dimensions, the left-hand side expression must be a scalar.", sp);
+      auto labels = labels_for(s, 1, "full");
+      std::string v = fresh();
+      Expr flat = var(v, sp);
+      std::vector<Expr> idx, zero_idx;
+      int64_t total = 1, inner_size = 1;
+      for (int64_t e : ext) total *= e;
+      idx.resize(nr);
+      for (size_t d = nr; d-- > 0;) {
+        Expr ix = inner_size == 1 ? flat : binop(BinOp::FloorDiv, flat, int_lit(inner_size, sp), sp);
+        if (d > 0) ix = binop(BinOp::Mod, ix, int_lit(ext[d], sp), sp);
+        idx[d] = ix;
+        inner_size *= ext[d];
+        zero_idx.push_back(int_lit(0, sp));
+      }
+      Expr elem = bind(arg, idx, ext, all, sp);
+      result = {assign(lhs, neutral(red->reduce, bind(arg, zero_idx, ext, all, sp), sp), sp),
+                for_loop(v, int_lit(0, sp), int_lit(total, sp), 1,
+                         {assign(lhs, binop(op, lhs, elem, sp), sp)}, sp, label_list(labels[0], true))};
+    }
+    out.push_back(with_gpu(result, sp));
+  }
+};
+
+}  // namespace
+
+Block lower_slices(const Block& b, const std::map<std::string, std::vector<int64_t>>& shapes) {
+  return SliceLowering(shapes).block(b);
+}
+
+}  // namespace parpy

@@ -1,0 +1,9 @@
+#pragma once
+#include "ir/ir.h"
+#include "ir/options.h"
+
+namespace parpy {
+// Gives every for loop the LoopPar its labels select in opts.parallelize (SPEC B 1.7 merging);
+// `_reduce` selects LoopPar().reduce().
+Block resolve_par(const Block& b, const CompileOptions& opts);
+}  // namespace parpy

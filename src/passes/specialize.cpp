@@ -1,0 +1,162 @@
+#include "passes/specialize.h"
+
+#include <map>
+
+#include "passes/inline_calls.h"
+
+namespace parpy {
+
+void ensure_parallelism(const Function& f, const CompileOptions& opts) {
+  bool found = false;
+  visit_block(f.body, [&](const Stmt& s) {
+    if (s->kind == StmtKind::WithGpu) found = true;
+    for (const auto& l : s->labels)
+      if (opts.parallelize.count(l)) found = true;
+  });
+  if (!found)
+    fail("The function " + f.name +
+             " does not contain any parallelism, which is not allowed. Try adding a label "
+             "('parpy.label') in front of a parallelizable statement, and specify its parallelism "
+             "using the 'parallelize' keyword argument. Alternatively, if you want to run "
+             "sequential code on the GPU, wrap the code in a GPU context as 'with parpy.gpu: ...'.",
+         f.span);
+}
+
+namespace {
+
+Expr scalar_literal(const ArgValue& a, const Span& sp, const CompileOptions& opts) {
+  switch (a.kind) {
+    case ArgValue::Kind::Int: return int_lit(a.ival, sp, true, opts.int_size());
+    case ArgValue::Kind::Float: return float_lit(a.fval, sp, true, opts.float_size());
+    case ArgValue::Kind::Array:
+      if (a.elem == ElemSize::Bool) return bool_lit(a.ival != 0, sp);
+      if (is_float(a.elem)) return float_lit(a.fval, sp, false, a.elem);
+      return int_lit(a.ival, sp, false, a.elem);
+    case ArgValue::Kind::Dict: break;
+  }
+  internal_fail("dict is not a scalar", sp);
+}
+
+bool is_scalar_arg(const ArgValue& a) {
+  return a.kind == ArgValue::Kind::Int || a.kind == ArgValue::Kind::Float ||
+         (a.kind == ArgValue::Kind::Array && a.shape.empty());
+}
+
+Type scalar_arg_type(const ArgValue& a, const CompileOptions& opts) {
+  if (a.kind == ArgValue::Kind::Int) return Type::scalar(opts.int_size());
+  if (a.kind == ArgValue::Kind::Float) return Type::scalar(opts.float_size());
+  return Type::scalar(a.elem);
+}
+
+Type dict_type(const ArgValue& a, const CompileOptions& opts) {
+  Type t;
+  t.kind = Type::Kind::Dict;
+  for (const auto& [k, v] : a.fields)
+    t.fields.emplace_back(k, is_scalar_arg(v) ? scalar_arg_type(v, opts) : Type::tensor(v.elem, v.shape));
+  return t;
+}
+
+class Specializer {
+ public:
+  Specializer(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts)
+      : f_(f), args_(args), opts_(opts) {}
+
+  Specialized run() {
+    Specialized out;
+    out.fn = f_;
+    for (size_t i = 0; i < args_.size(); ++i) {
+      const auto& p = f_.params[i];
+      const auto& a = args_[i];
+      if (a.kind == ArgValue::Kind::Dict) {
+        dicts_[p.name] = &a;
+        for (const auto& [k, v] : a.fields) {
+          std::string flat = p.name + "_" + k;
+          if (is_scalar_arg(v))
+            out.params.push_back({flat, scalar_arg_type(v, opts_)});
+          else
+            out.params.push_back({flat, Type::tensor(v.elem, v.shape)});
+        }
+      } else if (is_scalar_arg(a)) {
+        scalars_[p.name] = &a;
+        out.params.push_back({p.name, scalar_arg_type(a, opts_)});
+      } else {
+        out.params.push_back({p.name, Type::tensor(a.elem, a.shape)});
+      }
+    }
+    check_no_scalar_assignment(f_.body);
+    out.fn.body = map_block_exprs(f_.body, [&](const Expr& e) { return rewrite(e); });
+    return out;
+  }
+
+ private:
+  const Function& f_;
+  const std::vector<ArgValue>& args_;
+  const CompileOptions& opts_;
+  std::map<std::string, const ArgValue*> scalars_, dicts_;
+
+  void check_no_scalar_assignment(const Block& b) {
+    visit_block(b, [&](const Stmt& s) {
+      if (s->kind != StmtKind::Assign) return;
+      const Expr& l = s->lhs;
+      if ((l->kind == ExprKind::Var && scalars_.count(l->name)) ||
+          (l->kind == ExprKind::Subscript && l->args[0]->kind == ExprKind::Var &&
+           scalars_.count(l->args[0]->name)))
+        fail("Assigning to a scalar parameter is not allowed", s->span);
+      if (l->kind == ExprKind::Subscript && l->args[0]->kind == ExprKind::Var &&
+          dicts_.count(l->args[0]->name) && l->args.size() == 2 &&
+          l->args[1]->kind == ExprKind::String) {
+        const ArgValue* d = dicts_[l->args[0]->name];
+        for (const auto& [k, v] : d->fields)
+          if (k == l->args[1]->name && is_scalar_arg(v))
+            fail("Assigning to a scalar parameter is not allowed", s->span);
+      }
+    });
+  }
+
+  Expr rewrite(const Expr& e) {
+    return map_expr(e, [&](const Expr& x) -> Expr {
+      if (x->kind == ExprKind::Var) {
+        auto it = scalars_.find(x->name);
+        if (it != scalars_.end()) return scalar_literal(*it->second, x->span, opts_);
+        return x;
+      }
+      if (x->kind == ExprKind::Subscript && x->args[0]->kind == ExprKind::Var) {
+        auto it = dicts_.find(x->args[0]->name);
+        if (it == dicts_.end()) return x;
+        const Expr& key = x->args[1];
+        if (key->kind != ExprKind::String)
+          type_fail("Cannot index using a non-string on dict expression", x->span);
+        const ArgValue* field = nullptr;
+        for (const auto& [k, v] : it->second->fields)
+          if (k == key->name) field = &v;
+        if (!field)
+          type_fail("Field " + key->name + " not present in type " + dict_type(*it->second, opts_).str(),
+                    x->span);
+        std::vector<Expr> rest(x->args.begin() + 2, x->args.end());
+        if (is_scalar_arg(*field)) {
+          if (!rest.empty())
+            type_fail("Indexing with " + std::to_string(rest.size()) +
+                          " dimensions on tensor of shape []",
+                      x->span);
+          return scalar_literal(*field, x->span, opts_);
+        }
+        Expr v = var(x->args[0]->name + "_" + key->name, x->span);
+        if (rest.empty()) return v;
+        return subscript(v, std::move(rest), x->span);
+      }
+      return x;
+    });
+  }
+};
+
+}  // namespace
+
+Specialized specialize(const Function& f, const std::vector<ArgValue>& args,
+                       const CompileOptions& opts) {
+  if (args.size() != f.params.size())
+    type_fail("Function " + f.name + " expected " + std::to_string(f.params.size()) +
+              " arguments but received " + std::to_string(args.size()));
+  return Specializer(f, args, opts).run();
+}
+
+}  // namespace parpy

@@ -1,0 +1,38 @@
+#pragma once
+#include <string>
+#include <vector>
+
+#include "ir/ir.h"
+#include "ir/options.h"
+
+namespace parpy {
+
+// What the compiler knows about one call argument.
+struct ArgValue {
+  enum class Kind : uint8_t { Int, Float, Array, Dict } kind = Kind::Int;
+  int64_t ival = 0;     // Int, or an integer/bool 0-dim array
+  double fval = 0.0;    // Float, or a float 0-dim array
+  ElemSize elem = ElemSize::I64;  // Array
+  std::vector<int64_t> shape;     // Array; empty for a 0-dim array (a typed scalar)
+  std::vector<std::pair<std::string, ArgValue>> fields;  // Dict, sorted by key
+};
+
+// One parameter of the generated entry function, in calling order (dicts expanded by key).
+struct AbiParam {
+  std::string name;
+  Type type;  // arrays: Tensor with shape; scalars: scalar type (passed, but inlined)
+};
+
+struct Specialized {
+  Function fn;                   // scalar parameters inlined, dict fields resolved
+  std::vector<AbiParam> params;  // entry parameters
+};
+
+// Errors unless a label of opts.parallelize or a `with parpy.gpu` block appears (SPEC B 3.1).
+void ensure_parallelism(const Function& f, const CompileOptions& opts);
+
+// Substitutes every scalar argument as a literal and types the array parameters (SPEC B 2.10).
+Specialized specialize(const Function& f, const std::vector<ArgValue>& args,
+                       const CompileOptions& opts);
+
+}  // namespace parpy

@@ -1,0 +1,436 @@
+#include "passes/typecheck.h"
+
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+namespace parpy {
+namespace {
+
+enum class Cat { Bool, Signed, Unsigned, Float };
+
+Cat cat(ElemSize e) {
+  if (is_bool(e)) return Cat::Bool;
+  if (is_signed_int(e)) return Cat::Signed;
+  if (is_unsigned_int(e)) return Cat::Unsigned;
+  return Cat::Float;
+}
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? "," : "") << s[i];
+  os << "]";
+  return os.str();
+}
+
+class TypeChecker {
+ public:
+  TypeChecker(const std::map<std::string, Type>& params, const CompileOptions& opts, std::string fname)
+      : opts_(opts), fname_(std::move(fname)) {
+    scopes_.emplace_back(params.begin(), params.end());
+  }
+
+  Block block(const Block& b) {
+    Block out;
+    for (const auto& s : b) out.push_back(stmt(s));
+    return out;
+  }
+
+ private:
+  const CompileOptions& opts_;
+  std::string fname_;
+  std::vector<std::map<std::string, Type>> scopes_;
+
+  const Type* lookup(const std::string& n) const {
+    for (auto it = scopes_.rbegin(); it != scopes_.rend(); ++it) {
+      auto f = it->find(n);
+      if (f != it->end()) return &f->second;
+    }
+    return nullptr;
+  }
+
+  ElemSize isz() const { return opts_.int_size(); }
+  ElemSize fsz() const { return opts_.float_size(); }
+
+  // A weak literal or weak expression gets a concrete type; typed expressions get a conversion.
+  Expr coerce(const Expr& e, ElemSize t) {
+    if (e->ty.is_scalar() && e->ty.elem == t && !e->weak) return e;
+    if (e->weak) {
+      if (e->kind == ExprKind::Int) {
+        if (is_float(t)) return float_lit(static_cast<double>(e->ival), e->span, false, t);
+        return int_lit(e->ival, e->span, false, t);
+      }
+      if (e->kind == ExprKind::Float) return float_lit(e->fval, e->span, false, t);
+      auto n = copy(e);
+      n->weak = false;
+      if (n->ty.elem == t) return n;
+      return convert(n, Type::scalar(t));
+    }
+    return convert(e, Type::scalar(t));
+  }
+
+  void require_scalar(const Expr& e, const char* what) {
+    if (!e->ty.is_scalar()) type_fail(what, e->span);
+  }
+
+  // The common type of two scalar operands (SPEC B 2.6 with A4).
+  ElemSize unify(Expr& a, Expr& b, const Span& sp) {
+    ElemSize A = a->ty.elem, B = b->ty.elem;
+    ElemSize r;
+    if (a->weak && b->weak) {
+      bool fl = is_float(A) || is_float(B);
+      r = fl ? fsz() : isz();
+      if (fl) {
+        a = weak_as(a, r);
+        b = weak_as(b, r);
+      }
+      return r;
+    }
+    if (a->weak || b->weak) {
+      Expr& w = a->weak ? a : b;
+      Expr& s = a->weak ? b : a;
+      ElemSize S = s->ty.elem, W = w->ty.elem;
+      if (is_bool(S) || is_bool(W)) type_fail("Incompatible element types", sp);
+      if (is_float(W) && !is_float(S)) {
+        r = fsz();
+        s = coerce(s, r);
+        w = coerce(w, r);
+        return r;
+      }
+      w = coerce(w, S);
+      return S;
+    }
+    if (cat(A) != cat(B)) type_fail("Incompatible element types", sp);
+    r = elem_bytes(A) >= elem_bytes(B) ? A : B;
+    a = coerce(a, r);
+    b = coerce(b, r);
+    return r;
+  }
+
+  // Keeps a weak expression weak while giving it another default type.
+  Expr weak_as(const Expr& e, ElemSize t) {
+    if (e->ty.elem == t) return e;
+    Expr c = coerce(e, t);
+    auto n = copy(c);
+    n->weak = true;
+    return n;
+  }
+
+  Expr typed(std::shared_ptr<ExprNode> n, Type t, bool weak = false) {
+    n->ty = std::move(t);
+    n->weak = weak;
+    return n;
+  }
+
+  Expr expr(const Expr& e) {
+    switch (e->kind) {
+      case ExprKind::Var: {
+        const Type* t = lookup(e->name);
+        if (!t) name_fail("Found reference to unknown variable " + e->name, e->span);
+        if (t->is_unknown()) type_fail("Variable " + e->name + " has unknown type", e->span);
+        return with_type(e, *t);
+      }
+      case ExprKind::Int: case ExprKind::Float: case ExprKind::Bool: return e;
+      case ExprKind::String: fail("String literal may only be used in dict lookups", e->span);
+      case ExprKind::Tuple: fail("Tuples are not allowed outside of indexing", e->span);
+      case ExprKind::Slice: fail("Slices are not allowed outside of indexing", e->span);
+      case ExprKind::UnOp: return unary(e);
+      case ExprKind::BinOp: return binary(e);
+      case ExprKind::IfExpr: {
+        Expr c = expr(e->args[0]);
+        if (!c->ty.is_scalar() || !is_bool(c->ty.elem))
+          type_fail("If expression has condition of invalid type " + c->ty.str(), c->span);
+        Expr a = expr(e->args[1]), b = expr(e->args[2]);
+        if (!a->ty.is_scalar() || !b->ty.is_scalar())
+          type_fail("Unsupported type " + (a->ty.is_scalar() ? b : a)->ty.str() +
+                        " of conditional expression",
+                    e->span);
+        ElemSize r = unify(a, b, e->span);
+        auto n = copy(e);
+        n->args = {c, a, b};
+        return typed(n, Type::scalar(r), a->weak && b->weak);
+      }
+      case ExprKind::Subscript: return subscript(e);
+      case ExprKind::Convert: {
+        Expr a = expr(e->args[0]);
+        if (!a->ty.is_scalar())
+          type_fail("Expected scalar type in type conversion, found " + a->ty.str(), e->span);
+        if (a->weak && (a->kind == ExprKind::Int || a->kind == ExprKind::Float)) {
+          if (a->kind == ExprKind::Float && !is_float(e->ty.elem)) return with_args(e, {a});
+          auto c = copy(coerce(a, e->ty.elem));
+          c->span = e->span;
+          return c;
+        }
+        return with_args(e, {a});
+      }
+      case ExprKind::Neutral: {
+        Expr a = expr(e->args[0]);
+        if (!a->ty.is_scalar())
+          type_fail("Unexpected argument of type " + a->ty.str() + " passed to tensor reduction builtin",
+                    e->span);
+        ElemSize t = a->weak ? (is_float(a->ty.elem) ? fsz() : isz()) : a->ty.elem;
+        if (is_bool(t))
+          type_fail("Unexpected argument of type " + a->ty.str() + " passed to tensor reduction builtin",
+                    e->span);
+        return neutral_literal(e->reduce, t, e->span);
+      }
+      case ExprKind::Call:
+        fail("Calls to jit functions or externals inside expressions are not supported yet: " + e->name,
+             e->span);
+      case ExprKind::Reduce:
+        fail(std::string("Found reduction operation ") + reduce_name(e->reduce) +
+                 " in unsupported position.",
+             e->span);
+      case ExprKind::Access: return e;
+    }
+    internal_fail("unknown expression", e->span);
+  }
+
+  Expr neutral_literal(ReduceOp op, ElemSize t, const Span& sp) {
+    switch (op) {
+      case ReduceOp::Sum: return is_float(t) ? float_lit(0.0, sp, false, t) : int_lit(0, sp, false, t);
+      case ReduceOp::Prod: return is_float(t) ? float_lit(1.0, sp, false, t) : int_lit(1, sp, false, t);
+      case ReduceOp::Max: case ReduceOp::Min: {
+        bool mx = op == ReduceOp::Max;
+        if (is_float(t)) return float_lit(mx ? -HUGE_VAL : HUGE_VAL, sp, false, t);
+        // Integer max/min start from the type's minimum/maximum (SPEC A8).
+        int64_t lo = 0, hi = 0;
+        switch (t) {
+          case ElemSize::I8: lo = INT8_MIN; hi = INT8_MAX; break;
+          case ElemSize::I16: lo = INT16_MIN; hi = INT16_MAX; break;
+          case ElemSize::I32: lo = INT32_MIN; hi = INT32_MAX; break;
+          case ElemSize::I64: lo = INT64_MIN; hi = INT64_MAX; break;
+          case ElemSize::U8: hi = UINT8_MAX; break;
+          case ElemSize::U16: hi = UINT16_MAX; break;
+          case ElemSize::U32: hi = UINT32_MAX; break;
+          case ElemSize::U64: hi = -1; break;  // all ones: printed as the unsigned maximum
+          default: break;
+        }
+        return int_lit(mx ? lo : hi, sp, false, t);
+      }
+    }
+    internal_fail("unknown reduction", sp);
+  }
+
+  Expr unary(const Expr& e) {
+    Expr a = expr(e->args[0]);
+    if (!a->ty.is_scalar()) type_fail("Expected scalar but found non-scalar tensor", e->span);
+    ElemSize t = a->ty.elem;
+    auto n = copy(e);
+    switch (e->unop) {
+      case UnOp::Neg:
+        if (is_bool(t)) type_fail("Invalid type " + a->ty.str() + " of unary minus", e->span);
+        n->args = {a};
+        return typed(n, a->ty, a->weak);
+      case UnOp::Not:
+        if (!is_bool(t)) type_fail("Invalid type " + a->ty.str() + " of boolean negation", e->span);
+        n->args = {a};
+        return typed(n, a->ty);
+      case UnOp::BitNot:
+        if (!is_int(t)) type_fail("Invalid type " + a->ty.str() + " of bitwise negation", e->span);
+        n->args = {a};
+        return typed(n, a->ty, a->weak);
+      case UnOp::Abs:
+        if (is_bool(t)) type_fail("Unexpected type " + a->ty.str() + " of abs builtin", e->span);
+        if (is_unsigned_int(t) && !a->weak) return a;
+        n->args = {a};
+        return typed(n, a->ty, a->weak);
+      default: {
+        if (a->weak) a = coerce(a, fsz());
+        if (!is_float(a->ty.elem)) {
+          if (e->unop == UnOp::Tanh)
+            type_fail("Unexpected type " + a->ty.str() + " of tanh builtin (expected float)", e->span);
+          type_fail("Unexpected type " + a->ty.str() + " of unary builtin (expected float)", e->span);
+        }
+        n->args = {a};
+        return typed(n, a->ty);
+      }
+    }
+  }
+
+  Expr binary(const Expr& e) {
+    Expr a = expr(e->args[0]), b = expr(e->args[1]);
+    if (!a->ty.is_scalar() || !b->ty.is_scalar())
+      type_fail("Binary operator not supported for non-scalar tensors", e->span);
+    BinOp op = e->binop;
+    auto n = copy(e);
+    if (op == BinOp::And || op == BinOp::Or) {
+      if (!is_bool(a->ty.elem) || !is_bool(b->ty.elem))
+        type_fail("Invalid type " + (is_bool(a->ty.elem) ? b : a)->ty.str() + " of boolean operation",
+                  e->span);
+      n->args = {a, b};
+      return typed(n, Type::scalar(ElemSize::Bool));
+    }
+    bool weak = a->weak && b->weak;
+    ElemSize r = unify(a, b, e->span);
+    n->args = {a, b};
+    std::string tstr = Type::scalar(r).str();
+    if (is_comparison(op)) return typed(n, Type::scalar(ElemSize::Bool));
+    switch (op) {
+      case BinOp::Add: case BinOp::Sub: case BinOp::Mul: case BinOp::Div: case BinOp::Max:
+      case BinOp::Min:
+        if (is_bool(r)) type_fail("Invalid type " + tstr + " of arithmetic operation", e->span);
+        break;
+      case BinOp::FloorDiv: case BinOp::Mod:
+        if (is_bool(r)) type_fail("Invalid type " + tstr + " of integer arithmetic operation", e->span);
+        break;
+      case BinOp::Pow:
+        if (is_bool(r) || r == ElemSize::F16)
+          type_fail("Invalid type " + tstr + " of floating-point arithmetic operation", e->span);
+        break;
+      case BinOp::BitAnd: case BinOp::BitOr: case BinOp::BitXor: case BinOp::Shl: case BinOp::Shr:
+        if (!is_int(r)) type_fail("Invalid type " + tstr + " of bitwise operation", e->span);
+        break;
+      case BinOp::Atan2:
+        if (weak) {
+          r = fsz();
+          n->args = {coerce(a, r), coerce(b, r)};
+          weak = false;
+        }
+        if (!is_float(r)) type_fail("Operation atan2 is only supported for floats.", e->span);
+        break;
+      default: break;
+    }
+    return typed(n, Type::scalar(r), weak);
+  }
+
+  Expr index_expr(const Expr& i) {
+    Expr t = expr(i);
+    if (!t->ty.is_scalar() || (!t->weak && !is_signed_int(t->ty.elem)) ||
+        (t->weak && is_float(t->ty.elem)))
+      type_fail("Unsupported index of type " + t->ty.str() + " in subscript operation", i->span);
+    return coerce(t, isz());
+  }
+
+  Expr subscript(const Expr& e) {
+    Expr target = expr(e->args[0]);
+    if (target->ty.is_dict() || (e->args.size() > 1 && e->args[1]->kind == ExprKind::String))
+      type_fail("Cannot index using a string on non-dict expression", e->span);
+    if (!target->ty.is_array())
+      type_fail("Subscript operation on unsupported target " + print_expr(e->args[0]), e->span);
+    const auto& shape = target->ty.shape;
+    size_t n = e->args.size() - 1;
+    if (n > shape.size())
+      type_fail("Indexing with " + std::to_string(n) + " dimensions on tensor of shape " +
+                    shape_str(shape),
+                e->span);
+    std::vector<Expr> args{target};
+    for (size_t k = 0; k < n; ++k) {
+      const Expr& ix = e->args[k + 1];
+      if (ix->kind == ExprKind::Slice)
+        internal_fail("slice remaining after slice lowering", ix->span);
+      Expr t = index_expr(ix);
+      if (t->kind == ExprKind::Int) {
+        int64_t v = t->ival < 0 ? t->ival + shape[k] : t->ival;
+        if (v < 0 || v >= shape[k])
+          type_fail("Index " + std::to_string(t->ival) + " out of range for shape " +
+                        std::to_string(shape[k]),
+                    ix->span);
+        t = int_lit(v, t->span, false, isz());
+      }
+      args.push_back(t);
+    }
+    auto node = copy(e);
+    node->args = std::move(args);
+    std::vector<int64_t> rest(shape.begin() + n, shape.end());
+    return typed(node, Type::tensor(target->ty.elem, rest));
+  }
+
+  Expr store_value(const Expr& rhs, const Type& target, const Span& sp) {
+    if (!target.is_scalar()) {
+      if (rhs->ty != target)
+        type_fail("Cannot coerce incompatible tensor types (" + target.str() + " != " + rhs->ty.str() + ")",
+                  sp);
+      return rhs;
+    }
+    if (!rhs->ty.is_scalar())
+      type_fail("Expected element of scalar type " + std::string(elem_name(target.elem)) +
+                    ", but found type " + rhs->ty.str() + ".",
+                sp);
+    ElemSize T = target.elem, R = rhs->ty.elem;
+    bool ok = rhs->weak ? (!is_bool(T) && !(is_float(R) && !is_float(T))) || (is_bool(T) && is_bool(R))
+                        : cat(T) == cat(R);
+    if (!ok)
+      type_fail("Expected element of type " + std::string(elem_name(T)) +
+                    ", found incompatible element type " + elem_long_name(R) + ".",
+                sp);
+    return coerce(rhs, T);
+  }
+
+  Stmt stmt(const Stmt& s) {
+    auto n = copy(s);
+    switch (s->kind) {
+      case StmtKind::Assign: {
+        Expr rhs = expr(s->rhs);
+        if (s->lhs->kind == ExprKind::Var) {
+          const Type* t = lookup(s->lhs->name);
+          if (t) {
+            n->rhs = store_value(rhs, *t, s->span);
+            n->lhs = with_type(s->lhs, *t);
+          } else {
+            if (rhs->ty.kind != Type::Kind::Tensor)
+              type_fail("Variable " + s->lhs->name + " has unknown type", s->lhs->span);
+            if (rhs->weak) rhs = coerce(rhs, is_float(rhs->ty.elem) ? fsz() : isz());
+            scopes_.back()[s->lhs->name] = rhs->ty;
+            n->rhs = rhs;
+            n->lhs = with_type(s->lhs, rhs->ty);
+            n->defines = true;
+          }
+        } else {
+          Expr lhs = expr(s->lhs);
+          if (!lhs->ty.is_scalar())
+            type_fail("Expected element of scalar type, but found type " + lhs->ty.str() +
+                          " as the target of an assignment.",
+                      s->lhs->span);
+          n->lhs = lhs;
+          n->rhs = store_value(rhs, lhs->ty, s->span);
+        }
+        return n;
+      }
+      case StmtKind::For: {
+        n->lo = loop_bound(s->lo);
+        n->hi = loop_bound(s->hi);
+        scopes_.emplace_back();
+        scopes_.back()[s->var] = Type::scalar(isz());
+        n->body = block(s->body);
+        scopes_.pop_back();
+        return n;
+      }
+      case StmtKind::While: case StmtKind::If: {
+        Expr c = expr(s->cond);
+        if (!c->ty.is_scalar())
+          type_fail("If expression has condition of invalid type " + c->ty.str(), s->cond->span);
+        if (c->weak) c = coerce(c, is_float(c->ty.elem) ? fsz() : isz());
+        n->cond = c;
+        n->body = block(s->body);
+        n->orelse = block(s->orelse);
+        return n;
+      }
+      case StmtKind::WithGpu: n->body = block(s->body); return n;
+      case StmtKind::Return: fail("The called function " + fname_ + " cannot return a value", s->span);
+      case StmtKind::Call: fail("Call to unknown function " + s->rhs->name, s->span);
+      case StmtKind::Label: internal_fail("label statement after label attachment", s->span);
+    }
+    return n;
+  }
+
+  Expr loop_bound(const Expr& e) {
+    Expr t = expr(e);
+    if (!t->ty.is_scalar() || (!t->weak && !is_signed_int(t->ty.elem)) ||
+        (t->weak && is_float(t->ty.elem)))
+      type_fail("Expected element of scalar type " + std::string(elem_name(isz())) +
+                    ", but found type " + t->ty.str() + ".",
+                e->span);
+    return coerce(t, isz());
+  }
+};
+
+}  // namespace
+
+Block typecheck(const Block& b, const std::map<std::string, Type>& params, const CompileOptions& opts,
+                const std::string& fun_name) {
+  return TypeChecker(params, opts, fun_name).block(b);
+}
+
+}  // namespace parpy
