@@ -1,0 +1,39 @@
+"""Shared pytest fixtures: a private disk cache and the list of backends that can run here."""
+
+import os
+import tempfile
+
+import parpy
+import pytest
+
+# Point the disk cache at a private directory before anything compiles, so the tests never touch
+# ~/.cache/parpy. Set at import time too, since the native module may read it on first use.
+_CACHE_DIR = tempfile.mkdtemp(prefix="parpy-test-cache-")
+os.environ["PARPY_CACHE_DIR"] = _CACHE_DIR
+
+# Every backend that is enabled here and has code generation. Widen the filter as backends land.
+backends = [
+    b
+    for b in parpy.backend.backends
+    if parpy.backend.is_enabled(b) and b == parpy.CompileBackend.Cpu
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def parpy_cache_dir():
+    """The session's private disk cache directory (also exported as PARPY_CACHE_DIR)."""
+    os.environ["PARPY_CACHE_DIR"] = _CACHE_DIR
+    yield _CACHE_DIR
+
+
+@pytest.fixture(params=backends, ids=lambda b: b.name)
+def backend(request):
+    """One enabled backend per parametrisation."""
+    return request.param
+
+
+def make_opts(backend, parallelize=None):
+    """CompileOptions for ``backend`` with the given ``parallelize`` mapping."""
+    opts = parpy.par(parallelize or {})
+    opts.backend = backend
+    return opts
