@@ -130,3 +130,11 @@ def print_compiled(fun: Callable[..., Any], args: list[Any] | tuple[Any, ...],
 def clear_cache() -> None:
     """Forgets every compiled function, in memory and on disk."""
     _native.clear_cache()
+
+
+def compile_string(fun_name: str, code: str, opts: CompileOptions = _default_opts) -> Any:
+    """Builds ``code``, which defines ``extern "C" int32_t fun_name(...)`` in the generated
+    calling convention (arrays as pointers, scalars by value, dicts expanded by sorted key),
+    and returns a callable ``inner(*args)`` (SPEC B 1.5). ``print_compiled`` output round-trips.
+    """
+    return _native.StringFunction(fun_name, code, opts)

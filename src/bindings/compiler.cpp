@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "bindings/bind.h"
+#include "codegen/cpu.h"
 #include "frontend/python_to_ir.h"
 #include "ir/options.h"
 #include "jit/disk_cache.h"
@@ -339,9 +340,8 @@ const std::string& header_flag() {
   return flag;
 }
 
-std::shared_ptr<Entry> build_entry(const Function& fn, const std::vector<ArgValue>& values,
-                                   const CompileOptions& opts) {
-  Lowered low = lower(fn, values, opts, python_print_sink());
+std::shared_ptr<Entry> build_code(const std::string& code, const std::string& symbol,
+                                  const CompileOptions& opts) {
   jit::BuildFlags flags;
   flags.include_dirs = opts.includes;
   flags.include_dirs.push_back(g_include_dir);
@@ -352,13 +352,19 @@ std::shared_ptr<Entry> build_entry(const Function& fn, const std::vector<ArgValu
   jit::BuildResult built;
   {
     nb::gil_scoped_release release;
-    built = jit::build_cpu_library(low.code, flags);
+    built = jit::build_cpu_library(code, flags);
   }
   auto e = std::make_shared<Entry>();
   e->lib = jit::load_library(built.library);
-  e->fn = reinterpret_cast<EntryFn>(e->lib->symbol(low.entry_symbol));
+  e->fn = reinterpret_cast<EntryFn>(e->lib->symbol(symbol));
   ++g_compiles;
   return e;
+}
+
+std::shared_ptr<Entry> build_entry(const Function& fn, const std::vector<ArgValue>& values,
+                                   const CompileOptions& opts) {
+  Lowered low = lower(fn, values, opts, python_print_sink());
+  return build_code(low.code, low.entry_symbol, opts);
 }
 
 const CompileOptions& default_options() {
@@ -430,6 +436,49 @@ class JitFunction {
   uint64_t epoch_ = 0;
 };
 
+// compile_string (SPEC B 1.5): user-written code in the generated calling convention.
+class StringFunction {
+ public:
+  StringFunction(std::string name, std::string code, const CompileOptions& opts)
+      : name_(std::move(name)), code_(std::move(code)), opts_(opts) {}
+
+  nb::object call(nb::args args) {
+    resolve_backend(opts_, true);
+    ArgPack pack(opts_, false);
+    for (size_t i = 0; i < args.size(); ++i) pack.add(args[i], "#" + std::to_string(i + 1));
+    auto it = cache_.find(pack.key);
+    std::shared_ptr<Entry> entry;
+    if (it != cache_.end()) {
+      entry = it->second;
+    } else {
+      ArgPack described(opts_, true);
+      std::vector<std::string> names;
+      for (size_t i = 0; i < args.size(); ++i) {
+        described.add(args[i], "#" + std::to_string(i + 1));
+        names.push_back("a" + std::to_string(i));
+      }
+      // Code from print_compiled already has the uniform entry; hand-written code gets one.
+      std::string code = code_;
+      if (code.find(name_ + "__parpy_entry(") == std::string::npos)
+        code += "\n" + print_cpu_entry(name_, abi_params(names, described.values, opts_));
+      entry = build_code(code, name_ + "__parpy_entry", opts_);
+      cache_.emplace(pack.key, entry);
+    }
+    int32_t status;
+    {
+      nb::gil_scoped_release release;
+      status = entry->fn(pack.argv.data());
+    }
+    if (status != 0) py_fail(PyExc_RuntimeError, "The compiled function failed with status " + std::to_string(status));
+    return nb::none();
+  }
+
+ private:
+  std::string name_, code_;
+  CompileOptions opts_;
+  std::unordered_map<std::string, std::shared_ptr<Entry>> cache_;
+};
+
 }  // namespace
 
 void bind_compiler(nb::module_& m) {
@@ -480,6 +529,10 @@ void bind_compiler(nb::module_& m) {
     for (size_t i = 0; i < args.size(); ++i) described.add(args[i], "#" + std::to_string(i + 1));
     return lower(*ir.fn, described.values, opts, python_print_sink()).code;
   });
+
+  nb::class_<StringFunction>(m, "StringFunction")
+      .def(nb::init<std::string, std::string, const CompileOptions&>())
+      .def("__call__", &StringFunction::call);
 
   m.def("_set_include_dir", [](const std::string& d) { g_include_dir = d; });
   m.def("clear_cache", [] {

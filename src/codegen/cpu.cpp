@@ -89,10 +89,7 @@ class CpuPrinter {
     block(body, 1, false);
     os << "  return 0;\n}\n\n";
     entry = fname + "__parpy_entry";
-    os << "extern \"C\" int32_t " << entry << "(void** args) {\n  return " << fname << "(";
-    for (size_t i = 0; i < params.size(); ++i)
-      os << (i ? ", " : "") << "*(" << type_str(params[i].type) << "*)args[" << i << "]";
-    os << ");\n}\n";
+    os << print_cpu_entry(fname, params);
   }
 
   std::string entry;
@@ -163,7 +160,8 @@ class CpuPrinter {
     std::string v = c_ident(s->var);
     bool parallel = s->par.nthreads > 1;
     bool outer = parallel && !in_parallel;
-    bool simd = parallel && in_parallel && !contains_loop(s->body);
+    // A declared reduction may be reassociated, so even a sequential one is vectorised.
+    bool simd = (parallel ? in_parallel : s->par.reduction) && !contains_loop(s->body);
     std::string pragma;
     if (outer)
       pragma = "#pragma omp parallel for num_threads(parpy_num_threads(" +
@@ -269,14 +267,19 @@ class CpuPrinter {
     ElemSize t = e->args[0]->ty.elem;
     auto infix = [&](const char* op) { return "(" + a + " " + op + " " + b + ")"; };
     auto fn = [&](const char* f) { return std::string(f) + "(" + a + ", " + b + ")"; };
+    // Name the template argument: a literal operand (e.g. `3` for an I64) need not have the
+    // other operand's C++ type, which would make deduction fail.
+    auto tfn = [&](const char* f) {
+      return std::string(f) + "<" + cpu_type(t) + ">(" + a + ", " + b + ")";
+    };
     switch (e->binop) {
       case BinOp::Add: return narrow(e, infix("+"));
       case BinOp::Sub: return narrow(e, infix("-"));
       case BinOp::Mul: return narrow(e, infix("*"));
-      case BinOp::Div: return is_float(t) ? infix("/") : fn("parpy_div");
-      case BinOp::FloorDiv: return fn("parpy_floordiv");
-      case BinOp::Mod: return fn("parpy_mod");
-      case BinOp::Pow: return fn("parpy_pow");
+      case BinOp::Div: return is_float(t) ? infix("/") : tfn("parpy_div");
+      case BinOp::FloorDiv: return tfn("parpy_floordiv");
+      case BinOp::Mod: return tfn("parpy_mod");
+      case BinOp::Pow: return is_float(t) ? fn("parpy_pow") : tfn("parpy_pow");
       case BinOp::BitAnd: return narrow(e, infix("&"));
       case BinOp::BitOr: return narrow(e, infix("|"));
       case BinOp::BitXor: return narrow(e, infix("^"));
@@ -290,8 +293,8 @@ class CpuPrinter {
       case BinOp::Le: return infix("<=");
       case BinOp::Gt: return infix(">");
       case BinOp::Ge: return infix(">=");
-      case BinOp::Max: return fn("parpy_max");
-      case BinOp::Min: return fn("parpy_min");
+      case BinOp::Max: return tfn("parpy_max");
+      case BinOp::Min: return tfn("parpy_min");
       case BinOp::Atan2: return fn("parpy_atan2");
     }
     return "?";
@@ -299,6 +302,15 @@ class CpuPrinter {
 };
 
 }  // namespace
+
+std::string print_cpu_entry(const std::string& fname, const std::vector<AbiParam>& params) {
+  std::ostringstream os;
+  os << "extern \"C\" int32_t " << fname << "__parpy_entry(void** args) {\n  return " << fname << "(";
+  for (size_t i = 0; i < params.size(); ++i)
+    os << (i ? ", " : "") << "*(" << type_str(params[i].type) << "*)args[" << i << "]";
+  os << ");\n}\n";
+  return os.str();
+}
 
 CpuProgram print_cpu(const std::string& name, const std::vector<AbiParam>& params, const Block& body) {
   CpuPrinter p;

@@ -18,6 +18,9 @@ struct CpuProgram {
 // entry `<name>__parpy_entry(void** args)` reading each argument through a pointer.
 CpuProgram print_cpu(const std::string& name, const std::vector<AbiParam>& params, const Block& body);
 
+// The uniform entry `<fname>__parpy_entry(void** args)` calling `<fname>` with typed arguments.
+std::string print_cpu_entry(const std::string& fname, const std::vector<AbiParam>& params);
+
 // C++ spelling of an element type.
 const char* cpu_type(ElemSize e);
 }  // namespace parpy

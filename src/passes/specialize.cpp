@@ -159,4 +159,19 @@ Specialized specialize(const Function& f, const std::vector<ArgValue>& args,
   return Specializer(f, args, opts).run();
 }
 
+std::vector<AbiParam> abi_params(const std::vector<std::string>& names, const std::vector<ArgValue>& args,
+                                 const CompileOptions& opts) {
+  std::vector<AbiParam> out;
+  for (size_t i = 0; i < args.size() && i < names.size(); ++i) {
+    const ArgValue& a = args[i];
+    if (a.kind == ArgValue::Kind::Dict) {
+      for (const auto& [k, v] : a.fields)
+        out.push_back({names[i] + "_" + k, is_scalar_arg(v) ? scalar_arg_type(v, opts) : Type::tensor(v.elem, v.shape)});
+    } else {
+      out.push_back({names[i], is_scalar_arg(a) ? scalar_arg_type(a, opts) : Type::tensor(a.elem, a.shape)});
+    }
+  }
+  return out;
+}
+
 }  // namespace parpy

@@ -28,6 +28,10 @@ struct Specialized {
   std::vector<AbiParam> params;  // entry parameters
 };
 
+// The entry parameters for arguments bound to `names` (dicts expanded in key order).
+std::vector<AbiParam> abi_params(const std::vector<std::string>& names, const std::vector<ArgValue>& args,
+                                 const CompileOptions& opts);
+
 // Errors unless a label of opts.parallelize or a `with parpy.gpu` block appears (SPEC B 3.1).
 void ensure_parallelism(const Function& f, const CompileOptions& opts);
 
