@@ -12,7 +12,8 @@ import os
 import textwrap
 from typing import Any, Callable
 
-from . import backend, operators, types
+from . import backend, buffer, operators, types
+from .buffer import sync
 from .operators import gpu, label
 from .parpy import (
     CompileBackend,
@@ -33,6 +34,9 @@ __all__ = [
     "ElemSize",
     "Target",
     "backend",
+    "buffer",
+    "compile_string",
+    "sync",
     "clear_cache",
     "get_include",
     "gpu",
