@@ -1,6 +1,7 @@
 """Shared pytest fixtures: a private disk cache and the list of backends that can run here."""
 
 import os
+import shutil
 import tempfile
 
 import parpy
@@ -24,6 +25,7 @@ def parpy_cache_dir():
     """The session's private disk cache directory (also exported as PARPY_CACHE_DIR)."""
     os.environ["PARPY_CACHE_DIR"] = _CACHE_DIR
     yield _CACHE_DIR
+    shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 
 @pytest.fixture(params=backends, ids=lambda b: b.name)
@@ -31,9 +33,3 @@ def backend(request):
     """One enabled backend per parametrisation."""
     return request.param
 
-
-def make_opts(backend, parallelize=None):
-    """CompileOptions for ``backend`` with the given ``parallelize`` mapping."""
-    opts = parpy.par(parallelize or {})
-    opts.backend = backend
-    return opts
