@@ -181,41 +181,46 @@ class SliceLowering {
     type_fail(msg, sp);
   }
 
-  // Replaces the slices of every subscript in e by indices of the given dimensions.
+  // Replaces the slices of every subscript in e by indices of the given dimensions. Subscripts
+  // are matched by identity with those resolve() saw, so the walk is over the original tree.
   Expr bind(const Expr& e, const std::vector<Expr>& dim_index, const std::vector<int64_t>& dim_ext,
             const std::vector<SliceSub*>& all, const Span& sp) {
-    return map_expr(e, [&](const Expr& x) -> Expr {
-      if (x->kind != ExprKind::Subscript) return x;
-      // map_expr may have rebuilt x; find the original by its children's positions.
-      const SliceSub* sub = nullptr;
-      for (auto* s : all)
-        if (s->node->span.line == x->span.line && s->node->span.col == x->span.col &&
-            s->node->span.end_col == x->span.end_col && s->node->args.size() == x->args.size())
-          sub = s;
-      if (!sub) return x;
-      size_t n = dim_index.size(), m = sub->ext.size();
-      if (m > n) internal_fail("slice dimensions exceed loop dimensions", x->span);
-      std::vector<Expr> idx;
-      size_t j = 0;
-      for (size_t i = 1; i < x->args.size(); ++i) {
-        if (x->args[i]->kind != ExprKind::Slice) {
-          idx.push_back(x->args[i]);
-          continue;
-        }
-        size_t d = n - m + j;
-        int64_t lo = sub->lo[j], ext = sub->ext[j];
-        if (ext != dim_ext[d] && ext != 1) shape_error(all, sp);
-        const Span& isp = x->args[i]->span;
-        if (ext == 1 && dim_ext[d] != 1)
-          idx.push_back(int_lit(lo, isp));
-        else if (lo == 0)
-          idx.push_back(dim_index[d]);
-        else
-          idx.push_back(binop(BinOp::Add, int_lit(lo, isp), dim_index[d], isp));
-        ++j;
+    if (!e) return e;
+    std::vector<Expr> args;
+    for (const auto& a : e->args) args.push_back(bind(a, dim_index, dim_ext, all, sp));
+    auto it = subs_.find(e.get());
+    if (e->kind != ExprKind::Subscript || it == subs_.end()) return with_args(e, std::move(args));
+    const SliceSub& sub = it->second;
+    size_t n = dim_index.size(), m = sub.ext.size();
+    if (m > n) internal_fail("slice dimensions exceed loop dimensions", e->span);
+    std::vector<Expr> idx;
+    size_t j = 0;
+    for (size_t i = 1; i < args.size(); ++i) {
+      if (e->args[i]->kind != ExprKind::Slice) {
+        idx.push_back(args[i]);
+        continue;
       }
-      return subscript(x->args[0], std::move(idx), x->span);
-    });
+      size_t d = n - m + j;
+      int64_t lo = sub.lo[j], ext = sub.ext[j];
+      if (ext != dim_ext[d] && ext != 1) shape_error(all, sp);
+      const Span& isp = e->args[i]->span;
+      if (ext == 1 && dim_ext[d] != 1)
+        idx.push_back(int_lit(lo, isp));
+      else if (lo == 0)
+        idx.push_back(dim_index[d]);
+      else
+        idx.push_back(binop(BinOp::Add, int_lit(lo, isp), dim_index[d], isp));
+      ++j;
+    }
+    return subscript(args[0], std::move(idx), e->span);
+  }
+
+  // A target must have exactly the extents of its loops: it cannot broadcast.
+  void require_exact(const std::vector<SliceSub*>& targets, const std::vector<int64_t>& ext,
+                     const std::vector<SliceSub*>& all, const Span& sp) {
+    for (auto* t : targets)
+      for (size_t j = 0; j < t->ext.size(); ++j)
+        if (t->ext[j] != ext[ext.size() - t->ext.size() + j]) shape_error(all, sp);
   }
 
   std::vector<std::string> labels_for(const Stmt& s, size_t expected, const char* what) {
@@ -320,6 +325,7 @@ class SliceLowering {
           lext.push_back(ext[d]);
         }
       lo_idx[k] = int_lit(0, sp);
+      require_exact(lsubs, lext, all, sp);
       Expr target = bind(lhs, lidx, lext, all, sp);
       Expr elem = bind(arg, idx, ext, all, sp);
       Block inner{assign(target, neutral(red->reduce, bind(arg, lo_idx, ext, all, sp), sp), sp),
