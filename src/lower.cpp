@@ -4,9 +4,13 @@
 #include <chrono>
 
 #include "codegen/cpu.h"
+#include "codegen/cuda.h"
+#include "gpu/check_host_code.h"
+#include "gpu/extract_kernels.h"
 #include "passes/check_reductions.h"
 #include "passes/constant_fold.h"
 #include "passes/flatten_indices.h"
+#include "passes/lower_helpers.h"
 #include "passes/lower_slices.h"
 #include "passes/resolve_par.h"
 #include "passes/typecheck.h"
@@ -73,7 +77,9 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
   st.dump("constant_fold", name, ir);
   ir = lower_slices(ir, array_shapes(sp.params));
   st.dump("lower_slices", name, ir);
-  ir = typecheck(ir, array_types(sp.params), opts, name);
+  Helpers helpers = lower_helpers(f, opts);
+  for (const auto& h : helpers.functions) st.dump("lower_helpers", h.name, h.body);
+  ir = typecheck(ir, array_types(sp.params), opts, name, helpers.main_calls);
   st.dump("typecheck", name, ir);
   ir = constant_fold(ir);
   st.dump("constant_fold", name, ir);
@@ -83,9 +89,20 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
   st.dump("resolve_par", name, ir);
   ir = check_reductions(ir);
   st.dump("check_reductions", name, ir);
-  CpuProgram prog = print_cpu(name, sp.params, ir);
+  if (opts.backend == CompileBackend::Cuda) {
+    if (!helpers.functions.empty())
+      fail("Calls to jit helper functions are not supported by the Cuda backend yet.", f.span);
+    check_host_code(ir);
+    GpuProgram gpu = extract_kernels(name, sp.params, ir, opts);
+    for (const auto& k : gpu.kernels) st.dump(("extract_kernels: " + k.name).c_str(), k.name, k.body);
+    st.dump("extract_kernels: host", name, gpu.host);
+    CudaProgram prog = print_cuda(gpu);
+    st.dump_code("print_cuda", prog.code);
+    return {prog.code, prog.entry_symbol, sp.params, prog.error_symbol, gpu.written};
+  }
+  CpuProgram prog = print_cpu(name, sp.params, ir, helpers);
   st.dump_code("print_cpu", prog.code);
-  return {prog.code, prog.entry_symbol, sp.params};
+  return {prog.code, prog.entry_symbol, sp.params, "", {}};
 }
 
 }  // namespace parpy

@@ -14,6 +14,8 @@ struct Lowered {
   std::string code;          // the generated source
   std::string entry_symbol;  // extern "C" int32_t entry(void** args)
   std::vector<AbiParam> params;
+  std::string error_symbol;          // GPU: extern "C" const char* error() with the last failure
+  std::vector<std::string> written;  // GPU: array parameters the code may write (SPEC A6)
 };
 
 // Receives "===== <stage> (time: N us) =====\n<IR>" after each pass when opts.debug_print is set.

@@ -7,6 +7,7 @@ labelled loop runs when calling it: ``f(x, y, opts=parpy.par({'N': parpy.threads
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import os
 import textwrap
@@ -36,6 +37,7 @@ __all__ = [
     "backend",
     "buffer",
     "compile_string",
+    "external",
     "sync",
     "clear_cache",
     "get_include",
@@ -91,7 +93,7 @@ def _parse(fun: Callable[..., Any], frame: Any) -> Any:
         frame.f_globals,
         frame.f_locals,
         _ir_by_name,
-        _ext_tops,
+        _ext_decls,
     )
 
 
@@ -114,6 +116,53 @@ def jit(fun: Callable[..., Any]) -> Any:
 
 
 _default_opts = CompileOptions()
+
+
+def external(
+    ext_name: str,
+    backend: CompileBackend,
+    target: Target,
+    header: str | None = None,
+    parallelize: LoopPar | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declares the decorated function as ``ext_name`` of ``backend``, callable by its Python name
+    in jit expressions; its parameters and return must be annotated with ``parpy.types``
+    (SPEC B 1.5). The generated code includes ``header`` when given. The decorated function
+    still runs its Python body when called from Python."""
+    frame = inspect.currentframe()
+    caller = frame.f_back if frame is not None else None
+    env_globals = caller.f_globals if caller is not None else {}
+    env_locals = dict(caller.f_locals) if caller is not None else {}
+    del frame, caller
+    par = LoopPar() if parallelize is None else parallelize
+
+    def annotation(ann: Any) -> Any:
+        if ann is inspect.Parameter.empty:
+            return None
+        if isinstance(ann, str):
+            try:
+                return eval(ann, env_globals, env_locals)
+            except Exception:  # noqa: BLE001 - an unknown annotation is reported natively
+                return None
+        return ann
+
+    def decorate(fun: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(fun)
+        params = [(p.name, annotation(p.annotation)) for p in sig.parameters.values()]
+        decl = _native.declare_external(
+            fun.__name__, ext_name, backend, target, header, par, params,
+            annotation(sig.return_annotation),
+        )
+        _ext_decls.setdefault(backend, {})[fun.__name__] = decl
+        _ext_tops[fun.__name__] = decl
+
+        @functools.wraps(fun)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return fun(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def print_compiled(fun: Callable[..., Any], args: list[Any] | tuple[Any, ...],

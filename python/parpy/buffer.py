@@ -43,6 +43,11 @@ def sync(backend: CompileBackend) -> None:
     """Waits for all work submitted to ``backend``. Cpu work is synchronous."""
     if backend == CompileBackend.Cpu:
         return
+    if backend == CompileBackend.Cuda:
+        from .parpy import _cuda_sync  # noqa: PLC0415
+
+        _cuda_sync()
+        return
     raise _unsupported(backend)
 
 

@@ -7,4 +7,6 @@ namespace parpy {
 void bind_options(nanobind::module_& m);
 // python_to_ir, compile entry points, caches, JitFunction.
 void bind_compiler(nanobind::module_& m);
+// declare_external and the ExternalDecl handle (parpy.external).
+void bind_externals(nanobind::module_& m);
 }  // namespace parpy

@@ -13,11 +13,14 @@
 #include <unordered_map>
 
 #include "bindings/bind.h"
+#include "bindings/externals.h"
 #include "codegen/cpu.h"
 #include "frontend/python_to_ir.h"
 #include "ir/options.h"
 #include "jit/disk_cache.h"
 #include "jit/host_compiler.h"
+#include "jit/nvcc.h"
+#include "runtime/cuda_driver.h"
 #include "jit/sha256.h"
 #include "jit/shared_library.h"
 #include "lower.h"
@@ -60,7 +63,7 @@ const std::vector<CompileBackend>& available_backends() {
   return avail;
 }
 
-bool implemented(CompileBackend b) { return b == CompileBackend::Cpu; }
+bool implemented(CompileBackend b) { return b == CompileBackend::Cpu || b == CompileBackend::Cuda; }
 
 void explain_backends() {
   nb::object mod = nb::module_::import_("parpy.backend");
@@ -125,6 +128,14 @@ class ArgPack {
   std::string key;
   std::vector<void*> argv;
   std::vector<ArgValue> values;
+  // Cuda: host arrays to copy in (and back), by their index in argv.
+  struct HostArray {
+    size_t index;
+    void* host;
+    size_t bytes;
+  };
+  std::vector<HostArray> host_arrays;
+  void* stream = nullptr;  // the stream of the first CUDA array argument (SPEC A7)
 
   void add(nb::handle a, const std::string& name) {
     ArgValue v;
@@ -137,6 +148,7 @@ class ArgPack {
   bool describe_;
   std::deque<Py_buffer> views_;
   std::deque<uint64_t> slots_;
+  bool on_device_ = false;
 
   void* slot() {
     slots_.push_back(0);
@@ -205,9 +217,13 @@ class ArgPack {
       }
       return;
     }
-    if (PyObject_HasAttrString(o, "__cuda_array_interface__"))
-      py_fail(PyExc_RuntimeError, "Argument " + name + " is a CUDA array, which is not supported in " +
-                                      backend_name(opts_.backend) + ".");
+    if (PyObject_HasAttrString(o, "__cuda_array_interface__")) {
+      if (opts_.backend != CompileBackend::Cuda)
+        py_fail(PyExc_RuntimeError, "Argument " + name + " is a CUDA array, which is not supported in " +
+                                        backend_name(opts_.backend) + ".");
+      add_cuda_array(a, name, v);
+      return;
+    }
     if (PyObject_CheckBuffer(o)) {
       views_.emplace_back();
       Py_buffer& view = views_.back();
@@ -283,7 +299,41 @@ class ArgPack {
     }
     void* s = slot();
     *static_cast<void**>(s) = data;
+    if (opts_.backend == CompileBackend::Cuda && !on_device_) {
+      size_t bytes = static_cast<size_t>(itemsize);
+      for (int d = 0; d < ndim; ++d) bytes *= static_cast<size_t>(shape[d]);
+      host_arrays.push_back({argv.size(), data, bytes});
+    }
     argv.push_back(s);
+  }
+
+  // __cuda_array_interface__ (torch, CuPy): used in place, on the array's stream.
+  void add_cuda_array(nb::handle a, const std::string& name, ArgValue& v) {
+    nb::dict ai = nb::cast<nb::dict>(a.attr("__cuda_array_interface__"));
+    nb::tuple data = nb::cast<nb::tuple>(ai["data"]);
+    auto ptr = reinterpret_cast<void*>(nb::cast<uintptr_t>(data[0]));
+    std::string typestr = nb::cast<std::string>(ai["typestr"]);
+    std::vector<Py_ssize_t> shape;
+    for (nb::handle d : nb::cast<nb::tuple>(ai["shape"])) shape.push_back(nb::cast<Py_ssize_t>(d));
+    ElemSize elem;
+    if (typestr.size() != 3 || !elem_from_code(typestr[1], typestr[2] - '0', elem))
+      py_fail(PyExc_RuntimeError, "Argument " + name + " has unsupported element type '" + typestr + "'");
+    std::vector<Py_ssize_t> strides;
+    if (ai.contains("strides") && !ai["strides"].is_none())
+      for (nb::handle d : nb::cast<nb::tuple>(ai["strides"])) strides.push_back(nb::cast<Py_ssize_t>(d));
+    if (shape.empty())
+      py_fail(PyExc_RuntimeError, "Argument " + name + ": 0-dimensional CUDA arrays are not supported; "
+                                  "pass a Python scalar or a 1-element array");
+    if (!stream && ai.contains("stream") && !ai["stream"].is_none()) {
+      uintptr_t st = nb::cast<uintptr_t>(ai["stream"]);
+      // 1 and 2 name the legacy and per-thread default streams (CUDA array interface v3).
+      stream = st == 1 ? nullptr : st == 2 ? reinterpret_cast<void*>(uintptr_t{2}) : reinterpret_cast<void*>(st);
+    }
+    static const char* fmts[] = {"?", "b", "h", "i", "q", "B", "H", "I", "Q", "e", "f", "d"};
+    on_device_ = true;
+    add_array(ptr, fmts[static_cast<int>(elem)], elem_bytes(elem), static_cast<int>(shape.size()),
+              shape.data(), strides.empty() ? nullptr : strides.data(), nb::cast<bool>(data[1]), name, v);
+    on_device_ = false;
   }
 
   void add_array_interface(nb::handle a, const std::string& name, ArgValue& v) {
@@ -319,10 +369,15 @@ class ArgPack {
 // ---- Compiled entries ----
 
 using EntryFn = int32_t (*)(void**);
+using CudaEntryFn = int32_t (*)(void**, void*);
+using ErrorFn = const char* (*)();
 
 struct Entry {
   std::shared_ptr<jit::SharedLibrary> lib;
   EntryFn fn = nullptr;
+  CudaEntryFn cuda_fn = nullptr;
+  ErrorFn error_fn = nullptr;
+  std::vector<bool> written;  // by argv index: copy a host array back after the call (SPEC A6)
 };
 
 DebugSink python_print_sink() {
@@ -332,9 +387,11 @@ DebugSink python_print_sink() {
 const std::string& header_flag() {
   // The support header is not part of the generated code; its hash keys the disk cache too.
   static std::string flag = [] {
-    std::ifstream in(g_include_dir + "/parpy_cpu.h", std::ios::binary);
     std::stringstream ss;
-    ss << in.rdbuf();
+    for (const char* h : {"/parpy_cpu.h", "/parpy_cuda.h"}) {
+      std::ifstream in(g_include_dir + h, std::ios::binary);
+      ss << in.rdbuf();
+    }
     return "-DPARPY_HEADER_HASH=" + jit::sha256_hex(ss.str()).substr(0, 16);
   }();
   return flag;
@@ -361,10 +418,68 @@ std::shared_ptr<Entry> build_code(const std::string& code, const std::string& sy
   return e;
 }
 
+std::shared_ptr<Entry> build_cuda_entry(const Lowered& low, const CompileOptions& opts) {
+  jit::BuildFlags flags;
+  flags.include_dirs = opts.includes;
+  flags.include_dirs.push_back(g_include_dir);
+  flags.lib_dirs = opts.libs;
+  flags.extra_flags = opts.extra_flags;
+  flags.extra_flags.push_back(header_flag());
+  flags.write_output = opts.write_output;
+  jit::BuildResult built;
+  {
+    nb::gil_scoped_release release;
+    built = cuda::build_cuda_library(low.code, flags, cuda::arch_flag());
+  }
+  auto e = std::make_shared<Entry>();
+  e->lib = jit::load_library(built.library);
+  e->cuda_fn = reinterpret_cast<CudaEntryFn>(e->lib->symbol(low.entry_symbol));
+  e->error_fn = reinterpret_cast<ErrorFn>(e->lib->symbol(low.error_symbol));
+  for (const auto& p : low.params)
+    e->written.push_back(std::find(low.written.begin(), low.written.end(), p.name) != low.written.end());
+  ++g_compiles;
+  return e;
+}
+
 std::shared_ptr<Entry> build_entry(const Function& fn, const std::vector<ArgValue>& values,
                                    const CompileOptions& opts) {
   Lowered low = lower(fn, values, opts, python_print_sink());
+  if (opts.backend == CompileBackend::Cuda) return build_cuda_entry(low, opts);
   return build_code(low.code, low.entry_symbol, opts);
+}
+
+// Runs a CUDA entry: host arrays are copied to the device and back only if written (A6), on the
+// stream of the CUDA array arguments (A7); nothing else is synchronised.
+void run_cuda(const Entry& e, ArgPack& pack) {
+  nb::gil_scoped_release release;
+  std::string err;
+  int32_t status = 0;
+  std::vector<uint64_t> device;
+  try {
+    cuda::ensure_context();
+    for (auto& h : pack.host_arrays) {
+      uint64_t d = cuda::alloc_async(h.bytes, pack.stream);
+      device.push_back(d);
+      cuda::copy_htod(d, h.host, h.bytes, pack.stream);
+      *static_cast<uint64_t*>(pack.argv[h.index]) = d;
+    }
+    status = e.cuda_fn(pack.argv.data(), pack.stream);
+    if (status != 0) err = e.error_fn();
+    for (size_t i = 0; i < pack.host_arrays.size(); ++i) {
+      const auto& h = pack.host_arrays[i];
+      if (status == 0 && h.index < e.written.size() && e.written[h.index])
+        cuda::copy_dtoh(h.host, device[i], h.bytes, pack.stream);
+    }
+    for (uint64_t d : device) cuda::free_async(d, pack.stream);
+    if (!pack.host_arrays.empty()) cuda::stream_synchronize(pack.stream);
+  } catch (const std::exception& ex) {
+    err = ex.what();
+    status = status ? status : 1;
+  }
+  if (status != 0) {
+    nb::gil_scoped_acquire acquire;
+    py_fail(PyExc_RuntimeError, err);
+  }
 }
 
 const CompileOptions& default_options() {
@@ -417,6 +532,10 @@ class JitFunction {
       for (size_t i = 0; i < n; ++i) described.add(args[i], "#" + std::to_string(i + 1));
       entry = build_entry(*fn_, described.values, *opts);
       cache_.emplace(pack.key, entry);
+    }
+    if (opts->backend == CompileBackend::Cuda) {
+      run_cuda(*entry, pack);
+      return nb::none();
     }
     int32_t status;
     {
@@ -511,8 +630,14 @@ void bind_compiler(nb::module_& m) {
             if (!jit_registry.contains(key)) return nullptr;
             return nb::cast<IrFunction>(jit_registry[key]).fn;
           };
-          in.is_external = [externals](const std::string& name) {
-            return externals.contains(nb::str(name.c_str()));
+          // `externals` is parpy._ext_decls: backend -> Python name -> declaration.
+          in.find_externals = [externals](const std::string& name) {
+            std::vector<ExternalRef> out;
+            nb::str key(name.c_str());
+            for (auto [backend, decls] : externals)
+              if (nb::cast<nb::dict>(decls).contains(key))
+                out.push_back(nb::cast<ExternalHandle>(nb::cast<nb::dict>(decls)[key]).decl);
+            return out;
           };
           return IrFunction{python_to_ir(in)};
         });
@@ -533,6 +658,21 @@ void bind_compiler(nb::module_& m) {
   nb::class_<StringFunction>(m, "StringFunction")
       .def(nb::init<std::string, std::string, const CompileOptions&>())
       .def("__call__", &StringFunction::call);
+
+  m.def("_cuda_sync", [] {
+    nb::gil_scoped_release release;
+    cuda::device_synchronize();
+  });
+  m.def("_cuda_device", [] {
+    const auto& d = cuda::device_info();
+    nb::dict r;
+    r["available"] = d.available;
+    r["why"] = d.why_unavailable;
+    r["name"] = d.name;
+    r["major"] = d.major;
+    r["minor"] = d.minor;
+    return r;
+  });
 
   m.def("_set_include_dir", [](const std::string& d) { g_include_dir = d; });
   m.def("clear_cache", [] {

@@ -7,4 +7,5 @@ NB_MODULE(parpy, m) {
   m.doc() = "parpy compiler core";
   parpy::bind_options(m);
   parpy::bind_compiler(m);
+  parpy::bind_externals(m);
 }

@@ -21,6 +21,8 @@ std::string c_ident(const std::string& name) {
       "concept", "requires", "co_await", "co_return", "co_yield", "char8_t", "char16_t",
       "char32_t", "consteval", "constinit", "final", "override", "restrict", "int8_t", "int16_t",
       "int32_t", "int64_t", "uint8_t", "uint16_t", "uint32_t", "uint64_t", "std"};
+  // Compiler-generated names start with '$', which Python identifiers cannot contain.
+  if (!name.empty() && name[0] == '$') return "parpy_" + name.substr(1);
   bool ok = !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0]));
   for (unsigned char c : name) ok = ok && (std::isalnum(c) || c == '_');
   if (ok && !reserved.count(name) && name.rfind("parpy_", 0) != 0) return name;

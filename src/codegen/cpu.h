@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "ir/ir.h"
+#include "passes/lower_helpers.h"
 #include "passes/specialize.h"
 
 namespace parpy {
@@ -15,8 +16,10 @@ struct CpuProgram {
 // Prints the parallel loop IR as C++ with OpenMP (SPEC A2). The outermost parallel loop of a
 // nest becomes `omp parallel for`, innermost parallel loops inside it `omp simd`, reductions
 // use OpenMP reduction clauses. Defines `extern "C" int32_t <name>(params...)` and a uniform
-// entry `<name>__parpy_entry(void** args)` reading each argument through a pointer.
-CpuProgram print_cpu(const std::string& name, const std::vector<AbiParam>& params, const Block& body);
+// entry `<name>__parpy_entry(void** args)` reading each argument through a pointer. Helpers
+// called in expressions come first as `static inline` functions, after the externals' headers.
+CpuProgram print_cpu(const std::string& name, const std::vector<AbiParam>& params, const Block& body,
+                     const Helpers& helpers = {});
 
 // The uniform entry `<fname>__parpy_entry(void** args)` calling `<fname>` with typed arguments.
 std::string print_cpu_entry(const std::string& fname, const std::vector<AbiParam>& params);

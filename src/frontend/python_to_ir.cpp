@@ -1,5 +1,6 @@
 #include "frontend/python_to_ir.h"
 
+#include <map>
 #include <set>
 
 #include "passes/attach_labels.h"
@@ -68,7 +69,18 @@ class Converter {
     if (!ret.is_none()) fn->ret = annotation_type(ret);
     fn->body = block(f.attr("body"), /*top=*/true);
     fn->body = attach_labels(fn->body);
-    fn->body = inline_calls(fn->body, in_.find_jit, in_.is_external);
+    auto is_external = [this](const std::string& n) { return !in_.find_externals(n).empty(); };
+    fn->helpers = helpers_;
+    fn->externals = externals_;
+    // An inlined body keeps its expression calls: they resolve as they did for the callee.
+    visit_block(fn->body, [&](const Stmt& s) {
+      if (s->kind != StmtKind::Call) return;
+      if (auto callee = in_.find_jit(s->rhs->name)) {
+        fn->helpers.insert(callee->helpers.begin(), callee->helpers.end());
+        fn->externals.insert(callee->externals.begin(), callee->externals.end());
+      }
+    });
+    fn->body = inline_calls(fn->body, in_.find_jit, is_external);
     return fn;
   }
 
@@ -77,6 +89,8 @@ class Converter {
   std::shared_ptr<const std::string> file_;
   nb::object ast_, builtins_, operators_;
   std::set<std::string> locals_;  // parameters and names assigned in the body
+  std::map<std::string, FunctionRef> helpers_;                // expression-level callees
+  std::map<std::string, std::vector<ExternalRef>> externals_;
 
   static size_t count(nb::handle h) {
     Py_ssize_t n = PyObject_Length(h.ptr());
@@ -441,7 +455,13 @@ class Converter {
       axis_kw(n, sp, false);
       if (kind(func) != "Name") fail("Unsupported call target type", span(func));
       std::string name = nb::cast<std::string>(func.attr("id"));
-      if (!in_.find_jit(name) && !in_.is_external(name)) fail("Call to unknown function " + name, sp);
+      if (auto callee = in_.find_jit(name)) {
+        helpers_[name] = callee;
+      } else {
+        auto exts = in_.find_externals(name);
+        if (exts.empty()) fail("Call to unknown function " + name, sp);
+        externals_[name] = std::move(exts);
+      }
       return call(name, std::move(args), sp);
     }
     std::optional<int64_t> axis = axis_kw(n, sp, true);

@@ -19,10 +19,12 @@ struct FrontendInput {
   nanobind::object globals, locals;  // the decorating frame's namespaces
   // Registered jit functions and externals, by Python name.
   std::function<std::shared_ptr<const Function>(const std::string&)> find_jit;
-  std::function<bool(const std::string&)> is_external;
+  // Every backend's declaration of an external with this name (empty if none).
+  std::function<std::vector<ExternalRef>(const std::string&)> find_externals;
 };
 
-// Converts, attaches labels and inlines statement-level calls to jit functions.
+// Converts, attaches labels, inlines statement-level calls to jit functions and records the
+// callees of expression-level calls on the result.
 std::shared_ptr<Function> python_to_ir(const FrontendInput& in);
 
 }  // namespace parpy

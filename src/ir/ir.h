@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -156,12 +157,35 @@ struct Param {
   Span span;
 };
 
+enum class CompileBackend : uint8_t;  // ir/options.h
+
+// A function declared with parpy.external (SPEC B 1.5): called by its Python name in jit
+// expressions, printed as a call to `ext_name`.
+struct ExternalDecl {
+  std::string name;      // Python name
+  std::string ext_name;  // symbol called by the generated code
+  CompileBackend backend;
+  bool device = true;    // Target.Device (else Target.Host)
+  std::string header;    // included by the generated code when non-empty
+  std::vector<Param> params;
+  Type ret;
+  LoopPar par;
+};
+
+struct Function;
+using FunctionRef = std::shared_ptr<const Function>;
+using ExternalRef = std::shared_ptr<const ExternalDecl>;
+
 struct Function {
   std::string name;
   std::vector<Param> params;
   Block body;
   Span span;  // the def line
   Type ret = Type::void_();
+  // Callees of expression-level calls, resolved when this function was decorated, so that
+  // redefining a helper later does not change it (SPEC B 2.9). Externals: one per backend.
+  std::map<std::string, FunctionRef> helpers = {};
+  std::map<std::string, std::vector<ExternalRef>> externals = {};
 };
 
 // Readable text of the IR, used by debug_print and as part of cache keys.

@@ -60,6 +60,15 @@ Expr fold_binop(const Expr& e) {
       case BinOp::Mod:
         if (y == 0 || (x == INT64_MIN && y == -1)) return e;
         return make_int(py_mod(x, y), typed, sp);
+      case BinOp::Pow: {
+        if (y < 0) return e;  // a fraction in Python; left to the generated code
+        uint64_t r = 1, base = static_cast<uint64_t>(x);
+        for (uint64_t k = static_cast<uint64_t>(y); k > 0; k >>= 1) {
+          if (k & 1) r *= base;
+          base *= base;
+        }
+        return make_int(static_cast<int64_t>(r), typed, sp);
+      }
       case BinOp::BitAnd: return make_int(x & y, typed, sp);
       case BinOp::BitOr: return make_int(x | y, typed, sp);
       case BinOp::BitXor: return make_int(x ^ y, typed, sp);

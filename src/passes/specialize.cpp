@@ -1,5 +1,6 @@
 #include "passes/specialize.h"
 
+#include <functional>
 #include <map>
 
 #include "passes/inline_calls.h"
@@ -84,6 +85,7 @@ class Specializer {
       }
     }
     check_no_scalar_assignment(f_.body);
+    check_dicts_only_indexed(f_.body);
     out.fn.body = map_block_exprs(f_.body, [&](const Expr& e) { return rewrite(e); });
     return out;
   }
@@ -110,6 +112,25 @@ class Specializer {
           if (k == l->args[1]->name && is_scalar_arg(v))
             fail("Assigning to a scalar parameter is not allowed", s->span);
       }
+    });
+  }
+
+  // A dict parameter has no value of its own: only d["key"] is meaningful (SPEC B 2.6).
+  void check_dicts_only_indexed(const Block& b) {
+    std::function<void(const Expr&)> check = [&](const Expr& e) {
+      if (!e) return;
+      if (e->kind == ExprKind::Var && dicts_.count(e->name))
+        fail("Encountered unknown dictionary type " + dict_type(*dicts_[e->name], opts_).str() +
+                 " (a dictionary parameter may only be used as d[\"key\"])",
+             e->span);
+      for (size_t i = 0; i < e->args.size(); ++i) {
+        const Expr& a = e->args[i];
+        bool indexed = i == 0 && e->kind == ExprKind::Subscript && a && a->kind == ExprKind::Var;
+        if (!indexed) check(a);
+      }
+    };
+    visit_block(b, [&](const Stmt& s) {
+      for (const Expr* e : {&s->lhs, &s->rhs, &s->cond, &s->lo, &s->hi}) check(*e);
     });
   }
 

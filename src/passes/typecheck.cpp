@@ -26,9 +26,53 @@ std::string shape_str(const std::vector<int64_t>& s) {
 
 class TypeChecker {
  public:
-  TypeChecker(const std::map<std::string, Type>& params, const CompileOptions& opts, std::string fname)
-      : opts_(opts), fname_(std::move(fname)) {
+  TypeChecker(const std::map<std::string, Type>& params, const CompileOptions& opts, std::string fname,
+              const CallTargets& calls)
+      : opts_(opts), fname_(std::move(fname)), calls_(calls) {
     scopes_.emplace_back(params.begin(), params.end());
+  }
+
+  // Helper mode: `return` is allowed; with a declared result type returns convert to it.
+  void allow_returns(std::optional<Type> declared) {
+    helper_ = true;
+    declared_ret_ = std::move(declared);
+  }
+
+  // The helper's result: the declared type, else the common type of its returns (SPEC B 2.9).
+  Type result_type(const Span& def_span) {
+    if (declared_ret_) return *declared_ret_;
+    if (returns_.empty()) return Type::void_();
+    std::optional<ElemSize> strong, weak;
+    for (const Expr& r : returns_) {
+      if (!r->ty.is_scalar()) {
+        if (returns_.size() > 1 && r->ty != returns_[0]->ty)
+          type_fail("Found conflicting types of return statements", def_span);
+        continue;
+      }
+      std::optional<ElemSize>& slot = r->weak ? weak : strong;
+      if (!slot) slot = r->ty.elem;
+      else if (cat(*slot) != cat(r->ty.elem)) type_fail("Found conflicting types of return statements", r->span);
+      else if (elem_bytes(r->ty.elem) > elem_bytes(*slot)) slot = r->ty.elem;
+    }
+    if (!returns_[0]->ty.is_scalar()) return returns_[0]->ty;
+    if (!strong) return Type::scalar(is_float(*weak) ? fsz() : isz());
+    // A weak return only needs to fit the typed ones' kind (an int literal fits a float).
+    if (weak && (is_bool(*weak) != is_bool(*strong) || (is_float(*weak) && !is_float(*strong))))
+      type_fail("Found conflicting types of return statements", def_span);
+    return Type::scalar(*strong);
+  }
+
+  // Converts every return value to the helper's result type.
+  Block convert_returns(const Block& b, const Type& ret) {
+    Block out;
+    for (const auto& s : b) {
+      auto n = copy(s);
+      if (s->kind == StmtKind::Return && ret.is_scalar()) n->rhs = coerce(s->rhs, ret.elem);
+      n->body = convert_returns(s->body, ret);
+      n->orelse = convert_returns(s->orelse, ret);
+      out.push_back(n);
+    }
+    return out;
   }
 
   Block block(const Block& b) {
@@ -40,7 +84,11 @@ class TypeChecker {
  private:
   const CompileOptions& opts_;
   std::string fname_;
+  const CallTargets& calls_;
   std::vector<std::map<std::string, Type>> scopes_;
+  bool helper_ = false;
+  std::optional<Type> declared_ret_;
+  std::vector<Expr> returns_;
 
   const Type* lookup(const std::string& n) const {
     for (auto it = scopes_.rbegin(); it != scopes_.rend(); ++it) {
@@ -175,9 +223,7 @@ class TypeChecker {
                     e->span);
         return neutral_literal(e->reduce, t, e->span);
       }
-      case ExprKind::Call:
-        fail("Calls to jit functions or externals inside expressions are not supported yet: " + e->name,
-             e->span);
+      case ExprKind::Call: return call(e);
       case ExprKind::Reduce:
         fail(std::string("Found reduction operation ") + reduce_name(e->reduce) +
                  " in unsupported position.",
@@ -185,6 +231,41 @@ class TypeChecker {
       case ExprKind::Access: return e;
     }
     internal_fail("unknown expression", e->span);
+  }
+
+  // Arguments unify with the declared parameter types; the call is renamed to its target.
+  Expr call(const Expr& e) {
+    auto it = calls_.find(e->name);
+    if (it == calls_.end()) fail("Call to unknown function " + e->name, e->span);
+    const CallTarget& t = it->second;
+    if (t.params.size() != e->args.size())
+      fail("Function " + e->name + " expected " + std::to_string(t.params.size()) +
+               " arguments, but received " + std::to_string(e->args.size()) + ".",
+           e->span);
+    std::vector<Expr> args;
+    for (size_t i = 0; i < e->args.size(); ++i) {
+      Expr a = expr(e->args[i]);
+      const Type& p = t.params[i];
+      if (p.is_pointer()) {
+        // A pointer accepts an array or a row of one (x or x[i]) with the same element type.
+        bool ok = (a->ty.is_array() || a->ty.is_pointer()) && a->ty.elem == p.elem;
+        if (!ok)
+          type_fail("Found incompatible types in function call:\nCannot unify incompatible types " +
+                        p.str() + " and " + a->ty.str(),
+                    e->args[i]->span);
+        args.push_back(a);
+        continue;
+      }
+      try {
+        args.push_back(store_value(a, p, e->args[i]->span));
+      } catch (const CompileError& err) {
+        type_fail("Found incompatible types in function call:\n" + err.message(), e->args[i]->span);
+      }
+    }
+    auto n = copy(e);
+    n->name = t.c_name;
+    n->args = std::move(args);
+    return typed(n, t.ret);
   }
 
   Expr neutral_literal(ReduceOp op, ElemSize t, const Span& sp) {
@@ -307,6 +388,18 @@ class TypeChecker {
     Expr target = expr(e->args[0]);
     if (target->ty.is_dict() || (e->args.size() > 1 && e->args[1]->kind == ExprKind::String))
       type_fail("Cannot index using a string on non-dict expression", e->span);
+    if (target->ty.is_pointer()) {
+      // A pointer parameter of a helper has no shape: one flat index, not range-checked.
+      if (e->args.size() != 2)
+        type_fail("Indexing with " + std::to_string(e->args.size() - 1) +
+                      " dimensions on pointer " + print_expr(e->args[0]) + " (pointers take one index)",
+                  e->span);
+      if (e->args[1]->kind == ExprKind::Slice)
+        fail("Slice expressions are not supported in functions called from expressions", e->args[1]->span);
+      auto node = copy(e);
+      node->args = {target, index_expr(e->args[1])};
+      return typed(node, Type::scalar(target->ty.elem));
+    }
     if (!target->ty.is_array())
       type_fail("Subscript operation on unsupported target " + print_expr(e->args[0]), e->span);
     const auto& shape = target->ty.shape;
@@ -318,8 +411,9 @@ class TypeChecker {
     std::vector<Expr> args{target};
     for (size_t k = 0; k < n; ++k) {
       const Expr& ix = e->args[k + 1];
+      // Slices are lowered in the main function only (SPEC B 2.7).
       if (ix->kind == ExprKind::Slice)
-        internal_fail("slice remaining after slice lowering", ix->span);
+        fail("Slice expressions are not supported in functions called from expressions", ix->span);
       Expr t = index_expr(ix);
       if (t->kind == ExprKind::Int) {
         int64_t v = t->ival < 0 ? t->ival + shape[k] : t->ival;
@@ -408,7 +502,17 @@ class TypeChecker {
         return n;
       }
       case StmtKind::WithGpu: n->body = block(s->body); return n;
-      case StmtKind::Return: fail("The called function " + fname_ + " cannot return a value", s->span);
+      case StmtKind::Return: {
+        if (!helper_) fail("The called function " + fname_ + " cannot return a value", s->span);
+        Expr v = expr(s->rhs);
+        if (declared_ret_) {
+          v = store_value(v, *declared_ret_, s->span);
+        } else {
+          returns_.push_back(v);
+        }
+        n->rhs = v;
+        return n;
+      }
       case StmtKind::Call: fail("Call to unknown function " + s->rhs->name, s->span);
       case StmtKind::Label: internal_fail("label statement after label attachment", s->span);
     }
@@ -429,8 +533,30 @@ class TypeChecker {
 }  // namespace
 
 Block typecheck(const Block& b, const std::map<std::string, Type>& params, const CompileOptions& opts,
-                const std::string& fun_name) {
-  return TypeChecker(params, opts, fun_name).block(b);
+                const std::string& fun_name, const CallTargets& calls) {
+  return TypeChecker(params, opts, fun_name, calls).block(b);
+}
+
+Block typecheck_helper(const Function& f, const CompileOptions& opts, const CallTargets& calls,
+                       Type& ret) {
+  std::map<std::string, Type> params;
+  std::vector<std::string> untyped;
+  for (const auto& p : f.params) {
+    if (p.annotation) params[p.name] = *p.annotation;
+    else untyped.push_back(p.name);
+  }
+  if (!untyped.empty()) {
+    std::string names;
+    for (size_t i = 0; i < untyped.size(); ++i) names += (i ? ", " : "") + untyped[i];
+    type_fail("Parameters " + names + " of function " + f.name +
+              " have unknown type.\nMake sure to annotate the parameters of functions called "
+              "from expressions with types from parpy.types.");
+  }
+  TypeChecker tc(params, opts, f.name, calls);
+  tc.allow_returns(f.ret.kind == Type::Kind::Void ? std::nullopt : std::optional<Type>(f.ret));
+  Block body = tc.block(f.body);
+  ret = tc.result_type(f.span);
+  return tc.convert_returns(body, ret);
 }
 
 }  // namespace parpy

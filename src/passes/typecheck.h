@@ -1,14 +1,29 @@
 #pragma once
 #include <map>
 #include <string>
+#include <vector>
 
 #include "ir/ir.h"
 #include "ir/options.h"
 
 namespace parpy {
+// What an expression-level call resolves to: a lowered jit helper or an external (SPEC B 2.9).
+struct CallTarget {
+  std::string c_name;       // the function the generated code calls
+  std::vector<Type> params;  // declared parameter types (scalars or pointers)
+  Type ret;
+};
+using CallTargets = std::map<std::string, CallTarget>;  // by Python name
+
 // Types every expression, applies the unification rules of SPEC B 2.6 with A4's weak literals
 // (inserting conversions), resolves neutral elements, marks defining assignments and enforces
-// the scoping of 2.11. `params` gives the type of every array parameter.
+// the scoping of 2.11. `params` gives the type of every array parameter; `calls` the targets of
+// the calls made in expressions (calls are renamed to their target's c_name).
 Block typecheck(const Block& b, const std::map<std::string, Type>& params, const CompileOptions& opts,
-                const std::string& fun_name);
+                const std::string& fun_name, const CallTargets& calls = {});
+
+// Types the body of a helper called in expressions: parameters take their annotations and
+// `return` is allowed. `ret` is the annotation if given, else the common type of the returns.
+Block typecheck_helper(const Function& f, const CompileOptions& opts, const CallTargets& calls,
+                       Type& ret);
 }  // namespace parpy

@@ -1,0 +1,83 @@
+// parpy.parpy.declare_external: validates and records a parpy.external declaration. The Python
+// decorator (parpy.external) evaluates the annotations and keeps the registries.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include "bindings/bind.h"
+#include "bindings/externals.h"
+#include "ir/options.h"
+
+namespace nb = nanobind;
+
+namespace parpy {
+namespace {
+
+// A parpy.types annotation: an ElemSize is a scalar, an ExtType a pointer; else nullopt.
+std::optional<Type> annotation_type(nb::handle v) {
+  nb::module_ native = nb::module_::import_("parpy.parpy");
+  if (nb::isinstance(v, native.attr("ElemSize")))
+    return Type::scalar(static_cast<ElemSize>(nb::cast<int>(v.attr("value"))));
+  if (nb::isinstance(v, native.attr("ExtType")))
+    return Type::pointer(static_cast<ElemSize>(nb::cast<int>(v.attr("elem").attr("value"))));
+  return std::nullopt;
+}
+
+ExternalHandle declare_external(const std::string& name, const std::string& ext_name,
+                                CompileBackend backend, nb::handle target,
+                                std::optional<std::string> header, const LoopPar& par,
+                                const std::vector<std::pair<std::string, nb::object>>& params,
+                                nb::object ret) {
+  bool host = nb::cast<int>(target.attr("value")) == 0;
+  switch (backend) {
+    case CompileBackend::Cuda:
+      if (host) fail("Host externals are not supported in the CUDA backend");
+      break;
+    case CompileBackend::Metal:
+      if (host && par.is_parallel()) fail("Host externals cannot be parallel");
+      break;
+    case CompileBackend::Cpu: break;  // Host and Device code are both C++ here
+    default: fail(std::string("Unsupported external backend: CompileBackend.") + backend_name(backend));
+  }
+  auto d = std::make_shared<ExternalDecl>();
+  d->name = name;
+  d->ext_name = ext_name;
+  d->backend = backend;
+  d->device = !host;
+  d->header = header.value_or("");
+  d->par = par;
+  for (const auto& [pname, ann] : params) {
+    auto t = annotation_type(ann);
+    if (!t) fail("External declaration parameters must be annotated with types.");
+    d->params.push_back({pname, t, {}});
+  }
+  auto r = annotation_type(ret);
+  if (!r) fail("Unsupported return type annotation on external function");
+  d->ret = *r;
+  return {d};
+}
+
+}  // namespace
+
+void bind_externals(nb::module_& m) {
+  nb::class_<ExternalHandle>(m, "ExternalDecl")
+      .def_prop_ro("name", [](const ExternalHandle& h) { return h.decl->name; })
+      .def_prop_ro("ext_name", [](const ExternalHandle& h) { return h.decl->ext_name; })
+      .def_prop_ro("backend", [](const ExternalHandle& h) { return h.decl->backend; })
+      .def_prop_ro("header",
+                   [](const ExternalHandle& h) -> std::optional<std::string> {
+                     if (h.decl->header.empty()) return std::nullopt;
+                     return h.decl->header;
+                   })
+      .def("__repr__", [](const ExternalHandle& h) {
+        return "ExternalDecl(" + h.decl->name + " -> " + h.decl->ext_name + ", " +
+               backend_name(h.decl->backend) + ")";
+      });
+  m.def("declare_external", &declare_external, nb::arg("name"), nb::arg("ext_name"), nb::arg("backend"),
+        nb::arg("target"), nb::arg("header").none(), nb::arg("parallelize"), nb::arg("params"),
+        nb::arg("ret").none());
+}
+
+}  // namespace parpy

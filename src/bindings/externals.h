@@ -1,0 +1,9 @@
+// The Python handle of an external declaration (SPEC B 1.5), stored in parpy._ext_decls.
+#pragma once
+#include "ir/ir.h"
+
+namespace parpy {
+struct ExternalHandle {
+  ExternalRef decl;
+};
+}  // namespace parpy

@@ -1,0 +1,188 @@
+#include "codegen/c_printer.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "codegen/c_names.h"
+
+namespace parpy {
+
+std::string CPrinter::type_str(const Type& t) const {
+  if (t.is_scalar()) return type_name(t.elem);
+  return type_name(t.elem) + "*";
+}
+
+std::string CPrinter::float_literal(double v, ElemSize e) const {
+  std::string s;
+  if (std::isnan(v)) {
+    s = "NAN";
+  } else if (std::isinf(v)) {
+    s = v > 0 ? "HUGE_VALF" : "(-HUGE_VALF)";
+    if (e == ElemSize::F64) return v > 0 ? "HUGE_VAL" : "(-HUGE_VAL)";
+  } else {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    s = buf;
+    if (s.find_first_of(".en") == std::string::npos) s += ".0";
+    if (e == ElemSize::F64) return s;
+    s += "f";
+  }
+  if (e == ElemSize::F32) return s;
+  return "((" + type_name(e) + ")" + s + ")";
+}
+
+std::string CPrinter::int_literal(int64_t v, ElemSize e) const {
+  if (is_bool(e)) return v ? "true" : "false";
+  if (is_float(e)) return float_literal(static_cast<double>(v), e);
+  if (is_unsigned_int(e)) {
+    std::string u = std::to_string(static_cast<uint64_t>(v));
+    return e == ElemSize::U64 ? "UINT64_C(" + u + ")" : "((" + type_name(e) + ")" + u + "u)";
+  }
+  std::string s;
+  if (v == INT64_MIN)
+    s = "(-INT64_C(9223372036854775807) - 1)";
+  else if (v >= -2147483647 && v <= 2147483647)
+    s = std::to_string(v);
+  else
+    s = "INT64_C(" + std::to_string(v) + ")";
+  if (e == ElemSize::I64 || e == ElemSize::I32) return s;
+  return "((" + type_name(e) + ")" + s + ")";
+}
+
+void CPrinter::declarations(const Block& b, int indent) {
+  std::set<std::string> seen;
+  collect_decls(b, indent, seen);
+}
+
+void CPrinter::collect_decls(const Block& b, int indent, std::set<std::string>& seen) {
+  for (const auto& s : b) {
+    if (s->kind == StmtKind::Assign && s->defines && s->lhs->kind == ExprKind::Var &&
+        seen.insert(s->lhs->name).second)
+      os << pad(indent) << type_str(s->lhs->ty) << " " << c_ident(s->lhs->name) << ";\n";
+    if (s->kind == StmtKind::For) continue;
+    collect_decls(s->body, indent, seen);
+    collect_decls(s->orelse, indent, seen);
+  }
+}
+
+void CPrinter::block(const Block& b, int indent) {
+  for (const auto& s : b) stmt(s, indent);
+}
+
+void CPrinter::stmt(const Stmt& s, int indent) {
+  std::string p = pad(indent);
+  switch (s->kind) {
+    case StmtKind::Assign: os << p << expr(s->lhs) << " = " << expr(s->rhs) << ";\n"; break;
+    case StmtKind::For: loop(s, indent); break;
+    case StmtKind::While:
+      os << p << "while (" << expr(s->cond) << ") {\n";
+      block(s->body, indent + 1);
+      os << p << "}\n";
+      break;
+    case StmtKind::If:
+      os << p << "if (" << expr(s->cond) << ") {\n";
+      block(s->body, indent + 1);
+      if (!s->orelse.empty()) {
+        os << p << "} else {\n";
+        block(s->orelse, indent + 1);
+      }
+      os << p << "}\n";
+      break;
+    case StmtKind::WithGpu: block(s->body, indent); break;
+    case StmtKind::Call: os << p << expr(s->rhs) << ";\n"; break;
+    default: internal_fail("statement kind not supported by the C printer", s->span);
+  }
+}
+
+std::string CPrinter::loop_header(const Stmt& s) const {
+  std::string v = c_ident(s->var);
+  std::string cmp = s->step > 0 ? " < " : " > ";
+  std::string inc = s->step == 1 ? "++" + v : v + " += " + std::to_string(s->step);
+  CPrinter& self = const_cast<CPrinter&>(*this);
+  return "for (int64_t " + v + " = " + self.expr(s->lo) + "; " + v + cmp + self.expr(s->hi) + "; " + inc + ")";
+}
+
+void CPrinter::loop(const Stmt& s, int indent) {
+  std::string p = pad(indent);
+  os << p << loop_header(s) << " {\n";
+  declarations(s->body, indent + 1);
+  block(s->body, indent + 1);
+  os << p << "}\n";
+}
+
+std::string CPrinter::call_expr(const Expr& e) {
+  std::string out = c_ident(e->name) + "(";
+  for (size_t i = 0; i < e->args.size(); ++i) out += (i ? ", " : "") + expr(e->args[i]);
+  return out + ")";
+}
+
+std::string CPrinter::expr(const Expr& e) {
+  switch (e->kind) {
+    case ExprKind::Var: return c_ident(e->name);
+    case ExprKind::Int: return int_literal(e->ival, e->ty.elem);
+    case ExprKind::Float: return float_literal(e->fval, e->ty.elem);
+    case ExprKind::Bool: return e->bval ? "true" : "false";
+    case ExprKind::Access: return c_ident(e->name) + "[" + expr(e->args[0]) + "]";
+    case ExprKind::Convert: return "((" + type_name(e->ty.elem) + ")" + expr(e->args[0]) + ")";
+    case ExprKind::IfExpr:
+      return "(" + expr(e->args[0]) + " ? " + expr(e->args[1]) + " : " + expr(e->args[2]) + ")";
+    case ExprKind::UnOp: return unary(e);
+    case ExprKind::BinOp: return binary(e);
+    case ExprKind::Call: return call_expr(e);
+    default: internal_fail("expression kind not supported by the C printer: " + print_expr(e), e->span);
+  }
+}
+
+std::string CPrinter::narrow(const Expr& e, const std::string& s) const {
+  ElemSize t = e->ty.elem;
+  if (elem_bytes(t) < 4 && !is_bool(t) && !is_float(t)) return "((" + type_name(t) + ")" + s + ")";
+  return s;
+}
+
+std::string CPrinter::unary(const Expr& e) {
+  std::string a = expr(e->args[0]);
+  switch (e->unop) {
+    case UnOp::Neg: return narrow(e, "(-" + a + ")");
+    case UnOp::Not: return "(!" + a + ")";
+    case UnOp::BitNot: return narrow(e, "(~" + a + ")");
+    case UnOp::Abs: return "parpy_abs(" + a + ")";
+    default: return std::string("parpy_") + unop_name(e->unop) + "(" + a + ")";
+  }
+}
+
+std::string CPrinter::binary(const Expr& e) {
+  std::string a = expr(e->args[0]), b = expr(e->args[1]);
+  ElemSize t = e->args[0]->ty.elem;
+  auto infix = [&](const char* op) { return "(" + a + " " + op + " " + b + ")"; };
+  // Literals print as int or double: name the template argument for the helpers.
+  auto fn = [&](const char* f) { return std::string(f) + "<" + type_name(t) + ">(" + a + ", " + b + ")"; };
+  switch (e->binop) {
+    case BinOp::Add: return narrow(e, infix("+"));
+    case BinOp::Sub: return narrow(e, infix("-"));
+    case BinOp::Mul: return narrow(e, infix("*"));
+    case BinOp::Div: return is_float(t) ? infix("/") : fn("parpy_div");
+    case BinOp::FloorDiv: return fn("parpy_floordiv");
+    case BinOp::Mod: return fn("parpy_mod");
+    case BinOp::Pow:
+      return is_float(t) ? "parpy_pow(" + a + ", " + b + ")" : fn("parpy_pow");
+    case BinOp::BitAnd: return narrow(e, infix("&"));
+    case BinOp::BitOr: return narrow(e, infix("|"));
+    case BinOp::BitXor: return narrow(e, infix("^"));
+    case BinOp::Shl: return narrow(e, infix("<<"));
+    case BinOp::Shr: return narrow(e, infix(">>"));
+    case BinOp::And: return infix("&&");
+    case BinOp::Or: return infix("||");
+    case BinOp::Eq: return infix("==");
+    case BinOp::Neq: return infix("!=");
+    case BinOp::Lt: return infix("<");
+    case BinOp::Le: return infix("<=");
+    case BinOp::Gt: return infix(">");
+    case BinOp::Ge: return infix(">=");
+    case BinOp::Max: return fn("parpy_max");
+    case BinOp::Min: return fn("parpy_min");
+    case BinOp::Atan2: return "parpy_atan2(" + a + ", " + b + ")";
+  }
+  return "?";
+}
+
+}  // namespace parpy

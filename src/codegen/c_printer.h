@@ -1,0 +1,42 @@
+// Printing of the loop IR as C-family code, shared by the C++ (Cpu) and CUDA printers. A
+// backend overrides the spelling of types and literals and how loops are annotated.
+#pragma once
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "ir/ir.h"
+
+namespace parpy {
+
+class CPrinter {
+ public:
+  virtual ~CPrinter() = default;
+  std::ostringstream os;
+
+  virtual std::string type_name(ElemSize e) const = 0;
+  std::string type_str(const Type& t) const;
+  virtual std::string float_literal(double v, ElemSize e) const;
+  std::string int_literal(int64_t v, ElemSize e) const;
+
+  std::string expr(const Expr& e);
+  // Locals are declared at the top of the function or loop body that scopes them (SPEC B 2.11).
+  void declarations(const Block& b, int indent);
+  void block(const Block& b, int indent);
+  virtual void stmt(const Stmt& s, int indent);
+  std::string loop_header(const Stmt& s) const;
+  static std::string pad(int indent) { return std::string(indent * 2, ' '); }
+
+ protected:
+  virtual void loop(const Stmt& s, int indent);
+  virtual std::string call_expr(const Expr& e);
+  std::string unary(const Expr& e);
+  std::string binary(const Expr& e);
+  // C promotes types narrower than int; keep the IR's type.
+  std::string narrow(const Expr& e, const std::string& s) const;
+
+ private:
+  void collect_decls(const Block& b, int indent, std::set<std::string>& seen);
+};
+
+}  // namespace parpy

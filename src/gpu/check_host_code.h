@@ -1,0 +1,8 @@
+#pragma once
+#include "ir/ir.h"
+
+namespace parpy {
+// Host code (outside parallel loops and gpu blocks) cannot touch GPU memory: any array access
+// there is an error (SPEC B 3.2, "Assignments are not allowed outside parallel code.").
+void check_host_code(const Block& b);
+}  // namespace parpy

@@ -1,0 +1,432 @@
+#include "gpu/extract_kernels.h"
+
+#include <climits>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "passes/constant_fold.h"
+
+namespace parpy {
+namespace {
+
+const Type kI64 = Type::scalar(ElemSize::I64);
+const Type kBool = Type::scalar(ElemSize::Bool);
+
+Expr ivar(const std::string& n) { return var(n, {}, kI64); }
+Expr ilit(int64_t v) { return int_lit(v, {}, false, ElemSize::I64); }
+Expr iop(BinOp op, Expr a, Expr b) {
+  return binop(op, std::move(a), std::move(b), {}, is_comparison(op) || op == BinOp::And ? kBool : kI64);
+}
+
+int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// The accumulator type of a reduction: shuffles need at least 32-bit values.
+ElemSize acc_type(ElemSize t) {
+  switch (t) {
+    case ElemSize::F16: return ElemSize::F32;
+    case ElemSize::I8: case ElemSize::I16: return ElemSize::I32;
+    case ElemSize::U8: case ElemSize::U16: return ElemSize::U32;
+    default: return t;
+  }
+}
+
+const char* op_suffix(BinOp op) {
+  switch (op) {
+    case BinOp::Add: return "add";
+    case BinOp::Mul: return "mul";
+    case BinOp::Max: return "max";
+    default: return "min";
+  }
+}
+
+Expr neutral_value(BinOp op, ElemSize t) {
+  ReduceOp r = op == BinOp::Add ? ReduceOp::Sum : op == BinOp::Mul ? ReduceOp::Prod
+             : op == BinOp::Max ? ReduceOp::Max : ReduceOp::Min;
+  if (is_float(t)) {
+    double v = r == ReduceOp::Sum ? 0.0 : r == ReduceOp::Prod ? 1.0 : r == ReduceOp::Max ? -HUGE_VAL : HUGE_VAL;
+    return float_lit(v, {}, false, t);
+  }
+  int64_t lo = 0, hi = 0;
+  switch (t) {
+    case ElemSize::I32: lo = INT32_MIN; hi = INT32_MAX; break;
+    case ElemSize::I64: lo = INT64_MIN; hi = INT64_MAX; break;
+    case ElemSize::U32: hi = UINT32_MAX; break;
+    case ElemSize::U64: hi = -1; break;
+    default: break;
+  }
+  int64_t v = r == ReduceOp::Sum ? 0 : r == ReduceOp::Prod ? 1 : r == ReduceOp::Max ? lo : hi;
+  return int_lit(v, {}, false, t);
+}
+
+std::string layer_str(int64_t threads, int64_t tpb) {
+  return "ParLayer { threads: " + std::to_string(threads) + ", tpb: " + std::to_string(tpb) + " }";
+}
+
+class KernelBuilder {
+ public:
+  KernelBuilder(GpuProgram& prog, const CompileOptions& opts) : prog_(prog), opts_(opts) {
+    for (const auto& p : prog.params) params_[p.name] = p.type;
+  }
+
+  Block host(const Block& b) {
+    Block out;
+    for (const auto& s : b) {
+      if (s->kind == StmtKind::WithGpu || (s->kind == StmtKind::For && s->par.is_parallel())) {
+        out.push_back(make_kernel(s));
+        continue;
+      }
+      auto n = copy(s);
+      n->body = host(s->body);
+      n->orelse = host(s->orelse);
+      out.push_back(n);
+    }
+    return out;
+  }
+
+ private:
+  GpuProgram& prog_;
+  const CompileOptions& opts_;
+  std::map<std::string, Type> params_;
+  int counter_ = 0;
+
+  // The kernel being built.
+  std::vector<int64_t> layers_;
+  int64_t tpb_ = 1024, threads_ = 32, inner_blocks_ = 1, outer_ = 1;
+  size_t k_ = 0;
+
+  std::string fresh(const std::string& base) { return "$" + base + std::to_string(counter_++); }
+  std::string worker(size_t d) const { return "$w" + std::to_string(d); }
+
+  // ---- Parallel structure (SPEC C.2.3) ----
+  std::vector<int64_t> unify(std::vector<int64_t> a, const std::vector<int64_t>& b, const Span& sp,
+                             bool branches) {
+    if (a.empty()) return b;
+    if (b.empty()) return a;
+    auto show = [&](const std::vector<int64_t>& l) {
+      std::string s = "[";
+      for (size_t i = 0; i < l.size(); ++i) s += (i ? ", " : "") + layer_str(l[i], tpb_);
+      return s + "]";
+    };
+    if (branches && a != b)
+      fail("Found branches with inconsistent parallel structure: " + show(a) + " != " + show(b) +
+               ".\nThis is not supported because the compiller cannot generate efficient code for this.",
+           sp);
+    if (a.size() != b.size())
+      fail("Found inconsistent number of layers in parallel structure (" + std::to_string(a.size()) +
+               " != " + std::to_string(b.size()) + ")",
+           sp);
+    for (size_t i = 0; i < a.size(); ++i)
+      if (a[i] != b[i])
+        fail("Found inconsistent parallel structures: " + layer_str(a[i], tpb_) + " != " +
+                 layer_str(b[i], tpb_),
+             sp);
+    return a;
+  }
+
+  std::vector<int64_t> layers_block(const Block& b) {
+    std::vector<int64_t> out;
+    for (const auto& s : b) out = unify(out, layers_stmt(s), s->span, false);
+    return out;
+  }
+
+  std::vector<int64_t> layers_stmt(const Stmt& s) {
+    switch (s->kind) {
+      case StmtKind::For: {
+        auto inner = layers_block(s->body);
+        if (!s->par.is_parallel()) return inner;
+        inner.insert(inner.begin(), s->par.nthreads);
+        return inner;
+      }
+      case StmtKind::While: case StmtKind::WithGpu: return layers_block(s->body);
+      case StmtKind::If: return unify(layers_block(s->body), layers_block(s->orelse), s->span, true);
+      default: return {};
+    }
+  }
+
+  void collect_tpb(const Stmt& s) {
+    visit_block({s}, [&](const Stmt& x) {
+      if (x->kind != StmtKind::For || x->par.tpb == 1024) return;
+      if (tpb_ != 1024 && tpb_ != x->par.tpb)
+        fail("Found inconsistent threads per block " + std::to_string(tpb_) + " and " +
+                 std::to_string(x->par.tpb) + " among labels within parallel statements.",
+             x->span);
+      tpb_ = x->par.tpb;
+    });
+  }
+
+  // ---- Kernels ----
+  Stmt make_kernel(const Stmt& root_in) {
+    Stmt root = root_in;
+    if (root->kind == StmtKind::WithGpu) {
+      // A gpu block is a parallel loop of one iteration and one worker (SPEC C.2.5).
+      root = for_loop("$gpu", ilit(0), ilit(1), 1, root->body, root->span);
+      auto r = copy(root);
+      r->par.nthreads = 1;
+      root = r;
+    }
+    tpb_ = 1024;
+    collect_tpb(root);
+    if (tpb_ > 1024)
+      fail("The number of threads per block " + std::to_string(tpb_) +
+               " exceeds the maximum of 1024 supported by the GPU.",
+           root->span);
+    layers_ = layers_stmt(root);
+    k_ = layers_.size() - 1;
+    int64_t inner = layers_[k_];
+    threads_ = std::min(round_up(inner, 32), tpb_);
+    inner_blocks_ = (inner + threads_ - 1) / threads_;
+    outer_ = 1;
+    for (size_t i = 0; i < k_; ++i) outer_ *= layers_[i];
+    double grid = static_cast<double>(inner_blocks_) * static_cast<double>(outer_);
+    if (grid > static_cast<double>(INT32_MAX))
+      fail("The parallel loops request " + std::to_string(static_cast<long double>(grid)) +
+               " thread blocks, more than a GPU grid can hold.",
+           root->span);
+    check_cross_block(root);
+
+    Kernel kern;
+    kern.name = prog_.name + "_k" + std::to_string(prog_.kernels.size());
+    kern.block_threads = threads_;
+    kern.grid_blocks = inner_blocks_ * outer_;
+    Block body = prologue();
+    for (const auto& s : transform_stmt(root, 0)) body.push_back(s);
+    kern.body = constant_fold(body);
+    kern.params = free_params(kern.body, root->span);
+    std::vector<Expr> args;
+    for (const auto& p : kern.params) args.push_back(var(p.name, root->span, p.type));
+    prog_.kernels.push_back(std::move(kern));
+    return call_stmt(call(prog_.kernels.back().name, std::move(args), root->span), root->span);
+  }
+
+  // Worker indices of each layer, from the thread and the linear block index.
+  Block prologue() {
+    Block b;
+    auto def = [&](const std::string& n, Expr e) {
+      auto s = copy(assign(ivar(n), std::move(e), {}));
+      s->defines = true;
+      b.push_back(s);
+    };
+    Expr tid = ivar(kThreadIdx), bid = ivar(kBlockIdx);
+    if (inner_blocks_ == 1)
+      def(worker(k_), tid);
+    else
+      def(worker(k_), iop(BinOp::Add, iop(BinOp::Mul, iop(BinOp::Mod, bid, ilit(inner_blocks_)), ilit(threads_)), tid));
+    if (k_ > 0) {
+      def("$outer", inner_blocks_ == 1 ? bid : iop(BinOp::FloorDiv, bid, ilit(inner_blocks_)));
+      Expr rest = ivar("$outer");
+      for (size_t d = k_; d-- > 0;) {
+        def(worker(d), d == 0 ? rest : iop(BinOp::Mod, rest, ilit(layers_[d])));
+        rest = iop(BinOp::FloorDiv, rest, ilit(layers_[d]));
+      }
+    }
+    return b;
+  }
+
+  // Statements of a kernel body that run once per block need a grid-wide barrier to see the
+  // work of other blocks; one kernel has none, so with several blocks per inner layer only the
+  // forms that need no such barrier are accepted.
+  void check_cross_block(const Stmt& root) {
+    if (inner_blocks_ == 1 || k_ == 0) return;
+    int inner_loops = 0;
+    bool after = false;
+    std::function<void(const Block&, size_t)> walk = [&](const Block& b, size_t d) {
+      for (const auto& s : b) {
+        bool par = s->kind == StmtKind::For && s->par.is_parallel();
+        if (par && d == k_) {
+          ++inner_loops;
+          continue;
+        }
+        if (inner_loops > 0 && !(s->kind == StmtKind::For && par)) after = true;
+        walk(s->body, par ? d + 1 : d);
+        walk(s->orelse, d);
+      }
+    };
+    walk(root->body, 1);
+    if (inner_loops > 1 || after)
+      fail("This parallel loop nest needs a barrier across thread blocks between its inner "
+           "parallel loops (the inner loops use " + std::to_string(layers_[k_]) + " threads, more "
+           "than one block of " + std::to_string(tpb_) + "), which the Cuda backend does not "
+           "support yet. Use at most " + std::to_string(tpb_) + " threads for the inner loops.",
+           root->span);
+  }
+
+  Expr leader() {
+    Expr first = iop(BinOp::Eq, ivar(kThreadIdx), ilit(0));
+    if (inner_blocks_ == 1) return first;
+    return iop(BinOp::And, first, iop(BinOp::Eq, iop(BinOp::Mod, ivar(kBlockIdx), ilit(inner_blocks_)), ilit(0)));
+  }
+
+  static Stmt barrier() { return call_stmt(call("$syncthreads", {}, {}), {}); }
+
+  static bool contains_parallel(const Stmt& s) {
+    bool found = false;
+    visit_block({s}, [&](const Stmt& x) {
+      if (x->kind == StmtKind::For && x->par.is_parallel()) found = true;
+    });
+    return found;
+  }
+
+  static bool contains_array_store(const Stmt& s) {
+    bool found = false;
+    visit_block({s}, [&](const Stmt& x) {
+      if (x->kind == StmtKind::Assign && x->lhs->kind == ExprKind::Access) found = true;
+    });
+    return found;
+  }
+
+  Block transform_block(const Block& b, size_t d) {
+    Block out;
+    for (const auto& s : b) {
+      for (const auto& t : transform_stmt(s, d)) out.push_back(t);
+      // Other threads of the block read what a parallel loop or a narrowed store wrote.
+      if (d >= 1 && d <= k_ && inner_blocks_ == 1 && (contains_parallel(s) || contains_array_store(s)))
+        out.push_back(barrier());
+    }
+    return out;
+  }
+
+  // for v in range(lo, hi, step) with n workers: worker w runs lo + step*w, lo + step*(w+n), ...
+  Stmt grid_stride(const Stmt& s, size_t d, Block body) {
+    int64_t n = layers_[d];
+    Expr w = ivar(worker(d));
+    Expr start = s->step == 1 ? w : iop(BinOp::Mul, ilit(s->step), w);
+    auto loop = copy(for_loop(s->var, iop(BinOp::Add, s->lo, start), s->hi, s->step * n, std::move(body), s->span));
+    loop->par = LoopPar{};
+    return loop;
+  }
+
+  Stmt guarded(const Stmt& loop, size_t d) {
+    if (d == k_ && threads_ * inner_blocks_ != layers_[d])
+      return if_stmt(iop(BinOp::Lt, ivar(worker(d)), ilit(layers_[d])), {loop}, {}, loop->span);
+    return loop;
+  }
+
+  Block transform_stmt(const Stmt& s, size_t d) {
+    switch (s->kind) {
+      case StmtKind::For: {
+        if (!s->par.is_parallel()) {
+          auto n = copy(s);
+          n->body = transform_block(s->body, d);
+          return {n};
+        }
+        if (d == k_ && s->par.reduction) return reduction(s, d);
+        if (s->par.reduction)
+          fail("A reduction over a parallel loop that has parallel loops inside it is not supported.", s->span);
+        return {guarded(grid_stride(s, d, transform_block(s->body, d + 1)), d)};
+      }
+      case StmtKind::While: case StmtKind::If: {
+        auto n = copy(s);
+        n->body = transform_block(s->body, d);
+        n->orelse = transform_block(s->orelse, d);
+        return {n};
+      }
+      case StmtKind::WithGpu: return transform_block(s->body, d);
+      case StmtKind::Assign:
+        if (d >= 1 && d <= k_ && s->lhs->kind == ExprKind::Access)
+          return {if_stmt(leader(), {s}, {}, s->span)};
+        return {s};
+      default: return {s};
+    }
+  }
+
+  Block reduction(const Stmt& s, size_t d) {
+    const Stmt& st = s->body[0];
+    const Expr& dst = st->lhs;
+    ElemSize t = dst->ty.elem, at = acc_type(t);
+    BinOp op = s->red_op;
+    Type aty = Type::scalar(at);
+    std::string acc = fresh("acc");
+    Expr accv = var(acc, {}, aty);
+    Expr ne = neutral_value(op, at);
+    Expr value = st->rhs->args[1];
+    if (value->ty.elem != at) value = convert(value, aty);
+    Block out;
+    auto init = copy(assign(accv, ne, s->span));
+    init->defines = true;
+    out.push_back(init);
+    Stmt body = assign(accv, binop(op, accv, value, s->span, aty), s->span);
+    out.push_back(guarded(grid_stride(s, d, {body}), d));
+    Expr total = at == t ? accv : convert(accv, dst->ty);
+    Stmt update = assign(dst, binop(op, dst, total, s->span, dst->ty), s->span);
+    bool host_var = dst->kind == ExprKind::Var && (d == 0 || params_.count(dst->name));
+    if (host_var)
+      fail("A parallel reduction into the host variable " + dst->name +
+               " is not supported on the GPU; reduce into an array element instead.",
+           st->span);
+    std::string suffix = op_suffix(op);
+    if (inner_blocks_ == 1) {
+      out.push_back(assign(accv, call("$block_reduce_" + suffix, {accv}, s->span), s->span));
+      if (dst->kind == ExprKind::Access)
+        out.push_back(if_stmt(iop(BinOp::Eq, ivar(kThreadIdx), ilit(0)), {update}, {}, s->span));
+      else
+        out.push_back(update);
+      return out;
+    }
+    if (dst->kind != ExprKind::Access)
+      fail("A reduction over more than one thread block must write to an array element on the GPU.", st->span);
+    std::string partials = fresh("partials"), counters = fresh("counters");
+    prog_.scratch.push_back({partials, at, outer_ * inner_blocks_, false});
+    prog_.scratch.push_back({counters, ElemSize::U32, outer_, true});
+    Expr slot = k_ == 0 ? ilit(0) : ivar("$outer");
+    Expr block_in_group = iop(BinOp::Mod, ivar(kBlockIdx), ilit(inner_blocks_));
+    Expr last = call("$multiblock_reduce_" + suffix,
+                     {accv, ne, var(partials, {}, Type::pointer(at)), var(counters, {}, Type::pointer(ElemSize::U32)),
+                      slot, block_in_group, ilit(inner_blocks_)},
+                     s->span);
+    auto lastn = copy(last);
+    lastn->ty = kBool;
+    Stmt write = if_stmt(iop(BinOp::Eq, ivar(kThreadIdx), ilit(0)), {update}, {}, s->span);
+    out.push_back(if_stmt(lastn, {write}, {}, s->span));
+    return out;
+  }
+
+  // Kernel parameters: the free variables of its body (arrays, scratch, host scalars).
+  std::vector<AbiParam> free_params(const Block& body, const Span& sp) {
+    std::set<std::string> defined{kThreadIdx, kBlockIdx};
+    std::map<std::string, Type> used;
+    std::set<std::string> assigned;
+    visit_block(body, [&](const Stmt& s) {
+      if (s->kind == StmtKind::For) defined.insert(s->var);
+      if (s->kind == StmtKind::Assign && s->defines && s->lhs->kind == ExprKind::Var) defined.insert(s->lhs->name);
+      if (s->kind == StmtKind::Assign && s->lhs->kind == ExprKind::Var) assigned.insert(s->lhs->name);
+      if (s->kind == StmtKind::Assign && s->lhs->kind == ExprKind::Access) {
+        if (std::find(prog_.written.begin(), prog_.written.end(), s->lhs->name) == prog_.written.end())
+          prog_.written.push_back(s->lhs->name);
+      }
+      for (const Expr* e : {&s->lhs, &s->rhs, &s->cond, &s->lo, &s->hi})
+        visit_expr(*e, [&](const Expr& x) {
+          if (x->kind == ExprKind::Var) used.emplace(x->name, x->ty);
+          if (x->kind == ExprKind::Access) used.emplace(x->name, params_.count(x->name) ? params_[x->name] : Type::pointer(x->ty.elem));
+        });
+    });
+    std::vector<AbiParam> out;
+    // Arrays in the entry's order, then scratch, then host scalars by name.
+    for (const auto& p : prog_.params)
+      if (used.count(p.name) && !defined.count(p.name) && p.type.is_array()) out.push_back(p);
+    for (const auto& sc : prog_.scratch)
+      if (used.count(sc.name)) out.push_back({sc.name, Type::pointer(sc.elem)});
+    for (const auto& [n, t] : used) {
+      if (defined.count(n) || params_.count(n) || n.rfind("$partials", 0) == 0 || n.rfind("$counters", 0) == 0)
+        continue;
+      if (assigned.count(n))
+        fail("The host variable " + n + " cannot be assigned inside parallel code.", sp);
+      out.push_back({n, t});
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+GpuProgram extract_kernels(const std::string& name, const std::vector<AbiParam>& params,
+                           const Block& body, const CompileOptions& opts) {
+  GpuProgram prog;
+  prog.name = name;
+  prog.params = params;
+  KernelBuilder kb(prog, opts);
+  prog.host = kb.host(body);
+  return prog;
+}
+
+}  // namespace parpy

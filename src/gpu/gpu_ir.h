@@ -1,0 +1,42 @@
+// The GPU program shared by every GPU backend: kernels with their launch geometry, device
+// scratch buffers, and the host code as data (a Block whose Call statements launch kernels).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "ir/ir.h"
+#include "passes/specialize.h"
+
+namespace parpy {
+
+// Compiler-generated names start with '$' (printed as parpy_...). The GPU printers define these
+// two: the thread index in the block and the block index in the grid.
+inline const char* kThreadIdx = "$tid";
+inline const char* kBlockIdx = "$bid";
+
+struct Kernel {
+  std::string name;
+  std::vector<AbiParam> params;  // arrays (device pointers) and host scalars, in launch order
+  int64_t block_threads = 32;    // blockDim.x, a multiple of 32
+  int64_t grid_blocks = 1;       // gridDim.x
+  Block body;                    // device code; Call statements/expressions named parpy_* are intrinsics
+};
+
+// A device buffer owned by the generated module, allocated on first use.
+struct Scratch {
+  std::string name;
+  ElemSize elem;
+  int64_t count;
+  bool zeroed;  // must start as zeros (reset by the kernels that use it)
+};
+
+struct GpuProgram {
+  std::string name;
+  std::vector<AbiParam> params;  // the entry's parameters
+  std::vector<Kernel> kernels;
+  std::vector<Scratch> scratch;
+  Block host;  // scalar host code; `call_stmt(call(kernel.name, args))` launches a kernel
+  std::vector<std::string> written;  // array parameters the program may write (SPEC A6)
+};
+
+}  // namespace parpy

@@ -1,0 +1,345 @@
+#include "runtime/cuda_driver.h"
+
+#include <cstdlib>
+#include <mutex>
+#include <string_view>
+
+#include <dlfcn.h>
+
+namespace parpy::cuda {
+
+namespace {
+
+// The few driver API types we use, declared here so no cuda.h is needed (ABI per cuda.h).
+using CUresult = int;
+using CUdevice = int;
+using CUdeviceptr = unsigned long long;
+using CUcontext = struct CUctx_st*;
+using CUstream = struct CUstream_st*;
+using CUmemoryPool = struct CUmemPoolHandle_st*;
+
+constexpr CUresult CUDA_SUCCESS = 0;
+constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
+constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+constexpr int CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED = 115;
+constexpr int CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL = 9;
+constexpr int CU_MEMPOOL_ATTR_RELEASE_THRESHOLD = 4;
+
+// One entry per driver function: the exported symbol name and a typed pointer. The _v2 names
+// are the ones cuda.h maps the plain names to since CUDA 3.2 (64-bit sizes and pointers).
+struct DriverApi {
+  CUresult (*cuGetErrorName)(CUresult, const char**) = nullptr;
+  CUresult (*cuGetErrorString)(CUresult, const char**) = nullptr;
+  CUresult (*cuInit)(unsigned) = nullptr;
+  CUresult (*cuDriverGetVersion)(int*) = nullptr;
+  CUresult (*cuDeviceGetCount)(int*) = nullptr;
+  CUresult (*cuDeviceGet)(CUdevice*, int) = nullptr;
+  CUresult (*cuDeviceGetName)(char*, int, CUdevice) = nullptr;
+  CUresult (*cuDeviceGetAttribute)(int*, int, CUdevice) = nullptr;
+  CUresult (*cuDevicePrimaryCtxRetain)(CUcontext*, CUdevice) = nullptr;
+  CUresult (*cuCtxGetCurrent)(CUcontext*) = nullptr;
+  CUresult (*cuCtxSetCurrent)(CUcontext) = nullptr;
+  CUresult (*cuCtxSynchronize)() = nullptr;
+  CUresult (*cuMemAlloc)(CUdeviceptr*, size_t) = nullptr;
+  CUresult (*cuMemFree)(CUdeviceptr) = nullptr;
+  CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void*, size_t) = nullptr;
+  CUresult (*cuMemcpyDtoH)(void*, CUdeviceptr, size_t) = nullptr;
+  CUresult (*cuMemcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t) = nullptr;
+  CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr, const void*, size_t, CUstream) = nullptr;
+  CUresult (*cuMemcpyDtoHAsync)(void*, CUdeviceptr, size_t, CUstream) = nullptr;
+  CUresult (*cuMemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream) = nullptr;
+  CUresult (*cuMemsetD8)(CUdeviceptr, unsigned char, size_t) = nullptr;
+  CUresult (*cuMemsetD8Async)(CUdeviceptr, unsigned char, size_t, CUstream) = nullptr;
+  CUresult (*cuStreamSynchronize)(CUstream) = nullptr;
+  CUresult (*cuPointerGetAttribute)(void*, int, CUdeviceptr) = nullptr;
+  // Optional (CUDA 11.2+): without them stream-ordered allocation falls back to cuMemAlloc.
+  CUresult (*cuMemAllocAsync)(CUdeviceptr*, size_t, CUstream) = nullptr;
+  CUresult (*cuMemFreeAsync)(CUdeviceptr, CUstream) = nullptr;
+  CUresult (*cuDeviceGetDefaultMemPool)(CUmemoryPool*, CUdevice) = nullptr;
+  CUresult (*cuMemPoolSetAttribute)(CUmemoryPool, int, void*) = nullptr;
+};
+
+struct Driver {
+  DriverApi api;
+  DeviceInfo info;
+  CUdevice device = 0;
+  bool memory_pools = false;
+};
+
+template <typename Fn> bool bind(void* handle, const char* name, Fn& fn) {
+  fn = reinterpret_cast<Fn>(dlsym(handle, name));
+  return fn != nullptr;
+}
+
+std::string error_text(const DriverApi& api, CUresult result) {
+  const char* name = nullptr;
+  const char* text = nullptr;
+  if (api.cuGetErrorName == nullptr || api.cuGetErrorName(result, &name) != CUDA_SUCCESS ||
+      name == nullptr) {
+    name = nullptr;
+  }
+  if (api.cuGetErrorString == nullptr || api.cuGetErrorString(result, &text) != CUDA_SUCCESS ||
+      text == nullptr) {
+    text = nullptr;
+  }
+  std::string code = "CUDA error " + std::to_string(result);
+  return std::string(name != nullptr ? name : code) + ": " +
+         (text != nullptr ? text : "unrecognized error code");
+}
+
+// Fills driver.api and driver.info; on any failure leaves info.available false with the reason.
+void load(Driver& driver) {
+  DeviceInfo& info = driver.info;
+  DriverApi& api = driver.api;
+  const char* override_path = std::getenv("PARPY_LIBCUDA");
+  std::string path =
+      override_path != nullptr && *override_path != '\0' ? override_path : "libcuda.so.1";
+  // RTLD_NODELETE: the driver stays for the life of the process, like every CUDA client expects.
+  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+  if (handle == nullptr) {
+    const char* why = dlerror();
+    info.why_unavailable =
+        path + " could not be loaded (no NVIDIA driver installed?): " + (why ? why : "");
+    return;
+  }
+
+  bool all = true;
+  std::string missing;
+  auto need = [&](const char* name, auto& fn) {
+    if (!bind(handle, name, fn)) {
+      all = false;
+      missing += missing.empty() ? name : std::string(", ") + name;
+    }
+  };
+  need("cuGetErrorName", api.cuGetErrorName);
+  need("cuGetErrorString", api.cuGetErrorString);
+  need("cuInit", api.cuInit);
+  need("cuDriverGetVersion", api.cuDriverGetVersion);
+  need("cuDeviceGetCount", api.cuDeviceGetCount);
+  need("cuDeviceGet", api.cuDeviceGet);
+  need("cuDeviceGetName", api.cuDeviceGetName);
+  need("cuDeviceGetAttribute", api.cuDeviceGetAttribute);
+  need("cuDevicePrimaryCtxRetain", api.cuDevicePrimaryCtxRetain);
+  need("cuCtxGetCurrent", api.cuCtxGetCurrent);
+  need("cuCtxSetCurrent", api.cuCtxSetCurrent);
+  need("cuCtxSynchronize", api.cuCtxSynchronize);
+  need("cuMemAlloc_v2", api.cuMemAlloc);
+  need("cuMemFree_v2", api.cuMemFree);
+  need("cuMemcpyHtoD_v2", api.cuMemcpyHtoD);
+  need("cuMemcpyDtoH_v2", api.cuMemcpyDtoH);
+  need("cuMemcpyDtoD_v2", api.cuMemcpyDtoD);
+  need("cuMemcpyHtoDAsync_v2", api.cuMemcpyHtoDAsync);
+  need("cuMemcpyDtoHAsync_v2", api.cuMemcpyDtoHAsync);
+  need("cuMemcpyDtoDAsync_v2", api.cuMemcpyDtoDAsync);
+  need("cuMemsetD8_v2", api.cuMemsetD8);
+  need("cuMemsetD8Async", api.cuMemsetD8Async);
+  need("cuStreamSynchronize", api.cuStreamSynchronize);
+  need("cuPointerGetAttribute", api.cuPointerGetAttribute);
+  if (!all) {
+    info.why_unavailable = path + " lacks " + missing + " (driver too old?)";
+    return;
+  }
+  bind(handle, "cuMemAllocAsync", api.cuMemAllocAsync);
+  bind(handle, "cuMemFreeAsync", api.cuMemFreeAsync);
+  bind(handle, "cuDeviceGetDefaultMemPool", api.cuDeviceGetDefaultMemPool);
+  bind(handle, "cuMemPoolSetAttribute", api.cuMemPoolSetAttribute);
+
+  auto failed = [&](const char* operation, CUresult result) {
+    if (result == CUDA_SUCCESS) {
+      return false;
+    }
+    info.why_unavailable = std::string(operation) + ": " + error_text(api, result);
+    return true;
+  };
+  if (failed("cuInit", api.cuInit(0)) ||
+      failed("cuDriverGetVersion", api.cuDriverGetVersion(&info.driver_version)) ||
+      failed("cuDeviceGetCount", api.cuDeviceGetCount(&info.device_count))) {
+    return;
+  }
+  if (info.device_count <= 0) {
+    info.why_unavailable = "the CUDA driver reports no devices";
+    return;
+  }
+  char name[256] = {};
+  if (failed("cuDeviceGet", api.cuDeviceGet(&driver.device, 0)) ||
+      failed("cuDeviceGetName", api.cuDeviceGetName(name, sizeof(name) - 1, driver.device)) ||
+      failed("cuDeviceGetAttribute",
+             api.cuDeviceGetAttribute(&info.major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                                      driver.device)) ||
+      failed("cuDeviceGetAttribute",
+             api.cuDeviceGetAttribute(&info.minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                                      driver.device))) {
+    return;
+  }
+  info.name = name;
+  int pools = 0;
+  driver.memory_pools =
+      api.cuMemAllocAsync != nullptr && api.cuMemFreeAsync != nullptr &&
+      api.cuDeviceGetAttribute(&pools, CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED,
+                               driver.device) == CUDA_SUCCESS &&
+      pools != 0;
+  info.available = true;
+}
+
+Driver& driver_state() {
+  static Driver driver = [] {
+    Driver loaded;
+    load(loaded);
+    return loaded;
+  }();
+  return driver;
+}
+
+[[noreturn]] void throw_error(const DriverApi& api, const char* operation, CUresult result) {
+  throw CudaError(std::string(operation) + ": " + error_text(api, result));
+}
+
+void check(const DriverApi& api, const char* operation, CUresult result) {
+  if (result != CUDA_SUCCESS) {
+    throw_error(api, operation, result);
+  }
+}
+
+// The retained primary context; retained once per process and never released, because the
+// CUDA runtime copies inside generated libraries keep using it until process exit.
+CUcontext primary_context = nullptr;
+std::once_flag primary_context_once;
+
+// The loaded driver with a current context on this thread, or a CudaError explaining why not.
+const DriverApi& ready() {
+  Driver& driver = driver_state();
+  if (!driver.info.available) {
+    throw CudaError("CUDA driver not available: " + driver.info.why_unavailable);
+  }
+  const DriverApi& api = driver.api;
+  CUcontext current = nullptr;
+  check(api, "cuCtxGetCurrent", api.cuCtxGetCurrent(&current));
+  if (current != nullptr) {
+    return api;
+  }
+  std::call_once(primary_context_once, [&] {
+    CUcontext context = nullptr;
+    check(api, "cuDevicePrimaryCtxRetain", api.cuDevicePrimaryCtxRetain(&context, driver.device));
+    // Keep freed pool memory for reuse instead of returning it to the OS at every
+    // synchronisation (the pool's default), so per-call temporaries cost no cuMemAlloc; the same
+    // policy as torch's caching allocator. Failure only costs speed.
+    CUmemoryPool pool = nullptr;
+    if (driver.memory_pools && api.cuDeviceGetDefaultMemPool != nullptr &&
+        api.cuMemPoolSetAttribute != nullptr &&
+        api.cuDeviceGetDefaultMemPool(&pool, driver.device) == CUDA_SUCCESS) {
+      uint64_t threshold = UINT64_MAX;
+      api.cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &threshold);
+    }
+    primary_context = context;
+  });
+  check(api, "cuCtxSetCurrent", api.cuCtxSetCurrent(primary_context));
+  return api;
+}
+
+CUstream as_stream(void* stream) { return static_cast<CUstream>(stream); }
+
+} // namespace
+
+const DeviceInfo& device_info() { return driver_state().info; }
+
+std::string arch_flag() {
+  const DeviceInfo& info = device_info();
+  if (!info.available) {
+    throw CudaError("CUDA driver not available: " + info.why_unavailable);
+  }
+  return "sm_" + std::to_string(info.major) + std::to_string(info.minor);
+}
+
+void ensure_context() { ready(); }
+
+uint64_t alloc(size_t bytes) {
+  const DriverApi& api = ready();
+  CUdeviceptr ptr = 0;
+  check(api, "cuMemAlloc", api.cuMemAlloc(&ptr, bytes));
+  return ptr;
+}
+
+void free(uint64_t ptr) {
+  const DriverApi& api = ready();
+  check(api, "cuMemFree", api.cuMemFree(ptr));
+}
+
+uint64_t alloc_async(size_t bytes, void* stream) {
+  const DriverApi& api = ready();
+  if (!driver_state().memory_pools) {
+    return alloc(bytes);
+  }
+  CUdeviceptr ptr = 0;
+  check(api, "cuMemAllocAsync", api.cuMemAllocAsync(&ptr, bytes, as_stream(stream)));
+  return ptr;
+}
+
+void free_async(uint64_t ptr, void* stream) {
+  const DriverApi& api = ready();
+  if (!driver_state().memory_pools) {
+    // cuMemAlloc memory: wait for the stream's pending uses before freeing it.
+    stream_synchronize(stream);
+    free(ptr);
+    return;
+  }
+  check(api, "cuMemFreeAsync", api.cuMemFreeAsync(ptr, as_stream(stream)));
+}
+
+void copy_htod(uint64_t dst, const void* src, size_t bytes, void* stream) {
+  const DriverApi& api = ready();
+  if (stream != nullptr) {
+    check(api, "cuMemcpyHtoDAsync",
+          api.cuMemcpyHtoDAsync(dst, src, bytes, as_stream(stream)));
+  } else {
+    check(api, "cuMemcpyHtoD", api.cuMemcpyHtoD(dst, src, bytes));
+  }
+}
+
+void copy_dtoh(void* dst, uint64_t src, size_t bytes, void* stream) {
+  const DriverApi& api = ready();
+  if (stream != nullptr) {
+    check(api, "cuMemcpyDtoHAsync",
+          api.cuMemcpyDtoHAsync(dst, src, bytes, as_stream(stream)));
+  } else {
+    check(api, "cuMemcpyDtoH", api.cuMemcpyDtoH(dst, src, bytes));
+  }
+}
+
+void copy_dtod(uint64_t dst, uint64_t src, size_t bytes, void* stream) {
+  const DriverApi& api = ready();
+  if (stream != nullptr) {
+    check(api, "cuMemcpyDtoDAsync",
+          api.cuMemcpyDtoDAsync(dst, src, bytes, as_stream(stream)));
+  } else {
+    check(api, "cuMemcpyDtoD", api.cuMemcpyDtoD(dst, src, bytes));
+  }
+}
+
+void memset_d8(uint64_t dst, unsigned char value, size_t bytes, void* stream) {
+  const DriverApi& api = ready();
+  if (stream != nullptr) {
+    check(api, "cuMemsetD8Async", api.cuMemsetD8Async(dst, value, bytes, as_stream(stream)));
+  } else {
+    check(api, "cuMemsetD8", api.cuMemsetD8(dst, value, bytes));
+  }
+}
+
+void stream_synchronize(void* stream) {
+  const DriverApi& api = ready();
+  check(api, "cuStreamSynchronize", api.cuStreamSynchronize(as_stream(stream)));
+}
+
+void device_synchronize() {
+  const DriverApi& api = ready();
+  check(api, "cuCtxSynchronize", api.cuCtxSynchronize());
+}
+
+int pointer_device(uint64_t ptr) {
+  const DriverApi& api = ready();
+  int ordinal = -1;
+  check(api, "cuPointerGetAttribute",
+        api.cuPointerGetAttribute(&ordinal, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, ptr));
+  return ordinal;
+}
+
+} // namespace parpy::cuda

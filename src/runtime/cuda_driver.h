@@ -1,0 +1,70 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+// The CUDA driver API, loaded at run time with dlopen("libcuda.so.1") so that parpy builds and
+// imports on machines without CUDA (DESIGN.md principle 6). No cuda.h is needed to build this.
+//
+// Context rule: every call below first makes device 0's primary context current on the calling
+// thread if no context is current there (see ensure_context), so memory from alloc() is the same
+// memory the CUDA runtime API inside generated code sees.
+//
+// Every failure throws CudaError; nothing here aborts. Without a usable driver or device, every
+// operation throws CudaError("CUDA driver not available: <why>").
+namespace parpy::cuda {
+
+class CudaError : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+struct DeviceInfo {
+  bool available = false;      // a driver loaded, cuInit succeeded and device 0 exists
+  std::string why_unavailable; // set when !available, e.g. "libcuda.so.1 could not be loaded: ..."
+  std::string name;            // device 0
+  int major = 0, minor = 0;    // compute capability of device 0
+  int device_count = 0;
+  int driver_version = 0;      // cuDriverGetVersion, e.g. 13000; 0 when no driver
+};
+
+// Loads the driver and queries device 0 once per process; later calls return the cached result.
+// Never throws. $PARPY_LIBCUDA, if set, names the library to load instead of libcuda.so.1.
+const DeviceInfo& device_info();
+
+// "sm_<major><minor>" of device 0, e.g. "sm_90"; throws CudaError when no device is available.
+std::string arch_flag();
+
+// Retains device 0's primary context (once per process) and makes it current on the calling
+// thread unless a context is already current there. The CUDA runtime in generated libraries uses
+// the primary context, so this keeps driver-API memory and runtime-API launches in one context.
+// Cheap after the first call on a thread: one cuCtxGetCurrent.
+void ensure_context();
+
+// Device memory. `stream` is a CUstream (cudaStream_t) or nullptr for the legacy default stream.
+// With a stream, copies are asynchronous (cu*Async); host memory may be pageable, in which case
+// the driver stages it (host-to-device returns once the source has been read; device-to-host
+// returns once the data has arrived).
+uint64_t alloc(size_t bytes);
+void free(uint64_t ptr);
+// Stream-ordered allocation (cuMemAllocAsync/cuMemFreeAsync) so temporaries of one call need no
+// device-wide synchronisation; falls back to alloc()/synchronise+free() where the driver or
+// device has no memory pools.
+uint64_t alloc_async(size_t bytes, void* stream);
+void free_async(uint64_t ptr, void* stream);
+
+void copy_htod(uint64_t dst, const void* src, size_t bytes, void* stream);
+void copy_dtoh(void* dst, uint64_t src, size_t bytes, void* stream);
+void copy_dtod(uint64_t dst, uint64_t src, size_t bytes, void* stream);
+void memset_d8(uint64_t dst, unsigned char value, size_t bytes, void* stream);
+
+void stream_synchronize(void* stream);
+void device_synchronize(); // cuCtxSynchronize on the current (primary) context
+
+// The device ordinal that owns `ptr` (cuPointerGetAttribute DEVICE_ORDINAL); throws CudaError
+// for host pointers and unknown addresses.
+int pointer_device(uint64_t ptr);
+
+} // namespace parpy::cuda

@@ -1,0 +1,339 @@
+"""The Cuda backend: generated CUDA compiles everywhere nvcc is (no GPU needed); the programs
+run on a GPU where one is present, with numpy, torch and CuPy arrays."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import parpy
+from parpy import CompileBackend
+
+CUDA = CompileBackend.Cuda
+cuda_enabled = parpy.backend.is_enabled(CUDA)
+needs_gpu = pytest.mark.skipif(not cuda_enabled, reason="no CUDA GPU here")
+needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+
+
+def opts_for(par, backend=CUDA):
+    opts = parpy.par(par)
+    opts.backend = backend
+    return opts
+
+
+@parpy.jit
+def sum_op(x, y, N):
+    parpy.label("N")
+    y[0] = parpy.operators.sum(x[:])
+
+
+@parpy.jit
+def sum_gpu(x, y, N):
+    with parpy.gpu:
+        parpy.label("N")
+        y[0] = parpy.operators.sum(x[:])
+
+
+@parpy.jit
+def row_sum(x, y, N, M):
+    parpy.label("outer")
+    for i in range(N):
+        y[i] = 0.0
+        parpy.label("inner")
+        for j in range(M):
+            y[i] += x[i, j]
+
+
+@parpy.jit
+def row_max(x, y, N, M):
+    parpy.label("outer")
+    for i in range(N):
+        parpy.label("inner")
+        y[i] = parpy.operators.max(x[i, :])
+
+
+@parpy.jit
+def softmax(x, out, N, M):
+    parpy.label("rows")
+    for i in range(N):
+        m = parpy.operators.max(x[i, :])
+        parpy.label("cols")
+        out[i, :] = parpy.operators.exp(x[i, :] - m)
+        s = parpy.operators.sum(out[i, :])
+        parpy.label("cols")
+        out[i, :] = out[i, :] / s
+
+
+@parpy.jit
+def normalize(x, N, M):
+    parpy.label("rows")
+    for i in range(N):
+        s = 0.0
+        parpy.label("cols")
+        for j in range(M):
+            s += x[i, j]
+        parpy.label("cols")
+        for j in range(M):
+            x[i, j] = x[i, j] / s
+
+
+@parpy.jit
+def axpy(a, x, y, N):
+    parpy.label("N")
+    for i in range(N):
+        y[i] = a * x[i] + y[i]
+
+
+@parpy.jit
+def strided(x, y, N):
+    parpy.label("N")
+    for i in range(0, N, 2):
+        y[i] = x[i] + 1.0
+
+
+@parpy.jit
+def matvec(A, x, y, N, M):
+    parpy.label("rows")
+    for i in range(N):
+        parpy.label("cols")
+        y[i] = parpy.operators.sum(A[i, :] * x[:])
+
+
+@parpy.jit
+def int_ops(a, b, out, N):
+    parpy.label("N")
+    for i in range(N):
+        out[i] = a[i] // b[i] + a[i] % b[i]
+
+
+@parpy.jit
+def half_scale(x, y, N):
+    parpy.label("N")
+    for i in range(N):
+        y[i] = x[i] * parpy.operators.float16(2.0)
+
+
+# (function, args, parallelize) of representative programs, for the compile-only check.
+def programs():
+    f32 = np.zeros(4096, np.float32)
+    m32 = np.zeros((64, 300), np.float32)
+    return [
+        (sum_op, [f32, f32[:1], 4096], {"N": parpy.threads(4096)}),
+        (sum_op, [f32, f32[:1], 4096], {"N": parpy.threads(100)}),
+        (sum_gpu, [f32, f32[:1], 4096], {"N": parpy.threads(4096).tpb(512)}),
+        (sum_gpu, [f32[:10], f32[:1], 10], {"N": parpy.threads(10)}),
+        (row_sum, [m32, m32[:, 0].copy(), 64, 300], {"outer": parpy.threads(64), "inner": parpy.threads(128).reduce()}),
+        (row_sum, [m32, m32[:, 0].copy(), 64, 300], {"outer": parpy.threads(64), "inner": parpy.threads(32).reduce()}),
+        (row_sum, [m32, m32[:, 0].copy(), 64, 300], {"outer": parpy.threads(64)}),
+        (row_max, [m32, m32[:, 0].copy(), 64, 300], {"outer": parpy.threads(64), "inner": parpy.threads(256)}),
+        (row_max, [m32, m32[:, 0].copy(), 64, 300], {"outer": parpy.threads(64), "inner": parpy.threads(2048).tpb(512)}),
+        (softmax, [m32, m32.copy(), 64, 300], {"rows": parpy.threads(64), "cols": parpy.threads(256)}),
+        (softmax, [m32, m32.copy(), 64, 300], {"rows": parpy.threads(64), "cols": parpy.threads(1024)}),
+        (normalize, [m32, 64, 300], {"rows": parpy.threads(64), "cols": parpy.threads(300)}),
+        (axpy, [2.0, f32, f32.copy(), 4096], {"N": parpy.threads(4096)}),
+        (axpy, [2.0, f32, f32.copy(), 4096], {"N": parpy.threads(1000)}),
+        (axpy, [np.float32(2.0)[()], f32, f32.copy(), 4096], {"N": parpy.threads(4096).tpb(256)}),
+        (strided, [f32, f32.copy(), 4096], {"N": parpy.threads(3000)}),
+        (matvec, [m32, np.zeros(300, np.float32), np.zeros(64, np.float32), 64, 300], {"rows": parpy.threads(64), "cols": parpy.threads(128)}),
+        (int_ops, [np.zeros(100, np.int64), np.ones(100, np.int64), np.zeros(100, np.int64), 100], {"N": parpy.threads(100)}),
+        (int_ops, [np.zeros(100, np.int32), np.ones(100, np.int32), np.zeros(100, np.int32), 100], {"N": parpy.threads(100)}),
+        (half_scale, [np.zeros(100, np.float16), np.zeros(100, np.float16), 100], {"N": parpy.threads(100)}),
+        (matvec, [np.zeros((8, 5000), np.float64), np.zeros(5000), np.zeros(8), 8, 5000], {"rows": parpy.threads(8), "cols": parpy.threads(1024)}),
+    ]
+
+
+@needs_nvcc
+@pytest.mark.parametrize("i", range(21))
+def test_generated_cuda_compiles(i, tmp_path):
+    fun, args, par = programs()[i]
+    code = parpy.print_compiled(fun, args, opts_for(par))
+    src = tmp_path / "k.cu"
+    src.write_text(code)
+    r = subprocess.run(["nvcc", "-c", "-std=c++17", "-arch=sm_90", "-I" + parpy.get_include(),
+                        str(src), "-o", str(tmp_path / "k.o")], capture_output=True, text=True)
+    assert r.returncode == 0, code + "\n" + r.stderr
+
+
+def test_seed_error_without_gpu():
+    @parpy.jit
+    def sum_loop(x, y, N):
+        y[0] = 0.0
+        parpy.label("N")
+        for i in range(N):
+            y[0] += x[i]
+
+    x = np.zeros(10, np.float32)
+    with pytest.raises(RuntimeError) as e:
+        parpy.print_compiled(sum_loop, [x, x[:1], 10], opts_for({"N": parpy.threads(10).reduce()}))
+    msg = str(e.value)
+    assert msg.startswith("Assignments are not allowed outside parallel code.\n\nOn line ")
+    assert msg.endswith("        y[0] = 0.0\n        ^^^^\n")
+
+
+def test_host_read_is_rejected():
+    @parpy.jit
+    def host_read(x, y, N):
+        n = x[0]
+        with parpy.gpu:
+            y[0] = n
+
+    x = np.zeros(10, np.float32)
+    with pytest.raises(RuntimeError, match="Assignments are not allowed outside parallel code"):
+        parpy.print_compiled(host_read, [x, x[:1], 10], opts_for({}))
+
+
+def test_inconsistent_parallel_structure():
+    @parpy.jit
+    def siblings(x, N):
+        parpy.label("N")
+        for i in range(N):
+            parpy.label("A")
+            for j in range(N):
+                x[i, j] = 1.0
+            parpy.label("B")
+            for j in range(N):
+                x[i, j] = 2.0
+
+    x = np.zeros((8, 8), np.float32)
+    opts = opts_for({"N": parpy.threads(8), "A": parpy.threads(128), "B": parpy.threads(64)})
+    with pytest.raises(RuntimeError, match="Found inconsistent parallel structures"):
+        parpy.print_compiled(siblings, [x, 8], opts)
+
+
+def test_print_compiled_includes_fp16_only_when_used():
+    f32 = np.zeros(100, np.float32)
+    code = parpy.print_compiled(axpy, [2.0, f32, f32, 100], opts_for({"N": parpy.threads(100)}))
+    assert "cuda_fp16.h" not in code and "__global__" in code
+    f16 = np.zeros(100, np.float16)
+    code = parpy.print_compiled(half_scale, [f16, f16, 100], opts_for({"N": parpy.threads(100)}))
+    assert "#include <cuda_fp16.h>" in code
+
+
+# ---- On a GPU ----
+
+
+def rand(shape, dtype=np.float32):
+    return np.random.default_rng().standard_normal(shape).astype(dtype)
+
+
+@needs_gpu
+@pytest.mark.parametrize("N", [100, 10**7])
+@pytest.mark.parametrize("fun", [sum_op, sum_gpu])
+def test_seed_sums_numpy(fun, N):
+    x = rand(N)
+    y = np.full(1, 5.0, np.float32)
+    fun(x, y, N, opts=opts_for({"N": parpy.threads(N)}))
+    ref = x.astype(np.float64).sum()
+    assert abs(float(y[0]) - ref) <= 1e-3 * np.abs(x).sum() / np.sqrt(N) + 1e-3 * abs(ref)
+
+
+@needs_gpu
+@pytest.mark.parametrize("inner", [32, 128, 1024, 2048, 4096])
+def test_row_sum_multi_block(inner):
+    N, M = 37, 5001
+    x = rand((N, M))
+    y = np.zeros(N, np.float32)
+    row_sum(x, y, N, M, opts=opts_for({"outer": parpy.threads(N), "inner": parpy.threads(inner).reduce().tpb(512)}))
+    np.testing.assert_allclose(y, x.astype(np.float64).sum(axis=1), rtol=1e-4, atol=1e-3)
+
+
+@needs_gpu
+@pytest.mark.parametrize("inner", [64, 2048, 4096])
+def test_row_max_multi_block(inner):
+    N, M = 50, 3000
+    x = rand((N, M))
+    y = np.zeros(N, np.float32)
+    row_max(x, y, N, M, opts=opts_for({"outer": parpy.threads(N), "inner": parpy.threads(inner).tpb(512)}))
+    np.testing.assert_array_equal(y, x.max(axis=1))
+
+
+@needs_gpu
+@pytest.mark.parametrize("shape", [(1, 1), (33, 77), (300, 1025)])
+def test_softmax_normalize(shape):
+    N, M = shape
+    x = rand(shape)
+    out = np.zeros_like(x)
+    softmax(x, out, N, M, opts=opts_for({"rows": parpy.threads(N), "cols": parpy.threads(min(M, 1024))}))
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(out, e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
+    x = np.abs(rand(shape)) + 0.1
+    ref = x / x.sum(axis=1, keepdims=True)
+    normalize(x, N, M, opts=opts_for({"rows": parpy.threads(N), "cols": parpy.threads(min(M, 512))}))
+    np.testing.assert_allclose(x, ref, rtol=1e-5)
+
+
+@needs_gpu
+def test_axpy_strided_matvec_int_half():
+    N = 100003
+    x, y = rand(N), rand(N)
+    ref = np.float32(2.5) * x + y
+    axpy(2.5, x, y, N, opts=opts_for({"N": parpy.threads(4096)}))
+    np.testing.assert_allclose(y, ref, rtol=1e-6, atol=1e-6)
+    y2 = np.zeros(N, np.float32)
+    strided(x, y2, N, opts=opts_for({"N": parpy.threads(3000)}))
+    ref2 = np.zeros(N, np.float32)
+    ref2[::2] = x[::2] + 1.0
+    np.testing.assert_array_equal(y2, ref2)
+    A, v = rand((100, 777)), rand(777)
+    out = np.zeros(100, np.float32)
+    matvec(A, v, out, 100, 777, opts=opts_for({"rows": parpy.threads(100), "cols": parpy.threads(256)}))
+    np.testing.assert_allclose(out, A.astype(np.float64) @ v, rtol=1e-4, atol=1e-3)
+    a = np.random.randint(-1000, 1000, 1000).astype(np.int64)
+    b = np.random.randint(1, 50, 1000).astype(np.int64) * np.random.choice([-1, 1], 1000)
+    o = np.zeros(1000, np.int64)
+    int_ops(a, b, o, 1000, opts=opts_for({"N": parpy.threads(1000)}))
+    np.testing.assert_array_equal(o, a // b + a % b)
+    h = rand(500).astype(np.float16)
+    ho = np.zeros(500, np.float16)
+    half_scale(h, ho, 500, opts=opts_for({"N": parpy.threads(500)}))
+    np.testing.assert_array_equal(ho, h * np.float16(2))
+
+
+@needs_gpu
+def test_numpy_inputs_not_written_are_not_copied_back():
+    # x is only read: a concurrent change to the host copy must survive the call (SPEC A6).
+    N = 1000
+    x, y = rand(N), rand(N)
+    x_before = x.copy()
+    axpy(1.0, x, y, N, opts=opts_for({"N": parpy.threads(N)}))
+    np.testing.assert_array_equal(x, x_before)
+
+
+@needs_gpu
+def test_torch_and_cupy_in_place():
+    torch = pytest.importorskip("torch")
+    N = 1 << 20
+    x = torch.randn(N, device="cuda")
+    y = torch.randn(N, device="cuda")
+    ref = 3.0 * x + y
+    ptr = y.data_ptr()
+    axpy(3.0, x, y, N, opts=opts_for({"N": parpy.threads(N)}))
+    assert y.data_ptr() == ptr
+    torch.testing.assert_close(y, ref)
+    s = torch.zeros(1, device="cuda")
+    sum_op(x, s, N, opts=opts_for({"N": parpy.threads(N)}))
+    torch.testing.assert_close(s[0], x.sum(), rtol=1e-4, atol=1e-2)
+    # On a non-default stream: ordered with torch's work there without a device sync.
+    st = torch.cuda.Stream()
+    with torch.cuda.stream(st):
+        z = torch.ones(N, device="cuda") * 2
+        axpy(1.0, x, z, N, opts=opts_for({"N": parpy.threads(N)}))
+        r = z.sum()
+    st.synchronize()
+    torch.testing.assert_close(r, (x + 2).sum(), rtol=1e-4, atol=1e-1)
+    cp = pytest.importorskip("cupy")
+    xc = cp.asarray(rand(N))
+    yc = cp.asarray(rand(N))
+    refc = 2.0 * xc + yc
+    axpy(2.0, xc, yc, N, opts=opts_for({"N": parpy.threads(N)}))
+    cp.testing.assert_allclose(yc, refc, rtol=1e-6)
+
+
+@needs_gpu
+def test_sync_and_aliasing_arguments():
+    torch = pytest.importorskip("torch")
+    x = torch.ones(10, device="cuda")
+    axpy(1.0, x, x, 10, opts=opts_for({"N": parpy.threads(10)}))  # y aliases x
+    parpy.sync(CUDA)
+    torch.testing.assert_close(x, torch.full((10,), 2.0, device="cuda"))

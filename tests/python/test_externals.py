@@ -1,0 +1,225 @@
+"""parpy.external on the Cpu backend (SPEC B 1.5, 2.9): declaration checks, registries, calls
+from jit expressions to a system header and to a user header found through opts.includes."""
+
+import math
+import os
+import re
+
+import numpy as np
+import parpy
+import pytest
+from parpy import CompileBackend, Target
+from parpy.types import F32, F64, I64, pointer
+
+THIS = os.path.abspath(__file__)
+with open(THIS) as _fh:
+    SRC = _fh.read().splitlines()
+RNG = np.random.default_rng(11)
+
+MY_HEADER = """#pragma once
+#include <cstdint>
+static inline float my_scale(float x, float s) { return x * s + 1.0f; }
+static inline float my_row_max(const float* p, int64_t n) {
+  float m = p[0];
+  for (int64_t i = 1; i < n; ++i) m = p[i] > m ? p[i] : m;
+  return m;
+}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARPY_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _line(tag):
+    hits = [i + 1 for i, s in enumerate(SRC) if re.search(f"# @{tag}(\\s|$)", s)]
+    assert len(hits) == 1, f"tag {tag} found {len(hits)} times"
+    return hits[0]
+
+
+def loc(msg, tag, text):
+    n = _line(tag)
+    col = SRC[n - 1].split("# @")[0].index(text)
+    return f"{msg}\n\nOn line {n} of file {THIS}:\n{SRC[n - 1]}\n{' ' * col}{'^' * len(text)}\n"
+
+
+def cpu(**labels):
+    o = parpy.par({k: parpy.threads(v) for k, v in labels.items()})
+    o.backend = CompileBackend.Cpu
+    return o
+
+
+@parpy.external("std::hypot", CompileBackend.Cpu, Target.Device, header="<cmath>")
+def ext_hypot(a: F64, b: F64) -> F64:
+    return math.hypot(a, b)
+
+
+@parpy.external("my_scale", CompileBackend.Cpu, Target.Host, header="my.h")
+def ext_scale(x: F32, s: F32) -> F32:
+    return x * s + 1.0
+
+
+@parpy.external("my_row_max", CompileBackend.Cpu, Target.Device, header="my.h")
+def ext_row_max(p: pointer(F32), n: I64) -> F32:
+    return max(p[:n])
+
+
+@parpy.external("cuda_only_fn", CompileBackend.Cuda, Target.Device)
+def ext_cuda_only(a: F32) -> F32:
+    return a
+
+
+def test_registries_and_python_body():
+    assert parpy._ext_decls[CompileBackend.Cpu]["ext_hypot"] is parpy._ext_tops["ext_hypot"]
+    assert parpy._ext_tops["ext_hypot"].ext_name == "std::hypot"
+    assert parpy._ext_tops["ext_hypot"].header == "<cmath>"
+    assert "ext_cuda_only" in parpy._ext_decls[CompileBackend.Cuda]
+    assert ext_hypot(3.0, 4.0) == 5.0
+    assert ext_scale.__name__ == "ext_scale"
+
+
+def test_system_header_external():
+    @parpy.jit
+    def f(x, y, out, N):
+        parpy.label("N")
+        for i in range(N):
+            out[i] = ext_hypot(x[i], y[i])
+
+    x, y = RNG.standard_normal(1000), RNG.standard_normal(1000)
+    out = np.zeros(1000)
+    f(x, y, out, 1000, opts=cpu(N=4))
+    np.testing.assert_allclose(out, np.hypot(x, y), rtol=1e-15)
+    code = parpy.print_compiled(f, [x, y, out, 1000], cpu(N=4))
+    assert "#include <cmath>" in code and "std::hypot(" in code
+
+
+def test_user_header_with_includes(tmp_path):
+    (tmp_path / "my.h").write_text(MY_HEADER)
+
+    @parpy.jit
+    def f(x, out, N, M):
+        parpy.label("N")
+        for i in range(N):
+            out[i] = ext_scale(ext_row_max(x[i], M), 2.0)
+
+    x = RNG.standard_normal((40, 17)).astype(np.float32)
+    out = np.zeros(40, np.float32)
+    opts = cpu(N=4)
+    opts.includes = [str(tmp_path)]
+    f(x, out, 40, 17, opts=opts)
+    np.testing.assert_allclose(out, x.max(axis=1) * 2 + 1, rtol=1e-6)
+    code = parpy.print_compiled(f, [x, out, 40, 17], opts)
+    assert code.count('#include "my.h"') == 1
+
+
+def test_external_called_from_helper():
+    @parpy.jit
+    def norm(a: F64, b: F64):
+        return ext_hypot(a, b) * 2.0
+
+    @parpy.jit
+    def f(x, y, N):
+        parpy.label("N")
+        for i in range(N):
+            y[i] = norm(x[i], y[i])
+
+    x, y = RNG.standard_normal(64), RNG.standard_normal(64)
+    expected = np.hypot(x, y) * 2
+    f(x, y, 64, opts=cpu(N=2))
+    np.testing.assert_allclose(y, expected, rtol=1e-15)
+
+
+# ----- errors ---------------------------------------------------------------------------------
+
+
+def test_cuda_host_external():
+    with pytest.raises(RuntimeError, match="^Host externals are not supported in the CUDA backend$"):
+
+        @parpy.external("g", CompileBackend.Cuda, Target.Host)
+        def g(a: F32) -> F32:
+            return a
+
+
+def test_auto_backend_external():
+    with pytest.raises(RuntimeError) as e:
+
+        @parpy.external("g", CompileBackend.Auto, Target.Device)
+        def g(a: F32) -> F32:
+            return a
+
+    assert str(e.value) == "Unsupported external backend: CompileBackend.Auto"
+
+
+def test_metal_parallel_host_external():
+    with pytest.raises(RuntimeError, match="^Host externals cannot be parallel$"):
+
+        @parpy.external("g", CompileBackend.Metal, Target.Host, parallelize=parpy.threads(32))
+        def g(a: F32) -> F32:
+            return a
+
+
+def test_unannotated_external_parameter():
+    with pytest.raises(RuntimeError) as e:
+
+        @parpy.external("g", CompileBackend.Cpu, Target.Device)
+        def g(a: F32, b) -> F32:
+            return a
+
+    assert str(e.value) == "External declaration parameters must be annotated with types."
+
+
+def test_external_parameter_with_python_type():
+    with pytest.raises(RuntimeError, match="^External declaration parameters must be annotated"):
+
+        @parpy.external("g", CompileBackend.Cpu, Target.Device)
+        def g(a: float) -> F32:
+            return a
+
+
+def test_missing_external_return_type():
+    with pytest.raises(RuntimeError) as e:
+
+        @parpy.external("g", CompileBackend.Cpu, Target.Device)
+        def g(a: F32):
+            return a
+
+    assert str(e.value) == "Unsupported return type annotation on external function"
+
+
+def test_statement_call_to_external():
+    with pytest.raises(RuntimeError) as e:
+
+        @parpy.jit
+        def f(x, N):
+            parpy.label("N")
+            for i in range(N):
+                ext_scale(x[i], 2.0)  # @stmt_ext
+
+    assert str(e.value) == loc("Cannot inline call to external function ext_scale", "stmt_ext",
+                               "ext_scale(x[i], 2.0)")
+
+
+def test_external_of_other_backend():
+    @parpy.jit
+    def f(x, N):
+        parpy.label("N")
+        for i in range(N):
+            x[i] = ext_cuda_only(x[i])  # @other_backend
+
+    with pytest.raises(RuntimeError) as e:
+        f(np.zeros(4, np.float32), 4, opts=cpu(N=2))
+    assert str(e.value) == loc("Call to unknown function ext_cuda_only", "other_backend", "ext_cuda_only(x[i])")
+
+
+def test_external_argument_type():
+    @parpy.jit
+    def f(x, y, N):
+        parpy.label("N")
+        for i in range(N):
+            y[i] = ext_hypot(x[i], 1.0)  # @ext_arg
+
+    with pytest.raises(TypeError) as e:
+        f(np.zeros(4, np.int64), np.zeros(4), 4, opts=cpu(N=2))
+    inner = "Expected element of type F64, found incompatible element type int64."
+    assert str(e.value) == loc("Found incompatible types in function call:\n" + inner, "ext_arg", "x[i]")

@@ -1,0 +1,311 @@
+# ruff: noqa: F811, F821
+"""Jit helpers called in expressions (SPEC B 2.9): printed as static inline C++ functions,
+typed from their annotations, and resolved when the caller is decorated."""
+
+import os
+import re
+
+import numpy as np
+import parpy
+import pytest
+from parpy.types import F32, F64, I64, pointer
+
+THIS = os.path.abspath(__file__)
+with open(THIS) as _fh:
+    SRC = _fh.read().splitlines()
+RNG = np.random.default_rng(7)
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARPY_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _line(tag):
+    hits = [i + 1 for i, s in enumerate(SRC) if re.search(f"# @{tag}(\\s|$)", s)]
+    assert len(hits) == 1, f"tag {tag} found {len(hits)} times"
+    return hits[0]
+
+
+def loc(msg, tag, text):
+    n = _line(tag)
+    col = SRC[n - 1].split("# @")[0].index(text)
+    return f"{msg}\n\nOn line {n} of file {THIS}:\n{SRC[n - 1]}\n{' ' * col}{'^' * len(text)}\n"
+
+
+def cpu(**labels):
+    o = parpy.par({k: parpy.threads(v) for k, v in labels.items()})
+    o.backend = parpy.CompileBackend.Cpu
+    return o
+
+
+def rand(*shape, dtype=np.float32):
+    return RNG.standard_normal(shape).astype(dtype)
+
+
+@parpy.jit
+def add(a: F32, b: F32):
+    return a + b
+
+
+@parpy.jit
+def mul(a: F32, b: F32):
+    return a * b
+
+
+def test_scalar_helper():
+    @parpy.jit
+    def f(x, y, N):
+        parpy.label("N")
+        for i in range(N):
+            y[i] = add(x[i], y[i])
+
+    x, y = rand(1000), rand(1000)
+    expected = x + y
+    f(x, y, 1000, opts=cpu(N=8))
+    np.testing.assert_allclose(y, expected, rtol=1e-6)
+    code = parpy.print_compiled(f, [x, y, 1000], cpu(N=8))
+    assert "static inline float helper_add(float a, float b)" in code
+
+
+def test_nested_calls_and_weak_literal():
+    @parpy.jit
+    def f(x, y, z, N):
+        parpy.label("N")
+        for i in range(N):
+            z[i] = mul(add(x[i], y[i]), 2) + add(z[i], 1.5)
+
+    x, y, z = rand(257), rand(257), rand(257)
+    expected = (x + y) * 2 + (z + np.float32(1.5))
+    f(x, y, z, 257, opts=cpu(N=4))
+    np.testing.assert_allclose(z, expected, rtol=1e-6)
+    code = parpy.print_compiled(f, [x, y, z, 257], cpu(N=4))
+    assert "double" not in code.split("extern")[0]
+
+
+def test_helper_in_slice_statement():
+    @parpy.jit
+    def f(x, y):
+        parpy.label("N")
+        y[:] = add(x[:], y[:])
+
+    @parpy.jit
+    def g(x, y):
+        parpy.label("N")
+        parpy.label("M")
+        y[:, :] = mul(x[:, :], add(y[:, :], x[:, :]))
+
+    x, y = rand(300), rand(300)
+    expected = x + y
+    f(x, y, opts=cpu(N=4))
+    np.testing.assert_allclose(y, expected, rtol=1e-6)
+    a, b = rand(20, 30), rand(20, 30)
+    expected = a * (b + a)
+    g(a, b, opts=cpu(N=4))
+    np.testing.assert_allclose(b, expected, rtol=1e-5)
+
+
+@parpy.jit
+def row_sum(r: pointer(F32), n: I64):
+    s = 0.0
+    for j in range(n):
+        s = s + r[j]
+    return s
+
+
+def test_pointer_parameter_row_and_array():
+    @parpy.jit
+    def f(x, out, total, N, M):
+        parpy.label("N")
+        for i in range(N):
+            out[i] = row_sum(x[i], M)
+        with parpy.gpu:
+            total[0] = row_sum(out, N)
+
+    x = rand(37, 53)
+    out = np.zeros(37, np.float32)
+    total = np.zeros(1, np.float32)
+    f(x, out, total, 37, 53, opts=cpu(N=4))
+    np.testing.assert_allclose(out, x.astype(np.float64).sum(axis=1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(total[0], out.astype(np.float64).sum(), rtol=1e-4, atol=1e-4)
+
+
+def test_helper_with_control_flow_and_declared_return():
+    @parpy.jit
+    def clamp(v: F64, lo: F64, hi: F64) -> F64:
+        if v < lo:
+            return lo
+        elif v > hi:
+            return hi
+        return v
+
+    @parpy.jit
+    def f(x, N):
+        parpy.label("N")
+        for i in range(N):
+            x[i] = clamp(x[i], -0.5, 0.5)
+
+    x = rand(500, dtype=np.float64)
+    expected = np.clip(x, -0.5, 0.5)
+    f(x, 500, opts=cpu(N=4))
+    np.testing.assert_array_equal(x, expected)
+
+
+def test_redefining_helper_keeps_existing_callers():
+    @parpy.jit
+    def h(a: F32):
+        return a + 1.0
+
+    @parpy.jit
+    def f(x, N):
+        parpy.label("N")
+        for i in range(N):
+            x[i] = h(x[i])
+
+    @parpy.jit
+    def h(a: F32):
+        return a * 10.0
+
+    @parpy.jit
+    def g(x, N):
+        parpy.label("N")
+        for i in range(N):
+            x[i] = h(x[i])
+
+    x = np.ones(10, np.float32)
+    f(x, 10, opts=cpu(N=2))
+    np.testing.assert_array_equal(x, np.full(10, 2.0, np.float32))
+    g(x, 10, opts=cpu(N=2))
+    np.testing.assert_array_equal(x, np.full(10, 20.0, np.float32))
+
+
+def test_same_name_helpers_in_one_program():
+    @parpy.jit
+    def h(a: F32):
+        return a + 1.0
+
+    @parpy.jit
+    def k(a: F32):
+        return h(a) * 2.0
+
+    @parpy.jit
+    def h(a: F32):
+        return a - 1.0
+
+    @parpy.jit
+    def f(x, y, N):
+        parpy.label("N")
+        for i in range(N):
+            y[i] = k(x[i]) + h(x[i])
+
+    x, y = rand(64), rand(64)
+    f(x, y, 64, opts=cpu(N=2))
+    np.testing.assert_allclose(y, (x + 1) * 2 + (x - 1), rtol=1e-6)
+
+
+# ----- errors ---------------------------------------------------------------------------------
+
+
+def test_conflicting_return_types():
+    @parpy.jit
+    def h(a: F32, b: I64):
+        if a > 0.0:
+            return a
+        return b  # @conflict
+
+    @parpy.jit
+    def f(x, N):
+        parpy.label("N")
+        for i in range(N):
+            x[i] = h(x[i], i)
+
+    with pytest.raises(TypeError) as e:
+        f(np.zeros(4, np.float32), 4, opts=cpu(N=2))
+    assert str(e.value) == loc("Found conflicting types of return statements", "conflict", "b")
+
+
+def test_unannotated_parameters():
+    @parpy.jit
+    def h(x, y: F32, z):
+        return y
+
+    @parpy.jit
+    def f(x, N):
+        parpy.label("N")
+        for i in range(N):
+            x[i] = h(x[i], x[i], x[i])
+
+    with pytest.raises(TypeError) as e:
+        f(np.zeros(4, np.float32), 4, opts=cpu(N=2))
+    assert str(e.value).startswith("Parameters x, z of function h have unknown type.\nMake sure to annotate")
+
+
+def test_incompatible_argument_type():
+    @parpy.jit
+    def f(x, y, N):
+        parpy.label("N")
+        for i in range(N):
+            x[i] = add(x[i], y[i])  # @incompat
+
+    with pytest.raises(TypeError) as e:
+        f(np.zeros(4, np.float32), np.zeros(4, np.int32), 4, opts=cpu(N=2))
+    inner = "Expected element of type F32, found incompatible element type int32."
+    assert str(e.value) == loc("Found incompatible types in function call:\n" + inner, "incompat", "y[i]")
+
+
+def test_pointer_argument_of_wrong_element_type():
+    @parpy.jit
+    def f(x, out, N, M):
+        parpy.label("N")
+        for i in range(N):
+            out[i] = row_sum(x[i], M)  # @ptr_incompat
+
+    with pytest.raises(TypeError) as e:
+        f(np.zeros((4, 4), np.float64), np.zeros(4, np.float64), 4, 4, opts=cpu(N=2))
+    inner = "Cannot unify incompatible types Pointer { sz: F32 } and Tensor { sz: F64, shape: [4] }"
+    assert str(e.value) == loc("Found incompatible types in function call:\n" + inner, "ptr_incompat", "x[i]")
+
+
+def test_parallel_code_in_helper():
+    @parpy.jit
+    def h(a: F32):
+        parpy.label("N")
+        b = a * 2.0  # @par_helper
+        return b
+
+    @parpy.jit
+    def f(x, N):
+        parpy.label("N")
+        for i in range(N):
+            x[i] = h(x[i])
+
+    with pytest.raises(RuntimeError) as e:
+        f(np.zeros(4, np.float32), 4, opts=cpu(N=2))
+    msg = "Found parallel code outside main function definition, which is not allowed."
+    assert str(e.value) == loc(msg, "par_helper", "b = a * 2.0")
+
+
+def test_wrong_argument_count():
+    @parpy.jit
+    def f(x, N):
+        parpy.label("N")
+        for i in range(N):
+            x[i] = add(x[i])  # @argc
+
+    with pytest.raises(RuntimeError) as e:
+        f(np.zeros(4, np.float32), 4, opts=cpu(N=2))
+    assert str(e.value) == loc("Function add expected 2 arguments, but received 1.", "argc", "add(x[i])")
+
+
+def test_unknown_function_at_decoration():
+    with pytest.raises(RuntimeError) as e:
+
+        @parpy.jit
+        def f(x, N):
+            parpy.label("N")
+            for i in range(N):
+                x[i] = not_defined_anywhere(x[i])  # @unknown_fn
+
+    assert str(e.value) == loc(
+        "Call to unknown function not_defined_anywhere", "unknown_fn", "not_defined_anywhere(x[i])"
+    )
