@@ -258,6 +258,15 @@ class KernelBuilder {
   }
 
   static Stmt barrier() { return call_stmt(call("$syncthreads", {}, {}), {}); }
+  static bool is_barrier(const Stmt& s) { return s->kind == StmtKind::Call && s->rhs->name == "$syncthreads"; }
+
+  static bool contains_loop(const Block& b) {
+    bool found = false;
+    visit_block(b, [&](const Stmt& x) {
+      if (x->kind == StmtKind::For || x->kind == StmtKind::While) found = true;
+    });
+    return found;
+  }
 
   static bool contains_parallel(const Stmt& s) {
     bool found = false;
@@ -267,10 +276,15 @@ class KernelBuilder {
     return found;
   }
 
-  static bool contains_array_store(const Stmt& s) {
+  // Any array access: threads of the block read or write memory that a later (or, in a loop,
+  // earlier) parallel loop of other threads touches.
+  static bool contains_array_access(const Stmt& s) {
     bool found = false;
     visit_block({s}, [&](const Stmt& x) {
-      if (x->kind == StmtKind::Assign && x->lhs->kind == ExprKind::Access) found = true;
+      for (const Expr* e : {&x->lhs, &x->rhs, &x->cond, &x->lo, &x->hi})
+        visit_expr(*e, [&](const Expr& y) {
+          if (y->kind == ExprKind::Access) found = true;
+        });
     });
     return found;
   }
@@ -279,8 +293,11 @@ class KernelBuilder {
     Block out;
     for (const auto& s : b) {
       for (const auto& t : transform_stmt(s, d)) out.push_back(t);
-      // Other threads of the block read what a parallel loop or a narrowed store wrote.
-      if (d >= 1 && d <= k_ && inner_blocks_ == 1 && (contains_parallel(s) || contains_array_store(s)))
+      // Statements run by the whole block order their memory accesses against the parallel
+      // loops of other threads around them.
+      bool after_barrier = !out.empty() && is_barrier(out.back());
+      if (d >= 1 && d <= k_ && inner_blocks_ == 1 && !after_barrier &&
+          (contains_parallel(s) || contains_array_access(s)))
         out.push_back(barrier());
     }
     return out;
@@ -305,6 +322,11 @@ class KernelBuilder {
   Block transform_stmt(const Stmt& s, size_t d) {
     switch (s->kind) {
       case StmtKind::For: {
+        // A declared reduction without threads, run by the whole block, uses the block's
+        // threads of the innermost layer instead of repeating the loop in every thread.
+        if (!s->par.is_parallel() && s->par.reduction && d == k_ && k_ >= 1 && inner_blocks_ == 1 &&
+            !contains_loop(s->body))
+          return reduction(s, d);
         if (!s->par.is_parallel()) {
           auto n = copy(s);
           n->body = transform_block(s->body, d);
