@@ -74,7 +74,7 @@ def gpu_time(f, reps=20):
 def cols_threads(N, M):
     # One block of 1024 threads per row when rows are many; several blocks per row otherwise.
     if N >= 132:
-        return min(1024, max(32, M))
+        return min(1024, max(32, M // 4))
     return 1024 * max(1, min(256, M // (1024 * 32)))
 
 

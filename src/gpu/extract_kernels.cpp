@@ -73,7 +73,7 @@ class KernelBuilder {
     Block out;
     for (const auto& s : b) {
       if (s->kind == StmtKind::WithGpu || (s->kind == StmtKind::For && s->par.is_parallel())) {
-        out.push_back(make_kernel(s));
+        for (const auto& launch : make_kernels(s)) out.push_back(launch);
         continue;
       }
       auto n = copy(s);
@@ -156,7 +156,7 @@ class KernelBuilder {
   }
 
   // ---- Kernels ----
-  Stmt make_kernel(const Stmt& root_in) {
+  Block make_kernels(const Stmt& root_in) {
     Stmt root = root_in;
     if (root->kind == StmtKind::WithGpu) {
       // A gpu block is a parallel loop of one iteration and one worker (SPEC C.2.5).
@@ -183,7 +183,7 @@ class KernelBuilder {
       fail("The parallel loops request " + std::to_string(static_cast<long double>(grid)) +
                " thread blocks, more than a GPU grid can hold.",
            root->span);
-    check_cross_block(root);
+    if (needs_grid_barrier(root)) return split(root);
 
     Kernel kern;
     kern.name = prog_.name + "_k" + std::to_string(prog_.kernels.size());
@@ -196,7 +196,7 @@ class KernelBuilder {
     std::vector<Expr> args;
     for (const auto& p : kern.params) args.push_back(var(p.name, root->span, p.type));
     prog_.kernels.push_back(std::move(kern));
-    return call_stmt(call(prog_.kernels.back().name, std::move(args), root->span), root->span);
+    return {call_stmt(call(prog_.kernels.back().name, std::move(args), root->span), root->span)};
   }
 
   // Worker indices of each layer, from the thread and the linear block index.
@@ -224,31 +224,121 @@ class KernelBuilder {
   }
 
   // Statements of a kernel body that run once per block need a grid-wide barrier to see the
-  // work of other blocks; one kernel has none, so with several blocks per inner layer only the
-  // forms that need no such barrier are accepted.
-  void check_cross_block(const Stmt& root) {
-    if (inner_blocks_ == 1 || k_ == 0) return;
-    int inner_loops = 0;
-    bool after = false;
-    std::function<void(const Block&, size_t)> walk = [&](const Block& b, size_t d) {
+  // work of other blocks; one kernel has none. With several blocks per inner layer, a body with
+  // more than one inner parallel loop, or statements after one, is split into kernels.
+  bool needs_grid_barrier(const Stmt& root) {
+    if (inner_blocks_ == 1 || k_ == 0) return false;
+    Block top;
+    for (const auto& st : root->body) {
+      if (st->kind == StmtKind::WithGpu)
+        top.insert(top.end(), st->body.begin(), st->body.end());
+      else
+        top.push_back(st);
+    }
+    auto inner_work = [](const Stmt& st) {
+      return st->kind == StmtKind::For && (st->par.is_parallel() || st->par.reduction);
+    };
+    if (top.size() == 1 && inner_work(top[0])) return false;
+    // dst = neutral; reduce into dst: the last block to finish sees the initialisation.
+    if (top.size() == 2 && top[0]->kind == StmtKind::Assign && top[0]->lhs->kind == ExprKind::Access &&
+        inner_work(top[1]) && top[1]->par.reduction && top[1]->body.size() == 1 &&
+        print_expr(top[1]->body[0]->lhs) == print_expr(top[0]->lhs))
+      return false;
+    return true;
+  }
+
+  // Launch order is the barrier between blocks (SPEC C.2.6): the body of a two-layer nest is cut
+  // after each inner parallel loop, every piece becomes a kernel over the same outer loop, and the
+  // locals the pieces share live in device memory, one element per outer iteration (A8: sized by
+  // the trip count).
+  Block split(const Stmt& root) {
+    if (k_ != 1)
+      fail("This parallel loop nest needs a barrier across thread blocks between its inner parallel "
+           "loops, which the Cuda backend supports for two levels of parallel loops only. Use at "
+           "most " + std::to_string(tpb_) + " threads for the inner loops.",
+           root->span);
+    if (root->lo->kind != ExprKind::Int || root->hi->kind != ExprKind::Int || root->step <= 0)
+      fail("Splitting this parallel loop into kernels needs constant bounds and a positive step.", root->span);
+    int64_t lo = root->lo->ival, trips = std::max<int64_t>(0, (root->hi->ival - lo + root->step - 1) / root->step);
+    // Locals defined outside the inner loops become device arrays indexed by the iteration.
+    std::map<std::string, std::string> shared;
+    std::function<void(const Block&)> find = [&](const Block& b) {
       for (const auto& s : b) {
-        bool par = s->kind == StmtKind::For && s->par.is_parallel();
-        if (par && d == k_) {
-          ++inner_loops;
-          continue;
+        if (s->kind == StmtKind::For && s->par.is_parallel()) continue;
+        if (s->kind == StmtKind::Assign && s->defines && s->lhs->kind == ExprKind::Var &&
+            s->lhs->ty.is_scalar() && !shared.count(s->lhs->name)) {
+          std::string n = fresh("shared_" + s->lhs->name);
+          shared[s->lhs->name] = n;
+          prog_.scratch.push_back({n, s->lhs->ty.elem, std::max<int64_t>(trips, 1), false});
         }
-        if (inner_loops > 0 && !(s->kind == StmtKind::For && par)) after = true;
-        walk(s->body, par ? d + 1 : d);
-        walk(s->orelse, d);
+        if (s->kind != StmtKind::For) {
+          find(s->body);
+          find(s->orelse);
+        }
       }
     };
-    walk(root->body, 1);
-    if (inner_loops > 1 || after)
-      fail("This parallel loop nest needs a barrier across thread blocks between its inner "
-           "parallel loops (the inner loops use " + std::to_string(layers_[k_]) + " threads, more "
-           "than one block of " + std::to_string(tpb_) + "), which the Cuda backend does not "
-           "support yet. Use at most " + std::to_string(tpb_) + " threads for the inner loops.",
+    find(root->body);
+    Expr iter = ivar(root->var);
+    if (lo != 0) iter = iop(BinOp::Sub, iter, ilit(lo));
+    if (root->step != 1) iter = iop(BinOp::FloorDiv, iter, ilit(root->step));
+    auto to_memory = [&](const Expr& e) {
+      return map_expr(e, [&](const Expr& x) -> Expr {
+        if (x->kind != ExprKind::Var || !shared.count(x->name)) return x;
+        return access(shared[x->name], iter, x->ty.elem, x->span);
+      });
+    };
+    Block body = map_block_exprs(root->body, to_memory);
+    std::function<Block(const Block&)> undefine = [&](const Block& b) {
+      Block out;
+      for (const auto& st : b) {
+        auto n = copy(st);
+        if (n->kind == StmtKind::Assign && n->lhs->kind == ExprKind::Access) n->defines = false;
+        n->body = undefine(st->body);
+        n->orelse = undefine(st->orelse);
+        out.push_back(n);
+      }
+      return out;
+    };
+    body = undefine(body);
+    // Declared reductions without threads use the nest's inner layer, as they do in one kernel.
+    int64_t inner_threads = layers_[k_], tpb = tpb_;
+    std::function<Block(const Block&)> widen = [&](const Block& b) {
+      Block out;
+      for (const auto& st : b) {
+        auto n = copy(st);
+        if (n->kind == StmtKind::For && n->par.reduction && !n->par.is_parallel()) {
+          n->par.nthreads = inner_threads;
+          n->par.tpb = tpb;
+        }
+        if (!(st->kind == StmtKind::For && st->par.is_parallel())) {
+          n->body = widen(st->body);
+          n->orelse = widen(st->orelse);
+        }
+        out.push_back(n);
+      }
+      return out;
+    };
+    body = widen(body);
+    // Cut after every statement that touches memory or loops: other blocks see its effects only
+    // from the next kernel on.
+    std::vector<Block> pieces(1);
+    for (const auto& st : body) {
+      pieces.back().push_back(st);
+      if (contains_array_access(st) || contains_loop({st})) pieces.emplace_back();
+    }
+    if (pieces.back().empty()) pieces.pop_back();
+    if (pieces.size() == 1)
+      fail("This parallel loop nest needs a barrier across thread blocks inside a statement, which "
+           "the Cuda backend does not support. Use at most " + std::to_string(tpb_) +
+               " threads for the inner loops.",
            root->span);
+    Block launches;
+    for (auto& piece : pieces) {
+      auto r = copy(root);
+      r->body = piece;
+      for (const auto& l : make_kernels(r)) launches.push_back(l);
+    }
+    return launches;
   }
 
   Expr leader() {
@@ -324,8 +414,7 @@ class KernelBuilder {
       case StmtKind::For: {
         // A declared reduction without threads, run by the whole block, uses the block's
         // threads of the innermost layer instead of repeating the loop in every thread.
-        if (!s->par.is_parallel() && s->par.reduction && d == k_ && k_ >= 1 && inner_blocks_ == 1 &&
-            !contains_loop(s->body))
+        if (!s->par.is_parallel() && s->par.reduction && d == k_ && k_ >= 1 && !contains_loop(s->body))
           return reduction(s, d);
         if (!s->par.is_parallel()) {
           auto n = copy(s);
@@ -422,6 +511,8 @@ class KernelBuilder {
           if (x->kind == ExprKind::Access) used.emplace(x->name, params_.count(x->name) ? params_[x->name] : Type::pointer(x->ty.elem));
         });
     });
+    std::set<std::string> scratch;
+    for (const auto& sc : prog_.scratch) scratch.insert(sc.name);
     std::vector<AbiParam> out;
     // Arrays in the entry's order, then scratch, then host scalars by name.
     for (const auto& p : prog_.params)
@@ -429,8 +520,7 @@ class KernelBuilder {
     for (const auto& sc : prog_.scratch)
       if (used.count(sc.name)) out.push_back({sc.name, Type::pointer(sc.elem)});
     for (const auto& [n, t] : used) {
-      if (defined.count(n) || params_.count(n) || n.rfind("$partials", 0) == 0 || n.rfind("$counters", 0) == 0)
-        continue;
+      if (defined.count(n) || params_.count(n) || scratch.count(n)) continue;
       if (assigned.count(n))
         fail("The host variable " + n + " cannot be assigned inside parallel code.", sp);
       out.push_back({n, t});

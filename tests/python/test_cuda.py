@@ -70,7 +70,7 @@ def normalize(x, N, M):
     parpy.label("rows")
     for i in range(N):
         s = 0.0
-        parpy.label("cols")
+        parpy.label("red")
         for j in range(M):
             s += x[i, j]
         parpy.label("cols")
@@ -130,7 +130,7 @@ def programs():
         (row_max, [m32, m32[:, 0].copy(), 64, 300], {"outer": parpy.threads(64), "inner": parpy.threads(2048).tpb(512)}),
         (softmax, [m32, m32.copy(), 64, 300], {"rows": parpy.threads(64), "cols": parpy.threads(256)}),
         (softmax, [m32, m32.copy(), 64, 300], {"rows": parpy.threads(64), "cols": parpy.threads(1024)}),
-        (normalize, [m32, 64, 300], {"rows": parpy.threads(64), "cols": parpy.threads(300)}),
+        (normalize, [m32, 64, 300], {"rows": parpy.threads(64), "cols": parpy.threads(300), "red": parpy.threads(300).reduce()}),
         (axpy, [2.0, f32, f32.copy(), 4096], {"N": parpy.threads(4096)}),
         (axpy, [2.0, f32, f32.copy(), 4096], {"N": parpy.threads(1000)}),
         (axpy, [np.float32(2.0)[()], f32, f32.copy(), 4096], {"N": parpy.threads(4096).tpb(256)}),
@@ -140,11 +140,12 @@ def programs():
         (int_ops, [np.zeros(100, np.int32), np.ones(100, np.int32), np.zeros(100, np.int32), 100], {"N": parpy.threads(100)}),
         (half_scale, [np.zeros(100, np.float16), np.zeros(100, np.float16), 100], {"N": parpy.threads(100)}),
         (matvec, [np.zeros((8, 5000), np.float64), np.zeros(5000), np.zeros(8), 8, 5000], {"rows": parpy.threads(8), "cols": parpy.threads(1024)}),
+        (softmax, [m32, m32.copy(), 64, 300], {"rows": parpy.threads(64), "cols": parpy.threads(4096).tpb(512)}),
     ]
 
 
 @needs_nvcc
-@pytest.mark.parametrize("i", range(21))
+@pytest.mark.parametrize("i", range(22))
 def test_generated_cuda_compiles(i, tmp_path):
     fun, args, par = programs()[i]
     code = parpy.print_compiled(fun, args, opts_for(par))
@@ -259,8 +260,27 @@ def test_softmax_normalize(shape):
     np.testing.assert_allclose(out, e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
     x = np.abs(rand(shape)) + 0.1
     ref = x / x.sum(axis=1, keepdims=True)
-    normalize(x, N, M, opts=opts_for({"rows": parpy.threads(N), "cols": parpy.threads(min(M, 512))}))
+    c = parpy.threads(min(M, 512))
+    normalize(x, N, M, opts=opts_for({"rows": parpy.threads(N), "cols": c, "red": parpy.threads(min(M, 512)).reduce()}))
     np.testing.assert_allclose(x, ref, rtol=1e-5)
+
+
+@needs_gpu
+@pytest.mark.parametrize("shape,cols", [((3, 50000), 4096), ((10, 1000003), 65536), ((5, 3000), 2048)])
+def test_split_kernels_across_blocks(shape, cols):
+    # Inner loops wider than a block: the nest is split into kernels at each inner loop, and the
+    # per-row locals (m, s) live in device memory between them.
+    N, M = shape
+    x = rand(shape)
+    out = np.zeros_like(x)
+    softmax(x, out, N, M, opts=opts_for({"rows": parpy.threads(N), "cols": parpy.threads(cols).tpb(512)}))
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(out, e / e.sum(axis=1, keepdims=True), rtol=1e-4, atol=1e-9)
+    x = np.abs(rand(shape)) + 0.1
+    ref = x / x.astype(np.float64).sum(axis=1, keepdims=True)
+    normalize(x, N, M, opts=opts_for({"rows": parpy.threads(N), "cols": parpy.threads(cols),
+                                      "red": parpy.threads(cols).reduce()}))
+    np.testing.assert_allclose(x, ref, rtol=1e-4)
 
 
 @needs_gpu
