@@ -388,7 +388,7 @@ const std::string& header_flag() {
   // The support header is not part of the generated code; its hash keys the disk cache too.
   static std::string flag = [] {
     std::stringstream ss;
-    for (const char* h : {"/parpy_cpu.h", "/parpy_cuda.h"}) {
+    for (const char* h : {"/parpy_common.h", "/parpy_cpu.h", "/parpy_cuda.h"}) {
       std::ifstream in(g_include_dir + h, std::ios::binary);
       ss << in.rdbuf();
     }

@@ -8,6 +8,7 @@
 namespace parpy {
 
 std::string CPrinter::type_str(const Type& t) const {
+  if (t.kind == Type::Kind::Void) return "void";
   if (t.is_scalar()) return type_name(t.elem);
   return type_name(t.elem) + "*";
 }
@@ -15,7 +16,7 @@ std::string CPrinter::type_str(const Type& t) const {
 std::string CPrinter::float_literal(double v, ElemSize e) const {
   std::string s;
   if (std::isnan(v)) {
-    s = "NAN";
+    return "((" + type_name(e) + ")NAN)";
   } else if (std::isinf(v)) {
     s = v > 0 ? "HUGE_VALF" : "(-HUGE_VALF)";
     if (e == ElemSize::F64) return v > 0 ? "HUGE_VAL" : "(-HUGE_VAL)";
@@ -90,6 +91,7 @@ void CPrinter::stmt(const Stmt& s, int indent) {
       break;
     case StmtKind::WithGpu: block(s->body, indent); break;
     case StmtKind::Call: os << p << expr(s->rhs) << ";\n"; break;
+    case StmtKind::Return: os << p << "return " << expr(s->rhs) << ";\n"; break;
     default: internal_fail("statement kind not supported by the C printer", s->span);
   }
 }
@@ -111,7 +113,8 @@ void CPrinter::loop(const Stmt& s, int indent) {
 }
 
 std::string CPrinter::call_expr(const Expr& e) {
-  std::string out = c_ident(e->name) + "(";
+  // Compiler intrinsics are named with '$'; helpers and externals carry their C names.
+  std::string out = (e->name[0] == '$' ? c_ident(e->name) : e->name) + "(";
   for (size_t i = 0; i < e->args.size(); ++i) out += (i ? ", " : "") + expr(e->args[i]);
   return out + ")";
 }
@@ -122,7 +125,10 @@ std::string CPrinter::expr(const Expr& e) {
     case ExprKind::Int: return int_literal(e->ival, e->ty.elem);
     case ExprKind::Float: return float_literal(e->fval, e->ty.elem);
     case ExprKind::Bool: return e->bval ? "true" : "false";
-    case ExprKind::Access: return c_ident(e->name) + "[" + expr(e->args[0]) + "]";
+    case ExprKind::Access:
+      // A non-scalar access is a row passed to a pointer parameter: its address.
+      if (!e->ty.is_scalar()) return "(" + c_ident(e->name) + " + " + expr(e->args[0]) + ")";
+      return c_ident(e->name) + "[" + expr(e->args[0]) + "]";
     case ExprKind::Convert: return "((" + type_name(e->ty.elem) + ")" + expr(e->args[0]) + ")";
     case ExprKind::IfExpr:
       return "(" + expr(e->args[0]) + " ? " + expr(e->args[1]) + " : " + expr(e->args[2]) + ")";

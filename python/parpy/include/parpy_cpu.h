@@ -4,7 +4,8 @@
 
 #include <cmath>
 #include <cstdint>
-#include <type_traits>
+
+#include "parpy_common.h"
 
 typedef _Float16 parpy_f16;
 
@@ -12,80 +13,6 @@ static inline int parpy_num_threads(int64_t n) {
   int64_t m = omp_get_max_threads();
   return static_cast<int>(n < 1 ? 1 : (n < m ? n : m));
 }
-
-// Python semantics for / on integers is C truncation (as ParPy); // and % floor (SPEC A5).
-// Division by zero yields 0 instead of a crash.
-template <class T>
-static inline T parpy_div(T a, T b) {
-  if constexpr (std::is_integral_v<T>) {
-    if (b == 0) return 0;
-    if constexpr (std::is_signed_v<T>)
-      if (b == -1) return static_cast<T>(-static_cast<std::make_unsigned_t<T>>(a));
-    return a / b;
-  } else {
-    return a / b;
-  }
-}
-
-template <class T>
-static inline T parpy_floordiv(T a, T b) {
-  if constexpr (std::is_integral_v<T>) {
-    if (b == 0) return 0;
-    if constexpr (std::is_signed_v<T>) {
-      if (b == -1) return static_cast<T>(-static_cast<std::make_unsigned_t<T>>(a));
-      T q = a / b;
-      if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
-      return q;
-    } else {
-      return a / b;
-    }
-  } else {
-    return static_cast<T>(std::floor(static_cast<double>(a) / static_cast<double>(b)));
-  }
-}
-
-template <class T>
-static inline T parpy_mod(T a, T b) {
-  if constexpr (std::is_integral_v<T>) {
-    if (b == 0) return 0;
-    if constexpr (std::is_signed_v<T>) {
-      if (b == -1) return 0;
-      T r = a % b;
-      if (r != 0 && ((r < 0) != (b < 0))) r += b;
-      return r;
-    } else {
-      return a % b;
-    }
-  } else {
-    double r = std::fmod(static_cast<double>(a), static_cast<double>(b));
-    if (r != 0 && ((r < 0) != (b < 0))) r += static_cast<double>(b);
-    return static_cast<T>(r);
-  }
-}
-
-template <class T>
-static inline T parpy_pow(T a, T b) {
-  if constexpr (std::is_integral_v<T>) {
-    if (b < 0) return a == 1 ? 1 : 0;
-    T r = 1;
-    while (b > 0) {
-      if (b & 1) r = static_cast<T>(r * a);
-      a = static_cast<T>(a * a);
-      b >>= 1;
-    }
-    return r;
-  } else {
-    return static_cast<T>(std::pow(a, b));
-  }
-}
-
-template <class T>
-static inline T parpy_max(T a, T b) { return a < b ? b : a; }
-template <class T>
-static inline T parpy_min(T a, T b) { return b < a ? b : a; }
-
-template <class T>
-static inline T parpy_abs(T a) { return a < 0 ? static_cast<T>(-a) : a; }
 
 #define PARPY_UNARY_FLOAT(name, fn)                                                      \
   static inline float parpy_##name(float a) { return fn(a); }                          \

@@ -2,12 +2,9 @@
 #pragma once
 #include <cuda_runtime.h>
 
-#include <cmath>
-#include <cstdint>
 #include <cstdio>
-#include <type_traits>
 
-#define PARPY_HD __host__ __device__ __forceinline__
+#include "parpy_common.h"
 
 // The message of the last CUDA error seen by this module's entry points (SPEC C.8.9: keep it).
 static thread_local char parpy_error_buf[512];
@@ -22,79 +19,6 @@ static inline int32_t parpy_fail(cudaError_t e, const char* what) {
     cudaError_t parpy_e = (call);                 \
     if (parpy_e != cudaSuccess) return parpy_fail(parpy_e, what); \
   } while (0)
-
-// Python semantics for // and % (SPEC A5); / on integers truncates; division by zero gives 0.
-template <class T>
-PARPY_HD T parpy_div(T a, T b) {
-  if constexpr (std::is_integral_v<T>) {
-    if (b == 0) return 0;
-    if constexpr (std::is_signed_v<T>)
-      if (b == -1) return static_cast<T>(-static_cast<std::make_unsigned_t<T>>(a));
-    return a / b;
-  } else {
-    return a / b;
-  }
-}
-
-template <class T>
-PARPY_HD T parpy_floordiv(T a, T b) {
-  if constexpr (std::is_integral_v<T>) {
-    if (b == 0) return 0;
-    if constexpr (std::is_signed_v<T>) {
-      if (b == -1) return static_cast<T>(-static_cast<std::make_unsigned_t<T>>(a));
-      T q = a / b;
-      if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
-      return q;
-    } else {
-      return a / b;
-    }
-  } else {
-    return static_cast<T>(::floor(static_cast<double>(a) / static_cast<double>(b)));
-  }
-}
-
-template <class T>
-PARPY_HD T parpy_mod(T a, T b) {
-  if constexpr (std::is_integral_v<T>) {
-    if (b == 0) return 0;
-    if constexpr (std::is_signed_v<T>) {
-      if (b == -1) return 0;
-      T r = a % b;
-      if (r != 0 && ((r < 0) != (b < 0))) r += b;
-      return r;
-    } else {
-      return a % b;
-    }
-  } else {
-    double r = ::fmod(static_cast<double>(a), static_cast<double>(b));
-    if (r != 0 && ((r < 0) != (static_cast<double>(b) < 0))) r += static_cast<double>(b);
-    return static_cast<T>(r);
-  }
-}
-
-template <class T>
-PARPY_HD T parpy_pow(T a, T b) {
-  if constexpr (std::is_integral_v<T>) {
-    if (b < 0) return a == 1 ? 1 : 0;
-    T r = 1;
-    while (b > 0) {
-      if (b & 1) r = static_cast<T>(r * a);
-      a = static_cast<T>(a * a);
-      b >>= 1;
-    }
-    return r;
-  } else {
-    return static_cast<T>(::pow(static_cast<double>(a), static_cast<double>(b)));
-  }
-}
-PARPY_HD float parpy_pow(float a, float b) { return ::powf(a, b); }
-
-template <class T>
-PARPY_HD T parpy_max(T a, T b) { return a < b ? b : a; }
-template <class T>
-PARPY_HD T parpy_min(T a, T b) { return b < a ? b : a; }
-template <class T>
-PARPY_HD T parpy_abs(T a) { return a < T(0) ? static_cast<T>(-a) : a; }
 
 #define PARPY_UNARY(name, f32, f64)                           \
   PARPY_HD float parpy_##name(float a) { return f32(a); }      \
