@@ -42,7 +42,9 @@ class CudaPrinter : public CPrinter {
     os << "  const int64_t " << c_ident(kThreadIdx) << " = threadIdx.x;\n";
     os << "  const int64_t " << c_ident(kBlockIdx) << " = blockIdx.x;\n";
     declarations(k.body, 1);
+    in_kernel_ = true;
     block(k.body, 1);
+    in_kernel_ = false;
     os << "}\n\n";
   }
 
@@ -79,6 +81,16 @@ class CudaPrinter : public CPrinter {
   std::string entry_symbol, error_symbol;
 
  protected:
+  // Unrolled innermost loops keep several independent loads in flight per thread.
+  void loop(const Stmt& s, int indent) override {
+    bool innermost = true;
+    visit_block(s->body, [&](const Stmt& x) {
+      if (x->kind == StmtKind::For || x->kind == StmtKind::While) innermost = false;
+    });
+    if (in_kernel_ && innermost) os << pad(indent) << "#pragma unroll 4\n";
+    CPrinter::loop(s, indent);
+  }
+
   void stmt(const Stmt& s, int indent) override {
     if (s->kind == StmtKind::Call) {
       auto it = kernels_.find(s->rhs->name);
@@ -96,6 +108,7 @@ class CudaPrinter : public CPrinter {
   }
 
  private:
+  bool in_kernel_ = false;
   const GpuProgram& prog_;
   std::map<std::string, const Kernel*> kernels_;
 };
