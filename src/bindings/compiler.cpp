@@ -114,6 +114,31 @@ bool parse_format(const char* fmt, Py_ssize_t itemsize, ElemSize& out) {
 
 std::string arg_name(const std::string& prefix) { return prefix; }
 
+// The DLPack ABI (v0.x, unversioned capsules named "dltensor").
+struct DLDevice {
+  int32_t device_type;  // 1: CPU
+  int32_t device_id;
+};
+struct DLDataType {
+  uint8_t code;  // 0 int, 1 uint, 2 float, 6 bool
+  uint8_t bits;
+  uint16_t lanes;
+};
+struct DLTensor {
+  void* data;
+  DLDevice device;
+  int32_t ndim;
+  DLDataType dtype;
+  int64_t* shape;
+  int64_t* strides;  // in elements; null means C-contiguous
+  uint64_t byte_offset;
+};
+struct DLManagedTensor {
+  DLTensor dl_tensor;
+  void* manager_ctx;
+  void (*deleter)(DLManagedTensor*);
+};
+
 // Walks the call's arguments once: builds the specialisation key and the entry's argument
 // vector; on a cache miss it also describes them for the compiler.
 class ArgPack {
@@ -121,6 +146,8 @@ class ArgPack {
   ArgPack(const CompileOptions& opts, bool describe) : opts_(opts), describe_(describe) {}
   ~ArgPack() {
     for (auto& v : views_) PyBuffer_Release(&v);
+    for (DLManagedTensor* t : dlpack_)
+      if (t->deleter) t->deleter(t);
   }
   ArgPack(const ArgPack&) = delete;
   ArgPack& operator=(const ArgPack&) = delete;
@@ -148,6 +175,7 @@ class ArgPack {
   bool describe_;
   std::deque<Py_buffer> views_;
   std::deque<uint64_t> slots_;
+  std::vector<DLManagedTensor*> dlpack_;
   bool on_device_ = false;
 
   void* slot() {
@@ -241,6 +269,10 @@ class ArgPack {
       add_array_interface(a, name, v);
       return;
     }
+    if (PyObject_HasAttrString(o, "__dlpack__")) {
+      add_dlpack(a, name, v);
+      return;
+    }
     py_fail(PyExc_RuntimeError, "Argument " + name + " has unsupported type " +
                                     nb::cast<std::string>(nb::str(a.type().attr("__name__"))));
   }
@@ -305,6 +337,33 @@ class ArgPack {
       host_arrays.push_back({argv.size(), data, bytes});
     }
     argv.push_back(s);
+  }
+
+  // DLPack producers without the buffer protocol (torch CPU tensors, JAX, ...): host memory only.
+  void add_dlpack(nb::handle a, const std::string& name, ArgValue& v) {
+    nb::object cap = a.attr("__dlpack__")();
+    auto* mt = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(cap.ptr(), "dltensor"));
+    if (!mt) {
+      PyErr_Clear();
+      py_fail(PyExc_RuntimeError, "Argument " + name + " gave an unsupported DLPack capsule");
+    }
+    // The capsule is ours now: its deleter runs when this call's arguments are released.
+    PyCapsule_SetName(cap.ptr(), "used_dltensor");
+    dlpack_.push_back(mt);
+    const DLTensor& t = mt->dl_tensor;
+    if (t.device.device_type != 1)
+      py_fail(PyExc_RuntimeError, "Argument " + name + " is a DLPack tensor on a device other than "
+                                  "the CPU, which is not supported in " + backend_name(opts_.backend) + ".");
+    char kind = t.dtype.code == 0 ? 'i' : t.dtype.code == 1 ? 'u' : t.dtype.code == 2 ? 'f' : t.dtype.code == 6 ? 'b' : '?';
+    ElemSize elem;
+    if (t.dtype.lanes != 1 || !elem_from_code(kind, t.dtype.bits / 8, elem))
+      py_fail(PyExc_RuntimeError, "Argument " + name + " has an unsupported DLPack element type");
+    std::vector<Py_ssize_t> shape(t.shape, t.shape + t.ndim), strides;
+    if (t.strides)
+      for (int d = 0; d < t.ndim; ++d) strides.push_back(static_cast<Py_ssize_t>(t.strides[d] * elem_bytes(elem)));
+    static const char* fmts[] = {"?", "b", "h", "i", "q", "B", "H", "I", "Q", "e", "f", "d"};
+    add_array(static_cast<char*>(t.data) + t.byte_offset, fmts[static_cast<int>(elem)], elem_bytes(elem),
+              t.ndim, shape.data(), t.strides ? strides.data() : nullptr, false, name, v);
   }
 
   // __cuda_array_interface__ (torch, CuPy): used in place, on the array's stream.
