@@ -10,9 +10,8 @@ overhead of a tiny kernel.
 import time
 
 import numpy as np
-import torch
-
 import parpy
+import torch
 
 CUDA = parpy.CompileBackend.Cuda
 
@@ -78,32 +77,37 @@ def cols_threads(N, M):
     return 1024 * max(1, min(256, M // (1024 * 32)))
 
 
+def bench_rows(N, M):
+    """Row sum and softmax on an N x M float32 matrix: parpy and torch rows of the table."""
+    out_rows = []
+    x = torch.randn(N, M, device="cuda")
+    y = torch.empty(N, device="cuda")
+    o = opts({"rows": parpy.threads(N), "cols": parpy.threads(cols_threads(N, M))})
+    try:
+        tp = gpu_time(lambda: row_sum(x, y, N, M, opts=o))
+        torch.testing.assert_close(y, x.sum(dim=1), rtol=1e-3, atol=1e-2)
+    except RuntimeError as e:
+        tp = float("nan")
+        print(f"row sum {N}x{M}: {str(e).splitlines()[0]}")
+    tt = gpu_time(lambda: x.sum(dim=1))
+    out_rows.append(("row sum", f"{N}x{M}", 4 * N * M, tp, tt))
+
+    out = torch.empty_like(x)
+    try:
+        tp = gpu_time(lambda: softmax(x, out, N, M, opts=o))
+        torch.testing.assert_close(out, torch.softmax(x, dim=1), rtol=1e-4, atol=1e-6)
+    except RuntimeError as e:
+        tp = float("nan")
+        print(f"softmax {N}x{M}: {str(e).splitlines()[0]}")
+    tt = gpu_time(lambda: torch.softmax(x, dim=1))
+    out_rows.append(("softmax", f"{N}x{M}", 8 * N * M, tp, tt))
+    return out_rows
+
+
 def main():
     rows = []
     for N, M in [(1024, 65536), (65536, 1024), (10, 10**7)]:
-        x = torch.randn(N, M, device="cuda")
-        y = torch.empty(N, device="cuda")
-        o = opts({"rows": parpy.threads(N), "cols": parpy.threads(cols_threads(N, M))})
-        try:
-            tp = gpu_time(lambda: row_sum(x, y, N, M, opts=o))
-            torch.testing.assert_close(y, x.sum(dim=1), rtol=1e-3, atol=1e-2)
-        except RuntimeError as e:
-            tp = float("nan")
-            print(f"row sum {N}x{M}: {str(e).splitlines()[0]}")
-        tt = gpu_time(lambda: x.sum(dim=1))
-        rows.append(("row sum", f"{N}x{M}", 4 * N * M, tp, tt))
-
-        out = torch.empty_like(x)
-        o = opts({"rows": parpy.threads(N), "cols": parpy.threads(cols_threads(N, M))})
-        try:
-            tp = gpu_time(lambda: softmax(x, out, N, M, opts=o))
-            torch.testing.assert_close(out, torch.softmax(x, dim=1), rtol=1e-4, atol=1e-6)
-        except RuntimeError as e:
-            tp = float("nan")
-            print(f"softmax {N}x{M}: {str(e).splitlines()[0]}")
-        tt = gpu_time(lambda: torch.softmax(x, dim=1))
-        rows.append(("softmax", f"{N}x{M}", 8 * N * M, tp, tt))
-        del x, out, y
+        rows += bench_rows(N, M)
 
     N = 2**27
     x = torch.randn(N, device="cuda")
@@ -111,7 +115,7 @@ def main():
     o = opts({"N": parpy.threads(N // 8)})
     tp = gpu_time(lambda: axpy(2.0, x, y, N, opts=o))
     tt = gpu_time(lambda: y.add_(x, alpha=2.0))
-    rows.append(("axpy", f"2^27", 12 * N, tp, tt))
+    rows.append(("axpy", "2^27", 12 * N, tp, tt))
 
     print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, parpy {parpy.__version__}\n")
     print("| kernel | shape (f32) | parpy ms | parpy GB/s | torch ms | torch GB/s | parpy/torch |")

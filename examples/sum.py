@@ -4,7 +4,6 @@ Run: python examples/sum.py
 """
 
 import numpy as np
-
 import parpy
 
 

@@ -11,9 +11,11 @@ import functools
 import inspect
 import os
 import textwrap
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import backend, buffer, operators, types
+from . import parpy as _native
 from .buffer import sync
 from .operators import gpu, label
 from .parpy import (
@@ -25,7 +27,6 @@ from .parpy import (
     Target,
     par,
 )
-from . import parpy as _native
 
 __version__ = "0.1.3"
 
@@ -36,10 +37,9 @@ __all__ = [
     "Target",
     "backend",
     "buffer",
+    "clear_cache",
     "compile_string",
     "external",
-    "sync",
-    "clear_cache",
     "get_include",
     "gpu",
     "jit",
@@ -48,6 +48,7 @@ __all__ = [
     "par",
     "print_compiled",
     "reduce",
+    "sync",
     "threads",
     "types",
 ]

@@ -44,7 +44,7 @@ def sync(backend: CompileBackend) -> None:
     if backend == CompileBackend.Cpu:
         return
     if backend == CompileBackend.Cuda:
-        from .parpy import _cuda_sync  # noqa: PLC0415
+        from .parpy import _cuda_sync
 
         _cuda_sync()
         return
@@ -104,7 +104,7 @@ class Buffer:
         raise NotImplementedError
 
     def torch(self) -> Any:
-        import torch  # noqa: PLC0415 - torch is optional (SPEC A11)
+        import torch
 
         return torch.from_numpy(self.numpy())
 

@@ -3,9 +3,8 @@
 import array
 
 import numpy as np
-import pytest
-
 import parpy
+import pytest
 from parpy import CompileBackend
 
 CPU = CompileBackend.Cpu

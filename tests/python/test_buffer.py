@@ -1,9 +1,8 @@
 """parpy.buffer on the Cpu backend, and buffers as jit arguments."""
 
 import numpy as np
-import pytest
-
 import parpy
+import pytest
 from parpy import buffer
 from parpy.parpy import CompileBackend, DataType, ElemSize
 

@@ -29,10 +29,10 @@ def test_cpp_unit_tests():
         check=True, env=env, capture_output=True,
     )
     r = subprocess.run(["cmake", "--build", str(build), "-j", str(os.cpu_count() or 2)],
-                       env=env, capture_output=True, text=True)
+                       env=env, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     r = subprocess.run(["ctest", "--test-dir", str(build), "--output-on-failure"],
-                       env=env, capture_output=True, text=True)
+                       env=env, capture_output=True, text=True, check=False)
     print(r.stdout[-2000:])
     assert r.returncode == 0, r.stdout[-8000:] + r.stderr[-2000:]
     assert "tests passed" in r.stdout
