@@ -62,7 +62,7 @@ def main():
     rows = []
     cores = os.cpu_count() or 1
 
-    N, M = (1024, 4096) if quick else (4096, 16384)
+    N, M = (1024, 4096) if quick else (8192, 16384)
     x = np.random.randn(N, M).astype(np.float32)
     y = np.zeros(N, dtype=np.float32)
     opts = parpy.par({"rows": parpy.threads(N), "cols": parpy.threads(M)})
@@ -80,7 +80,7 @@ def main():
     np.testing.assert_allclose(out, np_softmax(x), rtol=1e-4, atol=1e-7)
     rows.append(("softmax", f"{N}x{M} f32", 2 * x.nbytes, tp, tn))
 
-    N = 2**22 if quick else 2**25
+    N = 2**22 if quick else 2**26
     x = np.random.randn(N).astype(np.float32)
     y = np.random.randn(N).astype(np.float32)
     y0 = y.copy()
