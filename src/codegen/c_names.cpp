@@ -39,4 +39,22 @@ std::string c_ident(const std::string& name) {
   return out;
 }
 
+const char* c_elem_type(ElemSize e, const char* half) {
+  switch (e) {
+    case ElemSize::Bool: return "bool";
+    case ElemSize::I8: return "int8_t";
+    case ElemSize::I16: return "int16_t";
+    case ElemSize::I32: return "int32_t";
+    case ElemSize::I64: return "int64_t";
+    case ElemSize::U8: return "uint8_t";
+    case ElemSize::U16: return "uint16_t";
+    case ElemSize::U32: return "uint32_t";
+    case ElemSize::U64: return "uint64_t";
+    case ElemSize::F16: return half;
+    case ElemSize::F32: return "float";
+    case ElemSize::F64: return "double";
+  }
+  return "int64_t";
+}
+
 }  // namespace parpy

@@ -10,23 +10,7 @@
 
 namespace parpy {
 
-const char* cpu_type(ElemSize e) {
-  switch (e) {
-    case ElemSize::Bool: return "bool";
-    case ElemSize::I8: return "int8_t";
-    case ElemSize::I16: return "int16_t";
-    case ElemSize::I32: return "int32_t";
-    case ElemSize::I64: return "int64_t";
-    case ElemSize::U8: return "uint8_t";
-    case ElemSize::U16: return "uint16_t";
-    case ElemSize::U32: return "uint32_t";
-    case ElemSize::U64: return "uint64_t";
-    case ElemSize::F16: return "parpy_f16";
-    case ElemSize::F32: return "float";
-    case ElemSize::F64: return "double";
-  }
-  return "int64_t";
-}
+const char* cpu_type(ElemSize e) { return c_elem_type(e, "parpy_f16"); }
 
 namespace {
 
