@@ -85,7 +85,8 @@ def _parse(fun: Callable[..., Any], frame: Any) -> Any:
     first = lines[0]
     col_offset = len(first) - len(first.lstrip())
     tree = ast.parse(textwrap.dedent("".join(lines)))
-    fdef = next(n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    # Anything else (a lambda, say) is reported natively as an unexpected AST shape.
+    fdef = next((n for n in tree.body if isinstance(n, ast.FunctionDef)), tree.body[0])
     return _native.python_to_ir(
         fdef,
         path,
@@ -161,6 +162,7 @@ def external(
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             return fun(*args, **kwargs)
 
+        wrapper._parpy_external = decl  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
@@ -171,6 +173,11 @@ def print_compiled(fun: Callable[..., Any], args: list[Any] | tuple[Any, ...],
     """The code generated for calling ``fun`` with ``args`` and ``opts`` (nothing is built)."""
     if fun in _ir_asts:
         ir = _ir_asts[fun]
+    elif getattr(fun, "_parpy_external", None) is not None:
+        raise RuntimeError(
+            f"Expected {fun.__name__} to be a function definition, but it is an external "
+            "function declaration"
+        )
     else:
         frame = inspect.currentframe()
         caller = frame.f_back if frame is not None else None

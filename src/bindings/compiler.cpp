@@ -247,7 +247,7 @@ class ArgPack {
     }
     if (PyObject_HasAttrString(o, "__cuda_array_interface__")) {
       if (opts_.backend != CompileBackend::Cuda)
-        py_fail(PyExc_RuntimeError, "Argument " + name + " is a CUDA array, which is not supported in " +
+        py_fail(PyExc_RuntimeError, "Argument " + name + " is a CUDA array, which is not supported in CompileBackend." +
                                         backend_name(opts_.backend) + ".");
       add_cuda_array(a, name, v);
       return;

@@ -51,7 +51,9 @@ class Converter {
   std::shared_ptr<Function> convert() {
     nb::handle f = in_.fdef;
     if (kind(f) != "FunctionDef")
-      fail("Unexpected shape of the AST definition. Expected a function definition.", span(f));
+      fail("Unexpected shape of the AST definition. Expected a function definition (def), found " +
+               kind(f) + ".",
+           span(f));
     auto fn = std::make_shared<Function>();
     fn->name = nb::cast<std::string>(f.attr("name"));
     fn->span = def_span(f);

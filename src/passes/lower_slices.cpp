@@ -130,6 +130,10 @@ class SliceLowering {
       auto it = shapes_.find(t->name);
       if (it == shapes_.end()) fail("Target of slice subscript operation has invalid type.", t->span);
       const auto& shape = it->second;
+      if (x->args.size() - 1 > shape.size())
+        fail("Received too many indices (" + std::to_string(x->args.size() - 1) + " indices for a tensor of " +
+                 std::to_string(shape.size()) + " dimensions).",
+             x->span);
       if (x->args.size() - 1 != shape.size())
         fail("Subscript operations containing slices must refer to all dimensions of the target. "
              "The target has shape " + shape_str(shape) + " but " +

@@ -349,8 +349,10 @@ class TypeChecker {
     std::string tstr = Type::scalar(r).str();
     if (is_comparison(op)) return typed(n, Type::scalar(ElemSize::Bool));
     switch (op) {
-      case BinOp::Add: case BinOp::Sub: case BinOp::Mul: case BinOp::Div: case BinOp::Max:
-      case BinOp::Min:
+      case BinOp::Max: case BinOp::Min:
+        if (is_bool(r)) type_fail("Unexpected type " + tstr + " of builtin", e->span);
+        break;
+      case BinOp::Add: case BinOp::Sub: case BinOp::Mul: case BinOp::Div:
         if (is_bool(r)) type_fail("Invalid type " + tstr + " of arithmetic operation", e->span);
         break;
       case BinOp::FloorDiv: case BinOp::Mod:
