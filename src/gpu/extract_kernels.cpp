@@ -228,23 +228,31 @@ class KernelBuilder {
   // more than one inner parallel loop, or statements after one, is split into kernels.
   bool needs_grid_barrier(const Stmt& root) {
     if (inner_blocks_ == 1 || k_ == 0) return false;
+    return !single_inner_step(root->body, 1);
+  }
+
+  // Whether the body of a loop at depth d needs no barrier across blocks: above the innermost
+  // layer it is one loop of the next layer, and at the innermost layer's parent it is one
+  // inner loop, or `dst = neutral` then a reduction into dst (the last block to finish sees the
+  // initialisation).
+  bool single_inner_step(const Block& body, size_t d) {
     Block top;
-    for (const auto& st : root->body) {
+    for (const auto& st : body) {
       if (st->kind == StmtKind::WithGpu)
         top.insert(top.end(), st->body.begin(), st->body.end());
       else
         top.push_back(st);
     }
+    if (d < k_)
+      return top.size() == 1 && top[0]->kind == StmtKind::For && top[0]->par.is_parallel() &&
+             single_inner_step(top[0]->body, d + 1);
     auto inner_work = [](const Stmt& st) {
       return st->kind == StmtKind::For && (st->par.is_parallel() || st->par.reduction);
     };
-    if (top.size() == 1 && inner_work(top[0])) return false;
-    // dst = neutral; reduce into dst: the last block to finish sees the initialisation.
-    if (top.size() == 2 && top[0]->kind == StmtKind::Assign && top[0]->lhs->kind == ExprKind::Access &&
-        inner_work(top[1]) && top[1]->par.reduction && top[1]->body.size() == 1 &&
-        print_expr(top[1]->body[0]->lhs) == print_expr(top[0]->lhs))
-      return false;
-    return true;
+    if (top.size() == 1 && inner_work(top[0])) return true;
+    return top.size() == 2 && top[0]->kind == StmtKind::Assign && top[0]->lhs->kind == ExprKind::Access &&
+           inner_work(top[1]) && top[1]->par.reduction && top[1]->body.size() == 1 &&
+           print_expr(top[1]->body[0]->lhs) == print_expr(top[0]->lhs);
   }
 
   // Launch order is the barrier between blocks (SPEC C.2.6): the body of a two-layer nest is cut

@@ -1,0 +1,858 @@
+// Unit tests of the GPU lowering (SPEC C.2-C.4, A8): extract_kernels' grid mapping, kernels and
+// splitting, reductions, narrowing and barriers, parallel-structure errors, check_host_code, and
+// the CUDA printer's fixed parts. No GPU is needed: the tests inspect the GpuProgram and the text.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "codegen/cuda.h"
+#include "gpu/check_host_code.h"
+#include "gpu/extract_kernels.h"
+#include "gpu/gpu_ir.h"
+#include "ir/error.h"
+#include "ir/ir.h"
+#include "ir/options.h"
+#include "lower.h"
+#include "passes/check_reductions.h"
+#include "passes/constant_fold.h"
+#include "passes/flatten_indices.h"
+#include "passes/lower_helpers.h"
+#include "passes/lower_slices.h"
+#include "passes/resolve_par.h"
+#include "passes/specialize.h"
+#include "passes/typecheck.h"
+
+namespace parpy {
+namespace {
+
+// Every node gets its own source line, so spans can be told apart.
+Span sp() {
+  static auto file = std::make_shared<const std::string>("<gpu-test>");
+  static int line = 1;
+  Span s;
+  s.file = file;
+  s.line = line++;
+  s.col = 0;
+  s.end_line = s.line;
+  s.end_col = 1;
+  return s;
+}
+
+Expr V(const std::string& n) { return var(n, sp()); }
+Expr I(int64_t x) { return int_lit(x, sp()); }
+Expr F(double x) { return float_lit(x, sp()); }
+Expr S(const std::string& n, std::vector<Expr> idx) { return subscript(V(n), std::move(idx), sp()); }
+Expr add(Expr a, Expr b) { return binop(BinOp::Add, std::move(a), std::move(b), sp()); }
+Expr mul(Expr a, Expr b) { return binop(BinOp::Mul, std::move(a), std::move(b), sp()); }
+Stmt A(Expr l, Expr r, std::vector<std::string> labels = {}) {
+  return assign(std::move(l), std::move(r), sp(), std::move(labels));
+}
+Stmt For(const std::string& v, int64_t lo, int64_t hi, Block body, std::vector<std::string> labels = {},
+         int64_t step = 1) {
+  return for_loop(v, I(lo), I(hi), step, std::move(body), sp(), std::move(labels));
+}
+
+Function fn(const std::string& name, std::vector<std::string> params, Block body) {
+  Function f;
+  f.name = name;
+  for (auto& p : params) f.params.push_back({p, std::nullopt, sp()});
+  f.body = std::move(body);
+  f.span = sp();
+  return f;
+}
+
+ArgValue int_arg(int64_t v) {
+  ArgValue a;
+  a.kind = ArgValue::Kind::Int;
+  a.ival = v;
+  return a;
+}
+ArgValue arr(ElemSize e, std::vector<int64_t> shape) {
+  ArgValue a;
+  a.kind = ArgValue::Kind::Array;
+  a.elem = e;
+  a.shape = std::move(shape);
+  return a;
+}
+ArgValue f32(std::vector<int64_t> shape) { return arr(ElemSize::F32, std::move(shape)); }
+
+CompileOptions cuda_opts(std::map<std::string, LoopPar> par = {}) {
+  CompileOptions o;
+  o.backend = CompileBackend::Cuda;
+  o.parallelize = std::move(par);
+  return o;
+}
+
+LoopPar threads(int64_t n, int64_t tpb = 1024) { return LoopPar{n, false, tpb}; }
+LoopPar reduce_threads(int64_t n, int64_t tpb = 1024) { return LoopPar{n, true, tpb}; }
+
+std::map<std::string, std::vector<int64_t>> shapes_of(const std::vector<AbiParam>& ps) {
+  std::map<std::string, std::vector<int64_t>> m;
+  for (const auto& p : ps)
+    if (p.type.is_array()) m[p.name] = p.type.shape;
+  return m;
+}
+std::map<std::string, Type> types_of(const std::vector<AbiParam>& ps) {
+  std::map<std::string, Type> m;
+  for (const auto& p : ps)
+    if (p.type.is_array()) m[p.name] = p.type;
+  return m;
+}
+
+// The passes of lower() up to check_reductions, then check_host_code and extract_kernels.
+GpuProgram gpu_program(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts) {
+  ensure_parallelism(f, opts);
+  Specialized s = specialize(f, args, opts);
+  Block ir = constant_fold(s.fn.body);
+  ir = lower_slices(ir, shapes_of(s.params));
+  Helpers h = lower_helpers(f, opts);
+  ir = typecheck(ir, types_of(s.params), opts, f.name, h.main_calls);
+  ir = constant_fold(ir);
+  ir = flatten_indices(ir);
+  ir = resolve_par(ir, opts);
+  ir = check_reductions(ir);
+  check_host_code(ir);
+  return extract_kernels(f.name, s.params, ir, opts);
+}
+
+std::string cuda_code(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts) {
+  return lower(f, args, opts).code;
+}
+
+template <class Fn>
+CompileError error_of(Fn&& f) {
+  try {
+    f();
+  } catch (const CompileError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "expected a CompileError";
+  return CompileError(ErrorKind::Internal, "<no error>");
+}
+
+bool has(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
+
+size_t count_of(const std::string& hay, const std::string& needle) {
+  size_t n = 0;
+  for (size_t p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) ++n;
+  return n;
+}
+
+std::string all_kernels(const GpuProgram& p) {
+  std::string s;
+  for (const auto& k : p.kernels) s += "## " + k.name + "\n" + print_block(k.body);
+  return s;
+}
+
+bool is_sync(const Stmt& s) {
+  return s->kind == StmtKind::Call && s->rhs && s->rhs->name == "$syncthreads";
+}
+
+// Calls `f(list)` for every statement list of the tree.
+void each_list(const Block& b, const std::function<void(const Block&)>& f) {
+  f(b);
+  for (const auto& s : b) {
+    each_list(s->body, f);
+    each_list(s->orelse, f);
+  }
+}
+
+bool names_call(const Block& b, const std::string& prefix) {
+  bool found = false;
+  visit_block(b, [&](const Stmt& s) {
+    for (const Expr* e : {&s->lhs, &s->rhs, &s->cond, &s->lo, &s->hi})
+      visit_expr(*e, [&](const Expr& x) {
+        if (x->kind == ExprKind::Call && x->name.rfind(prefix, 0) == 0) found = true;
+      });
+  });
+  return found;
+}
+
+// def f(x, y): label N; for i in range(lo, hi, step): y[i] = x[i] + 1.0
+Function copy_loop(int64_t lo, int64_t hi, int64_t step = 1) {
+  return fn("f", {"x", "y"},
+            {For("i", lo, hi, {A(S("y", {V("i")}), add(S("x", {V("i")}), F(1.0)))}, {"N"}, step)});
+}
+
+// def f(x, y): label O; for i in range(100): label P; for j in range(m): y[i, j] = x[i, j] * 2.0
+Function nest(int64_t rows, int64_t m) {
+  return fn("f", {"x", "y"},
+            {For("i", 0, rows,
+                 {For("j", 0, m, {A(S("y", {V("i"), V("j")}), mul(S("x", {V("i"), V("j")}), F(2.0)))},
+                      {"P"})},
+                 {"O"})});
+}
+
+// =============================================================================================
+// Grid mapping (SPEC C.2.3-C.2.4, A8)
+
+struct OneLoopCase {
+  int64_t n, tpb, threads, blocks;
+};
+
+TEST(GpuGrid, OneParallelLoop) {
+  for (const auto& c : std::vector<OneLoopCase>{{100, 1024, 128, 1},
+                                                {83, 1024, 96, 1},
+                                                {32, 1024, 32, 1},
+                                                {1, 1024, 32, 1},
+                                                {1024, 1024, 1024, 1},
+                                                {4096, 1024, 1024, 4},
+                                                {1000, 256, 256, 4},
+                                                {5000, 1024, 1024, 5},
+                                                {300, 128, 128, 3}}) {
+    SCOPED_TRACE("n=" + std::to_string(c.n) + " tpb=" + std::to_string(c.tpb));
+    GpuProgram p = gpu_program(copy_loop(0, c.n), {f32({c.n}), f32({c.n})}, cuda_opts({{"N", threads(c.n, c.tpb)}}));
+    ASSERT_EQ(p.kernels.size(), 1u);
+    EXPECT_EQ(p.kernels[0].block_threads, c.threads);
+    EXPECT_EQ(p.kernels[0].grid_blocks, c.blocks);
+    EXPECT_EQ(p.kernels[0].block_threads % 32, 0);
+    EXPECT_TRUE(p.scratch.empty());
+    ASSERT_EQ(p.host.size(), 1u);
+    EXPECT_EQ(p.host[0]->kind, StmtKind::Call);
+    EXPECT_EQ(p.host[0]->rhs->name, p.kernels[0].name);
+    EXPECT_EQ(p.written, std::vector<std::string>{"y"});
+  }
+}
+
+TEST(GpuGrid, GuardOnlyWhenWorkersDoNotFillTheGrid) {
+  // threads * blocks != n -> `w < n` guard on the innermost layer; otherwise none.
+  auto guard_of = [](int64_t n, int64_t tpb) {
+    std::string code = cuda_code(copy_loop(0, n), {f32({n}), f32({n})}, cuda_opts({{"N", threads(n, tpb)}}));
+    return code;
+  };
+  std::string c100 = guard_of(100, 1024);
+  EXPECT_TRUE(has(c100, "if ((parpy_w0 < 100))") || has(c100, "if (parpy_w0 < 100)")) << c100;
+  std::string c83 = guard_of(83, 1024);
+  EXPECT_TRUE(has(c83, "parpy_w0 < 83")) << c83;
+  std::string c1000 = guard_of(1000, 256);
+  EXPECT_TRUE(has(c1000, "parpy_w0 < 1000")) << c1000;
+  std::string c128 = guard_of(128, 1024);
+  EXPECT_FALSE(has(c128, "parpy_w0 < 128")) << c128;
+  std::string c4096 = guard_of(4096, 1024);
+  EXPECT_FALSE(has(c4096, "parpy_w0 < 4096")) << c4096;
+
+  // And in the IR: the loop is the kernel's last statement, inside an If only when guarded.
+  GpuProgram g = gpu_program(copy_loop(0, 100), {f32({100}), f32({100})}, cuda_opts({{"N", threads(100)}}));
+  EXPECT_EQ(g.kernels[0].body.back()->kind, StmtKind::If) << all_kernels(g);
+  GpuProgram u = gpu_program(copy_loop(0, 128), {f32({128}), f32({128})}, cuda_opts({{"N", threads(128)}}));
+  EXPECT_EQ(u.kernels[0].body.back()->kind, StmtKind::For) << all_kernels(u);
+}
+
+TEST(GpuGrid, GridStrideLoopOverWorkers) {
+  // threads(64) over 1000 iterations: worker w runs w, w + 64, ...
+  GpuProgram p = gpu_program(copy_loop(0, 1000), {f32({1000}), f32({1000})}, cuda_opts({{"N", threads(64)}}));
+  ASSERT_EQ(p.kernels.size(), 1u);
+  EXPECT_EQ(p.kernels[0].block_threads, 64);
+  EXPECT_EQ(p.kernels[0].grid_blocks, 1);
+  const Stmt& loop = p.kernels[0].body.back();
+  ASSERT_EQ(loop->kind, StmtKind::For) << all_kernels(p);
+  EXPECT_EQ(loop->step, 64);
+  EXPECT_EQ(print_expr(loop->hi), "1000");
+  EXPECT_FALSE(loop->par.is_parallel());
+}
+
+TEST(GpuGrid, StepIsHonouredInTheStart) {
+  // SPEC C.8.2 fixed (A8): for i in range(3, 1000, 2) with 64 workers starts at 3 + 2*w, step 128.
+  GpuProgram p = gpu_program(copy_loop(3, 1000, 2), {f32({1000}), f32({1000})}, cuda_opts({{"N", threads(64)}}));
+  ASSERT_EQ(p.kernels.size(), 1u);
+  const Stmt& loop = p.kernels[0].body.back();
+  ASSERT_EQ(loop->kind, StmtKind::For) << all_kernels(p);
+  EXPECT_EQ(loop->step, 128);
+  std::string lo = print_expr(loop->lo);
+  EXPECT_TRUE(has(lo, "3") && has(lo, "2") && has(lo, "$w0")) << lo;
+  std::string code = cuda_code(copy_loop(3, 1000, 2), {f32({1000}), f32({1000})}, cuda_opts({{"N", threads(64)}}));
+  EXPECT_TRUE(has(code, "(3 + (2 * parpy_w0))")) << code;
+  EXPECT_TRUE(has(code, "i += 128")) << code;
+
+  // Also when the layer spans several blocks (4096 workers, tpb 1024).
+  std::string big =
+      cuda_code(copy_loop(0, 10000, 2), {f32({10000}), f32({10000})}, cuda_opts({{"N", threads(4096)}}));
+  EXPECT_TRUE(has(big, "(2 * parpy_w0)")) << big;
+  EXPECT_TRUE(has(big, "i += 8192")) << big;
+}
+
+TEST(GpuGrid, NegativeStep) {
+  // for i in range(99, -1, -1) with 100 workers: starts at 99 - w, runs while i > -1, step -100.
+  Function f = fn("f", {"x", "y"}, {For("i", 99, -1, {A(S("y", {V("i")}), S("x", {V("i")}))}, {"N"}, -1)});
+  std::string code = cuda_code(f, {f32({100}), f32({100})}, cuda_opts({{"N", threads(100)}}));
+  EXPECT_TRUE(has(code, "for (int64_t i = (99 + (-1 * parpy_w0)); i > -1; i += -100)")) << code;
+  EXPECT_TRUE(has(code, "parpy_w0 < 100")) << code;
+}
+
+TEST(GpuGrid, OuterAndInnerLayers) {
+  // outer 100, inner 128 -> 100 blocks of 128 threads.
+  GpuProgram p = gpu_program(nest(100, 128), {f32({100, 128}), f32({100, 128})},
+                             cuda_opts({{"O", threads(100)}, {"P", threads(128)}}));
+  ASSERT_EQ(p.kernels.size(), 1u);
+  EXPECT_EQ(p.kernels[0].block_threads, 128);
+  EXPECT_EQ(p.kernels[0].grid_blocks, 100);
+  std::string code = cuda_code(nest(100, 128), {f32({100, 128}), f32({100, 128})},
+                               cuda_opts({{"O", threads(100)}, {"P", threads(128)}}));
+  EXPECT_TRUE(has(code, "<<<dim3(100), dim3(128), 0, parpy_stream>>>")) << code;
+  EXPECT_TRUE(has(code, "__launch_bounds__(128)")) << code;
+}
+
+TEST(GpuGrid, InnerLayerAboveTpbSpansBlocks) {
+  // inner threads(1024).tpb(128) under outer 100 -> 8 blocks per row, 800 blocks of 128.
+  GpuProgram p = gpu_program(nest(100, 1024), {f32({100, 1024}), f32({100, 1024})},
+                             cuda_opts({{"O", threads(100)}, {"P", threads(1024, 128)}}));
+  ASSERT_EQ(p.kernels.size(), 1u);
+  EXPECT_EQ(p.kernels[0].block_threads, 128);
+  EXPECT_EQ(p.kernels[0].grid_blocks, 800);
+  EXPECT_TRUE(p.scratch.empty());
+}
+
+TEST(GpuGrid, OnlyTheInnermostLayerIsRounded) {
+  // outer 100 is not rounded; inner 100 -> 128 threads, 83 -> 96.
+  GpuProgram a = gpu_program(nest(100, 100), {f32({100, 100}), f32({100, 100})},
+                             cuda_opts({{"O", threads(100)}, {"P", threads(100)}}));
+  ASSERT_EQ(a.kernels.size(), 1u);
+  EXPECT_EQ(a.kernels[0].block_threads, 128);
+  EXPECT_EQ(a.kernels[0].grid_blocks, 100);
+  GpuProgram b = gpu_program(nest(7, 83), {f32({7, 83}), f32({7, 83})},
+                             cuda_opts({{"O", threads(7)}, {"P", threads(83)}}));
+  ASSERT_EQ(b.kernels.size(), 1u);
+  EXPECT_EQ(b.kernels[0].block_threads, 96);
+  EXPECT_EQ(b.kernels[0].grid_blocks, 7);
+  std::string code = cuda_code(nest(7, 83), {f32({7, 83}), f32({7, 83})},
+                               cuda_opts({{"O", threads(7)}, {"P", threads(83)}}));
+  EXPECT_TRUE(has(code, "parpy_w1 < 83")) << code;   // inner guard
+  EXPECT_FALSE(has(code, "parpy_w0 < 7")) << code;   // no guard on the outer layer
+}
+
+TEST(GpuGrid, OuterWorkersFewerThanIterations) {
+  // outer threads(10) over 100 rows: the block index strides by 10.
+  GpuProgram p = gpu_program(nest(100, 128), {f32({100, 128}), f32({100, 128})},
+                             cuda_opts({{"O", threads(10)}, {"P", threads(128)}}));
+  ASSERT_EQ(p.kernels.size(), 1u);
+  EXPECT_EQ(p.kernels[0].grid_blocks, 10);
+  bool found = false;
+  visit_block(p.kernels[0].body, [&](const Stmt& s) {
+    if (s->kind == StmtKind::For && s->var == "i") {
+      found = true;
+      EXPECT_EQ(s->step, 10);
+    }
+  });
+  EXPECT_TRUE(found) << all_kernels(p);
+}
+
+TEST(GpuGrid, TwoRootsTwoKernels) {
+  Function f = fn("f", {"x", "y"},
+                  {For("i", 0, 64, {A(S("y", {V("i")}), S("x", {V("i")}))}, {"A"}),
+                   For("i", 0, 64, {A(S("x", {V("i")}), F(0.0))}, {"B"})});
+  GpuProgram p = gpu_program(f, {f32({64}), f32({64})}, cuda_opts({{"A", threads(64)}, {"B", threads(64)}}));
+  ASSERT_EQ(p.kernels.size(), 2u);
+  EXPECT_NE(p.kernels[0].name, p.kernels[1].name);
+  ASSERT_EQ(p.host.size(), 2u);
+  EXPECT_EQ(p.host[0]->rhs->name, p.kernels[0].name);
+  EXPECT_EQ(p.host[1]->rhs->name, p.kernels[1].name);
+  EXPECT_EQ(p.written.size(), 2u);
+}
+
+TEST(GpuGrid, HostLoopAroundLaunchPassesTheIndex) {
+  // for t in range(3) (host): label N; for i in range(64): y[t, i] = x[i]
+  Function f = fn("f", {"x", "y"},
+                  {For("t", 0, 3, {For("i", 0, 64, {A(S("y", {V("t"), V("i")}), S("x", {V("i")}))}, {"N"})})});
+  GpuProgram p = gpu_program(f, {f32({64}), f32({3, 64})}, cuda_opts({{"N", threads(64)}}));
+  ASSERT_EQ(p.kernels.size(), 1u);
+  ASSERT_EQ(p.host.size(), 1u);
+  EXPECT_EQ(p.host[0]->kind, StmtKind::For);
+  bool has_t = false;
+  for (const auto& prm : p.kernels[0].params) has_t = has_t || prm.name == "t";
+  EXPECT_TRUE(has_t);
+}
+
+// =============================================================================================
+// with parpy.gpu (SPEC C.2.5)
+
+TEST(GpuContext, TopLevelGpuBlockIsOneBlockKernel) {
+  Function f = fn("f", {"x"}, {with_gpu({A(S("x", {I(0)}), F(1.0)), A(S("x", {I(1)}), F(2.0))}, sp())});
+  GpuProgram p = gpu_program(f, {f32({4})}, cuda_opts());
+  ASSERT_EQ(p.kernels.size(), 1u);
+  EXPECT_EQ(p.kernels[0].grid_blocks, 1);
+  EXPECT_EQ(p.kernels[0].block_threads, 32);
+  ASSERT_EQ(p.host.size(), 1u);
+  EXPECT_EQ(p.host[0]->kind, StmtKind::Call);
+  std::string code = cuda_code(f, {f32({4})}, cuda_opts());
+  EXPECT_TRUE(has(code, "<<<dim3(1), dim3(32), 0, parpy_stream>>>")) << code;
+  EXPECT_EQ(count_of(code, "__global__"), 1u) << code;
+  // Only one of the 32 threads runs the body.
+  EXPECT_TRUE(has(code, "parpy_w0 < 1")) << code;
+}
+
+TEST(GpuContext, ParallelLoopInsideGpuBlock) {
+  // with gpu: label N; for i in range(256): x[i] = 0.0  -> layers [1, 256]: one block of 256.
+  Function f = fn("f", {"x"}, {with_gpu({For("i", 0, 256, {A(S("x", {V("i")}), F(0.0))}, {"N"})}, sp())});
+  GpuProgram p = gpu_program(f, {f32({256})}, cuda_opts({{"N", threads(256)}}));
+  ASSERT_EQ(p.kernels.size(), 1u);
+  EXPECT_EQ(p.kernels[0].grid_blocks, 1);
+  EXPECT_EQ(p.kernels[0].block_threads, 256);
+}
+
+// =============================================================================================
+// check_host_code
+
+TEST(GpuHostCode, ArrayAccessOnHostIsRejectedWithItsSpan) {
+  Span s = sp();
+  Block host = {assign(access("x", I(0), ElemSize::F32, s), F(1.0), sp())};
+  CompileError e = error_of([&] { check_host_code(host); });
+  EXPECT_EQ(e.message(), "Assignments are not allowed outside parallel code.");
+  EXPECT_EQ(e.kind(), ErrorKind::Runtime);
+  EXPECT_EQ(e.span().line, s.line);
+
+  // A read in a host condition also counts; parallel code and gpu blocks are not host code.
+  Span r = sp();
+  Block cond = {if_stmt(binop(BinOp::Gt, access("x", I(0), ElemSize::F32, r), F(0.0), sp()), {}, {}, sp())};
+  CompileError e2 = error_of([&] { check_host_code(cond); });
+  EXPECT_EQ(e2.message(), "Assignments are not allowed outside parallel code.");
+  EXPECT_EQ(e2.span().line, r.line);
+
+  auto par = copy(for_loop("i", I(0), I(4), 1, {assign(access("x", V("i"), ElemSize::F32, sp()), F(0.0), sp())}, sp()));
+  par->par.nthreads = 4;
+  EXPECT_NO_THROW(check_host_code({par}));
+  EXPECT_NO_THROW(check_host_code({with_gpu({assign(access("x", I(0), ElemSize::F32, sp()), F(0.0), sp())}, sp())}));
+}
+
+TEST(GpuHostCode, ThroughLowerPointsAtTheSubscript) {
+  Expr sub = S("x", {I(0)});
+  Span at = sub->span;
+  Function f = fn("f", {"x", "y"}, {A(sub, F(1.0)), For("i", 0, 8, {A(S("y", {V("i")}), F(0.0))}, {"N"})});
+  CompileError e = error_of([&] { lower(f, {f32({8}), f32({8})}, cuda_opts({{"N", threads(8)}})); });
+  EXPECT_EQ(e.message(), "Assignments are not allowed outside parallel code.");
+  EXPECT_EQ(e.span().line, at.line);
+}
+
+// =============================================================================================
+// Reductions (SPEC C.3)
+
+// def f(x, out): label O; for i in range(rows): label R; for j in range(m): out[i] = out[i] + x[i, j]
+Function row_sums(int64_t rows, int64_t m) {
+  return fn("f", {"x", "out"},
+            {For("i", 0, rows,
+                 {For("j", 0, m, {A(S("out", {V("i")}), add(S("out", {V("i")}), S("x", {V("i"), V("j")})))},
+                      {"R"})},
+                 {"O"})});
+}
+
+TEST(GpuReduce, BlockReduction) {
+  auto opts = cuda_opts({{"O", threads(100)}, {"R", reduce_threads(128)}});
+  GpuProgram p = gpu_program(row_sums(100, 1000), {f32({100, 1000}), f32({100})}, opts);
+  ASSERT_EQ(p.kernels.size(), 1u);
+  EXPECT_EQ(p.kernels[0].block_threads, 128);
+  EXPECT_EQ(p.kernels[0].grid_blocks, 100);
+  EXPECT_TRUE(p.scratch.empty());
+  EXPECT_TRUE(names_call(p.kernels[0].body, "$block_reduce_add")) << all_kernels(p);
+  EXPECT_FALSE(names_call(p.kernels[0].body, "$multiblock_reduce_")) << all_kernels(p);
+  std::string code = cuda_code(row_sums(100, 1000), {f32({100, 1000}), f32({100})}, opts);
+  EXPECT_TRUE(has(code, "parpy_block_reduce_add(")) << code;
+  // The write-back is done by one thread.
+  EXPECT_TRUE(has(code, "parpy_tid == 0")) << code;
+}
+
+TEST(GpuReduce, WarpSizedReductionIsStillABlockReduce) {
+  auto opts = cuda_opts({{"O", threads(10)}, {"R", reduce_threads(20)}});
+  GpuProgram p = gpu_program(row_sums(10, 64), {f32({10, 64}), f32({10})}, opts);
+  ASSERT_EQ(p.kernels.size(), 1u);
+  EXPECT_EQ(p.kernels[0].block_threads, 32);
+  EXPECT_TRUE(names_call(p.kernels[0].body, "$block_reduce_add")) << all_kernels(p);
+}
+
+TEST(GpuReduce, MaxReductionUsesItsSuffix) {
+  Function f = fn("f", {"x", "out"},
+                  {For("i", 0, 10,
+                       {For("j", 0, 64,
+                            {A(S("out", {V("i")}),
+                               binop(BinOp::Max, S("out", {V("i")}), S("x", {V("i"), V("j")}), sp()))},
+                            {"R"})},
+                       {"O"})});
+  GpuProgram p = gpu_program(f, {f32({10, 64}), f32({10})}, cuda_opts({{"O", threads(10)}, {"R", reduce_threads(64)}}));
+  EXPECT_TRUE(names_call(p.kernels[0].body, "$block_reduce_max")) << all_kernels(p);
+}
+
+TEST(GpuReduce, MultiBlockReduction) {
+  // inner reduce threads(1024).tpb(128) under outer 100: 8 blocks per row, 800 blocks in all,
+  // partials for each (row, block) and one zeroed counter per row.
+  auto opts = cuda_opts({{"O", threads(100)}, {"R", reduce_threads(1024, 128)}});
+  GpuProgram p = gpu_program(row_sums(100, 5000), {f32({100, 5000}), f32({100})}, opts);
+  ASSERT_EQ(p.kernels.size(), 1u) << all_kernels(p);
+  EXPECT_EQ(p.kernels[0].block_threads, 128);
+  EXPECT_EQ(p.kernels[0].grid_blocks, 800);
+  EXPECT_TRUE(names_call(p.kernels[0].body, "$multiblock_reduce_add")) << all_kernels(p);
+  ASSERT_EQ(p.scratch.size(), 2u);
+  const Scratch* partials = nullptr;
+  const Scratch* counters = nullptr;
+  for (const auto& s : p.scratch) (s.zeroed ? counters : partials) = &s;
+  ASSERT_NE(partials, nullptr);
+  ASSERT_NE(counters, nullptr);
+  EXPECT_EQ(partials->count, 800);
+  EXPECT_EQ(partials->elem, ElemSize::F32);
+  EXPECT_EQ(counters->count, 100);
+  EXPECT_TRUE(counters->zeroed);
+  // Both buffers are kernel parameters.
+  int scratch_params = 0;
+  for (const auto& prm : p.kernels[0].params)
+    if (prm.name == partials->name || prm.name == counters->name) ++scratch_params;
+  EXPECT_EQ(scratch_params, 2);
+
+  std::string code = cuda_code(row_sums(100, 5000), {f32({100, 5000}), f32({100})}, opts);
+  EXPECT_TRUE(has(code, "parpy_multiblock_reduce_add(")) << code;
+  EXPECT_TRUE(has(code, "cudaMemset(")) << code;  // the counters start at zero
+  EXPECT_TRUE(has(code, "800 * sizeof(float)")) << code;
+}
+
+TEST(GpuReduce, MultiBlockReductionAfterItsInitialisationStaysOneKernel) {
+  // for i (100): out[i] = 0.0; for j (threads 1024, tpb 256, reduce): out[i] += x[i, j]
+  // The initialisation is narrowed to the first thread of the row's first block.
+  Function f = fn("f", {"x", "out"},
+                  {For("i", 0, 100,
+                       {A(S("out", {V("i")}), F(0.0)),
+                        For("j", 0, 5000, {A(S("out", {V("i")}), add(S("out", {V("i")}), S("x", {V("i"), V("j")})))},
+                            {"R"})},
+                       {"O"})});
+  GpuProgram p = gpu_program(f, {f32({100, 5000}), f32({100})},
+                             cuda_opts({{"O", threads(100)}, {"R", reduce_threads(1024, 256)}}));
+  ASSERT_EQ(p.kernels.size(), 1u) << all_kernels(p);
+  EXPECT_EQ(p.kernels[0].grid_blocks, 400);
+  EXPECT_TRUE(names_call(p.kernels[0].body, "$multiblock_reduce_add")) << all_kernels(p);
+  std::string body = all_kernels(p);
+  EXPECT_TRUE(has(body, "if (($tid == 0) and (($bid % 4) == 0)):\n    out[i] = 0.0")) << body;
+}
+
+TEST(GpuReduce, MultiBlockReductionAtTopLevel) {
+  // One reduce loop of 4096 workers into s[0]: 4 blocks, one partial each, one counter.
+  Function f = fn("f", {"x", "s"},
+                  {For("j", 0, 100000, {A(S("s", {I(0)}), add(S("s", {I(0)}), S("x", {V("j")})))}, {"R"})});
+  GpuProgram p = gpu_program(f, {f32({100000}), f32({1})}, cuda_opts({{"R", reduce_threads(4096)}}));
+  ASSERT_EQ(p.kernels.size(), 1u) << all_kernels(p);
+  EXPECT_EQ(p.kernels[0].grid_blocks, 4);
+  EXPECT_TRUE(names_call(p.kernels[0].body, "$multiblock_reduce_add")) << all_kernels(p);
+  ASSERT_EQ(p.scratch.size(), 2u);
+  int64_t partial_count = -1, counter_count = -1;
+  for (const auto& s : p.scratch) (s.zeroed ? counter_count : partial_count) = s.count;
+  EXPECT_EQ(partial_count, 4);
+  EXPECT_EQ(counter_count, 1);
+}
+
+TEST(GpuReduce, F16AccumulatesInF32) {
+  auto opts = cuda_opts({{"O", threads(10)}, {"R", reduce_threads(64)}});
+  std::vector<ArgValue> args = {arr(ElemSize::F16, {10, 64}), arr(ElemSize::F16, {10})};
+  GpuProgram p = gpu_program(row_sums(10, 64), args, opts);
+  bool acc32 = false;
+  visit_block(p.kernels[0].body, [&](const Stmt& s) {
+    if (s->kind == StmtKind::Assign && s->defines && s->lhs->kind == ExprKind::Var &&
+        s->lhs->name.rfind("$acc", 0) == 0 && s->lhs->ty.elem == ElemSize::F32)
+      acc32 = true;
+  });
+  EXPECT_TRUE(acc32) << all_kernels(p);
+}
+
+// =============================================================================================
+// Narrowing and barriers (SPEC C.4)
+
+void expect_no_adjacent_barriers(const GpuProgram& p) {
+  for (const auto& k : p.kernels)
+    each_list(k.body, [&](const Block& b) {
+      for (size_t i = 1; i < b.size(); ++i)
+        EXPECT_FALSE(is_sync(b[i - 1]) && is_sync(b[i])) << "two barriers in a row in " << k.name << ":\n"
+                                                         << print_block(k.body);
+    });
+}
+
+TEST(GpuSync, StoreInSequentialKernelCodeIsNarrowedAndFollowedByABarrier) {
+  // label O; for i in range(100): y[i, 0] = 0.0; label P; for j in range(128): y[i, j] += x[i, j]
+  Function f = fn("f", {"x", "y"},
+                  {For("i", 0, 100,
+                       {A(S("y", {V("i"), I(0)}), F(0.0)),
+                        For("j", 0, 128, {A(S("y", {V("i"), V("j")}), add(S("y", {V("i"), V("j")}), S("x", {V("i"), V("j")})))},
+                            {"P"})},
+                       {"O"})});
+  auto opts = cuda_opts({{"O", threads(100)}, {"P", threads(128)}});
+  GpuProgram p = gpu_program(f, {f32({100, 128}), f32({100, 128})}, opts);
+  ASSERT_EQ(p.kernels.size(), 1u);
+  // Find the outer loop's body: [if (tid == 0) {store}, sync, inner loop, ...].
+  const Block* outer_body = nullptr;
+  visit_block(p.kernels[0].body, [&](const Stmt& s) {
+    if (s->kind == StmtKind::For && s->var == "i") outer_body = &s->body;
+  });
+  ASSERT_NE(outer_body, nullptr) << all_kernels(p);
+  ASSERT_GE(outer_body->size(), 3u) << all_kernels(p);
+  const Stmt& first = (*outer_body)[0];
+  ASSERT_EQ(first->kind, StmtKind::If) << all_kernels(p);
+  EXPECT_EQ(print_expr(first->cond), "($tid == 0)") << all_kernels(p);
+  ASSERT_EQ(first->body.size(), 1u);
+  EXPECT_EQ(first->body[0]->lhs->kind, ExprKind::Access);
+  EXPECT_TRUE(is_sync((*outer_body)[1])) << all_kernels(p);
+  expect_no_adjacent_barriers(p);
+
+  std::string code = cuda_code(f, {f32({100, 128}), f32({100, 128})}, opts);
+  EXPECT_TRUE(has(code, "if ((parpy_tid == 0))") || has(code, "if (parpy_tid == 0)")) << code;
+  EXPECT_TRUE(has(code, "parpy_syncthreads();")) << code;
+}
+
+TEST(GpuSync, ReadsAndLoopsInSequentialCodeGetOneBarrierEach) {
+  // for i (100): s = x[i, 0]; for j (128): y[i, j] = s; x[i, 0] = 1.0; for j (128): y[i, j] += x[i, j]
+  Function f = fn("f", {"x", "y"},
+                  {For("i", 0, 100,
+                       {A(V("s"), S("x", {V("i"), I(0)})),
+                        For("j", 0, 128, {A(S("y", {V("i"), V("j")}), V("s"))}, {"P"}),
+                        A(S("x", {V("i"), I(0)}), F(1.0)),
+                        For("k", 0, 128, {A(S("y", {V("i"), V("k")}), add(S("y", {V("i"), V("k")}), S("x", {V("i"), V("k")})))},
+                            {"P"})},
+                       {"O"})});
+  auto opts = cuda_opts({{"O", threads(100)}, {"P", threads(128)}});
+  GpuProgram p = gpu_program(f, {f32({100, 128}), f32({100, 128})}, opts);
+  ASSERT_EQ(p.kernels.size(), 1u);
+  expect_no_adjacent_barriers(p);
+  const Block* outer_body = nullptr;
+  visit_block(p.kernels[0].body, [&](const Stmt& s) {
+    if (s->kind == StmtKind::For && s->var == "i") outer_body = &s->body;
+  });
+  ASSERT_NE(outer_body, nullptr);
+  // Every statement that reads/writes memory or holds a parallel loop (other than a barrier)
+  // is directly followed by a barrier, except possibly the last one.
+  const Block& b = *outer_body;
+  for (size_t i = 0; i + 1 < b.size(); ++i) {
+    if (is_sync(b[i])) continue;
+    EXPECT_TRUE(is_sync(b[i + 1])) << "statement " << i << " not followed by a barrier:\n" << print_block(b);
+  }
+  // The narrowed store of x[i, 0] is there.
+  int narrowed = 0;
+  for (const auto& s : b)
+    if (s->kind == StmtKind::If && print_expr(s->cond) == "($tid == 0)") ++narrowed;
+  EXPECT_EQ(narrowed, 1) << print_block(b);
+  std::string code = cuda_code(f, {f32({100, 128}), f32({100, 128})}, opts);
+  EXPECT_FALSE(has(code, "parpy_syncthreads();\n    parpy_syncthreads();")) << code;
+}
+
+TEST(GpuSync, NoBarriersInsideThreadParallelCode) {
+  // A plain one-layer loop: the body runs per thread, no barrier and no narrowing.
+  GpuProgram p = gpu_program(copy_loop(0, 128), {f32({128}), f32({128})}, cuda_opts({{"N", threads(128)}}));
+  bool sync = false, narrowed = false;
+  visit_block(p.kernels[0].body, [&](const Stmt& s) {
+    sync = sync || is_sync(s);
+    narrowed = narrowed || (s->kind == StmtKind::If && has(print_expr(s->cond), "$tid == 0"));
+  });
+  EXPECT_FALSE(sync) << all_kernels(p);
+  EXPECT_FALSE(narrowed) << all_kernels(p);
+}
+
+// =============================================================================================
+// Splitting kernels (SPEC C.2.6, A8)
+
+TEST(GpuSplit, TwoWideInnerLoopsBecomeSeveralKernelsWithScratchForSharedLocal) {
+  // for i in range(10) [O]: s = x[i, 0]; for j (4096) [P]: y[i, j] = x[i, j] + s;
+  //                        for j (4096) [P]: z[i, j] = y[i, 4095 - j] * s
+  Function f = fn("f", {"x", "y", "z"},
+                  {For("i", 0, 10,
+                       {A(V("s"), S("x", {V("i"), I(0)})),
+                        For("j", 0, 4096, {A(S("y", {V("i"), V("j")}), add(S("x", {V("i"), V("j")}), V("s")))}, {"P"}),
+                        For("j", 0, 4096,
+                            {A(S("z", {V("i"), V("j")}),
+                               mul(S("y", {V("i"), binop(BinOp::Sub, I(4095), V("j"), sp())}), V("s")))},
+                            {"P"})},
+                       {"O"})});
+  std::vector<ArgValue> args = {f32({10, 4096}), f32({10, 4096}), f32({10, 4096})};
+  auto opts = cuda_opts({{"O", threads(10)}, {"P", threads(4096, 1024)}});
+  GpuProgram p = gpu_program(f, args, opts);
+  ASSERT_GE(p.kernels.size(), 2u) << all_kernels(p);
+  EXPECT_EQ(p.host.size(), p.kernels.size());
+  for (const auto& h : p.host) EXPECT_EQ(h->kind, StmtKind::Call);
+  // The loops over 4096 workers run in 10 * 4 blocks of 1024.
+  int wide = 0;
+  for (const auto& k : p.kernels)
+    if (k.grid_blocks == 40 && k.block_threads == 1024) ++wide;
+  EXPECT_EQ(wide, 2) << all_kernels(p);
+  // s lives in a scratch array with one element per row (trip count 10), not zeroed.
+  ASSERT_EQ(p.scratch.size(), 1u);
+  EXPECT_TRUE(has(p.scratch[0].name, "shared_s")) << p.scratch[0].name;
+  EXPECT_EQ(p.scratch[0].count, 10);
+  EXPECT_EQ(p.scratch[0].elem, ElemSize::F32);
+  EXPECT_FALSE(p.scratch[0].zeroed);
+  // Every kernel that uses s takes the scratch array.
+  int users = 0;
+  for (const auto& k : p.kernels)
+    for (const auto& prm : k.params)
+      if (prm.name == p.scratch[0].name) ++users;
+  EXPECT_EQ(users, 3) << all_kernels(p);
+  // No kernel uses s as a free scalar parameter.
+  for (const auto& k : p.kernels)
+    for (const auto& prm : k.params) EXPECT_NE(prm.name, "s");
+  EXPECT_NO_THROW(lower(f, args, opts));
+}
+
+TEST(GpuSplit, ScratchIsSizedByTripCountNotWorkers) {
+  // outer threads(4) over range(2, 22, 2) (10 trips).
+  Function f = fn("f", {"x", "y"},
+                  {For("i", 2, 22,
+                       {A(V("s"), S("x", {V("i"), I(0)})),
+                        For("j", 0, 2048, {A(S("y", {V("i"), V("j")}), V("s"))}, {"P"}),
+                        For("j", 0, 2048, {A(S("x", {V("i"), V("j")}), add(S("y", {V("i"), V("j")}), V("s")))}, {"P"})},
+                       {"O"}, 2)});
+  GpuProgram p = gpu_program(f, {f32({22, 2048}), f32({22, 2048})},
+                             cuda_opts({{"O", threads(4)}, {"P", threads(2048)}}));
+  ASSERT_EQ(p.scratch.size(), 1u) << all_kernels(p);
+  EXPECT_EQ(p.scratch[0].count, 10);
+}
+
+TEST(GpuSplit, ThreeLevelNestNeedingASplitFails) {
+  // for i (10) [O]: { for k (4) [M]: for j (4096) [P]: y[..] = x[..] ; for k (4) [M]: for j [P]: x[..] = y[..] }
+  auto ix = [] { return std::vector<Expr>{V("i"), V("k"), V("j")}; };
+  Function f = fn("f", {"x", "y"},
+                  {For("i", 0, 10,
+                       {For("k", 0, 4, {For("j", 0, 4096, {A(S("y", ix()), S("x", ix()))}, {"P"})}, {"M"}),
+                        For("k", 0, 4, {For("j", 0, 4096, {A(S("x", ix()), S("y", ix()))}, {"P"})}, {"M"})},
+                       {"O"})});
+  CompileError e = error_of([&] {
+    gpu_program(f, {f32({10, 4, 4096}), f32({10, 4, 4096})},
+                cuda_opts({{"O", threads(10)}, {"M", threads(4)}, {"P", threads(4096)}}));
+  });
+  EXPECT_TRUE(has(e.message(), "two levels")) << e.message();
+  EXPECT_EQ(e.message(),
+            "This parallel loop nest needs a barrier across thread blocks between its inner parallel "
+            "loops, which the Cuda backend supports for two levels of parallel loops only. Use at most "
+            "1024 threads for the inner loops.");
+}
+
+// A middle loop holding two wide inner loops needs a barrier across blocks between them.
+TEST(GpuSplit, ThreeLevelNestWithTwoWideInnerLoopsInTheMiddleLoopFails) {
+  auto ix = [] { return std::vector<Expr>{V("i"), V("k"), V("j")}; };
+  auto rev = [] {
+    return std::vector<Expr>{V("i"), V("k"), binop(BinOp::Sub, I(4095), V("j"), sp())};
+  };
+  Function f = fn("f", {"x", "y"},
+                  {For("i", 0, 10,
+                       {For("k", 0, 4,
+                            {For("j", 0, 4096, {A(S("y", ix()), S("x", ix()))}, {"P"}),
+                             For("j", 0, 4096, {A(S("x", ix()), S("y", rev()))}, {"P"})},
+                            {"M"})},
+                       {"O"})});
+  CompileError e = error_of([&] {
+    gpu_program(f, {f32({10, 4, 4096}), f32({10, 4, 4096})},
+                cuda_opts({{"O", threads(10)}, {"M", threads(4)}, {"P", threads(4096)}}));
+  });
+  EXPECT_TRUE(has(e.message(), "two levels")) << e.message();
+}
+
+// =============================================================================================
+// Parallel structure errors (SPEC C.2.3, 4D)
+
+TEST(GpuStructure, SiblingsWithDifferentThreadCounts) {
+  Function f = fn("f", {"x", "y"},
+                  {For("i", 0, 10,
+                       {For("j", 0, 32, {A(S("x", {V("i"), V("j")}), F(0.0))}, {"A"}),
+                        For("j", 0, 64, {A(S("y", {V("i"), V("j")}), F(0.0))}, {"B"})},
+                       {"O"})});
+  CompileError e = error_of([&] {
+    gpu_program(f, {f32({10, 64}), f32({10, 64})}, cuda_opts({{"O", threads(10)}, {"A", threads(32)}, {"B", threads(64)}}));
+  });
+  EXPECT_EQ(e.message(),
+            "Found inconsistent parallel structures: ParLayer { threads: 32, tpb: 1024 } != ParLayer { "
+            "threads: 64, tpb: 1024 }");
+  EXPECT_EQ(e.kind(), ErrorKind::Runtime);
+  // Equal siblings are fine.
+  EXPECT_NO_THROW(gpu_program(f, {f32({10, 64}), f32({10, 64})},
+                              cuda_opts({{"O", threads(10)}, {"A", threads(64)}, {"B", threads(64)}})));
+}
+
+TEST(GpuStructure, BranchesWithDifferentStructure) {
+  Expr c = binop(BinOp::Gt, V("i"), I(4), sp());
+  Function f = fn("f", {"x"},
+                  {For("i", 0, 10,
+                       {if_stmt(c, {For("j", 0, 32, {A(S("x", {V("i"), V("j")}), F(0.0))}, {"A"})},
+                                {For("j", 0, 64, {A(S("x", {V("i"), V("j")}), F(1.0))}, {"B"})}, sp())},
+                       {"O"})});
+  CompileError e = error_of([&] {
+    gpu_program(f, {f32({10, 64})}, cuda_opts({{"O", threads(10)}, {"A", threads(32)}, {"B", threads(64)}}));
+  });
+  EXPECT_EQ(e.message().rfind("Found branches with inconsistent parallel structure: ", 0), 0u) << e.message();
+  EXPECT_TRUE(has(e.message(), "ParLayer { threads: 32, tpb: 1024 }")) << e.message();
+  EXPECT_TRUE(has(e.message(), "ParLayer { threads: 64, tpb: 1024 }")) << e.message();
+  // A branch with no parallelism is accepted.
+  Function g = fn("g", {"x"},
+                  {For("i", 0, 10,
+                       {if_stmt(binop(BinOp::Gt, V("i"), I(4), sp()),
+                                {For("j", 0, 32, {A(S("x", {V("i"), V("j")}), F(0.0))}, {"A"})},
+                                {A(S("x", {V("i"), I(0)}), F(1.0))}, sp())},
+                       {"O"})});
+  EXPECT_NO_THROW(gpu_program(g, {f32({10, 64})}, cuda_opts({{"O", threads(10)}, {"A", threads(32)}})));
+}
+
+TEST(GpuStructure, InconsistentTpb) {
+  CompileError e = error_of([&] {
+    gpu_program(nest(100, 128), {f32({100, 128}), f32({100, 128})},
+                cuda_opts({{"O", threads(100, 256)}, {"P", threads(128, 512)}}));
+  });
+  EXPECT_EQ(e.message(), "Found inconsistent threads per block 256 and 512 among labels within parallel statements.");
+  EXPECT_EQ(e.kind(), ErrorKind::Runtime);
+  // The default 1024 is a wildcard.
+  GpuProgram p = gpu_program(nest(100, 1024), {f32({100, 1024}), f32({100, 1024})},
+                             cuda_opts({{"O", threads(100)}, {"P", threads(1024, 256)}}));
+  EXPECT_EQ(p.kernels[0].block_threads, 256);
+  EXPECT_EQ(p.kernels[0].grid_blocks, 400);
+}
+
+TEST(GpuStructure, TpbAbove1024) {
+  CompileError e = error_of([&] {
+    gpu_program(copy_loop(0, 4096), {f32({4096}), f32({4096})}, cuda_opts({{"N", threads(4096, 2048)}}));
+  });
+  EXPECT_EQ(e.message(), "The number of threads per block 2048 exceeds the maximum of 1024 supported by the GPU.");
+  EXPECT_EQ(e.kind(), ErrorKind::Runtime);
+}
+
+// =============================================================================================
+// CUDA text (SPEC C.6.1, A7)
+
+TEST(GpuCudaText, Fp16HeaderOnlyWhenF16Appears) {
+  std::string f32code = cuda_code(copy_loop(0, 64), {f32({64}), f32({64})}, cuda_opts({{"N", threads(64)}}));
+  EXPECT_FALSE(has(f32code, "cuda_fp16.h")) << f32code;
+  std::string f16code = cuda_code(copy_loop(0, 64), {arr(ElemSize::F16, {64}), arr(ElemSize::F16, {64})},
+                                  cuda_opts({{"N", threads(64)}}));
+  EXPECT_TRUE(has(f16code, "#include <cuda_fp16.h>")) << f16code;
+  EXPECT_TRUE(has(f16code, "__half")) << f16code;
+  // f16 only on one argument is enough.
+  std::string mixed = cuda_code(copy_loop(0, 64), {arr(ElemSize::F16, {64}), f32({64})},
+                                cuda_opts({{"N", threads(64)}}));
+  EXPECT_TRUE(has(mixed, "#include <cuda_fp16.h>")) << mixed;
+}
+
+TEST(GpuCudaText, Fp16HeaderForAnF16ScalarLocal) {
+  // With force_float_size = F16 a local `s = 2.5` is a __half scalar though every array is f32.
+  Function f = fn("f", {"x", "y"},
+                  {For("i", 0, 64, {A(V("s"), F(2.5)), A(S("y", {V("i")}), mul(S("x", {V("i")}), V("s")))}, {"N"})});
+  auto o = cuda_opts({{"N", threads(64)}});
+  o.force_float_size = ElemSize::F16;
+  std::string code = cuda_code(f, {f32({64}), f32({64})}, o);
+  EXPECT_TRUE(has(code, "__half s;")) << code;
+  EXPECT_TRUE(has(code, "#include <cuda_fp16.h>")) << code;
+}
+
+TEST(GpuCudaText, EntryAndErrorSymbols) {
+  Function f = copy_loop(0, 64);
+  f.name = "saxpy";
+  Lowered l = lower(f, {f32({64}), f32({64})}, cuda_opts({{"N", threads(64)}}));
+  EXPECT_EQ(l.entry_symbol, "saxpy__parpy_entry");
+  EXPECT_EQ(l.error_symbol, "saxpy__parpy_error");
+  EXPECT_TRUE(has(l.code, "extern \"C\" int32_t saxpy__parpy_entry(void** args, void* stream)")) << l.code;
+  EXPECT_TRUE(has(l.code, "extern \"C\" const char* saxpy__parpy_error()")) << l.code;
+  EXPECT_TRUE(has(l.code, "#include \"parpy_cuda.h\"")) << l.code;
+  EXPECT_TRUE(has(l.code, "__global__ void __launch_bounds__(64)")) << l.code;
+  EXPECT_TRUE(has(l.code, "PARPY_CHECK(cudaGetLastError()")) << l.code;
+  EXPECT_EQ(l.written, std::vector<std::string>{"y"});
+  ASSERT_EQ(l.params.size(), 2u);
+}
+
+TEST(GpuCudaText, ScalarParameterPassedToTheKernel) {
+  // def f(x, y, n): label N; for i in range(n): y[i] = x[i] + 1.0 -- n is inlined as a literal.
+  Function f = fn("f", {"x", "y", "n"},
+                  {for_loop("i", I(0), V("n"), 1, {A(S("y", {V("i")}), add(S("x", {V("i")}), F(1.0)))}, sp(), {"N"})});
+  Lowered l = lower(f, {f32({50}), f32({50}), int_arg(50)}, cuda_opts({{"N", threads(50)}}));
+  EXPECT_TRUE(has(l.code, "i < 50")) << l.code;
+  EXPECT_TRUE(has(l.code, "__launch_bounds__(64)")) << l.code;
+}
+
+}  // namespace
+}  // namespace parpy
