@@ -221,39 +221,22 @@ CPP = tests/cpp/test_passes.cpp (text only).
 """
 
 import math
-import os
-import re
 
 import numpy as np
 import parpy
 import pytest
+from locations import SourceLocations
 from parpy import CompileBackend, Target
 from parpy.types import F32, F64
 
-THIS = os.path.abspath(__file__)
-with open(THIS) as _fh:
-    SRC = _fh.read().splitlines()
+LOCATIONS = SourceLocations(__file__)
+THIS, SRC = LOCATIONS.path, LOCATIONS.src
+_line, loc, loc_lines = LOCATIONS.line, LOCATIONS.loc, LOCATIONS.loc_lines
 
 
 @pytest.fixture(autouse=True)
 def _cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("PARPY_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def _line(tag):
-    hits = [i + 1 for i, s in enumerate(SRC) if re.search(f"# @{tag}(\\s|$)", s)]
-    assert len(hits) == 1, f"tag {tag} found {len(hits)} times"
-    return hits[0]
-
-
-def loc(msg, tag, text, nth=0):
-    """The message with a one-line location: carets under `text` on the line tagged `tag`."""
-    n = _line(tag)
-    code = SRC[n - 1].split("# @")[0]
-    col = -1
-    for _ in range(nth + 1):
-        col = code.index(text, col + 1)
-    return f"{msg}\n\nOn line {n} of file {THIS}:\n{SRC[n - 1]}\n{' ' * col}{'^' * len(text)}\n"
 
 
 def cpu(**labels):

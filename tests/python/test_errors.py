@@ -14,53 +14,22 @@ each test says which.
 
 import os
 import random
-import re
 import subprocess
 import sys
 
 import numpy as np
 import parpy
 import pytest
+from locations import SourceLocations
 
-THIS = os.path.abspath(__file__)
-with open(THIS) as _fh:
-    SRC = _fh.read().splitlines()
+LOCATIONS = SourceLocations(__file__)
+THIS, SRC = LOCATIONS.path, LOCATIONS.src
+_line, loc, loc_lines = LOCATIONS.line, LOCATIONS.loc, LOCATIONS.loc_lines
 
 
 @pytest.fixture(autouse=True)
 def _cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("PARPY_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def _line(tag):
-    hits = [i + 1 for i, s in enumerate(SRC) if re.search(f"# @{tag}(\\s|$)", s)]
-    assert len(hits) == 1, f"tag {tag} found {len(hits)} times"
-    return hits[0]
-
-
-def _col(line_no, text, nth=0):
-    code = SRC[line_no - 1].split("# @")[0]
-    col = -1
-    for _ in range(nth + 1):
-        col = code.index(text, col + 1)
-    return col
-
-
-def loc(msg, tag, text, nth=0):
-    """The message with a one-line location: carets under `text` on the line tagged `tag`."""
-    n = _line(tag)
-    col = _col(n, text, nth)
-    return f"{msg}\n\nOn line {n} of file {THIS}:\n{SRC[n - 1]}\n{' ' * col}{'^' * len(text)}\n"
-
-
-def loc_lines(msg, tag, text, end_tag, end_text):
-    """A multi-line span: from `text` on line `tag` to the end of `end_text` on line `end_tag`."""
-    a, b = _line(tag), _line(end_tag)
-    col = _col(a, text)
-    end_col = _col(b, end_text) + len(end_text)
-    src = "\n".join(SRC[a - 1 : b])
-    carets = "^" * abs(end_col - col)
-    return f"{msg}\n\nOn lines {a}-{b} of file {THIS}:\n{src}\n{' ' * col}{carets}\n"
 
 
 def cpu(**labels):

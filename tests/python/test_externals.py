@@ -2,18 +2,18 @@
 from jit expressions to a system header and to a user header found through opts.includes."""
 
 import math
-import os
-import re
 
 import numpy as np
 import parpy
 import pytest
+from locations import SourceLocations
 from parpy import CompileBackend, Target
 from parpy.types import F32, F64, I64, pointer
 
-THIS = os.path.abspath(__file__)
-with open(THIS) as _fh:
-    SRC = _fh.read().splitlines()
+LOCATIONS = SourceLocations(__file__)
+THIS, SRC = LOCATIONS.path, LOCATIONS.src
+_line, loc, loc_lines = LOCATIONS.line, LOCATIONS.loc, LOCATIONS.loc_lines
+
 RNG = np.random.default_rng(11)
 
 MY_HEADER = """#pragma once
@@ -30,18 +30,6 @@ static inline float my_row_max(const float* p, int64_t n) {
 @pytest.fixture(autouse=True)
 def _cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("PARPY_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def _line(tag):
-    hits = [i + 1 for i, s in enumerate(SRC) if re.search(f"# @{tag}(\\s|$)", s)]
-    assert len(hits) == 1, f"tag {tag} found {len(hits)} times"
-    return hits[0]
-
-
-def loc(msg, tag, text):
-    n = _line(tag)
-    col = SRC[n - 1].split("# @")[0].index(text)
-    return f"{msg}\n\nOn line {n} of file {THIS}:\n{SRC[n - 1]}\n{' ' * col}{'^' * len(text)}\n"
 
 
 def cpu(**labels):
