@@ -162,20 +162,24 @@ Expr fold_node(const Expr& e) {
 
 Expr constant_fold(const Expr& e) { return e ? map_expr(e, fold_node) : e; }
 
-Block constant_fold(const Block& b) {
-  Block folded = map_block_exprs(b, [](const Expr& e) { return constant_fold(e); });
+// Replaces `if` statements with literal conditions by the branch taken.
+static Block splice_literal_ifs(const Block& b) {
   Block out;
-  for (const auto& s : folded) {
+  for (const auto& s : b) {
     if (s->kind == StmtKind::If && s->cond->kind == ExprKind::Bool) {
-      for (const auto& t : constant_fold(s->cond->bval ? s->body : s->orelse)) out.push_back(t);
+      for (const auto& t : splice_literal_ifs(s->cond->bval ? s->body : s->orelse)) out.push_back(t);
       continue;
     }
     auto n = copy(s);
-    n->body = constant_fold(s->body);
-    n->orelse = constant_fold(s->orelse);
+    n->body = splice_literal_ifs(s->body);
+    n->orelse = splice_literal_ifs(s->orelse);
     out.push_back(n);
   }
   return out;
+}
+
+Block constant_fold(const Block& b) {
+  return splice_literal_ifs(map_block_exprs(b, [](const Expr& e) { return constant_fold(e); }));
 }
 
 }  // namespace parpy
