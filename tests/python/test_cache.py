@@ -196,3 +196,38 @@ def test_cache_dir_is_private(backend, parpy_cache_dir):
     assert parpy.parpy.cache_dir() == parpy_cache_dir
     home_cache = os.path.join(os.path.expanduser("~"), ".cache", "parpy")
     assert os.path.realpath(parpy.parpy.cache_dir()) != os.path.realpath(home_cache)
+
+
+@parpy.jit
+def _threaded_scale(x, y, N):
+    parpy.label("N")
+    for i in range(N):
+        y[i] = 2.0 * x[i]
+
+
+def test_concurrent_calls_from_threads():
+    # Calls release the GIL while compiling and running: many threads, shared and new shapes.
+    import threading
+
+    errors = []
+
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        try:
+            for k in range(20):
+                n = int(rng.integers(1, 4)) * 16
+                x = rng.random(n)
+                y = np.zeros(n)
+                opts = parpy.par({"N": parpy.threads(n)})
+                opts.backend = parpy.CompileBackend.Cpu
+                _threaded_scale(x, y, n, opts=opts)
+                np.testing.assert_array_equal(y, 2.0 * x)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
