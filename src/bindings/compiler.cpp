@@ -112,8 +112,6 @@ bool parse_format(const char* fmt, Py_ssize_t itemsize, ElemSize& out) {
   return elem_from_code(kind, static_cast<int>(itemsize), out);
 }
 
-std::string arg_name(const std::string& prefix) { return prefix; }
-
 // The DLPack ABI (v0.x, unversioned capsules named "dltensor").
 struct DLDevice {
   int32_t device_type;  // 1: CPU

@@ -448,6 +448,12 @@ class Converter {
     return axis;
   }
 
+  [[noreturn]] static void bad_args(Builtin b, size_t na, const Span& sp) {
+    fail(std::string("Unsupported use of builtin ") + builtin_name(b) + " with " + std::to_string(na) +
+             " args.",
+         sp);
+  }
+
   Expr call_expr(nb::handle n, const Span& sp) {
     nb::handle func = n.attr("func");
     std::vector<Expr> args;
@@ -468,11 +474,6 @@ class Converter {
     }
     std::optional<int64_t> axis = axis_kw(n, sp, true);
     size_t na = args.size();
-    auto bad_args = [&]() {
-      fail(std::string("Unsupported use of builtin ") + builtin_name(b) + " with " +
-               std::to_string(na) + " args.",
-           sp);
-    };
     auto no_axis = [&]() {
       if (axis) fail("Unsupported keyword argument in call: axis", sp);
     };
@@ -480,14 +481,14 @@ class Converter {
       case Builtin::Exp: case Builtin::Log: case Builtin::Cos: case Builtin::Sin:
       case Builtin::Sqrt: case Builtin::Tanh: case Builtin::Abs: {
         no_axis();
-        if (na != 1) bad_args();
+        if (na != 1) bad_args(b, na, sp);
         static const std::pair<Builtin, UnOp> m[] = {
             {Builtin::Exp, UnOp::Exp},   {Builtin::Log, UnOp::Log},   {Builtin::Cos, UnOp::Cos},
             {Builtin::Sin, UnOp::Sin},   {Builtin::Sqrt, UnOp::Sqrt}, {Builtin::Tanh, UnOp::Tanh},
             {Builtin::Abs, UnOp::Abs}};
         for (const auto& [bb, op] : m)
           if (bb == b) return unop(op, args[0], sp);
-        bad_args();
+        bad_args(b, na, sp);
       }
       case Builtin::Min: case Builtin::Max:
         if (na == 1) return reduce(b == Builtin::Min ? ReduceOp::Min : ReduceOp::Max, args[0], axis, sp);
@@ -495,19 +496,19 @@ class Converter {
           no_axis();
           return binop(b == Builtin::Min ? BinOp::Min : BinOp::Max, args[0], args[1], sp);
         }
-        bad_args();
+        bad_args(b, na, sp);
       case Builtin::Sum: case Builtin::Prod:
-        if (na != 1) bad_args();
+        if (na != 1) bad_args(b, na, sp);
         return reduce(b == Builtin::Sum ? ReduceOp::Sum : ReduceOp::Prod, args[0], axis, sp);
       case Builtin::Atan2:
         no_axis();
-        if (na != 2) bad_args();
+        if (na != 2) bad_args(b, na, sp);
         return binop(BinOp::Atan2, args[0], args[1], sp);
       case Builtin::F16: case Builtin::F32: case Builtin::F64: case Builtin::I8: case Builtin::I16:
       case Builtin::I32: case Builtin::I64: case Builtin::U8: case Builtin::U16: case Builtin::U32:
       case Builtin::U64: {
         no_axis();
-        if (na != 1) bad_args();
+        if (na != 1) bad_args(b, na, sp);
         static const std::pair<Builtin, ElemSize> m[] = {
             {Builtin::F16, ElemSize::F16}, {Builtin::F32, ElemSize::F32}, {Builtin::F64, ElemSize::F64},
             {Builtin::I8, ElemSize::I8},   {Builtin::I16, ElemSize::I16}, {Builtin::I32, ElemSize::I32},
@@ -519,7 +520,7 @@ class Converter {
             c->span = sp;
             return c;
           }
-        bad_args();
+        bad_args(b, na, sp);
       }
       default:
         fail(std::string("Unsupported use of builtin ") + builtin_name(b), sp);

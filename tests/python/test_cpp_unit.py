@@ -25,7 +25,7 @@ def test_cpp_unit_tests():
     env = dict(os.environ)
     subprocess.run(
         ["cmake", "-S", str(ROOT), "-B", str(build), *gen, "-DPARPY_BUILD_MODULE=OFF",
-         "-DPARPY_BUILD_TESTS=ON", "-DCMAKE_BUILD_TYPE=Release"],
+         "-DPARPY_BUILD_TESTS=ON", "-DPARPY_WERROR=ON", "-DCMAKE_BUILD_TYPE=Release"],
         check=True, env=env, capture_output=True,
     )
     r = subprocess.run(["cmake", "--build", str(build), "-j", str(os.cpu_count() or 2)],
