@@ -1,9 +1,8 @@
 """torch CPU tensors as arguments (through DLPack) and torch conversions of parpy objects."""
 
 import numpy as np
-import pytest
-
 import parpy
+import pytest
 from parpy import CompileBackend
 
 torch = pytest.importorskip("torch")
