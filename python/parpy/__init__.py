@@ -99,14 +99,19 @@ def _parse(fun: Callable[..., Any], frame: Any) -> Any:
     )
 
 
-def jit(fun: Callable[..., Any]) -> Any:
-    """Compiles ``fun`` at each call for the call's argument types, shapes and scalar values."""
+def _parse_in_caller(fun: Callable[..., Any]) -> Any:
+    """Parses ``fun`` with the namespaces of the frame that called our caller (SPEC B 1.2)."""
     frame = inspect.currentframe()
-    caller = frame.f_back if frame is not None else None
+    caller = frame.f_back.f_back if frame is not None and frame.f_back is not None else None
     try:
-        ir = _parse(fun, caller)
+        return _parse(fun, caller)
     finally:
         del frame, caller
+
+
+def jit(fun: Callable[..., Any]) -> Any:
+    """Compiles ``fun`` at each call for the call's argument types, shapes and scalar values."""
+    ir = _parse_in_caller(fun)
     wrapper = JitFunction(ir)
     for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
         if hasattr(fun, attr):
@@ -179,12 +184,7 @@ def print_compiled(fun: Callable[..., Any], args: list[Any] | tuple[Any, ...],
             "function declaration"
         )
     else:
-        frame = inspect.currentframe()
-        caller = frame.f_back if frame is not None else None
-        try:
-            ir = _parse(fun, caller)
-        finally:
-            del frame, caller
+        ir = _parse_in_caller(fun)
     return _native.print_compiled(ir, tuple(args), opts)
 
 

@@ -137,7 +137,9 @@ uint64_t build_count() { return compiler_invocations.load(); }
 
 BuildResult build_cached_library(const LibraryBuild& build) {
   BuildResult result;
-  result.key = cache_key(build.code, build.key_parts);
+  std::vector<std::string> key_parts = {build.compiler, build.compiler_version};
+  key_parts.insert(key_parts.end(), build.flags.begin(), build.flags.end());
+  result.key = cache_key(build.code, key_parts);
   fs::path directory = cache_dir();
   result.library = directory / (result.key + build.library_suffix);
   std::error_code error;
@@ -150,7 +152,10 @@ BuildResult build_cached_library(const LibraryBuild& build) {
   atomic_write(source, build.code);
   ProcessResult compiled = [&] {
     compiler_invocations.fetch_add(1);
-    return run_process(build.command(source, temporary_library));
+    std::vector<std::string> argv = {build.compiler};
+    argv.insert(argv.end(), build.flags.begin(), build.flags.end());
+    argv.insert(argv.end(), {source.string(), "-o", temporary_library.string()});
+    return run_process(argv);
   }();
   fs::remove(source, error);
 
@@ -184,38 +189,28 @@ BuildResult build_cached_library(const LibraryBuild& build) {
   return result;
 }
 
+std::vector<std::string> user_flags(const BuildFlags& flags) {
+  std::vector<std::string> out = flags.extra_flags;
+  for (const std::string& dir : flags.include_dirs) out.push_back("-I" + dir);
+  for (const std::string& dir : flags.lib_dirs) out.push_back("-L" + dir);
+  return out;
+}
+
 BuildResult build_cpu_library(const std::string& code, const BuildFlags& flags) {
   const Toolchain& cxx = host_cxx();
   if (!cxx.found) {
     throw BuildError("No C++ compiler found: " + cxx.why_missing);
   }
-  std::vector<std::string> compiler_flags = flags.extra_flags;
-  for (const std::string& dir : flags.include_dirs) {
-    compiler_flags.push_back("-I" + dir);
-  }
-  for (const std::string& dir : flags.lib_dirs) {
-    compiler_flags.push_back("-L" + dir);
-  }
-  for (const char* flag :
-       {"-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-x", "c++"}) {
-    compiler_flags.push_back(flag);
-  }
-
   LibraryBuild build;
   build.code = code;
   build.language = "C++";
   build.source_suffix = ".cpp";
   build.library_suffix = "-cpu.so";
-  build.key_parts = {cxx.path, cxx.version};
-  build.key_parts.insert(build.key_parts.end(), compiler_flags.begin(), compiler_flags.end());
-  build.command = [&](const fs::path& source, const fs::path& output) {
-    std::vector<std::string> argv = {cxx.path};
-    argv.insert(argv.end(), compiler_flags.begin(), compiler_flags.end());
-    argv.push_back(source.string());
-    argv.push_back("-o");
-    argv.push_back(output.string());
-    return argv;
-  };
+  build.compiler = cxx.path;
+  build.compiler_version = cxx.version;
+  build.flags = user_flags(flags);
+  build.flags.insert(build.flags.end(),
+                     {"-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-x", "c++"});
   build.write_output = flags.write_output;
   return build_cached_library(build);
 }

@@ -2,7 +2,6 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -42,19 +41,20 @@ public:
   using std::runtime_error::runtime_error;
 };
 
-// One toolchain-independent build: the key covers everything that can change the artifact, and
-// `command` makes the compiler argv for a given source file and output file.
+// One toolchain-independent build: `compiler <flags...> <source> -o <library>`. The cache key
+// covers the code, the compiler and its version, every flag and the parpy version.
 struct LibraryBuild {
   std::string code;
   std::string language;        // in error messages: "C++", "CUDA"
   std::string source_suffix;   // ".cpp", ".cu"
   std::string library_suffix;  // "-cpu.so", "-cuda.so"
-  std::vector<std::string> key_parts;
-  std::function<std::vector<std::string>(const std::filesystem::path& source,
-                                         const std::filesystem::path& output)>
-      command;
+  std::string compiler, compiler_version;
+  std::vector<std::string> flags;
   bool write_output = false;
 };
+
+// The user's flags, then -I and -L for the include and library directories.
+std::vector<std::string> user_flags(const BuildFlags& flags);
 
 // Returns cache_dir()/<key><library_suffix>, compiling it first unless it is already there. The
 // library is published by atomic rename, so concurrent builders of one key are safe.

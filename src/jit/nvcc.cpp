@@ -96,36 +96,16 @@ const NvccInfo& nvcc() {
 jit::BuildResult build_cuda_library(const std::string& code, const jit::BuildFlags& flags,
                                     const std::string& arch) {
   const NvccInfo& info = require_nvcc();
-  std::vector<std::string> compiler_flags = flags.extra_flags;
-  for (const std::string& dir : flags.include_dirs) {
-    compiler_flags.push_back("-I" + dir);
-  }
-  for (const std::string& dir : flags.lib_dirs) {
-    compiler_flags.push_back("-L" + dir);
-  }
-  for (const char* flag : {"-O3", "-std=c++17", "--shared", "-Xcompiler", "-fPIC"}) {
-    compiler_flags.push_back(flag);
-  }
-  compiler_flags.push_back("-arch=" + arch);
-  compiler_flags.push_back("-x");
-  compiler_flags.push_back("cu");
-
   jit::LibraryBuild build;
   build.code = code;
   build.language = "CUDA";
   build.source_suffix = ".cu";
   build.library_suffix = "-cuda.so";
-  build.key_parts = {info.path, info.version, arch};
-  build.key_parts.insert(build.key_parts.end(), compiler_flags.begin(), compiler_flags.end());
-  build.key_parts.push_back(PARPY_VERSION);
-  build.command = [&](const fs::path& source, const fs::path& output) {
-    std::vector<std::string> argv = {info.path};
-    argv.insert(argv.end(), compiler_flags.begin(), compiler_flags.end());
-    argv.push_back(source.string());
-    argv.push_back("-o");
-    argv.push_back(output.string());
-    return argv;
-  };
+  build.compiler = info.path;
+  build.compiler_version = info.version;
+  build.flags = jit::user_flags(flags);
+  build.flags.insert(build.flags.end(),
+                     {"-O3", "-std=c++17", "--shared", "-Xcompiler", "-fPIC", "-arch=" + arch, "-x", "cu"});
   build.write_output = flags.write_output;
   return jit::build_cached_library(build);
 }

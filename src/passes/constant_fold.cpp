@@ -35,6 +35,20 @@ Expr make_int(int64_t v, const Expr& like, const Span& sp) {
   return int_lit(wrap(v, like->ty.elem), sp, like->weak, like->ty.elem);
 }
 
+// A comparison of two literal values, or e unchanged for any other operator.
+template <class T>
+Expr compare(const Expr& e, T x, T y) {
+  switch (e->binop) {
+    case BinOp::Eq: return bool_lit(x == y, e->span);
+    case BinOp::Neq: return bool_lit(x != y, e->span);
+    case BinOp::Lt: return bool_lit(x < y, e->span);
+    case BinOp::Le: return bool_lit(x <= y, e->span);
+    case BinOp::Gt: return bool_lit(x > y, e->span);
+    case BinOp::Ge: return bool_lit(x >= y, e->span);
+    default: return e;
+  }
+}
+
 Expr fold_binop(const Expr& e) {
   const Expr& a = e->args[0];
   const Expr& b = e->args[1];
@@ -80,13 +94,7 @@ Expr fold_binop(const Expr& e) {
         return make_int(x >> y, typed, sp);
       case BinOp::Max: return make_int(std::max(x, y), typed, sp);
       case BinOp::Min: return make_int(std::min(x, y), typed, sp);
-      case BinOp::Eq: return bool_lit(x == y, sp);
-      case BinOp::Neq: return bool_lit(x != y, sp);
-      case BinOp::Lt: return bool_lit(x < y, sp);
-      case BinOp::Le: return bool_lit(x <= y, sp);
-      case BinOp::Gt: return bool_lit(x > y, sp);
-      case BinOp::Ge: return bool_lit(x >= y, sp);
-      default: return e;
+      default: return compare(e, x, y);
     }
   }
   if (a->kind == ExprKind::Float) {
@@ -100,13 +108,7 @@ Expr fold_binop(const Expr& e) {
       case BinOp::Div: return y == 0.0 ? e : mk(x / y);
       case BinOp::Max: return mk(std::fmax(x, y));
       case BinOp::Min: return mk(std::fmin(x, y));
-      case BinOp::Eq: return bool_lit(x == y, sp);
-      case BinOp::Neq: return bool_lit(x != y, sp);
-      case BinOp::Lt: return bool_lit(x < y, sp);
-      case BinOp::Le: return bool_lit(x <= y, sp);
-      case BinOp::Gt: return bool_lit(x > y, sp);
-      case BinOp::Ge: return bool_lit(x >= y, sp);
-      default: return e;
+      default: return compare(e, x, y);
     }
   }
   if (a->kind == ExprKind::Bool) {
