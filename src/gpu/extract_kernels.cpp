@@ -94,6 +94,9 @@ class KernelBuilder {
   std::vector<int64_t> layers_;
   int64_t tpb_ = 1024, threads_ = 32, inner_blocks_ = 1, outer_ = 1;
   size_t k_ = 0;
+  // The blocks of one inner layer form a thread-block cluster: they synchronise and reduce
+  // together through distributed shared memory, so the nest needs no split (SPEC C.3.5).
+  bool cluster_ = false;
 
   std::string fresh(const std::string& base) { return "$" + base + std::to_string(counter_++); }
   std::string worker(size_t d) const { return "$w" + std::to_string(d); }
@@ -183,12 +186,17 @@ class KernelBuilder {
       fail("The parallel loops request " + std::to_string(static_cast<long double>(grid)) +
                " thread blocks, more than a GPU grid can hold.",
            root->span);
-    if (needs_grid_barrier(root)) return split(root);
+    // Clusters hold at most 8 blocks portably and 16 with the non-portable attribute on sm_90;
+    // wider inner layers use the multi-block forms below.
+    cluster_ = opts_.use_cuda_thread_block_clusters && inner_blocks_ > 1 &&
+               inner_blocks_ <= std::min<int64_t>(opts_.max_thread_blocks_per_cluster, 16);
+    if (!cluster_ && needs_grid_barrier(root)) return split(root);
 
     Kernel kern;
     kern.name = prog_.name + "_k" + std::to_string(prog_.kernels.size());
     kern.block_threads = threads_;
     kern.grid_blocks = inner_blocks_ * outer_;
+    kern.cluster_blocks = cluster_ ? inner_blocks_ : 1;
     Block body = prologue();
     for (const auto& s : transform_stmt(root, 0)) body.push_back(s);
     kern.body = constant_fold(body);
@@ -355,8 +363,10 @@ class KernelBuilder {
     return iop(BinOp::And, first, iop(BinOp::Eq, iop(BinOp::Mod, ivar(kBlockIdx), ilit(inner_blocks_)), ilit(0)));
   }
 
-  static Stmt barrier() { return call_stmt(call("$syncthreads", {}, {}), {}); }
-  static bool is_barrier(const Stmt& s) { return s->kind == StmtKind::Call && s->rhs->name == "$syncthreads"; }
+  Stmt barrier() const { return call_stmt(call(cluster_ ? "$cluster_sync" : "$syncthreads", {}, {}), {}); }
+  static bool is_barrier(const Stmt& s) {
+    return s->kind == StmtKind::Call && (s->rhs->name == "$syncthreads" || s->rhs->name == "$cluster_sync");
+  }
 
   static bool contains_loop(const Block& b) {
     bool found = false;
@@ -394,7 +404,7 @@ class KernelBuilder {
       // Statements run by the whole block order their memory accesses against the parallel
       // loops of other threads around them.
       bool after_barrier = !out.empty() && is_barrier(out.back());
-      if (d >= 1 && d <= k_ && inner_blocks_ == 1 && !after_barrier &&
+      if (d >= 1 && d <= k_ && (inner_blocks_ == 1 || cluster_) && !after_barrier &&
           (contains_parallel(s) || contains_array_access(s)))
         out.push_back(barrier());
     }
@@ -474,10 +484,12 @@ class KernelBuilder {
                " is not supported on the GPU; reduce into an array element instead.",
            st->span);
     std::string suffix = op_suffix(op);
-    if (inner_blocks_ == 1) {
-      out.push_back(assign(accv, call("$block_reduce_" + suffix, {accv}, s->span), s->span));
+    if (inner_blocks_ == 1 || cluster_) {
+      Expr total_all = cluster_ ? call("$cluster_reduce_" + suffix, {accv, ne}, s->span)
+                                : call("$block_reduce_" + suffix, {accv}, s->span);
+      out.push_back(assign(accv, total_all, s->span));
       if (dst->kind == ExprKind::Access)
-        out.push_back(if_stmt(iop(BinOp::Eq, ivar(kThreadIdx), ilit(0)), {update}, {}, s->span));
+        out.push_back(if_stmt(leader(), {update}, {}, s->span));
       else
         out.push_back(update);
       return out;
@@ -544,6 +556,7 @@ GpuProgram extract_kernels(const std::string& name, const std::vector<AbiParam>&
   GpuProgram prog;
   prog.name = name;
   prog.params = params;
+  prog.use_graphs = opts.use_cuda_graphs;
   KernelBuilder kb(prog, opts);
   prog.host = kb.host(body);
   return prog;

@@ -19,6 +19,7 @@ struct Kernel {
   std::vector<AbiParam> params;  // arrays (device pointers) and host scalars, in launch order
   int64_t block_threads = 32;    // blockDim.x, a multiple of 32
   int64_t grid_blocks = 1;       // gridDim.x
+  int64_t cluster_blocks = 1;    // blocks per thread-block cluster (1: no cluster), divides grid_blocks
   Block body;                    // device code; Call statements/expressions named parpy_* are intrinsics
 };
 
@@ -37,6 +38,7 @@ struct GpuProgram {
   std::vector<Scratch> scratch;
   Block host;  // scalar host code; `call_stmt(call(kernel.name, args))` launches a kernel
   std::vector<std::string> written;  // array parameters the program may write (SPEC A6)
+  bool use_graphs = false;  // the entry replays a CUDA graph of the host code's launches
 };
 
 }  // namespace parpy

@@ -115,3 +115,108 @@ PARPY_REDUCE_FNS(min)
 #undef PARPY_REDUCE_FNS
 
 #define parpy_syncthreads() __syncthreads()
+
+#ifdef PARPY_USE_CLUSTERS
+#include <cooperative_groups.h>
+
+// All-reduce over the blocks of one thread-block cluster (sm_90): each block reduces its own
+// threads, block totals meet in distributed shared memory, and every thread of every block of
+// the cluster returns the same total (the lanes of each warp read the slots in the same order).
+// The final cluster barrier keeps every slot alive and unchanged until all blocks have read it.
+template <class T, class Op>
+__device__ __forceinline__ T parpy_cluster_allreduce(T v, T ne, Op op) {
+  namespace cg = cooperative_groups;
+  __shared__ T parpy_cluster_slot;
+  cg::cluster_group cluster = cg::this_cluster();
+  v = parpy_block_allreduce(v, op);
+  if (threadIdx.x == 0) parpy_cluster_slot = v;
+  cluster.sync();
+  const unsigned lane = threadIdx.x % 32, nblocks = cluster.num_blocks();
+  T x = lane < nblocks ? *cluster.map_shared_rank(&parpy_cluster_slot, lane) : ne;
+  for (int s = 16; s > 0; s >>= 1) x = op(x, __shfl_xor_sync(0xffffffffu, x, s));
+  cluster.sync();
+  return x;
+}
+
+#define PARPY_CLUSTER_REDUCE_FN(name)                                            \
+  template <class T>                                                             \
+  __device__ __forceinline__ T parpy_cluster_reduce_##name(T v, typename parpy_id<T>::type ne) { \
+    return parpy_cluster_allreduce(v, ne, parpy_op_##name());                    \
+  }
+PARPY_CLUSTER_REDUCE_FN(add)
+PARPY_CLUSTER_REDUCE_FN(mul)
+PARPY_CLUSTER_REDUCE_FN(max)
+PARPY_CLUSTER_REDUCE_FN(min)
+#undef PARPY_CLUSTER_REDUCE_FN
+
+// A barrier of every thread of the cluster that also orders their memory accesses.
+#define parpy_cluster_sync() cooperative_groups::this_cluster().sync()
+#endif
+
+#ifdef PARPY_USE_GRAPHS
+#include <cstring>
+#include <mutex>
+
+// CUDA graph of one entry point (use_cuda_graphs). The first call captures the host code's
+// launches into a graph and instantiates it; a later call with the same argument values (the
+// pointers and scalars baked into the launches) only replays it with cudaGraphLaunch; a call with
+// other values captures again and updates the executable graph in place (re-instantiating when
+// the update is refused).
+template <class... Ts>
+class parpy_graph_cache {
+ public:
+  template <class F>
+  int32_t run(cudaStream_t stream, F body, const Ts&... args) {
+    std::lock_guard<std::mutex> lock(mu_);
+    unsigned char key[sizeof(last_)] = {};
+    size_t off = 0;
+    ((std::memcpy(key + off, &args, sizeof(Ts)), off += sizeof(Ts)), ...);
+    if (!exec_ || std::memcmp(key, last_, sizeof key) != 0) {
+      int32_t rc = capture(body);
+      if (rc != 0) return rc;
+      std::memcpy(last_, key, sizeof key);
+    }
+    PARPY_CHECK(cudaGraphLaunch(exec_, stream), "cudaGraphLaunch");
+    return 0;
+  }
+
+ private:
+  template <class F>
+  int32_t capture(F body) {
+    cudaStream_t s;
+    PARPY_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+    cudaError_t e = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+      cudaStreamDestroy(s);
+      return parpy_fail(e, "cudaStreamBeginCapture");
+    }
+    int32_t rc = body(s);
+    cudaGraph_t graph = nullptr;
+    e = cudaStreamEndCapture(s, &graph);  // always ends the capture, even after a failed launch
+    cudaStreamDestroy(s);
+    if (rc != 0 || e != cudaSuccess) {
+      if (graph) cudaGraphDestroy(graph);
+      return rc != 0 ? rc : parpy_fail(e, "cudaStreamEndCapture");
+    }
+    if (exec_) {
+      cudaGraphExecUpdateResultInfo info;
+      if (cudaGraphExecUpdate(exec_, graph, &info) != cudaSuccess) {
+        cudaGetLastError();  // a refused update is not an error: instantiate instead
+        cudaGraphExecDestroy(exec_);
+        exec_ = nullptr;
+      }
+    }
+    if (!exec_) e = cudaGraphInstantiate(&exec_, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+      exec_ = nullptr;
+      return parpy_fail(e, "cudaGraphInstantiate");
+    }
+    return 0;
+  }
+
+  std::mutex mu_;
+  cudaGraphExec_t exec_ = nullptr;
+  unsigned char last_[(sizeof(Ts) + ... + 1)] = {};
+};
+#endif
