@@ -7,6 +7,7 @@
 #include "codegen/cuda.h"
 #include "gpu/check_host_code.h"
 #include "gpu/extract_kernels.h"
+#include "gpu/fuse_loops.h"
 #include "passes/check_reductions.h"
 #include "passes/constant_fold.h"
 #include "passes/flatten_indices.h"
@@ -93,6 +94,8 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
     if (!helpers.functions.empty())
       fail("Calls to jit helper functions are not supported by the Cuda backend yet.", f.span);
     check_host_code(ir);
+    ir = fuse_map_reduce(ir);
+    st.dump("fuse_map_reduce", name, ir);
     GpuProgram gpu = extract_kernels(name, sp.params, ir, opts);
     for (const auto& k : gpu.kernels) st.dump(("extract_kernels: " + k.name).c_str(), k.name, k.body);
     st.dump("extract_kernels: host", name, gpu.host);

@@ -254,13 +254,19 @@ class KernelBuilder {
     if (d < k_)
       return top.size() == 1 && top[0]->kind == StmtKind::For && top[0]->par.is_parallel() &&
              single_inner_step(top[0]->body, d + 1);
+    // Locals computed first by every thread read only what earlier kernels wrote.
+    size_t first = 0;
+    while (first < top.size() && top[first]->kind == StmtKind::Assign && top[first]->lhs->kind == ExprKind::Var &&
+           top[first]->defines)
+      ++first;
+    top.erase(top.begin(), top.begin() + static_cast<std::ptrdiff_t>(first));
     auto inner_work = [](const Stmt& st) {
       return st->kind == StmtKind::For && (st->par.is_parallel() || st->par.reduction);
     };
     if (top.size() == 1 && inner_work(top[0])) return true;
     return top.size() == 2 && top[0]->kind == StmtKind::Assign && top[0]->lhs->kind == ExprKind::Access &&
-           inner_work(top[1]) && top[1]->par.reduction && top[1]->body.size() == 1 &&
-           print_expr(top[1]->body[0]->lhs) == print_expr(top[0]->lhs);
+           inner_work(top[1]) && top[1]->par.reduction &&
+           print_expr(top[1]->body.back()->lhs) == print_expr(top[0]->lhs);
   }
 
   // Launch order is the barrier between blocks (SPEC C.2.6): the body of a two-layer nest is cut
@@ -351,10 +357,51 @@ class KernelBuilder {
     Block launches;
     for (auto& piece : pieces) {
       auto r = copy(root);
-      r->body = piece;
+      r->body = read_shared_once(piece, shared, iter);
       for (const auto& l : make_kernels(r)) launches.push_back(l);
     }
     return launches;
+  }
+
+  // A piece that only reads a shared local loads it once into a local of the original name,
+  // instead of reading device memory in every iteration of its loops.
+  static Block read_shared_once(const Block& piece, const std::map<std::string, std::string>& shared,
+                                const Expr& iter) {
+    std::set<std::string> written, read;
+    visit_block(piece, [&](const Stmt& st) {
+      if (st->kind == StmtKind::Assign && st->lhs->kind == ExprKind::Access) written.insert(st->lhs->name);
+      for (const Expr* e : {&st->lhs, &st->rhs, &st->cond, &st->lo, &st->hi})
+        visit_expr(*e, [&](const Expr& x) {
+          if (x && x->kind == ExprKind::Access) read.insert(x->name);
+        });
+    });
+    Block out;
+    std::map<std::string, std::string> local;  // scratch name -> original local
+    for (const auto& [orig, mem] : shared) {
+      if (!read.count(mem) || written.count(mem)) continue;
+      local[mem] = orig;
+    }
+    if (local.empty()) return piece;
+    Block body = map_block_exprs(piece, [&](const Expr& e) {
+      return map_expr(e, [&](const Expr& x) -> Expr {
+        if (x->kind != ExprKind::Access || !local.count(x->name)) return x;
+        return var(local[x->name], x->span, Type::scalar(x->ty.elem));
+      });
+    });
+    for (const auto& [mem, orig] : local) {
+      ElemSize elem = ElemSize::F32;
+      visit_block(piece, [&](const Stmt& st) {
+        for (const Expr* e : {&st->lhs, &st->rhs, &st->cond, &st->lo, &st->hi})
+          visit_expr(*e, [&](const Expr& x) {
+            if (x && x->kind == ExprKind::Access && x->name == mem) elem = x->ty.elem;
+          });
+      });
+      auto def = copy(assign(var(orig, {}, Type::scalar(elem)), access(mem, iter, elem, {}), {}));
+      def->defines = true;
+      out.push_back(def);
+    }
+    out.insert(out.end(), body.begin(), body.end());
+    return out;
   }
 
   Expr leader() {
@@ -403,12 +450,22 @@ class KernelBuilder {
       for (const auto& t : transform_stmt(s, d)) out.push_back(t);
       // Statements run by the whole block order their memory accesses against the parallel
       // loops of other threads around them.
-      bool after_barrier = !out.empty() && is_barrier(out.back());
+      bool after_barrier = !out.empty() && (is_barrier(out.back()) || allreduce_into_local(s, d));
       if (d >= 1 && d <= k_ && (inner_blocks_ == 1 || cluster_) && !after_barrier &&
           (contains_parallel(s) || contains_array_access(s)))
         out.push_back(barrier());
     }
     return out;
+  }
+
+  // A reduction that every thread of the block (or cluster) completes together and that writes
+  // only a local: its all-reduce already ordered every memory access before it against every
+  // access after it, so no barrier is needed behind it.
+  bool allreduce_into_local(const Stmt& s, size_t d) const {
+    if (s->kind == StmtKind::WithGpu) return !s->body.empty() && allreduce_into_local(s->body.back(), d);
+    if (s->kind != StmtKind::For || !s->par.reduction || d != k_ || (inner_blocks_ > 1 && !cluster_)) return false;
+    bool reduced = s->par.is_parallel() || (k_ >= 1 && !contains_loop(s->body));
+    return reduced && s->body.back()->lhs->kind == ExprKind::Var;
   }
 
   // for v in range(lo, hi, step) with n workers: worker w runs lo + step*w, lo + step*(w+n), ...
@@ -459,8 +516,10 @@ class KernelBuilder {
     }
   }
 
+  // A reduction loop: its last statement is `dst = dst op value`; statements before it (from
+  // fuse_map_reduce) run in the same iterations.
   Block reduction(const Stmt& s, size_t d) {
-    const Stmt& st = s->body[0];
+    const Stmt& st = s->body.back();
     const Expr& dst = st->lhs;
     ElemSize t = dst->ty.elem, at = acc_type(t);
     BinOp op = s->red_op;
@@ -474,8 +533,9 @@ class KernelBuilder {
     auto init = copy(assign(accv, ne, s->span));
     init->defines = true;
     out.push_back(init);
-    Stmt body = assign(accv, binop(op, accv, value, s->span, aty), s->span);
-    out.push_back(guarded(grid_stride(s, d, {body}), d));
+    Block body(s->body.begin(), s->body.end() - 1);
+    body.push_back(assign(accv, binop(op, accv, value, s->span, aty), s->span));
+    out.push_back(guarded(grid_stride(s, d, body), d));
     Expr total = at == t ? accv : convert(accv, dst->ty);
     Stmt update = assign(dst, binop(op, dst, total, s->span, dst->ty), s->span);
     bool host_var = dst->kind == ExprKind::Var && (d == 0 || params_.count(dst->name));

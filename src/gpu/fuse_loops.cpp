@@ -1,0 +1,123 @@
+#include "gpu/fuse_loops.h"
+
+namespace parpy {
+namespace {
+
+// Whether e reads the local or array `name`.
+bool mentions_var(const Expr& e, const std::string& name) {
+  bool found = false;
+  visit_expr(e, [&](const Expr& x) {
+    if (x && (x->kind == ExprKind::Var || x->kind == ExprKind::Access) && x->name == name) found = true;
+  });
+  return found;
+}
+
+// A local or an array element that is neither the map's array nor read by the map.
+bool independent_target(const Expr& lhs, const Stmt& store) {
+  if (lhs->kind != ExprKind::Var && lhs->kind != ExprKind::Access) return false;
+  return lhs->name != store->lhs->name && !mentions_var(store->rhs, lhs->name) &&
+         !mentions_var(store->lhs, lhs->name);
+}
+
+bool has_access(const Expr& e) {
+  bool found = false;
+  visit_expr(e, [&](const Expr& x) {
+    if (x && x->kind == ExprKind::Access) found = true;
+  });
+  return found;
+}
+
+// A parallel, non-reducing loop whose body is one store `a[f(j)] = e`.
+bool is_map(const Stmt& s) {
+  return s->kind == StmtKind::For && s->par.is_parallel() && !s->par.reduction && s->body.size() == 1 &&
+         s->body[0]->kind == StmtKind::Assign && s->body[0]->lhs->kind == ExprKind::Access;
+}
+
+// Tries to fuse the map loop `a` with the statements of `next` (a gpu block `{init...; reduce}`
+// or the reduce loop itself). Returns the replacement statements, or nothing.
+std::optional<Block> fuse(const Stmt& a, const Stmt& next) {
+  Block inits;
+  Stmt red = next;
+  if (next->kind == StmtKind::WithGpu) {
+    if (next->body.empty()) return std::nullopt;
+    inits.assign(next->body.begin(), next->body.end() - 1);
+    red = next->body.back();
+  }
+  if (red->kind != StmtKind::For || !red->par.reduction || red->body.size() != 1) return std::nullopt;
+  // The same iterations on the same workers: the reduction inherits the inner layer's threads
+  // (no threads of its own) or asks for exactly the map's.
+  bool same_workers = !red->par.is_parallel() ||
+                      (red->par.nthreads == a->par.nthreads && red->par.tpb == a->par.tpb);
+  if (!same_workers || red->step != a->step || print_expr(red->lo) != print_expr(a->lo) ||
+      print_expr(red->hi) != print_expr(a->hi))
+    return std::nullopt;
+  const Stmt& store = a->body[0];
+  const Stmt& acc = red->body[0];
+  const std::string& target = store->lhs->name;
+  std::string index = print_expr(store->lhs->args[0]);
+  // The statements between the loops initialise the accumulator: moving them before the map
+  // must not change what the map computes.
+  for (const auto& s : inits) {
+    if (s->kind != StmtKind::Assign || !independent_target(s->lhs, store) || has_access(s->rhs) ||
+        mentions_var(s->rhs, red->var) || mentions_var(s->rhs, a->var))
+      return std::nullopt;
+  }
+  if (!independent_target(acc->lhs, store)) return std::nullopt;
+  // The reduced value, in terms of the map's loop variable, with the stored element forwarded.
+  std::string tmp = "$fused_" + target + "_" + a->var;
+  Expr tv = var(tmp, store->span, store->lhs->ty);
+  bool other_access = false;
+  Expr value = map_expr(acc->rhs->args[1], [&](const Expr& x) -> Expr {
+    if (x->kind == ExprKind::Var && x->name == red->var) return var(a->var, x->span, x->ty);
+    return x;
+  });
+  value = map_expr(value, [&](const Expr& x) -> Expr {
+    if (x->kind != ExprKind::Access || x->name != target) return x;
+    if (print_expr(x->args[0]) != index) other_access = true;
+    return tv;
+  });
+  if (other_access) return std::nullopt;
+  Expr rhs = store->rhs;
+  if (!(rhs->ty == store->lhs->ty)) rhs = convert(rhs, store->lhs->ty);
+  auto def = copy(assign(tv, rhs, store->span));
+  def->defines = true;
+  auto st = copy(store);
+  st->rhs = tv;
+  auto upd = copy(acc);
+  upd->rhs = with_args(acc->rhs, {acc->rhs->args[0], value});
+  auto loop = copy(a);
+  loop->par.reduction = true;
+  loop->red_op = red->red_op;
+  loop->body = {def, st, upd};
+  // Keep the gpu block: the initialisation and its reduction stay one statement.
+  Block out = inits;
+  out.push_back(loop);
+  if (next->kind == StmtKind::WithGpu) return Block{with_gpu(out, next->span)};
+  return out;
+}
+
+Block fuse_block(const Block& b, bool in_parallel) {
+  Block out;
+  for (size_t i = 0; i < b.size(); ++i) {
+    const Stmt& s = b[i];
+    if (in_parallel && i + 1 < b.size() && is_map(s)) {
+      if (auto fused = fuse(s, b[i + 1])) {
+        out.insert(out.end(), fused->begin(), fused->end());
+        ++i;
+        continue;
+      }
+    }
+    auto n = copy(s);
+    bool par = in_parallel || (s->kind == StmtKind::For && s->par.is_parallel()) || s->kind == StmtKind::WithGpu;
+    n->body = fuse_block(s->body, par);
+    n->orelse = fuse_block(s->orelse, in_parallel);
+    out.push_back(n);
+  }
+  return out;
+}
+
+}  // namespace
+
+Block fuse_map_reduce(const Block& b) { return fuse_block(b, false); }
+
+}  // namespace parpy
