@@ -10,6 +10,12 @@ namespace {
 
 const char* cuda_type(ElemSize e) { return c_elem_type(e, "__half"); }
 
+Type param_type(const Kernel& k, const std::string& name) {
+  for (const auto& p : k.params)
+    if (p.name == name) return p.type;
+  return {};
+}
+
 class CudaPrinter : public CPrinter {
  public:
   explicit CudaPrinter(const GpuProgram& p) : prog_(p) {
@@ -19,17 +25,28 @@ class CudaPrinter : public CPrinter {
   std::string type_name(ElemSize e) const override { return cuda_type(e); }
 
   void kernel(const Kernel& k) {
+    kernel(k, k.name, k.body, {});
+    if (!k.vector_body.empty()) kernel(k, k.name + "_vec", k.vector_body, k.alignment);
+  }
+
+  void kernel(const Kernel& k, const std::string& name, const Block& body,
+              const std::map<std::string, int64_t>& alignment) {
     os << "__global__ void __launch_bounds__(" << k.block_threads << ") ";
     if (k.cluster_blocks > 1) os << "__cluster_dims__(" << k.cluster_blocks << ", 1, 1) ";
-    os << c_ident(k.name) << "(";
+    os << c_ident(name) << "(";
     for (size_t i = 0; i < k.params.size(); ++i)
       os << (i ? ", " : "") << type_str(k.params[i].type) << " " << c_ident(k.params[i].name);
     os << ") {\n";
     os << "  const int64_t " << c_ident(kThreadIdx) << " = threadIdx.x;\n";
     os << "  const int64_t " << c_ident(kBlockIdx) << " = blockIdx.x;\n";
-    declarations(k.body, 1);
+    // The host launched this variant because these hold: the compiler may merge accesses.
+    for (const auto& [array, bytes] : alignment) {
+      std::string n = c_ident(array), t = type_str(param_type(k, array));
+      os << "  " << n << " = (" << t << ")__builtin_assume_aligned(" << n << ", " << bytes << ");\n";
+    }
+    declarations(body, 1);
     in_kernel_ = true;
-    block(k.body, 1);
+    block(body, 1);
     in_kernel_ = false;
     os << "}\n\n";
   }
@@ -119,10 +136,26 @@ class CudaPrinter : public CPrinter {
       if (it != kernels_.end()) {
         const Kernel& k = *it->second;
         std::string p = pad(indent);
-        os << p << c_ident(k.name) << "<<<dim3(" << k.grid_blocks << "), dim3(" << k.block_threads
-           << "), 0, parpy_stream>>>(";
-        for (size_t i = 0; i < s->rhs->args.size(); ++i) os << (i ? ", " : "") << expr(s->rhs->args[i]);
-        os << ");\n" << p << "PARPY_CHECK(cudaGetLastError(), \"launch of " << k.name << "\");\n";
+        std::string args;
+        for (size_t i = 0; i < s->rhs->args.size(); ++i) args += (i ? ", " : "") + expr(s->rhs->args[i]);
+        auto launch = [&](const std::string& name, const std::string& p2) {
+          os << p2 << c_ident(name) << "<<<dim3(" << k.grid_blocks << "), dim3(" << k.block_threads
+             << "), 0, parpy_stream>>>(" << args << ");\n";
+        };
+        if (k.vector_body.empty()) {
+          launch(k.name, p);
+        } else {
+          std::string cond;
+          for (const auto& [array, bytes] : k.alignment)
+            cond += (cond.empty() ? "" : " && ") + std::string("parpy_aligned(") + c_ident(array) + ", " +
+                    std::to_string(bytes) + ")";
+          os << p << "if (" << cond << ") {\n";
+          launch(k.name + "_vec", p + "  ");
+          os << p << "} else {\n";
+          launch(k.name, p + "  ");
+          os << p << "}\n";
+        }
+        os << p << "PARPY_CHECK(cudaGetLastError(), \"launch of " << k.name << "\");\n";
         return;
       }
     }

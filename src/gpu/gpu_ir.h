@@ -1,6 +1,7 @@
 // The GPU program shared by every GPU backend: kernels with their launch geometry, device
 // scratch buffers, and the host code as data (a Block whose Call statements launch kernels).
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,10 @@ struct Kernel {
   int64_t grid_blocks = 1;       // gridDim.x
   int64_t cluster_blocks = 1;    // blocks per thread-block cluster (1: no cluster), divides grid_blocks
   Block body;                    // device code; Call statements/expressions named parpy_* are intrinsics
+  // The same kernel with 128-bit accesses (gpu/vectorize.h), launched instead of `body` when every
+  // array in `alignment` is aligned to its entry in bytes; empty when there is none.
+  Block vector_body;
+  std::map<std::string, int64_t> alignment;
 };
 
 // A device buffer owned by the generated module, allocated on first use.

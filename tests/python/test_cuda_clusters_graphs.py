@@ -37,6 +37,11 @@ def rows(inner, tpb=512):
     return {"rows": parpy.threads(100), "cols": parpy.threads(inner).tpb(tpb)}
 
 
+def kernels(code):
+    """Kernels in the generated code, not counting their 128-bit variants."""
+    return sum(1 for line in code.splitlines() if line.startswith("__global__") and "_vec(" not in line)
+
+
 def compiles(code, tmp_path):
     src = tmp_path / "k.cu"
     src.write_text(code)
@@ -54,7 +59,7 @@ def test_cluster_kernel_is_one_kernel_with_cluster_dims():
     # SPEC C.2.4: inner threads(4096).tpb(512) is a cluster of 8 blocks per row, in one kernel.
     code = parpy.print_compiled(softmax, [M32, M32, 100, 3000], opts_for(rows(4096), clusters=True))
     assert "__cluster_dims__(8, 1, 1)" in code
-    assert code.count("__global__") == 1
+    assert kernels(code) == 1
     assert "<<<dim3(800), dim3(512)" in code
     assert "parpy_cluster_reduce_max" in code and "parpy_cluster_reduce_add" in code
     assert "#define PARPY_USE_CLUSTERS" in code
@@ -65,7 +70,7 @@ def test_without_clusters_the_nest_is_split():
     # max | exp fused with sum | divide: three kernels; later kernels read m and s once.
     code = parpy.print_compiled(softmax, [M32, M32, 100, 3000], opts_for(rows(4096)))
     assert "__cluster_dims__" not in code and "PARPY_USE_CLUSTERS" not in code
-    assert code.count("__global__") == 3
+    assert kernels(code) == 3
     assert "m = parpy_shared_m0[i];" in code and "s = parpy_shared_s1[i];" in code
 
 

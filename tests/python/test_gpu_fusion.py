@@ -96,3 +96,72 @@ def test_fused_results(M, cols):
     map_then_max_other(x, out, y, N, M, opts=opts(par))
     np.testing.assert_allclose(out, x + 1.0, rtol=1e-6)
     np.testing.assert_array_equal(y, x.max(axis=1))
+
+
+# ---- 128-bit accesses (gpu/vectorize) ----
+
+
+@parpy.jit
+def scale_add(a, x, y, N):
+    parpy.label("N")
+    for i in range(N):
+        y[i] = a * x[i] + y[i]
+
+
+def test_vector_variant_and_alignment_check():
+    x = np.zeros(4099, np.float32)
+    code = parpy.print_compiled(scale_add, [2.0, x, x, 4099], opts({"N": parpy.threads(1024)}))
+    assert "scale_add_k0_vec(" in code
+    assert "if (parpy_aligned(x, 16) && parpy_aligned(y, 16))" in code
+    d = np.zeros(4099, np.float64)
+    code = parpy.print_compiled(scale_add, [2.0, d, d, 4099], opts({"N": parpy.threads(1024)}))
+    assert "parpy_aligned(x, 16)" in code and "parpy_vl1 " in code and "parpy_vl2 " not in code.split("_vec(")[1].split("\n}")[0].replace("parpy_vl2 =", "")
+
+
+def test_rows_not_multiple_of_the_vector_stay_scalar():
+    x = np.zeros((64, 301), np.float32)
+    code = parpy.print_compiled(tf_softmax_like, [x, x, 64, 301], opts({"rows": parpy.threads(64), "cols": parpy.threads(256)}))
+    assert "_vec(" not in code
+
+
+@parpy.jit
+def tf_softmax_like(x, out, N, M):
+    parpy.label("rows")
+    for i in range(N):
+        m = parpy.operators.max(x[i, :])
+        parpy.label("cols")
+        out[i, :] = parpy.operators.exp(x[i, :] - m)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int32, np.int8])
+@pytest.mark.parametrize("N", [1, 7, 4096, 100003])
+def test_vectorized_elementwise(dtype, N):
+    rng = np.random.default_rng()
+    x = (rng.standard_normal(N) * 10).astype(dtype)
+    y = (rng.standard_normal(N) * 10).astype(dtype)
+    a = dtype(3) if np.issubdtype(dtype, np.integer) else 3.0
+    ref = (np.asarray(a, dtype) * x + y).astype(dtype)
+    scale_add(a, x, y, N, opts=opts({"N": parpy.threads(min(N, 2048))}))
+    if np.issubdtype(dtype, np.integer):
+        np.testing.assert_array_equal(y, ref)
+    else:
+        np.testing.assert_allclose(y, ref, rtol=1e-3 if dtype == np.float16 else 1e-6)
+
+
+@needs_gpu
+@pytest.mark.parametrize("offset", [0, 1, 2, 3, 4])
+def test_misaligned_views_use_the_scalar_kernel(offset):
+    torch = pytest.importorskip("torch")
+    N = 100000
+    base_x = torch.randn(N + 8, device="cuda")
+    base_y = torch.randn(N + 8, device="cuda")
+    x, y = base_x[offset:offset + N], base_y[8 - offset:8 - offset + N]
+    ref = 2.0 * x + y
+    scale_add(2.0, x, y, N, opts=opts({"N": parpy.threads(4096)}))
+    torch.testing.assert_close(y, ref)
+    M = 1024
+    xs = torch.randn(64 * M + 8, device="cuda")[offset:offset + 64 * M].view(64, M)
+    out = torch.empty(64 * M + 8, device="cuda")[3:3 + 64 * M].view(64, M)
+    tf_softmax_like(xs, out, 64, M, opts=opts({"rows": parpy.threads(64), "cols": parpy.threads(256)}))
+    torch.testing.assert_close(out, torch.exp(xs - xs.max(dim=1, keepdim=True).values))

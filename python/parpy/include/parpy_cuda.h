@@ -116,6 +116,11 @@ PARPY_REDUCE_FNS(min)
 
 #define parpy_syncthreads() __syncthreads()
 
+// Whether p is a multiple of `bytes` (the host picks a kernel's 128-bit variant with it).
+static inline bool parpy_aligned(const void* p, uintptr_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
+
 #ifdef PARPY_USE_CLUSTERS
 #include <cooperative_groups.h>
 

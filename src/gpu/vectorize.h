@@ -1,0 +1,23 @@
+#pragma once
+#include <map>
+#include <string>
+
+#include "ir/ir.h"
+
+namespace parpy {
+
+// The innermost grid-stride loops of a kernel, rewritten so that each thread handles groups of
+// consecutive elements (16 bytes of the widest element type) whose loads come first: the CUDA
+// compiler then merges them into 128-bit loads and stores. Valid only when every array listed in
+// `alignment` starts at an address that is a multiple of its entry (the host checks and launches
+// the scalar kernel otherwise).
+struct Vectorized {
+  Block body;                                // empty when no loop was vectorized
+  std::map<std::string, int64_t> alignment;  // array -> required alignment of its pointer, bytes
+};
+
+// `worker` is the innermost layer's worker index and `workers` its number of workers: the loops
+// considered are `for (j = L + worker; j < H; j += workers)` with constant L and H.
+Vectorized vectorize_inner_loops(const Block& body, const std::string& worker, int64_t workers);
+
+}  // namespace parpy
