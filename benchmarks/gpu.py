@@ -50,10 +50,21 @@ def tiny(x, N):
         x[i] = x[i] + 1.0
 
 
-def opts(par):
+def opts(par, clusters=False):
     o = parpy.par(par)
     o.backend = CUDA
+    o.use_cuda_thread_block_clusters = clusters
     return o
+
+
+def paired_times(f, g, rounds=3):
+    """Median times of f and g, measured in alternating rounds so that clock and power changes
+    during the run reach both alike."""
+    tf, tg = [], []
+    for _ in range(rounds):
+        tf.append(gpu_time(f))
+        tg.append(gpu_time(g))
+    return float(np.median(tf)), float(np.median(tg))
 
 
 def gpu_time(f, reps=20):
@@ -70,11 +81,18 @@ def gpu_time(f, reps=20):
     return float(np.median(ts))
 
 
-def cols_threads(N, M):
-    # One block of 1024 threads per row when rows are many; several blocks per row otherwise.
-    if N >= 132:
-        return min(1024, max(32, M // 4))
-    return 1024 * max(1, min(256, M // (1024 * 32)))
+# The parallelisation a user would pick per shape (threads of the column loop, threads per block,
+# clusters): many short rows -> one small block per row; few long rows -> many blocks per row.
+CONFIGS = {
+    (1024, 65536): {"row sum": (512, 1024, False), "softmax": (4096, 512, True)},
+    (65536, 1024): {"row sum": (128, 1024, False), "softmax": (128, 1024, False)},
+    (10, 10**7): {"row sum": (131072, 1024, False), "softmax": (131072, 1024, False)},
+}
+
+
+def describe(cfg):
+    cols, tpb, clusters = cfg
+    return f"cols threads({cols})" + (f".tpb({tpb})" if tpb != 1024 else "") + (" + clusters" if clusters else "")
 
 
 def bench_rows(N, M):
@@ -82,25 +100,24 @@ def bench_rows(N, M):
     out_rows = []
     x = torch.randn(N, M, device="cuda")
     y = torch.empty(N, device="cuda")
-    o = opts({"rows": parpy.threads(N), "cols": parpy.threads(cols_threads(N, M))})
-    try:
-        tp = gpu_time(lambda: row_sum(x, y, N, M, opts=o))
-        torch.testing.assert_close(y, x.sum(dim=1), rtol=1e-3, atol=1e-2)
-    except RuntimeError as e:
-        tp = float("nan")
-        print(f"row sum {N}x{M}: {str(e).splitlines()[0]}")
-    tt = gpu_time(lambda: x.sum(dim=1))
-    out_rows.append(("row sum", f"{N}x{M}", 4 * N * M, tp, tt))
-
     out = torch.empty_like(x)
-    try:
-        tp = gpu_time(lambda: softmax(x, out, N, M, opts=o))
-        torch.testing.assert_close(out, torch.softmax(x, dim=1), rtol=1e-4, atol=1e-6)
-    except RuntimeError as e:
-        tp = float("nan")
-        print(f"softmax {N}x{M}: {str(e).splitlines()[0]}")
-    tt = gpu_time(lambda: torch.softmax(x, dim=1))
-    out_rows.append(("softmax", f"{N}x{M}", 8 * N * M, tp, tt))
+    cases = [
+        ("row sum", 4 * N * M, lambda o: row_sum(x, y, N, M, opts=o), lambda: x.sum(dim=1),
+         lambda: torch.testing.assert_close(y, x.sum(dim=1), rtol=1e-3, atol=1e-2)),
+        ("softmax", 8 * N * M, lambda o: softmax(x, out, N, M, opts=o), lambda: torch.softmax(x, dim=1),
+         lambda: torch.testing.assert_close(out, torch.softmax(x, dim=1), rtol=1e-4, atol=1e-6)),
+    ]
+    for name, nbytes, run, peer, check in cases:
+        cfg = CONFIGS[(N, M)][name]
+        cols, tpb, clusters = cfg
+        o = opts({"rows": parpy.threads(N), "cols": parpy.threads(cols).tpb(tpb)}, clusters)
+        try:
+            tp, tt = paired_times(lambda: run(o), peer)
+            check()
+        except RuntimeError as e:
+            tp, tt = float("nan"), gpu_time(peer)
+            print(f"{name} {N}x{M}: {str(e).splitlines()[0]}")
+        out_rows.append((name, f"{N}x{M}", nbytes, tp, tt, describe(cfg)))
     return out_rows
 
 
@@ -113,16 +130,15 @@ def main():
     x = torch.randn(N, device="cuda")
     y = torch.randn(N, device="cuda")
     o = opts({"N": parpy.threads(N // 8)})
-    tp = gpu_time(lambda: axpy(2.0, x, y, N, opts=o))
-    tt = gpu_time(lambda: y.add_(x, alpha=2.0))
-    rows.append(("axpy", "2^27", 12 * N, tp, tt))
+    tp, tt = paired_times(lambda: axpy(2.0, x, y, N, opts=o), lambda: y.add_(x, alpha=2.0))
+    rows.append(("axpy", "2^27", 12 * N, tp, tt, "N threads(2^24)"))
 
     print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, parpy {parpy.__version__}\n")
-    print("| kernel | shape (f32) | parpy ms | parpy GB/s | torch ms | torch GB/s | parpy/torch |")
-    print("|---|---|---|---|---|---|---|")
-    for name, shape, nbytes, tp, tt in rows:
+    print("| kernel | shape (f32) | parpy ms | parpy GB/s | torch ms | torch GB/s | parpy/torch | parpy options |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, shape, nbytes, tp, tt, cfg in rows:
         print(f"| {name} | {shape} | {tp * 1e3:.3f} | {nbytes / tp / 1e9:.0f} | {tt * 1e3:.3f} | "
-              f"{nbytes / tt / 1e9:.0f} | {tt / tp:.2f}x |")
+              f"{nbytes / tt / 1e9:.0f} | {tt / tp:.2f}x | {cfg} |")
 
     # First call (specialise + nvcc build) with an empty disk cache, then the cached call path.
     parpy.clear_cache()
