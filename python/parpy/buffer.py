@@ -1,5 +1,7 @@
 """Buffers: arrays owned by a backend (SPEC B 1.12). On the Cpu backend a buffer is host memory
-shared with numpy without copies; GPU buffers come with their backends."""
+shared with numpy without copies. On the Cuda backend it is device memory of parpy's own runtime
+(no torch, SPEC A11) or a wrapped ``__cuda_array_interface__`` array; both pass to jit functions
+without copies."""
 
 from __future__ import annotations
 
@@ -7,11 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from . import parpy as _native
 from .parpy import CompileBackend, DataType, ElemSize
 
 __all__ = [
     "Buffer",
     "CpuBuffer",
+    "CudaBuffer",
     "DataType",
     "DummyBuffer",
     "empty",
@@ -35,6 +39,20 @@ def _np_dtype(dt: DataType) -> np.dtype:
     return np.dtype(str(dt))
 
 
+def _count(shape: tuple[Any, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _shape(shape: Any) -> tuple[int, ...]:
+    dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if any(int(d) < 0 for d in dims):
+        raise ValueError(f"Cannot create a buffer of negative shape {list(dims)}")
+    return tuple(int(d) for d in dims)
+
+
 def _unsupported(backend: Any) -> RuntimeError:
     return RuntimeError(f"Buffers of backend {backend} are not part of this version of parpy yet")
 
@@ -44,9 +62,7 @@ def sync(backend: CompileBackend) -> None:
     if backend == CompileBackend.Cpu:
         return
     if backend == CompileBackend.Cuda:
-        from .parpy import _cuda_sync
-
-        _cuda_sync()
+        _native._cuda_sync()
         return
     raise _unsupported(backend)
 
@@ -69,6 +85,19 @@ class Buffer:
         rc = getattr(self, "refcount", None)
         if rc is not None:
             rc[0] -= 1
+            if rc[0] == 0:
+                self._deconstruct()
+
+    def _deconstruct(self) -> None:
+        """Runs once, when the last view of the memory goes."""
+
+    def _reshaped(self, dims: tuple[Any, ...]) -> tuple[int, ...]:
+        """The shape ``reshape(*dims)`` asks for, checked against the element count."""
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        if _count(dims) != _count(self.shape):
+            raise ValueError(f"Cannot reshape buffer of shape {list(self.shape)} to {list(dims)}")
+        return tuple(dims)
 
     def _scalar(self, what: str) -> Any:
         if self.shape != ():
@@ -95,10 +124,7 @@ class Buffer:
 
     def size(self) -> int:
         """Size in bytes."""
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n * self.dtype.size()
+        return _count(self.shape) * self.dtype.size()
 
     def numpy(self) -> np.ndarray:
         raise NotImplementedError
@@ -141,14 +167,8 @@ class CpuBuffer(Buffer):
         return CpuBuffer(self.buf.copy(), self.shape, self.dtype)
 
     def reshape(self, *dims: Any) -> CpuBuffer:
-        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
-            dims = tuple(dims[0])
-        n = 1
-        for d in dims:
-            n *= d
-        if n != self.buf.size:
-            raise ValueError(f"Cannot reshape buffer of shape {list(self.shape)} to {list(dims)}")
-        return CpuBuffer(self.buf.reshape(dims), tuple(dims), self.dtype, self.src, self.refcount)
+        shape = self._reshaped(dims)
+        return CpuBuffer(self.buf.reshape(shape), shape, self.dtype, self.src, self.refcount)
 
     def with_type(self, dt: Any) -> CpuBuffer:
         dt = _dtype(dt)
@@ -158,17 +178,182 @@ class CpuBuffer(Buffer):
         return CpuBuffer(self.buf.astype(_np_dtype(dt)), self.shape, dt)
 
 
+class CudaBuffer(Buffer):
+    """Device memory of the Cuda backend (SPEC B 1.12).
+
+    ``buf`` is either the address (an int) of an allocation made by parpy's runtime, freed when
+    the last view goes, or a wrapped ``__cuda_array_interface__`` object (torch, CuPy, ...) whose
+    memory is used in place and which the buffer keeps alive. ``ptr`` is the data address. The
+    buffer exports ``__cuda_array_interface__`` itself, so jit calls, torch and CuPy use it in
+    place. Methods that read the data first wait for the device, since work on any stream may
+    still be writing it.
+    """
+
+    backend = CompileBackend.Cuda
+    lib = _native
+
+    def __init__(self, buf: Any, shape: tuple[int, ...], dtype: DataType, src: Any = None,
+                 refcount: list[int] | None = None, ptr: int | None = None) -> None:
+        super().__init__(buf, shape, dtype, src, refcount)
+        self.ptr = buf if ptr is None else ptr
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        # Stream 1 (the legacy default stream): parpy launches work on buffers there unless a
+        # torch or CuPy argument of the call names another stream.
+        return {"version": 3, "typestr": str(self.dtype), "shape": self.shape, "strides": None,
+                "data": (self.ptr, False), "stream": 1}
+
+    def _view(self, shape: tuple[int, ...], dtype: DataType) -> CudaBuffer:
+        return CudaBuffer(self.buf, shape, dtype, self.src, self.refcount, self.ptr)
+
+    def _deconstruct(self) -> None:
+        try:
+            if self.src is not None:
+                # SPEC B 1.12: the data goes back to the host array the buffer was made from.
+                self.sync()
+                _native._cuda_copy_dtoh(_host_view(self.src).ctypes.data, self.ptr, self.size())
+        finally:
+            if isinstance(self.buf, int):
+                _native._cuda_free(self.buf)
+
+    def sync(self) -> None:
+        _native._cuda_sync()
+
+    def numpy(self) -> np.ndarray:
+        out = np.empty(self.shape, dtype=_np_dtype(self.dtype))
+        self.sync()
+        _native._cuda_copy_dtoh(out.ctypes.data, self.ptr, out.nbytes)
+        return out
+
+    def torch(self) -> Any:
+        """A torch CUDA tensor sharing this buffer's memory (it keeps the buffer alive)."""
+        import torch
+
+        buf = self.buf
+        if isinstance(buf, torch.Tensor) and tuple(buf.shape) == self.shape and \
+                DataType(buf.__cuda_array_interface__["typestr"]) == self.dtype:
+            return buf
+        return torch.as_tensor(self, device="cuda")
+
+    torch_ref = torch
+
+    def copy(self) -> CudaBuffer:
+        out = _cuda_alloc(self.shape, self.dtype)
+        self.sync()
+        _native._cuda_copy_dtod(out.ptr, self.ptr, self.size())
+        return out
+
+    def reshape(self, *dims: Any) -> CudaBuffer:
+        return self._view(self._reshaped(dims), self.dtype)
+
+    def with_type(self, dt: Any) -> CudaBuffer:
+        dt = _dtype(dt)
+        if dt.size() == self.dtype.size():
+            return self._view(self.shape, dt)
+        # A converting copy through the host: parpy has no conversion kernel of its own.
+        return _cuda_from_host(self.numpy().astype(_np_dtype(dt)), dt, None)
+
+
+def _host_view(t: Any) -> np.ndarray:
+    """``t``'s memory as a numpy array (no copy), checked as SPEC B 1.12 asks."""
+    if not (isinstance(t, np.ndarray) or hasattr(t, "__array_interface__")
+            or hasattr(t, "__array__") or _has_buffer(t)):
+        raise ValueError("Buffer protocol not supported")
+    arr = np.asarray(t)
+    if not arr.flags.writeable:
+        raise ValueError("Cannot construct buffer from read-only memory")
+    if not arr.flags.c_contiguous:
+        raise ValueError("Buffers must only operate on contiguous memory")
+    if not arr.dtype.isnative:
+        raise ValueError("Buffers must use the native byte order")
+    return arr
+
+
+def _has_buffer(t: Any) -> bool:
+    try:
+        memoryview(t)
+    except TypeError:
+        return False
+    return True
+
+
+def _contiguous(shape: tuple[int, ...], strides: Any, itemsize: int) -> bool:
+    """Whether interface ``strides`` describe C-contiguous memory (None does)."""
+    if strides is None:
+        return True
+    expect = itemsize
+    for n, stride in zip(reversed(shape), reversed(tuple(strides))):
+        if n != 1 and stride != expect:
+            return False
+        expect *= n
+    return True
+
+
+def _device_interface(ai: dict[str, Any]) -> tuple[tuple[int, ...], DataType, int]:
+    """Shape, dtype and address from a ``__cuda_array_interface__``, checked as SPEC B 1.12 asks."""
+    data = ai.get("data")
+    if data is None:
+        raise ValueError("Buffer protocol not supported")
+    ptr, readonly = data
+    if readonly:
+        raise ValueError("Cannot construct buffer from read-only memory")
+    if ai.get("mask") is not None:
+        raise ValueError("Masked arrays are not supported")
+    shape = tuple(int(d) for d in ai["shape"])
+    dtype = DataType(ai["typestr"])
+    if not _contiguous(shape, ai.get("strides"), dtype.size()):
+        raise ValueError("Buffers must only operate on contiguous memory")
+    return shape, dtype, int(ptr)
+
+
+def _cuda_alloc(shape: tuple[int, ...], dtype: DataType, src: Any = None) -> CudaBuffer:
+    ptr = _native._cuda_alloc(_count(shape) * dtype.size())
+    return CudaBuffer(ptr, shape, dtype, src)
+
+
+def _cuda_from_host(arr: np.ndarray, dtype: DataType, src: Any) -> CudaBuffer:
+    b = _cuda_alloc(arr.shape, dtype)
+    _native._cuda_copy_htod(b.ptr, arr.ctypes.data, arr.nbytes)
+    b.src = src  # only now: a buffer whose copy-in failed must not write back into src
+    return b
+
+
+def _cuda_from_array(t: Any) -> CudaBuffer:
+    if isinstance(t, CudaBuffer):
+        return t
+    # Only the checks are wrapped: a failing driver stays a RuntimeError naming its cause.
+    try:
+        ai = getattr(t, "__cuda_array_interface__", None)
+        if ai is not None:
+            shape, dtype, ptr = _device_interface(ai)
+        else:
+            arr = _host_view(t)
+            dtype = DataType(arr.dtype.str)
+    except Exception as e:
+        raise ValueError(f"Cannot convert argument {t} to a CUDA buffer") from e
+    if ai is not None:
+        return CudaBuffer(t, shape, dtype, ptr=ptr)
+    return _cuda_from_host(arr, dtype, t)
+
+
 def _cpu(arr: np.ndarray) -> CpuBuffer:
     return CpuBuffer(arr, arr.shape, DataType(arr.__array_interface__["typestr"]))
 
 
 def empty(shape: Any, dtype: Any, backend: CompileBackend) -> Buffer:
+    if backend == CompileBackend.Cuda:
+        return _cuda_alloc(_shape(shape), _dtype(dtype))
     if backend != CompileBackend.Cpu:
         raise _unsupported(backend)
     return _cpu(np.empty(shape, dtype=_np_dtype(_dtype(dtype))))
 
 
 def zeros(shape: Any, dtype: Any, backend: CompileBackend) -> Buffer:
+    if backend == CompileBackend.Cuda:
+        b = _cuda_alloc(_shape(shape), _dtype(dtype))
+        _native._cuda_memset(b.ptr, 0, b.size())
+        return b
     if backend != CompileBackend.Cpu:
         raise _unsupported(backend)
     return _cpu(np.zeros(shape, dtype=_np_dtype(_dtype(dtype))))
@@ -183,14 +368,20 @@ def zeros_like(b: Buffer) -> Buffer:
 
 
 def from_array(t: Any, backend: CompileBackend | None) -> Buffer:
-    """Wraps an array for ``backend`` (``None``: a DummyBuffer for code generation)."""
+    """Wraps an array for ``backend`` (``None``: a DummyBuffer for code generation).
+
+    Cuda: ``__cuda_array_interface__`` objects are used in place; host arrays are copied to a
+    new allocation that remembers them as ``src`` and copies its data back when it goes.
+    """
     if backend is None:
         try:
             return DummyBuffer(np.asarray(t))
         except Exception as e:
             raise RuntimeError(f"Cannot convert argument {t} to CPU buffer") from e
+    if backend == CompileBackend.Cuda:
+        return _cuda_from_array(t)
     if backend != CompileBackend.Cpu:
-        if backend in (CompileBackend.Cuda, CompileBackend.Metal):
+        if backend == CompileBackend.Metal:
             raise _unsupported(backend)
         raise ValueError(f"Cannot convert to buffer of unknown backend {backend}")
     if isinstance(t, CpuBuffer):

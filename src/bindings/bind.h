@@ -7,6 +7,8 @@ namespace parpy {
 void bind_options(nanobind::module_& m);
 // python_to_ir, compile entry points, caches, JitFunction.
 void bind_compiler(nanobind::module_& m);
+// _cuda_sync, _cuda_device and the device memory functions of parpy.buffer.
+void bind_cuda_runtime(nanobind::module_& m);
 // declare_external and the ExternalDecl handle (parpy.external).
 void bind_externals(nanobind::module_& m);
 }  // namespace parpy

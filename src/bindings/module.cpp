@@ -9,5 +9,6 @@ NB_MODULE(parpy, m) {
   nanobind::set_leak_warnings(false);
   parpy::bind_options(m);
   parpy::bind_compiler(m);
+  parpy::bind_cuda_runtime(m);
   parpy::bind_externals(m);
 }

@@ -1,5 +1,7 @@
 """parpy.buffer on the Cpu backend, and buffers as jit arguments."""
 
+import ctypes
+
 import numpy as np
 import parpy
 import pytest
@@ -81,3 +83,227 @@ def test_errors():
     assert isinstance(d, buffer.DummyBuffer) and d.shape == (2, 3)
     buffer.sync(CPU)
     parpy.buffer.sync(CPU)
+
+
+# ----- Cuda buffers without a GPU ------------------------------------------------------------
+# The wrapping and checking logic needs no device; operations that touch memory go through
+# parpy's driver runtime, which FakeDevice below stands in for (host memory, same calls).
+
+CUDA = CompileBackend.Cuda
+driver_available = parpy.parpy._cuda_device()["available"]
+no_driver = pytest.mark.skipif(driver_available, reason="a CUDA driver is present here")
+
+
+class FakeCudaArray:
+    """A __cuda_array_interface__ exporter at an address that is never dereferenced here."""
+
+    def __init__(self, shape, typestr="<f4", ptr=0x7F0000001000, **extra):
+        self.__cuda_array_interface__ = {"version": 3, "shape": shape, "typestr": typestr,
+                                         "data": (ptr, False), "strides": None, **extra}
+
+
+class FakeDevice:
+    """The _cuda_* functions of parpy.parpy over host memory, recording allocations."""
+
+    def __init__(self):
+        self.blocks = {}
+        self.freed = []
+        self.syncs = 0
+
+    def _cuda_alloc(self, n):
+        if n == 0:
+            return 0
+        block = ctypes.create_string_buffer(n)
+        self.blocks[ctypes.addressof(block)] = block
+        return ctypes.addressof(block)
+
+    def _cuda_free(self, ptr):
+        if ptr:
+            assert ptr in self.blocks, "freed twice or never allocated"
+            del self.blocks[ptr]
+            self.freed.append(ptr)
+
+    def _cuda_copy_htod(self, dst, src, n):
+        ctypes.memmove(dst, src, n)
+
+    _cuda_copy_dtoh = _cuda_copy_dtod = _cuda_copy_htod
+
+    def _cuda_memset(self, ptr, value, n):
+        ctypes.memset(ptr, value, n)
+
+    def _cuda_sync(self):
+        self.syncs += 1
+
+
+@pytest.fixture
+def fake_device(monkeypatch):
+    dev = FakeDevice()
+    monkeypatch.setattr(buffer, "_native", dev)
+    return dev
+
+
+@no_driver
+def test_cuda_buffers_need_a_driver():
+    msg = "CUDA driver not available"
+    with pytest.raises(RuntimeError, match=msg):
+        buffer.empty((4,), ElemSize.F32, CUDA)
+    with pytest.raises(RuntimeError, match=msg):
+        buffer.zeros(4, DataType("<i4"), CUDA)
+    with pytest.raises(RuntimeError, match=msg):
+        buffer.from_array(np.ones(4, np.float32), CUDA)
+    with pytest.raises(RuntimeError, match=msg):
+        buffer.empty((0,), ElemSize.F32, CUDA)  # nothing to allocate, still no driver
+    with pytest.raises(RuntimeError, match=msg):
+        buffer.sync(CUDA)
+    b = buffer.from_array(FakeCudaArray((4,)), CUDA)  # wrapping needs no driver...
+    s = buffer.from_array(FakeCudaArray(()), CUDA)
+    for op in (b.numpy, b.copy, b.sync, lambda: b.with_type(ElemSize.F64), lambda: float(s)):
+        with pytest.raises(RuntimeError, match=msg):  # ...touching its memory does
+            op()
+    for name in ("_cuda_alloc", "_cuda_free", "_cuda_memset", "_cuda_copy_htod",
+                 "_cuda_copy_dtoh", "_cuda_copy_dtod"):
+        args = (0,) * {"_cuda_alloc": 1, "_cuda_free": 1}.get(name, 3)
+        with pytest.raises(RuntimeError, match=msg):
+            getattr(parpy.parpy, name)(*args)
+
+
+def test_cuda_wraps_array_interface_without_copy():
+    src = FakeCudaArray((2, 6), "<i4", ptr=0x7F0000002000)
+    b = buffer.from_array(src, CUDA)
+    assert isinstance(b, buffer.CudaBuffer) and b.backend == CUDA
+    assert b.buf is src and b.ptr == 0x7F0000002000 and b.src is None
+    assert b.shape == (2, 6) and b.dtype == DataType("<i4") and b.size() == 48
+    assert buffer.from_array(b, CUDA) is b
+    ai = b.__cuda_array_interface__
+    assert ai["version"] == 3 and ai["typestr"] == "<i4" and ai["shape"] == (2, 6)
+    assert ai["data"] == (0x7F0000002000, False) and ai["strides"] is None
+    r = b.reshape(3, 4)
+    assert r.shape == (3, 4) and r.ptr == b.ptr and r.buf is src and r.refcount is b.refcount
+    assert b.refcount[0] == 2
+    assert b.reshape((12,)).shape == (12,)
+    assert b.refcount[0] == 2  # the temporary view is gone again
+    with pytest.raises(ValueError, match=r"Cannot reshape buffer of shape \[2, 6\] to \[5\]"):
+        b.reshape(5)
+    f = b.with_type(ElemSize.F32)
+    assert f.dtype == DataType("<f4") and f.ptr == b.ptr and f.refcount is b.refcount
+    with pytest.raises(ValueError, match="Found unsupported data type: <class 'str'>"):
+        b.with_type("f4")
+    # Contiguous memory described with explicit strides is accepted (size-1 dims: any stride).
+    s = FakeCudaArray((3, 1, 2), "<f8", strides=(16, 999, 8))
+    assert buffer.from_array(s, CUDA).shape == (3, 1, 2)
+
+
+@pytest.mark.parametrize("make, cause", [
+    (lambda: FakeCudaArray((4,), data=(0x1000, True)), "read-only"),
+    (lambda: FakeCudaArray((4, 4), strides=(4, 16)), "contiguous"),
+    (lambda: FakeCudaArray((4,), data=None), "Buffer protocol not supported"),
+    (lambda: FakeCudaArray((4,), "<c8"), "Unknown type identifier"),
+    (lambda: FakeCudaArray((4,), mask=object()), "Masked"),
+    (lambda: np.zeros((4, 4), np.float32)[:, 1], "contiguous"),
+    (lambda: np.zeros(4, np.dtype(">f4")), "byte order"),
+    (lambda: [1.0, 2.0], "Buffer protocol not supported"),
+])
+def test_cuda_conversion_errors(make, cause):
+    t = make()
+    with pytest.raises(ValueError, match="to a CUDA buffer") as e:
+        buffer.from_array(t, CUDA)
+    assert cause in str(e.value.__cause__)
+    ro = np.zeros(4, np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match=r"Cannot convert argument \[0. 0. 0. 0.\] to a CUDA buffer"):
+        buffer.from_array(ro, CUDA)
+
+
+def test_cuda_conversion_error_raised_by_the_interface():
+    class RequiresGrad:  # torch raises RuntimeError from the property for such tensors
+        @property
+        def __cuda_array_interface__(self):
+            raise RuntimeError("Can't get __cuda_array_interface__ on Variable that requires grad")
+
+    with pytest.raises(ValueError, match="to a CUDA buffer") as e:
+        buffer.from_array(RequiresGrad(), CUDA)
+    assert "requires grad" in str(e.value.__cause__)
+    with pytest.raises(ValueError, match="Found unsupported data type"):
+        buffer.empty(4, np.float32, CUDA)
+
+
+def test_cuda_buffer_as_jit_argument_without_gpu():
+    b = buffer.from_array(FakeCudaArray((100,)), CUDA)
+    with pytest.raises(RuntimeError, match=r"Argument #1 is a CUDA array, which is not supported "
+                                           r"in CompileBackend\.Cpu\."):
+        add_one(b, 100, opts=_cpu_opts())
+    opts = parpy.par({"N": parpy.threads(100)})
+    opts.backend = CUDA
+    code = parpy.print_compiled(add_one, [b, 100], opts)  # code generation needs no GPU
+    assert "__global__" in code
+
+
+def _cpu_opts():
+    opts = parpy.par({"N": parpy.threads(100)})
+    opts.backend = CPU
+    return opts
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64, np.uint8,
+                                   np.float16, np.bool_, np.int16, np.uint64])
+def test_cuda_round_trip_on_fake_device(fake_device, dtype):
+    a = (np.arange(24) % 7).astype(dtype).reshape(4, 6)
+    b = buffer.from_array(a, CUDA)
+    assert b.src is a and b.ptr in fake_device.blocks
+    assert b.dtype == DataType(a.dtype.str) and b.shape == (4, 6)
+    out = b.numpy()
+    assert out.dtype == a.dtype and out.ctypes.data != a.ctypes.data
+    np.testing.assert_array_equal(out, a)
+    c = b.copy()
+    assert c.src is None and c.ptr != b.ptr
+    np.testing.assert_array_equal(c.numpy(), a)
+
+
+def test_cuda_views_free_once_and_copy_back(fake_device):
+    a = np.arange(12, dtype=np.int32)
+    b = buffer.from_array(a, CUDA)
+    ptr = b.ptr
+    r = b.reshape(3, 4)
+    f = r.with_type(ElemSize.F32)  # same size: a view of the same memory
+    assert f.ptr == ptr and f.src is a and b.refcount[0] == 3
+    ctypes.memset(ptr, 0xFF, 4)  # "a kernel" writes -1 into element 0
+    del b, r
+    assert fake_device.freed == [] and a[0] == 0  # views alive: nothing freed or copied yet
+    del f
+    assert fake_device.freed == [ptr]  # freed exactly once, by the last view
+    assert a[0] == -1 and a[1:].tolist() == list(range(1, 12))  # ... after copying back into src
+    assert fake_device.syncs >= 1  # waited for the device before copying back
+
+
+def test_cuda_empty_zeros_with_type_on_fake_device(fake_device):
+    z = buffer.zeros((2, 3), ElemSize.F64, CUDA)
+    assert z.src is None and z.shape == (2, 3) and z.size() == 48
+    np.testing.assert_array_equal(z.numpy(), np.zeros((2, 3)))
+    e = buffer.empty_like(z)
+    assert isinstance(e, buffer.CudaBuffer) and e.dtype == z.dtype and e.ptr != z.ptr
+    assert buffer.zeros_like(e).numpy().sum() == 0
+    assert buffer.empty(7, DataType("<u1"), CUDA).shape == (7,)
+    assert buffer.empty((0,), ElemSize.F32, CUDA).numpy().shape == (0,)
+    i = buffer.from_array(np.arange(5, dtype=np.int32), CUDA)
+    d = i.with_type(ElemSize.F64)  # other size: a converted copy, not a view
+    assert d.refcount is not i.refcount and d.src is None and d.ptr != i.ptr
+    np.testing.assert_array_equal(d.numpy(), np.arange(5, dtype=np.float64))
+    s = buffer.from_array(np.array(2.5, np.float32), CUDA)
+    assert float(s) == 2.5 and s.shape == ()
+    with pytest.raises(ValueError, match="negative"):
+        buffer.empty((-1,), ElemSize.F32, CUDA)
+    ptrs = set(fake_device.blocks)
+    del z, e, i, d, s
+    assert not (ptrs & set(fake_device.blocks))  # all freed
+
+
+def test_cuda_copy_in_failure_keeps_src(fake_device, monkeypatch):
+    def broken(dst, src, n):
+        raise RuntimeError("cuMemcpyHtoD: CUDA_ERROR_ILLEGAL_ADDRESS")
+
+    monkeypatch.setattr(fake_device, "_cuda_copy_htod", broken)
+    a = np.arange(4, dtype=np.float32)
+    with pytest.raises(RuntimeError, match="ILLEGAL_ADDRESS"):
+        buffer.from_array(a, CUDA)
+    np.testing.assert_array_equal(a, np.arange(4, dtype=np.float32))  # not overwritten
+    assert not fake_device.blocks  # the allocation was freed

@@ -1,0 +1,481 @@
+#include "bindings/args.h"
+
+#include <nanobind/stl/string.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "ir/types.h"
+
+namespace nb = nanobind;
+
+namespace parpy {
+
+void py_fail(PyObject* cls, const std::string& msg) {
+  PyErr_SetString(cls, msg.c_str());
+  throw nb::python_error();
+}
+
+// The DLPack ABI (v0.x, unversioned capsules named "dltensor").
+struct DLDevice {
+  int32_t device_type;  // 1: CPU
+  int32_t device_id;
+};
+struct DLDataType {
+  uint8_t code;  // 0 int, 1 uint, 2 float, 6 bool
+  uint8_t bits;
+  uint16_t lanes;
+};
+struct DLTensor {
+  void* data;
+  DLDevice device;
+  int32_t ndim;
+  DLDataType dtype;
+  int64_t* shape;
+  int64_t* strides;  // in elements; null means C-contiguous
+  uint64_t byte_offset;
+};
+struct DLManagedTensor {
+  DLTensor dl_tensor;
+  void* manager_ctx;
+  void (*deleter)(DLManagedTensor*);
+};
+
+namespace {
+
+bool parse_format(const char* fmt, Py_ssize_t itemsize, ElemSize& out) {
+  if (!fmt) fmt = "B";
+  while (*fmt == '<' || *fmt == '=' || *fmt == '@' || *fmt == '|') ++fmt;
+  if (fmt[0] == 0 || fmt[1] != 0) return false;
+  char kind;
+  switch (fmt[0]) {
+    case '?': kind = 'b'; break;
+    case 'b': case 'h': case 'i': case 'l': case 'q': kind = 'i'; break;
+    case 'B': case 'H': case 'I': case 'L': case 'Q': kind = 'u'; break;
+    case 'e': case 'f': case 'd': kind = 'f'; break;
+    default: return false;
+  }
+  return elem_from_code(kind, static_cast<int>(itemsize), out);
+}
+
+// The buffer-protocol format of an element type, so every array kind shares add_array.
+const char* format_of(ElemSize e) {
+  static const char* fmts[] = {"?", "b", "h", "i", "q", "B", "H", "I", "Q", "e", "f", "d"};
+  return fmts[static_cast<int>(e)];
+}
+
+std::string type_name_of(nb::handle a) { return nb::cast<std::string>(nb::str(a.type().attr("__name__"))); }
+
+// ---- torch.Tensor, recognised without importing torch ----
+//
+// Reading torch's __cuda_array_interface__ runs Python code that builds a dict for every argument
+// of every call (several µs each); the tensor's own C getters give the same facts far cheaper.
+// torch.Tensor is recognised by name and module when the first tensor arrives, then by pointer.
+
+struct Torch {
+  PyTypeObject* tensor = nullptr;      // torch.Tensor (strong reference, kept for the process)
+  PyObject* strided = nullptr;         // torch.strided
+  PyObject* current_stream = nullptr;  // device index -> current stream (read_torch_stream)
+  bool raw_stream = false;             // current_stream returns the cudaStream_t as an int
+  std::vector<std::pair<PyObject*, int>> dtypes;  // torch dtype -> ElemSize, or -1: unsupported
+};
+
+Torch& torch_state() {
+  static Torch t;
+  return t;
+}
+
+// An interned attribute name, made once per call site.
+#define PARPY_NAME(s)                                          \
+  ([]() -> PyObject* {                                         \
+    static PyObject* name = PyUnicode_InternFromString(s);     \
+    return name;                                               \
+  }())
+
+// `o.<name>` as a new reference, or nullptr with the Python error cleared: the fast path then
+// gives way to the generic one, which reports any problem as it always has.
+PyObject* try_attr(PyObject* o, PyObject* name) {
+  PyObject* r = PyObject_GetAttr(o, name);
+  if (!r) PyErr_Clear();
+  return r;
+}
+
+PyObject* try_call(PyObject* o, PyObject* name) {
+  PyObject* r = PyObject_CallMethodNoArgs(o, name);
+  if (!r) PyErr_Clear();
+  return r;
+}
+
+bool module_is_torch(PyTypeObject* type) {
+  nb::object mod = nb::steal(try_attr(reinterpret_cast<PyObject*>(type), PARPY_NAME("__module__")));
+  return mod.is_valid() && PyUnicode_Check(mod.ptr()) &&
+         PyUnicode_CompareWithASCIIString(mod.ptr(), "torch") == 0;
+}
+
+// Fills torch_state() from the torch module, which is loaded since one of its tensors exists.
+bool init_torch(PyTypeObject* tensor) {
+  nb::object torch = nb::steal(PyImport_GetModule(PARPY_NAME("torch")));
+  if (!torch.is_valid()) {
+    PyErr_Clear();
+    return false;
+  }
+  Torch& t = torch_state();
+  t.strided = try_attr(torch.ptr(), PARPY_NAME("strided"));
+  if (!t.strided) return false;
+  // torch._C._cuda_getCurrentRawStream (what torch's compiled code uses) answers with the raw
+  // stream; older builds only have torch.cuda.current_stream(i).cuda_stream.
+  nb::object c = nb::steal(try_attr(torch.ptr(), PARPY_NAME("_C")));
+  t.current_stream = c.is_valid() ? try_attr(c.ptr(), PARPY_NAME("_cuda_getCurrentRawStream")) : nullptr;
+  t.raw_stream = t.current_stream != nullptr;
+  if (!t.current_stream) {
+    nb::object cuda = nb::steal(try_attr(torch.ptr(), PARPY_NAME("cuda")));
+    t.current_stream = cuda.is_valid() ? try_attr(cuda.ptr(), PARPY_NAME("current_stream")) : nullptr;
+  }
+  Py_INCREF(tensor);
+  t.tensor = tensor;
+  return true;
+}
+
+// torch.Tensor's type once a tensor (or an instance of a subclass) has been seen, else nullptr.
+PyTypeObject* torch_tensor_type(PyTypeObject* type) {
+  Torch& t = torch_state();
+  if (t.tensor) return t.tensor;
+  for (PyTypeObject* base = type; base; base = base->tp_base)
+    if (std::strcmp(base->tp_name, "Tensor") == 0 && module_is_torch(base) && init_torch(base)) break;
+  return t.tensor;
+}
+
+// The ElemSize of a torch dtype, or -1 for dtypes parpy has no type for (bfloat16, complex).
+int torch_elem(PyObject* dtype) {
+  Torch& t = torch_state();
+  for (const auto& [d, e] : t.dtypes)
+    if (d == dtype) return e;
+  // Seen once per dtype: torch dtypes print as "torch.<numpy-style name>".
+  std::string s = nb::cast<std::string>(nb::str(nb::handle(dtype)));
+  int elem = -1;
+  for (int i = 0; i <= static_cast<int>(ElemSize::F64); ++i)
+    if (s == std::string("torch.") + elem_long_name(static_cast<ElemSize>(i))) elem = i;
+  Py_INCREF(dtype);  // dtypes are process-lifetime singletons; keep the key alive regardless
+  t.dtypes.emplace_back(dtype, elem);
+  return elem;
+}
+
+// The CUDA stream of a CUDA array interface or torch stream value: 0 and 1 mean the legacy
+// default stream (nullptr); 2, the per-thread default stream, is cudaStreamPerThread's handle.
+void* as_stream(uintptr_t s) { return s == 1 ? nullptr : reinterpret_cast<void*>(s); }
+
+}  // namespace
+
+ArgPack::~ArgPack() {
+  for (auto& v : views_) PyBuffer_Release(&v);
+  for (DLManagedTensor* t : dlpack_)
+    if (t->deleter) t->deleter(t);
+}
+
+void* ArgPack::slot() {
+  slots_.push_back(0);
+  return &slots_.back();
+}
+
+void ArgPack::add(nb::handle a, const std::string& name) {
+  ArgValue v;
+  add(a, name, v, false);
+  if (describe_) values.push_back(std::move(v));
+}
+
+void ArgPack::add(nb::handle a, const std::string& name, ArgValue& v, bool in_dict) {
+  PyObject* o = a.ptr();
+  if (PyLong_Check(o)) return add_int(o, name, v);
+  if (PyFloat_Check(o)) return add_float(o, v);
+  if (PyDict_Check(o)) return add_dict(o, name, v, in_dict);
+  if (opts_.backend == CompileBackend::Cuda && Py_TYPE(o) == torch_tensor_type(Py_TYPE(o)) &&
+      add_torch_cuda(o, name, v))
+    return;
+  if (PyObject_HasAttrString(o, "__cuda_array_interface__")) {
+    if (opts_.backend != CompileBackend::Cuda)
+      py_fail(PyExc_RuntimeError, "Argument " + name + " is a CUDA array, which is not supported in CompileBackend." +
+                                      backend_name(opts_.backend) + ".");
+    return add_cuda_array(a, name, v);
+  }
+  if (PyObject_CheckBuffer(o)) {
+    views_.emplace_back();
+    Py_buffer& view = views_.back();
+    if (PyObject_GetBuffer(o, &view, PyBUF_RECORDS_RO) != 0) {
+      views_.pop_back();
+      PyErr_Clear();
+      py_fail(PyExc_RuntimeError, "Argument " + name + " has unsupported type " + type_name_of(a));
+    }
+    return add_array(view.buf, view.format, view.itemsize, view.ndim, view.shape, view.strides,
+                     view.readonly, name, v);
+  }
+  if (PyObject_HasAttrString(o, "__array_interface__")) return add_array_interface(a, name, v);
+  if (PyObject_HasAttrString(o, "__dlpack__")) return add_dlpack(a, name, v);
+  py_fail(PyExc_RuntimeError, "Argument " + name + " has unsupported type " + type_name_of(a));
+}
+
+void ArgPack::add_int(PyObject* o, const std::string& name, ArgValue& v) {
+  int overflow = 0;
+  long long x = PyLong_AsLongLongAndOverflow(o, &overflow);
+  if (overflow) py_fail(PyExc_RuntimeError, "Argument " + name + " is an integer that does not fit in 64 bits");
+  key.push_back('i');
+  put_bytes(&x, sizeof x);
+  void* s = slot();
+  switch (opts_.int_size()) {
+    case ElemSize::I8: *static_cast<int8_t*>(s) = static_cast<int8_t>(x); break;
+    case ElemSize::I16: *static_cast<int16_t*>(s) = static_cast<int16_t>(x); break;
+    case ElemSize::I32: *static_cast<int32_t*>(s) = static_cast<int32_t>(x); break;
+    default: *static_cast<int64_t*>(s) = x; break;
+  }
+  argv.push_back(s);
+  v.kind = ArgValue::Kind::Int;
+  v.ival = x;
+}
+
+void ArgPack::add_float(PyObject* o, ArgValue& v) {
+  double x = PyFloat_AS_DOUBLE(o);
+  key.push_back('f');
+  put_bytes(&x, sizeof x);
+  void* s = slot();
+  switch (opts_.float_size()) {
+    case ElemSize::F16: *static_cast<_Float16*>(s) = static_cast<_Float16>(x); break;
+    case ElemSize::F32: *static_cast<float*>(s) = static_cast<float>(x); break;
+    default: *static_cast<double*>(s) = x; break;
+  }
+  argv.push_back(s);
+  v.kind = ArgValue::Kind::Float;
+  v.fval = x;
+}
+
+void ArgPack::add_dict(PyObject* o, const std::string& name, ArgValue& v, bool in_dict) {
+  if (in_dict) py_fail(PyExc_RuntimeError, "Dictionary argument " + name + " contains nested dictionary");
+  std::vector<std::pair<std::string, nb::handle>> items;
+  PyObject *k, *val;
+  Py_ssize_t pos = 0;
+  while (PyDict_Next(o, &pos, &k, &val)) {
+    if (!PyUnicode_Check(k))
+      py_fail(PyExc_RuntimeError, "Dictionary argument " + name + " contains non-string key " +
+                                      nb::cast<std::string>(nb::repr(nb::handle(k))));
+    items.emplace_back(nb::cast<std::string>(nb::handle(k)), nb::handle(val));
+  }
+  std::sort(items.begin(), items.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  key.push_back('d');
+  uint32_t n = static_cast<uint32_t>(items.size());
+  put_bytes(&n, sizeof n);
+  v.kind = ArgValue::Kind::Dict;
+  for (const auto& [kname, item] : items) {
+    key.append(kname);
+    key.push_back('\0');
+    ArgValue fv;
+    add(item, name + "[\"" + kname + "\"]", fv, true);
+    if (describe_) v.fields.emplace_back(kname, std::move(fv));
+  }
+}
+
+void ArgPack::add_array(void* data, const char* fmt, Py_ssize_t itemsize, int ndim, const Py_ssize_t* shape,
+                        const Py_ssize_t* strides, bool readonly, const std::string& name, ArgValue& v) {
+  ElemSize elem;
+  if (!parse_format(fmt, itemsize, elem))
+    py_fail(PyExc_RuntimeError, "Argument " + name + " has unsupported element type '" +
+                                    std::string(fmt ? fmt : "?") + "'");
+  if (ndim > 0 && readonly)
+    py_fail(PyExc_RuntimeError, "Argument " + name + ": Cannot construct buffer from read-only memory");
+  if (strides) {
+    Py_ssize_t expect = itemsize;
+    for (int d = ndim - 1; d >= 0; --d) {
+      if (shape[d] != 1 && strides[d] != expect)
+        py_fail(PyExc_RuntimeError, "Argument " + name + ": Buffers must only operate on contiguous memory");
+      expect *= shape[d];
+    }
+  }
+  key.push_back('a');
+  key.push_back(static_cast<char>(elem));
+  key.push_back(static_cast<char>(ndim));
+  v.kind = ArgValue::Kind::Array;
+  v.elem = elem;
+  for (int d = 0; d < ndim; ++d) {
+    int64_t s = shape[d];
+    put_bytes(&s, sizeof s);
+    v.shape.push_back(s);
+  }
+  if (ndim == 0) {
+    // A 0-dim array is a typed scalar: its value is part of the key (SPEC B 2.10).
+    uint64_t bits = 0;
+    std::memcpy(&bits, data, static_cast<size_t>(itemsize));
+    put_bytes(&bits, sizeof bits);
+    if (is_float(elem)) {
+      v.fval = elem == ElemSize::F64 ? *static_cast<double*>(data)
+               : elem == ElemSize::F32 ? *static_cast<float*>(data)
+                                       : static_cast<double>(*static_cast<_Float16*>(data));
+    } else if (is_bool(elem)) {
+      v.ival = *static_cast<bool*>(data);
+    } else {
+      switch (elem) {
+        case ElemSize::I8: v.ival = *static_cast<int8_t*>(data); break;
+        case ElemSize::I16: v.ival = *static_cast<int16_t*>(data); break;
+        case ElemSize::I32: v.ival = *static_cast<int32_t*>(data); break;
+        case ElemSize::U8: v.ival = *static_cast<uint8_t*>(data); break;
+        case ElemSize::U16: v.ival = *static_cast<uint16_t*>(data); break;
+        case ElemSize::U32: v.ival = *static_cast<uint32_t*>(data); break;
+        default: std::memcpy(&v.ival, data, 8); break;
+      }
+    }
+    argv.push_back(data);  // passed by value: the entry reads the element
+    return;
+  }
+  void* s = slot();
+  *static_cast<void**>(s) = data;
+  if (opts_.backend == CompileBackend::Cuda && !on_device_) {
+    size_t bytes = static_cast<size_t>(itemsize);
+    for (int d = 0; d < ndim; ++d) bytes *= static_cast<size_t>(shape[d]);
+    host_arrays.push_back({argv.size(), data, bytes});
+  }
+  argv.push_back(s);
+}
+
+// Device memory used in place: never copied in or out.
+void ArgPack::add_device_array(void* data, ElemSize elem, const std::vector<Py_ssize_t>& shape,
+                               const Py_ssize_t* strides, bool readonly, const std::string& name,
+                               ArgValue& v) {
+  on_device_ = true;
+  add_array(data, format_of(elem), elem_bytes(elem), static_cast<int>(shape.size()), shape.data(), strides,
+            readonly, name, v);
+  on_device_ = false;
+}
+
+// DLPack producers without the buffer protocol (torch CPU tensors, JAX, ...): host memory only.
+void ArgPack::add_dlpack(nb::handle a, const std::string& name, ArgValue& v) {
+  nb::object cap = a.attr("__dlpack__")();
+  auto* mt = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(cap.ptr(), "dltensor"));
+  if (!mt) {
+    PyErr_Clear();
+    py_fail(PyExc_RuntimeError, "Argument " + name + " gave an unsupported DLPack capsule");
+  }
+  // The capsule is ours now: its deleter runs when this call's arguments are released.
+  PyCapsule_SetName(cap.ptr(), "used_dltensor");
+  dlpack_.push_back(mt);
+  const DLTensor& t = mt->dl_tensor;
+  if (t.device.device_type != 1)
+    py_fail(PyExc_RuntimeError, "Argument " + name + " is a DLPack tensor on a device other than "
+                                "the CPU, which is not supported in " + backend_name(opts_.backend) + ".");
+  char kind = t.dtype.code == 0 ? 'i' : t.dtype.code == 1 ? 'u' : t.dtype.code == 2 ? 'f' : t.dtype.code == 6 ? 'b' : '?';
+  ElemSize elem;
+  if (t.dtype.lanes != 1 || !elem_from_code(kind, t.dtype.bits / 8, elem))
+    py_fail(PyExc_RuntimeError, "Argument " + name + " has an unsupported DLPack element type");
+  std::vector<Py_ssize_t> shape(t.shape, t.shape + t.ndim), strides;
+  if (t.strides)
+    for (int d = 0; d < t.ndim; ++d) strides.push_back(static_cast<Py_ssize_t>(t.strides[d] * elem_bytes(elem)));
+  add_array(static_cast<char*>(t.data) + t.byte_offset, format_of(elem), elem_bytes(elem), t.ndim, shape.data(),
+            t.strides ? strides.data() : nullptr, false, name, v);
+}
+
+// __cuda_array_interface__ (torch, CuPy, parpy's CudaBuffer): used in place, on the array's stream.
+void ArgPack::add_cuda_array(nb::handle a, const std::string& name, ArgValue& v) {
+  nb::dict ai = nb::cast<nb::dict>(a.attr("__cuda_array_interface__"));
+  nb::tuple data = nb::cast<nb::tuple>(ai["data"]);
+  auto ptr = reinterpret_cast<void*>(nb::cast<uintptr_t>(data[0]));
+  std::string typestr = nb::cast<std::string>(ai["typestr"]);
+  std::vector<Py_ssize_t> shape;
+  for (nb::handle d : nb::cast<nb::tuple>(ai["shape"])) shape.push_back(nb::cast<Py_ssize_t>(d));
+  ElemSize elem;
+  if (typestr.size() != 3 || !elem_from_code(typestr[1], typestr[2] - '0', elem))
+    py_fail(PyExc_RuntimeError, "Argument " + name + " has unsupported element type '" + typestr + "'");
+  std::vector<Py_ssize_t> strides;
+  if (ai.contains("strides") && !ai["strides"].is_none())
+    for (nb::handle d : nb::cast<nb::tuple>(ai["strides"])) strides.push_back(nb::cast<Py_ssize_t>(d));
+  if (shape.empty())
+    py_fail(PyExc_RuntimeError, "Argument " + name + ": 0-dimensional CUDA arrays are not supported; "
+                                "pass a Python scalar or a 1-element array");
+  bool names_stream = ai.contains("stream") && !ai["stream"].is_none();
+  if (!stream && names_stream) stream = as_stream(nb::cast<uintptr_t>(ai["stream"]));
+  // torch's interface names no stream although torch works on the device's current one.
+  PyTypeObject* tensor = torch_tensor_type(Py_TYPE(a.ptr()));
+  if (!stream && !names_stream && tensor && PyObject_TypeCheck(a.ptr(), tensor)) read_torch_stream(a.ptr());
+  add_device_array(ptr, elem, shape, strides.empty() ? nullptr : strides.data(), nb::cast<bool>(data[1]), name,
+                   v);
+}
+
+// The torch.Tensor fast path: the facts add_cuda_array reads from the interface, read from the
+// tensor's getters instead. Returns false, having changed nothing, for any tensor that is not a
+// plain dense CUDA tensor of a parpy element type; the generic path then gives exactly its usual
+// result or error (CPU tensors: DLPack; requires_grad, sparse, non-contiguous, 0-dim, ...).
+bool ArgPack::add_torch_cuda(PyObject* o, const std::string& name, ArgValue& v) {
+  auto is = [o](PyObject* attr, PyObject* expected) {
+    nb::object r = nb::steal(try_attr(o, attr));
+    return r.is_valid() && r.ptr() == expected;
+  };
+  if (!is(PARPY_NAME("is_cuda"), Py_True) || !is(PARPY_NAME("requires_grad"), Py_False) ||
+      !is(PARPY_NAME("layout"), torch_state().strided))
+    return false;
+  nb::object dtype = nb::steal(try_attr(o, PARPY_NAME("dtype")));
+  int elem = dtype.is_valid() ? torch_elem(dtype.ptr()) : -1;
+  if (elem < 0) return false;
+  nb::object shape_obj = nb::steal(try_attr(o, PARPY_NAME("shape")));
+  if (!shape_obj.is_valid() || !PyTuple_Check(shape_obj.ptr())) return false;
+  std::vector<Py_ssize_t> shape;
+  for (Py_ssize_t d = 0; d < PyTuple_GET_SIZE(shape_obj.ptr()); ++d) {
+    Py_ssize_t n = PyLong_AsSsize_t(PyTuple_GET_ITEM(shape_obj.ptr(), d));
+    if (n <= 0) {  // empty tensors report a null pointer through the interface; leave them to it
+      PyErr_Clear();
+      return false;
+    }
+    shape.push_back(n);
+  }
+  if (shape.empty()) return false;
+  nb::object contiguous = nb::steal(try_call(o, PARPY_NAME("is_contiguous")));
+  if (contiguous.ptr() != Py_True) return false;
+  nb::object data_ptr = nb::steal(try_call(o, PARPY_NAME("data_ptr")));
+  void* data = data_ptr.is_valid() ? PyLong_AsVoidPtr(data_ptr.ptr()) : nullptr;
+  if (!data) {
+    PyErr_Clear();
+    return false;
+  }
+  if (!stream) read_torch_stream(o);
+  add_device_array(data, static_cast<ElemSize>(elem), shape, nullptr, false, name, v);
+  return true;
+}
+
+// SPEC A7: launch on the stream torch is working on, so the call is ordered with the caller's
+// torch work without a synchronisation. Asked once per call: one stream is used for the launch.
+void ArgPack::read_torch_stream(PyObject* tensor) {
+  if (torch_stream_read_) return;
+  torch_stream_read_ = true;
+  const Torch& t = torch_state();
+  if (!t.current_stream) return;
+  nb::object device = nb::steal(PyObject_CallMethodNoArgs(tensor, PARPY_NAME("get_device")));
+  if (!device.is_valid()) throw nb::python_error();
+  nb::object current = nb::steal(PyObject_CallOneArg(t.current_stream, device.ptr()));
+  if (current.is_valid() && !t.raw_stream)
+    current = nb::steal(PyObject_GetAttr(current.ptr(), PARPY_NAME("cuda_stream")));
+  if (!current.is_valid()) throw nb::python_error();
+  stream = as_stream(nb::cast<uintptr_t>(current));
+}
+
+void ArgPack::add_array_interface(nb::handle a, const std::string& name, ArgValue& v) {
+  nb::dict ai = nb::cast<nb::dict>(a.attr("__array_interface__"));
+  if (!ai.contains("data")) py_fail(PyExc_RuntimeError, "Argument " + name + ": Buffer protocol not supported");
+  nb::tuple data = nb::cast<nb::tuple>(ai["data"]);
+  auto ptr = reinterpret_cast<void*>(nb::cast<uintptr_t>(data[0]));
+  bool readonly = nb::cast<bool>(data[1]);
+  std::string typestr = nb::cast<std::string>(ai["typestr"]);
+  nb::tuple shape_t = nb::cast<nb::tuple>(ai["shape"]);
+  std::vector<Py_ssize_t> shape;
+  for (nb::handle d : shape_t) shape.push_back(nb::cast<Py_ssize_t>(d));
+  if (ai.contains("strides") && !ai["strides"].is_none())
+    py_fail(PyExc_RuntimeError, "Argument " + name + ": Buffers must only operate on contiguous memory");
+  if (typestr.size() != 3)
+    py_fail(PyExc_RuntimeError, "Argument " + name + " has unsupported element type '" + typestr + "'");
+  static const char host_order = [] {
+    uint16_t x = 1;
+    return *reinterpret_cast<uint8_t*>(&x) == 1 ? '<' : '>';
+  }();
+  if (typestr[0] != '|' && typestr[0] != host_order)
+    py_fail(PyExc_RuntimeError, "Argument " + name + " has non-native byte order '" + typestr + "'");
+  ElemSize elem;
+  if (!elem_from_code(typestr[1], typestr[2] - '0', elem))
+    py_fail(PyExc_RuntimeError, "Argument " + name + " has unsupported element type '" + typestr + "'");
+  add_array(ptr, format_of(elem), elem_bytes(elem), static_cast<int>(shape.size()), shape.data(), nullptr,
+            readonly, name, v);
+}
+
+}  // namespace parpy

@@ -1,0 +1,71 @@
+// Argument marshalling of a jit call (SPEC B 1.13): one walk over the call's arguments builds the
+// specialisation key and the entry's argument vector, and on a cache miss describes them for the
+// compiler.
+#pragma once
+#include <nanobind/nanobind.h>
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "ir/options.h"
+#include "passes/specialize.h"
+
+namespace parpy {
+
+// Raises `cls(msg)` in Python from C++ (the exception propagates through nanobind).
+[[noreturn]] void py_fail(PyObject* cls, const std::string& msg);
+
+struct DLManagedTensor;
+
+class ArgPack {
+ public:
+  ArgPack(const CompileOptions& opts, bool describe) : opts_(opts), describe_(describe) {}
+  ~ArgPack();
+  ArgPack(const ArgPack&) = delete;
+  ArgPack& operator=(const ArgPack&) = delete;
+
+  // Appends argument `a`, named `name` ("#1", ...) in error messages.
+  void add(nanobind::handle a, const std::string& name);
+
+  std::string key;
+  std::vector<void*> argv;
+  std::vector<ArgValue> values;  // only when describing
+  // Cuda: host arrays to copy in (and back), by their index in argv.
+  struct HostArray {
+    size_t index;
+    void* host;
+    size_t bytes;
+  };
+  std::vector<HostArray> host_arrays;
+  void* stream = nullptr;  // the stream of the first CUDA array argument that names one (SPEC A7)
+
+ private:
+  const CompileOptions& opts_;
+  bool describe_;
+  std::deque<Py_buffer> views_;
+  std::deque<uint64_t> slots_;  // argv storage; a deque so pointers into it stay valid
+  std::vector<DLManagedTensor*> dlpack_;
+  bool on_device_ = false;
+  bool torch_stream_read_ = false;
+
+  void* slot();
+  void put_bytes(const void* p, size_t n) { key.append(static_cast<const char*>(p), n); }
+
+  void add(nanobind::handle a, const std::string& name, ArgValue& v, bool in_dict);
+  void add_int(PyObject* o, const std::string& name, ArgValue& v);
+  void add_float(PyObject* o, ArgValue& v);
+  void add_dict(PyObject* o, const std::string& name, ArgValue& v, bool in_dict);
+  void add_array(void* data, const char* fmt, Py_ssize_t itemsize, int ndim, const Py_ssize_t* shape,
+                 const Py_ssize_t* strides, bool readonly, const std::string& name, ArgValue& v);
+  void add_device_array(void* data, ElemSize elem, const std::vector<Py_ssize_t>& shape,
+                        const Py_ssize_t* strides, bool readonly, const std::string& name, ArgValue& v);
+  void add_dlpack(nanobind::handle a, const std::string& name, ArgValue& v);
+  void add_cuda_array(nanobind::handle a, const std::string& name, ArgValue& v);
+  bool add_torch_cuda(PyObject* o, const std::string& name, ArgValue& v);
+  void add_array_interface(nanobind::handle a, const std::string& name, ArgValue& v);
+  void read_torch_stream(PyObject* tensor);
+};
+
+}  // namespace parpy

@@ -1,0 +1,111 @@
+"""Host time of a cached jit call: µs per call of a tiny kernel, by argument kind.
+
+Usage: PYTHONPATH=python python tools/call_overhead.py [calls]   (default 20000)
+
+Cuda rows need a GPU (and torch or CuPy for theirs); rows that cannot run here say why. The
+"interface" row passes the tensor's __cuda_array_interface__ through a plain object, the path
+torch tensors took before the fast path, for comparison. Each row launches `calls` kernels and
+synchronises once at the end, so the time is what the host spends per call (the GPU keeps up with
+a 1024-element kernel).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import parpy
+
+N = 1024
+CUDA = parpy.CompileBackend.Cuda
+CPU = parpy.CompileBackend.Cpu
+
+
+@parpy.jit
+def add1(x, N):
+    parpy.label("N")
+    for i in range(N):
+        x[i] = x[i] + 1.0
+
+
+def options(backend: parpy.CompileBackend) -> parpy.CompileOptions:
+    # On Cpu, threads(n) is the OpenMP team size: one thread per core, not one per element.
+    threads = N if backend == CUDA else os.cpu_count() or 1
+    opts = parpy.par({"N": parpy.threads(threads)})
+    opts.backend = backend
+    return opts
+
+
+class Interface:
+    """The generic __cuda_array_interface__ path: the property is read on every call."""
+
+    def __init__(self, t: Any) -> None:
+        self.t = t
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        return self.t.__cuda_array_interface__
+
+
+def per_call_us(x: Any, backend: parpy.CompileBackend, sync: Callable[[], None], calls: int) -> float:
+    opts = options(backend)
+    for _ in range(10):  # compile and warm up
+        add1(x, N, opts=opts)
+    sync()
+    start = time.perf_counter()
+    for _ in range(calls):
+        add1(x, N, opts=opts)
+    sync()
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+def cuda_rows() -> tuple[list[tuple[str, Callable[[], Any], Callable[[], None]]], list[str]]:
+    """(name, make argument, synchronise) for each Cuda row that can run, and why others can't."""
+    rows: list[tuple[str, Callable[[], Any], Callable[[], None]]] = []
+    skipped: list[str] = []
+    if not parpy.backend.is_enabled(CUDA):
+        _, why = parpy.backend.reasons()[CUDA]
+        return rows, [f"all Cuda rows: the Cuda backend is not enabled ({why})"]
+    sync = parpy.parpy._cuda_sync
+    rows.append(("cuda  numpy array (copy in/out)", lambda: np.zeros(N, np.float32), sync))
+    rows.append(("cuda  parpy CudaBuffer",
+                 lambda: parpy.buffer.zeros(N, parpy.types.F32, CUDA), sync))
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ImportError("torch has no CUDA here")
+        rows.append(("cuda  torch tensor", lambda: torch.zeros(N, device="cuda"),
+                     torch.cuda.synchronize))
+        rows.append(("cuda  torch via interface object",
+                     lambda: Interface(torch.zeros(N, device="cuda")), torch.cuda.synchronize))
+    except ImportError as e:
+        skipped.append(f"torch rows: {e}")
+    try:
+        import cupy
+
+        rows.append(("cuda  cupy array", lambda: cupy.zeros(N, cupy.float32),
+                     cupy.cuda.runtime.deviceSynchronize))
+    except ImportError as e:
+        skipped.append(f"cupy row: {e}")
+    return rows, skipped
+
+
+def main() -> None:
+    calls = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
+    print(f"{calls} cached calls of a {N}-element kernel; host µs per call")
+    if parpy.backend.is_enabled(CPU):
+        print(f"  {'cpu   numpy array':36s} {per_call_us(np.zeros(N), CPU, lambda: None, calls):8.2f}")
+    rows, skipped = cuda_rows()
+    for name, make, sync in rows:
+        print(f"  {name:36s} {per_call_us(make(), CUDA, sync, calls):8.2f}")
+    for why in skipped:
+        print(f"  skipped {why}")
+
+
+if __name__ == "__main__":
+    main()
