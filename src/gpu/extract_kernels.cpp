@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "gpu/cache_rows.h"
 #include "gpu/vectorize.h"
 #include "passes/constant_fold.h"
 
@@ -202,8 +203,9 @@ class KernelBuilder {
     for (const auto& s : transform_stmt(root, 0)) body.push_back(s);
     kern.body = constant_fold(body);
     Vectorized vec = vectorize_inner_loops(kern.body, worker(k_), layers_[k_]);
-    kern.vector_body = std::move(vec.body);
+    kern.vector_body = vec.body.empty() ? vec.body : cache_rows(vec.body, worker(k_), layers_[k_]);
     kern.alignment = std::move(vec.alignment);
+    kern.body = cache_rows(kern.body, worker(k_), layers_[k_]);
     kern.params = free_params(kern.body, root->span);
     std::vector<Expr> args;
     for (const auto& p : kern.params) args.push_back(var(p.name, root->span, p.type));

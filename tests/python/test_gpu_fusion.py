@@ -167,3 +167,74 @@ def test_misaligned_views_use_the_scalar_kernel(offset):
     out = torch.empty(64 * M + 8, device="cuda")[3:3 + 64 * M].view(64, M)
     tf_softmax_like(xs, out, 64, M, opts=opts({"rows": parpy.threads(64), "cols": parpy.threads(256)}))
     torch.testing.assert_close(out, torch.exp(xs - xs.max(dim=1, keepdim=True).values))
+
+
+# ---- Rows kept in registers (gpu/cache_rows) ----
+
+
+@parpy.jit
+def softmax_rows(x, out, N, M):
+    parpy.label("rows")
+    for i in range(N):
+        m = parpy.operators.max(x[i, :])
+        parpy.label("cols")
+        out[i, :] = parpy.operators.exp(x[i, :] - m)
+        s = parpy.operators.sum(out[i, :])
+        parpy.label("cols")
+        out[i, :] = out[i, :] / s
+
+
+@parpy.jit
+def reverse_rows(x, out, N, M):
+    # The second loop reads elements that other threads wrote: nothing may be cached.
+    parpy.label("rows")
+    for i in range(N):
+        parpy.label("cols")
+        for j in range(M):
+            out[i, j] = x[i, j] * 2.0
+        parpy.label("cols")
+        for j in range(M):
+            x[i, j] = out[i, M - 1 - j] + 1.0
+
+
+def kernel_bodies(code):
+    return [k for k in code.split("__global__")[1:]]
+
+
+def test_softmax_row_is_read_once_and_written_once():
+    x = np.zeros((64, 1024), np.float32)
+    for cols in (128, 256):
+        code = parpy.print_compiled(softmax_rows, [x, x, 64, 1024], opts({"rows": parpy.threads(64), "cols": parpy.threads(cols)}))
+        for body in kernel_bodies(code):
+            lines = body.splitlines()
+            loads = [ln for ln in lines if "x[" in ln]
+            assert all(ln.strip().startswith("parpy_held") and ln.endswith("];") for ln in loads)
+            stores = [ln for ln in lines if ln.strip().startswith("out[")]
+            assert not [ln for ln in lines if "out[" in ln and not ln.strip().startswith("out[")]
+            assert len(loads) == len(stores) == 1024 // cols
+
+
+def test_reads_of_other_threads_elements_are_not_cached():
+    x = np.zeros((64, 1024), np.float32)
+    code = parpy.print_compiled(reverse_rows, [x, x, 64, 1024], opts({"rows": parpy.threads(64), "cols": parpy.threads(256)}))
+    scalar = kernel_bodies(code)[0]
+    assert scalar.count("(out[((i * 1024) + (1023 - ") == 4  # read from memory in each unrolled iteration
+
+
+@needs_gpu
+@pytest.mark.parametrize("shape,cols,tpb,clusters", [((64, 1024), 128, 1024, False), ((64, 1024), 256, 1024, False),
+                                                    ((300, 2048), 512, 1024, False), ((16, 16384), 4096, 512, True),
+                                                    ((16, 1024), 64, 1024, False)])
+def test_cached_rows_results(shape, cols, tpb, clusters):
+    N, M = shape
+    o = opts({"rows": parpy.threads(N), "cols": parpy.threads(cols).tpb(tpb)})
+    o.use_cuda_thread_block_clusters = clusters
+    x = rand(shape) * 4
+    out = np.zeros_like(x)
+    softmax_rows(x, out, N, M, opts=o)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(out, e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-8)
+    out = np.zeros_like(x)
+    ref_x = x[:, ::-1] * 2.0 + 1.0
+    reverse_rows(x, out, N, M, opts=o)
+    np.testing.assert_allclose(x, ref_x, rtol=1e-6)
