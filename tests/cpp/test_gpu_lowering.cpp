@@ -12,6 +12,7 @@
 #include "codegen/cuda.h"
 #include "gpu/check_host_code.h"
 #include "gpu/extract_kernels.h"
+#include "gpu/fuse_loops.h"
 #include "gpu/gpu_ir.h"
 #include "ir/error.h"
 #include "ir/ir.h"
@@ -116,6 +117,7 @@ GpuProgram gpu_program(const Function& f, const std::vector<ArgValue>& args, con
   ir = resolve_par(ir, opts);
   ir = check_reductions(ir);
   check_host_code(ir);
+  ir = fuse_map_reduce(ir);
   return extract_kernels(f.name, s.params, ir, opts);
 }
 
@@ -594,13 +596,14 @@ TEST(GpuSync, StoreInSequentialKernelCodeIsNarrowedAndFollowedByABarrier) {
 }
 
 TEST(GpuSync, ReadsAndLoopsInSequentialCodeGetOneBarrierEach) {
-  // for i (100): s = x[i, 0]; for j (128): y[i, j] = s; x[i, 0] = 1.0; for j (128): y[i, j] += x[i, j]
+  // for i (100): s = x[i, 0]; for j (120): y[i, j] = s; x[i, 0] = 1.0; for j (120): y[i, j] += x[i, j]
+  // (120 elements over 128 threads: the loops stay loops, see cache_rows)
   Function f = fn("f", {"x", "y"},
                   {For("i", 0, 100,
                        {A(V("s"), S("x", {V("i"), I(0)})),
-                        For("j", 0, 128, {A(S("y", {V("i"), V("j")}), V("s"))}, {"P"}),
+                        For("j", 0, 120, {A(S("y", {V("i"), V("j")}), V("s"))}, {"P"}),
                         A(S("x", {V("i"), I(0)}), F(1.0)),
-                        For("k", 0, 128, {A(S("y", {V("i"), V("k")}), add(S("y", {V("i"), V("k")}), S("x", {V("i"), V("k")})))},
+                        For("k", 0, 120, {A(S("y", {V("i"), V("k")}), add(S("y", {V("i"), V("k")}), S("x", {V("i"), V("k")})))},
                             {"P"})},
                        {"O"})});
   auto opts = cuda_opts({{"O", threads(100)}, {"P", threads(128)}});
@@ -852,6 +855,87 @@ TEST(GpuCudaText, ScalarParameterPassedToTheKernel) {
   Lowered l = lower(f, {f32({50}), f32({50}), int_arg(50)}, cuda_opts({{"N", threads(50)}}));
   EXPECT_TRUE(has(l.code, "i < 50")) << l.code;
   EXPECT_TRUE(has(l.code, "__launch_bounds__(64)")) << l.code;
+}
+
+
+// ---- 128-bit accesses and rows in registers ----
+
+// for i (64): for j (1024): y[i, j] = x[i, j] + 1; for k (1024): y[i, k] = y[i, k] * x[i, k]
+Function two_row_loops() {
+  return fn("f", {"x", "y"},
+            {For("i", 0, 64,
+                 {For("j", 0, 1024, {A(S("y", {V("i"), V("j")}), add(S("x", {V("i"), V("j")}), F(1.0)))}, {"P"}),
+                  For("k", 0, 1024, {A(S("y", {V("i"), V("k")}), mul(S("y", {V("i"), V("k")}), S("x", {V("i"), V("k")})))},
+                      {"P"})},
+                 {"O"})});
+}
+
+int count_stmts(const Block& b, const std::function<bool(const Stmt&)>& pred) {
+  int n = 0;
+  visit_block(b, [&](const Stmt& s) { n += pred(s) ? 1 : 0; });
+  return n;
+}
+
+TEST(GpuVectorize, ContiguousRowsGetAnAlignedVariant) {
+  GpuProgram p = gpu_program(two_row_loops(), {f32({64, 1024}), f32({64, 1024})},
+                             cuda_opts({{"O", threads(64)}, {"P", threads(64)}}));
+  ASSERT_EQ(p.kernels.size(), 1u);
+  const Kernel& k = p.kernels[0];
+  ASSERT_FALSE(k.vector_body.empty());
+  EXPECT_EQ(k.alignment.at("x"), 16);
+  EXPECT_EQ(k.alignment.at("y"), 16);
+  std::string code = cuda_code(two_row_loops(), {f32({64, 1024}), f32({64, 1024})},
+                               cuda_opts({{"O", threads(64)}, {"P", threads(64)}}));
+  EXPECT_TRUE(has(code, "if (parpy_aligned(x, 16) && parpy_aligned(y, 16)) {")) << code;
+  EXPECT_TRUE(has(code, "x = (float*)__builtin_assume_aligned(x, 16);")) << code;
+}
+
+TEST(GpuVectorize, TransposedAccessStaysScalar) {
+  Function f = fn("f", {"x", "y"},
+                  {For("i", 0, 64, {For("j", 0, 64, {A(S("y", {V("i"), V("j")}), S("x", {V("j"), V("i")}))}, {"P"})},
+                       {"O"})});
+  GpuProgram p = gpu_program(f, {f32({64, 64}), f32({64, 64})}, cuda_opts({{"O", threads(64)}, {"P", threads(64)}}));
+  EXPECT_TRUE(p.kernels[0].vector_body.empty());
+}
+
+TEST(GpuCacheRows, EachElementLoadedOnceAndStoredOnce) {
+  // 1024 elements over 256 threads: 4 iterations per thread, unrolled; x read once, y written once.
+  GpuProgram p = gpu_program(two_row_loops(), {f32({64, 1024}), f32({64, 1024})},
+                             cuda_opts({{"O", threads(64)}, {"P", threads(256)}}));
+  const Block& body = p.kernels[0].body;
+  auto loads_of = [&](const std::string& a) {
+    return count_stmts(body, [&](const Stmt& s) {
+      return s->kind == StmtKind::Assign && s->rhs->kind == ExprKind::Access && s->rhs->name == a;
+    });
+  };
+  int stores = count_stmts(body, [](const Stmt& s) {
+    return s->kind == StmtKind::Assign && s->lhs->kind == ExprKind::Access && s->lhs->name == "y";
+  });
+  int inner_loops = count_stmts(body, [](const Stmt& s) { return s->kind == StmtKind::For && s->var != "i"; });
+  EXPECT_EQ(loads_of("x"), 4) << print_block(body);
+  EXPECT_EQ(loads_of("y"), 0) << print_block(body);
+  EXPECT_EQ(stores, 4) << print_block(body);
+  EXPECT_EQ(inner_loops, 0) << print_block(body);
+}
+
+TEST(GpuCacheRows, ElementsOfOtherThreadsAreNotCached) {
+  // The second loop reads y[i, 1023 - k]: another thread's element, so y stays in memory.
+  Function f = fn("f", {"x", "y"},
+                  {For("i", 0, 64,
+                       {For("j", 0, 1024, {A(S("y", {V("i"), V("j")}), S("x", {V("i"), V("j")}))}, {"P"}),
+                        For("k", 0, 1024,
+                            {A(S("x", {V("i"), V("k")}),
+                               S("y", {V("i"), binop(BinOp::Sub, I(1023), V("k"), sp())}))},
+                            {"P"})},
+                       {"O"})});
+  GpuProgram p = gpu_program(f, {f32({64, 1024}), f32({64, 1024})}, cuda_opts({{"O", threads(64)}, {"P", threads(256)}}));
+  const Block& body = p.kernels[0].body;
+  int y_stores = count_stmts(body, [](const Stmt& s) {
+    return s->kind == StmtKind::Assign && s->lhs->kind == ExprKind::Access && s->lhs->name == "y";
+  });
+  std::string printed = print_block(body);
+  EXPECT_EQ(y_stores, 4) << printed;  // unrolled (x is private) but every store of y kept
+  EXPECT_TRUE(has(printed, "y[((i * 1024) + (1023 - ")) << printed;
 }
 
 }  // namespace
