@@ -6,6 +6,7 @@ import numpy as np
 import parpy
 import pytest
 from parpy import CompileBackend
+from test_cuda import softmax as softmax_rows
 
 CUDA = CompileBackend.Cuda
 needs_gpu = pytest.mark.skipif(not parpy.backend.is_enabled(CUDA), reason="no CUDA GPU here")
@@ -170,18 +171,6 @@ def test_misaligned_views_use_the_scalar_kernel(offset):
 
 
 # ---- Rows kept in registers (gpu/cache_rows) ----
-
-
-@parpy.jit
-def softmax_rows(x, out, N, M):
-    parpy.label("rows")
-    for i in range(N):
-        m = parpy.operators.max(x[i, :])
-        parpy.label("cols")
-        out[i, :] = parpy.operators.exp(x[i, :] - m)
-        s = parpy.operators.sum(out[i, :])
-        parpy.label("cols")
-        out[i, :] = out[i, :] / s
 
 
 @parpy.jit
