@@ -6,6 +6,7 @@
 #include "codegen/cpu.h"
 #include "codegen/cuda.h"
 #include "gpu/check_host_code.h"
+#include "gpu/device_calls.h"
 #include "gpu/extract_kernels.h"
 #include "gpu/fuse_loops.h"
 #include "passes/check_reductions.h"
@@ -91,14 +92,14 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
   ir = check_reductions(ir);
   st.dump("check_reductions", name, ir);
   if (opts.backend == CompileBackend::Cuda) {
-    if (!helpers.functions.empty())
-      fail("Calls to jit helper functions are not supported by the Cuda backend yet.", f.span);
     check_host_code(ir);
+    check_device_calls(ir, helpers);
     ir = fuse_map_reduce(ir);
     st.dump("fuse_map_reduce", name, ir);
     GpuProgram gpu = extract_kernels(name, sp.params, ir, opts);
     for (const auto& k : gpu.kernels) st.dump(("extract_kernels: " + k.name).c_str(), k.name, k.body);
     st.dump("extract_kernels: host", name, gpu.host);
+    attach_device_functions(gpu, ir, helpers);
     CudaProgram prog = print_cuda(gpu);
     st.dump_code("print_cuda", prog.code);
     return {prog.code, prog.entry_symbol, sp.params, prog.error_symbol, gpu.written};

@@ -104,6 +104,16 @@ std::string CPrinter::loop_header(const Stmt& s) const {
   return "for (int64_t " + v + " = " + self.expr(s->lo) + "; " + v + cmp + self.expr(s->hi) + "; " + inc + ")";
 }
 
+void CPrinter::helper_function(const Function& f, const std::string& qualifiers) {
+  os << qualifiers << " " << type_str(f.ret) << " " << f.name << "(";
+  for (size_t i = 0; i < f.params.size(); ++i)
+    os << (i ? ", " : "") << type_str(*f.params[i].annotation) << " " << c_ident(f.params[i].name);
+  os << ") {\n";
+  declarations(f.body, 1);
+  block(f.body, 1);
+  os << "}\n\n";
+}
+
 void CPrinter::loop(const Stmt& s, int indent) {
   std::string p = pad(indent);
   os << p << loop_header(s) << " {\n";

@@ -25,6 +25,9 @@ class CPrinter {
   void block(const Block& b, int indent);
   virtual void stmt(const Stmt& s, int indent);
   std::string loop_header(const Stmt& s) const;
+  // A helper called in expressions, `<qualifiers> T name(params) { body }`: sequential code of one
+  // thread (SPEC B 2.9). Its name is already a C name.
+  void helper_function(const Function& f, const std::string& qualifiers);
   static std::string pad(int indent) { return std::string(indent * 2, ' '); }
 
  protected:

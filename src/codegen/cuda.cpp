@@ -174,6 +174,10 @@ bool uses_f16(const GpuProgram& p) {
     if ((t.is_tensor() || t.is_pointer()) && t.elem == ElemSize::F16) found = true;
   };
   for (const auto& a : p.params) check_type(a.type);
+  for (const auto& f : p.functions) {
+    check_type(f.ret);
+    for (const auto& a : f.params) check_type(*a.annotation);
+  }
   auto scan = [&](const Block& b) {
     visit_block(b, [&](const Stmt& s) {
       for (const Expr* e : {&s->lhs, &s->rhs, &s->cond, &s->lo, &s->hi})
@@ -182,6 +186,7 @@ bool uses_f16(const GpuProgram& p) {
   };
   scan(p.host);
   for (const auto& k : p.kernels) scan(k.body);
+  for (const auto& f : p.functions) scan(f.body);
   return found;
 }
 
@@ -197,7 +202,15 @@ CudaProgram print_cuda(const GpuProgram& p) {
   for (const auto& k : p.kernels) clusters = clusters || k.cluster_blocks > 1;
   if (clusters) pr.os << "#define PARPY_USE_CLUSTERS\n";
   if (p.use_graphs) pr.os << "#define PARPY_USE_GRAPHS\n";
-  pr.os << "#include \"parpy_cuda.h\"\n\n";
+  pr.os << "#include \"parpy_cuda.h\"\n";
+  // Externals are device functions of these headers, called by their C names (SPEC C.6.1).
+  for (const auto& h : p.headers) {
+    bool delimited = h[0] == '<' || h[0] == '"';
+    pr.os << "#include " << (delimited ? h : "\"" + h + "\"") << "\n";
+  }
+  pr.os << "\n";
+  // Jit helpers run in the calling thread (SPEC C.2.2).
+  for (const auto& f : p.functions) pr.helper_function(f, "static __device__ inline");
   for (const auto& k : p.kernels) pr.kernel(k);
   pr.entry();
   return {pr.os.str(), pr.entry_symbol, pr.error_symbol};

@@ -50,7 +50,7 @@ std::optional<RowLoop> row_loop(const Stmt& s, const std::string& worker, int64_
   r.trips = (r.hi - r.lo) / s->step;
   if (r.trips > kMaxTrips || r.trips * r.lanes > kMaxValues) return std::nullopt;
   for (const auto& st : s->body)
-    if (st->kind != StmtKind::Assign) return std::nullopt;
+    if (st->kind != StmtKind::Assign || refers_to_arrays(st->rhs)) return std::nullopt;
   return r;
 }
 
@@ -112,6 +112,11 @@ class RowCache {
           continue;
         }
         accesses(s, [&](const Expr& a) { shape[a->name] = ""; });
+        // An array passed whole (to a helper or an external) may be touched anywhere.
+        for (const Expr* e : {&s->lhs, &s->rhs, &s->cond, &s->lo, &s->hi})
+          visit_expr(*e, [&](const Expr& x) {
+            if (x && x->kind == ExprKind::Var && (x->ty.is_array() || x->ty.is_pointer())) shape[x->name] = "";
+          });
         scan(s->body);
         scan(s->orelse);
       }

@@ -53,6 +53,8 @@ std::optional<Block> fuse(const Stmt& a, const Stmt& next) {
     return std::nullopt;
   const Stmt& store = a->body[0];
   const Stmt& acc = red->body[0];
+  // A callee given an array may read or write any of it: keep the loops apart.
+  if (refers_to_arrays(store->rhs) || refers_to_arrays(acc->rhs)) return std::nullopt;
   const std::string& target = store->lhs->name;
   std::string index = print_expr(store->lhs->args[0]);
   // The statements between the loops initialise the accumulator: moving them before the map

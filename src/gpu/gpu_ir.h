@@ -44,6 +44,10 @@ struct GpuProgram {
   Block host;  // scalar host code; `call_stmt(call(kernel.name, args))` launches a kernel
   std::vector<std::string> written;  // array parameters the program may write (SPEC A6)
   bool use_graphs = false;  // the entry replays a CUDA graph of the host code's launches
+  // Device functions the kernels call (jit helpers, callees first; name = C name), and the
+  // headers of the externals they and the kernels call.
+  std::vector<Function> functions;
+  std::vector<std::string> headers;
 };
 
 }  // namespace parpy

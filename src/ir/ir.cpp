@@ -164,6 +164,15 @@ Expr neutral(ReduceOp op, Expr typed_like, Span span) {
   return n;
 }
 
+bool refers_to_arrays(const Expr& e) {
+  bool found = false;
+  visit_expr(e, [&](const Expr& x) {
+    if (x && (x->kind == ExprKind::Var || x->kind == ExprKind::Access) && (x->ty.is_array() || x->ty.is_pointer()))
+      found = true;
+  });
+  return found;
+}
+
 bool is_literal(const Expr& e) {
   return e && (e->kind == ExprKind::Int || e->kind == ExprKind::Float || e->kind == ExprKind::Bool);
 }

@@ -99,6 +99,9 @@ Expr access(std::string name, Expr flat_index, ElemSize elem, Span span);
 Expr neutral(ReduceOp op, Expr typed_like, Span span);
 
 bool is_literal(const Expr& e);  // Int, Float or Bool
+// Whether e mentions a whole array or a row (a variable or access that is not a scalar): such an
+// argument lets a callee read or write memory the expression does not show.
+bool refers_to_arrays(const Expr& e);
 
 // Post-order rewrite: f sees each node after its children were rewritten.
 Expr map_expr(const Expr& e, const std::function<Expr(const Expr&)>& f);

@@ -35,8 +35,14 @@ class HelperLowering {
       for (const auto& d : decls) {
         if (d->backend != opts_.backend) continue;
         CallTarget ct{d->ext_name, {}, d->ret};
-        for (const auto& p : d->params) ct.params.push_back(*p.annotation);
+        Callee callee{name, true, d->par, {}};
+        for (const auto& p : d->params) {
+          ct.params.push_back(*p.annotation);
+          // Nothing is known about an external's body: it may write any pointer it gets.
+          callee.writes.push_back(p.annotation->is_pointer());
+        }
         t[name] = std::move(ct);
+        out_.callees[d->ext_name] = std::move(callee);
         if (!d->header.empty() &&
             std::find(out_.headers.begin(), out_.headers.end(), d->header) == out_.headers.end())
           out_.headers.push_back(d->header);
@@ -73,7 +79,13 @@ class HelperLowering {
     fn.name = unique_name(h.name);
     fn.ret = ret;
     CallTarget ct{fn.name, {}, ret};
-    for (const auto& p : fn.params) ct.params.push_back(*p.annotation);
+    std::set<std::string> written = written_arrays(fn.body, out_.callees);
+    Callee callee{h.name, false, {}, {}};
+    for (const auto& p : fn.params) {
+      ct.params.push_back(*p.annotation);
+      callee.writes.push_back(p.annotation->is_pointer() && written.count(p.name) > 0);
+    }
+    out_.callees[fn.name] = std::move(callee);
     out_.functions.push_back(std::move(fn));
     done_[&h] = ct;
     return ct;
@@ -81,6 +93,28 @@ class HelperLowering {
 };
 
 }  // namespace
+
+std::set<std::string> written_arrays(const Block& b, const std::map<std::string, Callee>& callees) {
+  std::set<std::string> out;
+  auto through_calls = [&](const Expr& e) {
+    visit_expr(e, [&](const Expr& x) {
+      if (!x || x->kind != ExprKind::Call) return;
+      auto it = callees.find(x->name);
+      if (it == callees.end()) return;
+      for (size_t i = 0; i < x->args.size() && i < it->second.writes.size(); ++i) {
+        const Expr& a = x->args[i];
+        // A pointer argument is an array, a row of one (x[i]) or a pointer parameter.
+        if (it->second.writes[i] && (a->kind == ExprKind::Var || a->kind == ExprKind::Access)) out.insert(a->name);
+      }
+    });
+  };
+  visit_block(b, [&](const Stmt& s) {
+    if (s->kind == StmtKind::Assign && s->lhs->kind == ExprKind::Access) out.insert(s->lhs->name);
+    for (const Expr* e : {&s->lhs, &s->rhs, &s->cond, &s->lo, &s->hi})
+      if (*e) through_calls(*e);
+  });
+  return out;
+}
 
 Helpers lower_helpers(const Function& main, const CompileOptions& opts) {
   return HelperLowering(main, opts).run(main);

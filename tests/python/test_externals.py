@@ -1,5 +1,6 @@
-"""parpy.external on the Cpu backend (SPEC B 1.5, 2.9): declaration checks, registries, calls
-from jit expressions to a system header and to a user header found through opts.includes."""
+"""parpy.external on every enabled backend (SPEC B 1.5, 2.9): declaration checks, registries,
+calls from jit expressions to a system header and to a user header found through opts.includes.
+Each external is declared for Cpu and, as a device function, for Cuda."""
 
 import math
 
@@ -18,8 +19,13 @@ RNG = np.random.default_rng(11)
 
 MY_HEADER = """#pragma once
 #include <cstdint>
-static inline float my_scale(float x, float s) { return x * s + 1.0f; }
-static inline float my_row_max(const float* p, int64_t n) {
+#ifdef __CUDACC__
+#define MY_FN static inline __host__ __device__
+#else
+#define MY_FN static inline
+#endif
+MY_FN float my_scale(float x, float s) { return x * s + 1.0f; }
+MY_FN float my_row_max(const float* p, int64_t n) {
   float m = p[0];
   for (int64_t i = 1; i < n; ++i) m = p[i] > m ? p[i] : m;
   return m;
@@ -32,23 +38,27 @@ def _cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("PARPY_CACHE_DIR", str(tmp_path / "cache"))
 
 
-def cpu(**labels):
+def make_opts(backend, **labels):
     o = parpy.par({k: parpy.threads(v) for k, v in labels.items()})
-    o.backend = CompileBackend.Cpu
+    o.backend = backend
     return o
 
 
+# The Cpu declaration is applied last, so it is the one in _ext_tops.
 @parpy.external("std::hypot", CompileBackend.Cpu, Target.Device, header="<cmath>")
+@parpy.external("std::hypot", CompileBackend.Cuda, Target.Device, header="<cmath>")
 def ext_hypot(a: F64, b: F64) -> F64:
     return math.hypot(a, b)
 
 
 @parpy.external("my_scale", CompileBackend.Cpu, Target.Host, header="my.h")
+@parpy.external("my_scale", CompileBackend.Cuda, Target.Device, header="my.h")
 def ext_scale(x: F32, s: F32) -> F32:
     return x * s + 1.0
 
 
 @parpy.external("my_row_max", CompileBackend.Cpu, Target.Device, header="my.h")
+@parpy.external("my_row_max", CompileBackend.Cuda, Target.Device, header="my.h")
 def ext_row_max(p: pointer(F32), n: I64) -> F32:
     return max(p[:n])
 
@@ -58,16 +68,23 @@ def ext_cuda_only(a: F32) -> F32:
     return a
 
 
+@parpy.external("cpu_only_fn", CompileBackend.Cpu, Target.Device)
+def ext_cpu_only(a: F32) -> F32:
+    return a
+
+
 def test_registries_and_python_body():
     assert parpy._ext_decls[CompileBackend.Cpu]["ext_hypot"] is parpy._ext_tops["ext_hypot"]
+    assert parpy._ext_decls[CompileBackend.Cuda]["ext_hypot"].backend == CompileBackend.Cuda
     assert parpy._ext_tops["ext_hypot"].ext_name == "std::hypot"
     assert parpy._ext_tops["ext_hypot"].header == "<cmath>"
     assert "ext_cuda_only" in parpy._ext_decls[CompileBackend.Cuda]
     assert ext_hypot(3.0, 4.0) == 5.0
     assert ext_scale.__name__ == "ext_scale"
+    assert ext_scale(2.0, 3.0) == 7.0
 
 
-def test_system_header_external():
+def test_system_header_external(backend):
     @parpy.jit
     def f(x, y, out, N):
         parpy.label("N")
@@ -76,13 +93,13 @@ def test_system_header_external():
 
     x, y = RNG.standard_normal(1000), RNG.standard_normal(1000)
     out = np.zeros(1000)
-    f(x, y, out, 1000, opts=cpu(N=4))
+    f(x, y, out, 1000, opts=make_opts(backend, N=4))
     np.testing.assert_allclose(out, np.hypot(x, y), rtol=1e-15)
-    code = parpy.print_compiled(f, [x, y, out, 1000], cpu(N=4))
+    code = parpy.print_compiled(f, [x, y, out, 1000], make_opts(backend, N=4))
     assert "#include <cmath>" in code and "std::hypot(" in code
 
 
-def test_user_header_with_includes(tmp_path):
+def test_user_header_with_includes(backend, tmp_path):
     (tmp_path / "my.h").write_text(MY_HEADER)
 
     @parpy.jit
@@ -93,7 +110,7 @@ def test_user_header_with_includes(tmp_path):
 
     x = RNG.standard_normal((40, 17)).astype(np.float32)
     out = np.zeros(40, np.float32)
-    opts = cpu(N=4)
+    opts = make_opts(backend, N=4)
     opts.includes = [str(tmp_path)]
     f(x, out, 40, 17, opts=opts)
     np.testing.assert_allclose(out, x.max(axis=1) * 2 + 1, rtol=1e-6)
@@ -101,7 +118,7 @@ def test_user_header_with_includes(tmp_path):
     assert code.count('#include "my.h"') == 1
 
 
-def test_external_called_from_helper():
+def test_external_called_from_helper(backend):
     @parpy.jit
     def norm(a: F64, b: F64):
         return ext_hypot(a, b) * 2.0
@@ -114,7 +131,7 @@ def test_external_called_from_helper():
 
     x, y = RNG.standard_normal(64), RNG.standard_normal(64)
     expected = np.hypot(x, y) * 2
-    f(x, y, 64, opts=cpu(N=2))
+    f(x, y, 64, opts=make_opts(backend, N=2))
     np.testing.assert_allclose(y, expected, rtol=1e-15)
 
 
@@ -188,19 +205,29 @@ def test_statement_call_to_external():
                                "ext_scale(x[i], 2.0)")
 
 
-def test_external_of_other_backend():
+def test_external_of_other_backend(backend):
     @parpy.jit
     def f(x, N):
         parpy.label("N")
         for i in range(N):
             x[i] = ext_cuda_only(x[i])  # @other_backend
 
+    @parpy.jit
+    def g(x, N):
+        parpy.label("N")
+        for i in range(N):
+            x[i] = ext_cpu_only(x[i])  # @other_backend_cpu
+
+    if backend == CompileBackend.Cuda:
+        fun, expected = g, loc("Call to unknown function ext_cpu_only", "other_backend_cpu", "ext_cpu_only(x[i])")
+    else:
+        fun, expected = f, loc("Call to unknown function ext_cuda_only", "other_backend", "ext_cuda_only(x[i])")
     with pytest.raises(RuntimeError) as e:
-        f(np.zeros(4, np.float32), 4, opts=cpu(N=2))
-    assert str(e.value) == loc("Call to unknown function ext_cuda_only", "other_backend", "ext_cuda_only(x[i])")
+        fun(np.zeros(4, np.float32), 4, opts=make_opts(backend, N=2))
+    assert str(e.value) == expected
 
 
-def test_external_argument_type():
+def test_external_argument_type(backend):
     @parpy.jit
     def f(x, y, N):
         parpy.label("N")
@@ -208,6 +235,6 @@ def test_external_argument_type():
             y[i] = ext_hypot(x[i], 1.0)  # @ext_arg
 
     with pytest.raises(TypeError) as e:
-        f(np.zeros(4, np.int64), np.zeros(4), 4, opts=cpu(N=2))
+        f(np.zeros(4, np.int64), np.zeros(4), 4, opts=make_opts(backend, N=2))
     inner = "Expected element of type F64, found incompatible element type int64."
     assert str(e.value) == loc("Found incompatible types in function call:\n" + inner, "ext_arg", "x[i]")

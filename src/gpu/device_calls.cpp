@@ -1,0 +1,109 @@
+#include "gpu/device_calls.h"
+
+#include <algorithm>
+#include <functional>
+#include <string>
+
+namespace parpy {
+namespace {
+
+// The first call to one of `callees` that `pred` accepts, in the expressions of statement `s`
+// (not of its body).
+const ExprNode* find_call(const Stmt& s, const Helpers& h, const std::function<bool(const Callee&)>& pred) {
+  const ExprNode* found = nullptr;
+  for (const Expr* e : {&s->lhs, &s->rhs, &s->cond, &s->lo, &s->hi}) {
+    if (!*e) continue;
+    visit_expr(*e, [&](const Expr& x) {
+      if (found || !x || x->kind != ExprKind::Call) return;
+      auto it = h.callees.find(x->name);
+      if (it != h.callees.end() && pred(it->second)) found = x.get();
+    });
+  }
+  return found;
+}
+
+void check_host_calls(const Block& b, const Helpers& h) {
+  for (const auto& s : b) {
+    if (s->kind == StmtKind::WithGpu || (s->kind == StmtKind::For && s->par.is_parallel())) continue;
+    if (const ExprNode* c = find_call(s, h, [](const Callee&) { return true; })) {
+      const Callee& callee = h.callees.at(c->name);
+      fail(std::string("The ") + (callee.external ? "external function " : "jit function ") + callee.name +
+               " runs on the GPU, so it cannot be called outside parallel code.",
+           c->span);
+    }
+    check_host_calls(s->body, h);
+    check_host_calls(s->orelse, h);
+  }
+}
+
+// A parallel external is an innermost parallel layer at its call site (SPEC B 2.9), which the
+// kernel extraction does not model yet.
+void check_parallel_externals(const Block& b, const Helpers& h) {
+  visit_block(b, [&](const Stmt& s) {
+    const ExprNode* c = find_call(s, h, [](const Callee& x) { return x.external && x.par.is_parallel(); });
+    if (!c) return;
+    const Callee& callee = h.callees.at(c->name);
+    fail("The external function " + callee.name + " is declared with parallelize=threads(" +
+             std::to_string(callee.par.nthreads) + "), which the Cuda backend does not support.",
+         c->span);
+  });
+}
+
+bool contains_parallel(const Block& b) {
+  bool found = false;
+  visit_block(b, [&](const Stmt& s) {
+    if (s->kind == StmtKind::For && s->par.is_parallel()) found = true;
+  });
+  return found;
+}
+
+// Statements of a parallel loop outside its inner parallel loops run in every thread of the
+// block; extract_kernels narrows their stores to one thread, but a call in any other position
+// runs in each thread. A helper writing through a pointer would repeat its writes, so it must not
+// run there (an external's effects are not known: it is called as written).
+void check_replicated_writes(const Block& b, const Helpers& h, bool in_kernel, bool replicated) {
+  for (const auto& s : b) {
+    bool root = !in_kernel && (s->kind == StmtKind::WithGpu || (s->kind == StmtKind::For && s->par.is_parallel()));
+    bool nested = in_kernel && s->kind == StmtKind::For && s->par.is_parallel();
+    if (root || nested) {
+      check_replicated_writes(s->body, h, true, contains_parallel(s->body));
+      continue;
+    }
+    bool narrowed = s->kind == StmtKind::Assign && s->lhs->kind == ExprKind::Access;
+    if (replicated && !narrowed) {
+      auto writes = [](const Callee& c) {
+        return !c.external && std::find(c.writes.begin(), c.writes.end(), true) != c.writes.end();
+      };
+      if (const ExprNode* c = find_call(s, h, writes))
+        fail("The jit function " + h.callees.at(c->name).name +
+                 " writes through a pointer parameter, so on the GPU it must be called in an innermost "
+                 "parallel loop or in an assignment to an array element; here every thread of the block "
+                 "would run it.",
+             c->span);
+    }
+    check_replicated_writes(s->body, h, in_kernel, replicated);
+    check_replicated_writes(s->orelse, h, in_kernel, replicated);
+  }
+}
+
+}  // namespace
+
+void check_device_calls(const Block& main_body, const Helpers& helpers) {
+  check_host_calls(main_body, helpers);
+  check_replicated_writes(main_body, helpers, false, false);
+  check_parallel_externals(main_body, helpers);
+  for (const auto& f : helpers.functions) check_parallel_externals(f.body, helpers);
+}
+
+void attach_device_functions(GpuProgram& prog, const Block& main_body, const Helpers& helpers) {
+  prog.functions = helpers.functions;
+  prog.headers = helpers.headers;
+  for (const auto& name : written_arrays(main_body, helpers.callees)) {
+    bool param = std::any_of(prog.params.begin(), prog.params.end(),
+                             [&](const AbiParam& p) { return p.name == name && p.type.is_array(); });
+    if (param && std::find(prog.written.begin(), prog.written.end(), name) == prog.written.end())
+      prog.written.push_back(name);
+  }
+}
+
+}  // namespace parpy

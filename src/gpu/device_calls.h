@@ -1,0 +1,19 @@
+// Jit helpers and externals on a GPU backend: they are device functions (SPEC B 2.9, C.2.2).
+#pragma once
+#include "gpu/gpu_ir.h"
+#include "ir/ir.h"
+#include "passes/lower_helpers.h"
+
+namespace parpy {
+
+// Host code cannot call a helper or an external, since both only exist on the device; a helper
+// that writes through a pointer cannot run where every thread of a block runs the statement; an
+// external declared with `parallelize=threads(n)` is rejected wherever it is called.
+void check_device_calls(const Block& main_body, const Helpers& helpers);
+
+// Gives the program its device functions and the headers of its externals, adds the arrays that
+// calls may write through pointer parameters to the ones copied back (SPEC A6), and keeps kernels
+// that pass pointers to calls scalar (no 128-bit variant).
+void attach_device_functions(GpuProgram& prog, const Block& main_body, const Helpers& helpers);
+
+}  // namespace parpy
