@@ -45,16 +45,10 @@ class CpuPrinter : public CPrinter {
 
   // A helper called in expressions: sequential code of one thread (SPEC B 2.9).
   void helper(const Function& f) {
-    os << "static inline " << type_str(f.ret) << " " << f.name << "(";
-    for (size_t i = 0; i < f.params.size(); ++i)
-      os << (i ? ", " : "") << type_str(*f.params[i].annotation) << " " << c_ident(f.params[i].name);
-    os << ") {\n";
-    declarations(f.body, 1);
     bool saved = in_parallel_;
-    in_parallel_ = true;
-    block(f.body, 1);
+    in_parallel_ = true;  // its loops are sequential: no OpenMP pragmas
+    helper_function(f, "static inline");
     in_parallel_ = saved;
-    os << "}\n\n";
   }
 
  protected:
