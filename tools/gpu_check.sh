@@ -3,7 +3,7 @@
 # suite and compute-sanitizer on the GPU reduction tests. Wheels it lacks (nanobind, pytest and
 # its needs, for that machine's Python) go in .whl/ first, e.g.
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl nanobind pytest \
-#       iniconfig pluggy packaging pygments
+#       iniconfig pluggy packaging pygments pytest-xdist execnet
 # Usage: bash tools/gpu_check.sh [log-dir]   (PARPY_CXX selects the host compiler; default
 # /usr/bin/g++-13 where it exists, else $CXX or g++: on the H100 machines $CXX names a g++ wrapper
 # whose builds of the module crash)
@@ -17,7 +17,9 @@ cmake -S . -B build-dev -G Ninja -DPython_EXECUTABLE="$(command -v python3)" \
 export PYTHONPATH=$PWD/python:/tmp/parpy-site
 python3 -m parpy | tee "$logs/diagnostics.txt"
 python3 benchmarks/gpu.py 2>&1 | tee "$logs/bench.txt"
-python3 -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee "$logs/pytest.log" | tail -3
+# Tests in parallel processes where pytest-xdist is there (nvcc builds dominate the suite's time).
+xdist=$(python3 -c "import xdist" 2>/dev/null && echo "-n 8")
+python3 -m pytest -q -p no:cacheprovider $xdist tests/python 2>&1 | tee "$logs/pytest.log" | tail -3
 K="(softmax or normalize or row_sum or row_max or seed or split or cluster or graph or cached or fused) and not 10000000 and not 1000003 and not 50001"
 for tool in memcheck racecheck; do
   compute-sanitizer --tool $tool --target-processes all python3 -m pytest -q -p no:cacheprovider \

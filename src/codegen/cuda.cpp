@@ -1,6 +1,8 @@
 #include "codegen/cuda.h"
 
 #include <map>
+#include <string>
+#include <vector>
 
 #include "codegen/c_names.h"
 #include "codegen/c_printer.h"
@@ -110,10 +112,14 @@ class CudaPrinter : public CPrinter {
     for (const auto& k : prog_.kernels) wide = wide || k.cluster_blocks > 8;
     if (!wide) return;
     os << "  static bool parpy_attributes_set = false;\n  if (!parpy_attributes_set) {\n";
-    for (const auto& k : prog_.kernels)
-      if (k.cluster_blocks > 8)
-        os << "    PARPY_CHECK(cudaFuncSetAttribute(" << c_ident(k.name)
+    for (const auto& k : prog_.kernels) {
+      if (k.cluster_blocks <= 8) continue;
+      std::vector<std::string> names{k.name};
+      if (!k.vector_body.empty()) names.push_back(k.name + "_vec");
+      for (const auto& n : names)
+        os << "    PARPY_CHECK(cudaFuncSetAttribute(" << c_ident(n)
            << ", cudaFuncAttributeNonPortableClusterSizeAllowed, 1), \"cudaFuncSetAttribute\");\n";
+    }
     os << "    parpy_attributes_set = true;\n  }\n";
   }
 

@@ -79,7 +79,9 @@ def test_cluster_above_eight_blocks_sets_the_non_portable_attribute():
                                 opts_for({"outer": parpy.threads(100), "inner": parpy.threads(4096).reduce().tpb(256)},
                                          clusters=True, max_blocks=16))
     assert "__cluster_dims__(16, 1, 1)" in code
-    assert "cudaFuncAttributeNonPortableClusterSizeAllowed" in code
+    # Both variants of the kernel (scalar and 128-bit) may be launched: both get the attribute.
+    assert "cudaFuncSetAttribute(row_sum_k0, cudaFuncAttributeNonPortableClusterSizeAllowed, 1)" in code
+    assert "cudaFuncSetAttribute(row_sum_k0_vec, cudaFuncAttributeNonPortableClusterSizeAllowed, 1)" in code
 
 
 def test_too_many_blocks_for_a_cluster_fall_back_to_multi_block():
