@@ -279,7 +279,21 @@ class KernelBuilder {
   // after each inner parallel loop, every piece becomes a kernel over the same outer loop, and the
   // locals the pieces share live in device memory, one element per outer iteration (A8: sized by
   // the trip count).
-  Block split(const Stmt& root) {
+  Block split(const Stmt& root_in) {
+    // Locals that a piece of an earlier split loads from device memory (read_shared_once) are
+    // loaded again by every piece of this one: only earlier kernels write that memory.
+    Block prefix;
+    std::set<std::string> scratch_names;
+    for (const auto& sc : prog_.scratch) scratch_names.insert(sc.name);
+    auto is_scratch_load = [&](const Stmt& st) {
+      return st->kind == StmtKind::Assign && st->defines && st->lhs->kind == ExprKind::Var &&
+             st->rhs->kind == ExprKind::Access && scratch_names.count(st->rhs->name);
+    };
+    size_t first = 0;
+    while (first < root_in->body.size() && is_scratch_load(root_in->body[first])) prefix.push_back(root_in->body[first++]);
+    auto trimmed = copy(root_in);
+    trimmed->body.assign(root_in->body.begin() + static_cast<std::ptrdiff_t>(first), root_in->body.end());
+    Stmt root = trimmed;
     if (k_ != 1)
       fail("This parallel loop nest needs a barrier across thread blocks between its inner parallel "
            "loops, which the Cuda backend supports for two levels of parallel loops only. Use at "
@@ -363,7 +377,8 @@ class KernelBuilder {
     Block launches;
     for (auto& piece : pieces) {
       auto r = copy(root);
-      r->body = read_shared_once(piece, shared, iter);
+      r->body = prefix;
+      for (const auto& st : read_shared_once(piece, shared, iter)) r->body.push_back(st);
       for (const auto& l : make_kernels(r)) launches.push_back(l);
     }
     return launches;

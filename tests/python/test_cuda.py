@@ -201,6 +201,24 @@ def test_inconsistent_parallel_structure():
         parpy.print_compiled(siblings, [x, 8], opts)
 
 
+def test_wide_loop_under_a_branch_after_a_shared_local_is_an_error_not_a_crash():
+    # Found by the Cuda fuzzer: splitting the nest at `c` left a branch holding a loop wider than
+    # a block, which was split again without end (a stack overflow).
+    @parpy.jit
+    def branchy(x, y, N, M):
+        parpy.label("N")
+        for i in range(N):
+            c = x[i, 0]
+            if c > 0.0:
+                parpy.label("M")
+                for j in range(M):
+                    y[i, j] = c
+
+    x = np.zeros((8, 3000), np.float32)
+    with pytest.raises(RuntimeError, match="needs a barrier across thread blocks inside a statement"):
+        parpy.print_compiled(branchy, [x, x, 8, 3000], opts_for({"N": parpy.threads(8), "M": parpy.threads(2048).tpb(512)}))
+
+
 def test_print_compiled_includes_fp16_only_when_used():
     f32 = np.zeros(100, np.float32)
     code = parpy.print_compiled(axpy, [2.0, f32, f32, 100], opts_for({"N": parpy.threads(100)}))

@@ -5,6 +5,11 @@ generation (`print_compiled`, no C++ build) in one subprocess, so a crash of the
 as a non-zero exit. Every outcome must be success or a user error (RuntimeError, TypeError,
 NameError) whose message does not start with "Internal error".
 
+Part C puts >= 2,500 generated programs through Cuda code generation (no GPU needed), with
+clusters, graphs and multi-block thread counts among the options, under the same rule, and compiles
+a sample of the generated CUDA with nvcc: every GPU pass (fusion, kernel splitting, 128-bit
+variants, rows in registers) must either produce code that compiles or report a user error.
+
 Part B builds and runs >= 200 programs that are valid and deterministic by construction and compares
 every output element with the undecorated Python function (`f.__wrapped__`) run on copies of the
 same inputs.
@@ -28,6 +33,7 @@ Programs whose plain-Python run raises (float overflow in `**`/`exp`) or produce
 import importlib.util
 import os
 import random
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -905,3 +911,99 @@ def test_fuzz_build_and_run(part, tmp_path):
     print(f"part B[{part}]: {count} programs built and run in {time.time() - t0:.1f}s, "
           f"{skipped} skipped")
     assert not failures, f"{len(failures)} failures; first:\n{failures[0]}"
+
+
+# ===== Part C: Cuda code generation of generated programs (no GPU needed) ========================
+
+_DRIVER_C = r"""
+import importlib.util, os, sys
+import numpy as np
+import parpy
+
+out_dir = sys.argv[1]
+outcomes = {"ok": 0, "RuntimeError": 0, "TypeError": 0, "NameError": 0}
+variants = []
+for n_thr, m_thr, tpb, clusters, graphs in [(4, 8, 1024, False, False), (8, 2048, 512, False, False),
+                                            (8, 2048, 512, True, True), (2, 64, 32, False, True)]:
+    o = parpy.par({"N": parpy.threads(n_thr), "M": parpy.threads(m_thr).tpb(tpb),
+                   "R": parpy.threads(m_thr).tpb(tpb).reduce()})
+    o.backend = parpy.CompileBackend.Cuda
+    o.use_cuda_thread_block_clusters = clusters
+    o.use_cuda_graphs = graphs
+    variants.append(o)
+saved = 0
+k = 0
+for path in sys.argv[2:]:
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    for n, (make, args) in enumerate(mod.FUNS):
+        k += 1
+        try:
+            f = make()
+            code = parpy.print_compiled(f, args(), variants[k % len(variants)])
+            outcomes["ok"] += 1
+            if saved < 48 and outcomes["ok"] % 6 == 0:
+                with open(os.path.join(out_dir, f"k{saved}.cu"), "w") as fh:
+                    fh.write(code)
+                saved += 1
+        except (RuntimeError, TypeError, NameError) as e:
+            msg = str(e)
+            if msg.startswith("Internal error"):
+                print("INTERNAL", path, n, msg)
+                sys.exit(3)
+            outcomes[type(e).__name__] += 1
+print(outcomes)
+"""
+
+
+def test_fuzz_cuda_codegen(tmp_path):
+    rng = random.Random(31337 + int(os.environ.get("PARPY_FUZZ_SEED", "0")))
+    per_file, nfiles, nvalid = 500, 5, 500
+    paths = []
+    for m in range(nfiles):
+        p = tmp_path / f"fuzz_c{m}.py"
+        p.write_text(_module_a(rng, m * per_file, per_file))
+        paths.append(str(p))
+    # Valid programs too, their bodies in a gpu block: most mutants touch arrays in host code,
+    # which the Cuda backend rejects.
+    parts = ["import numpy as np\nimport parpy\n\nFUNS = []\n\n"]
+    for n in range(nvalid):
+        src, N, M = _gen_valid(rng, 50_000 + n)
+        head, body = src.split("\n", 1)
+        src = head + "\n    with parpy.gpu:\n" + textwrap.indent(body, "    ")
+        parts.append(f"def _make{n}():\n    @parpy.jit\n" + textwrap.indent(src, "    ")
+                     + f"    return g{50_000 + n}\n\nFUNS.append((_make{n}, {_ARGS_SETS[0].format(N=N, M=M)}))\n\n")
+    p = tmp_path / "fuzz_cvalid.py"
+    p.write_text("".join(parts))
+    paths.append(str(p))
+    out = tmp_path / "cu"
+    out.mkdir()
+    r = subprocess.run(
+        [sys.executable, "-W", "ignore::SyntaxWarning", "-c", _DRIVER_C, str(out), *paths],
+        capture_output=True, text=True, timeout=600, env=_env(), check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    counts = eval(r.stdout.strip().splitlines()[-1])
+    print(f"part C: {sum(counts.values())} programs: {counts}")
+    assert sum(counts.values()) == per_file * nfiles + nvalid and counts["ok"] >= 200, counts
+    if shutil.which("nvcc") is None:
+        return
+    failures = []
+
+    def build(paths):
+        for src in paths:
+            c = subprocess.run(["nvcc", "-c", "-std=c++17", "-arch=sm_90", "-I" + parpy.get_include(), str(src),
+                                "-o", str(src) + ".o"], capture_output=True, text=True, check=False)
+            if c.returncode != 0:
+                failures.append(src.read_text() + "\n" + c.stderr[-2000:])
+
+    files = sorted(out.glob("*.cu"))
+    assert len(files) >= 40
+    threads = [threading.Thread(target=build, args=(files[k::2],)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, f"{len(failures)} of {len(files)} do not compile; first:\n{failures[0]}"
