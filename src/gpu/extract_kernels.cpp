@@ -75,9 +75,10 @@ class KernelBuilder {
     Block out;
     for (const auto& s : b) {
       if (s->kind == StmtKind::WithGpu || (s->kind == StmtKind::For && s->par.is_parallel())) {
-        for (const auto& launch : make_kernels(s)) out.push_back(launch);
+        for (const auto& launch : make_kernels(keep_device_locals(s))) out.push_back(launch);
         continue;
       }
+      check_host_use(s);
       auto n = copy(s);
       n->body = host(s->body);
       n->orelse = host(s->orelse);
@@ -102,6 +103,67 @@ class KernelBuilder {
 
   std::string fresh(const std::string& base) { return "$" + base + std::to_string(counter_++); }
   std::string worker(size_t d) const { return "$w" + std::to_string(d); }
+
+  // ---- Locals computed on the GPU and used by later kernels (SPEC C.2.6, step 7) ----
+  // `s = sum(x[:])` at the top level runs in a kernel; a later kernel that reads s loads it from
+  // a one-element device array that the defining kernel stores to.
+  std::map<std::string, std::string> device_locals_;  // local -> its device array
+
+  Stmt keep_device_locals(const Stmt& root) {
+    auto r = copy(root);
+    // Loads of device locals this kernel reads, at the start of its body.
+    std::set<std::string> read;
+    visit_block({root}, [&](const Stmt& st) {
+      for (const Expr* e : {&st->lhs, &st->rhs, &st->cond, &st->lo, &st->hi})
+        visit_expr(*e, [&](const Expr& x) {
+          if (x && x->kind == ExprKind::Var && device_locals_.count(x->name)) read.insert(x->name);
+        });
+    });
+    Block body;
+    for (const auto& name : read) {
+      const Scratch& sc = scratch_of(device_locals_[name]);
+      auto load = copy(assign(var(name, root->span, Type::scalar(sc.elem)), access(sc.name, ilit(0), sc.elem, root->span),
+                              root->span));
+      load->defines = true;
+      body.push_back(load);
+    }
+    body.insert(body.end(), root->body.begin(), root->body.end());
+    // A gpu block's own locals: stored for later kernels (one thread runs its top level).
+    if (root->kind == StmtKind::WithGpu) {
+      for (const auto& st : root->body) {
+        if (st->kind != StmtKind::Assign || !st->defines || st->lhs->kind != ExprKind::Var || !st->lhs->ty.is_scalar())
+          continue;
+        const std::string& name = st->lhs->name;
+        if (!device_locals_.count(name)) {
+          std::string mem = fresh("device_" + name);
+          prog_.scratch.push_back({mem, st->lhs->ty.elem, 1, false});
+          device_locals_[name] = mem;
+        }
+        body.push_back(assign(access(device_locals_[name], ilit(0), st->lhs->ty.elem, st->span), st->lhs, st->span));
+      }
+    }
+    r->body = body;
+    return r;
+  }
+
+  const Scratch& scratch_of(const std::string& name) const {
+    for (const auto& sc : prog_.scratch)
+      if (sc.name == name) return sc;
+    fail("Internal error: no device array " + name, {});
+  }
+
+  // Host code cannot read a local whose value lives on the GPU; a host assignment makes it a
+  // host local again.
+  void check_host_use(const Stmt& s) {
+    for (const Expr* e : {&s->rhs, &s->cond, &s->lo, &s->hi})
+      visit_expr(*e, [&](const Expr& x) {
+        if (x && x->kind == ExprKind::Var && device_locals_.count(x->name))
+          fail("The value of " + x->name + " is computed on the GPU, so host code cannot use it. Use it "
+               "inside parallel code or a 'with parpy.gpu:' block.",
+               x->span);
+      });
+    if (s->kind == StmtKind::Assign && s->lhs->kind == ExprKind::Var) device_locals_.erase(s->lhs->name);
+  }
 
   // ---- Parallel structure (SPEC C.2.3) ----
   std::vector<int64_t> unify(std::vector<int64_t> a, const std::vector<int64_t>& b, const Span& sp,

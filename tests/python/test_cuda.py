@@ -219,6 +219,44 @@ def test_wide_loop_under_a_branch_after_a_shared_local_is_an_error_not_a_crash()
         parpy.print_compiled(branchy, [x, x, 8, 3000], opts_for({"N": parpy.threads(8), "M": parpy.threads(2048).tpb(512)}))
 
 
+@parpy.jit
+def normalize_by_total(x, y, N):
+    s = parpy.operators.sum(x[:])
+    parpy.label("N")
+    for i in range(N):
+        y[i] = x[i] / s
+
+
+def test_gpu_local_used_by_a_later_kernel(tmp_path):
+    # s is computed in one kernel and read by the next through a one-element device array.
+    x = np.zeros(1000, np.float32)
+    code = parpy.print_compiled(normalize_by_total, [x, x, 1000], opts_for({"N": parpy.threads(256)}))
+    assert "parpy_device_s0[0] = s;" in code and "s = parpy_device_s0[0];" in code
+    if shutil.which("nvcc"):
+        src = tmp_path / "k.cu"
+        src.write_text(code)
+        r = subprocess.run(["nvcc", "-c", "-std=c++17", "-arch=sm_90", "-I" + parpy.get_include(), str(src),
+                            "-o", str(tmp_path / "k.o")], capture_output=True, text=True, check=False)
+        assert r.returncode == 0, r.stderr
+
+
+def test_gpu_local_read_by_host_code_is_an_error():
+    @parpy.jit
+    def host_branch(x, y, N):
+        s = parpy.operators.sum(x[:])
+        if s > 0.0:
+            parpy.label("N")
+            for i in range(N):
+                y[i] = x[i]
+
+    x = np.zeros(100, np.float32)
+    with pytest.raises(RuntimeError) as e:
+        parpy.print_compiled(host_branch, [x, x, 100], opts_for({"N": parpy.threads(100)}))
+    msg = str(e.value)
+    assert msg.startswith("The value of s is computed on the GPU, so host code cannot use it.")
+    assert "        if s > 0.0:\n           ^" in msg
+
+
 def test_print_compiled_includes_fp16_only_when_used():
     f32 = np.zeros(100, np.float32)
     code = parpy.print_compiled(axpy, [2.0, f32, f32, 100], opts_for({"N": parpy.threads(100)}))
@@ -325,6 +363,15 @@ def test_axpy_strided_matvec_int_half():
     ho = np.zeros(500, np.float16)
     half_scale(h, ho, 500, opts=opts_for({"N": parpy.threads(500)}))
     np.testing.assert_array_equal(ho, h * np.float16(2))
+
+
+@needs_gpu
+def test_gpu_local_used_by_a_later_kernel_runs():
+    N = 100003
+    x = np.abs(rand(N)) + 0.5
+    y = np.zeros(N, np.float32)
+    normalize_by_total(x, y, N, opts=opts_for({"N": parpy.threads(4096)}))
+    np.testing.assert_allclose(y, x / x.astype(np.float64).sum(), rtol=1e-4)
 
 
 @needs_gpu

@@ -944,7 +944,7 @@ for path in sys.argv[2:]:
             f = make()
             code = parpy.print_compiled(f, args(), variants[k % len(variants)])
             outcomes["ok"] += 1
-            if saved < 48 and outcomes["ok"] % 6 == 0:
+            if saved < 48 and outcomes["ok"] % 4 == 0:
                 with open(os.path.join(out_dir, f"k{saved}.cu"), "w") as fh:
                     fh.write(code)
                 saved += 1
