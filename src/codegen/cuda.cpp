@@ -186,8 +186,7 @@ bool uses_f16(const GpuProgram& p) {
   }
   auto scan = [&](const Block& b) {
     visit_block(b, [&](const Stmt& s) {
-      for (const Expr* e : {&s->lhs, &s->rhs, &s->cond, &s->lo, &s->hi})
-        visit_expr(*e, [&](const Expr& x) { check_type(x->ty); });
+      visit_stmt_exprs(s, [&](const Expr& x) { check_type(x->ty); });
     });
   };
   scan(p.host);

@@ -4,23 +4,17 @@
 #include <optional>
 #include <set>
 
+#include "gpu/index_expr.h"
+
 namespace parpy {
 namespace {
 
-const Type kI64 = Type::scalar(ElemSize::I64);
-Expr ilit(int64_t v) { return int_lit(v, {}, false, ElemSize::I64); }
+using gpu::iadd;
+using gpu::ilit;
 
 // At most this many iterations per thread are unrolled, and this many elements per array kept.
 constexpr int64_t kMaxTrips = 8;
 constexpr int64_t kMaxValues = 32;
-
-bool mentions(const Expr& e, const std::string& name) {
-  bool found = false;
-  visit_expr(e, [&](const Expr& x) {
-    if (x && x->kind == ExprKind::Var && x->name == name) found = true;
-  });
-  return found;
-}
 
 // The shape of a candidate loop: start L + c*w, bound H, step c*workers, trips per thread.
 struct RowLoop {
@@ -72,10 +66,9 @@ std::optional<std::string> base_of(const Expr& idx, const std::string& j, int64_
 }
 
 void accesses(const Stmt& s, const std::function<void(const Expr&)>& f) {
-  for (const Expr* e : {&s->lhs, &s->rhs, &s->cond, &s->lo, &s->hi})
-    visit_expr(*e, [&](const Expr& x) {
-      if (x && x->kind == ExprKind::Access) f(x);
-    });
+  visit_stmt_exprs(s, [&](const Expr& x) {
+    if (x->kind == ExprKind::Access) f(x);
+  });
 }
 
 class RowCache {
@@ -113,10 +106,9 @@ class RowCache {
         }
         accesses(s, [&](const Expr& a) { shape[a->name] = ""; });
         // An array passed whole (to a helper or an external) may be touched anywhere.
-        for (const Expr* e : {&s->lhs, &s->rhs, &s->cond, &s->lo, &s->hi})
-          visit_expr(*e, [&](const Expr& x) {
-            if (x && x->kind == ExprKind::Var && (x->ty.is_array() || x->ty.is_pointer())) shape[x->name] = "";
-          });
+        visit_stmt_exprs(s, [&](const Expr& x) {
+          if (x->kind == ExprKind::Var && (x->ty.is_array() || x->ty.is_pointer())) shape[x->name] = "";
+        });
         scan(s->body);
         scan(s->orelse);
       }
@@ -136,7 +128,7 @@ class RowCache {
   // the locals of each iteration get names of their own.
   void unroll(const Stmt& loop, const RowLoop& r, Block& out) {
     for (int64_t t = 0; t < r.trips; ++t) {
-      Expr jv = binop(BinOp::Add, loop->lo, ilit(t * loop->step), {}, kI64);
+      Expr jv = iadd(loop->lo, ilit(t * loop->step));
       std::map<std::string, std::string> renamed;
       auto sub = [&](const Expr& e) {
         return map_expr(e, [&](const Expr& x) -> Expr {

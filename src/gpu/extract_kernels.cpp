@@ -6,20 +6,17 @@
 #include <set>
 
 #include "gpu/cache_rows.h"
+#include "gpu/index_expr.h"
 #include "gpu/vectorize.h"
 #include "passes/constant_fold.h"
 
 namespace parpy {
 namespace {
 
-const Type kI64 = Type::scalar(ElemSize::I64);
-const Type kBool = Type::scalar(ElemSize::Bool);
-
-Expr ivar(const std::string& n) { return var(n, {}, kI64); }
-Expr ilit(int64_t v) { return int_lit(v, {}, false, ElemSize::I64); }
-Expr iop(BinOp op, Expr a, Expr b) {
-  return binop(op, std::move(a), std::move(b), {}, is_comparison(op) || op == BinOp::And ? kBool : kI64);
-}
+using gpu::ilit;
+using gpu::iop;
+using gpu::ivar;
+using gpu::kBool;
 
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
@@ -114,10 +111,9 @@ class KernelBuilder {
     // Loads of device locals this kernel reads, at the start of its body.
     std::set<std::string> read;
     visit_block({root}, [&](const Stmt& st) {
-      for (const Expr* e : {&st->lhs, &st->rhs, &st->cond, &st->lo, &st->hi})
-        visit_expr(*e, [&](const Expr& x) {
-          if (x && x->kind == ExprKind::Var && device_locals_.count(x->name)) read.insert(x->name);
-        });
+      visit_stmt_exprs(st, [&](const Expr& x) {
+        if (x->kind == ExprKind::Var && device_locals_.count(x->name)) read.insert(x->name);
+      });
     });
     Block body;
     for (const auto& name : read) {
@@ -157,7 +153,7 @@ class KernelBuilder {
   void check_host_use(const Stmt& s) {
     for (const Expr* e : {&s->rhs, &s->cond, &s->lo, &s->hi})
       visit_expr(*e, [&](const Expr& x) {
-        if (x && x->kind == ExprKind::Var && device_locals_.count(x->name))
+        if (x->kind == ExprKind::Var && device_locals_.count(x->name))
           fail("The value of " + x->name + " is computed on the GPU, so host code cannot use it. Use it "
                "inside parallel code or a 'with parpy.gpu:' block.",
                x->span);
@@ -450,13 +446,13 @@ class KernelBuilder {
   // instead of reading device memory in every iteration of its loops.
   static Block read_shared_once(const Block& piece, const std::map<std::string, std::string>& shared,
                                 const Expr& iter) {
-    std::set<std::string> written, read;
+    std::set<std::string> written;
+    std::map<std::string, ElemSize> read;  // array -> element type
     visit_block(piece, [&](const Stmt& st) {
       if (st->kind == StmtKind::Assign && st->lhs->kind == ExprKind::Access) written.insert(st->lhs->name);
-      for (const Expr* e : {&st->lhs, &st->rhs, &st->cond, &st->lo, &st->hi})
-        visit_expr(*e, [&](const Expr& x) {
-          if (x && x->kind == ExprKind::Access) read.insert(x->name);
-        });
+      visit_stmt_exprs(st, [&](const Expr& x) {
+        if (x->kind == ExprKind::Access) read[x->name] = x->ty.elem;
+      });
     });
     Block out;
     std::map<std::string, std::string> local;  // scratch name -> original local
@@ -472,13 +468,7 @@ class KernelBuilder {
       });
     });
     for (const auto& [mem, orig] : local) {
-      ElemSize elem = ElemSize::F32;
-      visit_block(piece, [&](const Stmt& st) {
-        for (const Expr* e : {&st->lhs, &st->rhs, &st->cond, &st->lo, &st->hi})
-          visit_expr(*e, [&](const Expr& x) {
-            if (x && x->kind == ExprKind::Access && x->name == mem) elem = x->ty.elem;
-          });
-      });
+      ElemSize elem = read[mem];
       auto def = copy(assign(var(orig, {}, Type::scalar(elem)), access(mem, iter, elem, {}), {}));
       def->defines = true;
       out.push_back(def);
@@ -519,10 +509,9 @@ class KernelBuilder {
   static bool contains_array_access(const Stmt& s) {
     bool found = false;
     visit_block({s}, [&](const Stmt& x) {
-      for (const Expr* e : {&x->lhs, &x->rhs, &x->cond, &x->lo, &x->hi})
-        visit_expr(*e, [&](const Expr& y) {
-          if (y->kind == ExprKind::Access) found = true;
-        });
+      visit_stmt_exprs(x, [&](const Expr& y) {
+        if (y->kind == ExprKind::Access) found = true;
+      });
     });
     return found;
   }
@@ -668,11 +657,10 @@ class KernelBuilder {
         if (std::find(prog_.written.begin(), prog_.written.end(), s->lhs->name) == prog_.written.end())
           prog_.written.push_back(s->lhs->name);
       }
-      for (const Expr* e : {&s->lhs, &s->rhs, &s->cond, &s->lo, &s->hi})
-        visit_expr(*e, [&](const Expr& x) {
-          if (x->kind == ExprKind::Var) used.emplace(x->name, x->ty);
-          if (x->kind == ExprKind::Access) used.emplace(x->name, params_.count(x->name) ? params_[x->name] : Type::pointer(x->ty.elem));
-        });
+      visit_stmt_exprs(s, [&](const Expr& x) {
+        if (x->kind == ExprKind::Var) used.emplace(x->name, x->ty);
+        if (x->kind == ExprKind::Access) used.emplace(x->name, params_.count(x->name) ? params_[x->name] : Type::pointer(x->ty.elem));
+      });
     });
     std::set<std::string> scratch;
     for (const auto& sc : prog_.scratch) scratch.insert(sc.name);

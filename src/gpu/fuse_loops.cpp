@@ -3,27 +3,16 @@
 namespace parpy {
 namespace {
 
-// Whether e reads the local or array `name`.
-bool mentions_var(const Expr& e, const std::string& name) {
-  bool found = false;
-  visit_expr(e, [&](const Expr& x) {
-    if (x && (x->kind == ExprKind::Var || x->kind == ExprKind::Access) && x->name == name) found = true;
-  });
-  return found;
-}
-
 // A local or an array element that is neither the map's array nor read by the map.
 bool independent_target(const Expr& lhs, const Stmt& store) {
   if (lhs->kind != ExprKind::Var && lhs->kind != ExprKind::Access) return false;
-  return lhs->name != store->lhs->name && !mentions_var(store->rhs, lhs->name) &&
-         !mentions_var(store->lhs, lhs->name);
+  return lhs->name != store->lhs->name && !mentions(store->rhs, lhs->name) &&
+         !mentions(store->lhs, lhs->name);
 }
 
 bool has_access(const Expr& e) {
   bool found = false;
-  visit_expr(e, [&](const Expr& x) {
-    if (x && x->kind == ExprKind::Access) found = true;
-  });
+  visit_expr(e, [&](const Expr& x) { found = found || x->kind == ExprKind::Access; });
   return found;
 }
 
@@ -61,7 +50,7 @@ std::optional<Block> fuse(const Stmt& a, const Stmt& next) {
   // must not change what the map computes.
   for (const auto& s : inits) {
     if (s->kind != StmtKind::Assign || !independent_target(s->lhs, store) || has_access(s->rhs) ||
-        mentions_var(s->rhs, red->var) || mentions_var(s->rhs, a->var))
+        mentions(s->rhs, red->var) || mentions(s->rhs, a->var))
       return std::nullopt;
   }
   if (!independent_target(acc->lhs, store)) return std::nullopt;

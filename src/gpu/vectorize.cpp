@@ -3,19 +3,19 @@
 #include <functional>
 #include <set>
 
+#include "gpu/index_expr.h"
+
 namespace parpy {
 namespace {
 
-const Type kI64 = Type::scalar(ElemSize::I64);
-Expr ivar(const std::string& n) { return var(n, {}, kI64); }
-Expr ilit(int64_t v) { return int_lit(v, {}, false, ElemSize::I64); }
-Expr iadd(Expr a, Expr b) { return binop(BinOp::Add, std::move(a), std::move(b), {}, kI64); }
+using gpu::iadd;
+using gpu::ilit;
+using gpu::iop;
+using gpu::ivar;
 
-bool mentions(const Expr& e, const std::set<std::string>& names) {
+bool mentions_any(const Expr& e, const std::set<std::string>& names) {
   bool found = false;
-  visit_expr(e, [&](const Expr& x) {
-    if (x && x->kind == ExprKind::Var && names.count(x->name)) found = true;
-  });
+  visit_expr(e, [&](const Expr& x) { found = found || (x->kind == ExprKind::Var && names.count(x->name)); });
   return found;
 }
 
@@ -55,7 +55,7 @@ class LoopVectorizer {
     for (int64_t u = 0; u < lanes_; ++u) hoist_loads(u, body, loaded[static_cast<size_t>(u)]);
     for (int64_t u = 0; u < lanes_; ++u) lane(u, body, loaded[static_cast<size_t>(u)]);
     Block out;
-    auto vec = copy(for_loop(s_->var, iadd(ilit(lo_), binop(BinOp::Mul, ilit(lanes_), ivar(worker_), {}, kI64)),
+    auto vec = copy(for_loop(s_->var, iadd(ilit(lo_), iop(BinOp::Mul, ilit(lanes_), ivar(worker_))),
                              ilit(lo_ + lanes_ * groups), lanes_ * workers_, body, s_->span));
     out.push_back(vec);
     if (count % lanes_ != 0) {
@@ -92,7 +92,7 @@ class LoopVectorizer {
     for (int k = 0; k < 2; ++k) {
       const Expr& v = idx->args[static_cast<size_t>(k)];
       const Expr& base = idx->args[static_cast<size_t>(1 - k)];
-      if (v->kind == ExprKind::Var && v->name == s_->var && !mentions(base, {s_->var})) return base;
+      if (v->kind == ExprKind::Var && v->name == s_->var && !mentions(base, s_->var)) return base;
     }
     return std::nullopt;
   }
@@ -104,8 +104,8 @@ class LoopVectorizer {
     int64_t widest = 0;
     auto check_access = [&](const Expr& a) {
       const Expr& idx = a->args[0];
-      if (mentions(idx, locals_)) return false;
-      if (!mentions(idx, {s_->var})) return true;
+      if (mentions_any(idx, locals_)) return false;
+      if (!mentions(idx, s_->var)) return true;
       auto base = base_of(idx);
       if (!base) return false;
       widths_[a->name] = elem_bytes(a->ty.elem);
@@ -117,7 +117,7 @@ class LoopVectorizer {
       if (st->kind != StmtKind::Assign || refers_to_arrays(st->rhs)) return false;
       bool ok = true;
       visit_expr(st->rhs, [&](const Expr& x) {
-        if (x && x->kind == ExprKind::Access) ok = ok && !written.count(x->name) && check_access(x);
+        if (x->kind == ExprKind::Access) ok = ok && !written.count(x->name) && check_access(x);
       });
       if (st->lhs->kind == ExprKind::Access) {
         ok = ok && check_access(st->lhs);

@@ -164,6 +164,18 @@ Expr neutral(ReduceOp op, Expr typed_like, Span span) {
   return n;
 }
 
+void visit_stmt_exprs(const Stmt& s, const std::function<void(const Expr&)>& f) {
+  for (const Expr* e : {&s->lhs, &s->rhs, &s->cond, &s->lo, &s->hi}) visit_expr(*e, f);
+}
+
+bool mentions(const Expr& e, const std::string& name) {
+  bool found = false;
+  visit_expr(e, [&](const Expr& x) {
+    if ((x->kind == ExprKind::Var || x->kind == ExprKind::Access) && x->name == name) found = true;
+  });
+  return found;
+}
+
 bool refers_to_arrays(const Expr& e) {
   bool found = false;
   visit_expr(e, [&](const Expr& x) {

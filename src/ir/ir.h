@@ -99,6 +99,8 @@ Expr access(std::string name, Expr flat_index, ElemSize elem, Span span);
 Expr neutral(ReduceOp op, Expr typed_like, Span span);
 
 bool is_literal(const Expr& e);  // Int, Float or Bool
+// Whether e reads the local or the array `name` (a Var or an Access of that name).
+bool mentions(const Expr& e, const std::string& name);
 // Whether e mentions a whole array or a row (a variable or access that is not a scalar): such an
 // argument lets a callee read or write memory the expression does not show.
 bool refers_to_arrays(const Expr& e);
@@ -153,6 +155,8 @@ Stmt label_stmt(std::string name, Span span);
 Block map_block_exprs(const Block& b, const std::function<Expr(const Expr&)>& f);
 // Visits every statement, pre-order.
 void visit_block(const Block& b, const std::function<void(const Stmt&)>& f);
+// Visits every node of the statement's own expressions (lhs, rhs, cond, lo, hi), not its body.
+void visit_stmt_exprs(const Stmt& s, const std::function<void(const Expr&)>& f);
 
 struct Param {
   std::string name;
