@@ -12,33 +12,7 @@ import time
 
 import numpy as np
 import parpy
-
-
-@parpy.jit
-def row_sum(x, y, N, M):
-    parpy.label("rows")
-    for i in range(N):
-        parpy.label("cols")
-        y[i] = parpy.operators.sum(x[i, :])
-
-
-@parpy.jit
-def softmax(x, out, N, M):
-    parpy.label("rows")
-    for i in range(N):
-        m = parpy.operators.max(x[i, :])
-        parpy.label("cols")
-        out[i, :] = parpy.operators.exp(x[i, :] - m)
-        s = parpy.operators.sum(out[i, :])
-        parpy.label("cols")
-        out[i, :] = out[i, :] / s
-
-
-@parpy.jit
-def axpy(a, x, y, N):
-    parpy.label("N")
-    for i in range(N):
-        y[i] = a * x[i] + y[i]
+from kernels import axpy, row_sum, softmax
 
 
 def np_softmax(x):
