@@ -15,32 +15,12 @@
 #include "lower.h"
 #include "passes/lower_helpers.h"
 #include "passes/specialize.h"
+#include "ir_builders.h"
 
 namespace parpy {
 namespace {
 
-Span sp() {
-  static auto file = std::make_shared<const std::string>("<device-calls-test>");
-  static int line = 1;
-  Span s;
-  s.file = file;
-  s.line = line++;
-  s.col = 0;
-  s.end_line = s.line;
-  s.end_col = 1;
-  return s;
-}
-
-Expr V(const std::string& n) { return var(n, sp()); }
-Expr I(int64_t x) { return int_lit(x, sp()); }
-Expr F(double x) { return float_lit(x, sp()); }
-Expr S(const std::string& n, std::vector<Expr> idx) { return subscript(V(n), std::move(idx), sp()); }
-Stmt A(Expr l, Expr r, std::vector<std::string> labels = {}) {
-  return assign(std::move(l), std::move(r), sp(), std::move(labels));
-}
-Stmt For(const std::string& v, int64_t lo, int64_t hi, Block body, std::vector<std::string> labels = {}) {
-  return for_loop(v, I(lo), I(hi), 1, std::move(body), sp(), std::move(labels));
-}
+using namespace parpy::testing;
 
 Param annotated(const std::string& name, Type t) { return {name, std::move(t), sp()}; }
 
@@ -90,35 +70,7 @@ Function main_fn(Block body) {
   return f;
 }
 
-ArgValue f32(std::vector<int64_t> shape) {
-  ArgValue a;
-  a.kind = ArgValue::Kind::Array;
-  a.elem = ElemSize::F32;
-  a.shape = std::move(shape);
-  return a;
-}
-
-CompileOptions cuda_opts(std::map<std::string, LoopPar> par) {
-  CompileOptions o;
-  o.backend = CompileBackend::Cuda;
-  o.parallelize = std::move(par);
-  return o;
-}
-
 const std::vector<ArgValue> kArgs = {f32({8, 5}), f32({8})};
-
-template <class Fn>
-CompileError error_of(Fn&& f) {
-  try {
-    f();
-  } catch (const CompileError& e) {
-    return e;
-  }
-  ADD_FAILURE() << "expected a CompileError";
-  return CompileError(ErrorKind::Internal, "<no error>");
-}
-
-bool has(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
 
 TEST(DeviceCalls, CalleesKnowWhichPointersTheyWrite) {
   Function f = main_fn({For("i", 0, 8, {A(S("y", {V("i")}), call("setrow", {S("x", {V("i")}), I(5), F(2.0)}, sp()))},

@@ -26,70 +26,12 @@
 #include "passes/resolve_par.h"
 #include "passes/specialize.h"
 #include "passes/typecheck.h"
+#include "ir_builders.h"
 
 namespace parpy {
 namespace {
 
-// Every node gets its own source line, so spans can be told apart.
-Span sp() {
-  static auto file = std::make_shared<const std::string>("<gpu-test>");
-  static int line = 1;
-  Span s;
-  s.file = file;
-  s.line = line++;
-  s.col = 0;
-  s.end_line = s.line;
-  s.end_col = 1;
-  return s;
-}
-
-Expr V(const std::string& n) { return var(n, sp()); }
-Expr I(int64_t x) { return int_lit(x, sp()); }
-Expr F(double x) { return float_lit(x, sp()); }
-Expr S(const std::string& n, std::vector<Expr> idx) { return subscript(V(n), std::move(idx), sp()); }
-Expr add(Expr a, Expr b) { return binop(BinOp::Add, std::move(a), std::move(b), sp()); }
-Expr mul(Expr a, Expr b) { return binop(BinOp::Mul, std::move(a), std::move(b), sp()); }
-Stmt A(Expr l, Expr r, std::vector<std::string> labels = {}) {
-  return assign(std::move(l), std::move(r), sp(), std::move(labels));
-}
-Stmt For(const std::string& v, int64_t lo, int64_t hi, Block body, std::vector<std::string> labels = {},
-         int64_t step = 1) {
-  return for_loop(v, I(lo), I(hi), step, std::move(body), sp(), std::move(labels));
-}
-
-Function fn(const std::string& name, std::vector<std::string> params, Block body) {
-  Function f;
-  f.name = name;
-  for (auto& p : params) f.params.push_back({p, std::nullopt, sp()});
-  f.body = std::move(body);
-  f.span = sp();
-  return f;
-}
-
-ArgValue int_arg(int64_t v) {
-  ArgValue a;
-  a.kind = ArgValue::Kind::Int;
-  a.ival = v;
-  return a;
-}
-ArgValue arr(ElemSize e, std::vector<int64_t> shape) {
-  ArgValue a;
-  a.kind = ArgValue::Kind::Array;
-  a.elem = e;
-  a.shape = std::move(shape);
-  return a;
-}
-ArgValue f32(std::vector<int64_t> shape) { return arr(ElemSize::F32, std::move(shape)); }
-
-CompileOptions cuda_opts(std::map<std::string, LoopPar> par = {}) {
-  CompileOptions o;
-  o.backend = CompileBackend::Cuda;
-  o.parallelize = std::move(par);
-  return o;
-}
-
-LoopPar threads(int64_t n, int64_t tpb = 1024) { return LoopPar{n, false, tpb}; }
-LoopPar reduce_threads(int64_t n, int64_t tpb = 1024) { return LoopPar{n, true, tpb}; }
+using namespace parpy::testing;
 
 std::map<std::string, std::vector<int64_t>> shapes_of(const std::vector<AbiParam>& ps) {
   std::map<std::string, std::vector<int64_t>> m;
@@ -124,19 +66,6 @@ GpuProgram gpu_program(const Function& f, const std::vector<ArgValue>& args, con
 std::string cuda_code(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts) {
   return lower(f, args, opts).code;
 }
-
-template <class Fn>
-CompileError error_of(Fn&& f) {
-  try {
-    f();
-  } catch (const CompileError& e) {
-    return e;
-  }
-  ADD_FAILURE() << "expected a CompileError";
-  return CompileError(ErrorKind::Internal, "<no error>");
-}
-
-bool has(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
 
 size_t count_of(const std::string& hay, const std::string& needle) {
   size_t n = 0;
@@ -541,7 +470,7 @@ TEST(GpuReduce, MultiBlockReductionAtTopLevel) {
 
 TEST(GpuReduce, F16AccumulatesInF32) {
   auto opts = cuda_opts({{"O", threads(10)}, {"R", reduce_threads(64)}});
-  std::vector<ArgValue> args = {arr(ElemSize::F16, {10, 64}), arr(ElemSize::F16, {10})};
+  std::vector<ArgValue> args = {array_arg(ElemSize::F16, {10, 64}), array_arg(ElemSize::F16, {10})};
   GpuProgram p = gpu_program(row_sums(10, 64), args, opts);
   bool acc32 = false;
   visit_block(p.kernels[0].body, [&](const Stmt& s) {
@@ -812,12 +741,12 @@ TEST(GpuStructure, TpbAbove1024) {
 TEST(GpuCudaText, Fp16HeaderOnlyWhenF16Appears) {
   std::string f32code = cuda_code(copy_loop(0, 64), {f32({64}), f32({64})}, cuda_opts({{"N", threads(64)}}));
   EXPECT_FALSE(has(f32code, "cuda_fp16.h")) << f32code;
-  std::string f16code = cuda_code(copy_loop(0, 64), {arr(ElemSize::F16, {64}), arr(ElemSize::F16, {64})},
+  std::string f16code = cuda_code(copy_loop(0, 64), {array_arg(ElemSize::F16, {64}), array_arg(ElemSize::F16, {64})},
                                   cuda_opts({{"N", threads(64)}}));
   EXPECT_TRUE(has(f16code, "#include <cuda_fp16.h>")) << f16code;
   EXPECT_TRUE(has(f16code, "__half")) << f16code;
   // f16 only on one argument is enough.
-  std::string mixed = cuda_code(copy_loop(0, 64), {arr(ElemSize::F16, {64}), f32({64})},
+  std::string mixed = cuda_code(copy_loop(0, 64), {array_arg(ElemSize::F16, {64}), f32({64})},
                                 cuda_opts({{"N", threads(64)}}));
   EXPECT_TRUE(has(mixed, "#include <cuda_fp16.h>")) << mixed;
 }
@@ -856,7 +785,6 @@ TEST(GpuCudaText, ScalarParameterPassedToTheKernel) {
   EXPECT_TRUE(has(l.code, "i < 50")) << l.code;
   EXPECT_TRUE(has(l.code, "__launch_bounds__(64)")) << l.code;
 }
-
 
 // ---- 128-bit accesses and rows in registers ----
 

@@ -22,46 +22,12 @@
 #include "passes/resolve_par.h"
 #include "passes/specialize.h"
 #include "passes/typecheck.h"
+#include "ir_builders.h"
 
 namespace parpy {
 namespace {
 
-// Every node gets its own source line: lower_slices tells subscripts apart by span.
-Span sp() {
-  static auto file = std::make_shared<const std::string>("<passes-test>");
-  static int line = 1;
-  Span s;
-  s.file = file;
-  s.line = line++;
-  s.col = 0;
-  s.end_line = s.line;
-  s.end_col = 1;
-  return s;
-}
-
-Expr V(const std::string& n) { return var(n, sp()); }
-Expr I(int64_t x) { return int_lit(x, sp()); }
-Expr F(double x) { return float_lit(x, sp()); }
-Expr S(const std::string& n, std::vector<Expr> idx) { return subscript(V(n), std::move(idx), sp()); }
-Expr all() { return slice(nullptr, nullptr, sp()); }
-Expr sl(Expr lo, Expr hi) { return slice(std::move(lo), std::move(hi), sp()); }
-Expr add(Expr a, Expr b) { return binop(BinOp::Add, std::move(a), std::move(b), sp()); }
-Expr mul(Expr a, Expr b) { return binop(BinOp::Mul, std::move(a), std::move(b), sp()); }
-Stmt A(Expr l, Expr r, std::vector<std::string> labels = {}) { return assign(std::move(l), std::move(r), sp(), std::move(labels)); }
-Stmt For(const std::string& v, int64_t lo, int64_t hi, Block body, std::vector<std::string> labels = {}) {
-  return for_loop(v, I(lo), I(hi), 1, std::move(body), sp(), std::move(labels));
-}
-
-template <class Fn>
-CompileError error_of(Fn&& f) {
-  try {
-    f();
-  } catch (const CompileError& e) {
-    return e;
-  }
-  ADD_FAILURE() << "expected a CompileError";
-  return CompileError(ErrorKind::Internal, "<no error>");
-}
+using namespace parpy::testing;
 
 #define EXPECT_COMPILE_ERROR(stmt, kind_, msg)        \
   do {                                                \
@@ -377,35 +343,6 @@ TEST(Substitute, MergesSubscriptOfSubstitutedSubscript) {
 
 // =============================================================================================
 // specialize / ensure_parallelism
-
-Function fn(const std::string& name, std::vector<std::string> params, Block body) {
-  Function f;
-  f.name = name;
-  for (auto& p : params) f.params.push_back({p, std::nullopt, sp()});
-  f.body = std::move(body);
-  f.span = sp();
-  return f;
-}
-
-ArgValue int_arg(int64_t v) {
-  ArgValue a;
-  a.kind = ArgValue::Kind::Int;
-  a.ival = v;
-  return a;
-}
-ArgValue float_arg(double v) {
-  ArgValue a;
-  a.kind = ArgValue::Kind::Float;
-  a.fval = v;
-  return a;
-}
-ArgValue array_arg(ElemSize e, std::vector<int64_t> shape) {
-  ArgValue a;
-  a.kind = ArgValue::Kind::Array;
-  a.elem = e;
-  a.shape = std::move(shape);
-  return a;
-}
 
 TEST(Specialize, ScalarArgumentsBecomeWeakLiterals) {
   Function f = fn("f", {"x", "n", "a"}, {A(S("x", {V("n")}), V("a"))});
