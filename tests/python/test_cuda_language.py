@@ -13,7 +13,21 @@ import pytest
 from locations import SourceLocations
 from parpy import CompileBackend, Target
 from parpy import operators as op
-from parpy.types import F16, F32, F64, I8, I64, U16, Bool, pointer
+from parpy.types import F32, F64, I64, pointer
+
+# The helpers of the Cpu/GPU numeric tests, compiled here for Cuda without a GPU.
+from test_functions import (
+    add,
+    affine_i8,
+    lerp_f16,
+    mix_u16,
+    mul,
+    row_total,
+    scale_row,
+    scale_row_twice,
+    sq,
+    xor_bool,
+)
 
 CUDA = CompileBackend.Cuda
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
@@ -58,16 +72,6 @@ def nvcc_compile(code, tmp_path, includes=()):
 
 
 @parpy.jit
-def cl_add(a: F32, b: F32):
-    return a + b
-
-
-@parpy.jit
-def cl_mul(a: F32, b: F32):
-    return a * b
-
-
-@parpy.jit
 def cl_clamp(v: F64, lo: F64, hi: F64) -> F64:
     if v < lo:
         return lo
@@ -77,71 +81,26 @@ def cl_clamp(v: F64, lo: F64, hi: F64) -> F64:
 
 
 @parpy.jit
-def cl_row_sum(r: pointer(F32), n: I64):
-    s = 0.0
-    for j in range(n):
-        s = s + r[j]
-    return s
-
-
-@parpy.jit
-def cl_scale_row(r: pointer(F32), n: I64, v: F32):
-    for j in range(n):
-        r[j] = r[j] * v + 1.0
-    return n
-
-
-@parpy.jit
-def cl_scale_row_twice(r: pointer(F32), n: I64, v: F32):
-    return cl_scale_row(r, n, v) * 2
-
-
-@parpy.jit
-def cl_sq(a: F32):
-    return a * a
-
-
-@parpy.jit
-def cl_affine_i8(a: I8, b: I8):
-    return a * b + 3
-
-
-@parpy.jit
-def cl_mix_u16(a: U16, b: U16):
-    return (a - b) // 3 + a % 7
-
-
-@parpy.jit
-def cl_lerp_f16(a: F16, b: F16, t: F16):
-    return a + (b - a) * t
-
-
-@parpy.jit
-def cl_xor_bool(a: Bool, b: Bool):
-    return (a or b) and not (a and b)
-
-
-@parpy.jit
 def calls_loop(x, y, N):
     parpy.label("N")
     for i in range(N):
-        y[i] = cl_add(cl_mul(cl_add(x[i], y[i]), 2), 1.5)
+        y[i] = add(mul(add(x[i], y[i]), 2), 1.5)
 
 
 @parpy.jit
 def calls_slices(x, y):
     parpy.label("N")
     parpy.label("M")
-    y[:, :] = cl_mul(x[:, :], cl_add(y[:, :], x[:, :]))
+    y[:, :] = mul(x[:, :], add(y[:, :], x[:, :]))
 
 
 @parpy.jit
 def calls_pointers(x, out, total, N, M):
     parpy.label("N")
     for i in range(N):
-        out[i] = cl_row_sum(x[i], M)
+        out[i] = row_total(x[i], M)
     with parpy.gpu:
-        total[0] = cl_row_sum(out, N)
+        total[0] = row_total(out, N)
 
 
 @parpy.jit
@@ -155,7 +114,7 @@ def calls_control_flow(x, N):
 def calls_writes(x, counts, N, M):
     parpy.label("N")
     for i in range(N):
-        counts[i] = cl_scale_row_twice(x[i], M, 3.0)
+        counts[i] = scale_row_twice(x[i], M, 3.0)
 
 
 @parpy.jit
@@ -165,7 +124,7 @@ def calls_reduction(x, out, N, M):
         out[i] = 0.0
         parpy.label("M")
         for j in range(M):
-            out[i] += cl_sq(x[i, j])
+            out[i] += sq(x[i, j])
 
 
 @parpy.jit
@@ -173,7 +132,7 @@ def calls_between_layers(x, out, N, M):
     # A pure helper in statements every thread of the block runs.
     parpy.label("N")
     for i in range(N):
-        s = cl_row_sum(x[i], M)
+        s = row_total(x[i], M)
         parpy.label("M")
         for j in range(M):
             out[i, j] = x[i, j] / s
@@ -184,17 +143,17 @@ def calls_fixed_row(x, y, out, N):
     # An innermost loop over contiguous elements, which would get a 128-bit variant.
     parpy.label("N")
     for i in range(N):
-        out[i] = cl_row_sum(x[0], 8) + y[i]
+        out[i] = row_total(x[0], 8) + y[i]
 
 
 @parpy.jit
 def calls_small_types(a8, b8, o8, a16, b16, o16, ah, bh, th, oh, ab, bb, ob, N):
     parpy.label("N")
     for i in range(N):
-        o8[i] = cl_affine_i8(a8[i], b8[i])
-        o16[i] = cl_mix_u16(a16[i], b16[i])
-        oh[i] = cl_lerp_f16(ah[i], bh[i], th[i])
-        ob[i] = cl_xor_bool(ab[i], bb[i])
+        o8[i] = affine_i8(a8[i], b8[i])
+        o16[i] = mix_u16(a16[i], b16[i])
+        oh[i] = lerp_f16(ah[i], bh[i], th[i])
+        ob[i] = xor_bool(ab[i], bb[i])
 
 
 def f32(*shape):
@@ -232,19 +191,19 @@ def test_helper_program_compiles(name, tmp_path):
 
 def test_helpers_are_device_functions_before_the_kernels():
     code = parpy.print_compiled(calls_loop, [f32(N), f32(N), N], cuda(N=N))
-    assert code.count("static __device__ inline float helper_cl_add(float a, float b) {") == 1
-    assert code.count("static __device__ inline float helper_cl_mul(float a, float b) {") == 1
-    assert code.index("helper_cl_add(") < code.index("__global__")
+    assert code.count("static __device__ inline float helper_add(float a, float b) {") == 1
+    assert code.count("static __device__ inline float helper_mul(float a, float b) {") == 1
+    assert code.index("helper_add(") < code.index("__global__")
     assert "double" not in code.split('extern "C"')[0]
     # Callees come first; each helper is printed once however often it is called.
     code = parpy.print_compiled(calls_writes, [f32(40, 17), np.zeros(40, np.int64), 40, 17], cuda(N=40))
-    assert code.index("helper_cl_scale_row(") < code.index("helper_cl_scale_row_twice(")
-    assert code.count("helper_cl_scale_row(float* r, int64_t n, float v) {") == 1
+    assert code.index("helper_scale_row(") < code.index("helper_scale_row_twice(")
+    assert code.count("helper_scale_row(float* r, int64_t n, float v) {") == 1
 
 
 def test_kernel_passing_a_row_has_no_vector_variant():
     code = parpy.print_compiled(*helper_programs()["fixed_row"])
-    assert "helper_cl_row_sum((x + 0), 8)" in code and "_vec" not in code
+    assert "helper_row_total((x + 0), 8)" in code and "_vec" not in code
     code = parpy.print_compiled(calls_loop, [f32(4096), f32(4096), 4096], cuda(N=1024))
     assert "calls_loop_k0_vec" in code
 
@@ -252,7 +211,7 @@ def test_kernel_passing_a_row_has_no_vector_variant():
 def test_f16_helper_includes_fp16_header():
     code = parpy.print_compiled(*helper_programs()["small_types"][:2], cuda(N=300))
     assert "#include <cuda_fp16.h>" in code
-    assert "static __device__ inline __half helper_cl_lerp_f16(__half a, __half b, __half t) {" in code
+    assert "static __device__ inline __half helper_lerp_f16(__half a, __half b, __half t) {" in code
 
 
 # ----- Cuda-only errors ---------------------------------------------------------------------------
@@ -261,19 +220,19 @@ def test_f16_helper_includes_fp16_header():
 def test_helper_call_in_host_code():
     @parpy.jit
     def f(x, N):
-        s = cl_add(1.0, 2.0)  # @host_helper
+        s = add(1.0, 2.0)  # @host_helper
         parpy.label("N")
         for i in range(N):
             x[i] = s
 
-    msg = "The jit function cl_add runs on the GPU, so it cannot be called outside parallel code."
+    msg = "The jit function add runs on the GPU, so it cannot be called outside parallel code."
     with pytest.raises(RuntimeError) as e:
         parpy.print_compiled(f, [f32(10), 10], cuda(N=10))
-    assert str(e.value) == loc(msg, "host_helper", "cl_add(1.0, 2.0)")
+    assert str(e.value) == loc(msg, "host_helper", "add(1.0, 2.0)")
     # On the Cpu backend host code may call it.
     cpu = cuda(N=10)
     cpu.backend = CompileBackend.Cpu
-    assert "helper_cl_add(1.0f, 2.0f)" in parpy.print_compiled(f, [f32(10), 10], cpu)
+    assert "helper_add(1.0f, 2.0f)" in parpy.print_compiled(f, [f32(10), 10], cpu)
 
 
 def test_external_call_in_host_loop_bound():
@@ -315,17 +274,17 @@ def test_writing_helper_run_by_every_thread_of_a_block():
     def f(x, N, M):
         parpy.label("N")
         for i in range(N):
-            t = cl_scale_row(x[i], M, 2.0)  # noqa: F841 # @replicated
+            t = scale_row(x[i], M, 2.0)  # noqa: F841 # @replicated
             parpy.label("M")
             for j in range(M):
                 x[i, j] = x[i, j] + 1.0
 
     with pytest.raises(RuntimeError) as e:
         parpy.print_compiled(f, [f32(4, 8), 4, 8], cuda(N=4, M=8))
-    msg = ("The jit function cl_scale_row writes through a pointer parameter, so on the GPU it must be called in "
+    msg = ("The jit function scale_row writes through a pointer parameter, so on the GPU it must be called in "
            "an innermost parallel loop or in an assignment to an array element; here every thread of the "
            "block would run it.")
-    assert str(e.value) == loc(msg, "replicated", "cl_scale_row(x[i], M, 2.0)")
+    assert str(e.value) == loc(msg, "replicated", "scale_row(x[i], M, 2.0)")
 
 
 # ----- externals ----------------------------------------------------------------------------------
