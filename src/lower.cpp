@@ -102,11 +102,12 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
     attach_device_functions(gpu, ir, helpers);
     CudaProgram prog = print_cuda(gpu);
     st.dump_code("print_cuda", prog.code);
-    return {prog.code, prog.entry_symbol, sp.params, prog.error_symbol, gpu.written};
+    return {prog.code,        prog.entry_symbol, sp.params, prog.error_symbol, gpu.written,
+            prog.device_code, prog.host_code};
   }
   CpuProgram prog = print_cpu(name, sp.params, ir, helpers);
   st.dump_code("print_cpu", prog.code);
-  return {prog.code, prog.entry_symbol, sp.params, "", {}};
+  return {prog.code, prog.entry_symbol, sp.params, "", {}, "", ""};
 }
 
 }  // namespace parpy

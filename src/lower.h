@@ -16,6 +16,7 @@ struct Lowered {
   std::vector<AbiParam> params;
   std::string error_symbol;          // GPU: extern "C" const char* error() with the last failure
   std::vector<std::string> written;  // GPU: array parameters the code may write (SPEC A6)
+  std::string device_code, host_code;  // Cuda: `code` in two sources (see CudaProgram)
 };
 
 // Receives "===== <stage> (time: N us) =====\n<IR>" after each pass when opts.debug_print is set.

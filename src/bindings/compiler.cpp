@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <unordered_map>
 
@@ -111,7 +113,7 @@ const std::string& header_flag() {
   // The support header is not part of the generated code; its hash keys the disk cache too.
   static std::string flag = [] {
     std::stringstream ss;
-    for (const char* h : {"/parpy_common.h", "/parpy_cpu.h", "/parpy_cuda.h"}) {
+    for (const char* h : {"/parpy_common.h", "/parpy_cpu.h", "/parpy_cuda_host.h", "/parpy_cuda.h"}) {
       std::ifstream in(g_include_dir + h, std::ios::binary);
       ss << in.rdbuf();
     }
@@ -149,10 +151,16 @@ std::shared_ptr<Entry> build_cuda_entry(const Lowered& low, const CompileOptions
   flags.extra_flags = opts.extra_flags;
   flags.extra_flags.push_back(header_flag());
   flags.write_output = opts.write_output;
+  // User flags are nvcc flags for the whole program, so they keep the one-source build; so does
+  // PARPY_CUDA_BUILD=nvcc.
+  const char* mode = std::getenv("PARPY_CUDA_BUILD");
+  bool split = opts.extra_flags.empty() && opts.libs.empty() && !(mode && std::string(mode) == "nvcc");
   jit::BuildResult built;
   {
     nb::gil_scoped_release release;
-    built = cuda::build_cuda_library(low.code, flags, cuda::arch_flag());
+    std::optional<jit::BuildResult> fast;
+    if (split) fast = cuda::build_split_cuda_library(low.device_code, low.host_code, flags, cuda::arch_flag());
+    built = fast ? *fast : cuda::build_cuda_library(low.code, flags, cuda::arch_flag());
   }
   auto e = std::make_shared<Entry>();
   e->lib = jit::load_library(built.library);

@@ -20,7 +20,7 @@ Type param_type(const Kernel& k, const std::string& name) {
 
 class CudaPrinter : public CPrinter {
  public:
-  explicit CudaPrinter(const GpuProgram& p) : prog_(p) {
+  CudaPrinter(const GpuProgram& p, bool split) : split_(split), prog_(p) {
     for (const auto& k : p.kernels) kernels_[k.name] = &k;
   }
 
@@ -28,12 +28,13 @@ class CudaPrinter : public CPrinter {
 
   void kernel(const Kernel& k) {
     kernel(k, k.name, k.body, {});
-    if (!k.vector_body.empty()) kernel(k, k.name + "_vec", k.vector_body, k.alignment);
+    if (!k.vector_body.empty()) kernel(k, variants(k)[1], k.vector_body, k.alignment);
   }
 
   void kernel(const Kernel& k, const std::string& name, const Block& body,
               const std::map<std::string, int64_t>& alignment) {
-    os << "__global__ void __launch_bounds__(" << k.block_threads << ") ";
+    // The host part of a split program finds each kernel by its unmangled name.
+    os << (split_ ? "extern \"C\" " : "") << "__global__ void __launch_bounds__(" << k.block_threads << ") ";
     if (k.cluster_blocks > 1) os << "__cluster_dims__(" << k.cluster_blocks << ", 1, 1) ";
     os << c_ident(name) << "(";
     for (size_t i = 0; i < k.params.size(); ++i)
@@ -98,8 +99,19 @@ class CudaPrinter : public CPrinter {
     os << "extern \"C\" const char* " << error_symbol << "() { return parpy_error_buf; }\n";
   }
 
-  // Once per module: scratch buffers, and the attribute that allows clusters above 8 blocks.
+  // Once per module: the kernels of a split program, scratch buffers, and the attribute that
+  // allows clusters above 8 blocks.
   void setup() {
+    if (split_) {
+      os << "  if (!parpy_library) {\n    cudaLibrary_t parpy_lib;\n"
+         << "    PARPY_CHECK(cudaLibraryLoadData(&parpy_lib, parpy_cubin, nullptr, nullptr, 0, nullptr, "
+            "nullptr, 0), \"cudaLibraryLoadData\");\n";
+      for (const auto& k : prog_.kernels)
+        for (const auto& n : variants(k))
+          os << "    PARPY_CHECK(cudaLibraryGetKernel(&" << handle(n) << ", parpy_lib, \"" << c_ident(n)
+             << "\"), \"cudaLibraryGetKernel\");\n";
+      os << "    parpy_library = parpy_lib;\n  }\n";
+    }
     for (const auto& s : prog_.scratch) {
       std::string n = c_ident(s.name);
       std::string bytes = std::to_string(s.count) + " * sizeof(" + type_name(s.elem) + ")";
@@ -114,13 +126,32 @@ class CudaPrinter : public CPrinter {
     os << "  static bool parpy_attributes_set = false;\n  if (!parpy_attributes_set) {\n";
     for (const auto& k : prog_.kernels) {
       if (k.cluster_blocks <= 8) continue;
-      std::vector<std::string> names{k.name};
-      if (!k.vector_body.empty()) names.push_back(k.name + "_vec");
-      for (const auto& n : names)
-        os << "    PARPY_CHECK(cudaFuncSetAttribute(" << c_ident(n)
+      for (const auto& n : variants(k))
+        os << "    PARPY_CHECK(cudaFuncSetAttribute(" << (split_ ? "(const void*)" + handle(n) : c_ident(n))
            << ", cudaFuncAttributeNonPortableClusterSizeAllowed, 1), \"cudaFuncSetAttribute\");\n";
     }
     os << "    parpy_attributes_set = true;\n  }\n";
+  }
+
+  // The host part of a split program: the library its device part is loaded into, and per kernel a
+  // handle and a launcher with the kernel's parameters (cudaLaunchKernel reads them by address).
+  void launchers() {
+    os << "extern \"C\" __attribute__((visibility(\"hidden\"))) const unsigned char parpy_cubin[];\n";
+    os << "static cudaLibrary_t parpy_library = nullptr;\n";
+    for (const auto& k : prog_.kernels) {
+      for (const auto& n : variants(k)) {
+        os << "static cudaKernel_t " << handle(n) << " = nullptr;\n";
+        os << "static void " << c_ident(n) << "(dim3 parpy_grid, dim3 parpy_block, cudaStream_t parpy_stream";
+        std::string addresses;
+        for (size_t i = 0; i < k.params.size(); ++i) {
+          os << ", " << type_str(k.params[i].type) << " " << c_ident(k.params[i].name);
+          addresses += (i ? ", &" : "&") + c_ident(k.params[i].name);
+        }
+        os << ") {\n  void* parpy_args[] = {" << (addresses.empty() ? "nullptr" : addresses) << "};\n"
+           << "  cudaLaunchKernel((const void*)" << handle(n)
+           << ", parpy_grid, parpy_block, parpy_args, 0, parpy_stream);\n}\n\n";
+      }
+    }
   }
 
   std::string entry_symbol, error_symbol;
@@ -145,8 +176,13 @@ class CudaPrinter : public CPrinter {
         std::string args;
         for (size_t i = 0; i < s->rhs->args.size(); ++i) args += (i ? ", " : "") + expr(s->rhs->args[i]);
         auto launch = [&](const std::string& name, const std::string& p2) {
-          os << p2 << c_ident(name) << "<<<dim3(" << k.grid_blocks << "), dim3(" << k.block_threads
-             << "), 0, parpy_stream>>>(" << args << ");\n";
+          std::string grid = "dim3(" + std::to_string(k.grid_blocks) + ")";
+          std::string block = "dim3(" + std::to_string(k.block_threads) + ")";
+          if (split_)  // the kernel's launcher (see launchers())
+            os << p2 << c_ident(name) << "(" << grid << ", " << block << ", parpy_stream"
+               << (args.empty() ? "" : ", " + args) << ");\n";
+          else
+            os << p2 << c_ident(name) << "<<<" << grid << ", " << block << ", 0, parpy_stream>>>(" << args << ");\n";
         };
         if (k.vector_body.empty()) {
           launch(k.name, p);
@@ -169,6 +205,13 @@ class CudaPrinter : public CPrinter {
   }
 
  private:
+  static std::vector<std::string> variants(const Kernel& k) {
+    if (k.vector_body.empty()) return {k.name};
+    return {k.name, k.name + "_vec"};
+  }
+  static std::string handle(const std::string& kernel) { return c_ident(kernel) + "__parpy_kernel"; }
+
+  bool split_;  // host and device code in separate sources (print_cuda_split)
   bool in_kernel_ = false;
   const GpuProgram& prog_;
   std::map<std::string, const Kernel*> kernels_;
@@ -195,30 +238,59 @@ bool uses_f16(const GpuProgram& p) {
   return found;
 }
 
-}  // namespace
+enum class Part { Whole, Device, Host };
 
-CudaProgram print_cuda(const GpuProgram& p) {
-  CudaPrinter pr(p);
-  pr.os << "// Generated by parpy (Cuda backend).\n";
+// The comment and includes at the top of a source that holds `part` of the program.
+void preamble(CudaPrinter& pr, const GpuProgram& p, Part part) {
+  const char* what[] = {"", ", device part", ", host part"};
+  pr.os << "// Generated by parpy (Cuda backend" << what[int(part)] << ").\n";
   // cuda_fp16.h costs nvcc time: only when half precision is used (SPEC C.6.1).
   if (uses_f16(p)) pr.os << "#include <cuda_fp16.h>\n";
   // Cluster and graph support (and their headers) only where used (SPEC C.6.1).
   bool clusters = false;
   for (const auto& k : p.kernels) clusters = clusters || k.cluster_blocks > 1;
-  if (clusters) pr.os << "#define PARPY_USE_CLUSTERS\n";
-  if (p.use_graphs) pr.os << "#define PARPY_USE_GRAPHS\n";
-  pr.os << "#include \"parpy_cuda.h\"\n";
+  if (clusters && part != Part::Host) pr.os << "#define PARPY_USE_CLUSTERS\n";
+  if (p.use_graphs && part != Part::Device) pr.os << "#define PARPY_USE_GRAPHS\n";
+  pr.os << (part == Part::Host ? "#include \"parpy_cuda_host.h\"\n" : "#include \"parpy_cuda.h\"\n");
   // Externals are device functions of these headers, called by their C names (SPEC C.6.1).
-  for (const auto& h : p.headers) {
-    bool delimited = h[0] == '<' || h[0] == '"';
-    pr.os << "#include " << (delimited ? h : "\"" + h + "\"") << "\n";
+  if (part != Part::Host) {
+    for (const auto& h : p.headers) {
+      bool delimited = h[0] == '<' || h[0] == '"';
+      pr.os << "#include " << (delimited ? h : "\"" + h + "\"") << "\n";
+    }
   }
   pr.os << "\n";
+}
+
+void device_code(CudaPrinter& pr, const GpuProgram& p) {
   // Jit helpers run in the calling thread (SPEC C.2.2).
   for (const auto& f : p.functions) pr.helper_function(f, "static __device__ inline");
   for (const auto& k : p.kernels) pr.kernel(k);
-  pr.entry();
-  return {pr.os.str(), pr.entry_symbol, pr.error_symbol};
+}
+
+}  // namespace
+
+CudaProgram print_cuda(const GpuProgram& p) {
+  CudaProgram out;
+  CudaPrinter whole(p, false);
+  preamble(whole, p, Part::Whole);
+  device_code(whole, p);
+  whole.entry();
+  out.code = whole.os.str();
+  out.entry_symbol = whole.entry_symbol;
+  out.error_symbol = whole.error_symbol;
+
+  CudaPrinter device(p, true);
+  preamble(device, p, Part::Device);
+  device_code(device, p);
+  out.device_code = device.os.str();
+
+  CudaPrinter host(p, true);
+  preamble(host, p, Part::Host);
+  host.launchers();
+  host.entry();
+  out.host_code = host.os.str();
+  return out;
 }
 
 }  // namespace parpy

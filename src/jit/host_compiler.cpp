@@ -139,6 +139,7 @@ BuildResult build_cached_library(const LibraryBuild& build) {
   BuildResult result;
   std::vector<std::string> key_parts = {build.compiler, build.compiler_version};
   key_parts.insert(key_parts.end(), build.flags.begin(), build.flags.end());
+  key_parts.insert(key_parts.end(), build.link_flags.begin(), build.link_flags.end());
   result.key = cache_key(build.code, key_parts);
   fs::path directory = cache_dir();
   result.library = directory / (result.key + build.library_suffix);
@@ -154,7 +155,9 @@ BuildResult build_cached_library(const LibraryBuild& build) {
     compiler_invocations.fetch_add(1);
     std::vector<std::string> argv = {build.compiler};
     argv.insert(argv.end(), build.flags.begin(), build.flags.end());
-    argv.insert(argv.end(), {source.string(), "-o", temporary_library.string()});
+    argv.push_back(source.string());
+    argv.insert(argv.end(), build.link_flags.begin(), build.link_flags.end());
+    argv.insert(argv.end(), {"-o", temporary_library.string()});
     return run_process(argv);
   }();
   fs::remove(source, error);

@@ -41,8 +41,8 @@ public:
   using std::runtime_error::runtime_error;
 };
 
-// One toolchain-independent build: `compiler <flags...> <source> -o <library>`. The cache key
-// covers the code, the compiler and its version, every flag and the parpy version.
+// One toolchain-independent build: `compiler <flags...> <source> <link_flags...> -o <library>`.
+// The cache key covers the code, the compiler and its version, every flag and the parpy version.
 struct LibraryBuild {
   std::string code;
   std::string language;        // in error messages: "C++", "CUDA"
@@ -50,6 +50,7 @@ struct LibraryBuild {
   std::string library_suffix;  // "-cpu.so", "-cuda.so"
   std::string compiler, compiler_version;
   std::vector<std::string> flags;
+  std::vector<std::string> link_flags;  // after the source (libraries)
   bool write_output = false;
 };
 

@@ -2,9 +2,11 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <exception>
 #include <optional>
 #include <sstream>
 #include <system_error>
+#include <thread>
 
 #include "jit/disk_cache.h"
 #include "jit/process.h"
@@ -108,6 +110,138 @@ jit::BuildResult build_cuda_library(const std::string& code, const jit::BuildFla
                      {"-O3", "-std=c++17", "--shared", "-Xcompiler", "-fPIC", "-arch=" + arch, "-x", "cu"});
   build.write_output = flags.write_output;
   return jit::build_cached_library(build);
+}
+
+namespace {
+
+// The toolkit nvcc compiles against: its include directory and the directory of its static
+// runtime, as nvcc's own dry run names them (nvcc may be a wrapper script elsewhere).
+struct Toolkit {
+  fs::path include, lib;
+};
+
+// The paths of the -I (or -L) options on the "#$ INCLUDES=" (or "#$ LIBRARIES=") line of a dry run.
+std::vector<fs::path> dry_run_paths(const std::string& text, const std::string& variable,
+                                    const std::string& option) {
+  std::vector<fs::path> out;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("#$ " + variable + "=", 0) != 0) continue;
+    std::istringstream words(line.substr(variable.size() + 4));
+    std::string word;
+    while (words >> word) {
+      if (!word.empty() && word.front() == '"') word = word.substr(1);
+      if (!word.empty() && word.back() == '"') word.pop_back();
+      if (word.rfind(option, 0) == 0) out.emplace_back(word.substr(option.size()));
+    }
+  }
+  return out;
+}
+
+std::optional<Toolkit> find_toolkit(const NvccInfo& info) {
+  jit::ProcessResult dry =
+      jit::run_process({info.path, "--dryrun", "-c", "-x", "cu", "/dev/null", "-o", "/dev/null"});
+  if (dry.exit_code != 0) return std::nullopt;
+  std::string text = dry.out + dry.err;
+  std::error_code error;
+  Toolkit t;
+  for (const fs::path& dir : dry_run_paths(text, "INCLUDES", "-I"))
+    if (fs::exists(dir / "cuda_runtime.h", error)) t.include = dir;
+  for (const fs::path& dir : dry_run_paths(text, "LIBRARIES", "-L"))
+    if (fs::exists(dir / "libcudart_static.a", error)) t.lib = dir;
+  if (t.include.empty() || t.lib.empty()) return std::nullopt;
+  return t;
+}
+
+const std::optional<Toolkit>& toolkit() {
+  static const std::optional<Toolkit> found = [] {
+    const NvccInfo& info = nvcc();
+    return info.found ? find_toolkit(info) : std::nullopt;
+  }();
+  return found;
+}
+
+// Assembly defining the hidden symbol parpy_cubin (what the host part loads its kernels from) as
+// the bytes of the file `cubin`.
+std::string cubin_object_source(const fs::path& cubin) {
+  std::string quoted;
+  for (char c : cubin.string()) {
+    if (c == '"' || c == '\\') quoted += '\\';
+    quoted += c;
+  }
+  return "  .section .rodata\n  .balign 64\n  .globl parpy_cubin\n  .hidden parpy_cubin\n"
+         "parpy_cubin:\n  .incbin \"" + quoted + "\"\n  .byte 0\n"
+         "  .section .note.GNU-stack,\"\",@progbits\n";
+}
+
+} // namespace
+
+std::optional<jit::BuildResult> build_split_cuda_library(const std::string& device_code,
+                                                         const std::string& host_code,
+                                                         const jit::BuildFlags& flags,
+                                                         const std::string& arch) {
+  const NvccInfo& info = require_nvcc();
+  const jit::Toolchain& cxx = jit::host_cxx();
+  const std::optional<Toolkit>& kit = toolkit();
+  if (!cxx.found || !kit) {
+    return std::nullopt;
+  }
+  jit::LibraryBuild device;
+  device.code = device_code;
+  device.language = "CUDA";
+  device.source_suffix = ".cu";
+  device.library_suffix = "-cuda.cubin";
+  device.compiler = info.path;
+  device.compiler_version = info.version;
+  device.flags = jit::user_flags(flags);
+  device.flags.insert(device.flags.end(), {"-O3", "-std=c++17", "-cubin", "-arch=" + arch, "-x", "cu"});
+  device.write_output = flags.write_output;
+
+  jit::LibraryBuild host;
+  host.code = host_code;
+  host.language = "C++ (the host part of CUDA)";
+  host.source_suffix = ".cpp";
+  host.library_suffix = "-cuda-host.o";
+  host.compiler = cxx.path;
+  host.compiler_version = cxx.version;
+  host.flags = jit::user_flags(flags);
+  host.flags.insert(host.flags.end(),
+                    {"-I" + kit->include.string(), "-O1", "-std=c++17", "-fPIC", "-c", "-x", "c++"});
+  host.write_output = flags.write_output;
+
+  // The two compilations run side by side; a failure of the kernels' is reported first.
+  jit::BuildResult cubin, host_object;
+  std::exception_ptr device_failure, host_failure;
+  std::thread device_thread([&] {
+    try {
+      cubin = jit::build_cached_library(device);
+    } catch (...) {
+      device_failure = std::current_exception();
+    }
+  });
+  try {
+    host_object = jit::build_cached_library(host);
+  } catch (...) {
+    host_failure = std::current_exception();
+  }
+  device_thread.join();
+  if (device_failure) std::rethrow_exception(device_failure);
+  if (host_failure) std::rethrow_exception(host_failure);
+
+  jit::LibraryBuild link;
+  link.code = cubin_object_source(cubin.library);
+  link.language = "assembly (the kernels of CUDA)";
+  link.source_suffix = ".s";
+  link.library_suffix = "-cuda.so";
+  link.compiler = cxx.path;
+  link.compiler_version = cxx.version;
+  link.flags = {"-shared", "-fPIC", "-x", "assembler"};
+  link.link_flags = {"-x", "none", host_object.library.string(), "-L" + kit->lib.string(),
+                     "-lcudart_static", "-ldl", "-lrt", "-lpthread"};
+  jit::BuildResult built = jit::build_cached_library(link);
+  built.built = built.built || cubin.built || host_object.built;
+  return built;
 }
 
 bool nvcc_compiles(const std::string& code, const std::string& arch,

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,19 @@ const NvccInfo& nvcc();
 // code failed with exit code N: ...").
 jit::BuildResult build_cuda_library(const std::string& code, const jit::BuildFlags& flags,
                                     const std::string& arch);
+
+// The fast build of a program printed in two parts (CudaProgram::device_code/host_code), about
+// half of nvcc's time for the whole program. Side by side:
+//   nvcc <flags> -O3 -cubin -arch=<arch> device.cu        (kernels only: none of nvcc's host passes)
+//   c++ <flags> -I<toolkit include> -O1 -c host.cpp
+// then `c++ -shared cubin.s host.o -lcudart_static`, where cubin.s defines parpy_cubin (.incbin).
+// Each step is cached on disk by its own key. Returns nothing, building nothing, when this machine
+// lacks what it needs (a host C++ compiler; the runtime's header and static library where nvcc's
+// dry run names them); throws jit::BuildError as build_cuda_library does.
+std::optional<jit::BuildResult> build_split_cuda_library(const std::string& device_code,
+                                                         const std::string& host_code,
+                                                         const jit::BuildFlags& flags,
+                                                         const std::string& arch);
 
 // Compiles `code` without linking or keeping any output (for checking generated code on machines
 // without a GPU). Returns false with nvcc's output (or the reason nvcc is missing) in *log.

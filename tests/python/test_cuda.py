@@ -421,3 +421,25 @@ def test_sync_and_aliasing_arguments():
     axpy(1.0, x, x, 10, opts=opts_for({"N": parpy.threads(10)}))  # y aliases x
     parpy.sync(CUDA)
     torch.testing.assert_close(x, torch.full((10,), 2.0, device="cuda"))
+
+
+@needs_gpu
+@pytest.mark.parametrize("mode", ["nvcc", "split"])
+def test_whole_and_two_part_builds_run(mode, monkeypatch, tmp_path):
+    # Default: kernels by `nvcc -cubin` and the host part by the host compiler, side by side;
+    # PARPY_CUDA_BUILD=nvcc: the whole program by nvcc. Both on fresh data, from an empty cache.
+    monkeypatch.setenv("PARPY_CUDA_BUILD", mode)
+    monkeypatch.setenv("PARPY_CACHE_DIR", str(tmp_path))
+    parpy.clear_cache()
+    N, M = 6, 30001
+    x = rand((N, M))
+    y = np.zeros(N, np.float32)
+    row_sum(x, y, N, M, opts=opts_for({"outer": parpy.threads(N), "inner": parpy.threads(2048).reduce().tpb(512)}))
+    np.testing.assert_allclose(y, x.astype(np.float64).sum(axis=1), rtol=1e-4, atol=1e-3)
+    out = np.zeros_like(x)
+    softmax(x, out, N, M, opts=opts_for({"rows": parpy.threads(N), "cols": parpy.threads(1024)}))
+    e = np.exp(x.astype(np.float64) - x.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(out, e / e.sum(axis=1, keepdims=True), rtol=1e-4, atol=1e-6)
+    cubins = list(tmp_path.glob("*-cuda.cubin"))
+    assert (len(cubins) == 2) == (mode == "split"), sorted(p.name for p in tmp_path.iterdir())
+    parpy.clear_cache()

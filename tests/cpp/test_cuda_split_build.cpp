@@ -1,0 +1,187 @@
+// The two-part CUDA build (build_split_cuda_library: `nvcc -cubin` for the kernels, the host C++
+// compiler for the host part): programs with 128-bit variants, multi-block scratch, clusters of 16,
+// CUDA graphs and half precision build and load anywhere nvcc is, and report a CUDA error (never
+// crash) without a GPU; with a GPU they run and match a sequential reference.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ir_builders.h"
+#include "jit/disk_cache.h"
+#include "jit/host_compiler.h"
+#include "jit/nvcc.h"
+#include "jit/shared_library.h"
+#include "lower.h"
+#include "runtime/cuda_driver.h"
+
+#ifndef PARPY_INCLUDE_DIR
+#error "PARPY_INCLUDE_DIR (python/parpy/include) must be defined by the build"
+#endif
+
+namespace parpy {
+namespace {
+
+using namespace parpy::testing;
+namespace fs = std::filesystem;
+
+using EntryFn = int32_t (*)(void**, void*);
+using ErrorFn = const char* (*)();
+
+// def f(x, y): label N; for i in range(n): y[i] = x[i] + 1.0
+Function add_one(int64_t n) {
+  return fn("f", {"x", "y"}, {For("i", 0, n, {A(S("y", {V("i")}), add(S("x", {V("i")}), F(1.0)))}, {"N"})});
+}
+
+// def f(x, out): label O; for i in range(rows): label R; for j in range(m): out[i] += x[i, j]
+Function row_sums(int64_t rows, int64_t m) {
+  return fn("f", {"x", "out"},
+            {For("i", 0, rows,
+                 {For("j", 0, m, {A(S("out", {V("i")}), add(S("out", {V("i")}), S("x", {V("i"), V("j")})))},
+                      {"R"})},
+                 {"O"})});
+}
+
+struct Case {
+  std::string name;
+  Lowered low;
+  int64_t rows, cols;  // x is rows x cols; y has rows elements (cols for add_one, rows = 1)
+  bool is_sum;
+};
+
+std::vector<Case> cases() {
+  std::vector<Case> out;
+  out.push_back({"add_one (128-bit variant)", lower(add_one(5000), {f32({5000}), f32({5000})},
+                                                    cuda_opts({{"N", threads(4096)}})),
+                 1, 5000, false});
+  out.push_back({"row sums over 4096 threads (multi-block scratch)",
+                 lower(row_sums(3, 70000), {f32({3, 70000}), f32({3})},
+                       cuda_opts({{"O", threads(3)}, {"R", reduce_threads(4096, 512)}})),
+                 3, 70000, true});
+  CompileOptions cluster = cuda_opts({{"O", threads(2)}, {"R", reduce_threads(16384)}});
+  cluster.use_cuda_thread_block_clusters = true;
+  cluster.max_thread_blocks_per_cluster = 16;
+  cluster.use_cuda_graphs = true;
+  out.push_back({"row sums in clusters of 16 with CUDA graphs",
+                 lower(row_sums(2, 50000), {f32({2, 50000}), f32({2})}, cluster), 2, 50000, true});
+  CompileOptions half = cuda_opts({{"N", threads(256)}});
+  half.force_float_size = ElemSize::F16;
+  out.push_back({"add_one in half precision (text only)",
+                 lower(add_one(300), {array_arg(ElemSize::F16, {300}), array_arg(ElemSize::F16, {300})}, half),
+                 0, 0, false});
+  return out;
+}
+
+class ScopedCacheDir {
+ public:
+  ScopedCacheDir() : dir_(fs::path("/tmp") / jit::unique_file_name("parpy-test-split-", "")) {
+    const char* previous = std::getenv("PARPY_CACHE_DIR");
+    if (previous != nullptr) previous_ = previous;
+    setenv("PARPY_CACHE_DIR", dir_.c_str(), 1);
+  }
+  ~ScopedCacheDir() {
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
+    if (previous_) setenv("PARPY_CACHE_DIR", previous_->c_str(), 1);
+    else unsetenv("PARPY_CACHE_DIR");
+  }
+
+ private:
+  fs::path dir_;
+  std::optional<std::string> previous_;
+};
+
+jit::BuildResult build(const Lowered& l) {
+  jit::BuildFlags flags;
+  flags.include_dirs = {PARPY_INCLUDE_DIR};
+  std::optional<jit::BuildResult> built =
+      cuda::build_split_cuda_library(l.device_code, l.host_code, flags, "sm_90");
+  if (!built) throw std::runtime_error("the split build is not available on this machine");
+  return *built;
+}
+
+TEST(CudaSplitText, DeviceAndHostParts) {
+  for (const Case& c : cases()) {
+    SCOPED_TRACE(c.name);
+    const Lowered& l = c.low;
+    EXPECT_TRUE(has(l.device_code, "extern \"C\" __global__ void")) << l.device_code;
+    EXPECT_TRUE(has(l.device_code, "#include \"parpy_cuda.h\"")) << l.device_code;
+    EXPECT_FALSE(has(l.device_code, l.entry_symbol)) << l.device_code;
+    EXPECT_FALSE(has(l.host_code, "__global__")) << l.host_code;
+    EXPECT_FALSE(has(l.host_code, "<<<")) << l.host_code;
+    EXPECT_TRUE(has(l.host_code, "#include \"parpy_cuda_host.h\"")) << l.host_code;
+    EXPECT_TRUE(has(l.host_code, "cudaLibraryLoadData(&parpy_lib, parpy_cubin")) << l.host_code;
+    EXPECT_TRUE(has(l.host_code, "extern \"C\" int32_t " + l.entry_symbol + "(void** args, void* stream)"))
+        << l.host_code;
+    // The one-source form is still printed (print_compiled, and the build with user flags).
+    EXPECT_TRUE(has(l.code, "<<<")) << l.code;
+  }
+  const std::vector<Case> all = cases();
+  EXPECT_TRUE(has(all[0].low.host_code, "cudaLibraryGetKernel(&f_k0_vec__parpy_kernel, parpy_lib, \"f_k0_vec\")"))
+      << all[0].low.host_code;
+  EXPECT_TRUE(has(all[2].low.host_code, "cudaFuncSetAttribute((const void*)")) << all[2].low.host_code;
+  EXPECT_TRUE(has(all[2].low.host_code, "#define PARPY_USE_GRAPHS")) << all[2].low.host_code;
+  EXPECT_FALSE(has(all[2].low.host_code, "PARPY_USE_CLUSTERS")) << all[2].low.host_code;
+  EXPECT_TRUE(has(all[2].low.device_code, "__cluster_dims__(16, 1, 1)")) << all[2].low.device_code;
+  EXPECT_TRUE(has(all[3].low.host_code, "#include <cuda_fp16.h>")) << all[3].low.host_code;
+}
+
+TEST(CudaSplitBuild, BuildsLoadsAndRunsOrReportsTheMissingGpu) {
+  if (!cuda::nvcc().found || !jit::host_cxx().found) GTEST_SKIP() << "nvcc or a host C++ compiler is missing";
+  ScopedCacheDir cache;
+  const bool gpu = cuda::device_info().available;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (const Case& c : cases()) {
+    SCOPED_TRACE(c.name);
+    jit::BuildResult built = build(c.low);
+    EXPECT_TRUE(built.built);
+    EXPECT_FALSE(build(c.low).built);  // both parts come from the disk cache the second time
+    auto library = jit::load_library(built.library);
+    auto entry = reinterpret_cast<EntryFn>(library->symbol(c.low.entry_symbol));
+    auto error = reinterpret_cast<ErrorFn>(library->symbol(c.low.error_symbol));
+    if (!gpu) {
+      // Every parameter is a pointer or a scalar of at most 8 bytes: zeros are valid values.
+      std::vector<uint64_t> zeros(c.low.params.size(), 0);
+      std::vector<void*> args;
+      for (uint64_t& z : zeros) args.push_back(&z);
+      EXPECT_EQ(entry(args.data(), nullptr), 1);
+      EXPECT_TRUE(has(error(), "cudaLibraryLoadData: ")) << error();
+      continue;
+    }
+    if (c.rows == 0) continue;
+    cuda::ensure_context();
+    std::vector<float> x(c.rows * c.cols);
+    for (float& v : x) v = dist(rng);
+    size_t ny = c.is_sum ? c.rows : c.cols;
+    uint64_t dx = cuda::alloc(x.size() * 4), dy = cuda::alloc(ny * 4);
+    cuda::copy_htod(dx, x.data(), x.size() * 4, nullptr);
+    // Twice: the second call reuses the loaded kernels and scratch (and replays the graph).
+    for (int call = 0; call < 2; ++call) {
+      std::vector<float> zero(ny, 0.0f);
+      cuda::copy_htod(dy, zero.data(), ny * 4, nullptr);
+      void* args[] = {&dx, &dy};
+      ASSERT_EQ(entry(args, nullptr), 0) << error();
+      std::vector<float> y(ny);
+      cuda::copy_dtoh(y.data(), dy, ny * 4, nullptr);
+      for (size_t i = 0; i < ny; ++i) {
+        double want = 0.0;
+        if (c.is_sum)
+          for (int64_t j = 0; j < c.cols; ++j) want += x[i * c.cols + j];
+        else
+          want = x[i] + 1.0;
+        ASSERT_NEAR(y[i], want, 1e-3 * (1.0 + std::fabs(want))) << "element " << i << ", call " << call;
+      }
+    }
+    cuda::free(dx);
+    cuda::free(dy);
+  }
+}
+
+}  // namespace
+}  // namespace parpy
