@@ -199,23 +199,31 @@ std::vector<std::string> user_flags(const BuildFlags& flags) {
   return out;
 }
 
+LibraryBuild library_build(const std::string& code, const std::string& language,
+                           const std::string& source_suffix, const std::string& library_suffix,
+                           const std::string& compiler, const std::string& compiler_version,
+                           const BuildFlags& flags, const std::vector<std::string>& own_flags) {
+  LibraryBuild build;
+  build.code = code;
+  build.language = language;
+  build.source_suffix = source_suffix;
+  build.library_suffix = library_suffix;
+  build.compiler = compiler;
+  build.compiler_version = compiler_version;
+  build.flags = user_flags(flags);
+  build.flags.insert(build.flags.end(), own_flags.begin(), own_flags.end());
+  build.write_output = flags.write_output;
+  return build;
+}
+
 BuildResult build_cpu_library(const std::string& code, const BuildFlags& flags) {
   const Toolchain& cxx = host_cxx();
   if (!cxx.found) {
     throw BuildError("No C++ compiler found: " + cxx.why_missing);
   }
-  LibraryBuild build;
-  build.code = code;
-  build.language = "C++";
-  build.source_suffix = ".cpp";
-  build.library_suffix = "-cpu.so";
-  build.compiler = cxx.path;
-  build.compiler_version = cxx.version;
-  build.flags = user_flags(flags);
-  build.flags.insert(build.flags.end(),
-                     {"-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-x", "c++"});
-  build.write_output = flags.write_output;
-  return build_cached_library(build);
+  return build_cached_library(
+      library_build(code, "C++", ".cpp", "-cpu.so", cxx.path, cxx.version, flags,
+                    {"-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-x", "c++"}));
 }
 
 } // namespace parpy::jit

@@ -57,6 +57,12 @@ struct LibraryBuild {
 // The user's flags, then -I and -L for the include and library directories.
 std::vector<std::string> user_flags(const BuildFlags& flags);
 
+// A build of `code` by `compiler` (path and version) with the user's flags, then `own_flags`.
+LibraryBuild library_build(const std::string& code, const std::string& language,
+                           const std::string& source_suffix, const std::string& library_suffix,
+                           const std::string& compiler, const std::string& compiler_version,
+                           const BuildFlags& flags, const std::vector<std::string>& own_flags);
+
 // Returns cache_dir()/<key><library_suffix>, compiling it first unless it is already there. The
 // library is published by atomic rename, so concurrent builders of one key are safe.
 BuildResult build_cached_library(const LibraryBuild& build);

@@ -98,17 +98,10 @@ const NvccInfo& nvcc() {
 jit::BuildResult build_cuda_library(const std::string& code, const jit::BuildFlags& flags,
                                     const std::string& arch) {
   const NvccInfo& info = require_nvcc();
-  jit::LibraryBuild build;
-  build.code = code;
-  build.language = "CUDA";
-  build.source_suffix = ".cu";
-  build.library_suffix = "-cuda.so";
-  build.compiler = info.path;
-  build.compiler_version = info.version;
-  build.flags = jit::user_flags(flags);
-  build.flags.insert(build.flags.end(),
-                     {"-O3", "-std=c++17", "--shared", "-Xcompiler", "-fPIC", "-arch=" + arch, "-x", "cu"});
-  build.write_output = flags.write_output;
+  jit::LibraryBuild build =
+      jit::library_build(code, "CUDA", ".cu", "-cuda.so", info.path, info.version, flags,
+                         {"-O3", "-std=c++17", "--shared", "-Xcompiler", "-fPIC", "-arch=" + arch, "-x",
+                          "cu"});
   return jit::build_cached_library(build);
 }
 
@@ -187,28 +180,13 @@ std::optional<jit::BuildResult> build_split_cuda_library(const std::string& devi
   if (!cxx.found || !kit) {
     return std::nullopt;
   }
-  jit::LibraryBuild device;
-  device.code = device_code;
-  device.language = "CUDA";
-  device.source_suffix = ".cu";
-  device.library_suffix = "-cuda.cubin";
-  device.compiler = info.path;
-  device.compiler_version = info.version;
-  device.flags = jit::user_flags(flags);
-  device.flags.insert(device.flags.end(), {"-O3", "-std=c++17", "-cubin", "-arch=" + arch, "-x", "cu"});
-  device.write_output = flags.write_output;
-
-  jit::LibraryBuild host;
-  host.code = host_code;
-  host.language = "C++ (the host part of CUDA)";
-  host.source_suffix = ".cpp";
-  host.library_suffix = "-cuda-host.o";
-  host.compiler = cxx.path;
-  host.compiler_version = cxx.version;
-  host.flags = jit::user_flags(flags);
-  host.flags.insert(host.flags.end(),
-                    {"-I" + kit->include.string(), "-O1", "-std=c++17", "-fPIC", "-c", "-x", "c++"});
-  host.write_output = flags.write_output;
+  jit::LibraryBuild device =
+      jit::library_build(device_code, "CUDA", ".cu", "-cuda.cubin", info.path, info.version, flags,
+                         {"-O3", "-std=c++17", "-cubin", "-arch=" + arch, "-x", "cu"});
+  jit::LibraryBuild host =
+      jit::library_build(host_code, "C++ (the host part of CUDA)", ".cpp", "-cuda-host.o", cxx.path,
+                         cxx.version, flags,
+                         {"-I" + kit->include.string(), "-O1", "-std=c++17", "-fPIC", "-c", "-x", "c++"});
 
   // The two compilations run side by side; a failure of the kernels' is reported first.
   jit::BuildResult cubin, host_object;
@@ -229,14 +207,9 @@ std::optional<jit::BuildResult> build_split_cuda_library(const std::string& devi
   if (device_failure) std::rethrow_exception(device_failure);
   if (host_failure) std::rethrow_exception(host_failure);
 
-  jit::LibraryBuild link;
-  link.code = cubin_object_source(cubin.library);
-  link.language = "assembly (the kernels of CUDA)";
-  link.source_suffix = ".s";
-  link.library_suffix = "-cuda.so";
-  link.compiler = cxx.path;
-  link.compiler_version = cxx.version;
-  link.flags = {"-shared", "-fPIC", "-x", "assembler"};
+  jit::LibraryBuild link =
+      jit::library_build(cubin_object_source(cubin.library), "assembly (the kernels of CUDA)", ".s",
+                         "-cuda.so", cxx.path, cxx.version, {}, {"-shared", "-fPIC", "-x", "assembler"});
   link.link_flags = {"-x", "none", host_object.library.string(), "-L" + kit->lib.string(),
                      "-lcudart_static", "-ldl", "-lrt", "-lpthread"};
   jit::BuildResult built = jit::build_cached_library(link);

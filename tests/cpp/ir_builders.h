@@ -55,6 +55,15 @@ inline Function fn(const std::string& name, std::vector<std::string> params, Blo
   return f;
 }
 
+// def f(x, out): label O; for i in range(rows): label R; for j in range(m): out[i] = out[i] + x[i, j]
+inline Function row_sums(int64_t rows, int64_t m) {
+  return fn("f", {"x", "out"},
+            {For("i", 0, rows,
+                 {For("j", 0, m, {A(S("out", {V("i")}), add(S("out", {V("i")}), S("x", {V("i"), V("j")})))},
+                      {"R"})},
+                 {"O"})});
+}
+
 inline ArgValue int_arg(int64_t v) {
   ArgValue a;
   a.kind = ArgValue::Kind::Int;

@@ -38,15 +38,6 @@ Function add_one(int64_t n) {
   return fn("f", {"x", "y"}, {For("i", 0, n, {A(S("y", {V("i")}), add(S("x", {V("i")}), F(1.0)))}, {"N"})});
 }
 
-// def f(x, out): label O; for i in range(rows): label R; for j in range(m): out[i] += x[i, j]
-Function row_sums(int64_t rows, int64_t m) {
-  return fn("f", {"x", "out"},
-            {For("i", 0, rows,
-                 {For("j", 0, m, {A(S("out", {V("i")}), add(S("out", {V("i")}), S("x", {V("i"), V("j")})))},
-                      {"R"})},
-                 {"O"})});
-}
-
 struct Case {
   std::string name;
   Lowered low;

@@ -360,15 +360,6 @@ TEST(GpuHostCode, ThroughLowerPointsAtTheSubscript) {
 // =============================================================================================
 // Reductions (SPEC C.3)
 
-// def f(x, out): label O; for i in range(rows): label R; for j in range(m): out[i] = out[i] + x[i, j]
-Function row_sums(int64_t rows, int64_t m) {
-  return fn("f", {"x", "out"},
-            {For("i", 0, rows,
-                 {For("j", 0, m, {A(S("out", {V("i")}), add(S("out", {V("i")}), S("x", {V("i"), V("j")})))},
-                      {"R"})},
-                 {"O"})});
-}
-
 TEST(GpuReduce, BlockReduction) {
   auto opts = cuda_opts({{"O", threads(100)}, {"R", reduce_threads(128)}});
   GpuProgram p = gpu_program(row_sums(100, 1000), {f32({100, 1000}), f32({100})}, opts);
