@@ -124,7 +124,7 @@ def main():
     t = torch.zeros(32, device="cuda")
     o = opts({"N": parpy.threads(32)})
     first = {}
-    for mode in ["nvcc", "split"]:
+    for mode in ["nvcc", "two-part"]:
         os.environ["PARPY_CUDA_BUILD"] = mode
         times = []
         for _ in range(3):
@@ -141,7 +141,7 @@ def main():
         tiny(t, 32, opts=o)
     host = (time.perf_counter() - t0) / n
     torch.cuda.synchronize()
-    print(f"\nfirst call (compile + build + run): {first['split']:.2f} s (nvcc for the whole program: "
+    print(f"\nfirst call (compile + build + run): {first['two-part']:.2f} s (nvcc for the whole program: "
           f"{first['nvcc']:.2f} s); cached call host overhead: {host * 1e6:.1f} us per call")
 
 

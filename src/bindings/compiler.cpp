@@ -158,12 +158,13 @@ std::shared_ptr<Entry> build_cuda_entry(const Lowered& low, const CompileOptions
   // User flags are nvcc flags for the whole program, so they keep the one-source build; so does
   // PARPY_CUDA_BUILD=nvcc.
   const char* mode = std::getenv("PARPY_CUDA_BUILD");
-  bool split = opts.extra_flags.empty() && opts.libs.empty() && !(mode && std::string(mode) == "nvcc");
+  bool two_part = opts.extra_flags.empty() && opts.libs.empty() && !(mode && std::string(mode) == "nvcc");
   jit::BuildResult built;
   {
     nb::gil_scoped_release release;
     std::optional<jit::BuildResult> fast;
-    if (split) fast = cuda::build_split_cuda_library(low.device_code, low.host_code, flags, cuda::arch_flag());
+    if (two_part)
+      fast = cuda::build_two_part_cuda_library(low.device_code, low.host_code, flags, cuda::arch_flag());
     built = fast ? *fast : cuda::build_cuda_library(low.code, flags, cuda::arch_flag());
   }
   if (built.built) ++g_builds;

@@ -20,7 +20,7 @@ Type param_type(const Kernel& k, const std::string& name) {
 
 class CudaPrinter : public CPrinter {
  public:
-  CudaPrinter(const GpuProgram& p, bool split) : split_(split), prog_(p) {
+  CudaPrinter(const GpuProgram& p, bool two_part) : two_part_(two_part), prog_(p) {
     for (const auto& k : p.kernels) kernels_[k.name] = &k;
   }
 
@@ -33,8 +33,9 @@ class CudaPrinter : public CPrinter {
 
   void kernel(const Kernel& k, const std::string& name, const Block& body,
               const std::map<std::string, int64_t>& alignment) {
-    // The host part of a split program finds each kernel by its unmangled name.
-    os << (split_ ? "extern \"C\" " : "") << "__global__ void __launch_bounds__(" << k.block_threads << ") ";
+    // The host part of a two-part program finds each kernel by its unmangled name.
+    if (two_part_) os << "extern \"C\" ";
+    os << "__global__ void __launch_bounds__(" << k.block_threads << ") ";
     if (k.cluster_blocks > 1) os << "__cluster_dims__(" << k.cluster_blocks << ", 1, 1) ";
     os << c_ident(name) << "(";
     for (size_t i = 0; i < k.params.size(); ++i)
@@ -99,10 +100,10 @@ class CudaPrinter : public CPrinter {
     os << "extern \"C\" const char* " << error_symbol << "() { return parpy_error_buf; }\n";
   }
 
-  // Once per module: the kernels of a split program, scratch buffers, and the attribute that
+  // Once per module: the kernels of a two-part program, scratch buffers, and the attribute that
   // allows clusters above 8 blocks.
   void setup() {
-    if (split_) {
+    if (two_part_) {
       os << "  if (!parpy_library) {\n    cudaLibrary_t parpy_lib;\n"
          << "    PARPY_CHECK(cudaLibraryLoadData(&parpy_lib, parpy_cubin, nullptr, nullptr, 0, nullptr, "
             "nullptr, 0), \"cudaLibraryLoadData\");\n";
@@ -127,13 +128,14 @@ class CudaPrinter : public CPrinter {
     for (const auto& k : prog_.kernels) {
       if (k.cluster_blocks <= 8) continue;
       for (const auto& n : variants(k))
-        os << "    PARPY_CHECK(cudaFuncSetAttribute(" << (split_ ? "(const void*)" + handle(n) : c_ident(n))
+        os << "    PARPY_CHECK(cudaFuncSetAttribute("
+           << (two_part_ ? "(const void*)" + handle(n) : c_ident(n))
            << ", cudaFuncAttributeNonPortableClusterSizeAllowed, 1), \"cudaFuncSetAttribute\");\n";
     }
     os << "    parpy_attributes_set = true;\n  }\n";
   }
 
-  // The host part of a split program: the library its device part is loaded into, and per kernel a
+  // The host part of a two-part program: the library its device part is loaded into, and per kernel a
   // handle and a launcher with the kernel's parameters (cudaLaunchKernel reads them by address).
   void launchers() {
     os << "extern \"C\" __attribute__((visibility(\"hidden\"))) const unsigned char parpy_cubin[];\n";
@@ -147,6 +149,7 @@ class CudaPrinter : public CPrinter {
           os << ", " << type_str(k.params[i].type) << " " << c_ident(k.params[i].name);
           addresses += (i ? ", &" : "&") + c_ident(k.params[i].name);
         }
+        // A failed launch is what cudaGetLastError reports after it.
         os << ") {\n  void* parpy_args[] = {" << (addresses.empty() ? "nullptr" : addresses) << "};\n"
            << "  cudaLaunchKernel((const void*)" << handle(n)
            << ", parpy_grid, parpy_block, parpy_args, 0, parpy_stream);\n}\n\n";
@@ -178,11 +181,12 @@ class CudaPrinter : public CPrinter {
         auto launch = [&](const std::string& name, const std::string& p2) {
           std::string grid = "dim3(" + std::to_string(k.grid_blocks) + ")";
           std::string block = "dim3(" + std::to_string(k.block_threads) + ")";
-          if (split_)  // the kernel's launcher (see launchers())
+          if (two_part_)  // the kernel's launcher (see launchers())
             os << p2 << c_ident(name) << "(" << grid << ", " << block << ", parpy_stream"
                << (args.empty() ? "" : ", " + args) << ");\n";
           else
-            os << p2 << c_ident(name) << "<<<" << grid << ", " << block << ", 0, parpy_stream>>>(" << args << ");\n";
+            os << p2 << c_ident(name) << "<<<" << grid << ", " << block << ", 0, parpy_stream>>>(" << args
+               << ");\n";
         };
         if (k.vector_body.empty()) {
           launch(k.name, p);
@@ -211,7 +215,7 @@ class CudaPrinter : public CPrinter {
   }
   static std::string handle(const std::string& kernel) { return c_ident(kernel) + "__parpy_kernel"; }
 
-  bool split_;  // host and device code in separate sources (print_cuda_split)
+  bool two_part_;  // host and device code in separate sources (CudaProgram::device_code, host_code)
   bool in_kernel_ = false;
   const GpuProgram& prog_;
   std::map<std::string, const Kernel*> kernels_;

@@ -132,7 +132,15 @@ std::vector<fs::path> dry_run_paths(const std::string& text, const std::string& 
   return out;
 }
 
+// The major version in "Cuda compilation tools, release X.Y, ...", or 0.
+int release_major(const std::string& version) {
+  size_t at = version.find("release ");
+  return at == std::string::npos ? 0 : std::atoi(version.c_str() + at + 8);
+}
+
 std::optional<Toolkit> find_toolkit(const NvccInfo& info) {
+  // cudaLibraryLoadData, which the host part loads its kernels with, came with CUDA 12.0.
+  if (release_major(info.version) < 12) return std::nullopt;
   jit::ProcessResult dry =
       jit::run_process({info.path, "--dryrun", "-c", "-x", "cu", "/dev/null", "-o", "/dev/null"});
   if (dry.exit_code != 0) return std::nullopt;
@@ -170,7 +178,7 @@ std::string cubin_object_source(const fs::path& cubin) {
 
 } // namespace
 
-std::optional<jit::BuildResult> build_split_cuda_library(const std::string& device_code,
+std::optional<jit::BuildResult> build_two_part_cuda_library(const std::string& device_code,
                                                          const std::string& host_code,
                                                          const jit::BuildFlags& flags,
                                                          const std::string& arch) {

@@ -39,7 +39,7 @@ jit::BuildResult build_cuda_library(const std::string& code, const jit::BuildFla
 // Each step is cached on disk by its own key. Returns nothing, building nothing, when this machine
 // lacks what it needs (a host C++ compiler; the runtime's header and static library where nvcc's
 // dry run names them); throws jit::BuildError as build_cuda_library does.
-std::optional<jit::BuildResult> build_split_cuda_library(const std::string& device_code,
+std::optional<jit::BuildResult> build_two_part_cuda_library(const std::string& device_code,
                                                          const std::string& host_code,
                                                          const jit::BuildFlags& flags,
                                                          const std::string& arch);

@@ -424,7 +424,7 @@ def test_sync_and_aliasing_arguments():
 
 
 @needs_gpu
-@pytest.mark.parametrize("mode", ["nvcc", "split"])
+@pytest.mark.parametrize("mode", ["nvcc", "two-part"])
 def test_whole_and_two_part_builds_run(mode, monkeypatch, tmp_path):
     # Default: kernels by `nvcc -cubin` and the host part by the host compiler, side by side;
     # PARPY_CUDA_BUILD=nvcc: the whole program by nvcc. Both on fresh data, from an empty cache.
@@ -441,5 +441,5 @@ def test_whole_and_two_part_builds_run(mode, monkeypatch, tmp_path):
     e = np.exp(x.astype(np.float64) - x.max(axis=1, keepdims=True))
     np.testing.assert_allclose(out, e / e.sum(axis=1, keepdims=True), rtol=1e-4, atol=1e-6)
     cubins = list(tmp_path.glob("*-cuda.cubin"))
-    assert (len(cubins) == 2) == (mode == "split"), sorted(p.name for p in tmp_path.iterdir())
+    assert (len(cubins) == 2) == (mode == "two-part"), sorted(p.name for p in tmp_path.iterdir())
     parpy.clear_cache()

@@ -1,4 +1,4 @@
-// The two-part CUDA build (build_split_cuda_library: `nvcc -cubin` for the kernels, the host C++
+// The two-part CUDA build (build_two_part_cuda_library: `nvcc -cubin` for the kernels, the host C++
 // compiler for the host part): programs with 128-bit variants, multi-block scratch, clusters of 16,
 // CUDA graphs and half precision build and load anywhere nvcc is, and report a CUDA error (never
 // crash) without a GPU; with a GPU they run and match a sequential reference.
@@ -63,14 +63,15 @@ std::vector<Case> cases() {
   CompileOptions half = cuda_opts({{"N", threads(256)}});
   half.force_float_size = ElemSize::F16;
   out.push_back({"add_one in half precision (text only)",
-                 lower(add_one(300), {array_arg(ElemSize::F16, {300}), array_arg(ElemSize::F16, {300})}, half),
+                 lower(add_one(300), {array_arg(ElemSize::F16, {300}), array_arg(ElemSize::F16, {300})},
+                       half),
                  0, 0, false});
   return out;
 }
 
 class ScopedCacheDir {
  public:
-  ScopedCacheDir() : dir_(fs::path("/tmp") / jit::unique_file_name("parpy-test-split-", "")) {
+  ScopedCacheDir() : dir_(fs::path("/tmp") / jit::unique_file_name("parpy-test-two-part-", "")) {
     const char* previous = std::getenv("PARPY_CACHE_DIR");
     if (previous != nullptr) previous_ = previous;
     setenv("PARPY_CACHE_DIR", dir_.c_str(), 1);
@@ -91,12 +92,12 @@ jit::BuildResult build(const Lowered& l) {
   jit::BuildFlags flags;
   flags.include_dirs = {PARPY_INCLUDE_DIR};
   std::optional<jit::BuildResult> built =
-      cuda::build_split_cuda_library(l.device_code, l.host_code, flags, "sm_90");
-  if (!built) throw std::runtime_error("the split build is not available on this machine");
+      cuda::build_two_part_cuda_library(l.device_code, l.host_code, flags, "sm_90");
+  if (!built) throw std::runtime_error("the two-part build is not available on this machine");
   return *built;
 }
 
-TEST(CudaSplitText, DeviceAndHostParts) {
+TEST(CudaTwoPartText, DeviceAndHostParts) {
   for (const Case& c : cases()) {
     SCOPED_TRACE(c.name);
     const Lowered& l = c.low;
@@ -113,7 +114,8 @@ TEST(CudaSplitText, DeviceAndHostParts) {
     EXPECT_TRUE(has(l.code, "<<<")) << l.code;
   }
   const std::vector<Case> all = cases();
-  EXPECT_TRUE(has(all[0].low.host_code, "cudaLibraryGetKernel(&f_k0_vec__parpy_kernel, parpy_lib, \"f_k0_vec\")"))
+  EXPECT_TRUE(
+      has(all[0].low.host_code, "cudaLibraryGetKernel(&f_k0_vec__parpy_kernel, parpy_lib, \"f_k0_vec\")"))
       << all[0].low.host_code;
   EXPECT_TRUE(has(all[2].low.host_code, "cudaFuncSetAttribute((const void*)")) << all[2].low.host_code;
   EXPECT_TRUE(has(all[2].low.host_code, "#define PARPY_USE_GRAPHS")) << all[2].low.host_code;
@@ -122,7 +124,7 @@ TEST(CudaSplitText, DeviceAndHostParts) {
   EXPECT_TRUE(has(all[3].low.host_code, "#include <cuda_fp16.h>")) << all[3].low.host_code;
 }
 
-TEST(CudaSplitBuild, BuildsLoadsAndRunsOrReportsTheMissingGpu) {
+TEST(CudaTwoPartBuild, BuildsLoadsAndRunsOrReportsTheMissingGpu) {
   if (!cuda::nvcc().found || !jit::host_cxx().found) GTEST_SKIP() << "nvcc or a host C++ compiler is missing";
   ScopedCacheDir cache;
   const bool gpu = cuda::device_info().available;
