@@ -19,38 +19,12 @@
 #include "jit/process.h"
 #include "jit/shared_library.h"
 #include "runtime/cuda_driver.h"
+#include "scoped_cache_dir.h"
 
 namespace parpy::cuda {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Points PARPY_CACHE_DIR at a fresh directory under /tmp for one test, then restores it.
-class ScopedCudaCacheDir {
-public:
-  ScopedCudaCacheDir() {
-    const char* previous = std::getenv("PARPY_CACHE_DIR");
-    if (previous != nullptr) {
-      previous_ = previous;
-    }
-    dir_ = fs::path("/tmp") / jit::unique_file_name("parpy-test-cuda-", "");
-    setenv("PARPY_CACHE_DIR", dir_.c_str(), 1);
-  }
-  ~ScopedCudaCacheDir() {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-    if (previous_) {
-      setenv("PARPY_CACHE_DIR", previous_->c_str(), 1);
-    } else {
-      unsetenv("PARPY_CACHE_DIR");
-    }
-  }
-  const fs::path& dir() const { return dir_; }
-
-private:
-  fs::path dir_;
-  std::optional<std::string> previous_;
-};
 
 // Runs `fn` and returns the CudaError's message, or nullopt if it did not throw one.
 template <typename Fn> std::optional<std::string> cuda_error_of(Fn fn) {
@@ -280,7 +254,7 @@ int fake_counter(const char* name) {
 }
 
 TEST(CudaDriver, FakeDriverEndToEnd) {
-  ScopedCudaCacheDir cache;
+  testing::ScopedCacheDir cache;
   std::string why;
   std::optional<fs::path> fake = build_fake_driver(cache.dir(), &why);
   if (!fake) {
@@ -364,7 +338,7 @@ TEST(CudaNvcc, FoundWithVersion) {
 
 TEST(CudaNvcc, BuildsLoadsAndCachesALibrary) {
   SKIP_WITHOUT_NVCC();
-  ScopedCudaCacheDir cache;
+  testing::ScopedCacheDir cache;
   uint64_t builds_before = jit::build_count();
   jit::BuildResult first = build_cuda_library(tiny_cuda_source, jit::BuildFlags{}, "sm_90");
   EXPECT_TRUE(first.built);
@@ -410,7 +384,7 @@ TEST(CudaNvcc, BuildsLoadsAndCachesALibrary) {
 
 TEST(CudaNvcc, SyntaxErrorThrowsBuildError) {
   SKIP_WITHOUT_NVCC();
-  ScopedCudaCacheDir cache;
+  testing::ScopedCacheDir cache;
   try {
     build_cuda_library("__global__ void broken( { }\n", jit::BuildFlags{}, "sm_90");
     FAIL() << "expected BuildError";
@@ -428,7 +402,7 @@ TEST(CudaNvcc, SyntaxErrorThrowsBuildError) {
 
 TEST(CudaNvcc, CompileOnlyCheck) {
   SKIP_WITHOUT_NVCC();
-  ScopedCudaCacheDir cache;
+  testing::ScopedCacheDir cache;
   std::string log;
   EXPECT_TRUE(nvcc_compiles(tiny_cuda_source, "sm_90", {}, &log)) << log;
   EXPECT_FALSE(nvcc_compiles("__global__ void k() { undefined_name = 1; }\n", "sm_90", {}, &log));

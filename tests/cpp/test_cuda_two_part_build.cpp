@@ -19,6 +19,7 @@
 #include "jit/shared_library.h"
 #include "lower.h"
 #include "runtime/cuda_driver.h"
+#include "scoped_cache_dir.h"
 
 #ifndef PARPY_INCLUDE_DIR
 #error "PARPY_INCLUDE_DIR (python/parpy/include) must be defined by the build"
@@ -68,25 +69,6 @@ std::vector<Case> cases() {
                  0, 0, false});
   return out;
 }
-
-class ScopedCacheDir {
- public:
-  ScopedCacheDir() : dir_(fs::path("/tmp") / jit::unique_file_name("parpy-test-two-part-", "")) {
-    const char* previous = std::getenv("PARPY_CACHE_DIR");
-    if (previous != nullptr) previous_ = previous;
-    setenv("PARPY_CACHE_DIR", dir_.c_str(), 1);
-  }
-  ~ScopedCacheDir() {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-    if (previous_) setenv("PARPY_CACHE_DIR", previous_->c_str(), 1);
-    else unsetenv("PARPY_CACHE_DIR");
-  }
-
- private:
-  fs::path dir_;
-  std::optional<std::string> previous_;
-};
 
 jit::BuildResult build(const Lowered& l) {
   jit::BuildFlags flags;

@@ -17,6 +17,7 @@
 #include "jit/process.h"
 #include "jit/sha256.h"
 #include "jit/shared_library.h"
+#include "scoped_cache_dir.h"
 
 namespace parpy::jit {
 namespace {
@@ -27,33 +28,6 @@ std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
-
-// Points PARPY_CACHE_DIR at a fresh directory under /tmp for one test, then restores it.
-class ScopedCacheDir {
-public:
-  ScopedCacheDir() {
-    const char* previous = std::getenv("PARPY_CACHE_DIR");
-    if (previous != nullptr) {
-      previous_ = previous;
-    }
-    dir_ = fs::path("/tmp") / unique_file_name("parpy-test-jit-", "");
-    setenv("PARPY_CACHE_DIR", dir_.c_str(), 1);
-  }
-  ~ScopedCacheDir() {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-    if (previous_) {
-      setenv("PARPY_CACHE_DIR", previous_->c_str(), 1);
-    } else {
-      unsetenv("PARPY_CACHE_DIR");
-    }
-  }
-  const fs::path& dir() const { return dir_; }
-
-private:
-  fs::path dir_;
-  std::optional<std::string> previous_;
-};
 
 TEST(Sha256, KnownVectors) {
   EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
@@ -78,14 +52,14 @@ TEST(Sha256, PaddingBoundaries) {
 }
 
 TEST(DiskCache, HonoursParpyCacheDir) {
-  ScopedCacheDir scoped;
+  testing::ScopedCacheDir scoped;
   EXPECT_FALSE(fs::exists(scoped.dir()));
   EXPECT_EQ(cache_dir(), scoped.dir());
   EXPECT_TRUE(fs::is_directory(scoped.dir()));
 }
 
 TEST(DiskCache, FallsBackToHomeWhenUnsetOrEmpty) {
-  ScopedCacheDir scoped;
+  testing::ScopedCacheDir scoped;
   const char* previous_home = std::getenv("HOME");
   std::string saved_home = previous_home != nullptr ? previous_home : "";
   fs::path home = scoped.dir() / "home";
@@ -103,7 +77,7 @@ TEST(DiskCache, FallsBackToHomeWhenUnsetOrEmpty) {
 }
 
 TEST(DiskCache, AtomicWriteReadsBackAndLeavesNoTemporaries) {
-  ScopedCacheDir scoped;
+  testing::ScopedCacheDir scoped;
   fs::path target = cache_dir() / "entry.bin";
   std::string data("binary\0data\n", 12);
   atomic_write(target, data);
@@ -115,7 +89,7 @@ TEST(DiskCache, AtomicWriteReadsBackAndLeavesNoTemporaries) {
 }
 
 TEST(DiskCache, ConcurrentWritersNeverExposeHalfAFile) {
-  ScopedCacheDir scoped;
+  testing::ScopedCacheDir scoped;
   fs::path target = cache_dir() / "contended";
   const std::string first(1 << 20, 'x'), second(1 << 20, 'y');
   atomic_write(target, first);
@@ -140,7 +114,7 @@ TEST(DiskCache, ConcurrentWritersNeverExposeHalfAFile) {
 }
 
 TEST(DiskCache, ClearRemovesEverything) {
-  ScopedCacheDir scoped;
+  testing::ScopedCacheDir scoped;
   atomic_write(cache_dir() / "a", "12345");
   fs::create_directories(cache_dir() / "sub");
   atomic_write(cache_dir() / "sub" / "b", "678");
@@ -216,7 +190,7 @@ extern "C" int sum_below(int n) {
 
 TEST(HostCompiler, BuildsLoadsAndCachesALibrary) {
   ASSERT_TRUE(host_cxx_has_openmp());
-  ScopedCacheDir scoped;
+  testing::ScopedCacheDir scoped;
   uint64_t builds_before = build_count();
   BuildResult first = build_cpu_library(increment_code, {});
   EXPECT_TRUE(first.built);
@@ -242,7 +216,7 @@ TEST(HostCompiler, BuildsLoadsAndCachesALibrary) {
 }
 
 TEST(HostCompiler, ConcurrentBuildsOfOneKeyAllSucceed) {
-  ScopedCacheDir scoped;
+  testing::ScopedCacheDir scoped;
   const std::string code = std::string(increment_code) + "// concurrent\n";
   std::vector<BuildResult> results(4);
   std::vector<std::thread> builders;
@@ -264,7 +238,7 @@ TEST(HostCompiler, ConcurrentBuildsOfOneKeyAllSucceed) {
 TEST(SharedLibrary, UnloadAfterParallelRegionAndReload) {
   // Regression: closing the last library that used OpenMP once unloaded libgomp under its
   // still-running worker threads.
-  ScopedCacheDir scoped;
+  testing::ScopedCacheDir scoped;
   BuildResult built = build_cpu_library(increment_code, {});
   for (int round = 0; round < 3; ++round) {
     std::shared_ptr<SharedLibrary> library = load_library(built.library);
@@ -274,7 +248,7 @@ TEST(SharedLibrary, UnloadAfterParallelRegionAndReload) {
 }
 
 TEST(HostCompiler, KeyDependsOnCodeAndFlags) {
-  ScopedCacheDir scoped;
+  testing::ScopedCacheDir scoped;
   BuildFlags with_define;
   with_define.extra_flags = {"-DPARPY_TEST_FLAG=1"};
   BuildResult plain = build_cpu_library(increment_code, {});
@@ -287,7 +261,7 @@ TEST(HostCompiler, KeyDependsOnCodeAndFlags) {
 }
 
 TEST(HostCompiler, CompileErrorThrowsBuildErrorWithCompilerOutput) {
-  ScopedCacheDir scoped;
+  testing::ScopedCacheDir scoped;
   uint64_t builds_before = build_count();
   try {
     build_cpu_library("extern \"C\" int f(int x) { return parpy_undeclared_name; }\n", {});
@@ -307,7 +281,7 @@ TEST(HostCompiler, CompileErrorThrowsBuildErrorWithCompilerOutput) {
 }
 
 TEST(HostCompiler, WriteOutputKeepsTheFailingSource) {
-  ScopedCacheDir scoped;
+  testing::ScopedCacheDir scoped;
   fs::path previous_working_dir = fs::current_path();
   fs::path working_dir = scoped.dir() / "work";
   fs::create_directories(working_dir);
@@ -334,7 +308,7 @@ TEST(HostCompiler, WriteOutputKeepsTheFailingSource) {
 }
 
 TEST(SharedLibrary, MissingSymbolAndMissingFileThrow) {
-  ScopedCacheDir scoped;
+  testing::ScopedCacheDir scoped;
   BuildResult built = build_cpu_library(increment_code, {});
   std::shared_ptr<SharedLibrary> library = load_library(built.library);
   try {
