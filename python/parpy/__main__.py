@@ -118,6 +118,12 @@ def main() -> None:
         print(f"  nvcc: {nvcc}: {_first_line([nvcc, '--version'], containing='release')}")
     else:
         print("  nvcc: not found")
+    try:
+        from parpy import parpy as native
+
+        print(f"  Cuda build: {native.cuda_build()}")
+    except Exception as e:  # noqa: BLE001 - diagnostics report any failure
+        print(f"  Cuda build: unknown ({e})")
 
     print("CUDA devices:")
     try:

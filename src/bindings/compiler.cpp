@@ -147,6 +147,11 @@ std::shared_ptr<Entry> build_code(const std::string& code, const std::string& sy
   return e;
 }
 
+bool whole_cuda_build_requested() {
+  const char* mode = std::getenv("PARPY_CUDA_BUILD");
+  return mode != nullptr && std::string(mode) == "nvcc";
+}
+
 std::shared_ptr<Entry> build_cuda_entry(const Lowered& low, const CompileOptions& opts) {
   jit::BuildFlags flags;
   flags.include_dirs = opts.includes;
@@ -157,8 +162,7 @@ std::shared_ptr<Entry> build_cuda_entry(const Lowered& low, const CompileOptions
   flags.write_output = opts.write_output;
   // User flags are nvcc flags for the whole program, so they keep the one-source build; so does
   // PARPY_CUDA_BUILD=nvcc.
-  const char* mode = std::getenv("PARPY_CUDA_BUILD");
-  bool two_part = opts.extra_flags.empty() && opts.libs.empty() && !(mode && std::string(mode) == "nvcc");
+  bool two_part = opts.extra_flags.empty() && opts.libs.empty() && !whole_cuda_build_requested();
   jit::BuildResult built;
   {
     nb::gil_scoped_release release;
@@ -402,6 +406,7 @@ void bind_compiler(nb::module_& m) {
     jit::clear_disk_cache();
   });
   m.def("cache_dir", [] { return jit::cache_dir().string(); });
+  m.def("cuda_build", [] { return cuda::describe_cuda_build(whole_cuda_build_requested()); });
   m.def("stats", [] {
     nb::dict d;
     d["compiles"] = g_compiles.load();

@@ -126,7 +126,7 @@ std::vector<fs::path> dry_run_paths(const std::string& text, const std::string& 
     while (words >> word) {
       if (!word.empty() && word.front() == '"') word = word.substr(1);
       if (!word.empty() && word.back() == '"') word.pop_back();
-      if (word.rfind(option, 0) == 0) out.emplace_back(word.substr(option.size()));
+      if (word.rfind(option, 0) == 0) out.push_back(fs::path(word.substr(option.size())).lexically_normal());
     }
   }
   return out;
@@ -177,6 +177,19 @@ std::string cubin_object_source(const fs::path& cubin) {
 }
 
 } // namespace
+
+std::string describe_cuda_build(bool whole_requested) {
+  const NvccInfo& info = nvcc();
+  if (!info.found) return "none: " + info.why_missing;
+  const std::string whole = "nvcc builds the whole program: ";
+  if (whole_requested) return whole + "PARPY_CUDA_BUILD=nvcc";
+  if (!jit::host_cxx().found) return whole + "no host C++ compiler";
+  if (release_major(info.version) < 12) return whole + "nvcc is older than CUDA 12.0";
+  const std::optional<Toolkit>& kit = toolkit();
+  if (!kit) return whole + "nvcc's dry run names no directory with cuda_runtime.h and libcudart_static.a";
+  return "two parts: kernels by nvcc -cubin, host part by " + jit::host_cxx().path + " with " +
+         (kit->lib / "libcudart_static.a").string() + " (user flags or libs: nvcc builds the whole program)";
+}
 
 std::optional<jit::BuildResult> build_two_part_cuda_library(const std::string& device_code,
                                                          const std::string& host_code,

@@ -39,6 +39,11 @@ jit::BuildResult build_cuda_library(const std::string& code, const jit::BuildFla
 // Each step is cached on disk by its own key. Returns nothing, building nothing, when this machine
 // lacks what it needs (a host C++ compiler; the runtime's header and static library where nvcc's
 // dry run names them); throws jit::BuildError as build_cuda_library does.
+// How Cuda programs are built here, for diagnostics: "two parts: ..." with the tools, or "nvcc
+// builds the whole program: <why the two-part build is unavailable>". `whole_requested`: the user
+// asked for the one-source build (PARPY_CUDA_BUILD=nvcc).
+std::string describe_cuda_build(bool whole_requested);
+
 std::optional<jit::BuildResult> build_two_part_cuda_library(const std::string& device_code,
                                                          const std::string& host_code,
                                                          const jit::BuildFlags& flags,

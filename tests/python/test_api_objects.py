@@ -2,6 +2,7 @@
 
 import ctypes
 import os
+import shutil
 import subprocess
 import sys
 
@@ -459,4 +460,10 @@ def test_main_diagnostics(tmp_path):
         assert f"  {name}: " in out
     assert "  Cpu: on" in out
     assert "host C++ compiler" in out
+    if shutil.which("nvcc"):
+        assert "  Cuda build: two parts: kernels by nvcc -cubin" in out or "  Cuda build: nvcc builds" in out, \
+            out
+        r = subprocess.run([sys.executable, "-m", "parpy"], check=False, capture_output=True, text=True,
+                           env=dict(env, PARPY_CUDA_BUILD="nvcc"), timeout=120)
+        assert "  Cuda build: nvcc builds the whole program: PARPY_CUDA_BUILD=nvcc" in r.stdout, r.stdout
     assert str(tmp_path) in out and "1 files" in out
