@@ -2,17 +2,26 @@
 
 Run: python benchmarks/cpu.py [--quick]
 Prints a markdown table: median wall time of repeated calls (after a warm-up call that compiles)
-and effective bandwidth (bytes read + written by the ideal kernel / time).
+and effective bandwidth (bytes read + written by the ideal kernel / time). Then the first-call
+latency and the cached per-call host overhead of a tiny function.
 """
 
+import atexit
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 
 import numpy as np
+
+# A private disk cache: the first-call measurement clears it (not the user's ~/.cache/parpy).
+os.environ["PARPY_CACHE_DIR"] = tempfile.mkdtemp(prefix="parpy-bench-")
+atexit.register(shutil.rmtree, os.environ["PARPY_CACHE_DIR"], ignore_errors=True)
+
 import parpy
-from kernels import axpy, row_sum, softmax
+from kernels import axpy, row_sum, softmax, tiny
 
 
 def np_softmax(x):
@@ -72,6 +81,24 @@ def main():
     for name, size, nbytes, tp, tn in rows:
         print(f"| {name} | {size} | {tp * 1e3:.2f} | {nbytes / tp / 1e9:.1f} | "
               f"{tn * 1e3:.2f} | {nbytes / tn / 1e9:.1f} | {tn / tp:.2f}x |")
+
+    # First call (specialise + build + load + run) from an empty disk cache, median of three; then
+    # the cached call of a `threads(1)` loop over 32 elements.
+    t = np.zeros(32, np.float32)
+    o = parpy.par({"N": parpy.threads(1)})
+    firsts = []
+    for _ in range(3):
+        parpy.clear_cache()
+        t0 = time.perf_counter()
+        tiny(t, 32, opts=o)
+        firsts.append(time.perf_counter() - t0)
+    n = 20000
+    t0 = time.perf_counter()
+    for _ in range(n):
+        tiny(t, 32, opts=o)
+    host = (time.perf_counter() - t0) / n
+    print(f"\nfirst call (specialise + build + load + run): {np.median(firsts):.2f} s; "
+          f"cached call host overhead: {host * 1e6:.2f} us per call")
 
 
 if __name__ == "__main__":

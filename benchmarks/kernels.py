@@ -28,3 +28,11 @@ def axpy(a, x, y, N):
     parpy.label("N")
     for i in range(N):
         y[i] = a * x[i] + y[i]
+
+
+@parpy.jit
+def tiny(x, N):
+    """For the first-call latency and the per-call host overhead."""
+    parpy.label("N")
+    for i in range(N):
+        x[i] = x[i] + 1.0

@@ -133,6 +133,22 @@ bool host_cxx_has_openmp() {
   return has_openmp;
 }
 
+bool host_cxx_has_libmvec() {
+  static const bool has_libmvec = [] {
+#if defined(__x86_64__) && defined(__GLIBC__)
+    const Toolchain& cxx = host_cxx();
+    if (!cxx.found || cxx.version.find("clang") != std::string::npos) return false;
+    ProcessResult found = run_process({cxx.path, "-print-file-name=libmvec.so"});
+    std::string path = first_line(found.out);
+    std::error_code error;
+    return found.exit_code == 0 && fs::path(path).is_absolute() && fs::exists(path, error);
+#else
+    return false;
+#endif
+  }();
+  return has_libmvec;
+}
+
 uint64_t build_count() { return compiler_invocations.load(); }
 
 BuildResult build_cached_library(const LibraryBuild& build) {
@@ -221,9 +237,14 @@ BuildResult build_cpu_library(const std::string& code, const BuildFlags& flags) 
   if (!cxx.found) {
     throw BuildError("No C++ compiler found: " + cxx.why_missing);
   }
-  return build_cached_library(
-      library_build(code, "C++", ".cpp", "-cpu.so", cxx.path, cxx.version, flags,
-                    {"-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-x", "c++"}));
+  // errno is never read: without it sqrt is an instruction and math calls may vectorise.
+  std::vector<std::string> own = {"-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-shared",
+                                  "-fPIC", "-std=c++17"};
+  if (host_cxx_has_libmvec()) own.push_back("-DPARPY_LIBMVEC");
+  own.insert(own.end(), {"-x", "c++"});
+  LibraryBuild build = library_build(code, "C++", ".cpp", "-cpu.so", cxx.path, cxx.version, flags, own);
+  if (host_cxx_has_libmvec()) build.link_flags = {"-x", "none", "-lmvec"};
+  return build_cached_library(build);
 }
 
 } // namespace parpy::jit

@@ -23,6 +23,10 @@ const Toolchain& host_cxx();
 // Whether host_cxx() accepts -fopenmp and links an OpenMP program. Probed once per process.
 bool host_cxx_has_openmp();
 
+// Whether host_cxx() is GCC on x86-64 and finds glibc's vector math library (libmvec.so), whose
+// SIMD exp/log/sin/cos/pow let loops calling them vectorise. Probed once per process.
+bool host_cxx_has_libmvec();
+
 struct BuildFlags {
   std::vector<std::string> include_dirs, lib_dirs, extra_flags;
   // Also keep a copy of the generated source in the working directory when the build fails.

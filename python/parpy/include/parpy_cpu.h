@@ -9,6 +9,25 @@
 
 typedef _Float16 parpy_f16;
 
+#if defined(PARPY_LIBMVEC) && defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+// glibc's vector math library (linked with -lmvec) has SIMD versions of these, within a few ULP
+// like the scalar ones and CUDA's (SPEC A5: accurate, not fast-math): declared so, loops vectorise.
+extern "C" {
+#define PARPY_SIMD __attribute__((simd("notinbranch")))
+PARPY_SIMD float expf(float) noexcept;
+PARPY_SIMD double exp(double) noexcept;
+PARPY_SIMD float logf(float) noexcept;
+PARPY_SIMD double log(double) noexcept;
+PARPY_SIMD float sinf(float) noexcept;
+PARPY_SIMD double sin(double) noexcept;
+PARPY_SIMD float cosf(float) noexcept;
+PARPY_SIMD double cos(double) noexcept;
+PARPY_SIMD float powf(float, float) noexcept;
+PARPY_SIMD double pow(double, double) noexcept;
+#undef PARPY_SIMD
+}
+#endif
+
 static inline int parpy_num_threads(int64_t n) {
   int64_t m = omp_get_max_threads();
   return static_cast<int>(n < 1 ? 1 : (n < m ? n : m));
