@@ -517,7 +517,10 @@ class Gen:
             lo = rng.randrange(self.M - 1)
             hi = rng.randint(lo + 1, self.M)
             r = f"x[{self.index('N', 1)}, {lo}:{hi}]"
-            self.emit(ind, f"y[{self.index('N', 1)}, {lo}:{hi}] = {r} * {self.fexpr(2)}")
+            self.slice_target = "y"  # the scalar factor must not read y either
+            factor = self.fexpr(2)
+            self.slice_target = None
+            self.emit(ind, f"y[{self.index('N', 1)}, {lo}:{hi}] = {r} * {factor}")
         elif form == "all":
             self.slice_target = "y"
             rhs = self.slice_expr("NM")
