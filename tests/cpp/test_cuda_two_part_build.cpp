@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <random>
 #include <string>
@@ -156,6 +158,28 @@ TEST(CudaTwoPartBuild, BuildsLoadsAndRunsOrReportsTheMissingGpu) {
     cuda::free(dx);
     cuda::free(dy);
   }
+}
+
+TEST(CudaTwoPartBuild, KernelsLinkedFromACacheDirWithQuotesAndSpaces) {
+  if (!cuda::nvcc().found || !jit::host_cxx().found) GTEST_SKIP() << "nvcc or a host C++ compiler is missing";
+  ScopedCacheDir cache;
+  fs::path odd = cache.dir() / "a \"quoted\" dir\\x";
+  setenv("PARPY_CACHE_DIR", odd.c_str(), 1);  // ScopedCacheDir restores the variable
+  jit::BuildResult built = build(cases()[0].low);
+  ASSERT_EQ(built.library.parent_path(), odd);
+  auto read = [](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  std::string cubin;
+  for (const auto& entry : fs::directory_iterator(odd)) {
+    std::string name = entry.path().filename().string();
+    if (name.size() > 11 && name.compare(name.size() - 11, 11, "-cuda.cubin") == 0) cubin = read(entry.path());
+  }
+  ASSERT_GT(cubin.size(), 64u);
+  // The library carries the kernels' bytes (the .incbin of a path that needs quoting worked).
+  EXPECT_NE(read(built.library).find(cubin), std::string::npos);
+  EXPECT_NO_THROW(jit::load_library(built.library));
 }
 
 }  // namespace
