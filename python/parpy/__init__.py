@@ -61,11 +61,16 @@ def get_include() -> str:
 
 _native._set_include_dir(get_include())
 
-# Registries (SPEC B 1.1): jit wrapper -> IR, and Python name -> IR for inlining.
+# Registries: jit wrapper -> IR (of the functions converted at decoration), and the external
+# declarations by backend and Python name. Calls do not look names up here: a jit function calls
+# what its name is bound to in the function's own namespaces (see README, "Helper functions").
 _ir_asts: dict[Any, Any] = {}
-_ir_by_name: dict[str, Any] = {}
 _ext_decls: dict[Any, dict[str, Any]] = {}
 _ext_tops: dict[str, Any] = {}
+# The external declarations made under one name in one scope (module and qualified name), by
+# backend: the wrapper bound to the name knows them all, so one Python name may be declared once
+# per backend (the last declaration for a backend wins).
+_ext_scopes: dict[tuple[str, str], dict[Any, Any]] = {}
 
 
 def threads(n: int) -> LoopPar:
@@ -78,7 +83,8 @@ def reduce() -> LoopPar:
     return LoopPar().reduce()
 
 
-def _parse(fun: Callable[..., Any], frame: Any) -> Any:
+def _parse(fun: Callable[..., Any], globals_: dict[str, Any], locals_: Any,
+           defer_unbound: bool = False) -> Any:
     lines, first_line = inspect.getsourcelines(fun)
     path = inspect.getsourcefile(fun) or "<unknown>"
     path = os.path.abspath(path) if os.path.exists(path) else path
@@ -88,37 +94,64 @@ def _parse(fun: Callable[..., Any], frame: Any) -> Any:
     # Anything else (a lambda, say) is reported natively as an unexpected AST shape.
     fdef = next((n for n in tree.body if isinstance(n, ast.FunctionDef)), tree.body[0])
     return _native.python_to_ir(
-        fdef,
-        path,
-        first_line - 1,
-        col_offset,
-        frame.f_globals,
-        frame.f_locals,
-        _ir_by_name,
-        _ext_decls,
+        fdef, path, first_line - 1, col_offset, globals_, locals_, defer_unbound
     )
 
 
-def _parse_in_caller(fun: Callable[..., Any]) -> Any:
-    """Parses ``fun`` with the namespaces of the frame that called our caller (SPEC B 1.2)."""
+def _caller_namespaces(depth: int) -> tuple[dict[str, Any], Any]:
+    """The globals and locals of the frame ``depth`` calls above our caller (SPEC B 1.2)."""
     frame = inspect.currentframe()
-    caller = frame.f_back.f_back if frame is not None and frame.f_back is not None else None
+    caller = frame
+    for _ in range(depth + 1):
+        caller = caller.f_back if caller is not None else None
     try:
-        return _parse(fun, caller)
+        if caller is None:
+            return {}, {}
+        return caller.f_globals, caller.f_locals
     finally:
         del frame, caller
 
 
+def _parse_in_caller(fun: Callable[..., Any]) -> Any:
+    """Parses ``fun`` with the namespaces of the frame that called our caller."""
+    globals_, locals_ = _caller_namespaces(2)
+    return _parse(fun, globals_, locals_)
+
+
+def _deferred(fun: Callable[..., Any], globals_: dict[str, Any], locals_: Any) -> Any:
+    """Converts ``fun`` at its first call, when a name it calls was not bound at decoration
+    (a helper defined further down the module): names then resolve in the function's globals and
+    its closure as they are at that call, the rest of the decorating frame's locals as they were."""
+    snapshot = None if locals_ is globals_ else dict(locals_)
+
+    def resolve(strict: bool) -> Any:
+        now = fun.__globals__ if snapshot is None else dict(snapshot)
+        for name, cell in zip(fun.__code__.co_freevars, fun.__closure__ or ()):
+            try:
+                now[name] = cell.cell_contents
+            except ValueError:  # a closure variable not assigned yet
+                pass
+        return _parse(fun, fun.__globals__, now, defer_unbound=not strict)
+
+    return resolve
+
+
 def jit(fun: Callable[..., Any]) -> Any:
-    """Compiles ``fun`` at each call for the call's argument types, shapes and scalar values."""
-    ir = _parse_in_caller(fun)
-    wrapper = JitFunction(ir)
+    """Compiles ``fun`` at each call for the call's argument types, shapes and scalar values.
+
+    A call ``step(...)`` or ``mod.step(...)`` in ``fun`` calls what that name is bound to where
+    ``fun`` is decorated, as Python would: a ``@parpy.jit`` function or a ``@parpy.external``
+    declaration. A name bound only later (a helper defined further down) is resolved at the
+    first call."""
+    globals_, locals_ = _caller_namespaces(1)
+    ir = _parse(fun, globals_, locals_, defer_unbound=True)
+    wrapper = JitFunction(ir) if ir is not None else JitFunction(_deferred(fun, globals_, locals_))
     for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
         if hasattr(fun, attr):
             setattr(wrapper, attr, getattr(fun, attr))
     wrapper.__wrapped__ = fun
-    _ir_asts[wrapper] = ir
-    _ir_by_name[fun.__name__] = ir
+    if ir is not None:
+        _ir_asts[wrapper] = ir
     return wrapper
 
 
@@ -162,12 +195,17 @@ def external(
         )
         _ext_decls.setdefault(backend, {})[fun.__name__] = decl
         _ext_tops[fun.__name__] = decl
+        scope = (getattr(fun, "__module__", None) or "", getattr(fun, "__qualname__", fun.__name__))
+        same_name = _ext_scopes.setdefault(scope, {})
+        same_name[backend] = decl
 
         @functools.wraps(fun)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             return fun(*args, **kwargs)
 
         wrapper._parpy_external = decl  # type: ignore[attr-defined]
+        # Every backend's declaration of this name so far: a jit call resolves to this wrapper.
+        wrapper._parpy_externals = tuple(same_name.values())  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
@@ -176,8 +214,8 @@ def external(
 def print_compiled(fun: Callable[..., Any], args: list[Any] | tuple[Any, ...],
                    opts: CompileOptions = _default_opts) -> str:
     """The code generated for calling ``fun`` with ``args`` and ``opts`` (nothing is built)."""
-    if fun in _ir_asts:
-        ir = _ir_asts[fun]
+    if isinstance(fun, JitFunction):
+        ir = fun._ir
     elif getattr(fun, "_parpy_external", None) is not None:
         raise RuntimeError(
             f"Expected {fun.__name__} to be a function definition, but it is an external "

@@ -1,6 +1,7 @@
 // The compiler's Python surface: decoration (python_to_ir), the native call path of a jit
 // function, print_compiled, caches and statistics. Argument marshalling is in args.cpp.
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
@@ -9,7 +10,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <sstream>
+#include <thread>
 #include <unordered_map>
 
 #include "bindings/args.h"
@@ -232,6 +235,42 @@ const CompileOptions& default_options() {
 class JitFunction {
  public:
   explicit JitFunction(const IrFunction& ir) : fn_(ir.fn) {}
+  // A function that calls a name not bound when it was decorated (a helper defined later in the
+  // module): resolve(strict) converts it again with the namespaces of the first call, returning
+  // None while a callee is still unbound (strict: failing with "Call to unknown function f").
+  explicit JitFunction(nb::callable resolve) : resolve_(std::move(resolve)) {}
+
+  // The IR, converted now if decoration deferred it; nullptr when still unbound (not strict) or
+  // when this thread is converting it already (a recursive call). Another thread converting it
+  // at the same time converts it too (the GIL is released in Python code): the results agree.
+  FunctionRef function(bool strict) {
+    if (fn_ || resolving()) return fn_;
+    nb::object resolve = resolve_;
+    auto me = std::this_thread::get_id();
+    resolving_.insert(me);
+    struct Done {
+      std::multiset<std::thread::id>& set;
+      std::thread::id me;
+      ~Done() { set.erase(set.find(me)); }
+    } done{resolving_, me};
+    nb::object ir = resolve(strict);
+    if (!fn_ && !ir.is_none()) {
+      fn_ = nb::cast<IrFunction>(ir).fn;
+      resolve_ = nb::object();
+    }
+    return fn_;
+  }
+
+  // The IR for a call: converted now if deferred, else the conversion's error.
+  const Function& resolved() {
+    auto fn = function(true);
+    // Only a use of this function while this thread converts it gets here without an error.
+    if (!fn) py_fail(PyExc_RuntimeError, "A jit function was used while it was being converted");
+    return *fn;
+  }
+
+  // Whether this thread is converting this function now: a call to it is recursive.
+  bool resolving() const { return resolving_.count(std::this_thread::get_id()) > 0; }
 
   nb::object call(nb::args args, nb::kwargs kwargs) {
     CompileOptions* opts = nullptr;
@@ -271,7 +310,7 @@ class JitFunction {
     } else {
       ArgPack described(*opts, true);
       for (size_t i = 0; i < n; ++i) described.add(args[i], "#" + std::to_string(i + 1));
-      entry = build_entry(*fn_, described.values, *opts);
+      entry = build_entry(resolved(), described.values, *opts);
       cache_.emplace(pack.key, entry);
     }
     if (opts->backend == CompileBackend::Cuda) {
@@ -288,13 +327,39 @@ class JitFunction {
   }
 
   size_t cache_size() const { return cache_.size(); }
-  IrFunction ir() const { return {fn_}; }
+  IrFunction ir() {
+    resolved();
+    return {fn_};
+  }
 
  private:
   std::shared_ptr<const Function> fn_;
+  nb::object resolve_;                      // while deferred
+  std::multiset<std::thread::id> resolving_;  // threads converting it now (under the GIL)
   std::unordered_map<std::string, std::shared_ptr<Entry>> cache_;
   uint64_t epoch_ = 0;
 };
+
+// What a jit function calls: a jit function (its IR, converted now if it was deferred), an
+// external wrapper (its declarations, one per backend) or something else.
+ResolvedCall resolve_call(nb::handle v, bool strict) {
+  ResolvedCall r;
+  JitFunction* jit = nullptr;
+  if (nb::try_cast<JitFunction*>(v, jit) && jit) {
+    if (jit->resolving()) {
+      r.kind = ResolvedCall::Recursive;
+      return r;
+    }
+    r.fn = jit->function(strict);
+    r.kind = r.fn ? ResolvedCall::Jit : ResolvedCall::Unbound;
+    return r;
+  }
+  nb::object decls = nb::getattr(v, "_parpy_externals", nb::none());
+  if (decls.is_none()) return r;
+  for (nb::handle d : decls) r.exts.push_back(nb::cast<ExternalHandle>(d).decl);
+  r.kind = ResolvedCall::External;
+  return r;
+}
 
 // compile_string (SPEC B 1.5): user-written code in the generated calling convention.
 class StringFunction {
@@ -356,35 +421,29 @@ void bind_compiler(nb::module_& m) {
       .def_prop_ro("name", [](const IrFunction& f) { return f.fn->name; })
       .def("__str__", [](const IrFunction& f) { return print_function(*f.fn); });
 
-  m.def("python_to_ir",
-        [](nb::handle fdef, const std::string& file, int line_offset, int col_offset, nb::object globals,
-           nb::object locals, nb::dict jit_registry, nb::dict externals) {
-          FrontendInput in;
-          in.fdef = fdef;
-          in.file = file;
-          in.line_offset = line_offset;
-          in.col_offset = col_offset;
-          in.globals = globals;
-          in.locals = locals;
-          in.find_jit = [jit_registry](const std::string& name) -> std::shared_ptr<const Function> {
-            nb::str key(name.c_str());
-            if (!jit_registry.contains(key)) return nullptr;
-            return nb::cast<IrFunction>(jit_registry[key]).fn;
-          };
-          // `externals` is parpy._ext_decls: backend -> Python name -> declaration.
-          in.find_externals = [externals](const std::string& name) {
-            std::vector<ExternalRef> out;
-            nb::str key(name.c_str());
-            for (auto [backend, decls] : externals)
-              if (nb::cast<nb::dict>(decls).contains(key))
-                out.push_back(nb::cast<ExternalHandle>(nb::cast<nb::dict>(decls)[key]).decl);
-            return out;
-          };
-          return IrFunction{python_to_ir(in)};
-        });
+  m.def(
+      "python_to_ir",
+      [](nb::handle fdef, const std::string& file, int line_offset, int col_offset, nb::object globals,
+         nb::object locals, bool defer_unbound) -> std::optional<IrFunction> {
+        FrontendInput in;
+        in.fdef = fdef;
+        in.file = file;
+        in.line_offset = line_offset;
+        in.col_offset = col_offset;
+        in.globals = globals;
+        in.locals = locals;
+        in.defer_unbound = defer_unbound;
+        in.resolve_call = [defer_unbound](nb::handle v) { return resolve_call(v, !defer_unbound); };
+        auto fn = python_to_ir(in);
+        if (!fn) return std::nullopt;
+        return IrFunction{fn};
+      },
+      nb::arg("fdef"), nb::arg("file"), nb::arg("line_offset"), nb::arg("col_offset"), nb::arg("globals"),
+      nb::arg("locals"), nb::arg("defer_unbound") = false);
 
   nb::class_<JitFunction>(m, "JitFunction", nb::dynamic_attr())
       .def(nb::init<const IrFunction&>())
+      .def(nb::init<nb::callable>())
       .def("__call__", &JitFunction::call)
       .def_prop_ro("_ir", &JitFunction::ir)
       .def("_cache_size", &JitFunction::cache_size);

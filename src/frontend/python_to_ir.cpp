@@ -71,18 +71,18 @@ class Converter {
     if (!ret.is_none()) fn->ret = annotation_type(ret);
     fn->body = block(f.attr("body"), /*top=*/true);
     fn->body = attach_labels(fn->body);
-    auto is_external = [this](const std::string& n) { return !in_.find_externals(n).empty(); };
+    if (unbound_) return nullptr;
     fn->helpers = helpers_;
     fn->externals = externals_;
-    // An inlined body keeps its expression calls: they resolve as they did for the callee.
-    visit_block(fn->body, [&](const Stmt& s) {
-      if (s->kind != StmtKind::Call) return;
-      if (auto callee = in_.find_jit(s->rhs->name)) {
-        fn->helpers.insert(callee->helpers.begin(), callee->helpers.end());
-        fn->externals.insert(callee->externals.begin(), callee->externals.end());
-      }
-    });
-    fn->body = inline_calls(fn->body, in_.find_jit, is_external);
+    auto find_inlined = [this](const std::string& key) -> FunctionRef {
+      auto it = inlined_.find(key);
+      return it == inlined_.end() ? nullptr : it->second;
+    };
+    auto is_external = [this](const std::string& key) {
+      auto it = callees_.find(key);
+      return it != callees_.end() && !it->second.fn;
+    };
+    fn->body = inline_calls(fn->body, find_inlined, is_external);
     return fn;
   }
 
@@ -91,8 +91,18 @@ class Converter {
   std::shared_ptr<const std::string> file_;
   nb::object ast_, builtins_, operators_;
   std::set<std::string> locals_;  // parameters and names assigned in the body
+  // Every callee of this function's body (inlined bodies included), by call key. A key is the
+  // callee's source text (`step`, `mod.step`); another callee met under a taken key (through an
+  // inlined body from another module) gets `step_1`, ... Helpers and externals share the keys.
+  struct Callee {
+    FunctionRef fn;  // a jit function, else an external with these declarations
+    std::vector<ExternalRef> exts;
+  };
+  std::map<std::string, Callee> callees_;
   std::map<std::string, FunctionRef> helpers_;                // expression-level callees
   std::map<std::string, std::vector<ExternalRef>> externals_;
+  std::map<std::string, FunctionRef> inlined_;  // statement-level callees, calls renamed to our keys
+  bool unbound_ = false;                        // a callee name is not bound yet (deferred)
 
   static size_t count(nb::handle h) {
     Py_ssize_t n = PyObject_Length(h.ptr());
@@ -255,15 +265,17 @@ class Converter {
         return;
       }
       if (b != Builtin::None) fail("Unsupported expression statement", sp);
-      if (kind(func) != "Name") fail("Unsupported call target type", span(func));
-      std::string name = nb::cast<std::string>(func.attr("id"));
+      std::string key = callee_key(func, span(v));
       if (count(v.attr("keywords")) > 0)
         fail("Unsupported keyword argument in call: " +
                  nb::cast<std::string>(v.attr("keywords")[0].attr("arg")),
              sp);
       std::vector<Expr> args;
       for (nb::handle a : v.attr("args")) args.push_back(expr(a));
-      out.push_back(call_stmt(call(name, std::move(args), span(v)), sp));
+      auto it = callees_.find(key);
+      if (!unbound_ && it != callees_.end() && it->second.fn && !inlined_.count(key))
+        inlined_[key] = with_our_keys(it->second.fn);
+      out.push_back(call_stmt(call(key, std::move(args), span(v)), sp));
     } else if (k == "With") {
       nb::handle items = s.attr("items");
       if (count(items) != 1) fail("With statements using multiple items is not supported", sp);
@@ -427,6 +439,87 @@ class Converter {
     fail("Unsupported expression: " + unparse(n), sp);
   }
 
+  // Resolves the call target `func` in the decorating frame, as Python would, and returns its
+  // key. A name that is not bound yet is deferred (python_to_ir then returns nullptr) or unknown.
+  std::string callee_key(nb::handle func, const Span& call_span) {
+    std::string k = kind(func);
+    if (k != "Name" && k != "Attribute") fail("Unsupported call target type", span(func));
+    std::string text = unparse(func);
+    nb::handle root = func;
+    while (kind(root) == "Attribute") root = root.attr("value");
+    bool local = kind(root) == "Name" && locals_.count(nb::cast<std::string>(root.attr("id")));
+    if (local && k == "Attribute") fail("Unsupported call target type", span(func));  // x.fill(0)
+    auto v = local ? std::nullopt : evaluate(func);
+    if (!v) {
+      if (local || !in_.defer_unbound) fail("Call to unknown function " + text, call_span);
+      unbound_ = true;
+      return text;
+    }
+    ResolvedCall r = in_.resolve_call(*v);
+    switch (r.kind) {
+      case ResolvedCall::Jit: return intern(text, {r.fn, {}});
+      case ResolvedCall::External: return intern(text, {nullptr, r.exts});
+      case ResolvedCall::Unbound:
+        if (!in_.defer_unbound) fail("Call to unknown function " + text, call_span);
+        unbound_ = true;
+        return text;
+      case ResolvedCall::Recursive:
+        fail("Recursive call to " + text + ", which is not supported: jit functions cannot call "
+             "themselves, directly or through other functions",
+             call_span);
+      case ResolvedCall::Other: break;
+    }
+    nb::module_ inspect = nb::module_::import_("inspect");
+    if (nb::cast<bool>(inspect.attr("isfunction")(*v)) || nb::cast<bool>(inspect.attr("ismethod")(*v)))
+      fail("Cannot call " + text + " from jit code: it is a plain Python function. Decorate it with "
+           "@parpy.jit (or declare it with @parpy.external)",
+           call_span);
+    if (k == "Attribute") fail("Unsupported call target type", span(func));
+    fail("Call to unknown function " + text, call_span);
+  }
+
+  static bool same_callee(const Callee& a, const Callee& b) {
+    return a.fn == b.fn && a.exts == b.exts;
+  }
+
+  // The key of callee c, first met as `text`.
+  std::string intern(const std::string& text, const Callee& c) {
+    for (const auto& [key, known] : callees_)
+      if (same_callee(known, c)) return key;
+    std::string key = text;
+    for (int i = 1; callees_.count(key); ++i) key = text + "_" + std::to_string(i);
+    callees_[key] = c;
+    return key;
+  }
+
+  // A copy of statement-level callee f whose calls use this function's keys, so that after
+  // inlining they still call what they resolved to when f was decorated.
+  FunctionRef with_our_keys(const FunctionRef& f) {
+    std::map<std::string, std::string> rename;
+    for (const auto& [k, h] : f->helpers) {
+      std::string key = intern(k, {h, {}});
+      helpers_[key] = h;
+      rename[k] = key;
+    }
+    for (const auto& [k, e] : f->externals) {
+      std::string key = intern(k, {nullptr, e});
+      externals_[key] = e;
+      rename[k] = key;
+    }
+    auto g = std::make_shared<Function>(*f);
+    g->body = map_block_exprs(f->body, [&](const Expr& e) {
+      return map_expr(e, [&](const Expr& x) -> Expr {
+        if (x->kind != ExprKind::Call) return x;
+        auto it = rename.find(x->name);
+        if (it == rename.end() || it->second == x->name) return x;
+        auto n = copy(x);
+        n->name = it->second;
+        return n;
+      });
+    });
+    return g;
+  }
+
   std::optional<int64_t> axis_kw(nb::handle call, const Span& sp, bool allowed) {
     std::optional<int64_t> axis;
     for (nb::handle kw : call.attr("keywords")) {
@@ -461,16 +554,15 @@ class Converter {
     Builtin b = builtin_of(func);
     if (b == Builtin::None) {
       axis_kw(n, sp, false);
-      if (kind(func) != "Name") fail("Unsupported call target type", span(func));
-      std::string name = nb::cast<std::string>(func.attr("id"));
-      if (auto callee = in_.find_jit(name)) {
-        helpers_[name] = callee;
-      } else {
-        auto exts = in_.find_externals(name);
-        if (exts.empty()) fail("Call to unknown function " + name, sp);
-        externals_[name] = std::move(exts);
+      std::string key = callee_key(func, sp);
+      auto it = callees_.find(key);
+      if (!unbound_ && it != callees_.end()) {
+        if (it->second.fn)
+          helpers_[key] = it->second.fn;
+        else
+          externals_[key] = it->second.exts;
       }
-      return call(name, std::move(args), sp);
+      return call(key, std::move(args), sp);
     }
     std::optional<int64_t> axis = axis_kw(n, sp, true);
     size_t na = args.size();

@@ -190,7 +190,8 @@ struct Function {
   Span span;  // the def line
   Type ret = Type::void_();
   // Callees of expression-level calls, resolved when this function was decorated, so that
-  // redefining a helper later does not change it (SPEC B 2.9). Externals: one per backend.
+  // redefining a helper later does not change it (SPEC B 2.9). Externals: one per backend. Keyed
+  // by the calls' names: the callee's source text (`step`, `mod.step`), unique per callee.
   std::map<std::string, FunctionRef> helpers = {};
   std::map<std::string, std::vector<ExternalRef>> externals = {};
 };

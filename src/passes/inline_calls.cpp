@@ -85,7 +85,8 @@ Block inline_calls(const Block& b,
     int id = counter++;
     for (const auto& l : locals) {
       if (sub.count(l)) continue;
-      std::string fresh = l + "_" + c->name + std::to_string(id);
+      // The callee's def name, not the call's key (which may read `mod.step`).
+      std::string fresh = l + "_" + callee->name + std::to_string(id);
       rename[l] = fresh;
       sub[l] = var(fresh, {});
     }

@@ -13,7 +13,7 @@ struct CallTarget {
   std::vector<Type> params;  // declared parameter types (scalars or pointers)
   Type ret;
 };
-using CallTargets = std::map<std::string, CallTarget>;  // by Python name
+using CallTargets = std::map<std::string, CallTarget>;  // by call name (Function::helpers)
 
 // Types every expression, applies the unification rules of SPEC B 2.6 with A4's weak literals
 // (inserting conversions), resolves neutral elements, marks defining assignments and enforces

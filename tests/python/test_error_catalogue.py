@@ -24,8 +24,10 @@ CPP = tests/cpp/test_passes.cpp (text only).
   Unsupported literal value <v> ................ E::test_unsupported_literal_none, test_unsupported_literal_bytes
   Sequences of comparisons are not supported ... E::test_comparison_chain
   Slices with a step size are not supported .... E::test_slice_with_step
-  Call to unknown function <f> ................. E::test_unknown_function_statement, test_unknown_function_expression,
-                                                 test_python_builtin_min_is_unknown; F::test_unknown_function_at_decoration
+  Call to unknown function <f> ................. E::test_python_builtin_min_is_unknown; a name not bound at
+                                                 decoration is reported at the first call (it may be a helper
+                                                 defined later): E::test_unknown_function_statement,
+                                                 test_unknown_function_expression; F::test_unknown_function_at_first_call
   Unsupported call target type ................. C::test_unsupported_call_target_in_expression, ..._in_statement
   Unsupported expression: <expr> ............... E::test_unsupported_expression_list, test_attribute_is_unsupported
   Range step size must be an integer literal ... E::test_range_step_not_literal
@@ -53,7 +55,8 @@ CPP = tests/cpp/test_passes.cpp (text only).
   Function <f> expected n arguments, but received m.  E::test_statement_call_wrong_arg_count (also F::test_wrong_argument_count)
   Cannot inline call to external function <f> .. X::test_statement_call_to_external
   Reference to unknown function <f>. ........... unreachable: every call name is resolved when the caller is
-                                                 decorated; an unknown one is already "Call to unknown function <f>"
+                                                 decorated (or, if not bound then, at its first call); an unknown
+                                                 one is already "Call to unknown function <f>"
   External declaration parameters must be annotated with types.  X::test_unannotated_external_parameter,
                                                  test_external_parameter_with_python_type
   Unsupported return type annotation on external function  X::test_missing_external_return_type

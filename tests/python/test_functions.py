@@ -397,15 +397,16 @@ def test_wrong_argument_count(backend):
     assert str(e.value) == loc("Function add expected 2 arguments, but received 1.", "argc", "add(x[i])")
 
 
-def test_unknown_function_at_decoration():
+def test_unknown_function_at_first_call(backend):
+    # Not bound at decoration (it could be a helper defined later): reported at the first call.
+    @parpy.jit
+    def f(x, N):
+        parpy.label("N")
+        for i in range(N):
+            x[i] = not_defined_anywhere(x[i])  # @unknown_fn
+
     with pytest.raises(RuntimeError) as e:
-
-        @parpy.jit
-        def f(x, N):
-            parpy.label("N")
-            for i in range(N):
-                x[i] = not_defined_anywhere(x[i])  # @unknown_fn
-
+        f(np.zeros(4, np.float32), 4, opts=make_opts(backend, N=2))
     assert str(e.value) == loc(
         "Call to unknown function not_defined_anywhere", "unknown_fn", "not_defined_anywhere(x[i])"
     )
