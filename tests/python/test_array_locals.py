@@ -159,6 +159,21 @@ def alias_scale_row(r: pointer(F64), n: I64, v: F64):
 
 
 @parpy.jit
+def alias_bump(r: pointer(F64), n: I64, v: F64) -> F64:
+    # A local naming the pointer parameter, inside a helper.
+    q = r
+    q[n - 1] = q[n - 1] + v
+    return q[0]
+
+
+@parpy.jit
+def bump_rows(x, firsts, N, M):
+    parpy.label("i")
+    for i in range(N):
+        firsts[i] = alias_bump(x[i], M, 1.5)
+
+
+@parpy.jit
 def copy_scaled(dst, src, N):
     # A statement-level helper (inlined): its parameters are the caller's aliases.
     parpy.label("i")
@@ -285,6 +300,16 @@ def test_alias_passed_to_helpers_and_externals(backend, tmp_path):
     np.testing.assert_allclose(x, np.where(c[:, None] > 0, x0, 2 * x0), rtol=0)
     np.testing.assert_allclose(y, np.where(c[:, None] > 0, 2 * y0, y0), rtol=0)
     np.testing.assert_allclose(z, y[0] * 3.0, rtol=1e-15)
+
+
+def test_local_naming_a_pointer_in_a_helper(backend):
+    N, M = 33, 12
+    x = RNG.standard_normal((N, M))
+    x0, firsts = x.copy(), np.zeros(N)
+    bump_rows(x, firsts, N, M, opts=make_opts(backend, i=N))
+    np.testing.assert_allclose(firsts, x0[:, 0], rtol=0)
+    x0[:, M - 1] += 1.5
+    np.testing.assert_allclose(x, x0, rtol=0)
 
 
 def test_writes_through_alias_reach_the_arrays(backend):
@@ -492,6 +517,7 @@ def cuda_programs(tmp_path):
             ext,
         ),
         "write_through": (write_through, [x[0], x[1], x[2], M], make_opts(CUDA, i=M)),
+        "bump_rows": (bump_rows, [x, np.zeros(N), N, M], make_opts(CUDA, i=N)),
         "split_nest": (
             split_nest,
             [np.zeros((3, 2500)), np.zeros((3, 2500)), np.zeros((3, 2500)), 3, 2500],
@@ -511,6 +537,7 @@ def cuda_programs(tmp_path):
         "calls",
         "write_through",
         "split_nest",
+        "bump_rows",
     ],
 )
 def test_cuda_code_compiles(name, tmp_path):
