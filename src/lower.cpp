@@ -9,6 +9,7 @@
 #include "gpu/device_calls.h"
 #include "gpu/extract_kernels.h"
 #include "gpu/fuse_loops.h"
+#include "passes/array_locals.h"
 #include "passes/check_reductions.h"
 #include "passes/constant_fold.h"
 #include "passes/flatten_indices.h"
@@ -77,6 +78,8 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
   st.dump("specialize", name, ir);
   ir = constant_fold(ir);
   st.dump("constant_fold", name, ir);
+  ir = type_array_locals(ir, array_types(sp.params));
+  st.dump("type_array_locals", name, ir);
   ir = lower_slices(ir, array_shapes(sp.params));
   st.dump("lower_slices", name, ir);
   Helpers helpers = lower_helpers(f, opts);
@@ -89,6 +92,7 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
   st.dump("flatten_indices", name, ir);
   ir = resolve_par(ir, opts);
   st.dump("resolve_par", name, ir);
+  check_array_local_writes(ir, array_types(sp.params));
   ir = check_reductions(ir);
   st.dump("check_reductions", name, ir);
   if (opts.backend == CompileBackend::Cuda) {

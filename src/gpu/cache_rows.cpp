@@ -73,7 +73,8 @@ void accesses(const Stmt& s, const std::function<void(const Expr&)>& f) {
 
 class RowCache {
  public:
-  RowCache(const std::string& worker, int64_t workers) : worker_(worker), workers_(workers) {}
+  RowCache(const std::string& worker, int64_t workers, const std::set<std::string>& aliased)
+      : worker_(worker), workers_(workers), aliased_(aliased) {}
 
   Block run(const Block& body) {
     find_private(body);
@@ -84,6 +85,7 @@ class RowCache {
  private:
   const std::string& worker_;
   int64_t workers_;
+  const std::set<std::string>& aliased_;
   std::set<std::string> private_;
   int counter_ = 0;
 
@@ -115,7 +117,7 @@ class RowCache {
     };
     scan(body);
     for (const auto& [name, sig] : shape)
-      if (!sig.empty()) private_.insert(name);
+      if (!sig.empty() && !aliased_.count(name)) private_.insert(name);
   }
 
   bool touches_private(const Stmt& loop) const {
@@ -233,8 +235,9 @@ class RowCache {
 
 }  // namespace
 
-Block cache_rows(const Block& body, const std::string& worker, int64_t workers) {
-  return RowCache(worker, workers).run(body);
+Block cache_rows(const Block& body, const std::string& worker, int64_t workers,
+                 const std::set<std::string>& aliased) {
+  return RowCache(worker, workers, aliased).run(body);
 }
 
 }  // namespace parpy

@@ -1,4 +1,5 @@
 #pragma once
+#include <set>
 #include <string>
 
 #include "ir/ir.h"
@@ -16,7 +17,9 @@ namespace parpy {
 // between is dropped. A softmax row then costs one read and one write of memory, not three reads
 // and two writes.
 //
-// `worker` is the innermost layer's worker index and `workers` its number of workers.
-Block cache_rows(const Block& body, const std::string& worker, int64_t workers);
+// `worker` is the innermost layer's worker index and `workers` its number of workers. Arrays
+// accessed through one of the `aliased` names (which may share memory) are never private.
+Block cache_rows(const Block& body, const std::string& worker, int64_t workers,
+                 const std::set<std::string>& aliased = {});
 
 }  // namespace parpy

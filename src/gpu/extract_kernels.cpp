@@ -8,6 +8,7 @@
 #include "gpu/cache_rows.h"
 #include "gpu/index_expr.h"
 #include "gpu/vectorize.h"
+#include "passes/array_locals.h"
 #include "passes/constant_fold.h"
 
 namespace parpy {
@@ -64,7 +65,8 @@ std::string layer_str(int64_t threads, int64_t tpb) {
 
 class KernelBuilder {
  public:
-  KernelBuilder(GpuProgram& prog, const CompileOptions& opts) : prog_(prog), opts_(opts) {
+  KernelBuilder(GpuProgram& prog, const CompileOptions& opts, const ArrayAliases& aliases)
+      : prog_(prog), opts_(opts), aliased_(aliased_names(aliases)) {
     for (const auto& p : prog.params) params_[p.name] = p.type;
   }
 
@@ -88,6 +90,11 @@ class KernelBuilder {
   GpuProgram& prog_;
   const CompileOptions& opts_;
   std::map<std::string, Type> params_;
+  // Names of arrays that another name may refer to (locals naming arrays and what they name).
+  std::set<std::string> aliased_;
+  // Locals naming arrays (or reassigned array parameters) last assigned in a kernel: the pointer
+  // lives in that kernel's registers, so no later kernel or host code can use it.
+  std::map<std::string, Span> device_arrays_;
   int counter_ = 0;
 
   // The kernel being built.
@@ -158,7 +165,42 @@ class KernelBuilder {
                "inside parallel code or a 'with parpy.gpu:' block.",
                x->span);
       });
-    if (s->kind == StmtKind::Assign && s->lhs->kind == ExprKind::Var) device_locals_.erase(s->lhs->name);
+    for (const Expr* e : {&s->rhs, &s->cond, &s->lo, &s->hi})
+      visit_expr(*e, [&](const Expr& x) { check_device_array(x, x->span); });
+    if (s->kind == StmtKind::Assign && s->lhs->kind == ExprKind::Var) {
+      device_locals_.erase(s->lhs->name);
+      device_arrays_.erase(s->lhs->name);
+    }
+  }
+
+  void check_device_array(const Expr& x, const Span& use) {
+    if (!x || (x->kind != ExprKind::Var && x->kind != ExprKind::Access)) return;
+    auto it = device_arrays_.find(x->name);
+    if (it == device_arrays_.end()) return;
+    fail("The array that " + x->name + " names is chosen in GPU code (on line " +
+             std::to_string(it->second.line) +
+             "), so code outside that parallel loop or 'with parpy.gpu:' block cannot use it. Assign " +
+             x->name + " in host code (outside parallel code), or use it only in the code that assigns it.",
+         use.known() ? use : it->second);
+  }
+
+  // A kernel may use a local naming arrays only if host code or the kernel itself assigned it;
+  // the arrays it assigns become unusable outside it.
+  void track_device_arrays(const Block& body, const Span& sp) {
+    std::set<std::string> defined;
+    visit_block(body, [&](const Stmt& s) {
+      if (s->kind == StmtKind::Assign && s->defines && s->lhs->kind == ExprKind::Var)
+        defined.insert(s->lhs->name);
+    });
+    visit_block(body, [&](const Stmt& s) {
+      visit_stmt_exprs(s, [&](const Expr& x) {
+        if (!defined.count(x->name)) check_device_array(x, x->span.known() ? x->span : sp);
+      });
+    });
+    visit_block(body, [&](const Stmt& s) {
+      if (s->kind == StmtKind::Assign && s->lhs->kind == ExprKind::Var && !s->lhs->ty.is_scalar())
+        device_arrays_[s->lhs->name] = s->span;
+    });
   }
 
   // ---- Parallel structure (SPEC C.2.3) ----
@@ -260,10 +302,11 @@ class KernelBuilder {
     Block body = prologue();
     for (const auto& s : transform_stmt(root, 0)) body.push_back(s);
     kern.body = constant_fold(body);
-    Vectorized vec = vectorize_inner_loops(kern.body, worker(k_), layers_[k_]);
-    kern.vector_body = vec.body.empty() ? vec.body : cache_rows(vec.body, worker(k_), layers_[k_]);
+    track_device_arrays(kern.body, root->span);
+    Vectorized vec = vectorize_inner_loops(kern.body, worker(k_), layers_[k_], aliased_);
+    kern.vector_body = vec.body.empty() ? vec.body : cache_rows(vec.body, worker(k_), layers_[k_], aliased_);
     kern.alignment = std::move(vec.alignment);
-    kern.body = cache_rows(kern.body, worker(k_), layers_[k_]);
+    kern.body = cache_rows(kern.body, worker(k_), layers_[k_], aliased_);
     kern.params = free_params(kern.body, root->span);
     std::vector<Expr> args;
     for (const auto& p : kern.params) args.push_back(var(p.name, root->span, p.type));
@@ -432,12 +475,19 @@ class KernelBuilder {
            "the Cuda backend does not support. Use at most " + std::to_string(tpb_) +
                " threads for the inner loops.",
            root->span);
-    Block launches;
+    // A local naming arrays that an earlier piece assigned at its top level (`a = x`) is
+    // assigned again, in the same order, by every later piece: a pointer copy has no effects.
+    Block launches, replayed;
     for (auto& piece : pieces) {
       auto r = copy(root);
       r->body = prefix;
+      r->body.insert(r->body.end(), replayed.begin(), replayed.end());
       for (const auto& st : read_shared_once(piece, shared, iter)) r->body.push_back(st);
       for (const auto& l : make_kernels(r)) launches.push_back(l);
+      for (const auto& st : piece)
+        if (st->kind == StmtKind::Assign && st->lhs->kind == ExprKind::Var && !st->lhs->ty.is_scalar() &&
+            st->rhs->kind == ExprKind::Var)
+          replayed.push_back(st);
     }
     return launches;
   }
@@ -651,7 +701,8 @@ class KernelBuilder {
     std::set<std::string> assigned;
     visit_block(body, [&](const Stmt& s) {
       if (s->kind == StmtKind::For) defined.insert(s->var);
-      if (s->kind == StmtKind::Assign && s->defines && s->lhs->kind == ExprKind::Var) defined.insert(s->lhs->name);
+      if (s->kind == StmtKind::Assign && s->defines && s->lhs->kind == ExprKind::Var)
+        defined.insert(s->lhs->name);
       if (s->kind == StmtKind::Assign && s->lhs->kind == ExprKind::Var) assigned.insert(s->lhs->name);
       if (s->kind == StmtKind::Assign && s->lhs->kind == ExprKind::Access) {
         if (std::find(prog_.written.begin(), prog_.written.end(), s->lhs->name) == prog_.written.end())
@@ -688,8 +739,13 @@ GpuProgram extract_kernels(const std::string& name, const std::vector<AbiParam>&
   prog.name = name;
   prog.params = params;
   prog.use_graphs = opts.use_cuda_graphs;
-  KernelBuilder kb(prog, opts);
+  ArrayAliases aliases = array_aliases(body);
+  KernelBuilder kb(prog, opts, aliases);
   prog.host = kb.host(body);
+  // A store through a local naming arrays may write any of them.
+  std::set<std::string> written(prog.written.begin(), prog.written.end());
+  for (const auto& n : with_aliased(written, aliases))
+    if (!written.count(n)) prog.written.push_back(n);
   return prog;
 }
 

@@ -1,5 +1,7 @@
 #include "gpu/fuse_loops.h"
 
+#include "passes/array_locals.h"
+
 namespace parpy {
 namespace {
 
@@ -24,7 +26,7 @@ bool is_map(const Stmt& s) {
 
 // Tries to fuse the map loop `a` with the statements of `next` (a gpu block `{init...; reduce}`
 // or the reduce loop itself). Returns the replacement statements, or nothing.
-std::optional<Block> fuse(const Stmt& a, const Stmt& next) {
+std::optional<Block> fuse(const Stmt& a, const Stmt& next, const std::set<std::string>& aliased) {
   Block inits;
   Stmt red = next;
   if (next->kind == StmtKind::WithGpu) {
@@ -45,6 +47,12 @@ std::optional<Block> fuse(const Stmt& a, const Stmt& next) {
   // A callee given an array may read or write any of it: keep the loops apart.
   if (refers_to_arrays(store->rhs) || refers_to_arrays(acc->rhs)) return std::nullopt;
   const std::string& target = store->lhs->name;
+  // Another name for the target's memory would be read before the map wrote it.
+  bool may_alias = aliased.count(target) > 0;
+  visit_expr(acc->rhs, [&](const Expr& x) {
+    may_alias = may_alias || (x->kind == ExprKind::Access && aliased.count(x->name));
+  });
+  if (may_alias) return std::nullopt;
   std::string index = print_expr(store->lhs->args[0]);
   // The statements between the loops initialise the accumulator: moving them before the map
   // must not change what the map computes.
@@ -87,12 +95,12 @@ std::optional<Block> fuse(const Stmt& a, const Stmt& next) {
   return out;
 }
 
-Block fuse_block(const Block& b, bool in_parallel) {
+Block fuse_block(const Block& b, bool in_parallel, const std::set<std::string>& aliased) {
   Block out;
   for (size_t i = 0; i < b.size(); ++i) {
     const Stmt& s = b[i];
     if (in_parallel && i + 1 < b.size() && is_map(s)) {
-      if (auto fused = fuse(s, b[i + 1])) {
+      if (auto fused = fuse(s, b[i + 1], aliased)) {
         out.insert(out.end(), fused->begin(), fused->end());
         ++i;
         continue;
@@ -100,8 +108,8 @@ Block fuse_block(const Block& b, bool in_parallel) {
     }
     auto n = copy(s);
     bool par = in_parallel || (s->kind == StmtKind::For && s->par.is_parallel()) || s->kind == StmtKind::WithGpu;
-    n->body = fuse_block(s->body, par);
-    n->orelse = fuse_block(s->orelse, in_parallel);
+    n->body = fuse_block(s->body, par, aliased);
+    n->orelse = fuse_block(s->orelse, in_parallel, aliased);
     out.push_back(n);
   }
   return out;
@@ -109,6 +117,6 @@ Block fuse_block(const Block& b, bool in_parallel) {
 
 }  // namespace
 
-Block fuse_map_reduce(const Block& b) { return fuse_block(b, false); }
+Block fuse_map_reduce(const Block& b) { return fuse_block(b, false, aliased_names(array_aliases(b))); }
 
 }  // namespace parpy

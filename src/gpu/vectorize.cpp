@@ -35,8 +35,9 @@ bool multiple_of(const Expr& e, int64_t m) {
 
 class LoopVectorizer {
  public:
-  LoopVectorizer(const Stmt& loop, const std::string& worker, int64_t workers, int& counter)
-      : s_(loop), worker_(worker), workers_(workers), counter_(counter) {}
+  LoopVectorizer(const Stmt& loop, const std::string& worker, int64_t workers,
+                 const std::set<std::string>& aliased, int& counter)
+      : s_(loop), worker_(worker), workers_(workers), aliased_(aliased), counter_(counter) {}
 
   // The vector loop and the remainder loop, or nothing when the loop does not qualify.
   std::optional<Block> run(std::map<std::string, int64_t>& alignment) {
@@ -70,6 +71,7 @@ class LoopVectorizer {
   const Stmt& s_;
   const std::string& worker_;
   int64_t workers_;
+  const std::set<std::string>& aliased_;
   int64_t lo_ = 0, lanes_ = 1;
   std::set<std::string> locals_;                     // defined in the body
   std::map<std::string, int64_t> widths_;            // arrays indexed by the loop variable
@@ -104,7 +106,8 @@ class LoopVectorizer {
     int64_t widest = 0;
     auto check_access = [&](const Expr& a) {
       const Expr& idx = a->args[0];
-      if (mentions_any(idx, locals_)) return false;
+      // Moving loads before stores is only valid when no other name may refer to the array.
+      if (aliased_.count(a->name) || mentions_any(idx, locals_)) return false;
       if (!mentions(idx, s_->var)) return true;
       auto base = base_of(idx);
       if (!base) return false;
@@ -187,20 +190,21 @@ class LoopVectorizer {
   int& counter_;  // numbers the loads' locals within one kernel
 };
 
-Block rewrite(const Block& b, const std::string& worker, int64_t workers, std::map<std::string, int64_t>& alignment,
-              bool& changed, int& counter) {
+Block rewrite(const Block& b, const std::string& worker, int64_t workers,
+              const std::set<std::string>& aliased, std::map<std::string, int64_t>& alignment, bool& changed,
+              int& counter) {
   Block out;
   for (const auto& s : b) {
     if (s->kind == StmtKind::For) {
-      if (auto v = LoopVectorizer(s, worker, workers, counter).run(alignment)) {
+      if (auto v = LoopVectorizer(s, worker, workers, aliased, counter).run(alignment)) {
         out.insert(out.end(), v->begin(), v->end());
         changed = true;
         continue;
       }
     }
     auto n = copy(s);
-    n->body = rewrite(s->body, worker, workers, alignment, changed, counter);
-    n->orelse = rewrite(s->orelse, worker, workers, alignment, changed, counter);
+    n->body = rewrite(s->body, worker, workers, aliased, alignment, changed, counter);
+    n->orelse = rewrite(s->orelse, worker, workers, aliased, alignment, changed, counter);
     out.push_back(n);
   }
   return out;
@@ -208,11 +212,12 @@ Block rewrite(const Block& b, const std::string& worker, int64_t workers, std::m
 
 }  // namespace
 
-Vectorized vectorize_inner_loops(const Block& body, const std::string& worker, int64_t workers) {
+Vectorized vectorize_inner_loops(const Block& body, const std::string& worker, int64_t workers,
+                                 const std::set<std::string>& aliased) {
   Vectorized v;
   bool changed = false;
   int counter = 0;
-  Block b = rewrite(body, worker, workers, v.alignment, changed, counter);
+  Block b = rewrite(body, worker, workers, aliased, v.alignment, changed, counter);
   if (changed) v.body = std::move(b);
   return v;
 }

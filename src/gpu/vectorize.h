@@ -1,5 +1,6 @@
 #pragma once
 #include <map>
+#include <set>
 #include <string>
 
 #include "ir/ir.h"
@@ -17,7 +18,9 @@ struct Vectorized {
 };
 
 // `worker` is the innermost layer's worker index and `workers` its number of workers: the loops
-// considered are `for (j = L + worker; j < H; j += workers)` with constant L and H.
-Vectorized vectorize_inner_loops(const Block& body, const std::string& worker, int64_t workers);
+// considered are `for (j = L + worker; j < H; j += workers)` with constant L and H. Loops that
+// access an array through one of the `aliased` names (which may share memory) are left as they are.
+Vectorized vectorize_inner_loops(const Block& body, const std::string& worker, int64_t workers,
+                                 const std::set<std::string>& aliased = {});
 
 }  // namespace parpy

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "codegen/c_names.h"
+#include "passes/array_locals.h"
 #include "passes/constant_fold.h"
 #include "passes/flatten_indices.h"
 
@@ -72,6 +73,11 @@ class HelperLowering {
     CallTargets calls = targets(h);
     Function fn = h;
     fn.body = constant_fold(fn.body);
+    std::map<std::string, Type> arrays;
+    for (const auto& p : fn.params)
+      if (p.annotation && (p.annotation->is_pointer() || p.annotation->is_array()))
+        arrays[p.name] = *p.annotation;
+    fn.body = type_array_locals(fn.body, arrays);
     Type ret;
     fn.body = typecheck_helper(fn, opts_, calls, ret);
     fn.body = constant_fold(fn.body);
@@ -113,7 +119,8 @@ std::set<std::string> written_arrays(const Block& b, const std::map<std::string,
     for (const Expr* e : {&s->lhs, &s->rhs, &s->cond, &s->lo, &s->hi})
       if (*e) through_calls(*e);
   });
-  return out;
+  // A write through a local naming arrays writes any of them.
+  return with_aliased(out, array_aliases(b));
 }
 
 Helpers lower_helpers(const Function& main, const CompileOptions& opts) {

@@ -127,9 +127,11 @@ class SliceLowering {
       if (!any) return;
       const Expr& t = x->args[0];
       if (t->kind != ExprKind::Var) fail("Target of slice must be a variable.", t->span);
+      // A local naming arrays carries their type (type_array_locals); a parameter is looked up.
       auto it = shapes_.find(t->name);
-      if (it == shapes_.end()) fail("Target of slice subscript operation has invalid type.", t->span);
-      const auto& shape = it->second;
+      if (!t->ty.is_array() && it == shapes_.end())
+        fail("Target of slice subscript operation has invalid type.", t->span);
+      const auto& shape = t->ty.is_array() ? t->ty.shape : it->second;
       if (x->args.size() - 1 > shape.size())
         fail("Received too many indices (" + std::to_string(x->args.size() - 1) + " indices for a tensor of " +
                  std::to_string(shape.size()) + " dimensions).",

@@ -465,7 +465,8 @@ class TypeChecker {
             n->rhs = store_value(rhs, *t, s->span);
             n->lhs = with_type(s->lhs, *t);
           } else {
-            if (rhs->ty.kind != Type::Kind::Tensor)
+            // A local may name an array (a tensor with a shape) or, in a helper, a pointer.
+            if (rhs->ty.kind != Type::Kind::Tensor && rhs->ty.kind != Type::Kind::Pointer)
               type_fail("Variable " + s->lhs->name + " has unknown type", s->lhs->span);
             if (rhs->weak) rhs = coerce(rhs, is_float(rhs->ty.elem) ? fsz() : isz());
             scopes_.back()[s->lhs->name] = rhs->ty;

@@ -413,7 +413,7 @@ def test_incompatible_shapes():
 
 
 def test_cannot_coerce_tensor_types():
-    # Call time (type checking): a tensor-valued local keeps its shape.
+    # Call time (before slice lowering): a local naming arrays keeps their type and shape.
     @parpy.jit
     def f(x, z):
         with parpy.gpu:
@@ -424,7 +424,8 @@ def test_cannot_coerce_tensor_types():
         f(f32(4), f32(3), opts=cpu())
     msg = (
         "Cannot coerce incompatible tensor types (Tensor { sz: F32, shape: [4] } != "
-        "Tensor { sz: F32, shape: [3] })"
+        "Tensor { sz: F32, shape: [3] }): all arrays that t may name must have the same element "
+        "type and shape."
     )
     assert str(e.value) == loc(msg, "coerce_tensor", "t = z")
 
