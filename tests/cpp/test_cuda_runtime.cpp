@@ -183,6 +183,7 @@ R cuDeviceGetAttribute(int* v, int a, int) {
 R cuDevicePrimaryCtxRetain(void** c, int) { ++retains; *c = primary; return 0; }
 R cuCtxGetCurrent(void** c) { *c = current; return 0; }
 R cuCtxSetCurrent(void* c) { current = c; return 0; }
+R cuCtxGetDevice(int* d) { CTX; *d = 0; return 0; }
 R cuCtxSynchronize() { CTX; return 0; }
 R cuMemAlloc_v2(unsigned long long* p, size_t n) {
   CTX; if (n > (size_t(1) << 40)) return 2; *p = (unsigned long long)std::malloc(n); return 0;
