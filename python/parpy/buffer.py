@@ -320,7 +320,8 @@ def _device_interface(ai: dict[str, Any]) -> tuple[tuple[int, ...], DataType, in
 
 
 def _cuda_alloc(shape: tuple[int, ...], dtype: DataType, src: Any = None, device: int = -1) -> CudaBuffer:
-    ptr = _native._cuda_alloc(_count(shape) * dtype.size(), device)
+    nbytes = _count(shape) * dtype.size()
+    ptr = _native._cuda_alloc(nbytes) if device < 0 else _native._cuda_alloc(nbytes, device)
     return CudaBuffer(ptr, shape, dtype, src)
 
 

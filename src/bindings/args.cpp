@@ -411,8 +411,9 @@ void ArgPack::add_cuda_array(nb::handle a, const std::string& name, ArgValue& v)
   // torch's interface names no stream although torch works on the device's current one.
   PyTypeObject* tensor = torch_tensor_type(Py_TYPE(a.ptr()));
   bool torch_without_stream = !names_stream && tensor && PyObject_TypeCheck(a.ptr(), tensor);
-  // Empty arrays have no memory (a null pointer), hence no device.
-  int dev = ptr ? pointer_device(ptr, name) : -1;
+  // Empty arrays have no memory (a null pointer), hence no device; code generation alone needs
+  // no device either (print_compiled works without a GPU), except to read a 0-dim array.
+  int dev = ptr && (!describe_ || shape.empty()) ? pointer_device(ptr, name) : -1;
   if (shape.empty()) {
     if (torch_without_stream) array_stream = torch_current_stream(dev);
     return add_device_scalar(ptr, elem, dev, array_stream, name, v);

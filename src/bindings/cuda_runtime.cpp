@@ -43,7 +43,7 @@ uint64_t alloc(size_t bytes, int device) {
 }
 
 void free_memory(uint64_t ptr) {
-  if (ptr == 0) return;
+  if (ptr == 0) return on_device([] {});
   on_device_of(ptr, [&] {
     // Kernels on any stream may still use the memory; cuMemFree does not promise to wait.
     cuda::device_synchronize();

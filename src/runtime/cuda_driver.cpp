@@ -291,7 +291,7 @@ int current_device() {
 }
 
 DeviceScope::DeviceScope(int device) {
-  const DriverApi& api = ready();
+  const DriverApi& api = loaded();
   CUcontext current = nullptr;
   check(api, "cuCtxGetCurrent", api.cuCtxGetCurrent(&current));
   CUcontext wanted = primary(device);
@@ -300,12 +300,14 @@ DeviceScope::DeviceScope(int device) {
   }
   // A context of the caller's own on the right device is kept, as ensure_context keeps it.
   CUdevice current_device = -1;
-  if (api.cuCtxGetDevice(&current_device) == CUDA_SUCCESS && current_device == device) {
+  if (current != nullptr && api.cuCtxGetDevice(&current_device) == CUDA_SUCCESS &&
+      current_device == device) {
     return;
   }
   check(api, "cuCtxSetCurrent", api.cuCtxSetCurrent(wanted));
+  // Where no context was current, device 0's stays, as ensure_context would have left it.
+  restore_ = current != nullptr || device != 0;
   previous_ = current;
-  restore_ = true;
 }
 
 DeviceScope::~DeviceScope() {
