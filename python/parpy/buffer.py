@@ -181,12 +181,13 @@ class CpuBuffer(Buffer):
 class CudaBuffer(Buffer):
     """Device memory of the Cuda backend (SPEC B 1.12).
 
-    ``buf`` is either the address (an int) of an allocation made by parpy's runtime, freed when
-    the last view goes, or a wrapped ``__cuda_array_interface__`` object (torch, CuPy, ...) whose
-    memory is used in place and which the buffer keeps alive. ``ptr`` is the data address. The
-    buffer exports ``__cuda_array_interface__`` itself, so jit calls, torch and CuPy use it in
-    place. Methods that read the data first wait for the device, since work on any stream may
-    still be writing it.
+    ``buf`` is either the address (an int) of an allocation made by parpy's runtime on the
+    current device, freed when the last view goes, or a wrapped ``__cuda_array_interface__``
+    object (torch, CuPy, ...) whose memory is used in place and which the buffer keeps alive.
+    ``ptr`` is the data address and ``device`` the CUDA device that holds it. The buffer exports
+    ``__cuda_array_interface__`` itself, so jit calls, torch and CuPy use it in place (a jit call
+    runs on the buffer's device). Methods that read the data first wait for the device, since
+    work on any stream may still be writing it.
     """
 
     backend = CompileBackend.Cuda
@@ -196,6 +197,15 @@ class CudaBuffer(Buffer):
                  refcount: list[int] | None = None, ptr: int | None = None) -> None:
         super().__init__(buf, shape, dtype, src, refcount)
         self.ptr = buf if ptr is None else ptr
+        self._device: int | None = None
+
+    @property
+    def device(self) -> int:
+        """The CUDA device that holds the buffer (the current device for an empty buffer)."""
+        if self._device is None:
+            self._device = (_native._cuda_pointer_device(self.ptr) if self.ptr
+                            else _native._cuda_current_device())
+        return self._device
 
     @property
     def __cuda_array_interface__(self) -> dict[str, Any]:
@@ -205,7 +215,9 @@ class CudaBuffer(Buffer):
                 "data": (self.ptr, False), "stream": 1}
 
     def _view(self, shape: tuple[int, ...], dtype: DataType) -> CudaBuffer:
-        return CudaBuffer(self.buf, shape, dtype, self.src, self.refcount, self.ptr)
+        view = CudaBuffer(self.buf, shape, dtype, self.src, self.refcount, self.ptr)
+        view._device = self._device
+        return view
 
     def _deconstruct(self) -> None:
         try:
@@ -218,7 +230,7 @@ class CudaBuffer(Buffer):
                 _native._cuda_free(self.buf)
 
     def sync(self) -> None:
-        _native._cuda_sync()
+        _native._cuda_sync(self.device)
 
     def numpy(self) -> np.ndarray:
         out = np.empty(self.shape, dtype=_np_dtype(self.dtype))
@@ -234,12 +246,12 @@ class CudaBuffer(Buffer):
         if isinstance(buf, torch.Tensor) and tuple(buf.shape) == self.shape and \
                 DataType(buf.__cuda_array_interface__["typestr"]) == self.dtype:
             return buf
-        return torch.as_tensor(self, device="cuda")
+        return torch.as_tensor(self, device=f"cuda:{self.device}")
 
     torch_ref = torch
 
     def copy(self) -> CudaBuffer:
-        out = _cuda_alloc(self.shape, self.dtype)
+        out = _cuda_alloc(self.shape, self.dtype, device=self.device)
         self.sync()
         _native._cuda_copy_dtod(out.ptr, self.ptr, self.size())
         return out
@@ -307,8 +319,9 @@ def _device_interface(ai: dict[str, Any]) -> tuple[tuple[int, ...], DataType, in
     return shape, dtype, int(ptr)
 
 
-def _cuda_alloc(shape: tuple[int, ...], dtype: DataType, src: Any = None) -> CudaBuffer:
-    ptr = _native._cuda_alloc(_count(shape) * dtype.size())
+def _cuda_alloc(shape: tuple[int, ...], dtype: DataType, src: Any = None, device: int = -1) -> CudaBuffer:
+    nbytes = _count(shape) * dtype.size()
+    ptr = _native._cuda_alloc(nbytes) if device < 0 else _native._cuda_alloc(nbytes, device)
     return CudaBuffer(ptr, shape, dtype, src)
 
 

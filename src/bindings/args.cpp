@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "ir/types.h"
+#include "runtime/cuda_driver.h"
 
 namespace nb = nanobind;
 
@@ -164,6 +165,28 @@ int torch_elem(PyObject* dtype) {
 // The CUDA stream of a CUDA array interface or torch stream value: 0 and 1 mean the legacy
 // default stream (nullptr); 2, the per-thread default stream, is cudaStreamPerThread's handle.
 void* as_stream(uintptr_t s) { return s == 1 ? nullptr : reinterpret_cast<void*>(s); }
+
+// The stream torch is working on for CUDA device `device` on this thread.
+void* torch_current_stream(int device) {
+  const Torch& t = torch_state();
+  if (!t.current_stream) return nullptr;
+  nb::object index = nb::steal(PyLong_FromLong(device));
+  nb::object current = nb::steal(PyObject_CallOneArg(t.current_stream, index.ptr()));
+  if (current.is_valid() && !t.raw_stream)
+    current = nb::steal(PyObject_GetAttr(current.ptr(), PARPY_NAME("cuda_stream")));
+  if (!current.is_valid()) throw nb::python_error();
+  return as_stream(nb::cast<uintptr_t>(current));
+}
+
+// The device that holds CUDA array argument `name` at `data`, as the driver knows it.
+int pointer_device(void* data, const std::string& name) {
+  try {
+    return cuda::pointer_device(reinterpret_cast<uint64_t>(data));
+  } catch (const cuda::CudaError& e) {
+    py_fail(PyExc_RuntimeError, "Argument " + name + " is a CUDA array whose device the CUDA driver does not know (" +
+                                    e.what() + ")");
+  }
+}
 
 }  // namespace
 
@@ -383,22 +406,59 @@ void ArgPack::add_cuda_array(nb::handle a, const std::string& name, ArgValue& v)
   std::vector<Py_ssize_t> strides;
   if (ai.contains("strides") && !ai["strides"].is_none())
     for (nb::handle d : nb::cast<nb::tuple>(ai["strides"])) strides.push_back(nb::cast<Py_ssize_t>(d));
-  if (shape.empty())
-    py_fail(PyExc_RuntimeError, "Argument " + name + ": 0-dimensional CUDA arrays are not supported; "
-                                "pass a Python scalar or a 1-element array");
   bool names_stream = ai.contains("stream") && !ai["stream"].is_none();
-  if (!stream && names_stream) stream = as_stream(nb::cast<uintptr_t>(ai["stream"]));
+  void* array_stream = names_stream ? as_stream(nb::cast<uintptr_t>(ai["stream"])) : nullptr;
   // torch's interface names no stream although torch works on the device's current one.
   PyTypeObject* tensor = torch_tensor_type(Py_TYPE(a.ptr()));
-  if (!stream && !names_stream && tensor && PyObject_TypeCheck(a.ptr(), tensor)) read_torch_stream(a.ptr());
+  bool torch_without_stream = !names_stream && tensor && PyObject_TypeCheck(a.ptr(), tensor);
+  // Empty arrays have no memory (a null pointer), hence no device; code generation alone needs
+  // no device either (print_compiled works without a GPU), except to read a 0-dim array.
+  int dev = ptr && (!describe_ || shape.empty()) ? pointer_device(ptr, name) : -1;
+  if (shape.empty()) {
+    if (torch_without_stream) array_stream = torch_current_stream(dev);
+    return add_device_scalar(ptr, elem, dev, array_stream, name, v);
+  }
+  if (dev >= 0) on_device(dev, name);
+  if (!stream && names_stream) stream = array_stream;
+  if (!stream && torch_without_stream) read_torch_stream(dev);
   add_device_array(ptr, elem, shape, strides.empty() ? nullptr : strides.data(), nb::cast<bool>(data[1]), name,
                    v);
+}
+
+// A 0-dim CUDA array is a typed scalar like a 0-dim host array: its value is read now (one
+// element, device to host, after the work queued on the array's stream) and specialised on.
+// It does not decide the call's device or stream.
+void ArgPack::add_device_scalar(void* data, ElemSize elem, int device, void* array_stream,
+                                const std::string& name, ArgValue& v) {
+  void* value = slot();
+  try {
+    nb::gil_scoped_release release;
+    cuda::DeviceScope scope(device);
+    cuda::copy_dtoh(value, reinterpret_cast<uint64_t>(data), static_cast<size_t>(elem_bytes(elem)), array_stream);
+  } catch (const cuda::CudaError& e) {
+    py_fail(PyExc_RuntimeError, "Argument " + name + ": reading the value of a 0-dimensional CUDA array failed: " +
+                                    e.what());
+  }
+  add_array(value, format_of(elem), elem_bytes(elem), 0, nullptr, nullptr, false, name, v);
+}
+
+// Every CUDA array of a call must be on one device: the call runs there (SPEC A14).
+void ArgPack::on_device(int dev, const std::string& name) {
+  if (device < 0) {
+    device = dev;
+    device_arg_ = name;
+  } else if (dev != device) {
+    std::string first = "cuda:" + std::to_string(device), second = "cuda:" + std::to_string(dev);
+    py_fail(PyExc_RuntimeError, "Arguments " + device_arg_ + " and " + name + " are on different CUDA devices (" +
+                                    first + " and " + second + "); a call runs on one device, so move them to one "
+                                    "device first (for example with tensor.to(\"" + first + "\"))");
+  }
 }
 
 // The torch.Tensor fast path: the facts add_cuda_array reads from the interface, read from the
 // tensor's getters instead. Returns false, having changed nothing, for any tensor that is not a
 // plain dense CUDA tensor of a parpy element type; the generic path then gives exactly its usual
-// result or error (CPU tensors: DLPack; requires_grad, sparse, non-contiguous, 0-dim, ...).
+// result or error (CPU tensors: DLPack; requires_grad, sparse, non-contiguous, empty, ...).
 bool ArgPack::add_torch_cuda(PyObject* o, const std::string& name, ArgValue& v) {
   auto is = [o](PyObject* attr, PyObject* expected) {
     nb::object r = nb::steal(try_attr(o, attr));
@@ -421,7 +481,6 @@ bool ArgPack::add_torch_cuda(PyObject* o, const std::string& name, ArgValue& v) 
     }
     shape.push_back(n);
   }
-  if (shape.empty()) return false;
   nb::object contiguous = nb::steal(try_call(o, PARPY_NAME("is_contiguous")));
   if (contiguous.ptr() != Py_True) return false;
   nb::object data_ptr = nb::steal(try_call(o, PARPY_NAME("data_ptr")));
@@ -430,25 +489,29 @@ bool ArgPack::add_torch_cuda(PyObject* o, const std::string& name, ArgValue& v) 
     PyErr_Clear();
     return false;
   }
-  if (!stream) read_torch_stream(o);
+  nb::object device_obj = nb::steal(try_call(o, PARPY_NAME("get_device")));
+  long dev = device_obj.is_valid() ? PyLong_AsLong(device_obj.ptr()) : -1;
+  if (dev < 0) {
+    PyErr_Clear();
+    return false;
+  }
+  if (shape.empty()) {
+    add_device_scalar(data, static_cast<ElemSize>(elem), static_cast<int>(dev), torch_current_stream(static_cast<int>(dev)),
+                      name, v);
+    return true;
+  }
+  on_device(static_cast<int>(dev), name);
+  if (!stream) read_torch_stream(static_cast<int>(dev));
   add_device_array(data, static_cast<ElemSize>(elem), shape, nullptr, false, name, v);
   return true;
 }
 
 // SPEC A7: launch on the stream torch is working on, so the call is ordered with the caller's
 // torch work without a synchronisation. Asked once per call: one stream is used for the launch.
-void ArgPack::read_torch_stream(PyObject* tensor) {
+void ArgPack::read_torch_stream(int dev) {
   if (torch_stream_read_) return;
   torch_stream_read_ = true;
-  const Torch& t = torch_state();
-  if (!t.current_stream) return;
-  nb::object device = nb::steal(PyObject_CallMethodNoArgs(tensor, PARPY_NAME("get_device")));
-  if (!device.is_valid()) throw nb::python_error();
-  nb::object current = nb::steal(PyObject_CallOneArg(t.current_stream, device.ptr()));
-  if (current.is_valid() && !t.raw_stream)
-    current = nb::steal(PyObject_GetAttr(current.ptr(), PARPY_NAME("cuda_stream")));
-  if (!current.is_valid()) throw nb::python_error();
-  stream = as_stream(nb::cast<uintptr_t>(current));
+  stream = torch_current_stream(dev);
 }
 
 void ArgPack::add_array_interface(nb::handle a, const std::string& name, ArgValue& v) {

@@ -40,6 +40,9 @@ class ArgPack {
   };
   std::vector<HostArray> host_arrays;
   void* stream = nullptr;  // the stream of the first CUDA array argument that names one (SPEC A7)
+  // The CUDA device holding the array arguments (all on one, else add() raises); -1 where no
+  // argument is a CUDA array, and the call runs on the thread's current device.
+  int device = -1;
 
  private:
   const CompileOptions& opts_;
@@ -49,6 +52,7 @@ class ArgPack {
   std::vector<DLManagedTensor*> dlpack_;
   bool on_device_ = false;
   bool torch_stream_read_ = false;
+  std::string device_arg_;  // the argument that set `device`, for the error about a second one
 
   void* slot();
   void put_bytes(const void* p, size_t n) { key.append(static_cast<const char*>(p), n); }
@@ -65,7 +69,10 @@ class ArgPack {
   void add_cuda_array(nanobind::handle a, const std::string& name, ArgValue& v);
   bool add_torch_cuda(PyObject* o, const std::string& name, ArgValue& v);
   void add_array_interface(nanobind::handle a, const std::string& name, ArgValue& v);
-  void read_torch_stream(PyObject* tensor);
+  void add_device_scalar(void* data, ElemSize elem, int device, void* array_stream, const std::string& name,
+                         ArgValue& v);
+  void on_device(int device, const std::string& name);
+  void read_torch_stream(int device);
 };
 
 }  // namespace parpy

@@ -19,6 +19,7 @@
 #include "bindings/bind.h"
 #include "bindings/externals.h"
 #include "codegen/cpu.h"
+#include "codegen/cuda.h"
 #include "frontend/python_to_ir.h"
 #include "ir/options.h"
 #include "jit/disk_cache.h"
@@ -100,7 +101,7 @@ CompileBackend resolve_backend(CompileOptions& opts, bool strict) {
 // ---- Compiled entries ----
 
 using EntryFn = int32_t (*)(void**);
-using CudaEntryFn = int32_t (*)(void**, void*);
+using CudaEntryFn = int32_t (*)(void**, void*, int32_t);
 using ErrorFn = const char* (*)();
 
 struct Entry {
@@ -109,6 +110,7 @@ struct Entry {
   CudaEntryFn cuda_fn = nullptr;
   ErrorFn error_fn = nullptr;
   std::vector<bool> written;  // by argv index: copy a host array back after the call (SPEC A6)
+  bool write_all = false;     // copy every host array back (hand-written code says nothing)
 };
 
 DebugSink python_print_sink() {
@@ -192,26 +194,33 @@ std::shared_ptr<Entry> build_entry(const Function& fn, const std::vector<ArgValu
   return build_code(low.code, low.entry_symbol, opts);
 }
 
-// Runs a CUDA entry: host arrays are copied to the device and back only if written (A6), on the
-// stream of the CUDA array arguments (A7); nothing else is synchronised.
+// Runs a CUDA entry on the device of its CUDA array arguments (the current device where there are
+// none): host arrays are copied to the device and back only if written (A6), on the stream of the
+// CUDA array arguments (A7); nothing else is synchronised.
 void run_cuda(const Entry& e, ArgPack& pack) {
   nb::gil_scoped_release release;
   std::string err;
   int32_t status = 0;
   std::vector<uint64_t> device;
   try {
-    cuda::ensure_context();
+    int ordinal = pack.device >= 0 ? pack.device : cuda::current_device();
+    // Copies and stream-ordered allocations happen in the device's primary context, which the
+    // entry's CUDA runtime shares.
+    cuda::DeviceScope scope(ordinal);
     for (auto& h : pack.host_arrays) {
       uint64_t d = cuda::alloc_async(h.bytes, pack.stream);
       device.push_back(d);
       cuda::copy_htod(d, h.host, h.bytes, pack.stream);
       *static_cast<uint64_t*>(pack.argv[h.index]) = d;
     }
-    status = e.cuda_fn(pack.argv.data(), pack.stream);
-    if (status != 0) err = e.error_fn();
+    status = e.cuda_fn(pack.argv.data(), pack.stream, ordinal);
+    if (status != 0) {
+      err = e.error_fn();
+      if (err.empty()) err = "The compiled function failed with status " + std::to_string(status);
+    }
     for (size_t i = 0; i < pack.host_arrays.size(); ++i) {
       const auto& h = pack.host_arrays[i];
-      if (status == 0 && h.index < e.written.size() && e.written[h.index])
+      if (status == 0 && (e.write_all || (h.index < e.written.size() && e.written[h.index])))
         cuda::copy_dtoh(h.host, device[i], h.bytes, pack.stream);
     }
     for (uint64_t d : device) cuda::free_async(d, pack.stream);
@@ -361,7 +370,9 @@ ResolvedCall resolve_call(nb::handle v, bool strict) {
   return r;
 }
 
-// compile_string (SPEC B 1.5): user-written code in the generated calling convention.
+// compile_string (SPEC B 1.5): user-written code in the generated calling convention. Cuda
+// source is built by nvcc as one program and run like a jit entry; since a hand-written program
+// does not say what it writes, every host array is copied back.
 class StringFunction {
  public:
   StringFunction(std::string name, std::string code, const CompileOptions& opts)
@@ -384,10 +395,20 @@ class StringFunction {
       }
       // Code from print_compiled already has the uniform entry; hand-written code gets one.
       std::string code = code_;
-      if (code.find(name_ + "__parpy_entry(") == std::string::npos)
-        code += "\n" + print_cpu_entry(name_, abi_params(names, described.values, opts_));
-      entry = build_code(code, name_ + "__parpy_entry", opts_);
+      bool has_entry = code.find(name_ + "__parpy_entry(") != std::string::npos;
+      std::vector<AbiParam> params = abi_params(names, described.values, opts_);
+      if (opts_.backend == CompileBackend::Cuda) {
+        if (!has_entry) code += "\n" + print_cuda_user_entry(name_, params);
+        entry = build_cuda_string(code);
+      } else {
+        if (!has_entry) code += "\n" + print_cpu_entry(name_, params);
+        entry = build_code(code, name_ + "__parpy_entry", opts_);
+      }
       cache_.emplace(pack.key, entry);
+    }
+    if (opts_.backend == CompileBackend::Cuda) {
+      run_cuda(*entry, pack);
+      return nb::none();
     }
     int32_t status;
     {
@@ -402,6 +423,30 @@ class StringFunction {
   std::string name_, code_;
   CompileOptions opts_;
   std::unordered_map<std::string, std::shared_ptr<Entry>> cache_;
+
+  // The one-source nvcc build (user code is CUDA C++ for nvcc, whatever it includes).
+  std::shared_ptr<Entry> build_cuda_string(const std::string& code) {
+    jit::BuildFlags flags;
+    flags.include_dirs = opts_.includes;
+    flags.include_dirs.push_back(g_include_dir);
+    flags.lib_dirs = opts_.libs;
+    flags.extra_flags = opts_.extra_flags;
+    flags.extra_flags.push_back(header_flag());
+    flags.write_output = opts_.write_output;
+    jit::BuildResult built;
+    {
+      nb::gil_scoped_release release;
+      built = cuda::build_cuda_library(code, flags, cuda::arch_flag());
+    }
+    if (built.built) ++g_builds;
+    auto e = std::make_shared<Entry>();
+    e->lib = jit::load_library(built.library);
+    e->cuda_fn = reinterpret_cast<CudaEntryFn>(e->lib->symbol(name_ + "__parpy_entry"));
+    e->error_fn = reinterpret_cast<ErrorFn>(e->lib->symbol(name_ + "__parpy_error"));
+    e->write_all = true;
+    ++g_compiles;
+    return e;
+  }
 };
 
 }  // namespace

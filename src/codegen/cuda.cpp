@@ -1,6 +1,7 @@
 #include "codegen/cuda.h"
 
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -56,9 +57,11 @@ class CudaPrinter : public CPrinter {
   }
 
   void entry() {
+    // Scratch memory is per device (see parpy_cuda_host.h): the host code reads its device's.
     for (const auto& s : prog_.scratch)
-      os << "static " << type_name(s.elem) << "* " << c_ident(s.name) << " = nullptr;\n";
-    if (!prog_.scratch.empty()) os << "\n";
+      os << "static " << type_name(s.elem) << "* " << per_device(s.name) << "[PARPY_MAX_DEVICES];\n";
+    if (per_device_state()) os << "static parpy_once<PARPY_MAX_DEVICES> " << c_ident(prog_.name) << "__parpy_setup;\n";
+    if (!prog_.scratch.empty() || per_device_state()) os << "\n";
     std::string fname = c_ident(prog_.name);
     auto param_list = [&] {
       std::string l;
@@ -70,13 +73,22 @@ class CudaPrinter : public CPrinter {
       for (const auto& p : prog_.params) l += c_ident(p.name) + ", ";
       return l;
     };
-    // With CUDA graphs the host code becomes a function that the graph cache captures.
+    // With CUDA graphs the host code becomes a function that the graph cache captures, told the
+    // device by its caller.
     std::string host_fn = prog_.use_graphs ? fname + "__parpy_host" : fname;
     os << (prog_.use_graphs ? "static int32_t " : "extern \"C\" int32_t ") << host_fn << "(" << param_list()
-       << ") {\n";
+       << (prog_.use_graphs ? ", int parpy_device" : "") << ") {\n";
     for (const auto& p : prog_.params)
       if (p.type.is_scalar()) os << "  (void)" << c_ident(p.name) << ";\n";
-    if (!prog_.use_graphs) setup();
+    if (prog_.use_graphs) {
+      os << "  (void)parpy_device;\n";
+    } else {
+      if (per_device_state()) current_device();
+      setup();
+    }
+    for (const auto& s : prog_.scratch)
+      os << "  " << type_name(s.elem) << "* " << c_ident(s.name) << " = " << per_device(s.name)
+         << "[parpy_device];\n";
     declarations(prog_.host, 1);
     block(prog_.host, 1);
     os << "  return 0;\n}\n\n";
@@ -85,14 +97,19 @@ class CudaPrinter : public CPrinter {
       for (size_t i = 0; i < prog_.params.size(); ++i) types += (i ? ", " : "") + type_str(prog_.params[i].type);
       os << "static parpy_graph_cache<" << types << "> " << fname << "__parpy_graph;\n\n";
       os << "extern \"C\" int32_t " << fname << "(" << param_list() << ") {\n";
+      current_device();
       setup();
       std::string args = arg_names();
-      os << "  return " << fname << "__parpy_graph.run(parpy_stream, [&](cudaStream_t parpy_capture) {\n"
-         << "    return " << host_fn << "(" << args << "parpy_capture);\n  }"
+      os << "  return " << fname << "__parpy_graph.run(parpy_device, parpy_stream, [&](cudaStream_t parpy_capture) {\n"
+         << "    return " << host_fn << "(" << args << "parpy_capture, parpy_device);\n  }"
          << (args.empty() ? "" : ", " + args.substr(0, args.size() - 2)) << ");\n}\n\n";
     }
+    // The entry runs the call on the device that holds its arrays.
     entry_symbol = fname + "__parpy_entry";
-    os << "extern \"C\" int32_t " << entry_symbol << "(void** args, void* stream) {\n  return " << fname << "(";
+    os << "extern \"C\" int32_t " << entry_symbol << "(void** args, void* stream, int32_t device) {\n"
+       << "  parpy_device_scope parpy_scope(device);\n"
+       << "  if (parpy_scope.status != 0) return parpy_scope.status;\n"
+       << "  return " << fname << "(";
     for (size_t i = 0; i < prog_.params.size(); ++i)
       os << "*(" << type_str(prog_.params[i].type) << "*)args[" << i << "], ";
     os << "(cudaStream_t)stream);\n}\n\n";
@@ -100,46 +117,62 @@ class CudaPrinter : public CPrinter {
     os << "extern \"C\" const char* " << error_symbol << "() { return parpy_error_buf; }\n";
   }
 
-  // Once per module: the kernels of a two-part program, scratch buffers, and the attribute that
-  // allows clusters above 8 blocks.
+  // `int parpy_device`: the calling thread's current device, which the entry has made the call's.
+  void current_device() {
+    os << "  int parpy_device = 0;\n"
+       << "  if (int32_t parpy_rc = parpy_current_device(&parpy_device)) return parpy_rc;\n";
+  }
+
+  // What a call needs before the host code runs: the kernels of a two-part program (once per
+  // module: a CUDA library is loaded for every device), and per device the scratch buffers and
+  // the attribute that allows clusters above 8 blocks.
   void setup() {
     if (two_part_) {
-      os << "  if (!parpy_library) {\n    cudaLibrary_t parpy_lib;\n"
-         << "    PARPY_CHECK(cudaLibraryLoadData(&parpy_lib, parpy_cubin, nullptr, nullptr, 0, nullptr, "
+      os << "  if (int32_t parpy_rc = parpy_library_once.run(0, []() -> int32_t {\n"
+         << "        cudaLibrary_t parpy_lib;\n"
+         << "        PARPY_CHECK(cudaLibraryLoadData(&parpy_lib, parpy_cubin, nullptr, nullptr, 0, nullptr, "
             "nullptr, 0), \"cudaLibraryLoadData\");\n";
       for (const auto& k : prog_.kernels)
         for (const auto& n : variants(k))
-          os << "    PARPY_CHECK(cudaLibraryGetKernel(&" << handle(n) << ", parpy_lib, \"" << c_ident(n)
+          os << "        PARPY_CHECK(cudaLibraryGetKernel(&" << handle(n) << ", parpy_lib, \"" << c_ident(n)
              << "\"), \"cudaLibraryGetKernel\");\n";
-      os << "    parpy_library = parpy_lib;\n  }\n";
+      os << "        parpy_library = parpy_lib;\n        return 0;\n      }))\n    return parpy_rc;\n";
     }
+    if (!per_device_state()) return;
+    os << "  if (int32_t parpy_rc = " << c_ident(prog_.name)
+       << "__parpy_setup.run(parpy_device, [&]() -> int32_t {\n";
     for (const auto& s : prog_.scratch) {
-      std::string n = c_ident(s.name);
+      std::string n = per_device(s.name) + "[parpy_device]";
       std::string bytes = std::to_string(s.count) + " * sizeof(" + type_name(s.elem) + ")";
-      os << "  if (!" << n << ") {\n";
-      os << "    PARPY_CHECK(cudaMalloc((void**)&" << n << ", " << bytes << "), \"cudaMalloc\");\n";
-      if (s.zeroed) os << "    PARPY_CHECK(cudaMemset(" << n << ", 0, " << bytes << "), \"cudaMemset\");\n";
-      os << "  }\n";
+      os << "        if (!" << n << ") {\n";
+      os << "          PARPY_CHECK(cudaMalloc((void**)&" << n << ", " << bytes << "), \"cudaMalloc\");\n";
+      if (s.zeroed) os << "          PARPY_CHECK(cudaMemset(" << n << ", 0, " << bytes << "), \"cudaMemset\");\n";
+      os << "        }\n";
     }
-    bool wide = false;
-    for (const auto& k : prog_.kernels) wide = wide || k.cluster_blocks > 8;
-    if (!wide) return;
-    os << "  static bool parpy_attributes_set = false;\n  if (!parpy_attributes_set) {\n";
     for (const auto& k : prog_.kernels) {
       if (k.cluster_blocks <= 8) continue;
       for (const auto& n : variants(k))
-        os << "    PARPY_CHECK(cudaFuncSetAttribute("
+        os << "        PARPY_CHECK(cudaFuncSetAttribute("
            << (two_part_ ? "(const void*)" + handle(n) : c_ident(n))
            << ", cudaFuncAttributeNonPortableClusterSizeAllowed, 1), \"cudaFuncSetAttribute\");\n";
     }
-    os << "    parpy_attributes_set = true;\n  }\n";
+    os << "        return 0;\n      }))\n    return parpy_rc;\n";
   }
+
+  bool wide_clusters() const {
+    for (const auto& k : prog_.kernels)
+      if (k.cluster_blocks > 8) return true;
+    return false;
+  }
+  bool per_device_state() const { return !prog_.scratch.empty() || wide_clusters(); }
+  static std::string per_device(const std::string& scratch) { return c_ident(scratch) + "__parpy_per_device"; }
 
   // The host part of a two-part program: the library its device part is loaded into, and per kernel a
   // handle and a launcher with the kernel's parameters (cudaLaunchKernel reads them by address).
   void launchers() {
     os << "extern \"C\" __attribute__((visibility(\"hidden\"))) const unsigned char parpy_cubin[];\n";
     os << "static cudaLibrary_t parpy_library = nullptr;\n";
+    os << "static parpy_once<1> parpy_library_once;\n";
     for (const auto& k : prog_.kernels) {
       for (const auto& n : variants(k)) {
         os << "static cudaKernel_t " << handle(n) << " = nullptr;\n";
@@ -157,7 +190,7 @@ class CudaPrinter : public CPrinter {
     }
   }
 
-  std::string entry_symbol, error_symbol;
+  std::string entry_symbol, error_symbol;  // see CudaProgram
 
  protected:
   // Unrolled innermost loops keep several independent loads in flight per thread.
@@ -273,6 +306,29 @@ void device_code(CudaPrinter& pr, const GpuProgram& p) {
 }
 
 }  // namespace
+
+std::string print_cuda_user_entry(const std::string& fname, const std::vector<AbiParam>& params) {
+  std::ostringstream os;
+  for (const auto& p : params)
+    if (p.type.elem == ElemSize::F16) {
+      os << "#include <cuda_fp16.h>\n";
+      break;
+    }
+  os << "#include \"parpy_cuda_host.h\"\n\n";
+  os << "extern \"C\" int32_t " << fname << "__parpy_entry(void** args, void* stream, int32_t device) {\n"
+     << "  parpy_error_buf[0] = 0;\n"
+     << "  parpy_device_scope parpy_scope(device);\n"
+     << "  if (parpy_scope.status != 0) return parpy_scope.status;\n"
+     << "  return parpy_call_user(" << fname << ", (cudaStream_t)stream";
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Type& t = params[i].type;
+    std::string type = std::string(cuda_type(t.elem)) + (t.is_scalar() ? "" : "*");
+    os << ", *(" << type << "*)args[" << i << "]";
+  }
+  os << ");\n}\n\n";
+  os << "extern \"C\" const char* " << fname << "__parpy_error() { return parpy_error_buf; }\n";
+  return os.str();
+}
 
 CudaProgram print_cuda(const GpuProgram& p) {
   CudaProgram out;

@@ -1,7 +1,10 @@
 #pragma once
 #include <string>
 
+#include <vector>
+
 #include "gpu/gpu_ir.h"
+#include "passes/specialize.h"
 
 namespace parpy {
 
@@ -11,7 +14,9 @@ struct CudaProgram {
   // host code for a plain C++ compiler, which loads the kernels from the symbol `parpy_cubin` (the
   // builder links the cubin in under that name) and launches them with cudaLaunchKernel.
   std::string device_code, host_code;
-  std::string entry_symbol;  // extern "C" int32_t <entry>(void** args, void* stream)
+  // extern "C" int32_t <entry>(void** args, void* stream, int32_t device): runs the program on
+  // `device` (the thread's current device is switched for the call) and `stream`.
+  std::string entry_symbol;
   std::string error_symbol;  // extern "C" const char* <error>(): message of the last failure
 };
 
@@ -19,5 +24,10 @@ struct CudaProgram {
 // that runs the host code, launching kernels on the caller's stream (SPEC C.6, A7); and the same
 // split into a device and a host source.
 CudaProgram print_cuda(const GpuProgram& p);
+
+// For hand-written CUDA given to compile_string: the entry and error functions of a generated
+// program, calling the user's extern "C" int32_t <fname>(params...) (optionally followed by a
+// cudaStream_t, which receives the call's stream). Appended to the user's source.
+std::string print_cuda_user_entry(const std::string& fname, const std::vector<AbiParam>& params);
 
 }  // namespace parpy

@@ -1,6 +1,8 @@
 #include "runtime/cuda_driver.h"
 
+#include <atomic>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <string_view>
 
@@ -39,6 +41,7 @@ struct DriverApi {
   CUresult (*cuDevicePrimaryCtxRetain)(CUcontext*, CUdevice) = nullptr;
   CUresult (*cuCtxGetCurrent)(CUcontext*) = nullptr;
   CUresult (*cuCtxSetCurrent)(CUcontext) = nullptr;
+  CUresult (*cuCtxGetDevice)(CUdevice*) = nullptr;
   CUresult (*cuCtxSynchronize)() = nullptr;
   CUresult (*cuMemAlloc)(CUdeviceptr*, size_t) = nullptr;
   CUresult (*cuMemFree)(CUdeviceptr) = nullptr;
@@ -64,6 +67,11 @@ struct Driver {
   DeviceInfo info;
   CUdevice device = 0;
   bool memory_pools = false;
+  // The retained primary context of each device, made on first use (primary()); retained once
+  // per process and never released, because the CUDA runtime inside generated libraries keeps
+  // using them until process exit.
+  std::unique_ptr<std::atomic<CUcontext>[]> primaries;
+  std::mutex primaries_mutex;
 };
 
 template <typename Fn> bool bind(void* handle, const char* name, Fn& fn) {
@@ -122,6 +130,7 @@ void load(Driver& driver) {
   need("cuDevicePrimaryCtxRetain", api.cuDevicePrimaryCtxRetain);
   need("cuCtxGetCurrent", api.cuCtxGetCurrent);
   need("cuCtxSetCurrent", api.cuCtxSetCurrent);
+  need("cuCtxGetDevice", api.cuCtxGetDevice);
   need("cuCtxSynchronize", api.cuCtxSynchronize);
   need("cuMemAlloc_v2", api.cuMemAlloc);
   need("cuMemFree_v2", api.cuMemFree);
@@ -182,12 +191,16 @@ void load(Driver& driver) {
 }
 
 Driver& driver_state() {
-  static Driver driver = [] {
-    Driver loaded;
-    load(loaded);
+  static Driver* driver = [] {
+    auto* loaded = new Driver();  // never destroyed: other libraries' runtimes outlive statics
+    load(*loaded);
+    if (loaded->info.available) {
+      loaded->primaries.reset(new std::atomic<CUcontext>[loaded->info.device_count]);
+      for (int i = 0; i < loaded->info.device_count; ++i) loaded->primaries[i] = nullptr;
+    }
     return loaded;
   }();
-  return driver;
+  return *driver;
 }
 
 [[noreturn]] void throw_error(const DriverApi& api, const char* operation, CUresult result) {
@@ -200,39 +213,57 @@ void check(const DriverApi& api, const char* operation, CUresult result) {
   }
 }
 
-// The retained primary context; retained once per process and never released, because the
-// CUDA runtime copies inside generated libraries keep using it until process exit.
-CUcontext primary_context = nullptr;
-std::once_flag primary_context_once;
-
-// The loaded driver with a current context on this thread, or a CudaError explaining why not.
-const DriverApi& ready() {
+const DriverApi& loaded() {
   Driver& driver = driver_state();
   if (!driver.info.available) {
     throw CudaError("CUDA driver not available: " + driver.info.why_unavailable);
   }
-  const DriverApi& api = driver.api;
+  return driver.api;
+}
+
+// Device `ordinal`'s primary context, retained on first use.
+CUcontext primary(int ordinal) {
+  Driver& driver = driver_state();
+  const DriverApi& api = loaded();
+  if (ordinal < 0 || ordinal >= driver.info.device_count) {
+    throw CudaError("CUDA device " + std::to_string(ordinal) + " does not exist (the driver reports " +
+                    std::to_string(driver.info.device_count) + ")");
+  }
+  CUcontext context = driver.primaries[ordinal].load(std::memory_order_acquire);
+  if (context != nullptr) {
+    return context;
+  }
+  std::lock_guard<std::mutex> lock(driver.primaries_mutex);
+  context = driver.primaries[ordinal].load(std::memory_order_relaxed);
+  if (context != nullptr) {
+    return context;
+  }
+  CUdevice device = 0;
+  check(api, "cuDeviceGet", api.cuDeviceGet(&device, ordinal));
+  check(api, "cuDevicePrimaryCtxRetain", api.cuDevicePrimaryCtxRetain(&context, device));
+  // Keep freed pool memory for reuse instead of returning it to the OS at every
+  // synchronisation (the pool's default), so per-call temporaries cost no cuMemAlloc; the same
+  // policy as torch's caching allocator. Failure only costs speed.
+  CUmemoryPool pool = nullptr;
+  if (driver.memory_pools && api.cuDeviceGetDefaultMemPool != nullptr &&
+      api.cuMemPoolSetAttribute != nullptr &&
+      api.cuDeviceGetDefaultMemPool(&pool, device) == CUDA_SUCCESS) {
+    uint64_t threshold = UINT64_MAX;
+    api.cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &threshold);
+  }
+  driver.primaries[ordinal].store(context, std::memory_order_release);
+  return context;
+}
+
+// The loaded driver with a current context on this thread, or a CudaError explaining why not.
+const DriverApi& ready() {
+  const DriverApi& api = loaded();
   CUcontext current = nullptr;
   check(api, "cuCtxGetCurrent", api.cuCtxGetCurrent(&current));
   if (current != nullptr) {
     return api;
   }
-  std::call_once(primary_context_once, [&] {
-    CUcontext context = nullptr;
-    check(api, "cuDevicePrimaryCtxRetain", api.cuDevicePrimaryCtxRetain(&context, driver.device));
-    // Keep freed pool memory for reuse instead of returning it to the OS at every
-    // synchronisation (the pool's default), so per-call temporaries cost no cuMemAlloc; the same
-    // policy as torch's caching allocator. Failure only costs speed.
-    CUmemoryPool pool = nullptr;
-    if (driver.memory_pools && api.cuDeviceGetDefaultMemPool != nullptr &&
-        api.cuMemPoolSetAttribute != nullptr &&
-        api.cuDeviceGetDefaultMemPool(&pool, driver.device) == CUDA_SUCCESS) {
-      uint64_t threshold = UINT64_MAX;
-      api.cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &threshold);
-    }
-    primary_context = context;
-  });
-  check(api, "cuCtxSetCurrent", api.cuCtxSetCurrent(primary_context));
+  check(api, "cuCtxSetCurrent", api.cuCtxSetCurrent(primary(0)));
   return api;
 }
 
@@ -251,6 +282,39 @@ std::string arch_flag() {
 }
 
 void ensure_context() { ready(); }
+
+int current_device() {
+  const DriverApi& api = ready();
+  CUdevice device = 0;
+  check(api, "cuCtxGetDevice", api.cuCtxGetDevice(&device));
+  return device;
+}
+
+DeviceScope::DeviceScope(int device) {
+  const DriverApi& api = loaded();
+  CUcontext current = nullptr;
+  check(api, "cuCtxGetCurrent", api.cuCtxGetCurrent(&current));
+  CUcontext wanted = primary(device);
+  if (current == wanted) {
+    return;
+  }
+  // A context of the caller's own on the right device is kept, as ensure_context keeps it.
+  CUdevice current_device = -1;
+  if (current != nullptr && api.cuCtxGetDevice(&current_device) == CUDA_SUCCESS &&
+      current_device == device) {
+    return;
+  }
+  check(api, "cuCtxSetCurrent", api.cuCtxSetCurrent(wanted));
+  // Where no context was current, device 0's stays, as ensure_context would have left it.
+  restore_ = current != nullptr || device != 0;
+  previous_ = current;
+}
+
+DeviceScope::~DeviceScope() {
+  if (restore_) {
+    driver_state().api.cuCtxSetCurrent(static_cast<CUcontext>(previous_));
+  }
+}
 
 uint64_t alloc(size_t bytes) {
   const DriverApi& api = ready();

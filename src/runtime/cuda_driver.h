@@ -10,7 +10,9 @@
 //
 // Context rule: every call below first makes device 0's primary context current on the calling
 // thread if no context is current there (see ensure_context), so memory from alloc() is the same
-// memory the CUDA runtime API inside generated code sees.
+// memory the CUDA runtime API inside generated code sees. The device of the context current on a
+// thread is that thread's current device (current_device; torch.cuda.device(i) and
+// cudaSetDevice(i) make device i's primary context current); DeviceScope switches it for a call.
 //
 // Every failure throws CudaError; nothing here aborts. Without a usable driver or device, every
 // operation throws CudaError("CUDA driver not available: <why>").
@@ -42,6 +44,24 @@ std::string arch_flag();
 // the primary context, so this keeps driver-API memory and runtime-API launches in one context.
 // Cheap after the first call on a thread: one cuCtxGetCurrent.
 void ensure_context();
+
+// The device of the context current on the calling thread (device 0 where none was current).
+int current_device();
+
+// Makes device `device`'s primary context current on the calling thread for the scope's lifetime
+// and restores the previous context after, unless a context of that device is current already.
+// Throws CudaError for a device that does not exist.
+class DeviceScope {
+public:
+  explicit DeviceScope(int device);
+  ~DeviceScope();
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+private:
+  void* previous_ = nullptr;
+  bool restore_ = false;
+};
 
 // Device memory. `stream` is a CUstream (cudaStream_t) or nullptr for the legacy default stream.
 // With a stream, copies are asynchronous (cu*Async); host memory may be pageable, in which case

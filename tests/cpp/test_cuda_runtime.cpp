@@ -53,6 +53,8 @@ std::vector<std::pair<const char*, std::function<void()>>> all_operations() {
       {"stream_synchronize", [] { stream_synchronize(nullptr); }},
       {"device_synchronize", [] { device_synchronize(); }},
       {"pointer_device", [] { pointer_device(1); }},
+      {"current_device", [] { current_device(); }},
+      {"DeviceScope", [] { DeviceScope scope(0); }},
   };
 }
 
@@ -150,7 +152,8 @@ TEST(CudaDriver, MemoryRoundTripOnRealDevice) {
 
 // A stand-in libcuda.so.1 backed by host memory: exercises loading, context handling, the
 // stream/no-stream dispatch and error formatting on machines without a GPU. Memory calls fail
-// with CUDA_ERROR_INVALID_CONTEXT when no context is current, as the real driver does.
+// with CUDA_ERROR_INVALID_CONTEXT when no context is current, as the real driver does. It has two
+// devices, whose primary contexts are the addresses primary + 0 and primary + 1.
 constexpr const char* fake_driver_source = R"(
 #include <cstdlib>
 #include <cstring>
@@ -159,7 +162,7 @@ constexpr const char* fake_driver_source = R"(
 extern "C" {
 typedef int R;
 static thread_local void* current = nullptr;
-static void* const primary = (void*)0x1234;
+static char* const primary = (char*)0x1234;
 int retains = 0, async_calls = 0, pool_threshold_set = 0;
 #define CTX if (current == nullptr) return 201
 R cuGetErrorName(R e, const char** s) {
@@ -174,15 +177,16 @@ R cuGetErrorString(R e, const char** s) {
 }
 R cuInit(unsigned) { return 0; }
 R cuDriverGetVersion(int* v) { *v = 13000; return 0; }
-R cuDeviceGetCount(int* n) { *n = 1; return 0; }
+R cuDeviceGetCount(int* n) { *n = 2; return 0; }
 R cuDeviceGet(int* d, int i) { *d = i; return 0; }
 R cuDeviceGetName(char* s, int n, int) { std::strncpy(s, "Fake GPU", n); return 0; }
 R cuDeviceGetAttribute(int* v, int a, int) {
   *v = a == 75 ? 9 : a == 76 ? 0 : a == 115 ? 1 : 0; return 0;
 }
-R cuDevicePrimaryCtxRetain(void** c, int) { ++retains; *c = primary; return 0; }
+R cuDevicePrimaryCtxRetain(void** c, int d) { ++retains; *c = primary + d; return 0; }
 R cuCtxGetCurrent(void** c) { *c = current; return 0; }
 R cuCtxSetCurrent(void* c) { current = c; return 0; }
+R cuCtxGetDevice(int* d) { CTX; *d = (int)((char*)current - primary); return 0; }
 R cuCtxSynchronize() { CTX; return 0; }
 R cuMemAlloc_v2(unsigned long long* p, size_t n) {
   CTX; if (n > (size_t(1) << 40)) return 2; *p = (unsigned long long)std::malloc(n); return 0;
@@ -263,7 +267,7 @@ TEST(CudaDriver, FakeDriverEndToEnd) {
   run_in_fresh_process(fake->string(), []() -> std::string {
     const DeviceInfo& info = device_info();
     if (!info.available) return "unavailable: " + info.why_unavailable;
-    if (info.name != "Fake GPU" || info.device_count != 1 || info.driver_version != 13000)
+    if (info.name != "Fake GPU" || info.device_count != 2 || info.driver_version != 13000)
       return "device info: " + info.name;
     if (arch_flag() != "sm_90") return "arch_flag " + arch_flag();
 
@@ -302,6 +306,30 @@ TEST(CudaDriver, FakeDriverEndToEnd) {
     }).join();
     if (!thread_failure.empty()) return "second thread: " + thread_failure;
     if (fake_counter("retains") != 1) return "primary context retained more than once";
+
+    // Devices: the current one is the current context's; a DeviceScope switches and restores.
+    if (current_device() != 0) return "current device " + std::to_string(current_device());
+    {
+      DeviceScope on_one(1);
+      if (current_device() != 1) return "in scope of device 1: " + std::to_string(current_device());
+      DeviceScope again(1);  // already current: nothing to switch
+    }
+    if (current_device() != 0) return "not restored: " + std::to_string(current_device());
+    std::optional<std::string> missing = cuda_error_of([] { DeviceScope s(2); });
+    if (missing != "CUDA device 2 does not exist (the driver reports 2)")
+      return "device 2: " + missing.value_or("no error");
+    std::thread([&] {
+      try {
+        DeviceScope on_one(1);
+        uint64_t p = alloc(8);
+        cuda::free(p);
+        if (current_device() != 1) thread_failure = "thread in scope of device 1";
+      } catch (const std::exception& error) {
+        thread_failure = error.what();
+      }
+    }).join();
+    if (!thread_failure.empty()) return "second thread, device 1: " + thread_failure;
+    if (fake_counter("retains") != 2) return "retains: " + std::to_string(fake_counter("retains"));
 
     std::optional<std::string> oom = cuda_error_of([] { alloc(size_t(1) << 50); });
     if (oom != "cuMemAlloc: CUDA_ERROR_OUT_OF_MEMORY: out of memory")

@@ -33,7 +33,7 @@ namespace {
 using namespace parpy::testing;
 namespace fs = std::filesystem;
 
-using EntryFn = int32_t (*)(void**, void*);
+using EntryFn = int32_t (*)(void**, void*, int32_t);
 using ErrorFn = const char* (*)();
 
 // def f(x, y): label N; for i in range(n): y[i] = x[i] + 1.0
@@ -92,7 +92,7 @@ TEST(CudaTwoPartText, DeviceAndHostParts) {
     EXPECT_FALSE(has(l.host_code, "<<<")) << l.host_code;
     EXPECT_TRUE(has(l.host_code, "#include \"parpy_cuda_host.h\"")) << l.host_code;
     EXPECT_TRUE(has(l.host_code, "cudaLibraryLoadData(&parpy_lib, parpy_cubin")) << l.host_code;
-    EXPECT_TRUE(has(l.host_code, "extern \"C\" int32_t " + l.entry_symbol + "(void** args, void* stream)"))
+    EXPECT_TRUE(has(l.host_code, "extern \"C\" int32_t " + l.entry_symbol + "(void** args, void* stream, int32_t device)"))
         << l.host_code;
     // The one-source form is still printed (print_compiled, and the build with user flags).
     EXPECT_TRUE(has(l.code, "<<<")) << l.code;
@@ -127,8 +127,11 @@ TEST(CudaTwoPartBuild, BuildsLoadsAndRunsOrReportsTheMissingGpu) {
       std::vector<uint64_t> zeros(c.low.params.size(), 0);
       std::vector<void*> args;
       for (uint64_t& z : zeros) args.push_back(&z);
-      EXPECT_EQ(entry(args.data(), nullptr), 1);
-      EXPECT_TRUE(has(error(), "cudaLibraryLoadData: ")) << error();
+      EXPECT_EQ(entry(args.data(), nullptr, 0), 1);
+      // The first CUDA runtime call fails: switching devices, or loading the kernels.
+      EXPECT_TRUE(has(error(), "cudaGetDevice: ") || has(error(), "cudaSetDevice: ") ||
+                  has(error(), "cudaLibraryLoadData: "))
+          << error();
       continue;
     }
     if (c.rows == 0) continue;
@@ -143,7 +146,7 @@ TEST(CudaTwoPartBuild, BuildsLoadsAndRunsOrReportsTheMissingGpu) {
       std::vector<float> zero(ny, 0.0f);
       cuda::copy_htod(dy, zero.data(), ny * 4, nullptr);
       void* args[] = {&dx, &dy};
-      ASSERT_EQ(entry(args, nullptr), 0) << error();
+      ASSERT_EQ(entry(args, nullptr, 0), 0) << error();
       std::vector<float> y(ny);
       cuda::copy_dtoh(y.data(), dy, ny * 4, nullptr);
       for (size_t i = 0; i < ny; ++i) {

@@ -759,7 +759,7 @@ TEST(GpuCudaText, EntryAndErrorSymbols) {
   Lowered l = lower(f, {f32({64}), f32({64})}, cuda_opts({{"N", threads(64)}}));
   EXPECT_EQ(l.entry_symbol, "saxpy__parpy_entry");
   EXPECT_EQ(l.error_symbol, "saxpy__parpy_error");
-  EXPECT_TRUE(has(l.code, "extern \"C\" int32_t saxpy__parpy_entry(void** args, void* stream)")) << l.code;
+  EXPECT_TRUE(has(l.code, "extern \"C\" int32_t saxpy__parpy_entry(void** args, void* stream, int32_t device)")) << l.code;
   EXPECT_TRUE(has(l.code, "extern \"C\" const char* saxpy__parpy_error()")) << l.code;
   EXPECT_TRUE(has(l.code, "#include \"parpy_cuda.h\"")) << l.code;
   EXPECT_TRUE(has(l.code, "__global__ void __launch_bounds__(64)")) << l.code;

@@ -110,7 +110,7 @@ class FakeDevice:
         self.freed = []
         self.syncs = 0
 
-    def _cuda_alloc(self, n):
+    def _cuda_alloc(self, n, device=-1):
         if n == 0:
             return 0
         block = ctypes.create_string_buffer(n)
@@ -131,8 +131,15 @@ class FakeDevice:
     def _cuda_memset(self, ptr, value, n):
         ctypes.memset(ptr, value, n)
 
-    def _cuda_sync(self):
+    def _cuda_sync(self, device=-1):
         self.syncs += 1
+
+    def _cuda_pointer_device(self, ptr):
+        assert ptr in self.blocks, "not memory of this device"
+        return 0
+
+    def _cuda_current_device(self):
+        return 0
 
 
 @pytest.fixture

@@ -3,7 +3,10 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdio>
+#include <mutex>
+#include <type_traits>
 
 #include "parpy_common.h"
 
@@ -12,6 +15,7 @@ static thread_local char parpy_error_buf[512];
 
 static inline int32_t parpy_fail(cudaError_t e, const char* what) {
   std::snprintf(parpy_error_buf, sizeof parpy_error_buf, "%s: %s", what, cudaGetErrorString(e));
+  cudaGetLastError();  // reported now: a later launch check must not see it again
   return 1;
 }
 
@@ -20,6 +24,101 @@ static inline int32_t parpy_fail(cudaError_t e, const char* what) {
     cudaError_t parpy_e = (call);                 \
     if (parpy_e != cudaSuccess) return parpy_fail(parpy_e, what); \
   } while (0)
+
+// For hand-written code given to compile_string: on an error, returns 1 from the enclosing
+// function and keeps "<call>: <CUDA's message>" for parpy to raise as a RuntimeError.
+#define parpy_cuda_check_error(call) PARPY_CHECK((call), #call)
+
+// ---- Devices ----
+// A call runs on the device that holds its arrays: the entry point switches the calling thread's
+// current device for the call. State a module keeps across calls (scratch memory, CUDA graphs,
+// kernel attributes) is kept per device, and made once per device under a lock, so calls from
+// several threads on several devices are safe.
+#define PARPY_MAX_DEVICES 64
+
+// Makes `device` current on the calling thread for the scope's lifetime (the previous device is
+// restored after); `status` is non-zero, with parpy_error_buf set, when that failed. Internal to
+// each module, like parpy_error_buf.
+namespace {
+struct parpy_device_scope {
+  int previous = -1;
+  int32_t status = 0;
+  explicit parpy_device_scope(int device) {
+    int current = -1;
+    if (device < 0 || device >= PARPY_MAX_DEVICES) {
+      std::snprintf(parpy_error_buf, sizeof parpy_error_buf,
+                    "CUDA device %d is outside the %d devices parpy supports", device, PARPY_MAX_DEVICES);
+      status = 1;
+      return;
+    }
+    cudaError_t e = cudaGetDevice(&current);
+    if (e != cudaSuccess) {
+      status = parpy_fail(e, "cudaGetDevice");
+      return;
+    }
+    if (current == device) return;
+    e = cudaSetDevice(device);
+    if (e != cudaSuccess) {
+      status = parpy_fail(e, "cudaSetDevice");
+      return;
+    }
+    previous = current;
+  }
+  ~parpy_device_scope() {
+    if (previous >= 0) cudaSetDevice(previous);
+  }
+  parpy_device_scope(const parpy_device_scope&) = delete;
+  parpy_device_scope& operator=(const parpy_device_scope&) = delete;
+};
+}  // namespace
+
+// The calling thread's current device, checked against PARPY_MAX_DEVICES; non-zero on failure.
+static inline int32_t parpy_current_device(int* device) {
+  cudaError_t e = cudaGetDevice(device);
+  if (e != cudaSuccess) return parpy_fail(e, "cudaGetDevice");
+  if (*device < 0 || *device >= PARPY_MAX_DEVICES) {
+    std::snprintf(parpy_error_buf, sizeof parpy_error_buf,
+                  "CUDA device %d is outside the %d devices parpy supports", *device, PARPY_MAX_DEVICES);
+    return 1;
+  }
+  return 0;
+}
+
+// N one-time initialisations (one per device, or one for the module): run(i, init) runs init()
+// until it first succeeds, at most one thread at a time; afterwards run costs one atomic load.
+template <int N>
+struct parpy_once {
+  std::atomic<bool> done[N] = {};
+  std::mutex mu;
+  template <class F>
+  int32_t run(int i, F init) {
+    if (done[i].load(std::memory_order_acquire)) return 0;
+    std::lock_guard<std::mutex> lock(mu);
+    if (done[i].load(std::memory_order_relaxed)) return 0;
+    int32_t rc = init();
+    if (rc == 0) done[i].store(true, std::memory_order_release);
+    return rc;
+  }
+};
+
+// The entry compile_string gives hand-written code: calls `f` with the arguments, and with the
+// call's stream too where f takes one more parameter of type cudaStream_t.
+template <class F, class... A>
+static inline int32_t parpy_call_user(F f, cudaStream_t stream, A... args) {
+  if constexpr (std::is_invocable_v<F, A..., cudaStream_t>) {
+    if constexpr (std::is_void_v<std::invoke_result_t<F, A..., cudaStream_t>>) {
+      f(args..., stream);
+      return 0;
+    } else {
+      return static_cast<int32_t>(f(args..., stream));
+    }
+  } else if constexpr (std::is_void_v<std::invoke_result_t<F, A...>>) {
+    f(args...);
+    return 0;
+  } else {
+    return static_cast<int32_t>(f(args...));
+  }
+}
 
 // Math functions with one name for float and double, on the host and on the device.
 #define PARPY_UNARY(name, f32, f64)                           \
@@ -44,32 +143,39 @@ static inline bool parpy_aligned(const void* p, uintptr_t bytes) {
 #include <cstring>
 #include <mutex>
 
-// CUDA graph of one entry point (use_cuda_graphs). The first call captures the host code's
-// launches into a graph and instantiates it; a later call with the same argument values (the
-// pointers and scalars baked into the launches) only replays it with cudaGraphLaunch; a call with
-// other values captures again and updates the executable graph in place (re-instantiating when
-// the update is refused).
+// CUDA graph of one entry point (use_cuda_graphs), one per device. The first call on a device
+// captures the host code's launches into a graph and instantiates it; a later call with the same
+// argument values (the pointers and scalars baked into the launches) only replays it with
+// cudaGraphLaunch; a call with other values captures again and updates the executable graph in
+// place (re-instantiating when the update is refused).
 template <class... Ts>
 class parpy_graph_cache {
  public:
   template <class F>
-  int32_t run(cudaStream_t stream, F body, const Ts&... args) {
-    std::lock_guard<std::mutex> lock(mu_);
-    unsigned char key[sizeof(last_)] = {};
+  int32_t run(int device, cudaStream_t stream, F body, const Ts&... args) {
+    Slot& slot = slots_[device];
+    std::lock_guard<std::mutex> lock(slot.mu);
+    unsigned char key[sizeof(slot.last)] = {};
     size_t off = 0;
     ((std::memcpy(key + off, &args, sizeof(Ts)), off += sizeof(Ts)), ...);
-    if (!exec_ || std::memcmp(key, last_, sizeof key) != 0) {
-      int32_t rc = capture(body);
+    if (!slot.exec || std::memcmp(key, slot.last, sizeof key) != 0) {
+      int32_t rc = capture(slot, body);
       if (rc != 0) return rc;
-      std::memcpy(last_, key, sizeof key);
+      std::memcpy(slot.last, key, sizeof key);
     }
-    PARPY_CHECK(cudaGraphLaunch(exec_, stream), "cudaGraphLaunch");
+    PARPY_CHECK(cudaGraphLaunch(slot.exec, stream), "cudaGraphLaunch");
     return 0;
   }
 
  private:
+  struct Slot {
+    std::mutex mu;
+    cudaGraphExec_t exec = nullptr;
+    unsigned char last[(sizeof(Ts) + ... + 1)] = {};
+  };
+
   template <class F>
-  int32_t capture(F body) {
+  static int32_t capture(Slot& slot, F body) {
     cudaStream_t s;
     PARPY_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
     cudaError_t e = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
@@ -85,25 +191,23 @@ class parpy_graph_cache {
       if (graph) cudaGraphDestroy(graph);
       return rc != 0 ? rc : parpy_fail(e, "cudaStreamEndCapture");
     }
-    if (exec_) {
+    if (slot.exec) {
       cudaGraphExecUpdateResultInfo info;
-      if (cudaGraphExecUpdate(exec_, graph, &info) != cudaSuccess) {
+      if (cudaGraphExecUpdate(slot.exec, graph, &info) != cudaSuccess) {
         cudaGetLastError();  // a refused update is not an error: instantiate instead
-        cudaGraphExecDestroy(exec_);
-        exec_ = nullptr;
+        cudaGraphExecDestroy(slot.exec);
+        slot.exec = nullptr;
       }
     }
-    if (!exec_) e = cudaGraphInstantiate(&exec_, graph, 0);
+    if (!slot.exec) e = cudaGraphInstantiate(&slot.exec, graph, 0);
     cudaGraphDestroy(graph);
     if (e != cudaSuccess) {
-      exec_ = nullptr;
+      slot.exec = nullptr;
       return parpy_fail(e, "cudaGraphInstantiate");
     }
     return 0;
   }
 
-  std::mutex mu_;
-  cudaGraphExec_t exec_ = nullptr;
-  unsigned char last_[(sizeof(Ts) + ... + 1)] = {};
+  Slot slots_[PARPY_MAX_DEVICES];
 };
 #endif
