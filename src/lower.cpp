@@ -100,7 +100,7 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
     check_device_calls(ir, helpers);
     ir = fuse_map_reduce(ir);
     st.dump("fuse_map_reduce", name, ir);
-    GpuProgram gpu = extract_kernels(name, sp.params, ir, opts);
+    GpuProgram gpu = extract_kernels(name, sp.params, ir, opts, parallel_externals(helpers));
     for (const auto& k : gpu.kernels) st.dump(("extract_kernels: " + k.name).c_str(), k.name, k.body);
     st.dump("extract_kernels: host", name, gpu.host);
     attach_device_functions(gpu, ir, helpers);

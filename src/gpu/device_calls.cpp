@@ -36,15 +36,19 @@ void check_host_calls(const Block& b, const Helpers& h) {
   }
 }
 
-// A parallel external is an innermost parallel layer at its call site (SPEC B 2.9), which the
-// kernel extraction does not model yet.
-void check_parallel_externals(const Block& b, const Helpers& h) {
-  visit_block(b, [&](const Stmt& s) {
+// A parallel external is an innermost parallel layer at its call site, which only the main
+// function's parallel code has; a jit helper runs in one thread.
+void check_parallel_externals_in_helper(const Function& f, const Helpers& h) {
+  visit_block(f.body, [&](const Stmt& s) {
     const ExprNode* c = find_call(s, h, [](const Callee& x) { return x.external && x.par.is_parallel(); });
     if (!c) return;
     const Callee& callee = h.callees.at(c->name);
+    auto self = h.callees.find(f.name);
+    std::string helper = self != h.callees.end() ? " " + self->second.name : "";
     fail("The external function " + callee.name + " is declared with parallelize=threads(" +
-             std::to_string(callee.par.nthreads) + "), which the Cuda backend does not support.",
+             std::to_string(callee.par.nthreads) + "), so the threads of a parallel loop call it together; "
+             "the jit function" + helper + " runs in one thread and cannot call it. Call it in the "
+             "parallel code of the main function instead.",
          c->span);
   });
 }
@@ -91,8 +95,14 @@ void check_replicated_writes(const Block& b, const Helpers& h, bool in_kernel, b
 void check_device_calls(const Block& main_body, const Helpers& helpers) {
   check_host_calls(main_body, helpers);
   check_replicated_writes(main_body, helpers, false, false);
-  check_parallel_externals(main_body, helpers);
-  for (const auto& f : helpers.functions) check_parallel_externals(f.body, helpers);
+  for (const auto& f : helpers.functions) check_parallel_externals_in_helper(f, helpers);
+}
+
+std::map<std::string, ParallelExternal> parallel_externals(const Helpers& helpers) {
+  std::map<std::string, ParallelExternal> out;
+  for (const auto& [c_name, callee] : helpers.callees)
+    if (callee.external && callee.par.is_parallel()) out[c_name] = {callee.name, callee.par};
+  return out;
 }
 
 void attach_device_functions(GpuProgram& prog, const Block& main_body, const Helpers& helpers) {

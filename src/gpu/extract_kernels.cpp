@@ -1,5 +1,6 @@
 #include "gpu/extract_kernels.h"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <map>
@@ -65,8 +66,9 @@ std::string layer_str(int64_t threads, int64_t tpb) {
 
 class KernelBuilder {
  public:
-  KernelBuilder(GpuProgram& prog, const CompileOptions& opts, const ArrayAliases& aliases)
-      : prog_(prog), opts_(opts), aliased_(aliased_names(aliases)) {
+  KernelBuilder(GpuProgram& prog, const CompileOptions& opts, const ArrayAliases& aliases,
+                const std::map<std::string, ParallelExternal>& externals)
+      : prog_(prog), opts_(opts), par_externals_(externals), aliased_(aliased_names(aliases)) {
     for (const auto& p : prog.params) params_[p.name] = p.type;
   }
 
@@ -89,6 +91,7 @@ class KernelBuilder {
  private:
   GpuProgram& prog_;
   const CompileOptions& opts_;
+  const std::map<std::string, ParallelExternal>& par_externals_;
   std::map<std::string, Type> params_;
   // Names of arrays that another name may refer to (locals naming arrays and what they name).
   std::set<std::string> aliased_;
@@ -204,6 +207,9 @@ class KernelBuilder {
   }
 
   // ---- Parallel structure (SPEC C.2.3) ----
+  // The layers (thread counts, outer to inner) of siblings or branches must agree except for the
+  // innermost one: the kernel runs the widest innermost layer, and each loop guards its own
+  // workers (README, the GPU mapping).
   std::vector<int64_t> unify(std::vector<int64_t> a, const std::vector<int64_t>& b, const Span& sp,
                              bool branches) {
     if (a.empty()) return b;
@@ -213,19 +219,27 @@ class KernelBuilder {
       for (size_t i = 0; i < l.size(); ++i) s += (i ? ", " : "") + layer_str(l[i], tpb_);
       return s + "]";
     };
-    if (branches && a != b)
+    const std::string hint =
+        "\nParallel loops next to each other in one kernel may differ only in the number of threads of "
+        "their innermost parallel loops: give the loops around those the same number of threads.";
+    bool same_outer = a.size() == b.size() && std::equal(a.begin(), a.end() - 1, b.begin());
+    if (branches && !same_outer)
       fail("Found branches with inconsistent parallel structure: " + show(a) + " != " + show(b) +
-               ".\nThis is not supported because the compiller cannot generate efficient code for this.",
+               ".\nThis is not supported because the compiller cannot generate efficient code for this." +
+               hint,
            sp);
     if (a.size() != b.size())
       fail("Found inconsistent number of layers in parallel structure (" + std::to_string(a.size()) +
-               " != " + std::to_string(b.size()) + ")",
+               " != " + std::to_string(b.size()) +
+               ")\nParallel loops next to each other in one kernel must nest the same number of parallel "
+               "loops; mark the extra loops sequential or move them into a parallel loop of their own.",
            sp);
-    for (size_t i = 0; i < a.size(); ++i)
+    for (size_t i = 0; i + 1 < a.size(); ++i)
       if (a[i] != b[i])
         fail("Found inconsistent parallel structures: " + layer_str(a[i], tpb_) + " != " +
-                 layer_str(b[i], tpb_),
+                 layer_str(b[i], tpb_) + hint,
              sp);
+    a.back() = std::max(a.back(), b.back());
     return a;
   }
 
@@ -235,7 +249,15 @@ class KernelBuilder {
     return out;
   }
 
+  // A statement calling a parallel external adds a layer of the external's threads (its own
+  // expressions only; a loop's body contributes through the loop).
   std::vector<int64_t> layers_stmt(const Stmt& s) {
+    int64_t calls = par_call_threads(s);
+    if (calls == 0) return structure_of(s);
+    return unify({calls}, structure_of(s), s->span, false);
+  }
+
+  std::vector<int64_t> structure_of(const Stmt& s) {
     switch (s->kind) {
       case StmtKind::For: {
         auto inner = layers_block(s->body);
@@ -250,14 +272,129 @@ class KernelBuilder {
   }
 
   void collect_tpb(const Stmt& s) {
+    auto merge = [&](int64_t tpb, const Span& sp) {
+      if (tpb == 1024) return;
+      if (tpb_ != 1024 && tpb_ != tpb)
+        fail("Found inconsistent threads per block " + std::to_string(tpb_) + " and " + std::to_string(tpb) +
+                 " among labels within parallel statements.",
+             sp);
+      tpb_ = tpb;
+    };
     visit_block({s}, [&](const Stmt& x) {
-      if (x->kind != StmtKind::For || x->par.tpb == 1024) return;
-      if (tpb_ != 1024 && tpb_ != x->par.tpb)
-        fail("Found inconsistent threads per block " + std::to_string(tpb_) + " and " +
-                 std::to_string(x->par.tpb) + " among labels within parallel statements.",
-             x->span);
-      tpb_ = x->par.tpb;
+      if (x->kind == StmtKind::For) merge(x->par.tpb, x->span);
+      visit_stmt_exprs(x, [&](const Expr& e) {
+        if (const ParallelExternal* ext = par_external(e)) merge(ext->par.tpb, e->span);
+      });
     });
+  }
+
+  // ---- Parallel externals ----
+  const ParallelExternal* par_external(const Expr& e) const {
+    if (!e || e->kind != ExprKind::Call) return nullptr;
+    auto it = par_externals_.find(e->name);
+    return it == par_externals_.end() ? nullptr : &it->second;
+  }
+
+  // The threads of the widest parallel external that the statement's own expressions call (0: none).
+  int64_t par_call_threads(const Stmt& s) const {
+    int64_t n = 0;
+    visit_stmt_exprs(s, [&](const Expr& e) {
+      if (const ParallelExternal* ext = par_external(e)) n = std::max(n, ext->par.nthreads);
+    });
+    return n;
+  }
+
+  bool calls_par_external(const Block& b) const {
+    bool found = false;
+    visit_block(b, [&](const Stmt& s) { found = found || par_call_threads(s) > 0; });
+    return found;
+  }
+
+  Stmt with_tpb(const Stmt& s) const {
+    auto n = copy(s);
+    if (n->kind == StmtKind::For && n->par.is_parallel()) n->par.tpb = tpb_;
+    for (auto& st : n->body) st = with_tpb(st);
+    for (auto& st : n->orelse) st = with_tpb(st);
+    return n;
+  }
+
+  // An external runs in the threads of one block, which it indexes by threadIdx.x.
+  void check_par_externals(const Stmt& root) {
+    visit_block({root}, [&](const Stmt& s) {
+      visit_stmt_exprs(s, [&](const Expr& e) {
+        const ParallelExternal* ext = par_external(e);
+        if (!ext || ext->par.nthreads <= tpb_) return;
+        fail("The external function " + ext->name + " is declared with parallelize=threads(" +
+                 std::to_string(ext->par.nthreads) + "), more than the " + std::to_string(tpb_) +
+                 " threads of one block that run it. Declare at most " + std::to_string(tpb_) + " threads.",
+             e->span);
+      });
+      if ((s->kind == StmtKind::For || s->kind == StmtKind::While) && par_call_threads(s) > 0) {
+        const Expr* e = nullptr;
+        for (const Expr* x : {&s->cond, &s->lo, &s->hi})
+          visit_expr(*x, [&](const Expr& y) {
+            if (!e && par_external(y)) e = &y;
+          });
+        fail("The parallel external function " + par_external(*e)->name +
+                 " cannot be called in the header of a loop. Assign its result to a variable before "
+                 "the loop.",
+             (*e)->span);
+      }
+    });
+  }
+
+  // A statement calling a parallel external runs in all threads of the external's layer, which
+  // cooperate in the call (warp shuffles, barriers). A store stays narrowed to one thread: the calls
+  // move before it into locals that every thread of the layer computes. Threads beyond the layer
+  // (the block is wider for a sibling loop) skip the calls, so only a store may use their result.
+  Block par_call_stmt(const Stmt& s, size_t d, int64_t n) {
+    int64_t width = round_up(n, 32);
+    bool guard = width < threads_ * inner_blocks_;
+    bool store = s->kind == StmtKind::Assign && s->lhs->kind == ExprKind::Access;
+    if (!store) {
+      if (guard) {
+        const Expr* e = nullptr;
+        visit_stmt_exprs(s, [&](const Expr& y) {
+          if (!e && par_external(y)) e = &y;
+        });
+        fail("The parallel external function " + par_external(*e)->name + " runs on " +
+                 std::to_string(width) + " threads, fewer than the " +
+                 std::to_string(threads_ * inner_blocks_) +
+                 " threads of the parallel loops next to it, so the other threads do not have its "
+                 "result. Store the result to an array element directly, or give those loops at most " +
+                 std::to_string(width) + " threads.",
+             (*e)->span);
+      }
+      auto t = copy(s);
+      t->body = transform_block(s->body, d);
+      t->orelse = transform_block(s->orelse, d);
+      return {t};
+    }
+    Block calls;
+    auto hoist = [&](const Expr& e) {
+      return map_expr(e, [&](const Expr& x) -> Expr {
+        if (!par_external(x)) return x;
+        Expr t = var(fresh("ext"), x->span, x->ty);
+        auto def = copy(assign(t, x, x->span));
+        def->defines = true;
+        calls.push_back(def);
+        return t;
+      });
+    };
+    auto st = copy(s);
+    st->lhs = hoist(s->lhs);
+    st->rhs = hoist(s->rhs);
+    Block out;
+    if (guard)
+      out.push_back(if_stmt(iop(BinOp::Lt, ivar(worker(d)), ilit(width)), calls, {}, s->span));
+    else
+      out = calls;
+    // Every thread reads the call's arguments before one of them overwrites the array.
+    bool reads_target = false;
+    for (const auto& c : calls) reads_target = reads_target || mentions(c->rhs, s->lhs->name);
+    if (reads_target) out.push_back(barrier());
+    out.push_back(if_stmt(leader(), {st}, {}, s->span));
+    return out;
   }
 
   // ---- Kernels ----
@@ -276,6 +413,10 @@ class KernelBuilder {
       fail("The number of threads per block " + std::to_string(tpb_) +
                " exceeds the maximum of 1024 supported by the GPU.",
            root->span);
+    check_par_externals(root);
+    // An external's tpb holds for the whole nest, also in the kernels split from it that do not call
+    // the external.
+    if (tpb_ != 1024 && calls_par_external({root})) root = with_tpb(root);
     layers_ = layers_stmt(root);
     k_ = layers_.size() - 1;
     int64_t inner = layers_[k_];
@@ -590,9 +731,15 @@ class KernelBuilder {
     return reduced && s->body.back()->lhs->kind == ExprKind::Var;
   }
 
+  // The workers of loop s at depth d: a parallel loop's own threads (fewer than its layer's when a
+  // sibling loop is wider), else the layer's.
+  int64_t workers_of(const Stmt& s, size_t d) const {
+    return s->par.is_parallel() ? s->par.nthreads : layers_[d];
+  }
+
   // for v in range(lo, hi, step) with n workers: worker w runs lo + step*w, lo + step*(w+n), ...
   Stmt grid_stride(const Stmt& s, size_t d, Block body) {
-    int64_t n = layers_[d];
+    int64_t n = workers_of(s, d);
     Expr w = ivar(worker(d));
     Expr start = s->step == 1 ? w : iop(BinOp::Mul, ilit(s->step), w);
     auto loop = copy(for_loop(s->var, iop(BinOp::Add, s->lo, start), s->hi, s->step * n, std::move(body), s->span));
@@ -600,18 +747,23 @@ class KernelBuilder {
     return loop;
   }
 
-  Stmt guarded(const Stmt& loop, size_t d) {
-    if (d == k_ && threads_ * inner_blocks_ != layers_[d])
-      return if_stmt(iop(BinOp::Lt, ivar(worker(d)), ilit(layers_[d])), {loop}, {}, loop->span);
+  // Threads beyond the n workers of an innermost loop skip it; they still reach the barriers and
+  // block reductions after it, which stay outside the guard.
+  Stmt guarded(const Stmt& loop, size_t d, int64_t n) {
+    if (d == k_ && threads_ * inner_blocks_ != n)
+      return if_stmt(iop(BinOp::Lt, ivar(worker(d)), ilit(n)), {loop}, {}, loop->span);
     return loop;
   }
 
   Block transform_stmt(const Stmt& s, size_t d) {
+    if (int64_t n = par_call_threads(s)) return par_call_stmt(s, d, n);
     switch (s->kind) {
       case StmtKind::For: {
         // A declared reduction without threads, run by the whole block, uses the block's
-        // threads of the innermost layer instead of repeating the loop in every thread.
-        if (!s->par.is_parallel() && s->par.reduction && d == k_ && k_ >= 1 && !contains_loop(s->body))
+        // threads of the innermost layer instead of repeating the loop in every thread (not when
+        // its body calls a parallel external, which every thread of the block must call alike).
+        if (!s->par.is_parallel() && s->par.reduction && d == k_ && k_ >= 1 && !contains_loop(s->body) &&
+            !calls_par_external(s->body))
           return reduction(s, d);
         if (!s->par.is_parallel()) {
           auto n = copy(s);
@@ -621,7 +773,7 @@ class KernelBuilder {
         if (d == k_ && s->par.reduction) return reduction(s, d);
         if (s->par.reduction)
           fail("A reduction over a parallel loop that has parallel loops inside it is not supported.", s->span);
-        return {guarded(grid_stride(s, d, transform_block(s->body, d + 1)), d)};
+        return {guarded(grid_stride(s, d, transform_block(s->body, d + 1)), d, workers_of(s, d))};
       }
       case StmtKind::While: case StmtKind::If: {
         auto n = copy(s);
@@ -657,7 +809,7 @@ class KernelBuilder {
     out.push_back(init);
     Block body(s->body.begin(), s->body.end() - 1);
     body.push_back(assign(accv, binop(op, accv, value, s->span, aty), s->span));
-    out.push_back(guarded(grid_stride(s, d, body), d));
+    out.push_back(guarded(grid_stride(s, d, body), d, workers_of(s, d)));
     Expr total = at == t ? accv : convert(accv, dst->ty);
     Stmt update = assign(dst, binop(op, dst, total, s->span, dst->ty), s->span);
     bool host_var = dst->kind == ExprKind::Var && (d == 0 || params_.count(dst->name));
@@ -734,13 +886,14 @@ class KernelBuilder {
 }  // namespace
 
 GpuProgram extract_kernels(const std::string& name, const std::vector<AbiParam>& params,
-                           const Block& body, const CompileOptions& opts) {
+                           const Block& body, const CompileOptions& opts,
+                           const std::map<std::string, ParallelExternal>& parallel_externals) {
   GpuProgram prog;
   prog.name = name;
   prog.params = params;
   prog.use_graphs = opts.use_cuda_graphs;
   ArrayAliases aliases = array_aliases(body);
-  KernelBuilder kb(prog, opts, aliases);
+  KernelBuilder kb(prog, opts, aliases, parallel_externals);
   prog.host = kb.host(body);
   // A store through a local naming arrays may write any of them.
   std::set<std::string> written(prog.written.begin(), prog.written.end());

@@ -163,13 +163,35 @@ TEST(DeviceCalls, WritingHelperRunByEveryThreadOfABlockIsRejected) {
   EXPECT_NO_THROW(lower(ok, kArgs, opts));
 }
 
-TEST(DeviceCalls, ParallelExternalIsRejected) {
+// A parallel external is an innermost layer of its threads: one row per block of 32 threads, all
+// of which call it; one of them stores the result.
+TEST(DeviceCalls, ParallelExternalAddsALayer) {
   Expr c = call("wide", {S("x", {V("i")}), I(5)}, sp());
   Function f = main_fn({For("i", 0, 8, {A(S("y", {V("i")}), c)}, {"N"})});
+  Lowered low = lower(f, kArgs, cuda_opts({{"N", LoopPar{8, false, 1024}}}));
+  EXPECT_TRUE(has(low.code, "__launch_bounds__(32)")) << low.code;
+  EXPECT_TRUE(has(low.code, "<<<dim3(8), dim3(32), 0, parpy_stream>>>")) << low.code;
+  size_t at = low.code.find("parpy_ext0 = my_wide((x + (i * 5)), 5);");
+  ASSERT_NE(at, std::string::npos) << low.code;
+  EXPECT_LT(at, low.code.find("if ((parpy_tid == 0)) {", at)) << low.code;
+  EXPECT_TRUE(has(low.code, "y[i] = parpy_ext0;")) << low.code;
+}
+
+TEST(DeviceCalls, ParallelExternalInAHelperIsRejected) {
+  auto h = std::make_shared<Function>();
+  h->name = "sum_row";
+  h->params = {annotated("r", Type::pointer(ElemSize::F32))};
+  Expr c = call("wide", {V("r"), I(5)}, sp());
+  h->body = {return_stmt(c, sp())};
+  h->span = sp();
+  h->externals["wide"] = {device_external("wide", LoopPar{32, false, 1024})};
+  Function f = main_fn({For("i", 0, 8, {A(S("y", {V("i")}), call("sum_row", {S("x", {V("i")})}, sp()))}, {"N"})});
+  f.helpers["sum_row"] = h;
   CompileError e = error_of([&] { lower(f, kArgs, cuda_opts({{"N", LoopPar{8, false, 1024}}})); });
   EXPECT_EQ(e.message(),
-            "The external function wide is declared with parallelize=threads(32), which the Cuda backend does not "
-            "support.");
+            "The external function wide is declared with parallelize=threads(32), so the threads of a parallel loop "
+            "call it together; the jit function sum_row runs in one thread and cannot call it. Call it in the "
+            "parallel code of the main function instead.");
   EXPECT_EQ(e.span().line, c->span.line);
 }
 

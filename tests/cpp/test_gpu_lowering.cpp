@@ -663,22 +663,65 @@ TEST(GpuSplit, ThreeLevelNestWithTwoWideInnerLoopsInTheMiddleLoopFails) {
 // =============================================================================================
 // Parallel structure errors (SPEC C.2.3, 4D)
 
-TEST(GpuStructure, SiblingsWithDifferentThreadCounts) {
-  Function f = fn("f", {"x", "y"},
-                  {For("i", 0, 10,
-                       {For("j", 0, 32, {A(S("x", {V("i"), V("j")}), F(0.0))}, {"A"}),
-                        For("j", 0, 64, {A(S("y", {V("i"), V("j")}), F(0.0))}, {"B"})},
-                       {"O"})});
-  CompileError e = error_of([&] {
-    gpu_program(f, {f32({10, 64}), f32({10, 64})}, cuda_opts({{"O", threads(10)}, {"A", threads(32)}, {"B", threads(64)}}));
+// Siblings whose innermost loops ask for different thread counts share one kernel as wide as the
+// widest; the narrower loop guards its threads, and the barrier after it and the block reduction
+// of the wider one stay outside every guard, so all threads of the block reach them.
+TEST(GpuStructure, SiblingsWithDifferentInnerThreadCountsAreGuarded) {
+  Stmt map = For("j", 0, 100, {A(S("y", {V("i"), V("j")}), mul(S("x", {V("i"), V("j")}), F(2.0)))}, {"A"});
+  Stmt red = For("j", 0, 100, {A(S("z", {V("i")}), add(S("z", {V("i")}), S("y", {V("i"), V("j")})))}, {"B"});
+  Function f = fn("f", {"x", "y", "z"}, {For("i", 0, 10, {map, red}, {"O"})});
+  std::vector<ArgValue> args{f32({10, 100}), f32({10, 100}), f32({10})};
+  auto opts = cuda_opts({{"O", threads(10)}, {"A", threads(32)}, {"B", reduce_threads(64)}});
+  GpuProgram p = gpu_program(f, args, opts);
+  ASSERT_EQ(p.kernels.size(), 1u);
+  EXPECT_EQ(p.kernels[0].block_threads, 64);
+  EXPECT_EQ(p.kernels[0].grid_blocks, 10);
+  int guards = 0;
+  visit_block(p.kernels[0].body, [&](const Stmt& s) {
+    if (s->kind != StmtKind::If) return;
+    std::string cond = print_expr(s->cond);
+    if (has(cond, "$w1 < 32")) ++guards;
+    EXPECT_FALSE(has(cond, "$w1 < 64")) << all_kernels(p);
+    EXPECT_FALSE(names_call(s->body, "$block_reduce_")) << all_kernels(p);
+    visit_block(s->body, [&](const Stmt& x) { EXPECT_FALSE(is_sync(x)) << all_kernels(p); });
   });
-  EXPECT_EQ(e.message(),
-            "Found inconsistent parallel structures: ParLayer { threads: 32, tpb: 1024 } != ParLayer { "
-            "threads: 64, tpb: 1024 }");
+  EXPECT_EQ(guards, 1) << all_kernels(p);
+  EXPECT_TRUE(names_call(p.kernels[0].body, "$block_reduce_add")) << all_kernels(p);
+  std::string code = cuda_code(f, args, opts);
+  EXPECT_TRUE(has(code, "k += 32") || has(code, "j += 32")) << code;
+  EXPECT_TRUE(has(code, "j += 64")) << code;
+  // A narrower reduction: its partial loop is guarded, the all-reduce is not.
+  GpuProgram q =
+      gpu_program(f, args, cuda_opts({{"O", threads(10)}, {"A", threads(100)}, {"B", reduce_threads(40)}}));
+  ASSERT_EQ(q.kernels.size(), 1u);
+  EXPECT_EQ(q.kernels[0].block_threads, 128);
+  EXPECT_TRUE(has(all_kernels(q), "$w1 < 100")) << all_kernels(q);
+  EXPECT_TRUE(has(all_kernels(q), "$w1 < 40")) << all_kernels(q);
+  visit_block(q.kernels[0].body, [&](const Stmt& s) {
+    if (s->kind == StmtKind::If) EXPECT_FALSE(names_call(s->body, "$block_reduce_")) << all_kernels(q);
+  });
+}
+
+TEST(GpuStructure, SiblingsWithDifferentOuterLayers) {
+  auto inner = [](const std::string& label) {
+    return For("j", 0, 4, {For("k", 0, 64, {A(S("x", {V("i"), V("j"), V("k")}), F(0.0))}, {"K"})}, {label});
+  };
+  Function f = fn("f", {"x"}, {For("i", 0, 10, {inner("P1"), inner("P2")}, {"O"})});
+  CompileError e = error_of([&] {
+    gpu_program(f, {f32({10, 4, 64})},
+                cuda_opts({{"O", threads(10)}, {"P1", threads(4)}, {"P2", threads(2)}, {"K", threads(64)}}));
+  });
+  EXPECT_EQ(e.message().rfind("Found inconsistent parallel structures: ParLayer { threads: 4, tpb: 1024 } != "
+                              "ParLayer { threads: 2, tpb: 1024 }\n",
+                              0),
+            0u)
+      << e.message();
   EXPECT_EQ(e.kind(), ErrorKind::Runtime);
-  // Equal siblings are fine.
-  EXPECT_NO_THROW(gpu_program(f, {f32({10, 64}), f32({10, 64})},
-                              cuda_opts({{"O", threads(10)}, {"A", threads(64)}, {"B", threads(64)}})));
+  // The same outer layers with different inner ones are fine.
+  GpuProgram p =
+      gpu_program(f, {f32({10, 4, 64})},
+                  cuda_opts({{"O", threads(10)}, {"P1", threads(4)}, {"P2", threads(4)}, {"K", threads(64)}}));
+  EXPECT_EQ(p.kernels.size(), 1u);
 }
 
 TEST(GpuStructure, BranchesWithDifferentStructure) {
@@ -688,12 +731,27 @@ TEST(GpuStructure, BranchesWithDifferentStructure) {
                        {if_stmt(c, {For("j", 0, 32, {A(S("x", {V("i"), V("j")}), F(0.0))}, {"A"})},
                                 {For("j", 0, 64, {A(S("x", {V("i"), V("j")}), F(1.0))}, {"B"})}, sp())},
                        {"O"})});
+  // Branches differing in the innermost layer share a kernel of the wider one's threads.
+  GpuProgram p =
+      gpu_program(f, {f32({10, 64})}, cuda_opts({{"O", threads(10)}, {"A", threads(32)}, {"B", threads(64)}}));
+  ASSERT_EQ(p.kernels.size(), 1u);
+  EXPECT_EQ(p.kernels[0].block_threads, 64);
+  EXPECT_TRUE(has(all_kernels(p), "$w1 < 32")) << all_kernels(p);
+  // Branches differing in depth are an error.
+  Function d = fn("d", {"x"},
+                  {For("i", 0, 10,
+                       {if_stmt(binop(BinOp::Gt, V("i"), I(4), sp()),
+                                {For("j", 0, 32, {A(S("x", {V("i"), V("j")}), F(0.0))}, {"A"})},
+                                {For("j", 0, 2, {For("k", 0, 32, {A(S("x", {V("i"), V("k")}), F(1.0))}, {"A"})},
+                                     {"B"})},
+                                sp())},
+                       {"O"})});
   CompileError e = error_of([&] {
-    gpu_program(f, {f32({10, 64})}, cuda_opts({{"O", threads(10)}, {"A", threads(32)}, {"B", threads(64)}}));
+    gpu_program(d, {f32({10, 64})}, cuda_opts({{"O", threads(10)}, {"A", threads(32)}, {"B", threads(2)}}));
   });
   EXPECT_EQ(e.message().rfind("Found branches with inconsistent parallel structure: ", 0), 0u) << e.message();
   EXPECT_TRUE(has(e.message(), "ParLayer { threads: 32, tpb: 1024 }")) << e.message();
-  EXPECT_TRUE(has(e.message(), "ParLayer { threads: 64, tpb: 1024 }")) << e.message();
+  EXPECT_TRUE(has(e.message(), "ParLayer { threads: 2, tpb: 1024 }")) << e.message();
   // A branch with no parallelism is accepted.
   Function g = fn("g", {"x"},
                   {For("i", 0, 10,

@@ -184,19 +184,24 @@ def test_host_read_is_rejected():
 
 
 def test_inconsistent_parallel_structure():
+    # Siblings may differ in their innermost layer only (tests/python/test_gpu_layers.py).
     @parpy.jit
     def siblings(x, N):
         parpy.label("N")
         for i in range(N):
             parpy.label("A")
             for j in range(N):
-                x[i, j] = 1.0
+                parpy.label("C")
+                for k in range(N):
+                    x[i, j, k] = 1.0
             parpy.label("B")
             for j in range(N):
-                x[i, j] = 2.0
+                parpy.label("C")
+                for k in range(N):
+                    x[i, j, k] = 2.0
 
-    x = np.zeros((8, 8), np.float32)
-    opts = opts_for({"N": parpy.threads(8), "A": parpy.threads(128), "B": parpy.threads(64)})
+    x = np.zeros((8, 8, 8), np.float32)
+    opts = opts_for({"N": parpy.threads(8), "A": parpy.threads(8), "B": parpy.threads(4), "C": parpy.threads(64)})
     with pytest.raises(RuntimeError, match="Found inconsistent parallel structures"):
         parpy.print_compiled(siblings, [x, 8], opts)
 

@@ -360,18 +360,20 @@ def test_user_header_external_compiles(fun, tmp_path):
     nvcc_compile(code, tmp_path, [tmp_path])
 
 
-def test_parallel_external_is_rejected():
+def test_parallel_external_adds_a_layer():
+    # The call is a layer of 64 threads under N, which all call it; one of them stores
+    # (tests/python/test_gpu_layers.py runs such externals).
     @parpy.jit
     def f(x, N):
         parpy.label("N")
         for i in range(N):
-            x[i] = cl_ext_wide(x[i])  # @wide
+            x[i] = cl_ext_wide(x[i])
 
-    msg = ("The external function cl_ext_wide is declared with parallelize=threads(64), which the Cuda backend "
-           "does not support.")
-    with pytest.raises(RuntimeError) as e:
-        parpy.print_compiled(f, [f32(10), 10], cuda(N=10))
-    assert str(e.value) == loc(msg, "wide", "cl_ext_wide(x[i])")
+    code = parpy.print_compiled(f, [f32(10), 10], cuda(N=10))
+    assert "__launch_bounds__(64)" in code and "<<<dim3(10), dim3(64)" in code
+    # The threads read x[i] before it is overwritten.
+    call = code.index("parpy_ext0 = wide_fn(x[i]);")
+    assert call < code.index("parpy_syncthreads();", call) < code.index("if ((parpy_tid == 0)) {", call)
 
 
 # ----- element types ------------------------------------------------------------------------------
