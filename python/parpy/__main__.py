@@ -64,11 +64,6 @@ def _cuda_devices(lib: ctypes.CDLL) -> list[str]:
     return devices
 
 
-def _cache_dir() -> Path:
-    env = os.environ.get("PARPY_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "parpy"
-
-
 def _dir_size(path: Path) -> tuple[int, int]:
     total, files = 0, 0
     for root, _, names in os.walk(path):
@@ -140,12 +135,16 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - diagnostics report any failure
         print(f"  unknown ({e})")
 
-    cache = _cache_dir()
-    if cache.is_dir():
+    try:
+        # The module's own rules: the directory it would use, created private if missing.
+        from parpy import parpy as native
+
+        cache = Path(native.cache_dir())
+    except Exception as e:  # noqa: BLE001 - diagnostics report any failure
+        print(f"Cache: unusable ({e})")
+    else:
         size, files = _dir_size(cache)
         print(f"Cache: {cache} ({files} files, {_human(size)})")
-    else:
-        print(f"Cache: {cache} (does not exist yet)")
 
 
 if __name__ == "__main__":

@@ -11,4 +11,6 @@ void bind_compiler(nanobind::module_& m);
 void bind_cuda_runtime(nanobind::module_& m);
 // declare_external and the ExternalDecl handle (parpy.external).
 void bind_externals(nanobind::module_& m);
+// The disk cache's errors, warnings and interrupts as Python's.
+void bind_cache(nanobind::module_& m);
 }  // namespace parpy

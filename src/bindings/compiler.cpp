@@ -146,7 +146,7 @@ std::shared_ptr<Entry> build_code(const std::string& code, const std::string& sy
   }
   if (built.built) ++g_builds;
   auto e = std::make_shared<Entry>();
-  e->lib = jit::load_library(built.library);
+  e->lib = jit::load_library(built.library, built.payload);
   e->fn = reinterpret_cast<EntryFn>(e->lib->symbol(symbol));
   ++g_compiles;
   return e;
@@ -178,7 +178,7 @@ std::shared_ptr<Entry> build_cuda_entry(const Lowered& low, const CompileOptions
   }
   if (built.built) ++g_builds;
   auto e = std::make_shared<Entry>();
-  e->lib = jit::load_library(built.library);
+  e->lib = jit::load_library(built.library, built.payload);
   e->cuda_fn = reinterpret_cast<CudaEntryFn>(e->lib->symbol(low.entry_symbol));
   e->error_fn = reinterpret_cast<ErrorFn>(e->lib->symbol(low.error_symbol));
   for (const auto& p : low.params)
@@ -507,9 +507,13 @@ void bind_compiler(nb::module_& m) {
   m.def("_set_include_dir", [](const std::string& d) { g_include_dir = d; });
   m.def("clear_cache", [] {
     ++g_cache_epoch;
+    nb::gil_scoped_release release;
     jit::clear_disk_cache();
   });
-  m.def("cache_dir", [] { return jit::cache_dir().string(); });
+  m.def("cache_dir", [] {
+    nb::gil_scoped_release release;
+    return jit::cache_dir().string();
+  });
   m.def("cuda_build", [] { return cuda::describe_cuda_build(whole_cuda_build_requested()); });
   m.def("stats", [] {
     nb::dict d;

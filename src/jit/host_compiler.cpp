@@ -1,12 +1,17 @@
 #include "jit/host_compiler.h"
 
 #include <atomic>
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <sstream>
 #include <system_error>
 
+#include "jit/cache_entry.h"
 #include "jit/disk_cache.h"
 #include "jit/process.h"
 #include "jit/sha256.h"
@@ -82,24 +87,23 @@ bool probe_openmp() {
   if (error) {
     return false;
   }
-  fs::path source = directory / unique_file_name("parpy-openmp-probe-", ".cpp");
-  fs::path library = directory / unique_file_name("parpy-openmp-probe-", ".so");
   try {
-    atomic_write(source, "#include <omp.h>\n"
-                         "extern \"C\" int parpy_openmp_probe(int n) {\n"
-                         "  int sum = 0;\n"
-                         "#pragma omp parallel for reduction(+ : sum)\n"
-                         "  for (int i = 0; i < n; ++i) sum += i;\n"
-                         "  return sum + omp_get_max_threads();\n"
-                         "}\n");
+    BuildDirectory work(directory);
+    fs::path source = work.path() / "probe.cpp";
+    write_new_file(source, "#include <omp.h>\n"
+                           "extern \"C\" int parpy_openmp_probe(int n) {\n"
+                           "  int sum = 0;\n"
+                           "#pragma omp parallel for reduction(+ : sum)\n"
+                           "  for (int i = 0; i < n; ++i) sum += i;\n"
+                           "  return sum + omp_get_max_threads();\n"
+                           "}\n");
+    ProcessResult result =
+        run_process({cxx.path, "-fopenmp", "-shared", "-fPIC", "-x", "c++", source.string(), "-o",
+                     (work.path() / "probe.so").string()});
+    return result.exit_code == 0;
   } catch (const std::exception&) {
     return false;
   }
-  ProcessResult result = run_process({cxx.path, "-fopenmp", "-shared", "-fPIC", "-x", "c++",
-                                      source.string(), "-o", library.string()});
-  fs::remove(source, error);
-  fs::remove(library, error);
-  return result.exit_code == 0;
 }
 
 std::string random_hex() {
@@ -151,35 +155,68 @@ bool host_cxx_has_libmvec() {
 
 uint64_t build_count() { return compiler_invocations.load(); }
 
-BuildResult build_cached_library(const LibraryBuild& build) {
-  BuildResult result;
-  std::vector<std::string> key_parts = {build.compiler, build.compiler_version};
-  key_parts.insert(key_parts.end(), build.flags.begin(), build.flags.end());
-  key_parts.insert(key_parts.end(), build.link_flags.begin(), build.link_flags.end());
-  result.key = cache_key(build.code, key_parts);
-  fs::path directory = cache_dir();
-  result.library = directory / (result.key + build.library_suffix);
-  std::error_code error;
-  if (fs::exists(result.library, error)) {
-    return result;
+double compile_timeout_seconds() {
+  const char* text = std::getenv("PARPY_COMPILE_TIMEOUT");
+  if (text == nullptr || text[0] == '\0') {
+    return 600;
   }
+  char* end = nullptr;
+  errno = 0;
+  double seconds = std::strtod(text, &end);
+  if (end == text || *end != '\0' || errno != 0 || !std::isfinite(seconds) || seconds < 0) {
+    throw BuildError(std::string("PARPY_COMPILE_TIMEOUT must be a number of seconds (0 for no "
+                                 "limit), not '") + text + "'");
+  }
+  return seconds;
+}
 
-  fs::path source = directory / unique_file_name(".tmp-" + result.key + "-", build.source_suffix);
-  fs::path temporary_library = directory / unique_file_name(".tmp-" + result.key + "-", ".so");
-  atomic_write(source, build.code);
-  ProcessResult compiled = [&] {
-    compiler_invocations.fetch_add(1);
-    std::vector<std::string> argv = {build.compiler};
-    argv.insert(argv.end(), build.flags.begin(), build.flags.end());
-    argv.push_back(source.string());
-    argv.insert(argv.end(), build.link_flags.begin(), build.link_flags.end());
-    argv.insert(argv.end(), {"-o", temporary_library.string()});
-    return run_process(argv);
-  }();
-  fs::remove(source, error);
+namespace {
 
+std::string read_output(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (!in.good() && !in.eof()) {
+    throw BuildError("Failed to read the compiler's output " + path.string());
+  }
+  return bytes;
+}
+
+// Compiles `build` in a private directory of `cache` and publishes the result as `name`.
+std::string compile_entry(const LibraryBuild& build, const fs::path& cache, const std::string& name,
+                          double timeout, uint64_t epoch) {
+  BuildDirectory work(cache);
+  fs::path source = work.path() / ("source" + build.source_suffix);
+  fs::path output = work.path() / ("output" + build.library_suffix);
+  write_new_file(source, build.code);
+  ProcessOptions options;
+  options.timeout_seconds = timeout;
+  options.interrupt_epoch = epoch;
+  for (const auto& [file, input] : build.inputs) {
+    write_new_file(work.path() / file, *input.payload);
+    options.working_dir = work.path().string();
+  }
+  compiler_invocations.fetch_add(1);
+  std::vector<std::string> argv = {build.compiler};
+  argv.insert(argv.end(), build.flags.begin(), build.flags.end());
+  argv.push_back(source.string());
+  argv.insert(argv.end(), build.link_flags.begin(), build.link_flags.end());
+  argv.insert(argv.end(), {"-o", output.string()});
+  ProcessResult compiled = run_process(argv, options);
+  if (compiled.interrupted) {
+    throw Interrupted();
+  }
+  if (!work.exists()) {
+    throw CacheVanished("the build directory " + work.path().string() + " was removed");
+  }
+  if (compiled.timed_out) {
+    char limit[32];
+    std::snprintf(limit, sizeof(limit), "%g", timeout);
+    throw BuildError("Compilation of generated " + build.language + " code did not finish within " +
+                     limit + " s, so it was stopped. Set PARPY_COMPILE_TIMEOUT to a larger number "
+                     "of seconds (0 for no limit) if it needs longer.\nStandard out:\n" +
+                     compiled.out + "\nStandard error:\n" + compiled.err);
+  }
   if (compiled.exit_code != 0) {
-    fs::remove(temporary_library, error);
     std::string message = "Compilation of generated " + build.language +
                           " code failed with exit code " + std::to_string(compiled.exit_code) +
                           ":\nStandard out:\n" + compiled.out + "\nStandard error:\n" +
@@ -196,16 +233,68 @@ BuildResult build_cached_library(const LibraryBuild& build) {
     }
     throw BuildError(message);
   }
-
-  fs::rename(temporary_library, result.library, error);
-  if (error) {
-    std::error_code ignored;
-    fs::remove(temporary_library, ignored);
-    throw BuildError("Failed to move the built library to " + result.library.string() + ": " +
-                     error.message());
+  std::string bytes = read_output(output);
+  if (bytes.empty()) {
+    throw BuildError("The " + build.language + " compiler reported success but wrote nothing to " +
+                     output.string());
   }
-  result.built = true;
-  return result;
+  publish_entry(cache, name, bytes, work);
+  return bytes;
+}
+
+} // namespace
+
+BuildResult build_cached_library(const LibraryBuild& build) {
+  BuildResult result;
+  std::vector<std::string> key_parts = {build.compiler, build.compiler_version};
+  key_parts.insert(key_parts.end(), build.flags.begin(), build.flags.end());
+  key_parts.insert(key_parts.end(), build.link_flags.begin(), build.link_flags.end());
+  for (const auto& [file, input] : build.inputs) {
+    key_parts.push_back("input " + file + " " + input.library.filename().string());
+  }
+  result.key = cache_key(build.code, key_parts);
+  const std::string name = result.key + build.library_suffix;
+  const double timeout = compile_timeout_seconds();
+  const uint64_t epoch = interrupt_epoch();
+  auto found = [&](const fs::path& entry) {
+    std::optional<std::string> payload = read_entry(entry);
+    if (payload) {
+      result.payload = std::make_shared<const std::string>(std::move(*payload));
+    }
+    return payload.has_value();
+  };
+  for (int attempt = 1;; ++attempt) {
+    fs::path directory = cache_dir();
+    result.library = directory / name;
+    if (found(result.library)) {
+      return result;
+    }
+    try {
+      // Waits for another builder of this entry no longer than that one's compiler may run.
+      EntryLock lock(directory, name, epoch, timeout > 0 ? timeout + 60 : 0);
+      if (found(result.library)) {
+        return result;
+      }
+      result.payload = std::make_shared<const std::string>(
+          compile_entry(build, directory, name, timeout, epoch));
+      result.built = true;
+      return result;
+    } catch (const CacheNotWritable& error) {
+      if (attempt >= 3) {
+        throw BuildError(std::string("No writable parpy cache directory: ") + error.what() +
+                         ". Set PARPY_CACHE_DIR to a writable directory.");
+      }
+      use_private_cache_instead_of(directory, error.what());
+    } catch (const CacheVanished& error) {
+      // Someone removed the cache directory (or this build's) meanwhile: build again.
+      if (attempt >= 3) {
+        throw BuildError(std::string("The parpy cache directory kept disappearing during the "
+                                     "build (") +
+                         error.what() + "). Is another program removing " + directory.string() +
+                         "?");
+      }
+    }
+  }
 }
 
 std::vector<std::string> user_flags(const BuildFlags& flags) {

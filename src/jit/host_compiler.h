@@ -2,8 +2,10 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace parpy::jit {
@@ -34,9 +36,12 @@ struct BuildFlags {
 };
 
 struct BuildResult {
-  std::filesystem::path library;
-  bool built = false; // false: found in the disk cache
+  std::filesystem::path library; // the cache entry
+  bool built = false;             // false: found in the disk cache
   std::string key;
+  // The entry's verified bytes: what load_library loads and what later builds read, so neither
+  // depends on the entry staying in place (clear_cache) nor reads it unchecked again.
+  std::shared_ptr<const std::string> payload;
 };
 
 // A failed build: compiler output, or no compiler at all.
@@ -45,8 +50,9 @@ public:
   using std::runtime_error::runtime_error;
 };
 
-// One toolchain-independent build: `compiler <flags...> <source> <link_flags...> -o <library>`.
-// The cache key covers the code, the compiler and its version, every flag and the parpy version.
+// One toolchain-independent build: `compiler <flags...> <source> <link_flags...> -o <library>`,
+// run in a private directory of the cache. The cache key covers the code, the compiler and its
+// version, every flag, the inputs and the parpy version.
 struct LibraryBuild {
   std::string code;
   std::string language;        // in error messages: "C++", "CUDA"
@@ -56,6 +62,10 @@ struct LibraryBuild {
   std::vector<std::string> flags;
   std::vector<std::string> link_flags;  // after the source (libraries)
   bool write_output = false;
+  // Entries of earlier builds that this one reads: their verified bytes are copied into its
+  // directory under the given file names, and the compiler runs in that directory (so the code
+  // and the flags name them relative to it). The key covers their keys.
+  std::vector<std::pair<std::string, BuildResult>> inputs;
 };
 
 // The user's flags, then -I and -L for the include and library directories.
@@ -67,9 +77,15 @@ LibraryBuild library_build(const std::string& code, const std::string& language,
                            const std::string& compiler, const std::string& compiler_version,
                            const BuildFlags& flags, const std::vector<std::string>& own_flags);
 
-// Returns cache_dir()/<key><library_suffix>, compiling it first unless it is already there. The
-// library is published by atomic rename, so concurrent builders of one key are safe.
+// Returns the entry cache_dir()/<key><library_suffix>, compiling it first unless a valid one is
+// there (a damaged or foreign one is rebuilt and replaced). One build per key at a time, in this
+// process and across processes; the others wait for it and use its entry. The compiler runs in a
+// private build directory, is killed after compile_timeout_seconds() or on an interrupt (which
+// throws Interrupted), and its library is published by atomic rename.
 BuildResult build_cached_library(const LibraryBuild& build);
+
+// $PARPY_COMPILE_TIMEOUT in seconds (0: no limit), default 600; BuildError if it is not a number.
+double compile_timeout_seconds();
 
 // Builds `code` as C++17 with OpenMP into a shared library with the host compiler.
 BuildResult build_cpu_library(const std::string& code, const BuildFlags& flags);

@@ -8,6 +8,7 @@
 #include <system_error>
 #include <thread>
 
+#include "jit/cache_entry.h"
 #include "jit/disk_cache.h"
 #include "jit/process.h"
 
@@ -164,15 +165,10 @@ const std::optional<Toolkit>& toolkit() {
 }
 
 // Assembly defining the hidden symbol parpy_cubin (what the host part loads its kernels from) as
-// the bytes of the file `cubin`.
-std::string cubin_object_source(const fs::path& cubin) {
-  std::string quoted;
-  for (char c : cubin.string()) {
-    if (c == '"' || c == '\\') quoted += '\\';
-    quoted += c;
-  }
+// the bytes of the file `cubin` in the build's directory.
+std::string cubin_object_source(const std::string& cubin) {
   return "  .section .rodata\n  .balign 64\n  .globl parpy_cubin\n  .hidden parpy_cubin\n"
-         "parpy_cubin:\n  .incbin \"" + quoted + "\"\n  .byte 0\n"
+         "parpy_cubin:\n  .incbin \"" + cubin + "\"\n  .byte 0\n"
          "  .section .note.GNU-stack,\"\",@progbits\n";
 }
 
@@ -228,10 +224,13 @@ std::optional<jit::BuildResult> build_two_part_cuda_library(const std::string& d
   if (device_failure) std::rethrow_exception(device_failure);
   if (host_failure) std::rethrow_exception(host_failure);
 
+  // The link reads the verified bytes of both entries, copied into its own build directory.
   jit::LibraryBuild link =
-      jit::library_build(cubin_object_source(cubin.library), "assembly (the kernels of CUDA)", ".s",
-                         "-cuda.so", cxx.path, cxx.version, {}, {"-shared", "-fPIC", "-x", "assembler"});
-  link.link_flags = {"-x", "none", host_object.library.string(), "-L" + kit->lib.string(),
+      jit::library_build(cubin_object_source("kernels.cubin"), "assembly (the kernels of CUDA)",
+                         ".s", "-cuda.so", cxx.path, cxx.version, {},
+                         {"-shared", "-fPIC", "-x", "assembler"});
+  link.inputs = {{"kernels.cubin", cubin}, {"host.o", host_object}};
+  link.link_flags = {"-x", "none", "host.o", "-L" + kit->lib.string(),
                      "-lcudart_static", "-ldl", "-lrt", "-lpthread"};
   jit::BuildResult built = jit::build_cached_library(link);
   built.built = built.built || cubin.built || host_object.built;
@@ -247,23 +246,28 @@ bool nvcc_compiles(const std::string& code, const std::string& arch,
     }
     return false;
   }
-  fs::path source = jit::cache_dir() / jit::unique_file_name(".tmp-check-", ".cu");
-  jit::atomic_write(source, code);
+  jit::BuildDirectory work(fs::temp_directory_path());
+  fs::path source = work.path() / "check.cu";
+  jit::write_new_file(source, code);
   std::vector<std::string> argv = {info.path, "-c", "-std=c++17", "-arch=" + arch};
   for (const std::string& dir : include_dirs) {
     argv.push_back("-I" + dir);
   }
   // nvcc writes its intermediates under $TMPDIR and the object to /dev/null: nothing to clean up
-  // but the source.
+  // but the build directory.
   for (const char* arg : {"-x", "cu"}) {
     argv.push_back(arg);
   }
   argv.push_back(source.string());
   argv.push_back("-o");
   argv.push_back("/dev/null");
-  jit::ProcessResult result = jit::run_process(argv);
-  std::error_code ignored;
-  fs::remove(source, ignored);
+  jit::ProcessOptions options;
+  options.timeout_seconds = jit::compile_timeout_seconds();
+  options.interrupt_epoch = jit::interrupt_epoch();
+  jit::ProcessResult result = jit::run_process(argv, options);
+  if (result.interrupted) {
+    throw jit::Interrupted();
+  }
   if (log != nullptr) {
     *log = result.out + result.err;
   }

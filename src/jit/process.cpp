@@ -1,6 +1,9 @@
 #include "jit/process.h"
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 
@@ -51,14 +54,33 @@ bool make_pipe(FileDescriptor& read_end, FileDescriptor& write_end) {
   return true;
 }
 
-// Drains both pipes together so a child filling one of them can never block on the other.
-void read_both(int out_fd, int err_fd, std::string& out, std::string& err) {
+using Clock = std::chrono::steady_clock;
+
+// Drains both pipes together so a child filling one of them can never block on the other. Every
+// tenth of a second `should_stop` may end the child: then reading goes on for a moment (the
+// child's group is killed, so the pipes close) and stops.
+constexpr auto poll_interval = std::chrono::milliseconds(100);
+
+template <typename ShouldStop>
+void read_both(int out_fd, int err_fd, std::string& out, std::string& err, ShouldStop should_stop) {
   pollfd fds[2] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
   std::string* sinks[2] = {&out, &err};
   int open_count = 2;
   char buffer[65536];
+  std::optional<Clock::time_point> give_up;
+  Clock::time_point next_check = Clock::now() + poll_interval;
   while (open_count > 0) {
-    int ready = poll(fds, 2, -1);
+    Clock::time_point now = Clock::now();
+    if (!give_up && now >= next_check) {
+      next_check = now + poll_interval;
+      if (should_stop()) {
+        give_up = now + std::chrono::seconds(2);
+      }
+    }
+    if (give_up && now > *give_up) {
+      return;
+    }
+    int ready = poll(fds, 2, static_cast<int>(poll_interval.count()));
     if (ready < 0) {
       if (errno == EINTR) {
         continue;
@@ -88,7 +110,7 @@ bool is_executable_file(const std::string& path) {
 
 } // namespace
 
-ProcessResult run_process(const std::vector<std::string>& argv) {
+ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOptions& options) {
   if (argv.empty()) {
     return failed_to_start("", "empty argument list");
   }
@@ -106,6 +128,24 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, out_write.get(), STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, err_write.get(), STDERR_FILENO);
+  if (!options.working_dir.empty()) {
+    posix_spawn_file_actions_addchdir_np(&actions, options.working_dir.c_str());
+  }
+  // A process group of its own, so a timeout or an interrupt kills the compiler's own children
+  // too; default handling of the signals the embedding program may ignore (Python: SIGPIPE).
+  posix_spawnattr_t attributes;
+  if (posix_spawnattr_init(&attributes) != 0) {
+    posix_spawn_file_actions_destroy(&actions);
+    return failed_to_start(program, "posix_spawnattr_init failed");
+  }
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  for (int signal : {SIGPIPE, SIGINT, SIGTERM, SIGHUP}) {
+    sigaddset(&defaults, signal);
+  }
+  posix_spawnattr_setsigdefault(&attributes, &defaults);
+  posix_spawnattr_setpgroup(&attributes, 0);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF);
 
   std::vector<char*> c_argv;
   c_argv.reserve(argv.size() + 1);
@@ -115,8 +155,10 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
   c_argv.push_back(nullptr);
 
   pid_t pid = 0;
-  int spawn_error = posix_spawnp(&pid, program.c_str(), &actions, nullptr, c_argv.data(), environ);
+  int spawn_error =
+      posix_spawnp(&pid, program.c_str(), &actions, &attributes, c_argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
   if (spawn_error != 0) {
     return failed_to_start(program, std::strerror(spawn_error));
   }
@@ -125,7 +167,21 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
   out_write.reset();
   err_write.reset();
   ProcessResult result;
-  read_both(out_read.get(), err_read.get(), result.out, result.err);
+  std::optional<Clock::time_point> deadline;
+  if (options.timeout_seconds > 0) {
+    deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(options.timeout_seconds));
+  }
+  read_both(out_read.get(), err_read.get(), result.out, result.err, [&] {
+    result.timed_out = deadline && Clock::now() > *deadline;
+    result.interrupted = !result.timed_out && options.interrupt_epoch &&
+                         interrupted_since(*options.interrupt_epoch);
+    if (result.timed_out || result.interrupted) {
+      kill(-pid, SIGKILL);
+      return true;
+    }
+    return false;
+  });
 
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
@@ -143,6 +199,29 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
     result.exit_code = 127;
   }
   return result;
+}
+
+namespace {
+
+std::atomic<bool (*)()> interrupt_check{nullptr};
+std::atomic<uint64_t> interrupts{0};
+
+} // namespace
+
+void set_interrupt_check(bool (*check)()) { interrupt_check.store(check); }
+
+uint64_t interrupt_epoch() { return interrupts.load(); }
+
+bool interrupted_since(uint64_t epoch) {
+  if (interrupts.load() > epoch) {
+    return true;
+  }
+  bool (*check)() = interrupt_check.load();
+  if (check != nullptr && check()) {
+    interrupts.fetch_add(1);
+    return true;
+  }
+  return false;
 }
 
 std::optional<std::string> find_on_path(const std::string& program) {

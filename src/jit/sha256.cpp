@@ -3,6 +3,12 @@
 #include <array>
 #include <cstdint>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define PARPY_SHA_EXTENSIONS 1
+#endif
+
 namespace parpy::jit {
 
 namespace {
@@ -62,6 +68,77 @@ void compress_block(std::array<uint32_t, 8>& state, const unsigned char* block) 
   state[7] += h;
 }
 
+#ifdef PARPY_SHA_EXTENSIONS
+
+// The x86 SHA extensions (about ten times the speed of the portable code: a library is hashed each
+// time it is loaded from the cache). state[] as in compress_block; `blocks` blocks of 64 bytes.
+__attribute__((target("sha,sse4.1,ssse3"))) void
+compress_blocks_sha_extensions(std::array<uint32_t, 8>& state, const unsigned char* data,
+                               size_t blocks) {
+  const __m128i byte_swap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+  // The instructions keep the state as ABEF and CDGH.
+  __m128i dcba = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&state[0]));
+  __m128i hgfe = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&state[4]));
+  __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
+  __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+  __m128i abef = _mm_alignr_epi8(cdab, efgh, 8);
+  __m128i cdgh = _mm_blend_epi16(efgh, cdab, 0xF0);
+  for (; blocks > 0; --blocks, data += 64) {
+    const __m128i abef_before = abef, cdgh_before = cdgh;
+    __m128i words[4];
+    for (int i = 0; i < 4; ++i) {
+      words[i] = _mm_shuffle_epi8(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + 16 * i)), byte_swap);
+    }
+    // Sixteen groups of four rounds; words[i % 4] holds the schedule words of group i, computed
+    // (msg1 three groups ahead, msg2 one group ahead) in the ring of four registers.
+    for (int i = 0; i < 16; ++i) {
+      __m128i message = _mm_add_epi32(
+          words[i % 4], _mm_loadu_si128(reinterpret_cast<const __m128i*>(&round_constants[4 * i])));
+      cdgh = _mm_sha256rnds2_epu32(cdgh, abef, message);
+      if (i >= 3 && i < 15) {
+        __m128i& next = words[(i + 1) % 4];
+        next = _mm_add_epi32(next, _mm_alignr_epi8(words[i % 4], words[(i + 3) % 4], 4));
+        next = _mm_sha256msg2_epu32(next, words[i % 4]);
+      }
+      abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(message, 0x0E));
+      if (i >= 1 && i < 13) {
+        words[(i + 3) % 4] = _mm_sha256msg1_epu32(words[(i + 3) % 4], words[i % 4]);
+      }
+    }
+    abef = _mm_add_epi32(abef, abef_before);
+    cdgh = _mm_add_epi32(cdgh, cdgh_before);
+  }
+  __m128i feba = _mm_shuffle_epi32(abef, 0x1B);
+  __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(&state[0]), _mm_blend_epi16(feba, dchg, 0xF0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(&state[4]), _mm_alignr_epi8(dchg, feba, 8));
+}
+
+bool has_sha_extensions() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0 || (b & (1u << 29)) == 0) {
+    return false;
+  }
+  // SSSE3 and SSE4.1.
+  return __get_cpuid(1, &a, &b, &c, &d) != 0 && (c & (1u << 9)) != 0 && (c & (1u << 19)) != 0;
+}
+
+#endif
+
+void compress_blocks(std::array<uint32_t, 8>& state, const unsigned char* data, size_t blocks) {
+#ifdef PARPY_SHA_EXTENSIONS
+  static const bool fast = has_sha_extensions();
+  if (fast) {
+    compress_blocks_sha_extensions(state, data, blocks);
+    return;
+  }
+#endif
+  for (size_t i = 0; i < blocks; ++i) {
+    compress_block(state, data + 64 * i);
+  }
+}
+
 } // namespace
 
 std::string sha256_hex(std::string_view data) {
@@ -69,9 +146,7 @@ std::string sha256_hex(std::string_view data) {
                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
   const auto* bytes = reinterpret_cast<const unsigned char*>(data.data());
   size_t full_blocks = data.size() / 64;
-  for (size_t i = 0; i < full_blocks; ++i) {
-    compress_block(state, bytes + 64 * i);
-  }
+  compress_blocks(state, bytes, full_blocks);
 
   // Padding: 0x80, zeros, then the message length in bits as a big-endian 64-bit integer.
   std::array<unsigned char, 128> tail{};
@@ -85,9 +160,7 @@ std::string sha256_hex(std::string_view data) {
   for (int i = 0; i < 8; ++i) {
     tail[tail_size - 1 - i] = static_cast<unsigned char>(bit_length >> (8 * i));
   }
-  for (size_t offset = 0; offset < tail_size; offset += 64) {
-    compress_block(state, tail.data() + offset);
-  }
+  compress_blocks(state, tail.data(), tail_size / 64);
 
   static constexpr char hex_digits[] = "0123456789abcdef";
   std::string digest;

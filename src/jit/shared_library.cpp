@@ -6,8 +6,16 @@
 #include <string_view>
 #include <system_error>
 
+#include <cerrno>
+#include <cstring>
+
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <link.h>
+#include <unistd.h>
+
+#include "jit/cache_entry.h"
+#include "jit/disk_cache.h"
 
 namespace parpy::jit {
 
@@ -51,6 +59,29 @@ SharedLibrary::SharedLibrary(const fs::path& path) : path_(path) {
   pin_openmp_runtime(handle_);
 }
 
+SharedLibrary::SharedLibrary(const fs::path& entry, std::string_view image) : path_(entry) {
+  // A unique name, never reused: the dynamic loader takes a library whose name matches one it has
+  // loaded for that one.
+  auto copy_into = [&](const fs::path& dir) {
+    fs::path copy = dir / unique_file_name(".tmp-load-", ".so");
+    write_new_file(copy, image);
+    return copy;
+  };
+  fs::path copy;
+  try {
+    copy = copy_into(entry.parent_path());
+  } catch (const std::exception&) {
+    copy = copy_into(cache_dir()); // the entry's directory was removed meanwhile
+  }
+  handle_ = dlopen(copy.c_str(), RTLD_NOW | RTLD_LOCAL);
+  std::string error = handle_ == nullptr ? last_dl_error() : "";
+  unlink(copy.c_str());
+  if (handle_ == nullptr) {
+    throw std::runtime_error("Failed to load " + entry.string() + ": " + error);
+  }
+  pin_openmp_runtime(handle_);
+}
+
 SharedLibrary::~SharedLibrary() {
   if (handle_ != nullptr) {
     dlclose(handle_);
@@ -70,29 +101,41 @@ void* SharedLibrary::symbol(const std::string& name) const {
   return address;
 }
 
-std::shared_ptr<SharedLibrary> load_library(const fs::path& path) {
+std::shared_ptr<SharedLibrary> load_library(const fs::path& entry,
+                                            const std::shared_ptr<const std::string>& image) {
   static std::mutex mutex;
   static std::map<fs::path, std::weak_ptr<SharedLibrary>> loaded;
 
-  std::error_code error;
-  fs::path canonical = fs::canonical(path, error);
-  if (error) {
-    throw std::runtime_error("Failed to load " + path.string() + ": " + error.message());
-  }
+  fs::path key = fs::absolute(entry).lexically_normal();
   std::lock_guard lock(mutex);
-  auto it = loaded.find(canonical);
+  auto it = loaded.find(key);
   if (it != loaded.end()) {
     if (std::shared_ptr<SharedLibrary> library = it->second.lock()) {
       return library;
     }
   }
-  auto library = std::make_shared<SharedLibrary>(canonical);
-  loaded[canonical] = library;
+  std::shared_ptr<SharedLibrary> library;
+  if (image != nullptr) {
+    library = std::make_shared<SharedLibrary>(entry, *image);
+  } else {
+    std::string problem;
+    std::optional<std::string> bytes = read_entry(entry, &problem);
+    if (!bytes) {
+      throw std::runtime_error("Failed to load " + entry.string() + ": the cache entry is " +
+                               problem);
+    }
+    library = std::make_shared<SharedLibrary>(entry, *bytes);
+  }
+  loaded[key] = library;
   // Drop entries whose libraries were released, so the map does not grow without bound.
-  for (auto entry = loaded.begin(); entry != loaded.end();) {
-    entry = entry->second.expired() ? loaded.erase(entry) : std::next(entry);
+  for (auto other = loaded.begin(); other != loaded.end();) {
+    other = other->second.expired() ? loaded.erase(other) : std::next(other);
   }
   return library;
+}
+
+std::shared_ptr<SharedLibrary> load_library(const fs::path& entry) {
+  return load_library(entry, nullptr);
 }
 
 } // namespace parpy::jit

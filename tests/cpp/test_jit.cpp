@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -10,8 +11,10 @@
 #include <thread>
 #include <vector>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "jit/cache_entry.h"
 #include "jit/disk_cache.h"
 #include "jit/host_compiler.h"
 #include "jit/process.h"
@@ -126,6 +129,191 @@ TEST(DiskCache, ClearRemovesEverything) {
   EXPECT_EQ(disk_cache_size_bytes(), 0u);
 }
 
+// Sets an environment variable for one test and restores it.
+class ScopedEnv {
+public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* previous = std::getenv(name)) previous_ = previous;
+    if (value != nullptr) {
+      setenv(name, value, 1);
+    } else {
+      unsetenv(name);
+    }
+  }
+  ~ScopedEnv() {
+    if (previous_) {
+      setenv(name_.c_str(), previous_->c_str(), 1);
+    } else {
+      unsetenv(name_.c_str());
+    }
+  }
+
+private:
+  std::string name_;
+  std::optional<std::string> previous_;
+};
+
+mode_t mode_of(const fs::path& path) {
+  struct stat info;
+  EXPECT_EQ(lstat(path.c_str(), &info), 0) << path;
+  return info.st_mode & 07777;
+}
+
+std::string cache_error_message() {
+  try {
+    cache_dir();
+  } catch (const CacheError& error) {
+    return error.what();
+  }
+  return "";
+}
+
+TEST(DiskCache, CreatesAPrivateDirectory) {
+  testing::ScopedCacheDir scoped;
+  cache_dir();
+  EXPECT_EQ(mode_of(scoped.dir()), 0700u);
+}
+
+TEST(DiskCache, RefusesADirectoryOthersCanWrite) {
+  testing::ScopedCacheDir scoped;
+  fs::create_directories(scoped.dir());
+  chmod(scoped.dir().c_str(), 0777);
+  std::string message = cache_error_message();
+  EXPECT_NE(message.find("writable by its group or by others (mode 0777)"), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("chmod 700 " + scoped.dir().string()), std::string::npos) << message;
+  chmod(scoped.dir().c_str(), 0750); // group-readable is fine
+  EXPECT_EQ(cache_dir(), scoped.dir());
+}
+
+TEST(DiskCache, RefusesADirectoryOfAnotherUser) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give a directory away";
+  testing::ScopedCacheDir scoped;
+  fs::create_directories(scoped.dir());
+  ASSERT_EQ(chown(scoped.dir().c_str(), 12345, 12345), 0);
+  std::string message = cache_error_message();
+  EXPECT_NE(message.find("belongs to user id 12345"), std::string::npos) << message;
+  EXPECT_NE(message.find("PARPY_CACHE_DIR"), std::string::npos) << message;
+}
+
+TEST(DiskCache, RefusesASymbolicLinkAndAnOpenParent) {
+  testing::ScopedCacheDir scoped;
+  fs::path real = scoped.dir().string() + "-real";
+  fs::create_directories(real);
+  fs::create_directory_symlink(real, scoped.dir());
+  std::string message = cache_error_message();
+  EXPECT_NE(message.find("is a symbolic link"), std::string::npos) << message;
+  fs::remove(scoped.dir());
+  fs::remove_all(real);
+
+  // A directory inside one that anyone may write (without the sticky bit of /tmp).
+  fs::create_directories(scoped.dir() / "cache");
+  chmod(scoped.dir().c_str(), 0777);
+  ScopedEnv env("PARPY_CACHE_DIR", (scoped.dir() / "cache").c_str());
+  message = cache_error_message();
+  EXPECT_NE(message.find("another user could replace the cache directory"), std::string::npos)
+      << message;
+  chmod(scoped.dir().c_str(), 0700);
+}
+
+TEST(DiskCache, WithoutHomeUsesXdgCacheHomeThenAPrivateDirectory) {
+  testing::ScopedCacheDir scoped;
+  ScopedEnv no_parpy("PARPY_CACHE_DIR", nullptr);
+  ScopedEnv no_home("HOME", nullptr);
+  {
+    ScopedEnv xdg("XDG_CACHE_HOME", scoped.dir().c_str());
+    EXPECT_EQ(cache_dir(), scoped.dir() / "parpy");
+  }
+  ScopedEnv no_xdg("XDG_CACHE_HOME", nullptr);
+  fs::path private_dir = cache_dir();
+  EXPECT_EQ(cache_dir(), private_dir);
+  EXPECT_EQ(private_dir.filename().string().rfind("parpy-cache-", 0), 0u) << private_dir;
+  EXPECT_EQ(mode_of(private_dir), 0700u);
+  EXPECT_NE(private_dir, fs::temp_directory_path() / ".cache" / "parpy");
+}
+
+TEST(CacheEntry, SealedPayloadReadsBack) {
+  testing::ScopedCacheDir scoped;
+  fs::path entry = cache_dir() / "0123-cpu.so";
+  std::string payload("library\0bytes\n", 14);
+  atomic_write(entry, seal_entry(entry.filename().string(), payload));
+  chmod(entry.c_str(), 0600);
+  EXPECT_EQ(read_entry(entry), payload);
+  std::string problem;
+  EXPECT_FALSE(read_entry(cache_dir() / "missing-cpu.so", &problem));
+  EXPECT_EQ(problem, "missing");
+}
+
+TEST(CacheEntry, RefusesDamagedForeignAndMisplacedEntries) {
+  testing::ScopedCacheDir scoped;
+  fs::path entry = cache_dir() / "0123-cpu.so";
+  const std::string payload(5000, 'p');
+  const std::string sealed = seal_entry(entry.filename().string(), payload);
+  auto refused = [&](const std::string& bytes, const std::string& expected_problem) {
+    fs::remove(entry);
+    atomic_write(entry, bytes);
+    chmod(entry.c_str(), 0600);
+    std::string problem;
+    EXPECT_FALSE(read_entry(entry, &problem)) << expected_problem;
+    EXPECT_NE(problem.find(expected_problem), std::string::npos) << problem;
+  };
+  refused(sealed.substr(0, 2000), "no parpy trailer");
+  refused(payload, "no parpy trailer");
+  refused("", "no parpy trailer");
+  std::string flipped = sealed;
+  flipped[100] = 'q';
+  refused(flipped, "damaged");
+  refused(sealed.substr(0, 100) + sealed.substr(200), "truncated");
+  refused(seal_entry("4567-cpu.so", payload), "the entry 4567-cpu.so");
+
+  // The right bytes, but writable by others, or behind a symbolic link.
+  atomic_write(entry, sealed);
+  chmod(entry.c_str(), 0666);
+  std::string problem;
+  EXPECT_FALSE(read_entry(entry, &problem));
+  EXPECT_EQ(problem, "writable by its group or by others");
+  chmod(entry.c_str(), 0600);
+  EXPECT_EQ(read_entry(entry), payload);
+  fs::path elsewhere = scoped.dir() / "elsewhere";
+  fs::rename(entry, elsewhere);
+  fs::create_symlink(elsewhere, entry);
+  EXPECT_FALSE(read_entry(entry, &problem));
+  EXPECT_EQ(problem, "a symbolic link");
+  if (geteuid() == 0) {
+    fs::remove(entry);
+    fs::rename(elsewhere, entry);
+    ASSERT_EQ(chown(entry.c_str(), 12345, 12345), 0);
+    EXPECT_FALSE(read_entry(entry, &problem));
+    EXPECT_EQ(problem, "owned by user id 12345");
+  }
+}
+
+TEST(DiskCache, ClearLeavesBuildsInFlightAndSweepsDeadOnes) {
+  testing::ScopedCacheDir scoped;
+  fs::path dir = cache_dir();
+  atomic_write(dir / "finished-cpu.so", "entry");
+  auto age = [](const fs::path& path) {
+    fs::last_write_time(path, fs::last_write_time(path) - std::chrono::hours(2));
+  };
+  BuildDirectory live(dir);
+  age(live.path());
+  // A build directory whose process died: nobody holds its lock.
+  fs::path dead = dir / (std::string(build_directory_prefix) + "dead");
+  fs::create_directories(dead / "inside");
+  age(dead);
+  // A recent one that is being created (not locked yet) stays too.
+  fs::path fresh = dir / (std::string(build_directory_prefix) + "fresh");
+  fs::create_directories(fresh);
+  atomic_write(dir / ".tmp-left-over", "x");
+  age(dir / ".tmp-left-over");
+  clear_disk_cache();
+  EXPECT_FALSE(fs::exists(dir / "finished-cpu.so"));
+  EXPECT_TRUE(fs::is_directory(live.path()));
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_TRUE(fs::exists(fresh));
+  EXPECT_FALSE(fs::exists(dir / ".tmp-left-over"));
+}
+
 TEST(Process, CapturesOutputErrorAndExitCode) {
   ProcessResult result = run_process({"sh", "-c", "printf hello; printf oops >&2; exit 3"});
   EXPECT_EQ(result.exit_code, 3);
@@ -157,6 +345,41 @@ TEST(Process, MissingProgramGives127) {
 
 TEST(Process, SignalGives128PlusSignal) {
   EXPECT_EQ(run_process({"sh", "-c", "kill -9 $$"}).exit_code, 128 + 9);
+}
+
+TEST(Process, TimeoutKillsTheProgramAndWhatItStarted) {
+  ProcessOptions options;
+  options.timeout_seconds = 0.3;
+  // The background sleep keeps the output pipe open: only killing the whole group ends the read.
+  ProcessResult result = run_process({"sh", "-c", "sleep 60 & sleep 60"}, options);
+  EXPECT_TRUE(result.timed_out);
+  EXPECT_FALSE(result.interrupted);
+  EXPECT_EQ(result.exit_code, 128 + 9);
+}
+
+std::atomic<bool> interrupt_requested{false};
+
+TEST(Process, AnInterruptKillsTheProgram) {
+  set_interrupt_check([] { return interrupt_requested.load(); });
+  ProcessOptions options;
+  options.interrupt_epoch = interrupt_epoch();
+  interrupt_requested = true;
+  ProcessResult result = run_process({"sh", "-c", "sleep 60 & sleep 60"}, options);
+  interrupt_requested = false;
+  set_interrupt_check(nullptr);
+  EXPECT_TRUE(result.interrupted);
+  EXPECT_FALSE(result.timed_out);
+  // Later calls begin after that interrupt and are not affected by it.
+  options.interrupt_epoch = interrupt_epoch();
+  EXPECT_EQ(run_process({"sh", "-c", "sleep 0.3; exit 4"}, options).exit_code, 4);
+}
+
+TEST(Process, RunsInTheGivenWorkingDirectory) {
+  testing::ScopedCacheDir scoped;
+  ProcessOptions options;
+  options.working_dir = cache_dir().string();
+  ProcessResult result = run_process({"pwd"}, options);
+  EXPECT_EQ(result.out, cache_dir().string() + "\n");
 }
 
 TEST(Process, FindOnPath) {
@@ -200,6 +423,9 @@ TEST(HostCompiler, BuildsLoadsAndCachesALibrary) {
   EXPECT_TRUE(fs::exists(first.library));
   // Only the library remains: the temporary source and output are gone.
   EXPECT_EQ(disk_cache_file_count(), 1u);
+  EXPECT_EQ(mode_of(first.library), 0600u);
+  ASSERT_TRUE(first.payload);
+  EXPECT_EQ(read_entry(first.library), *first.payload);
 
   std::shared_ptr<SharedLibrary> library = load_library(first.library);
   auto f = reinterpret_cast<int (*)(int)>(library->symbol("f"));
@@ -233,6 +459,113 @@ TEST(HostCompiler, ConcurrentBuildsOfOneKeyAllSucceed) {
   std::shared_ptr<SharedLibrary> library = load_library(results[0].library);
   auto f = reinterpret_cast<int (*)(int)>(library->symbol("f"));
   EXPECT_EQ(f(1), 2);
+}
+
+TEST(HostCompiler, ConcurrentBuildsOfOneKeyCompileOnce) {
+  testing::ScopedCacheDir scoped;
+  const std::string code = std::string(increment_code) + "// once\n";
+  uint64_t builds_before = build_count();
+  std::vector<BuildResult> results(6);
+  std::vector<std::thread> builders;
+  for (BuildResult& result : results) {
+    builders.emplace_back([&] { result = build_cpu_library(code, {}); });
+  }
+  for (std::thread& builder : builders) {
+    builder.join();
+  }
+  EXPECT_EQ(build_count(), builds_before + 1);
+  int built = 0;
+  for (const BuildResult& result : results) {
+    built += result.built ? 1 : 0;
+    ASSERT_TRUE(result.payload);
+    EXPECT_EQ(*result.payload, *results[0].payload);
+  }
+  EXPECT_EQ(built, 1);
+}
+
+TEST(HostCompiler, DamagedOrMisplacedEntriesAreRebuiltNotLoaded) {
+  testing::ScopedCacheDir scoped;
+  const std::string code = std::string(increment_code) + "// damaged\n";
+  const std::string other_code = std::string(increment_code) + "// other\n";
+  BuildResult first = build_cpu_library(code, {});
+  BuildResult other = build_cpu_library(other_code, {});
+  const std::string sealed = read_file(first.library);
+  std::vector<std::string> damaged = {sealed.substr(0, sealed.size() / 2), "garbage bytes",
+                                      read_file(other.library),
+                                      sealed.substr(0, sealed.size() - 1) + "x"};
+  for (const std::string& bytes : damaged) {
+    fs::remove(first.library);
+    atomic_write(first.library, bytes);
+    chmod(first.library.c_str(), 0600);
+    uint64_t builds_before = build_count();
+    BuildResult again = build_cpu_library(code, {});
+    EXPECT_TRUE(again.built);
+    EXPECT_EQ(build_count(), builds_before + 1);
+    EXPECT_EQ(read_entry(first.library), *again.payload);
+    std::shared_ptr<SharedLibrary> library = load_library(again.library);
+    EXPECT_EQ(reinterpret_cast<int (*)(int)>(library->symbol("f"))(1), 2);
+  }
+  // load_library refuses what is not a valid entry of its name.
+  fs::copy_file(other.library, first.library, fs::copy_options::overwrite_existing);
+  EXPECT_THROW(load_library(first.library), std::runtime_error);
+}
+
+TEST(HostCompiler, ClearingTheCacheNeverBreaksBuildsInFlight) {
+  testing::ScopedCacheDir scoped;
+  std::atomic<bool> done{false};
+  std::thread clearer([&] {
+    while (!done) {
+      clear_disk_cache();
+    }
+  });
+  std::vector<std::string> failures(3);
+  std::vector<std::thread> builders;
+  for (size_t i = 0; i < failures.size(); ++i) {
+    builders.emplace_back([&, i] {
+      try {
+        for (int round = 0; round < 2; ++round) {
+          std::string code = std::string(increment_code) + "// clear " + std::to_string(i) + "\n";
+          BuildResult built = build_cpu_library(code, {});
+          std::shared_ptr<SharedLibrary> library = load_library(built.library, built.payload);
+          if (reinterpret_cast<int (*)(int)>(library->symbol("f"))(1) != 2) {
+            failures[i] = "wrong result";
+          }
+        }
+      } catch (const std::exception& error) {
+        failures[i] = error.what();
+      }
+    });
+  }
+  for (std::thread& builder : builders) {
+    builder.join();
+  }
+  done = true;
+  clearer.join();
+  for (const std::string& failure : failures) {
+    EXPECT_EQ(failure, "");
+  }
+}
+
+TEST(HostCompiler, ACompilerRunningPastTheTimeoutIsStopped) {
+  testing::ScopedCacheDir scoped;
+  ScopedEnv timeout("PARPY_COMPILE_TIMEOUT", "0.3");
+  LibraryBuild build;
+  build.code = "never compiled";
+  build.language = "C++";
+  build.source_suffix = ".cpp";
+  build.library_suffix = "-cpu.so";
+  build.compiler = "sh";
+  build.flags = {"-c", "sleep 60", "sh"};
+  try {
+    build_cached_library(build);
+    FAIL() << "expected BuildError";
+  } catch (const BuildError& error) {
+    EXPECT_NE(std::string(error.what()).find("did not finish within 0.3 s"), std::string::npos)
+        << error.what();
+    EXPECT_NE(std::string(error.what()).find("PARPY_COMPILE_TIMEOUT"), std::string::npos);
+  }
+  ScopedEnv invalid("PARPY_COMPILE_TIMEOUT", "ten");
+  EXPECT_THROW(build_cached_library(build), BuildError);
 }
 
 TEST(SharedLibrary, UnloadAfterParallelRegionAndReload) {

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import parpy
@@ -231,3 +232,361 @@ def test_concurrent_calls_from_threads():
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+# ---- The disk cache can be neither planted, nor damaged, nor broken by concurrency ----
+
+CPU = parpy.CompileBackend.Cpu
+
+
+def make_axpy():
+    """A fresh function object: its first call misses the in-memory cache and reads the disk."""
+
+    @parpy.jit
+    def disk_axpy(a, x, y, N):
+        parpy.label('N')
+        for i in range(N):
+            y[i] = a * x[i] + y[i]
+
+    return disk_axpy
+
+
+def call_axpy(fun, a, N=64):
+    x = RNG.standard_normal(N).astype(np.float32)
+    y = RNG.standard_normal(N).astype(np.float32)
+    expected = np.float32(a) * x + y
+    fun(a, x, y, N, opts=make_opts(CPU, {'N': parpy.threads(N)}))
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+
+
+def new_entry(cache, before):
+    """The one cache entry added since the directory listing `before`."""
+    added = [n for n in os.listdir(cache) if not n.startswith(".") and n not in before]
+    assert len(added) == 1, added
+    return cache / added[0]
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PARPY_CACHE_DIR", str(cache))
+    return cache
+
+
+def test_cache_dir_is_created_private(own_cache):
+    assert parpy.parpy.cache_dir() == str(own_cache)
+    assert os.stat(own_cache).st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("problem", ["group-writable", "other-user", "symlink"])
+def test_untrusted_cache_dir_is_refused(own_cache, tmp_path, problem):
+    if problem == "symlink":
+        real = tmp_path / "real"
+        real.mkdir(mode=0o700)
+        own_cache.symlink_to(real)
+        expected = "is a symbolic link"
+    else:
+        own_cache.mkdir(mode=0o700)
+        if problem == "group-writable":
+            os.chmod(own_cache, 0o770)
+            expected = f"Run `chmod 700 {own_cache}`"
+        else:
+            if os.geteuid() != 0:
+                pytest.skip("giving a directory to another user needs root")
+            os.chown(own_cache, 12345, 12345)
+            expected = "belongs to user id 12345"
+    with pytest.raises(PermissionError, match=f"The parpy cache directory {own_cache}") as info:
+        call_axpy(make_axpy(), 0.5)
+    assert expected in str(info.value)
+    assert "PARPY_CACHE_DIR" in str(info.value)
+
+
+PLANTED = '''
+#include <stdio.h>
+__attribute__((constructor)) static void planted(void) {
+  FILE* f = fopen("%s", "w");
+  if (f) { fputs("planted code ran", f); fclose(f); }
+}
+'''
+
+
+@pytest.mark.parametrize("how", ["other-user", "world-writable", "symlink", "unsealed"])
+def test_planted_library_is_never_loaded(own_cache, tmp_path, how):
+    if how == "other-user" and os.geteuid() != 0:
+        pytest.skip("planting a file of another user needs root")
+    marker = tmp_path / "planted-code-ran"
+    source = tmp_path / "planted.c"
+    source.write_text(PLANTED % marker)
+    planted = tmp_path / "planted.so"
+    subprocess.run(["cc", "-shared", "-fPIC", str(source), "-o", str(planted)], check=True)
+
+    call_axpy(make_axpy(), 0.25)
+    entry = new_entry(own_cache, [])
+    entry.unlink()
+    if how == "symlink":
+        entry.symlink_to(planted)
+    else:
+        entry.write_bytes(planted.read_bytes())
+        if how == "other-user":
+            os.chown(entry, 12345, 12345)
+        os.chmod(entry, 0o666 if how == "world-writable" else 0o600)
+
+    before = stats()
+    call_axpy(make_axpy(), 0.25)  # rebuilt, never loaded
+    assert not marker.exists()
+    assert stats()["builds"] == before["builds"] + 1
+    assert not entry.is_symlink()
+    assert entry.stat().st_uid == os.geteuid()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "other-specialisation"])
+def test_damaged_entry_is_rebuilt(own_cache, damage):
+    call_axpy(make_axpy(), 1.25)
+    entry = new_entry(own_cache, [])
+    call_axpy(make_axpy(), -0.5)
+    other = new_entry(own_cache, [entry.name])
+    if damage == "truncated":
+        entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+    elif damage == "garbage":
+        entry.write_bytes(np.random.default_rng(3).bytes(20000))
+    else:
+        entry.write_bytes(other.read_bytes())  # computes -0.5 * x + y
+    before = stats()
+    call_axpy(make_axpy(), 1.25)
+    assert stats()["builds"] == before["builds"] + 1
+    before = stats()
+    call_axpy(make_axpy(), 1.25)  # and the repaired entry is used from now on
+    assert stats()["builds"] == before["builds"]
+
+
+def test_threads_compile_a_new_specialisation_once(own_cache):
+    import threading
+
+    fun = make_axpy()
+    barrier = threading.Barrier(8)
+    errors = []
+
+    def work():
+        try:
+            barrier.wait()
+            call_axpy(fun, 3.75, 96)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    before = stats()
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert stats()["builds"] == before["builds"] + 1
+
+
+BUILDER = textwrap.dedent('''
+    import sys
+    import numpy as np
+    import parpy
+
+    index, rounds, kind = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+
+    def make():
+        @parpy.jit
+        def builder_fun(a, x, y, N):
+            parpy.label('N')
+            for i in range(N):
+                y[i] = a * x[i] + 1.0
+        return builder_fun
+
+    if kind == "clear":
+        import os, time
+        clears = 0
+        while not os.path.exists(sys.argv[4]):
+            parpy.clear_cache()
+            clears += 1
+            time.sleep(0.02)
+        print("CLEARS", clears)
+        sys.exit(0)
+
+    for r in range(rounds):
+        # Two functions per process and round, each shared with another process.
+        for k in range(2):
+            a = r * 10 + (index + k) % 4 + 0.5
+            x = np.random.randn(32).astype(np.float32)
+            y = np.zeros(32, dtype=np.float32)
+            opts = parpy.par({'N': parpy.threads(32)})
+            opts.backend = parpy.CompileBackend.Cpu
+            make()(a, x, y, 32, opts=opts)
+            np.testing.assert_allclose(y, np.float32(a) * x + np.float32(1.0), rtol=1e-5, atol=1e-6)
+    print("BUILT", index, parpy.parpy.stats())
+''')
+
+
+def child_env(cache_dir, **extra):
+    env = dict(os.environ)
+    env["PARPY_CACHE_DIR"] = str(cache_dir)
+    here = os.path.dirname(os.path.abspath(parpy.__file__))
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.dirname(here)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env.update(extra)
+    return env
+
+
+def test_clear_cache_never_breaks_builds_in_other_processes(tmp_path):
+    # 20 rounds with PARPY_TEST_HEAVY=1; a few by default, to keep the suite quick.
+    rounds = 20 if os.environ.get("PARPY_TEST_HEAVY") else 2
+    cache = tmp_path / "cache"
+    script = tmp_path / "builder.py"
+    script.write_text(BUILDER)
+    stop = tmp_path / "stop"
+    env = child_env(cache)
+
+    def start(*args):
+        return subprocess.Popen([sys.executable, str(script), *map(str, args)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    clearer = start(0, 0, "clear", stop)
+    builders = [start(i, rounds, "build") for i in range(8)]
+    outputs = [b.communicate(timeout=600)[0] for b in builders]
+    stop.touch()
+    cleared = clearer.communicate(timeout=60)[0]
+    for b, out in zip(builders, outputs):
+        assert b.returncode == 0, out
+    assert clearer.returncode == 0, cleared
+    assert "CLEARS" in cleared
+    print(cleared, *outputs)
+
+
+FAKE_CXX = '''#!/bin/sh
+# The real compiler, except for parpy's optimised builds: those hang until killed.
+for arg in "$@"; do
+  if [ "$arg" = "-O3" ]; then
+    echo $$ > "%s"
+    exec sleep 40
+  fi
+done
+exec c++ "$@"
+'''
+
+HANGING = textwrap.dedent('''
+    import os, signal, sys, threading, time
+    import numpy as np
+    import parpy
+
+    mode, pid_file = sys.argv[1], sys.argv[2]
+
+    @parpy.jit
+    def hanging(x, y, N):
+        parpy.label('N')
+        for i in range(N):
+            y[i] = x[i] + 1.0
+
+    def interrupt_when_compiling():
+        while not os.path.exists(pid_file) or not open(pid_file).read().strip():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    if mode == "interrupt":
+        threading.Thread(target=interrupt_when_compiling, daemon=True).start()
+    opts = parpy.par({'N': parpy.threads(8)})
+    opts.backend = parpy.CompileBackend.Cpu
+    try:
+        hanging(np.ones(8), np.zeros(8), 8, opts=opts)
+    except KeyboardInterrupt:
+        print("KEYBOARD-INTERRUPT")
+    except RuntimeError as e:
+        print("ERROR", e)
+    compiler = int(open(pid_file).read())
+    try:
+        os.kill(compiler, 0)
+        print("COMPILER-ALIVE")
+    except ProcessLookupError:
+        print("COMPILER-GONE")
+''')
+
+
+@pytest.mark.parametrize("mode", ["interrupt", "timeout"])
+def test_a_hanging_compiler_is_stopped(tmp_path, mode):
+    pid_file = tmp_path / "compiler.pid"
+    fake = tmp_path / "fake-cxx"
+    fake.write_text(FAKE_CXX % pid_file)
+    fake.chmod(0o755)
+    script = tmp_path / "hanging.py"
+    script.write_text(HANGING)
+    env = child_env(tmp_path / "cache", CXX=str(fake), PARPY_COMPILE_TIMEOUT="1")
+    if mode == "interrupt":
+        env["PARPY_COMPILE_TIMEOUT"] = "30"
+    proc = subprocess.run([sys.executable, str(script), mode, str(pid_file)], env=env,
+                          capture_output=True, text=True, timeout=25)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    if mode == "interrupt":
+        assert "KEYBOARD-INTERRUPT" in proc.stdout, proc.stdout + proc.stderr
+    else:
+        assert "did not finish within 1 s" in proc.stdout, proc.stdout
+        assert "PARPY_COMPILE_TIMEOUT" in proc.stdout
+    assert "COMPILER-GONE" in proc.stdout, proc.stdout
+
+
+READ_ONLY = textwrap.dedent('''
+    import os, sys, warnings
+    import numpy as np
+    import numpy.testing
+    import parpy
+
+    if os.geteuid() == 0:
+        # Root writes anywhere: become a user for whom the directory is read-only.
+        os.setgid(65534)
+        os.setuid(65534)
+
+    @parpy.jit
+    def read_only(x, y, N):
+        parpy.label('N')
+        for i in range(N):
+            y[i] = x[i] * 2.0
+
+    opts = parpy.par({'N': parpy.threads(8)})
+    opts.backend = parpy.CompileBackend.Cpu
+    x = np.arange(8.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            y = np.zeros(8)
+            read_only(x, y, 8, opts=opts)
+            np.testing.assert_array_equal(y, 2.0 * x)
+    print("WARNINGS", len(caught))
+    for w in caught:
+        print("WARNING", w.message)
+    print("CACHE", parpy.parpy.cache_dir())
+''')
+
+
+def test_read_only_cache_dir_falls_back_to_a_private_one():
+    import shutil
+    import tempfile
+
+    # Under /tmp itself, since the user below cannot enter pytest's private directories.
+    base = Path(tempfile.mkdtemp(prefix="parpy-read-only-"))
+    try:
+        os.chmod(base, 0o755)
+        cache = base / "cache"
+        cache.mkdir(mode=0o500)
+        private_tmp = base / "tmp"
+        private_tmp.mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            os.chown(cache, 65534, 65534)
+            os.chown(private_tmp, 65534, 65534)
+        script = base / "read_only.py"
+        script.write_text(READ_ONLY)
+        os.chmod(script, 0o644)
+        proc = subprocess.run([sys.executable, str(script)],
+                              env=child_env(cache, TMPDIR=str(private_tmp)),
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "WARNINGS 1" in proc.stdout, proc.stdout
+        assert f"The parpy cache directory {cache} cannot be written" in proc.stdout
+        used = next(ln for ln in proc.stdout.splitlines() if ln.startswith("CACHE "))[6:]
+        assert used.startswith(str(private_tmp / "parpy-cache-")), used
+        assert os.listdir(private_tmp) == []  # removed at exit
+        assert os.listdir(cache) == []
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
