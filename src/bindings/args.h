@@ -40,6 +40,8 @@ class ArgPack {
   };
   std::vector<HostArray> host_arrays;
   void* stream = nullptr;  // the stream of the first CUDA array argument that names one (SPEC A7)
+  // The called function's parameters, when known: messages about an argument then name it.
+  const std::vector<Param>* params = nullptr;
 
  private:
   const CompileOptions& opts_;
@@ -49,6 +51,9 @@ class ArgPack {
   std::vector<DLManagedTensor*> dlpack_;
   bool on_device_ = false;
   bool torch_stream_read_ = false;
+  size_t args_added_ = 0;  // top-level arguments seen so far
+
+  [[noreturn]] void not_contiguous(const std::string& name) const;
 
   void* slot();
   void put_bytes(const void* p, size_t n) { key.append(static_cast<const char*>(p), n); }

@@ -33,6 +33,10 @@ const BuiltinEntry kBuiltins[] = {
     {"label", Builtin::Label},   {"gpu", Builtin::Gpu},
 };
 
+const char* kAnnotationHint =
+    "Annotate parameters with types from parpy.types: parpy.types.F32, parpy.types.I64, ... for "
+    "scalars and parpy.types.pointer(parpy.types.F32) for arrays.";
+
 const char* builtin_name(Builtin b) {
   for (const auto& e : kBuiltins)
     if (e.b == b) return e.name;
@@ -180,7 +184,7 @@ class Converter {
       if (nb::isinstance(*v, native.attr("ExtType")))
         return Type::pointer(static_cast<ElemSize>(nb::cast<int>(v->attr("elem").attr("value"))));
     }
-    fail("Unsupported parameter type annotation", span(ann));
+    fail(std::string("Unsupported parameter type annotation\n") + kAnnotationHint, span(ann));
   }
 
   Block block(nb::handle stmts, bool top = false) {
@@ -255,8 +259,11 @@ class Converter {
         return;
       }
       if (b != Builtin::None) fail("Unsupported expression statement", sp);
-      if (kind(func) != "Name") fail("Unsupported call target type", span(func));
+      if (kind(func) != "Name") fail("Unsupported call target type" + call_hint(func), span(func));
       std::string name = nb::cast<std::string>(func.attr("id"));
+      if (!in_.find_jit(name) && in_.find_externals(name).empty())
+        if (std::string hint = call_hint(func); !hint.empty())
+          fail("Call to unknown function " + name + hint, span(v));
       if (count(v.attr("keywords")) > 0)
         fail("Unsupported keyword argument in call: " +
                  nb::cast<std::string>(v.attr("keywords")[0].attr("arg")),
@@ -271,7 +278,7 @@ class Converter {
       if (!item.attr("optional_vars").is_none())
         fail("With statements using the 'as' keyword are not supported", sp);
       if (builtin_of(item.attr("context_expr")) != Builtin::Gpu)
-        fail("With statements are only supported for 'parpy.gpu'", span(item.attr("context_expr")));
+        fail("With statements are only supported for 'parpy.gpu'", sp);
       out.push_back(with_gpu(block(s.attr("body")), sp));
     } else if (k == "Return") {
       if (s.attr("value").is_none()) fail("Empty return statements are not supported", sp);
@@ -424,7 +431,65 @@ class Converter {
       }
     }
     if (k == "Name") return var(nb::cast<std::string>(n.attr("id")), sp);
-    fail("Unsupported expression: " + unparse(n), sp);
+    fail("Unsupported expression: " + unparse(n) + attribute_hint(n), sp);
+  }
+
+  // ---- Hints: what a new user should write instead of a call or attribute we reject ----
+
+  // The text after "Call to unknown function f" / "Unsupported call target type": the parpy
+  // builtin that does what the called function does, or what else to do. Starts with ".\n".
+  std::string call_hint(nb::handle func) {
+    std::vector<std::string> names;
+    if (kind(func) == "Name") names.push_back(nb::cast<std::string>(func.attr("id")));
+    if (kind(func) == "Attribute") names.push_back(nb::cast<std::string>(func.attr("attr")));
+    auto v = evaluate(func);
+    if (v) {
+      nb::object qual = nb::getattr(*v, "__name__", nb::none());
+      if (nb::isinstance<nb::str>(qual)) names.push_back(nb::cast<std::string>(qual));
+    }
+    std::string shown = unparse(func);
+    for (const std::string& n : names) {
+      if (n == "len")
+        return ".\nThe length of an array is not available inside a jit function: pass it as an "
+               "argument (def f(x, N): ..., called as f(x, len(x))).";
+      if (const char* op = operator_for(n)) {
+        std::string use = std::string("parpy.operators.") + op;
+        std::string hint = ".\nUse " + use + " instead: inside a jit function only parpy.operators " +
+                           "builtins are compiled, not " + shown + ".";
+        if (std::string(op) == "sum" || std::string(op) == "prod")
+          hint += " Reductions take a slice, as in s = " + use + "(x[i, :]) or y[:] = " + use +
+                  "(x[:, :], axis=1).";
+        return hint;
+      }
+    }
+    if (v && nb::hasattr(*v, "__code__") && !nb::hasattr(*v, "_parpy_external"))
+      return ".\nDecorate " + shown + " with @parpy.jit (before the functions that call it) to "
+             "call it from a jit function.";
+    return ".\nA jit function can call the builtins of parpy.operators (exp, log, sin, cos, sqrt, tanh, "
+           "atan2, abs, min, max, sum, prod and conversions such as float32), other @parpy.jit "
+           "functions, and C functions declared with @parpy.external.";
+  }
+
+  // The parpy.operators builtin named `n`, or its numpy/math spelling (np.maximum, math.fabs).
+  static const char* operator_for(const std::string& n) {
+    for (const auto& e : kBuiltins)
+      if (n == e.name && e.b != Builtin::Label && e.b != Builtin::Gpu && e.b != Builtin::Inf) return e.name;
+    static const std::pair<const char*, const char*> aliases[] = {
+        {"arctan2", "atan2"}, {"fabs", "abs"},     {"absolute", "abs"}, {"amax", "max"},
+        {"maximum", "max"},   {"fmax", "max"},     {"amin", "min"},     {"minimum", "min"},
+        {"fmin", "min"},      {"float", "float64"}, {"int", "int64"},   {"nansum", "sum"}};
+    for (const auto& [a, op] : aliases)
+      if (n == a) return op;
+    return nullptr;
+  }
+
+  // The text after "Unsupported expression: x.shape": array properties are not available.
+  static std::string attribute_hint(nb::handle n) {
+    std::string attr = nb::cast<std::string>(n.attr("attr"));
+    if (attr == "shape" || attr == "size" || attr == "ndim")
+      return ".\nThe shape of an array is not available inside a jit function: pass the size as an "
+             "argument (def f(x, N): ..., called as f(x, x.shape[0])).";
+    return "";
   }
 
   std::optional<int64_t> axis_kw(nb::handle call, const Span& sp, bool allowed) {
@@ -461,13 +526,13 @@ class Converter {
     Builtin b = builtin_of(func);
     if (b == Builtin::None) {
       axis_kw(n, sp, false);
-      if (kind(func) != "Name") fail("Unsupported call target type", span(func));
+      if (kind(func) != "Name") fail("Unsupported call target type" + call_hint(func), span(func));
       std::string name = nb::cast<std::string>(func.attr("id"));
       if (auto callee = in_.find_jit(name)) {
         helpers_[name] = callee;
       } else {
         auto exts = in_.find_externals(name);
-        if (exts.empty()) fail("Call to unknown function " + name, sp);
+        if (exts.empty()) fail("Call to unknown function " + name + call_hint(func), sp);
         externals_[name] = std::move(exts);
       }
       return call(name, std::move(args), sp);

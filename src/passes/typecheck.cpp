@@ -441,14 +441,14 @@ class TypeChecker {
       return rhs;
     }
     if (!rhs->ty.is_scalar())
-      type_fail("Expected element of scalar type " + std::string(elem_name(target.elem)) +
+      type_fail("Expected element of scalar type " + std::string(elem_long_name(target.elem)) +
                     ", but found type " + rhs->ty.str() + ".",
                 sp);
     ElemSize T = target.elem, R = rhs->ty.elem;
     bool ok = rhs->weak ? (!is_bool(T) && !(is_float(R) && !is_float(T))) || (is_bool(T) && is_bool(R))
                         : cat(T) == cat(R);
     if (!ok)
-      type_fail("Expected element of type " + std::string(elem_name(T)) +
+      type_fail("Expected element of type " + std::string(elem_long_name(T)) +
                     ", found incompatible element type " + elem_long_name(R) + ".",
                 sp);
     return coerce(rhs, T);
@@ -525,7 +525,7 @@ class TypeChecker {
     Expr t = expr(e);
     if (!t->ty.is_scalar() || (!t->weak && !is_signed_int(t->ty.elem)) ||
         (t->weak && is_float(t->ty.elem)))
-      type_fail("Expected element of scalar type " + std::string(elem_name(isz())) +
+      type_fail("Expected element of scalar type " + std::string(elem_long_name(isz())) +
                     ", but found type " + t->ty.str() + ".",
                 e->span);
     return coerce(t, isz());
