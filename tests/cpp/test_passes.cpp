@@ -805,12 +805,15 @@ TEST(Typecheck, TypedKindsDoNotMix) {
   std::map<std::string, Type> p{{"a", Type::tensor(ElemSize::I32, {4})},
                                 {"b", Type::tensor(ElemSize::F32, {4})},
                                 {"u", Type::tensor(ElemSize::U32, {4})}};
+  const std::string mix =
+      ".\nValues of different kinds (bool, signed integer, unsigned integer, float) do not mix: convert one "
+      "operand explicitly, as in parpy.operators.";
   EXPECT_COMPILE_ERROR(tc({A(S("a", {I(0)}), add(S("a", {I(1)}), S("b", {I(1)})))}, p), Type,
-                       "Incompatible element types");
-  EXPECT_COMPILE_ERROR(tc({A(S("a", {I(0)}), add(S("a", {I(1)}), S("u", {I(1)})))}, p), Type,
-                       "Incompatible element types");
+                       "Incompatible element types int32 and float32" + mix + "float32(...).");
+  EXPECT_COMPILE_ERROR(tc({A(S("a", {I(0)}), add(S("u", {I(1)}), S("a", {I(1)})))}, p), Type,
+                       "Incompatible element types uint32 and int32" + mix + "int32(...).");
   EXPECT_COMPILE_ERROR(tc({A(S("a", {I(0)}), add(S("a", {I(1)}), bool_lit(true, sp())))}, p), Type,
-                       "Incompatible element types");
+                       "Incompatible element types int32 and bool" + mix + "int32(...).");
   EXPECT_COMPILE_ERROR(tc({A(S("b", {I(0)}), S("a", {I(0)}))}, p), Type,
                        "Expected element of type float32, found incompatible element type int32.");
 }

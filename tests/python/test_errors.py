@@ -763,7 +763,12 @@ def test_incompatible_element_types():
 
     with pytest.raises(TypeError) as e:
         f(np.zeros(10, dtype=np.int32), f32(10), f32(10), 10, opts=cpu(N=10))
-    assert str(e.value) == loc("Incompatible element types", "incompat", "a[i] + x[i]")
+    msg = (
+        "Incompatible element types int32 and float32.\nValues of different kinds (bool, signed "
+        "integer, unsigned integer, float) do not mix: convert one operand explicitly, as in "
+        "parpy.operators.float32(...)."
+    )
+    assert str(e.value) == loc(msg, "incompat", "a[i] + x[i]")
 
 
 def test_index_out_of_range():
