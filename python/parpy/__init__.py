@@ -85,7 +85,20 @@ def reduce() -> LoopPar:
 
 def _parse(fun: Callable[..., Any], globals_: dict[str, Any], locals_: Any,
            defer_unbound: bool = False) -> Any:
-    lines, first_line = inspect.getsourcelines(fun)
+    try:
+        lines, first_line = inspect.getsourcelines(fun)
+    except OSError as e:
+        # Python keeps no source for code typed at the prompt or given to exec() as a string;
+        # IPython and Jupyter keep each cell's source in linecache, which inspect reads.
+        code = getattr(fun, "__code__", None)
+        where = f" (defined in {code.co_filename}, line {code.co_firstlineno})" if code else ""
+        name = getattr(fun, "__name__", repr(fun))
+        raise OSError(
+            f"parpy.jit needs the source code of {name}{where}, but Python has none: functions "
+            "typed at the interactive prompt or built with exec() from a string keep no source. "
+            "Define the function in a file (a script or an imported module) or in a Jupyter or "
+            "IPython cell."
+        ) from e
     path = inspect.getsourcefile(fun) or "<unknown>"
     path = os.path.abspath(path) if os.path.exists(path) else path
     first = lines[0]

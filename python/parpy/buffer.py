@@ -74,6 +74,8 @@ class Buffer:
                  refcount: list[int] | None = None) -> None:
         if type(self) is Buffer:
             raise RuntimeError("Cannot construct instance of base Buffer class")
+        if refcount is not None and refcount[0] <= 0:
+            raise RuntimeError("Cannot use a buffer after it was freed")
         self.buf = buf
         self.shape = tuple(shape)
         self.dtype = dtype
@@ -89,7 +91,23 @@ class Buffer:
                 self._deconstruct()
 
     def _deconstruct(self) -> None:
-        """Runs once, when the last view of the memory goes."""
+        """Runs once, when the last view of the memory goes or at ``free()``."""
+
+    def free(self) -> None:
+        """Releases the memory now instead of when the last view goes: the data is first copied
+        back into ``src`` (the array the buffer was made from), if there is one. Neither this
+        buffer nor its views may be used afterwards."""
+        if self.refcount[0] > 0:
+            self.refcount[0] = 0  # no view's __del__ reaches 0 again
+            self._deconstruct()
+
+    def _check_alive(self) -> None:
+        if self.refcount[0] <= 0:
+            raise RuntimeError("Cannot use a buffer after it was freed")
+
+    def _get_ptr(self) -> int:
+        """The address of the buffer's data."""
+        raise NotImplementedError
 
     def _reshaped(self, dims: tuple[Any, ...]) -> tuple[int, ...]:
         """The shape ``reshape(*dims)`` asks for, checked against the element count."""
@@ -150,9 +168,17 @@ class DummyBuffer(Buffer):
     def numpy(self) -> np.ndarray:
         return self.buf
 
+    def _get_ptr(self) -> int:
+        return int(self.buf.ctypes.data)
+
 
 class CpuBuffer(Buffer):
-    """Host memory of the Cpu backend; shares memory with ``numpy()`` (no copies)."""
+    """Host memory of the Cpu backend; shares memory with ``numpy()`` (no copies).
+
+    A buffer made by ``from_array`` keeps the array as ``src``. It normally shares that array's
+    memory; when it had to copy (an object whose ``__array__`` returns a copy), its data is
+    copied back into ``src`` when the last view goes or at ``free()``.
+    """
 
     backend = CompileBackend.Cpu
 
@@ -162,6 +188,16 @@ class CpuBuffer(Buffer):
 
     def numpy(self) -> np.ndarray:
         return self.buf
+
+    def _get_ptr(self) -> int:
+        return int(self.buf.ctypes.data)
+
+    def _deconstruct(self) -> None:
+        if self.src is None:
+            return
+        dst = _writable_host_memory(self.src)
+        if dst is not None and not np.shares_memory(dst, self.buf):
+            np.copyto(dst, self.buf.reshape(dst.shape), casting="no")
 
     def copy(self) -> CpuBuffer:
         return CpuBuffer(self.buf.copy(), self.shape, self.dtype)
@@ -207,8 +243,13 @@ class CudaBuffer(Buffer):
                             else _native._cuda_current_device())
         return self._device
 
+    def _get_ptr(self) -> int:
+        self._check_alive()
+        return int(self.ptr)
+
     @property
     def __cuda_array_interface__(self) -> dict[str, Any]:
+        self._check_alive()
         # Stream 1 (the legacy default stream): parpy launches work on buffers there unless a
         # torch or CuPy argument of the call names another stream.
         return {"version": 3, "typestr": str(self.dtype), "shape": self.shape, "strides": None,
@@ -233,6 +274,7 @@ class CudaBuffer(Buffer):
         _native._cuda_sync(self.device)
 
     def numpy(self) -> np.ndarray:
+        self._check_alive()
         out = np.empty(self.shape, dtype=_np_dtype(self.dtype))
         self.sync()
         _native._cuda_copy_dtoh(out.ctypes.data, self.ptr, out.nbytes)
@@ -251,6 +293,7 @@ class CudaBuffer(Buffer):
     torch_ref = torch
 
     def copy(self) -> CudaBuffer:
+        self._check_alive()
         out = _cuda_alloc(self.shape, self.dtype, device=self.device)
         self.sync()
         _native._cuda_copy_dtod(out.ptr, self.ptr, self.size())
@@ -280,6 +323,14 @@ def _host_view(t: Any) -> np.ndarray:
     if not arr.dtype.isnative:
         raise ValueError("Buffers must use the native byte order")
     return arr
+
+
+def _writable_host_memory(t: Any) -> np.ndarray | None:
+    """``t``'s own memory as a numpy array, or None if it exposes none to write into."""
+    if not (isinstance(t, np.ndarray) or hasattr(t, "__array_interface__") or _has_buffer(t)):
+        return None
+    arr = np.asarray(t)
+    return arr if arr.flags.writeable else None
 
 
 def _has_buffer(t: Any) -> bool:
@@ -404,4 +455,4 @@ def from_array(t: Any, backend: CompileBackend | None) -> Buffer:
         raise ValueError("Buffers must only operate on contiguous memory")
     if not arr.flags.writeable:
         raise ValueError("Cannot construct buffer from read-only memory")
-    return _cpu(arr)
+    return CpuBuffer(arr, arr.shape, DataType(arr.__array_interface__["typestr"]), src=t)

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <utility>
 
+#include "ir/error.h"
 #include "ir/types.h"
 #include "runtime/cuda_driver.h"
 
@@ -202,6 +203,7 @@ void* ArgPack::slot() {
 }
 
 void ArgPack::add(nb::handle a, const std::string& name) {
+  ++args_added_;
   ArgValue v;
   add(a, name, v, false);
   if (describe_) values.push_back(std::move(v));
@@ -307,7 +309,7 @@ void ArgPack::add_array(void* data, const char* fmt, Py_ssize_t itemsize, int nd
     Py_ssize_t expect = itemsize;
     for (int d = ndim - 1; d >= 0; --d) {
       if (shape[d] != 1 && strides[d] != expect)
-        py_fail(PyExc_RuntimeError, "Argument " + name + ": Buffers must only operate on contiguous memory");
+        not_contiguous(name);
       expect *= shape[d];
     }
   }
@@ -354,6 +356,24 @@ void ArgPack::add_array(void* data, const char* fmt, Py_ssize_t itemsize, int nd
     host_arrays.push_back({argv.size(), data, bytes});
   }
   argv.push_back(s);
+}
+
+// Names the parameter (and points at it in the `def` line when the function is known) and says
+// how to get contiguous memory.
+void ArgPack::not_contiguous(const std::string& name) const {
+  std::string who = "Argument " + name, param = "x";
+  Span where;
+  if (params && args_added_ >= 1 && args_added_ <= params->size()) {
+    const Param& p = (*params)[args_added_ - 1];
+    size_t key = name.find('[');  // a dict entry: #1["k"] is d["k"]
+    param = p.name + (key == std::string::npos ? "" : name.substr(key));
+    where = p.span;
+    who += " (parameter " + p.name + ")";
+  }
+  std::string msg = who + ": Buffers must only operate on contiguous memory.\nPass a contiguous copy, as in "
+                    "np.ascontiguousarray(" + param + ") for numpy or " + param + ".contiguous() for torch "
+                    "(the function then writes to the copy, not to the original array).";
+  py_fail(PyExc_RuntimeError, CompileError(ErrorKind::Runtime, msg, where).render());
 }
 
 // Device memory used in place: never copied in or out.
@@ -524,8 +544,7 @@ void ArgPack::add_array_interface(nb::handle a, const std::string& name, ArgValu
   nb::tuple shape_t = nb::cast<nb::tuple>(ai["shape"]);
   std::vector<Py_ssize_t> shape;
   for (nb::handle d : shape_t) shape.push_back(nb::cast<Py_ssize_t>(d));
-  if (ai.contains("strides") && !ai["strides"].is_none())
-    py_fail(PyExc_RuntimeError, "Argument " + name + ": Buffers must only operate on contiguous memory");
+  if (ai.contains("strides") && !ai["strides"].is_none()) not_contiguous(name);
   if (typestr.size() != 3)
     py_fail(PyExc_RuntimeError, "Argument " + name + " has unsupported element type '" + typestr + "'");
   static const char host_order = [] {

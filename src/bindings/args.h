@@ -43,6 +43,8 @@ class ArgPack {
   // The CUDA device holding the array arguments (all on one, else add() raises); -1 where no
   // argument is a CUDA array, and the call runs on the thread's current device.
   int device = -1;
+  // The called function's parameters, when known: messages about an argument then name it.
+  const std::vector<Param>* params = nullptr;
 
  private:
   const CompileOptions& opts_;
@@ -53,6 +55,9 @@ class ArgPack {
   bool on_device_ = false;
   bool torch_stream_read_ = false;
   std::string device_arg_;  // the argument that set `device`, for the error about a second one
+  size_t args_added_ = 0;  // top-level arguments seen so far
+
+  [[noreturn]] void not_contiguous(const std::string& name) const;
 
   void* slot();
   void put_bytes(const void* p, size_t n) { key.append(static_cast<const char*>(p), n); }

@@ -308,6 +308,7 @@ class JitFunction {
       epoch_ = g_cache_epoch.load();
     }
     ArgPack pack(*opts, false);
+    pack.params = &fn_->params;
     size_t n = args.size();
     for (size_t i = 0; i < n; ++i) pack.add(args[i], "#" + std::to_string(i + 1));
     pack.key.push_back('\0');
@@ -451,7 +452,25 @@ class StringFunction {
 
 }  // namespace
 
+// Source lines of code that is not in a file, as Python's tracebacks find them: IPython and
+// Jupyter keep each cell's source in linecache.
+static std::vector<std::string> linecache_lines(const std::string& file) {
+  nb::gil_scoped_acquire gil;
+  std::vector<std::string> out;
+  try {
+    for (nb::handle l : nb::module_::import_("linecache").attr("getlines")(file)) {
+      std::string s = nb::cast<std::string>(l);
+      if (!s.empty() && s.back() == '\n') s.pop_back();
+      out.push_back(std::move(s));
+    }
+  } catch (const std::exception&) {
+    out.clear();  // no excerpt, the message alone
+  }
+  return out;
+}
+
 void bind_compiler(nb::module_& m) {
+  set_fallback_source(&linecache_lines);
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
     try {
       std::rethrow_exception(p);
@@ -496,6 +515,7 @@ void bind_compiler(nb::module_& m) {
   m.def("print_compiled", [](const IrFunction& ir, nb::tuple args, CompileOptions& opts) {
     resolve_backend(opts, false);
     ArgPack described(opts, true);
+    described.params = &ir.fn->params;
     for (size_t i = 0; i < args.size(); ++i) described.add(args[i], "#" + std::to_string(i + 1));
     return lower(*ir.fn, described.values, opts, python_print_sink()).code;
   });

@@ -50,7 +50,13 @@ ExternalHandle declare_external(const std::string& name, const std::string& ext_
   d->par = par;
   for (const auto& [pname, ann] : params) {
     auto t = annotation_type(ann);
-    if (!t) fail("External declaration parameters must be annotated with types.");
+    if (ann.is_none()) fail("External declaration parameters must be annotated with types.");
+    // An annotation that is not a parpy type (x: int, x: np.ndarray) is reported as such.
+    if (!t)
+      fail("Unsupported parameter type annotation\nParameter " + pname + " of external function " + name +
+           " is annotated with " + nb::cast<std::string>(nb::repr(ann)) +
+           ". Annotate parameters with types from parpy.types: parpy.types.F32, parpy.types.I64, ... for "
+           "scalars and parpy.types.pointer(parpy.types.F32) for arrays.");
     d->params.push_back({pname, t, {}});
   }
   auto r = annotation_type(ret);

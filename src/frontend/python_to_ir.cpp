@@ -33,6 +33,10 @@ const BuiltinEntry kBuiltins[] = {
     {"label", Builtin::Label},   {"gpu", Builtin::Gpu},
 };
 
+const char* kAnnotationHint =
+    "Annotate parameters with types from parpy.types: parpy.types.F32, parpy.types.I64, ... for "
+    "scalars and parpy.types.pointer(parpy.types.F32) for arrays.";
+
 const char* builtin_name(Builtin b) {
   for (const auto& e : kBuiltins)
     if (e.b == b) return e.name;
@@ -190,7 +194,7 @@ class Converter {
       if (nb::isinstance(*v, native.attr("ExtType")))
         return Type::pointer(static_cast<ElemSize>(nb::cast<int>(v->attr("elem").attr("value"))));
     }
-    fail("Unsupported parameter type annotation", span(ann));
+    fail(std::string("Unsupported parameter type annotation\n") + kAnnotationHint, span(ann));
   }
 
   Block block(nb::handle stmts, bool top = false) {
@@ -283,7 +287,7 @@ class Converter {
       if (!item.attr("optional_vars").is_none())
         fail("With statements using the 'as' keyword are not supported", sp);
       if (builtin_of(item.attr("context_expr")) != Builtin::Gpu)
-        fail("With statements are only supported for 'parpy.gpu'", span(item.attr("context_expr")));
+        fail("With statements are only supported for 'parpy.gpu'", sp);
       out.push_back(with_gpu(block(s.attr("body")), sp));
     } else if (k == "Return") {
       if (s.attr("value").is_none()) fail("Empty return statements are not supported", sp);
@@ -436,22 +440,89 @@ class Converter {
       }
     }
     if (k == "Name") return var(nb::cast<std::string>(n.attr("id")), sp);
-    fail("Unsupported expression: " + unparse(n), sp);
+    fail("Unsupported expression: " + unparse(n) + attribute_hint(n), sp);
+  }
+
+  // ---- Hints: what a new user should write instead of a call or attribute we reject ----
+
+  // The text after "Call to unknown function f" / "Unsupported call target type": the parpy
+  // builtin that does what the called function does, or what else to do. Starts with ".\n".
+  std::string call_hint(nb::handle func) {
+    if (std::string hint = operator_hint(func); !hint.empty()) return hint;
+    auto v = evaluate(func);
+    std::string shown = unparse(func);
+    if (v && nb::hasattr(*v, "__code__") && !nb::hasattr(*v, "_parpy_external"))
+      return ".\nDecorate " + shown + " with @parpy.jit (before the functions that call it) to "
+             "call it from a jit function.";
+    return ".\nA jit function can call the builtins of parpy.operators (exp, log, sin, cos, sqrt, tanh, "
+           "atan2, abs, min, max, sum, prod and conversions such as float32), other @parpy.jit "
+           "functions, and C functions declared with @parpy.external.";
+  }
+
+  // The parpy builtin to use instead of the called function (len, np.sum, math.exp, Python's
+  // max), starting with ".\n"; empty when there is none.
+  std::string operator_hint(nb::handle func) {
+    std::vector<std::string> names;
+    if (kind(func) == "Name") names.push_back(nb::cast<std::string>(func.attr("id")));
+    if (kind(func) == "Attribute") names.push_back(nb::cast<std::string>(func.attr("attr")));
+    auto v = evaluate(func);
+    if (v) {
+      nb::object qual = nb::getattr(*v, "__name__", nb::none());
+      if (nb::isinstance<nb::str>(qual)) names.push_back(nb::cast<std::string>(qual));
+    }
+    std::string shown = unparse(func);
+    for (const std::string& n : names) {
+      if (n == "len")
+        return ".\nThe length of an array is not available inside a jit function: pass it as an "
+               "argument (def f(x, N): ..., called as f(x, len(x))).";
+      if (const char* op = operator_for(n)) {
+        std::string use = std::string("parpy.operators.") + op;
+        std::string hint = ".\nUse " + use + " instead: inside a jit function only parpy.operators " +
+                           "builtins are compiled, not " + shown + ".";
+        if (std::string(op) == "sum" || std::string(op) == "prod")
+          hint += " Reductions take a slice, as in s = " + use + "(x[i, :]) or y[:] = " + use +
+                  "(x[:, :], axis=1).";
+        return hint;
+      }
+    }
+    return "";
+  }
+
+  // The parpy.operators builtin named `n`, or its numpy/math spelling (np.maximum, math.fabs).
+  static const char* operator_for(const std::string& n) {
+    for (const auto& e : kBuiltins)
+      if (n == e.name && e.b != Builtin::Label && e.b != Builtin::Gpu && e.b != Builtin::Inf) return e.name;
+    static const std::pair<const char*, const char*> aliases[] = {
+        {"arctan2", "atan2"}, {"fabs", "abs"},     {"absolute", "abs"}, {"amax", "max"},
+        {"maximum", "max"},   {"fmax", "max"},     {"amin", "min"},     {"minimum", "min"},
+        {"fmin", "min"},      {"float", "float64"}, {"int", "int64"},   {"nansum", "sum"}};
+    for (const auto& [a, op] : aliases)
+      if (n == a) return op;
+    return nullptr;
+  }
+
+  // The text after "Unsupported expression: x.shape": array properties are not available.
+  static std::string attribute_hint(nb::handle n) {
+    std::string attr = nb::cast<std::string>(n.attr("attr"));
+    if (attr == "shape" || attr == "size" || attr == "ndim")
+      return ".\nThe shape of an array is not available inside a jit function: pass the size as an "
+             "argument (def f(x, N): ..., called as f(x, x.shape[0])).";
+    return "";
   }
 
   // Resolves the call target `func` in the decorating frame, as Python would, and returns its
   // key. A name that is not bound yet is deferred (python_to_ir then returns nullptr) or unknown.
   std::string callee_key(nb::handle func, const Span& call_span) {
     std::string k = kind(func);
-    if (k != "Name" && k != "Attribute") fail("Unsupported call target type", span(func));
+    if (k != "Name" && k != "Attribute") fail("Unsupported call target type" + call_hint(func), span(func));
     std::string text = unparse(func);
     nb::handle root = func;
     while (kind(root) == "Attribute") root = root.attr("value");
     bool local = kind(root) == "Name" && locals_.count(nb::cast<std::string>(root.attr("id")));
-    if (local && k == "Attribute") fail("Unsupported call target type", span(func));  // x.fill(0)
+    if (local && k == "Attribute") fail("Unsupported call target type" + call_hint(func), span(func));  // x.fill(0)
     auto v = local ? std::nullopt : evaluate(func);
     if (!v) {
-      if (local || !in_.defer_unbound) fail("Call to unknown function " + text, call_span);
+      if (local || !in_.defer_unbound) fail("Call to unknown function " + text + call_hint(func), call_span);
       unbound_ = true;
       return text;
     }
@@ -460,7 +531,7 @@ class Converter {
       case ResolvedCall::Jit: return intern(text, {r.fn, {}});
       case ResolvedCall::External: return intern(text, {nullptr, r.exts});
       case ResolvedCall::Unbound:
-        if (!in_.defer_unbound) fail("Call to unknown function " + text, call_span);
+        if (!in_.defer_unbound) fail("Call to unknown function " + text + call_hint(func), call_span);
         unbound_ = true;
         return text;
       case ResolvedCall::Recursive:
@@ -469,13 +540,17 @@ class Converter {
              call_span);
       case ResolvedCall::Other: break;
     }
+    // numpy's and math's functions (np.sum, math.exp) have parpy builtins that do their job.
+    if (std::string hint = operator_hint(func); !hint.empty())
+      fail((k == "Attribute" ? "Unsupported call target type" : "Call to unknown function " + text) + hint,
+           k == "Attribute" ? span(func) : call_span);
     nb::module_ inspect = nb::module_::import_("inspect");
     if (nb::cast<bool>(inspect.attr("isfunction")(*v)) || nb::cast<bool>(inspect.attr("ismethod")(*v)))
       fail("Cannot call " + text + " from jit code: it is a plain Python function. Decorate it with "
            "@parpy.jit (or declare it with @parpy.external)",
            call_span);
-    if (k == "Attribute") fail("Unsupported call target type", span(func));
-    fail("Call to unknown function " + text, call_span);
+    if (k == "Attribute") fail("Unsupported call target type" + call_hint(func), span(func));
+    fail("Call to unknown function " + text + call_hint(func), call_span);
   }
 
   static bool same_callee(const Callee& a, const Callee& b) {

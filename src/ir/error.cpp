@@ -21,12 +21,21 @@ Span merge(const Span& a, const Span& b) {
   return s;
 }
 
+namespace {
+SourceLines g_fallback_source = nullptr;
+}
+
+void set_fallback_source(SourceLines f) { g_fallback_source = f; }
+
 std::string CompileError::render() const {
   if (!span_.known()) return msg_;
-  std::ifstream in(*span_.file);
-  if (!in) return msg_;
   std::vector<std::string> lines;
-  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  std::ifstream in(*span_.file);
+  if (in) {
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+  } else if (g_fallback_source) {
+    lines = g_fallback_source(*span_.file);
+  }
   int end_line = span_.end_line >= span_.line ? span_.end_line : span_.line;
   if (span_.line < 1 || end_line > static_cast<int>(lines.size())) return msg_;
   std::ostringstream os;

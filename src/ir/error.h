@@ -3,6 +3,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace parpy {
 
@@ -12,6 +13,11 @@ struct Span {
   int line = 0, col = 0, end_line = 0, end_col = 0;
   bool known() const { return file != nullptr && line > 0; }
 };
+
+// Reads the lines of a source file that is not on disk (code kept in memory, such as notebook
+// cells) for error excerpts; none if unknown. The Python module installs one (linecache).
+using SourceLines = std::vector<std::string> (*)(const std::string& file);
+void set_fallback_source(SourceLines f);
 
 // Span covering both a and b (the first known one if the other is unknown).
 Span merge(const Span& a, const Span& b);

@@ -75,25 +75,27 @@ bool Type::operator==(const Type& o) const {
 std::string Type::str() const {
   std::ostringstream os;
   switch (kind) {
-    case Kind::Unknown: return "Unknown";
-    case Kind::Void: return "Void";
-    case Kind::String: return "String";
-    case Kind::Pointer: os << "Pointer { sz: " << elem_name(elem) << " }"; return os.str();
+    case Kind::Unknown: return "unknown type";
+    case Kind::Void: return "None";
+    case Kind::String: return "str";
+    case Kind::Pointer: os << "pointer to " << elem_long_name(elem); return os.str();
     case Kind::Tensor: {
-      os << "Tensor { sz: " << elem_name(elem) << ", shape: [";
+      os << elem_long_name(elem);
+      if (shape.empty()) return os.str();
+      os << " array of shape (";
       for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
-      os << "] }";
+      os << (shape.size() == 1 ? ",)" : ")");
       return os.str();
     }
     case Kind::Dict: {
-      os << "Dict { fields: {";
+      os << "dict {";
       for (size_t i = 0; i < fields.size(); ++i)
-        os << (i ? ", " : "") << '"' << fields[i].first << "\": " << fields[i].second.str();
-      os << "} }";
+        os << (i ? ", " : "") << '\'' << fields[i].first << "': " << fields[i].second.str();
+      os << "}";
       return os.str();
     }
   }
-  return "Unknown";
+  return "unknown type";
 }
 
 }  // namespace parpy

@@ -15,11 +15,11 @@ bool is_unsigned_int(ElemSize e);
 bool is_int(ElemSize e);  // signed or unsigned
 bool is_float(ElemSize e);
 int elem_bytes(ElemSize e);
-// Rust-style debug name used in messages: "F32", "I64", "Bool".
+// Rust-style debug name of the ElemSize enum value: "F32", "I64", "Bool" (reprs, not messages).
 const char* elem_name(ElemSize e);
 // numpy type code: "f4", "i8", "b1".
 const char* elem_code(ElemSize e);
-// Lower-case name used in some messages: "float32", "int64", "bool".
+// numpy-style name used in messages: "float32", "int64", "bool".
 const char* elem_long_name(ElemSize e);
 // Parse a numpy kind char + itemsize ('f', 4). Returns false if unknown.
 bool elem_from_code(char kind, int itemsize, ElemSize& out);
@@ -50,7 +50,8 @@ struct Type {
 
   bool operator==(const Type& o) const;
   bool operator!=(const Type& o) const { return !(*this == o); }
-  // Debug form used in messages, e.g. "Tensor { sz: F32, shape: [] }".
+  // Python-level form used in messages and the IR printer: "float32" for a scalar,
+  // "float32 array of shape (10, 20)", "pointer to float32", "dict {'a': int64}".
   std::string str() const;
 };
 

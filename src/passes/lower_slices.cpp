@@ -1,6 +1,7 @@
 #include "passes/lower_slices.h"
 
 #include <atomic>
+#include <optional>
 #include <sstream>
 
 #include "passes/constant_fold.h"
@@ -89,6 +90,7 @@ class SliceLowering {
     }
     std::vector<SliceSub*> lsubs = resolve(lhs), rsubs = resolve(rhs);
     size_t nl = max_slices(lsubs), nr = max_slices(rsubs);
+    check_shapes(s, lsubs, rsubs, nr);
     if (is_reduce)
       reduction(s, lhs, rhs, lsubs, rsubs, nl, nr, out);
     else
@@ -179,12 +181,64 @@ class SliceLowering {
   }
 
   [[noreturn]] void shape_error(const std::vector<SliceSub*>& subs, const Span& sp) {
+    std::vector<std::vector<int64_t>> shapes;
+    for (auto* s : subs) shapes.push_back(s->ext);
+    shape_error(shapes, sp);
+  }
+
+  [[noreturn]] static void shape_error(const std::vector<std::vector<int64_t>>& shapes, const Span& sp) {
     std::string msg = "Found incompatible shapes ";
-    for (size_t i = 0; i < subs.size(); ++i) {
-      if (i) msg += i + 1 == subs.size() ? " and " : ", ";
-      msg += shape_str(subs[i]->ext);
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      if (i) msg += i + 1 == shapes.size() ? " and " : ", ";
+      msg += shape_str(shapes[i]);
     }
     type_fail(msg, sp);
+  }
+
+  // numpy's broadcasting of right-aligned shapes, where 1 matches anything; nullopt if the
+  // shapes do not broadcast.
+  static std::optional<std::vector<int64_t>> broadcast(const std::vector<std::vector<int64_t>>& shapes) {
+    size_t n = 0;
+    for (const auto& s : shapes) n = std::max(n, s.size());
+    std::vector<int64_t> out(n, 1);
+    for (const auto& s : shapes)
+      for (size_t j = 0; j < s.size(); ++j) {
+        int64_t& e = out[n - s.size() + j];
+        if (e == 1) e = s[j];
+        else if (s[j] != 1 && s[j] != e) return std::nullopt;
+      }
+    return out;
+  }
+
+  // The shapes of a slice statement must broadcast (numpy's rule) before anything else about
+  // the statement is checked, as type checking does for other statements: a TypeError on the
+  // whole statement. A reduction contributes the shape of its result.
+  void check_shapes(const Stmt& s, const std::vector<SliceSub*>& lsubs, const std::vector<SliceSub*>& rsubs,
+                    size_t nr) {
+    std::vector<std::vector<int64_t>> lshapes, rshapes;
+    for (auto* l : lsubs) lshapes.push_back(l->ext);
+    for (auto* r : rsubs) rshapes.push_back(r->ext);
+    auto rhs_shape = broadcast(rshapes);
+    if (!rhs_shape) {
+      lshapes.insert(lshapes.end(), rshapes.begin(), rshapes.end());
+      shape_error(lshapes, s->span);
+    }
+    const Expr& red = s->rhs;
+    if (red->kind == ExprKind::Reduce) {
+      // Other problems of the reduction (axis out of range, no slices) are reported later.
+      if (nr == 0) return;
+      if (!red->has_axis) {
+        rshapes = {{}};
+      } else {
+        int64_t k = red->axis < 0 ? red->axis + static_cast<int64_t>(nr) : red->axis;
+        if (k < 0 || k >= static_cast<int64_t>(nr)) return;
+        rhs_shape->erase(rhs_shape->begin() + k);
+        rshapes = {*rhs_shape};
+      }
+    }
+    std::vector<std::vector<int64_t>> all = lshapes;
+    all.insert(all.end(), rshapes.begin(), rshapes.end());
+    if (!broadcast(all)) shape_error(all, s->span);
   }
 
   // Replaces the slices of every subscript in e by indices of the given dimensions. Subscripts

@@ -1,5 +1,6 @@
 #include "passes/specialize.h"
 
+#include <algorithm>
 #include <functional>
 #include <map>
 
@@ -7,20 +8,50 @@
 
 namespace parpy {
 
+namespace {
+
+std::string quoted_list(const std::vector<std::string>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? ", '" : "'") + v[i] + "'";
+  return out;
+}
+
+}  // namespace
+
 void ensure_parallelism(const Function& f, const CompileOptions& opts) {
   bool found = false;
+  std::vector<std::string> labels;  // of the function, in order of appearance
   visit_block(f.body, [&](const Stmt& s) {
     if (s->kind == StmtKind::WithGpu) found = true;
-    for (const auto& l : s->labels)
+    for (const auto& l : s->labels) {
       if (opts.parallelize.count(l)) found = true;
+      if (std::find(labels.begin(), labels.end(), l) == labels.end()) labels.push_back(l);
+    }
   });
-  if (!found)
-    fail("The function " + f.name +
-             " does not contain any parallelism, which is not allowed. Try adding a label "
-             "('parpy.label') in front of a parallelizable statement, and specify its parallelism "
-             "using the 'parallelize' keyword argument. Alternatively, if you want to run "
-             "sequential code on the GPU, wrap the code in a GPU context as 'with parpy.gpu: ...'.",
-         f.span);
+  if (found) return;
+  // Say what to change: the labels the options name that the function lacks (likely a typo),
+  // or how to pass parallelism for the labels it has.
+  std::vector<std::string> unknown;
+  for (const auto& [l, par] : opts.parallelize) unknown.push_back(l);
+  std::string example = !labels.empty() ? labels[0] : !unknown.empty() ? unknown[0] : "N";
+  std::string how = "using the 'opts' keyword argument, as in " + f.name + "(..., opts=parpy.par({'" +
+                    example + "': parpy.threads(256)}))";
+  std::string msg = "The function " + f.name + " does not contain any parallelism, which is not allowed. ";
+  if (!labels.empty() && !unknown.empty()) {
+    msg += "The parallelization options name label" + std::string(unknown.size() > 1 ? "s " : " ") +
+           quoted_list(unknown) + ", which do" + (unknown.size() > 1 ? "" : "es") + " not occur in " +
+           f.name + "; its label" + (labels.size() > 1 ? "s are " : " is ") + quoted_list(labels) +
+           " (a typo?). Specify the parallelism of the function's labels " + how + ".";
+  } else if (!labels.empty()) {
+    msg += "Its label" + std::string(labels.size() > 1 ? "s " : " ") + quoted_list(labels) +
+           " need" + (labels.size() > 1 ? "" : "s") + " a parallelization: specify it " + how + ".";
+  } else {
+    msg += "Try adding a label ('parpy.label') in front of a parallelizable statement, and specify its "
+           "parallelism " + how + ".";
+  }
+  msg += " Alternatively, if you want to run sequential code on the GPU, wrap the code in a GPU context as "
+         "'with parpy.gpu: ...'.";
+  fail(msg, f.span);
 }
 
 namespace {

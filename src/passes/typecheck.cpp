@@ -139,7 +139,7 @@ class TypeChecker {
       Expr& w = a->weak ? a : b;
       Expr& s = a->weak ? b : a;
       ElemSize S = s->ty.elem, W = w->ty.elem;
-      if (is_bool(S) || is_bool(W)) type_fail("Incompatible element types", sp);
+      if (is_bool(S) || is_bool(W)) incompatible(A, B, sp);
       if (is_float(W) && !is_float(S)) {
         r = fsz();
         s = coerce(s, r);
@@ -149,11 +149,22 @@ class TypeChecker {
       w = coerce(w, S);
       return S;
     }
-    if (cat(A) != cat(B)) type_fail("Incompatible element types", sp);
+    if (cat(A) != cat(B)) incompatible(A, B, sp);
     r = elem_bytes(A) >= elem_bytes(B) ? A : B;
     a = coerce(a, r);
     b = coerce(b, r);
     return r;
+  }
+
+  // Kinds do not mix implicitly: name both types and the conversion that makes them agree (to
+  // the float, else the signed, else the non-bool type).
+  [[noreturn]] static void incompatible(ElemSize a, ElemSize b, const Span& sp) {
+    ElemSize to = is_float(a) || (!is_float(b) && (is_signed_int(a) || is_bool(b))) ? a : b;
+    type_fail(std::string("Incompatible element types ") + elem_long_name(a) + " and " + elem_long_name(b) +
+                  ".\nValues of different kinds (bool, signed integer, unsigned integer, float) do not mix: "
+                  "convert one operand explicitly, as in parpy.operators." +
+                  elem_long_name(to) + "(...).",
+              sp);
   }
 
   // Keeps a weak expression weak while giving it another default type.
@@ -441,14 +452,14 @@ class TypeChecker {
       return rhs;
     }
     if (!rhs->ty.is_scalar())
-      type_fail("Expected element of scalar type " + std::string(elem_name(target.elem)) +
+      type_fail("Expected element of scalar type " + std::string(elem_long_name(target.elem)) +
                     ", but found type " + rhs->ty.str() + ".",
                 sp);
     ElemSize T = target.elem, R = rhs->ty.elem;
     bool ok = rhs->weak ? (!is_bool(T) && !(is_float(R) && !is_float(T))) || (is_bool(T) && is_bool(R))
                         : cat(T) == cat(R);
     if (!ok)
-      type_fail("Expected element of type " + std::string(elem_name(T)) +
+      type_fail("Expected element of type " + std::string(elem_long_name(T)) +
                     ", found incompatible element type " + elem_long_name(R) + ".",
                 sp);
     return coerce(rhs, T);
@@ -526,7 +537,7 @@ class TypeChecker {
     Expr t = expr(e);
     if (!t->ty.is_scalar() || (!t->weak && !is_signed_int(t->ty.elem)) ||
         (t->weak && is_float(t->ty.elem)))
-      type_fail("Expected element of scalar type " + std::string(elem_name(isz())) +
+      type_fail("Expected element of scalar type " + std::string(elem_long_name(isz())) +
                     ", but found type " + t->ty.str() + ".",
                 e->span);
     return coerce(t, isz());

@@ -108,7 +108,7 @@ TEST(PrintBlock, DefiningAssignmentShowsType) {
   auto s = copy(assign(var("t", {}, Type::scalar(ElemSize::F32)), v("x"), {}));
   EXPECT_EQ(print_block({s}), "t = x\n");  // not defining: no type comment
   s->defines = true;
-  EXPECT_EQ(print_block({s}), "t = x  # Tensor { sz: F32, shape: [] }\n");
+  EXPECT_EQ(print_block({s}), "t = x  # float32\n");
 }
 
 TEST(PrintFunction, Header) {
@@ -116,7 +116,7 @@ TEST(PrintFunction, Header) {
   f.name = "f";
   f.params = {{"x", std::nullopt, {}}, {"n", Type::scalar(ElemSize::I64), {}}};
   f.body = {assign(v("a"), v("n"), {})};
-  EXPECT_EQ(print_function(f), "def f(x, n: Tensor { sz: I64, shape: [] }):\n  a = n\n");
+  EXPECT_EQ(print_function(f), "def f(x, n: int64):\n  a = n\n");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -216,17 +216,18 @@ TEST(LoopParTest, StrAndEquality) {
 // Types
 
 TEST(TypeTest, Str) {
-  EXPECT_EQ(Type::scalar(ElemSize::F32).str(), "Tensor { sz: F32, shape: [] }");
-  EXPECT_EQ(Type::tensor(ElemSize::I64, {2, 3}).str(), "Tensor { sz: I64, shape: [2, 3] }");
-  EXPECT_EQ(Type::pointer(ElemSize::U8).str(), "Pointer { sz: U8 }");
-  EXPECT_EQ(Type::unknown().str(), "Unknown");
-  EXPECT_EQ(Type::void_().str(), "Void");
-  EXPECT_EQ(Type::string().str(), "String");
+  EXPECT_EQ(Type::scalar(ElemSize::F32).str(), "float32");
+  EXPECT_EQ(Type::tensor(ElemSize::I64, {2, 3}).str(), "int64 array of shape (2, 3)");
+  EXPECT_EQ(Type::pointer(ElemSize::U8).str(), "pointer to uint8");
+  EXPECT_EQ(Type::tensor(ElemSize::F64, {10}).str(), "float64 array of shape (10,)");
+  EXPECT_EQ(Type::unknown().str(), "unknown type");
+  EXPECT_EQ(Type::void_().str(), "None");
+  EXPECT_EQ(Type::string().str(), "str");
   Type d;
   d.kind = Type::Kind::Dict;
   d.fields = {{"a", Type::scalar(ElemSize::I64)}, {"b", Type::tensor(ElemSize::F32, {4})}};
   EXPECT_EQ(d.str(),
-            "Dict { fields: {\"a\": Tensor { sz: I64, shape: [] }, \"b\": Tensor { sz: F32, shape: [4] }} }");
+            "dict {'a': int64, 'b': float32 array of shape (4,)}");
   ASSERT_NE(d.field("b"), nullptr);
   EXPECT_EQ(*d.field("b"), Type::tensor(ElemSize::F32, {4}));
   EXPECT_EQ(d.field("c"), nullptr);

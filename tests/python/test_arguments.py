@@ -82,7 +82,8 @@ def test_parpy_buffers_and_typed_scalars():
 
 def test_argument_errors():
     x = np.zeros(64)
-    with pytest.raises(RuntimeError, match="Argument #1: Buffers must only operate on contiguous memory"):
+    with pytest.raises(RuntimeError, match=r"Argument #1 \(parameter x\): Buffers must only operate "
+                                           r"on contiguous memory"):
         total(np.zeros((64, 2))[:, 0], np.zeros(1), 64, opts=OPTS)
     ro = np.zeros(64)
     ro.flags.writeable = False

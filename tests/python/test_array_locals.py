@@ -369,8 +369,8 @@ def test_arrays_of_different_shapes():
     with pytest.raises(TypeError) as e:
         f(np.zeros(4), np.zeros(5), np.zeros(4), 4, opts=cpu(i=4))
     msg = (
-        "Cannot coerce incompatible tensor types (Tensor { sz: F64, shape: [4] } != "
-        "Tensor { sz: F64, shape: [5] }): all arrays that a may name must have the same element "
+        "Cannot coerce incompatible tensor types (float64 array of shape (4,) != "
+        "float64 array of shape (5,)): all arrays that a may name must have the same element "
         "type and shape."
     )
     assert str(e.value) == loc(msg, "shape_mismatch", "a = y")
@@ -387,8 +387,8 @@ def test_arrays_of_different_element_types():
     with pytest.raises(TypeError) as e:
         f(np.zeros(4), np.zeros(4, np.float32), np.zeros(4), 4, opts=cpu(i=4))
     msg = (
-        "Cannot coerce incompatible tensor types (Tensor { sz: F64, shape: [4] } != "
-        "Tensor { sz: F32, shape: [4] }): all arrays that a may name must have the same element "
+        "Cannot coerce incompatible tensor types (float64 array of shape (4,) != "
+        "float32 array of shape (4,)): all arrays that a may name must have the same element "
         "type and shape."
     )
     assert str(e.value) == loc(msg, "type_mismatch", "a = y")
@@ -406,7 +406,7 @@ def test_alias_assigned_a_scalar():
     with pytest.raises(TypeError) as e:
         f(np.zeros(4), np.zeros(4), 4, opts=cpu(i=4))
     msg = (
-        "The local a names an array of type Tensor { sz: F64, shape: [4] }, so it can only be "
+        "The local a names an array of type float64 array of shape (4,), so it can only be "
         "assigned an array of that type (a parameter, a dict entry or another local naming one). "
         "Use a different local for other values."
     )

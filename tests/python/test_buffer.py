@@ -68,6 +68,53 @@ def test_zero_dim_conversions():
         [0, 1][f]
 
 
+def test_from_array_keeps_src_and_pointer():
+    a = np.random.rand(16)
+    b = buffer.from_array(a, CPU)
+    assert b.src is a and b._get_ptr() == a.ctypes.data
+    r = b.reshape(4, 4)
+    assert r.src is a and r._get_ptr() == a.ctypes.data
+    assert buffer.zeros(4, ElemSize.F32, CPU).src is None
+    d = buffer.from_array(a, None)
+    assert d._get_ptr() == a.ctypes.data
+
+
+def test_free_writes_back_into_src_once():
+    # A buffer whose memory is not its source's (here made by hand: from_array shares memory
+    # whenever it can) copies its data back into the source when freed.
+    src = np.zeros(6, dtype=np.float32)
+    data = np.random.rand(6).astype(np.float32)
+    b = buffer.CpuBuffer(data.copy(), (6,), DataType("<f4"), src=src)
+    v = b.reshape(2, 3)
+    assert b.refcount[0] == 2
+    b.free()
+    np.testing.assert_array_equal(src, data)
+    src[:] = 0.0
+    b.free()  # freeing again, or dropping the views, does nothing more
+    del b, v
+    assert not src.any()
+    with pytest.raises(RuntimeError, match="Cannot use a buffer after it was freed"):
+        c = buffer.CpuBuffer(data.copy(), (6,), DataType("<f4"), src=src)
+        c.free()
+        c.reshape(3, 2)
+
+
+def test_cleanup_writes_back_into_src():
+    src = np.zeros(4, dtype=np.int32)
+    b = buffer.CpuBuffer(np.arange(4, dtype=np.int32), (4,), DataType("<i4"), src=src)
+    del b  # the last view goes
+    np.testing.assert_array_equal(src, np.arange(4))
+
+
+def test_jit_writes_reach_src_through_a_buffer():
+    a = np.random.rand(50)
+    ref = a + 1.0
+    b = buffer.from_array(a, CPU)
+    add_one(b, 50, opts=_cpu_opts())
+    b.free()
+    np.testing.assert_array_equal(a, ref)
+
+
 def test_errors():
     with pytest.raises(RuntimeError, match="Cannot construct instance of base Buffer class"):
         buffer.Buffer(None, (), DataType("<f4"))
@@ -280,6 +327,25 @@ def test_cuda_views_free_once_and_copy_back(fake_device):
     assert fake_device.freed == [ptr]  # freed exactly once, by the last view
     assert a[0] == -1 and a[1:].tolist() == list(range(1, 12))  # ... after copying back into src
     assert fake_device.syncs >= 1  # waited for the device before copying back
+
+
+def test_cuda_free_copies_back_and_frees_once(fake_device):
+    a = np.arange(8, dtype=np.int32)
+    b = buffer.from_array(a, CUDA)
+    ptr = b.ptr
+    assert b._get_ptr() == ptr
+    v = b.reshape(2, 4)
+    ctypes.memset(ptr, 0xFF, 8)  # "a kernel" writes -1 into elements 0 and 1
+    b.free()
+    assert fake_device.freed == [ptr] and fake_device.syncs >= 1
+    assert a[:2].tolist() == [-1, -1] and a[2:].tolist() == list(range(2, 8))
+    for op in (b.numpy, v.numpy, b.copy, b._get_ptr, lambda view=v: view.__cuda_array_interface__,
+               lambda view=v: view.reshape(8)):
+        with pytest.raises(RuntimeError, match="Cannot use a buffer after it was freed"):
+            op()
+    b.free()
+    del b, v
+    assert fake_device.freed == [ptr]  # not freed twice
 
 
 def test_cuda_empty_zeros_with_type_on_fake_device(fake_device):

@@ -80,6 +80,22 @@ def test_jit_on_buffers_and_copy_back_on_delete():
     assert z.src is None and (z.numpy() == 1.0).all()
 
 
+def test_free_copies_back_into_src():
+    n = 4099
+    a = np.random.default_rng(3).standard_normal(n)
+    expected = a + 1.0
+    b = buffer.from_array(a, CUDA)
+    assert b.src is a and b._get_ptr() == b.__cuda_array_interface__["data"][0]
+    add1(b, n, opts=opts(n))
+    b.free()
+    np.testing.assert_array_equal(a, expected)
+    with pytest.raises(RuntimeError):  # its memory is gone: not an argument any more
+        add1(b, n, opts=opts(n))
+    del b
+    gc.collect()
+    np.testing.assert_array_equal(a, expected)  # written back once
+
+
 def test_views_copies_and_conversions():
     b = buffer.from_array(np.arange(12, dtype=np.int32), CUDA)
     r = b.reshape(3, 4)

@@ -174,12 +174,21 @@ def test_unannotated_external_parameter():
     assert str(e.value) == "External declaration parameters must be annotated with types."
 
 
-def test_external_parameter_with_python_type():
-    with pytest.raises(RuntimeError, match="^External declaration parameters must be annotated"):
+@pytest.mark.parametrize("annotation, shown", [(float, "<class 'float'>"),
+                                               (np.ndarray, "<class 'numpy.ndarray'>")])
+def test_external_parameter_with_python_type(annotation, shown):
+    # An annotation that is not a parpy type is unsupported, not missing.
+    with pytest.raises(RuntimeError) as e:
 
         @parpy.external("g", CompileBackend.Cpu, Target.Device)
-        def g(a: float) -> F32:
+        def g(a: F32, b: annotation) -> F32:
             return a
+
+    assert str(e.value) == (
+        "Unsupported parameter type annotation\nParameter b of external function g is annotated "
+        f"with {shown}. Annotate parameters with types from parpy.types: parpy.types.F32, "
+        "parpy.types.I64, ... for scalars and parpy.types.pointer(parpy.types.F32) for arrays."
+    )
 
 
 def test_missing_external_return_type():
@@ -236,5 +245,5 @@ def test_external_argument_type(backend):
 
     with pytest.raises(TypeError) as e:
         f(np.zeros(4, np.int64), np.zeros(4), 4, opts=make_opts(backend, N=2))
-    inner = "Expected element of type F64, found incompatible element type int64."
+    inner = "Expected element of type float64, found incompatible element type int64."
     assert str(e.value) == loc("Found incompatible types in function call:\n" + inner, "ext_arg", "x[i]")

@@ -349,7 +349,7 @@ def test_incompatible_argument_type(backend):
 
     with pytest.raises(TypeError) as e:
         f(np.zeros(4, np.float32), np.zeros(4, np.int32), 4, opts=make_opts(backend, N=2))
-    inner = "Expected element of type F32, found incompatible element type int32."
+    inner = "Expected element of type float32, found incompatible element type int32."
     assert str(e.value) == loc("Found incompatible types in function call:\n" + inner, "incompat", "y[i]")
 
 
@@ -362,7 +362,7 @@ def test_pointer_argument_of_wrong_element_type(backend):
 
     with pytest.raises(TypeError) as e:
         f(np.zeros((4, 4), np.float64), np.zeros(4, np.float64), 4, 4, opts=make_opts(backend, N=2))
-    inner = "Cannot unify incompatible types Pointer { sz: F32 } and Tensor { sz: F64, shape: [4] }"
+    inner = "Cannot unify incompatible types pointer to float32 and float64 array of shape (4,)"
     assert str(e.value) == loc("Found incompatible types in function call:\n" + inner, "ptr_incompat", "x[i]")
 
 
@@ -407,6 +407,10 @@ def test_unknown_function_at_first_call(backend):
 
     with pytest.raises(RuntimeError) as e:
         f(np.zeros(4, np.float32), 4, opts=make_opts(backend, N=2))
-    assert str(e.value) == loc(
-        "Call to unknown function not_defined_anywhere", "unknown_fn", "not_defined_anywhere(x[i])"
+    msg = (
+        "Call to unknown function not_defined_anywhere.\nA jit function can call the builtins of "
+        "parpy.operators (exp, log, sin, cos, sqrt, tanh, atan2, abs, min, max, sum, prod and "
+        "conversions such as float32), other @parpy.jit functions, and C functions declared with "
+        "@parpy.external."
     )
+    assert str(e.value) == loc(msg, "unknown_fn", "not_defined_anywhere(x[i])")

@@ -344,8 +344,11 @@ def test_unbound_name_is_unknown_at_first_call():
 
     with pytest.raises(RuntimeError) as e:
         f(np.zeros(4, np.float32), 4, opts=make_opts(CompileBackend.Cpu, N=2))
-    assert str(e.value) == loc("Call to unknown function never_defined", "never_defined",
-                               "never_defined(x[i])")
+    msg = ("Call to unknown function never_defined.\nA jit function can call the builtins of "
+           "parpy.operators (exp, log, sin, cos, sqrt, tanh, atan2, abs, min, max, sum, prod and "
+           "conversions such as float32), other @parpy.jit functions, and C functions declared "
+           "with @parpy.external.")
+    assert str(e.value) == loc(msg, "never_defined", "never_defined(x[i])")
 
 
 def test_recursive_call_is_rejected():
