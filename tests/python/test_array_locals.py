@@ -261,7 +261,7 @@ def test_alias_chosen_at_run_time(backend, K):
     cur = x.copy()
     for _ in range(1, K):
         cur = np.roll(cur, -1, axis=1) * 0.5 + cur
-    np.testing.assert_allclose(out, cur * 2.0, rtol=1e-13)
+    np.testing.assert_allclose(out, cur * 2.0, rtol=1e-13, atol=1e-13)
 
 
 def test_host_alias_in_parallel_code(backend):
@@ -270,7 +270,7 @@ def test_host_alias_in_parallel_code(backend):
     mx, sm = np.zeros((2, N)), np.zeros(2)
     host_choice(x, y, mx, sm, N, M, opts=make_opts(backend, i=N, j=M, r=256))
     np.testing.assert_allclose(mx, np.stack([x.max(axis=1), y.max(axis=1)]), rtol=0)
-    np.testing.assert_allclose(sm, [x.sum(), y.sum()], rtol=1e-12)
+    np.testing.assert_allclose(sm, [x.sum(), y.sum()], rtol=1e-12, atol=1e-10)
 
 
 def test_alias_of_dict_entry(backend):
@@ -293,7 +293,7 @@ def test_alias_passed_to_helpers_and_externals(backend, tmp_path):
     opts.includes = [str(tmp_path)]
     calls(x, y, z, sums, maxes, counts, c, N, M, opts=opts)
     chosen = np.where(c[:, None] > 0, y0, x0)
-    np.testing.assert_allclose(sums, chosen.sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(sums, chosen.sum(axis=1), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(maxes, chosen.max(axis=1), rtol=0)
     np.testing.assert_array_equal(counts, np.full(N, M))
     # The helper doubled the chosen rows through the alias: both arrays are copied back.
@@ -326,7 +326,7 @@ def test_alias_in_a_split_nest(backend):
     x, y = RNG.standard_normal((N, M)), RNG.standard_normal((N, M))
     out = np.zeros((N, M))
     split_nest(x, y, out, N, M, opts=make_opts(backend, i=N, j=M))
-    np.testing.assert_allclose(out, x * 2.0 + np.roll(x, -1, axis=1) + y, rtol=1e-14)
+    np.testing.assert_allclose(out, x * 2.0 + np.roll(x, -1, axis=1) + y, rtol=1e-14, atol=1e-14)
 
 
 def test_float32_alias_rows(backend):
@@ -346,7 +346,7 @@ def test_float32_alias_rows(backend):
     out = np.zeros((N, M), np.float32)
     f(a, b, out, N, M, opts=make_opts(backend, i=N, j=M))
     src = np.where((np.arange(N) % 3 == 0)[:, None], b, a)
-    np.testing.assert_allclose(out, src + src * 2.0, rtol=1e-6)
+    np.testing.assert_allclose(out, src + src * 2.0, rtol=1e-6, atol=1e-6)
 
 
 # ----- errors -------------------------------------------------------------------------------------
