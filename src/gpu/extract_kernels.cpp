@@ -346,7 +346,8 @@ class KernelBuilder {
   // A statement calling a parallel external runs in all threads of the external's layer, which
   // cooperate in the call (warp shuffles, barriers). A store stays narrowed to one thread: the calls
   // move before it into locals that every thread of the layer computes. Threads beyond the layer
-  // (the block is wider for a sibling loop) skip the calls, so only a store may use their result.
+  // (the block is wider for a sibling loop) skip the calls, so only a store may use their result;
+  // the guard is warp-uniform, so warp shuffles in the external stay safe (block barriers do not).
   Block par_call_stmt(const Stmt& s, size_t d, int64_t n) {
     int64_t width = round_up(n, 32);
     bool guard = width < threads_ * inner_blocks_;
