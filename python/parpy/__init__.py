@@ -240,7 +240,8 @@ def print_compiled(fun: Callable[..., Any], args: list[Any] | tuple[Any, ...],
 
 
 def clear_cache() -> None:
-    """Forgets every compiled function, in memory and on disk."""
+    """Forgets every compiled function, in memory and on disk. Builds in flight (in other threads
+    or processes) are not disturbed: they finish and store their libraries."""
     _native.clear_cache()
 
 

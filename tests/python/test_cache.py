@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -318,7 +319,8 @@ def test_planted_library_is_never_loaded(own_cache, tmp_path, how):
     source = tmp_path / "planted.c"
     source.write_text(PLANTED % marker)
     planted = tmp_path / "planted.so"
-    subprocess.run(["cc", "-shared", "-fPIC", str(source), "-o", str(planted)], check=True)
+    subprocess.run([shutil.which("cc") or "c++", "-x", "c", "-shared", "-fPIC", str(source), "-o",
+                    str(planted)], check=True)
 
     call_axpy(make_axpy(), 0.25)
     entry = new_entry(own_cache, [])
@@ -454,7 +456,6 @@ def test_clear_cache_never_breaks_builds_in_other_processes(tmp_path):
         assert b.returncode == 0, out
     assert clearer.returncode == 0, cleared
     assert "CLEARS" in cleared
-    print(cleared, *outputs)
 
 
 FAKE_CXX = '''#!/bin/sh
@@ -537,6 +538,10 @@ READ_ONLY = textwrap.dedent('''
         # Root writes anywhere: become a user for whom the directory is read-only.
         os.setgid(65534)
         os.setuid(65534)
+        include = os.path.join(os.path.dirname(parpy.__file__), "include")
+        if not os.access(include, os.R_OK | os.X_OK):
+            print("SKIP: that user cannot read", include)
+            sys.exit(0)
 
     @parpy.jit
     def read_only(x, y, N):
@@ -561,7 +566,6 @@ READ_ONLY = textwrap.dedent('''
 
 
 def test_read_only_cache_dir_falls_back_to_a_private_one():
-    import shutil
     import tempfile
 
     # Under /tmp itself, since the user below cannot enter pytest's private directories.
@@ -582,6 +586,8 @@ def test_read_only_cache_dir_falls_back_to_a_private_one():
                               env=child_env(cache, TMPDIR=str(private_tmp)),
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        if "SKIP: " in proc.stdout:
+            pytest.skip(proc.stdout[proc.stdout.index("SKIP: ") + 6:].strip())
         assert "WARNINGS 1" in proc.stdout, proc.stdout
         assert f"The parpy cache directory {cache} cannot be written" in proc.stdout
         used = next(ln for ln in proc.stdout.splitlines() if ln.startswith("CACHE "))[6:]
