@@ -440,7 +440,7 @@ void ArgPack::add_cuda_array(nb::handle a, const std::string& name, ArgValue& v)
   }
   if (dev >= 0) on_device(dev, name);
   if (!stream && names_stream) stream = array_stream;
-  if (!stream && torch_without_stream) read_torch_stream(dev);
+  if (!stream && torch_without_stream && dev >= 0) read_torch_stream(dev);
   add_device_array(ptr, elem, shape, strides.empty() ? nullptr : strides.data(), nb::cast<bool>(data[1]), name,
                    v);
 }

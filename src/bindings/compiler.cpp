@@ -218,6 +218,9 @@ void run_cuda(const Entry& e, ArgPack& pack) {
       err = e.error_fn();
       if (err.empty()) err = "The compiled function failed with status " + std::to_string(status);
     }
+    // The entry restores the thread's device as its CUDA runtime saw it; the copies back run in
+    // the call's device whatever that was (nothing to switch when it is current).
+    cuda::DeviceScope after(ordinal);
     for (size_t i = 0; i < pack.host_arrays.size(); ++i) {
       const auto& h = pack.host_arrays[i];
       if (status == 0 && (e.write_all || (h.index < e.written.size() && e.written[h.index])))

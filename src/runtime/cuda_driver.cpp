@@ -192,7 +192,9 @@ void load(Driver& driver) {
 
 Driver& driver_state() {
   static Driver* driver = [] {
-    auto* loaded = new Driver();  // never destroyed: other libraries' runtimes outlive statics
+    // Made in place (it holds a mutex) and never destroyed, so no CUDA call made while the
+    // process exits finds it gone.
+    auto* loaded = new Driver();
     load(*loaded);
     if (loaded->info.available) {
       loaded->primaries.reset(new std::atomic<CUcontext>[loaded->info.device_count]);
