@@ -130,8 +130,8 @@ const std::string& header_flag() {
   return flag;
 }
 
-std::shared_ptr<Entry> build_code(const std::string& code, const std::string& symbol,
-                                  const CompileOptions& opts) {
+// The include and library directories, flags and output options of a build of `opts`.
+jit::BuildFlags build_flags(const CompileOptions& opts) {
   jit::BuildFlags flags;
   flags.include_dirs = opts.includes;
   flags.include_dirs.push_back(g_include_dir);
@@ -139,6 +139,12 @@ std::shared_ptr<Entry> build_code(const std::string& code, const std::string& sy
   flags.extra_flags = opts.extra_flags;
   flags.extra_flags.push_back(header_flag());
   flags.write_output = opts.write_output;
+  return flags;
+}
+
+std::shared_ptr<Entry> build_code(const std::string& code, const std::string& symbol,
+                                  const CompileOptions& opts) {
+  jit::BuildFlags flags = build_flags(opts);
   jit::BuildResult built;
   {
     nb::gil_scoped_release release;
@@ -158,13 +164,7 @@ bool whole_cuda_build_requested() {
 }
 
 std::shared_ptr<Entry> build_cuda_entry(const Lowered& low, const CompileOptions& opts) {
-  jit::BuildFlags flags;
-  flags.include_dirs = opts.includes;
-  flags.include_dirs.push_back(g_include_dir);
-  flags.lib_dirs = opts.libs;
-  flags.extra_flags = opts.extra_flags;
-  flags.extra_flags.push_back(header_flag());
-  flags.write_output = opts.write_output;
+  jit::BuildFlags flags = build_flags(opts);
   // User flags are nvcc flags for the whole program, so they keep the one-source build; so does
   // PARPY_CUDA_BUILD=nvcc.
   bool two_part = opts.extra_flags.empty() && opts.libs.empty() && !whole_cuda_build_requested();
@@ -430,13 +430,7 @@ class StringFunction {
 
   // The one-source nvcc build (user code is CUDA C++ for nvcc, whatever it includes).
   std::shared_ptr<Entry> build_cuda_string(const std::string& code) {
-    jit::BuildFlags flags;
-    flags.include_dirs = opts_.includes;
-    flags.include_dirs.push_back(g_include_dir);
-    flags.lib_dirs = opts_.libs;
-    flags.extra_flags = opts_.extra_flags;
-    flags.extra_flags.push_back(header_flag());
-    flags.write_output = opts_.write_output;
+    jit::BuildFlags flags = build_flags(opts_);
     jit::BuildResult built;
     {
       nb::gil_scoped_release release;
