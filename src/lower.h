@@ -15,7 +15,7 @@ struct Lowered {
   std::string entry_symbol;  // extern "C" int32_t entry(void** args)
   std::vector<AbiParam> params;
   std::string error_symbol;          // GPU: extern "C" const char* error() with the last failure
-  std::vector<std::string> written;  // GPU: array parameters the code may write (SPEC A6)
+  std::vector<std::string> written;  // GPU: array parameters the code may write (copied back)
   std::string device_code, host_code;  // Cuda: `code` in two sources (see CudaProgram)
 };
 

@@ -112,7 +112,8 @@ def _parse(fun: Callable[..., Any], globals_: dict[str, Any], locals_: Any,
 
 
 def _caller_namespaces(depth: int) -> tuple[dict[str, Any], Any]:
-    """The globals and locals of the frame ``depth`` calls above our caller (SPEC B 1.2)."""
+    """The globals and locals of the frame ``depth`` calls above our caller, where names
+    resolve (docs/language.md, Names)."""
     frame = inspect.currentframe()
     caller = frame
     for _ in range(depth + 1):
@@ -180,8 +181,8 @@ def external(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declares the decorated function as ``ext_name`` of ``backend``, callable by its Python name
     in jit expressions; its parameters and return must be annotated with ``parpy.types``
-    (SPEC B 1.5). The generated code includes ``header`` when given. The decorated function
-    still runs its Python body when called from Python."""
+    (docs/language.md, Functions). The generated code includes ``header`` when given. The decorated
+    function still runs its Python body when called from Python."""
     frame = inspect.currentframe()
     caller = frame.f_back if frame is not None else None
     env_globals = caller.f_globals if caller is not None else {}
@@ -248,6 +249,7 @@ def clear_cache() -> None:
 def compile_string(fun_name: str, code: str, opts: CompileOptions = _default_opts) -> Any:
     """Builds ``code``, which defines ``extern "C" int32_t fun_name(...)`` in the generated
     calling convention (arrays as pointers, scalars by value, dicts expanded by sorted key),
-    and returns a callable ``inner(*args)`` (SPEC B 1.5). ``print_compiled`` output round-trips.
+    and returns a callable ``inner(*args)`` (docs/language.md, Arguments). ``print_compiled`` output
+    round-trips.
     """
     return _native.StringFunction(fun_name, code, opts)

@@ -1,6 +1,6 @@
-"""Buffers: arrays owned by a backend (SPEC B 1.12). On the Cpu backend a buffer is host memory
-shared with numpy without copies. On the Cuda backend it is device memory of parpy's own runtime
-(no torch, SPEC A11) or a wrapped ``__cuda_array_interface__`` array; both pass to jit functions
+"""Buffers: arrays owned by a backend (docs/language.md, Arguments). On the Cpu backend a buffer is
+host memory shared with numpy without copies. On the Cuda backend it is device memory of parpy's own
+runtime (no torch) or a wrapped ``__cuda_array_interface__`` array; both pass to jit functions
 without copies."""
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ class CpuBuffer(Buffer):
 
 
 class CudaBuffer(Buffer):
-    """Device memory of the Cuda backend (SPEC B 1.12).
+    """Device memory of the Cuda backend.
 
     ``buf`` is either the address (an int) of an allocation made by parpy's runtime on the
     current device, freed when the last view goes, or a wrapped ``__cuda_array_interface__``
@@ -263,7 +263,7 @@ class CudaBuffer(Buffer):
     def _deconstruct(self) -> None:
         try:
             if self.src is not None:
-                # SPEC B 1.12: the data goes back to the host array the buffer was made from.
+                # The data goes back to the host array the buffer was made from.
                 self.sync()
                 _native._cuda_copy_dtoh(_host_view(self.src).ctypes.data, self.ptr, self.size())
         finally:
@@ -311,7 +311,7 @@ class CudaBuffer(Buffer):
 
 
 def _host_view(t: Any) -> np.ndarray:
-    """``t``'s memory as a numpy array (no copy), checked as SPEC B 1.12 asks."""
+    """``t``'s memory as a numpy array (no copy): writable, C-contiguous, native byte order."""
     if not (isinstance(t, np.ndarray) or hasattr(t, "__array_interface__")
             or hasattr(t, "__array__") or _has_buffer(t)):
         raise ValueError("Buffer protocol not supported")
@@ -354,7 +354,8 @@ def _contiguous(shape: tuple[int, ...], strides: Any, itemsize: int) -> bool:
 
 
 def _device_interface(ai: dict[str, Any]) -> tuple[tuple[int, ...], DataType, int]:
-    """Shape, dtype and address from a ``__cuda_array_interface__``, checked as SPEC B 1.12 asks."""
+    """Shape, dtype and address from a ``__cuda_array_interface__`` of writable, unmasked,
+    C-contiguous memory."""
     data = ai.get("data")
     if data is None:
         raise ValueError("Buffer protocol not supported")

@@ -2,7 +2,7 @@
 
 Outside a jit function these behave like the numpy/builtin functions they name, so a decorated
 function still runs as ordinary Python. Inside compiled code the compiler gives them their
-parpy meaning (SPEC 2.5).
+parpy meaning (see docs/language.md).
 """
 
 from __future__ import annotations

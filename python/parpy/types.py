@@ -37,5 +37,5 @@ F64 = ElemSize.F64
 def pointer(ty: ElemSize) -> ExtType:
     """The type of a pointer to elements of type `ty`."""
     if not isinstance(ty, ElemSize):
-        raise RuntimeError(f"Provided type {ty} must be an ExtType.")  # noqa: TRY004 - SPEC 1.9
+        raise RuntimeError(f"Provided type {ty} must be an ExtType.")  # noqa: TRY004 - original's
     return ExtType.Pointer(ty)

@@ -324,7 +324,8 @@ void ArgPack::add_array(void* data, const char* fmt, Py_ssize_t itemsize, int nd
     v.shape.push_back(s);
   }
   if (ndim == 0) {
-    // A 0-dim array is a typed scalar: its value is part of the key (SPEC B 2.10).
+    // A 0-dim array is a typed scalar: its value is part of the key
+    // (docs/language.md, Scalars, 0-dimensional arrays and specialisation).
     uint64_t bits = 0;
     std::memcpy(&bits, data, static_cast<size_t>(itemsize));
     put_bytes(&bits, sizeof bits);
@@ -462,7 +463,8 @@ void ArgPack::add_device_scalar(void* data, ElemSize elem, int device, void* arr
   add_array(value, format_of(elem), elem_bytes(elem), 0, nullptr, nullptr, false, name, v);
 }
 
-// Every CUDA array of a call must be on one device: the call runs there (SPEC A14).
+// Every CUDA array of a call must be on one device: the call runs there
+// (docs/gpu.md, Data, streams and devices).
 void ArgPack::on_device(int dev, const std::string& name) {
   if (device < 0) {
     device = dev;
@@ -526,8 +528,9 @@ bool ArgPack::add_torch_cuda(PyObject* o, const std::string& name, ArgValue& v) 
   return true;
 }
 
-// SPEC A7: launch on the stream torch is working on, so the call is ordered with the caller's
-// torch work without a synchronisation. Asked once per call: one stream is used for the launch.
+// Launch on the stream torch is working on (docs/gpu.md, Data, streams and devices), so the call
+// is ordered with the caller's torch work without a synchronisation. Asked once per call: one
+// stream is used for the launch.
 void ArgPack::read_torch_stream(int dev) {
   if (torch_stream_read_) return;
   torch_stream_read_ = true;

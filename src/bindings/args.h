@@ -1,6 +1,6 @@
-// Argument marshalling of a jit call (SPEC B 1.13): one walk over the call's arguments builds the
-// specialisation key and the entry's argument vector, and on a cache miss describes them for the
-// compiler.
+// Argument marshalling of a jit call (docs/language.md, Arguments): one walk over the call's
+// arguments builds the specialisation key and the entry's argument vector, and on a cache miss
+// describes them for the compiler.
 #pragma once
 #include <nanobind/nanobind.h>
 
@@ -39,7 +39,7 @@ class ArgPack {
     size_t bytes;
   };
   std::vector<HostArray> host_arrays;
-  void* stream = nullptr;  // the stream of the first CUDA array argument that names one (SPEC A7)
+  void* stream = nullptr;  // the stream of the first CUDA array argument that names one
   // The CUDA device holding the array arguments (all on one, else add() raises); -1 where no
   // argument is a CUDA array, and the call runs on the thread's current device.
   int device = -1;

@@ -54,7 +54,7 @@ PyObject* exception_class(ErrorKind k) {
   }
 }
 
-// ---- Backend resolution (SPEC A1, B 1.11) ----
+// ---- Backend resolution (README, "Backends") ----
 
 const std::vector<CompileBackend>& available_backends() {
   static std::vector<CompileBackend> avail = [] {
@@ -109,7 +109,7 @@ struct Entry {
   EntryFn fn = nullptr;
   CudaEntryFn cuda_fn = nullptr;
   ErrorFn error_fn = nullptr;
-  std::vector<bool> written;  // by argv index: copy a host array back after the call (SPEC A6)
+  std::vector<bool> written;  // by argv index: copy a host array back after the call
   bool write_all = false;     // copy every host array back (hand-written code says nothing)
 };
 
@@ -195,8 +195,8 @@ std::shared_ptr<Entry> build_entry(const Function& fn, const std::vector<ArgValu
 }
 
 // Runs a CUDA entry on the device of its CUDA array arguments (the current device where there are
-// none): host arrays are copied to the device and back only if written (A6), on the stream of the
-// CUDA array arguments (A7); nothing else is synchronised.
+// none): host arrays are copied to the device and back only if written, on the stream of the CUDA
+// array arguments; nothing else is synchronised (docs/gpu.md, Data, streams and devices).
 void run_cuda(const Entry& e, ArgPack& pack) {
   nb::gil_scoped_release release;
   std::string err;
@@ -243,7 +243,7 @@ const CompileOptions& default_options() {
   return d;
 }
 
-// The native callable behind every @parpy.jit function (DESIGN principle 5).
+// The native callable behind every @parpy.jit function.
 class JitFunction {
  public:
   explicit JitFunction(const IrFunction& ir) : fn_(ir.fn) {}
@@ -374,9 +374,9 @@ ResolvedCall resolve_call(nb::handle v, bool strict) {
   return r;
 }
 
-// compile_string (SPEC B 1.5): user-written code in the generated calling convention. Cuda
-// source is built by nvcc as one program and run like a jit entry; since a hand-written program
-// does not say what it writes, every host array is copied back.
+// compile_string (docs/language.md, Arguments): user-written code in the generated calling
+// convention. Cuda source is built by nvcc as one program and run like a jit entry; since a
+// hand-written program does not say what it writes, every host array is copied back.
 class StringFunction {
  public:
   StringFunction(std::string name, std::string code, const CompileOptions& opts)

@@ -1,6 +1,6 @@
-// The CUDA runtime as parpy.buffer sees it (SPEC B 1.12, A11): device memory through parpy's own
-// driver loader, never torch. Every CudaError reaches Python as RuntimeError with its message
-// ("CUDA driver not available: ..." where there is no GPU).
+// The CUDA runtime as parpy.buffer sees it (docs/language.md, Arguments): device memory through
+// parpy's own driver loader, never torch. Every CudaError reaches Python as RuntimeError with its
+// message ("CUDA driver not available: ..." where there is no GPU).
 //
 // Addresses are Python ints. Copies and fills are synchronous: when one returns, the data is in
 // place for work on any stream, since a buffer does not know which stream will use it next.

@@ -1,4 +1,5 @@
-// The Python handle of an external declaration (SPEC B 1.5), stored in parpy._ext_decls.
+// The Python handle of an external declaration (docs/language.md, Functions), stored in
+// parpy._ext_decls.
 #pragma once
 #include "ir/ir.h"
 

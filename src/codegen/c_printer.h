@@ -20,13 +20,14 @@ class CPrinter {
   std::string int_literal(int64_t v, ElemSize e) const;
 
   std::string expr(const Expr& e);
-  // Locals are declared at the top of the function or loop body that scopes them (SPEC B 2.11).
+  // Locals are declared at the top of the function or loop body that scopes them
+  // (docs/language.md, Scoping).
   void declarations(const Block& b, int indent);
   void block(const Block& b, int indent);
   virtual void stmt(const Stmt& s, int indent);
   std::string loop_header(const Stmt& s) const;
   // A helper called in expressions, `<qualifiers> T name(params) { body }`: sequential code of one
-  // thread (SPEC B 2.9). Its name is already a C name.
+  // thread (docs/language.md, Functions). Its name is already a C name.
   void helper_function(const Function& f, const std::string& qualifiers);
   static std::string pad(int indent) { return std::string(indent * 2, ' '); }
 

@@ -43,7 +43,8 @@ class CpuPrinter : public CPrinter {
 
   std::string entry;
 
-  // A helper called in expressions: sequential code of one thread (SPEC B 2.9).
+  // A helper called in expressions: sequential code of one thread
+  // (docs/language.md, Functions).
   void helper(const Function& f) {
     bool saved = in_parallel_;
     in_parallel_ = true;  // its loops are sequential: no OpenMP pragmas

@@ -13,11 +13,12 @@ struct CpuProgram {
   std::string entry_symbol;  // extern "C" int32_t <entry_symbol>(void** args)
 };
 
-// Prints the parallel loop IR as C++ with OpenMP (SPEC A2). The outermost parallel loop of a
-// nest becomes `omp parallel for`, innermost parallel loops inside it `omp simd`, reductions
-// use OpenMP reduction clauses. Defines `extern "C" int32_t <name>(params...)` and a uniform
-// entry `<name>__parpy_entry(void** args)` reading each argument through a pointer. Helpers
-// called in expressions come first as `static inline` functions, after the externals' headers.
+// Prints the parallel loop IR as C++ with OpenMP (docs/language.md, Parallel semantics). The
+// outermost parallel loop of a nest becomes `omp parallel for`, innermost parallel loops inside
+// it `omp simd`, reductions use OpenMP reduction clauses. Defines `extern "C" int32_t
+// <name>(params...)` and a uniform entry `<name>__parpy_entry(void** args)` reading each argument
+// through a pointer. Helpers called in expressions come first as `static inline` functions, after
+// the externals' headers.
 CpuProgram print_cpu(const std::string& name, const std::vector<AbiParam>& params, const Block& body,
                      const Helpers& helpers = {});
 

@@ -21,8 +21,8 @@ struct CudaProgram {
 };
 
 // Prints a GPU program as CUDA C++: one __global__ function per kernel and an extern "C" entry
-// that runs the host code, launching kernels on the caller's stream (SPEC C.6, A7); and the same
-// split into a device and a host source.
+// that runs the host code, launching kernels on the caller's stream (docs/gpu.md, Data, streams
+// and devices); and the same split into a device and a host source.
 CudaProgram print_cuda(const GpuProgram& p);
 
 // For hand-written CUDA given to compile_string: the entry and error functions of a generated

@@ -11,7 +11,7 @@ namespace nb = nanobind;
 namespace parpy {
 namespace {
 
-// The parpy.operators objects that name builtins, matched by `==` (SPEC B 2.1).
+// The parpy.operators objects that name builtins, matched by `==` (docs/language.md, Names).
 enum class Builtin {
   None, Exp, Inf, Log, Min, Max, Abs, Cos, Sin, Sqrt, Tanh, Atan2, Sum, Prod,
   F16, F32, F64, I8, I16, I32, I64, U8, U16, U32, U64, Label, Gpu
@@ -132,7 +132,7 @@ class Converter {
     return s;
   }
 
-  // Whole-function errors point at the `def` line (SPEC A8).
+  // Whole-function errors point at the `def` line (docs/differences.md, Messages).
   Span def_span(nb::handle f) {
     Span s = span(f);
     s.end_line = s.line;
@@ -427,7 +427,7 @@ class Converter {
       if (b == Builtin::Inf) return float_lit(HUGE_VAL, sp);
       if (b != Builtin::None)
         fail(std::string("Unsupported use of builtin ") + builtin_name(b), sp);
-      // Global int, float and bool constants are captured at decoration (SPEC A9).
+      // Global int, float and bool constants are captured at decoration (docs/language.md, Names).
       if (k == "Name") {
         if (nb::isinstance<nb::bool_>(*v)) return bool_lit(nb::cast<bool>(*v), sp);
         if (nb::isinstance<nb::int_>(*v)) {

@@ -3,6 +3,7 @@
 
 namespace parpy {
 // Host code (outside parallel loops and gpu blocks) cannot touch GPU memory: any array access
-// there is an error (SPEC B 3.2, "Assignments are not allowed outside parallel code.").
+// there is an error, "Assignments are not allowed outside parallel code." (docs/gpu.md, Host code
+// and kernels).
 void check_host_code(const Block& b);
 }  // namespace parpy

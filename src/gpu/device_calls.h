@@ -1,4 +1,5 @@
-// Jit helpers and externals on a GPU backend: they are device functions (SPEC B 2.9, C.2.2).
+// Jit helpers and externals on a GPU backend: they are device functions
+// (docs/language.md, Functions).
 #pragma once
 #include <map>
 #include <string>
@@ -19,8 +20,8 @@ void check_device_calls(const Block& main_body, const Helpers& helpers);
 std::map<std::string, ParallelExternal> parallel_externals(const Helpers& helpers);
 
 // Gives the program its device functions and the headers of its externals, adds the arrays that
-// calls may write through pointer parameters to the ones copied back (SPEC A6), and keeps kernels
-// that pass pointers to calls scalar (no 128-bit variant).
+// calls may write through pointer parameters to the ones copied back (docs/gpu.md, Data, streams
+// and devices), and keeps kernels that pass pointers to calls scalar (no 128-bit variant).
 void attach_device_functions(GpuProgram& prog, const Block& main_body, const Helpers& helpers);
 
 }  // namespace parpy

@@ -105,13 +105,15 @@ class KernelBuilder {
   int64_t tpb_ = 1024, threads_ = 32, inner_blocks_ = 1, outer_ = 1;
   size_t k_ = 0;
   // The blocks of one inner layer form a thread-block cluster: they synchronise and reduce
-  // together through distributed shared memory, so the nest needs no split (SPEC C.3.5).
+  // together through distributed shared memory, so the nest needs no split (docs/gpu.md,
+  // Synchronisation and kernel splits; Reductions).
   bool cluster_ = false;
 
   std::string fresh(const std::string& base) { return "$" + base + std::to_string(counter_++); }
   std::string worker(size_t d) const { return "$w" + std::to_string(d); }
 
-  // ---- Locals computed on the GPU and used by later kernels (SPEC C.2.6, step 7) ----
+  // ---- Locals computed on the GPU and used by later kernels ----
+  // (docs/gpu.md, Host code and kernels)
   // `s = sum(x[:])` at the top level runs in a kernel; a later kernel that reads s loads it from
   // a one-element device array that the defining kernel stores to.
   std::map<std::string, std::string> device_locals_;  // local -> its device array
@@ -206,10 +208,10 @@ class KernelBuilder {
     });
   }
 
-  // ---- Parallel structure (SPEC C.2.3) ----
+  // ---- Parallel structure (docs/gpu.md, Grid and blocks) ----
   // The layers (thread counts, outer to inner) of siblings or branches must agree except for the
   // innermost one: the kernel runs the widest innermost layer, and each loop guards its own
-  // workers (README, the GPU mapping).
+  // workers (README, "Backends").
   std::vector<int64_t> unify(std::vector<int64_t> a, const std::vector<int64_t>& b, const Span& sp,
                              bool branches) {
     if (a.empty()) return b;
@@ -402,7 +404,8 @@ class KernelBuilder {
   Block make_kernels(const Stmt& root_in) {
     Stmt root = root_in;
     if (root->kind == StmtKind::WithGpu) {
-      // A gpu block is a parallel loop of one iteration and one worker (SPEC C.2.5).
+      // A gpu block is a parallel loop of one iteration and one worker
+      // (docs/gpu.md, Host code and kernels).
       root = for_loop("$gpu", ilit(0), ilit(1), 1, root->body, root->span);
       auto r = copy(root);
       r->par.nthreads = 1;
@@ -518,10 +521,10 @@ class KernelBuilder {
            print_expr(top[1]->body.back()->lhs) == print_expr(top[0]->lhs);
   }
 
-  // Launch order is the barrier between blocks (SPEC C.2.6): the body of a two-layer nest is cut
-  // after each inner parallel loop, every piece becomes a kernel over the same outer loop, and the
-  // locals the pieces share live in device memory, one element per outer iteration (A8: sized by
-  // the trip count).
+  // Launch order is the barrier between blocks (docs/gpu.md, Synchronisation and kernel
+  // splits): the body of a two-layer nest is cut after each inner parallel loop, every piece
+  // becomes a kernel over the same outer loop, and the locals the pieces share live in device
+  // memory, one element per outer iteration (sized by the outer loop's trip count).
   Block split(const Stmt& root_in) {
     // Locals that a piece of an earlier split loads from device memory (read_shared_once) are
     // loaded again by every piece of this one: only earlier kernels write that memory.

@@ -8,12 +8,13 @@
 namespace parpy {
 
 // An external declared with `parallelize=threads(n)`: a call to it is an innermost parallel layer
-// of n threads that all call the device function (README, the GPU mapping).
+// of n threads that all call the device function (README, "Backends").
 struct ParallelExternal {
   std::string name;  // Python name, for messages
   LoopPar par;
 };
-// Splits the parallel loop IR into host code and kernels (SPEC C.2, avoiding C.8's faults):
+// Splits the parallel loop IR into host code and kernels (docs/gpu.md, Host code and kernels; Grid
+// and blocks):
 // each outermost parallel loop or gpu block becomes one kernel; its innermost parallel layer
 // maps to threads (and blocks when it exceeds tpb), outer layers to blocks through one linear
 // block index; loops become grid-stride loops over their workers, with the step honoured;

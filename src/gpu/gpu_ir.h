@@ -42,7 +42,7 @@ struct GpuProgram {
   std::vector<Kernel> kernels;
   std::vector<Scratch> scratch;
   Block host;  // scalar host code; `call_stmt(call(kernel.name, args))` launches a kernel
-  std::vector<std::string> written;  // array parameters the program may write (SPEC A6)
+  std::vector<std::string> written;  // array parameters the program may write (copied back)
   bool use_graphs = false;  // the entry replays a CUDA graph of the host code's launches
   // Device functions the kernels call (jit helpers, callees first; name = C name), and the
   // headers of the externals they and the kernels call.

@@ -166,8 +166,8 @@ struct Param {
 
 enum class CompileBackend : uint8_t;  // ir/options.h
 
-// A function declared with parpy.external (SPEC B 1.5): called by its Python name in jit
-// expressions, printed as a call to `ext_name`.
+// A function declared with parpy.external (docs/language.md, Functions): called by its Python
+// name in jit expressions, printed as a call to `ext_name`.
 struct ExternalDecl {
   std::string name;      // Python name
   std::string ext_name;  // symbol called by the generated code
@@ -190,8 +190,9 @@ struct Function {
   Span span;  // the def line
   Type ret = Type::void_();
   // Callees of expression-level calls, resolved when this function was decorated, so that
-  // redefining a helper later does not change it (SPEC B 2.9). Externals: one per backend. Keyed
-  // by the calls' names: the callee's source text (`step`, `mod.step`), unique per callee.
+  // redefining a helper later does not change it (README, "Helper functions and externals").
+  // Externals: one per backend. Keyed by the calls' names: the callee's source text (`step`,
+  // `mod.step`), unique per callee.
   std::map<std::string, FunctionRef> helpers = {};
   std::map<std::string, std::vector<ExternalRef>> externals = {};
 };

@@ -27,7 +27,9 @@ struct CompileOptions {
   std::vector<std::string> includes;
   std::vector<std::string> libs;
   std::vector<std::string> extra_flags;
-  // Ours (SPEC A5): allow fast, less accurate transcendental functions.
+  // parpy's own option (not in the original library), meant to allow fast, less accurate
+  // transcendental functions. No backend reads it yet: math functions are always the accurate
+  // versions (docs/language.md, Types).
   bool fast_math = false;
 
   // Debug form listing every field, e.g. "CompileOptions { parallelize: {...}, ... }".

@@ -7,7 +7,8 @@
 #include "jit/host_compiler.h"
 
 // nvcc as the CUDA toolchain of the v1 JIT path: the whole generated .cu (host code + kernels)
-// is built into one shared library (SPEC B 1.14). Found at run time, never needed to build parpy.
+// is built into one shared library (README, "Backends"). Found at run time, never needed to
+// build parpy.
 namespace parpy::cuda {
 
 struct NvccInfo {

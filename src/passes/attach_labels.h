@@ -2,6 +2,7 @@
 #include "ir/ir.h"
 
 namespace parpy {
-// Moves each run of label statements onto the next statement of its block (SPEC B 2.3).
+// Moves each run of label statements onto the next statement of its block
+// (docs/language.md, Labels).
 Block attach_labels(const Block& b);
 }  // namespace parpy

@@ -2,8 +2,8 @@
 #include "ir/ir.h"
 
 namespace parpy {
-// Folds operations on literals with Python semantics (// and % floor, SPEC A5), literal
-// conditions of `if` expressions and statements, and conversions of literals.
+// Folds operations on literals with Python semantics (// and % floor; docs/language.md, Types),
+// literal conditions of `if` expressions and statements, and conversions of literals.
 Expr constant_fold(const Expr& e);
 Block constant_fold(const Block& b);
 

@@ -14,7 +14,7 @@ namespace parpy {
 struct Callee {
   std::string name;          // Python name, for messages
   bool external = false;
-  LoopPar par;               // externals: the declared parallelize (SPEC B 2.9)
+  LoopPar par;               // externals: the declared parallelize (docs/language.md, Functions)
   std::vector<bool> writes;  // per parameter: a pointer the callee may write through
 };
 
@@ -28,7 +28,7 @@ struct Helpers {
 
 // Lowers the jit helpers called in expressions (transitively, each Function once) and resolves
 // the externals declared for opts.backend; one declared for another backend stays unresolved,
-// so the call is reported as unknown (SPEC B 2.9). Helpers must not contain parallel code.
+// so the call is reported as unknown. Helpers must not contain parallel code.
 Helpers lower_helpers(const Function& main, const CompileOptions& opts);
 
 // The arrays (and pointer parameters) that typed code `b` may write: stored to, or passed to a

@@ -5,8 +5,9 @@
 #include "ir/ir.h"
 
 namespace parpy {
-// Turns slice statements into loops (SPEC B 2.7, with A8's right-aligned broadcasting and
-// negative bounds) and slice reductions into a neutral-element init plus a `_reduce` loop (2.8).
+// Turns slice statements into loops (docs/language.md, Indexing and slicing: numpy's right-aligned
+// broadcasting, negative bounds) and slice reductions into a neutral-element init plus a
+// `_reduce` loop (same doc, Reductions).
 // `shapes` gives the shape of every array variable.
 Block lower_slices(const Block& b, const std::map<std::string, std::vector<int64_t>>& shapes);
 

@@ -146,7 +146,7 @@ class Specializer {
     });
   }
 
-  // A dict parameter has no value of its own: only d["key"] is meaningful (SPEC B 2.6).
+  // A dict parameter has no value of its own: only d["key"] is meaningful.
   void check_dicts_only_indexed(const Block& b) {
     std::function<void(const Expr&)> check = [&](const Expr& e) {
       if (!e) return;

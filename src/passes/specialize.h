@@ -32,10 +32,12 @@ struct Specialized {
 std::vector<AbiParam> abi_params(const std::vector<std::string>& names, const std::vector<ArgValue>& args,
                                  const CompileOptions& opts);
 
-// Errors unless a label of opts.parallelize or a `with parpy.gpu` block appears (SPEC B 3.1).
+// Errors unless a label of opts.parallelize or a `with parpy.gpu` block appears
+// (docs/language.md, Labels).
 void ensure_parallelism(const Function& f, const CompileOptions& opts);
 
-// Substitutes every scalar argument as a literal and types the array parameters (SPEC B 2.10).
+// Substitutes every scalar argument as a literal and types the array parameters
+// (docs/language.md, Scalars, 0-dimensional arrays and specialisation).
 Specialized specialize(const Function& f, const std::vector<ArgValue>& args,
                        const CompileOptions& opts);
 

@@ -38,7 +38,7 @@ class TypeChecker {
     declared_ret_ = std::move(declared);
   }
 
-  // The helper's result: the declared type, else the common type of its returns (SPEC B 2.9).
+  // The helper's result: the declared type, else the common type of its returns.
   Type result_type(const Span& def_span) {
     if (declared_ret_) return *declared_ret_;
     if (returns_.empty()) return Type::void_();
@@ -122,7 +122,7 @@ class TypeChecker {
     if (!e->ty.is_scalar()) type_fail(what, e->span);
   }
 
-  // The common type of two scalar operands (SPEC B 2.6 with A4).
+  // The common type of two scalar operands (docs/language.md, Types).
   ElemSize unify(Expr& a, Expr& b, const Span& sp) {
     ElemSize A = a->ty.elem, B = b->ty.elem;
     ElemSize r;
@@ -286,7 +286,7 @@ class TypeChecker {
       case ReduceOp::Max: case ReduceOp::Min: {
         bool mx = op == ReduceOp::Max;
         if (is_float(t)) return float_lit(mx ? -HUGE_VAL : HUGE_VAL, sp, false, t);
-        // Integer max/min start from the type's minimum/maximum (SPEC A8).
+        // Integer max/min start from the type's minimum/maximum (docs/language.md, Reductions).
         int64_t lo = 0, hi = 0;
         switch (t) {
           case ElemSize::I8: lo = INT8_MIN; hi = INT8_MAX; break;
@@ -424,7 +424,7 @@ class TypeChecker {
     std::vector<Expr> args{target};
     for (size_t k = 0; k < n; ++k) {
       const Expr& ix = e->args[k + 1];
-      // Slices are lowered in the main function only (SPEC B 2.7).
+      // Slices are lowered in the main function only.
       if (ix->kind == ExprKind::Slice)
         fail("Slice expressions are not supported in functions called from expressions", ix->span);
       Expr t = index_expr(ix);

@@ -7,7 +7,8 @@
 #include "ir/options.h"
 
 namespace parpy {
-// What an expression-level call resolves to: a lowered jit helper or an external (SPEC B 2.9).
+// What an expression-level call resolves to: a lowered jit helper or an external
+// (docs/language.md, Functions).
 struct CallTarget {
   std::string c_name;       // the function the generated code calls
   std::vector<Type> params;  // declared parameter types (scalars or pointers)
@@ -15,10 +16,11 @@ struct CallTarget {
 };
 using CallTargets = std::map<std::string, CallTarget>;  // by call name (Function::helpers)
 
-// Types every expression, applies the unification rules of SPEC B 2.6 with A4's weak literals
-// (inserting conversions), resolves neutral elements, marks defining assignments and enforces
-// the scoping of 2.11. `params` gives the type of every array parameter; `calls` the targets of
-// the calls made in expressions (calls are renamed to their target's c_name).
+// Types every expression, applies the type rules of docs/language.md, Types (Python numbers are
+// weakly typed; conversions are inserted), resolves neutral elements, marks defining assignments
+// and enforces the rules of its Scoping section. `params` gives the type of every array
+// parameter; `calls` the targets of the calls made in expressions (calls are renamed to their
+// target's c_name).
 Block typecheck(const Block& b, const std::map<std::string, Type>& params, const CompileOptions& opts,
                 const std::string& fun_name, const CallTargets& calls = {});
 

@@ -6,7 +6,7 @@
 #include <string>
 
 // The CUDA driver API, loaded at run time with dlopen("libcuda.so.1") so that parpy builds and
-// imports on machines without CUDA (DESIGN.md principle 6). No cuda.h is needed to build this.
+// imports on machines without CUDA (README, "Backends"). No cuda.h is needed to build this.
 //
 // Context rule: every call below first makes device 0's primary context current on the calling
 // thread if no context is current there (see ensure_context), so memory from alloc() is the same

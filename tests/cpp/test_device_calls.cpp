@@ -1,4 +1,4 @@
-// Unit tests of jit helpers and externals on the Cuda backend (SPEC B 2.9, C.2.2, C.6.1):
+// Unit tests of jit helpers and externals on the Cuda backend (docs/language.md, Functions):
 // lower_helpers' callee facts, check_device_calls' errors, the arrays written through calls,
 // and the __device__ functions and headers in the printed CUDA. No GPU is needed.
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// Unit tests of the GPU lowering (SPEC C.2-C.4, A8): extract_kernels' grid mapping, kernels and
+// Unit tests of the GPU lowering (docs/gpu.md): extract_kernels' grid mapping, kernels and
 // splitting, reductions, narrowing and barriers, parallel-structure errors, check_host_code, and
 // the CUDA printer's fixed parts. No GPU is needed: the tests inspect the GpuProgram and the text.
 #include <gtest/gtest.h>
@@ -119,7 +119,7 @@ Function nest(int64_t rows, int64_t m) {
 }
 
 // =============================================================================================
-// Grid mapping (SPEC C.2.3-C.2.4, A8)
+// Grid mapping (docs/gpu.md, Grid and blocks)
 
 struct OneLoopCase {
   int64_t n, tpb, threads, blocks;
@@ -187,7 +187,8 @@ TEST(GpuGrid, GridStrideLoopOverWorkers) {
 }
 
 TEST(GpuGrid, StepIsHonouredInTheStart) {
-  // SPEC C.8.2 fixed (A8): for i in range(3, 1000, 2) with 64 workers starts at 3 + 2*w, step 128.
+  // The step is honoured in the start (the original library left it out): for i in
+  // range(3, 1000, 2) with 64 workers starts at 3 + 2*w, step 128.
   GpuProgram p = gpu_program(copy_loop(3, 1000, 2), {f32({1000}), f32({1000})}, cuda_opts({{"N", threads(64)}}));
   ASSERT_EQ(p.kernels.size(), 1u);
   const Stmt& loop = p.kernels[0].body.back();
@@ -298,7 +299,7 @@ TEST(GpuGrid, HostLoopAroundLaunchPassesTheIndex) {
 }
 
 // =============================================================================================
-// with parpy.gpu (SPEC C.2.5)
+// with parpy.gpu (docs/gpu.md, Host code and kernels)
 
 TEST(GpuContext, TopLevelGpuBlockIsOneBlockKernel) {
   Function f = fn("f", {"x"}, {with_gpu({A(S("x", {I(0)}), F(1.0)), A(S("x", {I(1)}), F(2.0))}, sp())});
@@ -358,7 +359,7 @@ TEST(GpuHostCode, ThroughLowerPointsAtTheSubscript) {
 }
 
 // =============================================================================================
-// Reductions (SPEC C.3)
+// Reductions (docs/gpu.md, Reductions)
 
 TEST(GpuReduce, BlockReduction) {
   auto opts = cuda_opts({{"O", threads(100)}, {"R", reduce_threads(128)}});
@@ -473,7 +474,7 @@ TEST(GpuReduce, F16AccumulatesInF32) {
 }
 
 // =============================================================================================
-// Narrowing and barriers (SPEC C.4)
+// Narrowing and barriers (docs/gpu.md, Synchronisation and kernel splits)
 
 void expect_no_adjacent_barriers(const GpuProgram& p) {
   for (const auto& k : p.kernels)
@@ -564,7 +565,7 @@ TEST(GpuSync, NoBarriersInsideThreadParallelCode) {
 }
 
 // =============================================================================================
-// Splitting kernels (SPEC C.2.6, A8)
+// Splitting kernels (docs/gpu.md, Synchronisation and kernel splits)
 
 TEST(GpuSplit, TwoWideInnerLoopsBecomeSeveralKernelsWithScratchForSharedLocal) {
   // for i in range(10) [O]: s = x[i, 0]; for j (4096) [P]: y[i, j] = x[i, j] + s;
@@ -661,7 +662,7 @@ TEST(GpuSplit, ThreeLevelNestWithTwoWideInnerLoopsInTheMiddleLoopFails) {
 }
 
 // =============================================================================================
-// Parallel structure errors (SPEC C.2.3, 4D)
+// Parallel structure errors (docs/gpu.md, Grid and blocks)
 
 // Siblings whose innermost loops ask for different thread counts share one kernel as wide as the
 // widest; the narrower loop guards its threads, and the barrier after it and the block reduction
@@ -785,7 +786,7 @@ TEST(GpuStructure, TpbAbove1024) {
 }
 
 // =============================================================================================
-// CUDA text (SPEC C.6.1, A7)
+// CUDA text (docs/differences.md, Generated code and runtime)
 
 TEST(GpuCudaText, Fp16HeaderOnlyWhenF16Appears) {
   std::string f32code = cuda_code(copy_loop(0, 64), {f32({64}), f32({64})}, cuda_opts({{"N", threads(64)}}));

@@ -362,7 +362,8 @@ TEST_F(RenderTest, MultiLineSpan) {
 }
 
 TEST_F(RenderTest, MultiLineSpanUsesAbsoluteColumnDifference) {
-  // SPEC 4A: |end.col - start.col| carets, columns of different lines compared.
+  // As the original library renders errors: |end.col - start.col| carets, columns of different
+  // lines compared.
   CompileError err(ErrorKind::Runtime, "m", at(2, 10, 3, 4, path_));
   EXPECT_EQ(err.render(), "m\n\nOn lines 2-3 of file " + path_ + ":\ndef f(x):\n    y = x[0] + z\n" +
                               std::string(10, ' ') + "^^^^^^\n");

@@ -78,7 +78,7 @@ TEST(ConstantFold, FoldsNegativeFloorDivAndModOnLiterals) {
   Expr r2 = constant_fold(binop(BinOp::Mod, I(7), I(-2), sp()));
   ASSERT_EQ(r2->kind, ExprKind::Int);
   EXPECT_EQ(r2->ival, -1);
-  // `/` on two ints is C division (SPEC 2.4): truncates.
+  // `/` on two ints is C division (docs/language.md, Types): truncates.
   Expr d = constant_fold(binop(BinOp::Div, I(-7), I(2), sp()));
   ASSERT_EQ(d->kind, ExprKind::Int);
   EXPECT_EQ(d->ival, -3);
@@ -843,7 +843,7 @@ TEST(Typecheck, ForLoopScoping) {
                        "Found reference to unknown variable t");
   EXPECT_COMPILE_ERROR(tc({For("i", 0, 10, {}), A(S("x", {I(0)}), V("i"))}, p), Name,
                        "Found reference to unknown variable i");
-  // Definitions in `if` bodies stay visible (SPEC 2.11).
+  // Definitions in `if` bodies stay visible (docs/language.md, Scoping).
   EXPECT_NO_THROW(tc({if_stmt(binop(BinOp::Lt, I(1), I(2), sp()), {A(V("t"), F(1.0))}, {}, sp()),
                       A(S("x", {I(0)}), V("t"))},
                      p));

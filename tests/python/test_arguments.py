@@ -1,4 +1,5 @@
-"""Argument kinds of a jit call (SPEC B 1.13 with A8/A11) and compile_string, on the Cpu backend."""
+"""Argument kinds of a jit call and compile_string (docs/language.md, Arguments), on the Cpu
+backend."""
 
 import array
 
@@ -70,7 +71,8 @@ def test_parpy_buffers_and_typed_scalars():
     y = parpy.buffer.zeros((64,), parpy.types.F32, CPU)
     scale(parpy.buffer.from_array(x, CPU), y, np.float32(3.0), 64, opts=OPTS)
     np.testing.assert_allclose(y.numpy(), np.float32(3.0) * x)
-    # A 0-dim array keeps its dtype (SPEC B 1.13): an int16 scale times int16 data stays int16.
+    # A 0-dim array keeps its dtype (docs/language.md, Arguments): an int16 scale times int16 data
+    # stays int16.
     xi = np.arange(64, dtype=np.int16)
     yi = np.zeros(64, dtype=np.int16)
     scale(xi, yi, np.array(3, dtype=np.int16), 64, opts=OPTS)

@@ -381,7 +381,8 @@ def test_gpu_local_used_by_a_later_kernel_runs():
 
 @needs_gpu
 def test_numpy_inputs_not_written_are_not_copied_back():
-    # x is only read: a concurrent change to the host copy must survive the call (SPEC A6).
+    # x is only read: a concurrent change to the host copy must survive the call
+    # (docs/gpu.md, Data, streams and devices).
     N = 1000
     x, y = rand(N), rand(N)
     x_before = x.copy()

@@ -1,7 +1,8 @@
-"""parpy.buffer on the Cuda backend (SPEC B 1.12, A11: memory through parpy's own runtime, no
-torch), jit calls on Cuda buffers, and the torch CUDA tensor fast path of the call, which must
-agree with the __cuda_array_interface__ path in key and errors and launch on torch's current
-stream (SPEC A7). Everything here needs a GPU; test_buffer.py covers what does not."""
+"""parpy.buffer on the Cuda backend (docs/language.md, Arguments: memory through parpy's own
+runtime, no torch), jit calls on Cuda buffers, and the torch CUDA tensor fast path of the call,
+which must agree with the __cuda_array_interface__ path in key and errors and launch on torch's
+current stream (docs/gpu.md, Data, streams and devices). Everything here needs a GPU; test_buffer.py
+covers what does not."""
 
 import gc
 
@@ -252,7 +253,8 @@ def test_torch_fast_path_other_tensors():
 
 @pytest.mark.parametrize("subclass", [False, True], ids=["tensor", "parameter"])
 def test_launch_follows_torch_current_stream(subclass):
-    # SPEC A7: on a side stream, the kernel must wait for the torch work queued before it there.
+    # On a side stream, the kernel must wait for the torch work queued before it there
+    # (docs/gpu.md, Data, streams and devices).
     # If parpy launched on the legacy stream instead, it would run during the sleep and read 0s.
     # A Parameter takes the interface path, which must pick the same stream.
     torch = pytest.importorskip("torch")

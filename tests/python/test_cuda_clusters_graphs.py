@@ -56,7 +56,8 @@ M32 = np.zeros((100, 3000), np.float32)
 
 
 def test_cluster_kernel_is_one_kernel_with_cluster_dims():
-    # SPEC C.2.4: inner threads(4096).tpb(512) is a cluster of 8 blocks per row, in one kernel.
+    # Inner threads(4096).tpb(512) is a cluster of 8 blocks per row, in one kernel
+    # (docs/gpu.md, Synchronisation and kernel splits).
     code = parpy.print_compiled(softmax, [M32, M32, 100, 3000], opts_for(rows(4096), clusters=True))
     assert "__cluster_dims__(8, 1, 1)" in code
     assert kernels(code) == 1

@@ -400,7 +400,7 @@ def arith_float(x, y, out, lt, N):
 
 @parpy.jit
 def powers(x32, x64, k8, k64, N):
-    # ** takes F32 and F64 (SPEC B 2.6) and, with A5, integers.
+    # ** takes F32, F64 and integers (docs/language.md, Types).
     parpy.label("N")
     for i in range(N):
         x32[i] = x32[i] ** 2.5 + x32[i] ** x32[i]

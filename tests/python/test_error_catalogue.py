@@ -1,22 +1,22 @@
 # The jit bodies below are deliberately invalid Python-subset code.
 # ruff: noqa: F841
-"""SPEC B 4B-4D error catalogue: every message, where it is tested or why the Cpu backend cannot
-produce it. Tests not listed elsewhere are in this file (exact text, line and caret, found through
-``# @tag`` comments as in test_errors.py).
+"""The original library's error catalogue: every message, where it is tested or why the Cpu
+backend cannot produce it. Tests not listed elsewhere are in this file (exact text, line and
+caret, found through ``# @tag`` comments as in test_errors.py).
 
 Abbreviations: E = test_errors.py, F = test_functions.py, X = test_externals.py, T = test_types.py,
 P = test_programs.py, A = test_arguments.py, O = test_api_objects.py, C = this file,
 CPP = tests/cpp/test_passes.cpp (text only).
 
-4B. Decoration time
+Decoration time
   Unsupported unary expression <op> ............ E::test_unary_plus
   Unsupported binary operation: <op> ........... E::test_matmul_operator, test_is_operator, test_in_operator
   Unsupported boolean operator: <op> ........... unreachable: Python's ast.BoolOp has only And/Or, both supported
   Unknown built-in operator <expr> ............. unreachable: builtins are matched against a fixed table of all
                                                  parpy.operators objects, each mapped to an IR node; a value
                                                  that matches none is a variable (Name) or "Unsupported expression"
-  Failed to identify built-in operator ... ..... unreachable: per SPEC 2.1 a failed evaluation means "not a
-                                                 builtin" (exceptions from eval/== are caught), never an error
+  Failed to identify built-in operator ... ..... unreachable: a failed evaluation means "not a builtin"
+                                                 (exceptions from eval/== are caught), never an error
   Unsupported parameter type annotation ........ E::test_unsupported_parameter_annotation
   Expected integer literal value for 'axis' .... E::test_axis_not_literal
   Unsupported keyword argument in call: <kw> ... E::test_unsupported_keyword_argument, C::test_axis_keyword_on_user_function
@@ -60,23 +60,25 @@ CPP = tests/cpp/test_passes.cpp (text only).
   External declaration parameters must be annotated with types.  X::test_unannotated_external_parameter,
                                                  test_external_parameter_with_python_type
   Unsupported return type annotation on external function  X::test_missing_external_return_type
-  1.5 backend/target errors of externals ....... X::test_cuda_host_external, test_metal_parallel_host_external,
+  Backend/target errors of externals ........... X::test_cuda_host_external, test_metal_parallel_host_external,
                                                  test_auto_backend_external
 
-4C. Call time
-  Python side (1.3, 1.11, 1.12, 1.13):
-    Missing required keyword argument opts ..... not applicable: A3 makes opts optional (P::test_opts_omitted_uses_defaults)
-    opts of the wrong type (A3 TypeError) ...... P::test_wrong_opts_type
+Call time
+  Python side (calls, backends, buffers, arguments):
+    Missing required keyword argument opts ..... not applicable: opts is optional (docs/differences.md;
+                                                 P::test_opts_omitted_uses_defaults)
+    opts of the wrong type (TypeError) ......... P::test_wrong_opts_type
     Received unsupported keyword arguments ..... P::test_unknown_keyword
     Found no enabled GPU backends / Specified backend ... is not available  O::test_resolve, test_resolve_none_available
-    Found multiple supported GPU backends ...... not applicable: A1 (Auto takes the first enabled backend)
+    Found multiple supported GPU backends ...... not applicable: Auto takes the first enabled backend
+                                                 (docs/differences.md)
     Argument/Dictionary argument errors ........ A::test_argument_errors, P::test_wrong_argument_count
     Argument <i> is a CUDA array ... ........... C::test_cuda_array_on_cpu_backend
-    Buffer errors (1.12) ....................... test_buffer.py, O::test_data_type_errors
+    Buffer errors .............................. test_buffer.py, O::test_data_type_errors
   Expected <f> to be a function definition, but it is an external function declaration  C::test_print_compiled_of_external
   ...does not contain any parallelism... ....... E::test_no_parallelism, test_module_level_function_no_parallelism_points_at_def
   TypeError Function <f> expected n arguments but received m  E::test_wrong_argument_count_at_call, P::test_wrong_argument_count
-  TypeError Argument <repr> has unsupported type <type>  unreachable: argument conversion (1.13) rejects every
+  TypeError Argument <repr> has unsupported type <type>  unreachable: argument conversion rejects every
                                                  unsupported kind first with RuntimeError "Argument #i has unsupported
                                                  type <type>" (A::test_argument_errors); specialisation sees only
                                                  converted arguments
@@ -98,7 +100,7 @@ CPP = tests/cpp/test_passes.cpp (text only).
     Cannot coerce non-literal tuple value ...... unreachable: a tuple outside an index is rejected first with "Tuples
                                                  are not allowed outside of indexing" (C::test_tuple_outside_indexing)
     Cannot coerce expression e of type A to type B  unreachable: our coercions of scalars of another kind report the
-                                                 SPEC 2.6 text "Expected element of type X, found incompatible ..."
+                                                 original's text "Expected element of type X, found incompatible ..."
     Cannot unify incompatible tensor types A and B.  unreachable: tensors are never unified; conditional expressions
                                                  reject tensors ("Unsupported type T of conditional expression") and
                                                  pointer parameters report "Cannot unify incompatible types"
@@ -122,7 +124,7 @@ CPP = tests/cpp/test_passes.cpp (text only).
     Invalid type T of floating-point arithmetic operation  C::test_pow_on_f16
     Invalid type T of boolean operation ........ C::test_boolean_operation_on_floats
     Invalid type T of bitwise operation ........ C::test_bitwise_operation_on_floats
-    Invalid type T of boolean comparison operation  unreachable: SPEC 2.6 lets comparisons take any two unifiable
+    Invalid type T of boolean comparison operation  unreachable: comparisons take any two unifiable
                                                  scalars (bools included); non-unifiable operands fail first with
                                                  "Incompatible element types", non-scalars with "Binary operator not
                                                  supported for non-scalar tensors"
@@ -142,7 +144,7 @@ CPP = tests/cpp/test_passes.cpp (text only).
     Unsupported type T of conditional expression  C::test_conditional_expression_of_tensors
     Found incompatible types in function call:\n...  F::test_incompatible_argument_type, X::test_external_argument_type
     Unknown return type of function f .......... unreachable: a helper without return statements has result type
-                                                 void (SPEC 2.9), so its result type is always known
+                                                 void, so its result type is always known
     Parameters ... of function f have unknown type.  F::test_unannotated_parameters (no location)
     Found conflicting types of return statements  F::test_conflicting_return_types
     Failed to find neutral element ... ......... unreachable: sum/prod/min/max have neutral elements for every numeric
@@ -168,12 +170,12 @@ CPP = tests/cpp/test_passes.cpp (text only).
     Invalid number of arguments of builtin ..... unreachable: argument counts are checked at decoration ("Unsupported
                                                  use of builtin f with n args.")
     Reduction operation must be applied to the whole right-hand side ...  unreachable: a reduction that is not the whole
-                                                 right-hand side gets the SPEC 2.8 message "Found reduction operation
+                                                 right-hand side gets the message "Found reduction operation
                                                  <f> in unsupported position..." (E::test_reduction_in_unsupported_position)
     Received too many indices (n indices for a tensor of d dimensions).  C::test_slice_subscript_too_many_indices
     The called function <main> cannot return a value  E::test_return_in_main_function
 
-4D. IR translation and GPU lowering
+IR translation and GPU lowering
   Encountered standalone string type ... ....... unreachable: type checking rejects a string first with "String literal
                                                  may only be used in dict lookups" (C::test_string_literal_outside_dict_lookup)
   Encountered standalone tuple type ... ........ unreachable: "Tuples are not allowed outside of indexing" first
@@ -193,14 +195,15 @@ CPP = tests/cpp/test_passes.cpp (text only).
   Found unsupported function call to f ......... unreachable: calls are resolved at decoration and type checking
                                                  ("Call to unknown function f")
   Found label without associated statement ..... unreachable: "Found labels not associated with any statement" at decoration
-  label conflict (2.3) ......................... E::test_label_conflict
-  tpb errors (3.3):
+  label conflict ............................... E::test_label_conflict
+  tpb errors:
     Found inconsistent threads per block a and b among labels ...  C::test_inconsistent_tpb_among_labels
     Found inconsistent requests on the number of threads per block / number of threads per block: a != b
-                                                 unreachable on Cpu: GPU grid mapping (src/gpu); Cpu ignores tpb (A2)
-  parallel-structure and branch errors (3.3) ... unreachable on Cpu: GPU kernel extraction only (src/gpu); OpenMP
+                                                 unreachable on Cpu: GPU grid mapping (src/gpu); Cpu ignores tpb
+                                                 (docs/language.md, Parallel semantics)
+  parallel-structure and branch errors ......... unreachable on Cpu: GPU kernel extraction only (src/gpu); OpenMP
                                                  needs no uniform structure
-  Reductions (3.4):
+  Reductions:
     Reduction for-loop must contain a single statement.  E::test_reduction_loop_with_two_statements
     Reduction for-loop statement must be an assignment.  C::test_reduction_statement_not_an_assignment
     RHS of reduction statement should be a binary operation.  C::test_reduction_rhs_not_binary
@@ -219,8 +222,9 @@ CPP = tests/cpp/test_passes.cpp (text only).
   Code generation:
     Found parallel code outside main function definition ...  F::test_parallel_code_in_helper
     Memory allocation is not supported in parallel code.  unreachable: the accepted subset has no allocation
-    Assignments are not allowed outside parallel code. (CUDA)  unreachable on Cpu (A2; P::test_seed_sums checks it on Cuda)
-  Backend TypeErrors (3.5: tanh/atan2 on CUDA, Metal f64/pointers/structs)  unreachable on Cpu: CUDA/Metal only
+    Assignments are not allowed outside parallel code. (CUDA)  unreachable on Cpu, where host code may write
+                                                 arrays (P::test_seed_sums checks it on Cuda)
+  Backend TypeErrors (tanh/atan2 on CUDA, Metal f64/pointers/structs)  unreachable on Cpu: CUDA/Metal only
 """
 
 import math
@@ -290,7 +294,7 @@ CALL_HINT = (
 )
 
 
-# ===== 4B: decoration time =====================================================================
+# ===== Decoration time =========================================================================
 
 
 def test_unsupported_call_target_in_expression():
@@ -341,11 +345,12 @@ def test_lambda_is_not_a_function_definition():
     assert str(e.value) == loc(msg, "lambda_def", "f = parpy.jit(lambda x: x)")
 
 
-# ===== 4C: call time, Python side and specialisation ===========================================
+# ===== Call time, Python side and specialisation ===============================================
 
 
 def test_cuda_array_on_cpu_backend():
-    # Call time (argument conversion, SPEC B 1.13 with A8: the real backend is printed).
+    # Call time (argument conversion): the message prints the real backend, where the original
+    # printed a placeholder (docs/differences.md, Messages).
     @parpy.jit
     def f(x):
         with parpy.gpu:
@@ -366,7 +371,7 @@ def test_print_compiled_of_external():
     assert str(e.value) == msg
 
 
-# ===== 4C: TypeErrors of shape and type checking ===============================================
+# ===== Call time: TypeErrors of shape and type checking ========================================
 
 
 def test_expected_element_of_type_in_assignment():
@@ -723,7 +728,7 @@ def test_string_index_on_array():
     assert _typecheck_error(f, [f32(4)]) == loc(msg, "str_index", 'x["b"]')
 
 
-# ===== 4C: RuntimeErrors of slice lowering (SPEC B 2.7, 2.8) ===================================
+# ===== Call time: RuntimeErrors of slice lowering ==============================================
 
 
 def _slice_error(fn, args, opts):
@@ -830,7 +835,7 @@ def test_full_reduction_label_count():
     assert _slice_error(f, [f32(4), f32(4)], cpu(N=4, M=4)) == expected
 
 
-# ===== 4D: IR translation, labels and reductions ===============================================
+# ===== IR translation, labels and reductions ===================================================
 
 
 def test_string_literal_outside_dict_lookup():

@@ -1,8 +1,8 @@
 # The jit bodies below are deliberately invalid Python-subset code.
 # ruff: noqa: F841, PLR1711, PLW0120
-"""User-facing errors: class, exact text and source location (SPEC B 2, 3.1, 4; DESIGN 4).
+"""User-facing errors: class, exact text and source location.
 
-Each located error is compared in full with the text SPEC 4A prescribes:
+Each located error is compared in full with the text, in the original library's format:
 ``<message>\\n\\nOn line L of file <path>:\\n<source line>\\n<spaces><carets>\\n``. Lines are found
 by a unique ``# @tag`` comment at the end of a line of this file, so the expected line numbers are
 the real absolute ones. The comment is part of the printed source line.
@@ -50,7 +50,7 @@ CALL_HINT = (
 )
 
 
-# ===== Decoration time: statements (SPEC B 2.2, 4B) ============================================
+# ===== Decoration time: statements (docs/language.md, Statements) ==============================
 
 
 def test_while_else():
@@ -165,7 +165,7 @@ def test_unknown_function_expression():
 
 
 def test_python_builtin_min_is_unknown():
-    # Decoration time: Python's own min is not parpy's (SPEC B 2.1).
+    # Decoration time: Python's own min is not parpy's (docs/language.md, Names).
     with pytest.raises(RuntimeError) as e:
 
         @parpy.jit
@@ -330,7 +330,7 @@ def test_unsupported_expression_statement():
     assert str(e.value) == loc("Unsupported expression statement", "expr_stmt", "x[0] + 1.0")
 
 
-# ===== Decoration time: labels (SPEC B 2.3) ======================================================
+# ===== Decoration time: labels (docs/language.md, Labels) ========================================
 
 
 def test_label_without_statement():
@@ -406,7 +406,7 @@ def test_label_no_arguments():
     )
 
 
-# ===== Decoration time: expressions (SPEC B 2.4, 2.5) ==========================================
+# ===== Decoration time: expressions ============================================================
 
 
 def test_comparison_chain():
@@ -608,12 +608,13 @@ def test_unsupported_parameter_annotation():
     assert str(e.value) == loc(msg, "bad_annot", "int")
 
 
-# ===== Call time: specialisation (SPEC B 3.1, 2.6, 4C) ==========================================
+# ===== Call time: specialisation ================================================================
 
 
 def test_no_parallelism():
-    # Call time (specialisation); the error points at the `def` line (SPEC A8). The options name
-    # a label the function lacks: the message names both (a typo, likely).
+    # Call time (specialisation); the error points at the `def` line (docs/differences.md,
+    # Messages). The options name a label the function lacks: the message names both (a typo,
+    # likely).
     @parpy.jit
     def f(x, N):  # @no_par
         parpy.label("M")
@@ -712,7 +713,7 @@ def test_return_in_main_function():
     assert str(e.value) == loc(msg, "main_return", "return x[0]")
 
 
-# ===== Call time: names and types (SPEC B 2.6, 2.11) ============================================
+# ===== Call time: names and types (docs/language.md, Types; Scoping) ============================
 
 
 def test_unknown_variable():
@@ -728,7 +729,8 @@ def test_unknown_variable():
 
 
 def test_loop_variable_not_visible_after_loop():
-    # Call time (type checking): definitions in a for body end with the loop (SPEC B 2.11).
+    # Call time (type checking): definitions in a for body end with the loop
+    # (docs/language.md, Scoping).
     @parpy.jit
     def f(x, y, N):
         parpy.label("N")
@@ -742,7 +744,7 @@ def test_loop_variable_not_visible_after_loop():
 
 
 def test_module_global_non_constant_is_unknown():
-    # Call time: only int/float/bool globals are captured (SPEC A9).
+    # Call time: only int/float/bool globals are captured (docs/language.md, Names).
     @parpy.jit
     def f(x):
         with parpy.gpu:
@@ -796,7 +798,7 @@ def test_too_many_indices():
     assert str(e.value) == loc(msg, "too_many_idx", "x[1, 2, 3]")
 
 
-# ===== Call time: slices and reductions (SPEC B 2.7, 2.8) =======================================
+# ===== Call time: slices and reductions (docs/language.md) ======================================
 
 
 def test_slice_outside_assignment():
@@ -868,7 +870,7 @@ def test_reduction_in_unsupported_position():
 
 
 def test_reduction_without_slices():
-    # Call time: sum(x) without a slice gives the same error (SPEC B 2.8).
+    # Call time: sum(x) without a slice gives the same error.
     @parpy.jit
     def f(x, y):
         parpy.label("N")
@@ -947,7 +949,7 @@ def test_label_conflict():
     )
 
 
-# ===== Robustness: no input crashes the process (DESIGN 4) ======================================
+# ===== Robustness: no input crashes the process =================================================
 
 _STMTS = [
     "y[{i}] = x[{i}] {op} {e}",
@@ -1255,7 +1257,8 @@ def _module_level_seq(x, N):  # @mod_seq_def
 
 
 def test_module_level_function_no_parallelism_points_at_def():
-    # Call time (specialisation); SPEC A8: the `def` line, carets under `def` at column 0.
+    # Call time (specialisation): the `def` line, carets under `def` at column 0
+    # (docs/differences.md, Messages).
     with pytest.raises(RuntimeError) as e:
         _module_level_seq(f32(10), 10, opts=cpu(N=10))
     msg = (

@@ -1,6 +1,6 @@
-"""parpy.external on every enabled backend (SPEC B 1.5, 2.9): declaration checks, registries,
-calls from jit expressions to a system header and to a user header found through opts.includes.
-Each external is declared for Cpu and, as a device function, for Cuda."""
+"""parpy.external on every enabled backend (docs/language.md, Functions): declaration checks,
+registries, calls from jit expressions to a system header and to a user header found through
+opts.includes. Each external is declared for Cpu and, as a device function, for Cuda."""
 
 import math
 

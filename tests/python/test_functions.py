@@ -1,7 +1,7 @@
 # ruff: noqa: F811, F821
-"""Jit helpers called in expressions (SPEC B 2.9) on every enabled backend: printed as static
-inline C++ functions (Cpu) or __device__ functions (Cuda), typed from their annotations, and
-resolved when the caller is decorated."""
+"""Jit helpers called in expressions (docs/language.md, Functions) on every enabled backend: printed
+as static inline C++ functions (Cpu) or __device__ functions (Cuda), typed from their annotations,
+and resolved when the caller is decorated."""
 
 
 import numpy as np
@@ -220,7 +220,8 @@ def scale_row_twice(r: pointer(F32), n: I64, v: F32):
 
 def test_helper_writes_through_pointer(backend):
     # x is written only inside the helper (through a row passed to a pointer parameter, then
-    # passed on to another helper): a GPU backend must still copy it back (SPEC A6).
+    # passed on to another helper): a GPU backend must still copy it back
+    # (docs/gpu.md, Data, streams and devices).
     @parpy.jit
     def f(x, counts, N, M):
         parpy.label("N")

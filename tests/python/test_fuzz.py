@@ -1,4 +1,4 @@
-"""Grammar-based fuzzing of the compiler (SPEC B 2, 3; A2, A4, A5).
+"""Grammar-based fuzzing of the compiler on the language of docs/language.md.
 
 Part A puts >= 10,000 generated programs, valid and invalid, through decoration and Cpu code
 generation (`print_compiled`, no C++ build) in one subprocess, so a crash of the native core is seen
@@ -552,8 +552,8 @@ class Gen:
         if "N" in self.par:
             i = self.par["N"]
             name = self.fresh("q")
-            # The target is set to the neutral element before the reduction (SPEC B 2.8), so
-            # the operand must not read it.
+            # The target is set to the neutral element before the reduction
+            # (docs/language.md, Reductions), so the operand must not read it.
             self.slice_target = "z"
             src = rng.choice([f"x[{self.index('N', 1)}, :]", f"y[{i}, :]",
                               f"(x[{i}, :] * {self.fexpr(2)})"])

@@ -1,6 +1,6 @@
-"""Transcendental functions are accurate, not fast-math (SPEC A5), also where the Cpu backend
-vectorises them with glibc's vector math library: every element within a few ULP of the value
-numpy computes in float64, rounded to the array's type."""
+"""Transcendental functions are accurate, not fast-math (docs/language.md, Types), also where the
+Cpu backend vectorises them with glibc's vector math library: every element within a few ULP of the
+value numpy computes in float64, rounded to the array's type."""
 
 import numpy as np
 import parpy

@@ -1,5 +1,6 @@
-"""Slice statements (SPEC B 2.7, 2.8 with A8): numpy's right-aligned broadcasting, negative
-bounds, and slice reductions along one axis or all axes, against numpy on fresh random data."""
+"""Slice statements (docs/language.md, Indexing and slicing; Reductions): numpy's right-aligned
+broadcasting, negative bounds, and slice reductions along one axis or all axes, against numpy on
+fresh random data."""
 
 import numpy as np
 import parpy

@@ -1,6 +1,6 @@
 # ruff: noqa: F841
 """Every element type on every enabled backend, operators, builtins, control flow and the typing
-rules of SPEC B 2.5-2.6 with A4 (weak literals) and the force_*_size options."""
+rules of docs/language.md, Types (weakly typed Python numbers) and the force_*_size options."""
 
 import os
 import re

@@ -10,7 +10,8 @@
 #define PARPY_HD static inline
 #endif
 
-// Python semantics for // and % (SPEC A5); / on integers truncates; division by zero gives 0.
+// Python semantics for // and %; / on integers truncates; division by zero gives 0
+// (docs/language.md, Types).
 template <class T>
 PARPY_HD T parpy_div(T a, T b) {
   if constexpr (std::is_integral_v<T>) {

@@ -11,7 +11,8 @@ typedef _Float16 parpy_f16;
 
 #if defined(PARPY_LIBMVEC) && defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 // glibc's vector math library (linked with -lmvec) has SIMD versions of these, within a few ULP
-// like the scalar ones and CUDA's (SPEC A5: accurate, not fast-math): declared so, loops vectorise.
+// like the scalar ones and CUDA's (accurate, not fast-math: docs/language.md, Types): declared so,
+// loops vectorise.
 extern "C" {
 #define PARPY_SIMD __attribute__((simd("notinbranch")))
 PARPY_SIMD float expf(float) noexcept;

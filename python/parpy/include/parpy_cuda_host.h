@@ -10,7 +10,8 @@
 
 #include "parpy_common.h"
 
-// The message of the last CUDA error seen by this module's entry points (SPEC C.8.9: keep it).
+// The message of the last CUDA error seen by this module's entry points, kept for the Python
+// error (docs/differences.md, Messages).
 static thread_local char parpy_error_buf[512];
 
 static inline int32_t parpy_fail(cudaError_t e, const char* what) {
