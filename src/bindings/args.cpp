@@ -432,22 +432,24 @@ void ArgPack::add_cuda_array(nb::handle a, const std::string& name, ArgValue& v)
   PyTypeObject* tensor = torch_tensor_type(Py_TYPE(a.ptr()));
   bool torch_without_stream = !names_stream && tensor && PyObject_TypeCheck(a.ptr(), tensor);
   // Empty arrays have no memory (a null pointer), hence no device; code generation alone needs
-  // no device either (print_compiled works without a GPU), except to read a 0-dim array.
-  int dev = ptr && (!describe_ || shape.empty()) ? pointer_device(ptr, name) : -1;
-  if (shape.empty()) {
+  // no device either (print_compiled works without a GPU), except to read a 0-dim array's value.
+  bool read = shape.empty() && reads_value(name);
+  int dev = ptr && (!describe_ || read) ? pointer_device(ptr, name) : -1;
+  if (read) {
     if (torch_without_stream) array_stream = torch_current_stream(dev);
     return add_device_scalar(ptr, elem, dev, array_stream, name, v);
   }
   if (dev >= 0) on_device(dev, name);
   if (!stream && names_stream) stream = array_stream;
   if (!stream && torch_without_stream) read_torch_stream(dev);
+  if (shape.empty()) return add_device_element(ptr, elem, name, v);
   add_device_array(ptr, elem, shape, strides.empty() ? nullptr : strides.data(), nb::cast<bool>(data[1]), name,
                    v);
 }
 
-// A 0-dim CUDA array is a typed scalar like a 0-dim host array: its value is read now (one
-// element, device to host, after the work queued on the array's stream) and specialised on.
-// It does not decide the call's device or stream.
+// A 0-dim CUDA array whose value decides code is a typed scalar like a 0-dim host array: its
+// value is read now (one element, device to host, after the work queued on the array's stream)
+// and specialised on. It does not decide the call's device or stream.
 void ArgPack::add_device_scalar(void* data, ElemSize elem, int device, void* array_stream,
                                 const std::string& name, ArgValue& v) {
   void* value = slot();
@@ -460,6 +462,25 @@ void ArgPack::add_device_scalar(void* data, ElemSize elem, int device, void* arr
                                     e.what());
   }
   add_array(value, format_of(elem), elem_bytes(elem), 0, nullptr, nullptr, false, name, v);
+}
+
+// A 0-dim CUDA array whose value decides no code: used in place like any CUDA array, passed as a
+// pointer to its element, which the kernels read. The key has its dtype only, so a new value
+// builds nothing.
+void ArgPack::add_device_element(void* data, ElemSize elem, const std::string& name, ArgValue& v) {
+  key.push_back('s');
+  key.push_back(static_cast<char>(elem));
+  void* s = slot();
+  *static_cast<void**>(s) = data;
+  argv.push_back(s);
+  v.kind = ArgValue::Kind::Array;
+  v.elem = elem;
+  v.on_device = true;
+  if (describe_) v.path = name;
+}
+
+bool ArgPack::reads_value(const std::string& name) const {
+  return !read_paths || std::find(read_paths->begin(), read_paths->end(), name) != read_paths->end();
 }
 
 // Every CUDA array of a call must be on one device: the call runs there (SPEC A14).
@@ -515,14 +536,17 @@ bool ArgPack::add_torch_cuda(PyObject* o, const std::string& name, ArgValue& v) 
     PyErr_Clear();
     return false;
   }
-  if (shape.empty()) {
+  if (shape.empty() && reads_value(name)) {
     add_device_scalar(data, static_cast<ElemSize>(elem), static_cast<int>(dev), torch_current_stream(static_cast<int>(dev)),
                       name, v);
     return true;
   }
   on_device(static_cast<int>(dev), name);
   if (!stream) read_torch_stream(static_cast<int>(dev));
-  add_device_array(data, static_cast<ElemSize>(elem), shape, nullptr, false, name, v);
+  if (shape.empty())
+    add_device_element(data, static_cast<ElemSize>(elem), name, v);
+  else
+    add_device_array(data, static_cast<ElemSize>(elem), shape, nullptr, false, name, v);
   return true;
 }
 

@@ -45,6 +45,10 @@ class ArgPack {
   int device = -1;
   // The called function's parameters, when known: messages about an argument then name it.
   const std::vector<Param>* params = nullptr;
+  // Which 0-dim CUDA arrays are read at call time (their value is specialised on): null, all of
+  // them; else those whose paths ("#1", "#2[\"k\"]") are listed, the others staying on the GPU
+  // (passed as a pointer to the element, keyed by their dtype alone).
+  const std::vector<std::string>* read_paths = nullptr;
 
  private:
   const CompileOptions& opts_;
@@ -76,6 +80,8 @@ class ArgPack {
   void add_array_interface(nanobind::handle a, const std::string& name, ArgValue& v);
   void add_device_scalar(void* data, ElemSize elem, int device, void* array_stream, const std::string& name,
                          ArgValue& v);
+  void add_device_element(void* data, ElemSize elem, const std::string& name, ArgValue& v);
+  bool reads_value(const std::string& name) const;
   void on_device(int device, const std::string& name);
   void read_torch_stream(int device);
 };

@@ -15,12 +15,18 @@ struct ArgValue {
   ElemSize elem = ElemSize::I64;  // Array
   std::vector<int64_t> shape;     // Array; empty for a 0-dim array (a typed scalar)
   std::vector<std::pair<std::string, ArgValue>> fields;  // Dict, sorted by key
+  // A 0-dim array left on the GPU (Cuda): its value is not known here. It is passed as a pointer
+  // to its element, and each read of it is a load of that element in device code. `path` names
+  // the argument as the call does ("#1", "#2[\"k\"]").
+  bool on_device = false;
+  std::string path;
 };
 
 // One parameter of the generated entry function, in calling order (dicts expanded by key).
 struct AbiParam {
   std::string name;
   Type type;  // arrays: Tensor with shape; scalars: scalar type (passed, but inlined)
+  bool on_device = false;  // a 0-dim array left on the GPU: a one-element array, only read
 };
 
 struct Specialized {
@@ -35,7 +41,8 @@ std::vector<AbiParam> abi_params(const std::vector<std::string>& names, const st
 // Errors unless a label of opts.parallelize or a `with parpy.gpu` block appears (SPEC B 3.1).
 void ensure_parallelism(const Function& f, const CompileOptions& opts);
 
-// Substitutes every scalar argument as a literal and types the array parameters (SPEC B 2.10).
+// Substitutes every scalar argument as a literal and types the array parameters (SPEC B 2.10);
+// a 0-dim array left on the GPU becomes a one-element array parameter `p`, read as `p[0]`.
 Specialized specialize(const Function& f, const std::vector<ArgValue>& args,
                        const CompileOptions& opts);
 
