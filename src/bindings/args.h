@@ -28,6 +28,9 @@ class ArgPack {
 
   // Appends argument `a`, named `name` ("#1", ...) in error messages.
   void add(nanobind::handle a, const std::string& name);
+  // After the last argument of a call: settles the device and stream that the 0-dim CUDA arrays
+  // left on the GPU leave open (see add_device_element).
+  void finish();
 
   std::string key;
   std::vector<void*> argv;
@@ -60,6 +63,17 @@ class ArgPack {
   bool torch_stream_read_ = false;
   std::string device_arg_;  // the argument that set `device`, for the error about a second one
   size_t args_added_ = 0;  // top-level arguments seen so far
+  // 0-dim CUDA arrays left on the GPU, by their index in argv (not when describing).
+  struct DeviceElement {
+    size_t index;
+    void* data;
+    ElemSize elem;
+    int device;
+    void* stream;  // the one the array names (when not torch's)
+    bool torch;    // a torch tensor: on torch's current stream of its device
+    std::string name;
+  };
+  std::vector<DeviceElement> device_elements_;
 
   [[noreturn]] void not_contiguous(const std::string& name) const;
 
@@ -80,7 +94,10 @@ class ArgPack {
   void add_array_interface(nanobind::handle a, const std::string& name, ArgValue& v);
   void add_device_scalar(void* data, ElemSize elem, int device, void* array_stream, const std::string& name,
                          ArgValue& v);
-  void add_device_element(void* data, ElemSize elem, const std::string& name, ArgValue& v);
+  void add_device_element(void* data, ElemSize elem, int device, void* array_stream, bool torch,
+                          const std::string& name, ArgValue& v);
+  void read_element(void* out, void* data, ElemSize elem, int device, void* array_stream,
+                    const std::string& name);
   bool reads_value(const std::string& name) const;
   void on_device(int device, const std::string& name);
   void read_torch_stream(int device);

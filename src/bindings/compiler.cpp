@@ -333,6 +333,7 @@ class JitFunction {
       packed->params = &fn_->params;
       packed->read_paths = &reads_;
       for (size_t i = 0; i < args.size(); ++i) packed->add(args[i], "#" + std::to_string(i + 1));
+      packed->finish();
       packed->key.push_back('\0');
       packed->key += opts->key();
     };
