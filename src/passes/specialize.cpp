@@ -114,7 +114,8 @@ class Specializer {
       const auto& a = args_[i];
       if (a.kind == ArgValue::Kind::Dict) {
         dicts_[p.name] = &a;
-        for (const auto& [k, v] : a.fields) out.params.push_back({p.name + "_" + k, param_type(v, opts_), v.on_device});
+        for (const auto& [k, v] : a.fields)
+          out.params.push_back({p.name + "_" + k, param_type(v, opts_), v.on_device});
       } else {
         if (is_scalar_arg(a)) scalars_[p.name] = &a;
         out.params.push_back({p.name, param_type(a, opts_), a.on_device});

@@ -1040,6 +1040,16 @@ TEST(DeviceScalars, BoundsOfALoopSplitIntoKernelsAreRead) {
   EXPECT_FALSE(has(c.low.code, "int64_t* n")) << c.low.code;
 }
 
+TEST(DeviceScalars, SliceBoundIsRead) {
+  // label N; y[:n] = x[:n]: the slice's extent is the parallel loop's trip count.
+  Function f = fn("f", {"x", "y", "n"},
+                  {A(S("y", {sl(nullptr, V("n"))}), S("x", {sl(nullptr, V("n"))}), {"N"})});
+  LoweredCall c = lower_with(f, {f32({64}), f32({64}), on_gpu(ElemSize::I64, "#3")},
+                             {f32({64}), f32({64}), zero_dim(ElemSize::I64, 40)}, cuda_opts({{"N", threads(64)}}));
+  EXPECT_EQ(c.reads, std::vector<std::string>{"#3"});
+  EXPECT_TRUE(has(c.low.code, "< 40")) << c.low.code;
+}
+
 TEST(DeviceScalars, AnErrorWhateverTheValuesIsReported) {
   // An unknown name fails with every value read too: that error is the call's.
   Function f = scale_by(add(V("g"), V("z")), I(64));

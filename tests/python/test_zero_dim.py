@@ -226,6 +226,26 @@ def test_cuda_zero_dim_host_loop_bound_is_specialised():
     assert add_n_times._cache_size() == 2
 
 
+@parpy.jit
+def copy_head(x, y, n):
+    parpy.label("N")
+    y[:n] = x[:n]
+
+
+@needs_gpu
+def test_cuda_zero_dim_slice_bound_is_specialised():
+    torch = pytest.importorskip("torch")
+    x = rand(9)
+    xt = torch.from_numpy(x).cuda()
+    for n in (700, 1500, 700):
+        yt = torch.zeros(N, dtype=torch.float64, device="cuda")
+        copy_head(xt, yt, torch.tensor(n, device="cuda"), opts=opts_for(CUDA))
+        want = np.zeros(N)
+        want[:n] = x[:n]
+        np.testing.assert_array_equal(yt.cpu().numpy(), want)
+    assert copy_head._cache_size() == 2
+
+
 @needs_gpu
 def test_cuda_zero_dim_dict_fields_in_kernels():
     torch = pytest.importorskip("torch")
