@@ -16,8 +16,8 @@ struct ArgValue {
   std::vector<int64_t> shape;     // Array; empty for a 0-dim array (a typed scalar)
   std::vector<std::pair<std::string, ArgValue>> fields;  // Dict, sorted by key
   // A 0-dim array left on the GPU (Cuda): its value is not known here. It is passed as a pointer
-  // to its element, and each read of it is a load of that element in device code. `path` names
-  // the argument as the call does ("#1", "#2[\"k\"]").
+  // to its element (a one-element array parameter `p`), and specialize() turns each read into
+  // `p[0]`, a load in device code. `path` names the argument as the call does ("#1", "#2[\"k\"]").
   bool on_device = false;
   std::string path;
 };
@@ -41,8 +41,7 @@ std::vector<AbiParam> abi_params(const std::vector<std::string>& names, const st
 // Errors unless a label of opts.parallelize or a `with parpy.gpu` block appears (SPEC B 3.1).
 void ensure_parallelism(const Function& f, const CompileOptions& opts);
 
-// Substitutes every scalar argument as a literal and types the array parameters (SPEC B 2.10);
-// a 0-dim array left on the GPU becomes a one-element array parameter `p`, read as `p[0]`.
+// Substitutes every scalar argument as a literal and types the array parameters (SPEC B 2.10).
 Specialized specialize(const Function& f, const std::vector<ArgValue>& args,
                        const CompileOptions& opts);
 
