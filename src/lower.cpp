@@ -2,6 +2,7 @@
 #include "lower.h"
 
 #include <chrono>
+#include <set>
 
 #include "codegen/cpu.h"
 #include "codegen/cuda.h"
@@ -66,6 +67,42 @@ std::map<std::string, Type> array_types(const std::vector<AbiParam>& params) {
   return types;
 }
 
+// The paths of the arguments left on the GPU, top level and dict fields.
+std::vector<std::string> on_device_paths(const std::vector<ArgValue>& args) {
+  std::vector<std::string> out;
+  for (const auto& a : args) {
+    if (a.on_device) out.push_back(a.path);
+    for (const auto& [k, v] : a.fields)
+      if (v.on_device) out.push_back(v.path);
+  }
+  return out;
+}
+
+// `args` with the arguments on the GPU named in `read` replaced by their values from `values`
+// (the same arguments described with every value read).
+std::vector<ArgValue> with_values(const std::vector<ArgValue>& args, const std::vector<ArgValue>& values,
+                                  const std::set<std::string>& read) {
+  std::vector<ArgValue> out = args;
+  auto use = [&](ArgValue& a, const ArgValue& v) {
+    if (a.on_device && read.count(a.path)) a = v;
+  };
+  for (size_t i = 0; i < out.size() && i < values.size(); ++i) {
+    use(out[i], values[i]);
+    for (size_t j = 0; j < out[i].fields.size() && j < values[i].fields.size(); ++j)
+      use(out[i].fields[j].second, values[i].fields[j].second);
+  }
+  return out;
+}
+
+bool lowers(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts) {
+  try {
+    lower(f, args, opts);
+    return true;
+  } catch (const CompileError&) {
+    return false;
+  }
+}
+
 }  // namespace
 
 Lowered lower(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts,
@@ -112,6 +149,30 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
   CpuProgram prog = print_cpu(name, sp.params, ir, helpers);
   st.dump_code("print_cpu", prog.code);
   return {prog.code, prog.entry_symbol, sp.params, "", {}, "", ""};
+}
+
+Lowered lower_call(const Function& f, const std::vector<ArgValue>& args,
+                   const std::function<std::vector<ArgValue>()>& read_all, std::vector<std::string>& reads,
+                   const CompileOptions& opts, const DebugSink& debug) {
+  std::vector<std::string> on_device = on_device_paths(args);
+  if (on_device.empty()) return lower(f, args, opts, debug);
+  try {
+    return lower(f, args, opts, debug);
+  } catch (const CompileError&) {
+    // Some value decides code (or the program is wrong whatever the values: then the lowering
+    // with every value read below reports the error it has).
+  }
+  std::vector<ArgValue> values = read_all();
+  std::set<std::string> read(on_device.begin(), on_device.end());
+  lower(f, with_values(args, values, read), opts);
+  // Leave each value on the GPU where the lowering succeeds without it.
+  for (const auto& p : on_device) {
+    read.erase(p);
+    if (!lowers(f, with_values(args, values, read), opts)) read.insert(p);
+  }
+  for (const auto& p : on_device)
+    if (read.count(p)) reads.push_back(p);
+  return lower(f, with_values(args, values, read), opts, debug);
 }
 
 }  // namespace parpy

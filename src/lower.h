@@ -25,4 +25,14 @@ using DebugSink = std::function<void(const std::string&)>;
 Lowered lower(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts,
               const DebugSink& debug = {});
 
+// Lowers a call whose 0-dim CUDA arrays may stay on the GPU (ArgValue::on_device). One stays
+// there unless its value decides code: read by host code, or needed as a compile-time value (a
+// slice bound, the bounds of a loop split into kernels). The lowering tries them on the GPU first;
+// where that fails, `read_all()` gives the arguments with every value read, and the fewest values
+// that make the lowering succeed are used. Their paths are added to `reads`: the caller reads those
+// values at call time from then on (the arguments it passes have the values of `reads` read).
+Lowered lower_call(const Function& f, const std::vector<ArgValue>& args,
+                   const std::function<std::vector<ArgValue>()>& read_all, std::vector<std::string>& reads,
+                   const CompileOptions& opts, const DebugSink& debug = {});
+
 }  // namespace parpy

@@ -433,12 +433,14 @@ void ArgPack::add_cuda_array(nb::handle a, const std::string& name, ArgValue& v)
   PyTypeObject* tensor = torch_tensor_type(Py_TYPE(a.ptr()));
   bool torch_without_stream = !names_stream && tensor && PyObject_TypeCheck(a.ptr(), tensor);
   // Empty arrays have no memory (a null pointer), hence no device; code generation alone needs
-  // no device either (print_compiled works without a GPU), except to read a 0-dim array.
-  int dev = ptr && (!describe_ || shape.empty()) ? pointer_device(ptr, name) : -1;
-  if (shape.empty()) {
+  // no device either (print_compiled works without a GPU), except to read a 0-dim array's value.
+  bool read = shape.empty() && reads_value(name);
+  int dev = ptr && (!describe_ || read) ? pointer_device(ptr, name) : -1;
+  if (read) {
     if (torch_without_stream) array_stream = torch_current_stream(dev);
     return add_device_scalar(ptr, elem, dev, array_stream, name, v);
   }
+  if (shape.empty()) return add_device_element(ptr, elem, dev, array_stream, torch_without_stream, name, v);
   if (dev >= 0) on_device(dev, name);
   if (!stream && names_stream) stream = array_stream;
   if (!stream && torch_without_stream && dev >= 0) read_torch_stream(dev);
@@ -446,21 +448,69 @@ void ArgPack::add_cuda_array(nb::handle a, const std::string& name, ArgValue& v)
                    v);
 }
 
-// A 0-dim CUDA array is a typed scalar like a 0-dim host array: its value is read now (one
-// element, device to host, after the work queued on the array's stream) and specialised on.
-// It does not decide the call's device or stream.
+// A 0-dim CUDA array whose value decides code is a typed scalar like a 0-dim host array: its
+// value is read now (one element, device to host, after the work queued on the array's stream)
+// and specialised on. It does not decide the call's device or stream.
 void ArgPack::add_device_scalar(void* data, ElemSize elem, int device, void* array_stream,
                                 const std::string& name, ArgValue& v) {
   void* value = slot();
+  read_element(value, data, elem, device, array_stream, name);
+  add_array(value, format_of(elem), elem_bytes(elem), 0, nullptr, nullptr, false, name, v);
+}
+
+void ArgPack::read_element(void* out, void* data, ElemSize elem, int device, void* array_stream,
+                           const std::string& name) {
   try {
     nb::gil_scoped_release release;
     cuda::DeviceScope scope(device);
-    cuda::copy_dtoh(value, reinterpret_cast<uint64_t>(data), static_cast<size_t>(elem_bytes(elem)), array_stream);
+    cuda::copy_dtoh(out, reinterpret_cast<uint64_t>(data), static_cast<size_t>(elem_bytes(elem)), array_stream);
   } catch (const cuda::CudaError& e) {
     py_fail(PyExc_RuntimeError, "Argument " + name + ": reading the value of a 0-dimensional CUDA array failed: " +
                                     e.what());
   }
-  add_array(value, format_of(elem), elem_bytes(elem), 0, nullptr, nullptr, false, name, v);
+}
+
+// A 0-dim CUDA array whose value decides no code: used in place, passed as a pointer to its
+// element, which the kernels read. The key has its dtype only, so a new value builds nothing. It
+// decides the call's device and stream only where no other CUDA array does (finish()).
+void ArgPack::add_device_element(void* data, ElemSize elem, int dev, void* array_stream, bool torch,
+                                 const std::string& name, ArgValue& v) {
+  key.push_back('s');
+  key.push_back(static_cast<char>(elem));
+  void* s = slot();
+  *static_cast<void**>(s) = data;
+  if (!describe_) device_elements_.push_back({argv.size(), data, elem, dev, array_stream, torch, name});
+  argv.push_back(s);
+  v.kind = ArgValue::Kind::Array;
+  v.elem = elem;
+  v.on_device = true;
+  if (describe_) v.path = name;
+}
+
+void ArgPack::finish() {
+  if (device_elements_.empty()) return;
+  if (device < 0) {
+    const DeviceElement& first = device_elements_.front();
+    on_device(first.device, first.name);
+    if (!stream && !torch_stream_read_) {
+      if (first.torch)
+        read_torch_stream(first.device);
+      else
+        stream = first.stream;
+    }
+  }
+  // One on another device is read now (after the work queued on its stream) and copied to the
+  // call's device like a host array: a scalar may live on any device.
+  for (const DeviceElement& e : device_elements_) {
+    if (e.device == device) continue;
+    void* value = slot();
+    read_element(value, e.data, e.elem, e.device, e.torch ? torch_current_stream(e.device) : e.stream, e.name);
+    host_arrays.push_back({e.index, value, static_cast<size_t>(elem_bytes(e.elem))});
+  }
+}
+
+bool ArgPack::reads_value(const std::string& name) const {
+  return !read_paths || std::find(read_paths->begin(), read_paths->end(), name) != read_paths->end();
 }
 
 // Every CUDA array of a call must be on one device: the call runs there
@@ -517,9 +567,13 @@ bool ArgPack::add_torch_cuda(PyObject* o, const std::string& name, ArgValue& v) 
     PyErr_Clear();
     return false;
   }
-  if (shape.empty()) {
+  if (shape.empty() && reads_value(name)) {
     add_device_scalar(data, static_cast<ElemSize>(elem), static_cast<int>(dev), torch_current_stream(static_cast<int>(dev)),
                       name, v);
+    return true;
+  }
+  if (shape.empty()) {
+    add_device_element(data, static_cast<ElemSize>(elem), static_cast<int>(dev), nullptr, true, name, v);
     return true;
   }
   on_device(static_cast<int>(dev), name);

@@ -28,6 +28,9 @@ class ArgPack {
 
   // Appends argument `a`, named `name` ("#1", ...) in error messages.
   void add(nanobind::handle a, const std::string& name);
+  // After the last argument of a call: settles the device and stream that the 0-dim CUDA arrays
+  // left on the GPU leave open (see add_device_element).
+  void finish();
 
   std::string key;
   std::vector<void*> argv;
@@ -45,6 +48,10 @@ class ArgPack {
   int device = -1;
   // The called function's parameters, when known: messages about an argument then name it.
   const std::vector<Param>* params = nullptr;
+  // Which 0-dim CUDA arrays are read at call time (their value is specialised on): null, all of
+  // them; else those whose paths ("#1", "#2[\"k\"]") are listed, the others staying on the GPU
+  // (passed as a pointer to the element, keyed by their dtype alone).
+  const std::vector<std::string>* read_paths = nullptr;
 
  private:
   const CompileOptions& opts_;
@@ -56,6 +63,17 @@ class ArgPack {
   bool torch_stream_read_ = false;
   std::string device_arg_;  // the argument that set `device`, for the error about a second one
   size_t args_added_ = 0;  // top-level arguments seen so far
+  // 0-dim CUDA arrays left on the GPU, by their index in argv (not when describing).
+  struct DeviceElement {
+    size_t index;
+    void* data;
+    ElemSize elem;
+    int device;
+    void* stream;  // the one the array names (when not torch's)
+    bool torch;    // a torch tensor: on torch's current stream of its device
+    std::string name;
+  };
+  std::vector<DeviceElement> device_elements_;
 
   [[noreturn]] void not_contiguous(const std::string& name) const;
 
@@ -76,6 +94,11 @@ class ArgPack {
   void add_array_interface(nanobind::handle a, const std::string& name, ArgValue& v);
   void add_device_scalar(void* data, ElemSize elem, int device, void* array_stream, const std::string& name,
                          ArgValue& v);
+  void add_device_element(void* data, ElemSize elem, int device, void* array_stream, bool torch,
+                          const std::string& name, ArgValue& v);
+  void read_element(void* out, void* data, ElemSize elem, int device, void* array_stream,
+                    const std::string& name);
+  bool reads_value(const std::string& name) const;
   void on_device(int device, const std::string& name);
   void read_torch_stream(int device);
 };

@@ -187,9 +187,29 @@ std::shared_ptr<Entry> build_cuda_entry(const Lowered& low, const CompileOptions
   return e;
 }
 
-std::shared_ptr<Entry> build_entry(const Function& fn, const std::vector<ArgValue>& values,
-                                   const CompileOptions& opts) {
-  Lowered low = lower(fn, values, opts, python_print_sink());
+// What the compiler knows about a call's arguments; the 0-dim CUDA arrays of `read_paths` are
+// read (all of them when null), the others stay on the GPU.
+std::vector<ArgValue> describe(const nb::tuple& args, const CompileOptions& opts, const std::vector<Param>* params,
+                               const std::vector<std::string>* read_paths) {
+  ArgPack described(opts, true);
+  described.params = params;
+  described.read_paths = read_paths;
+  for (size_t i = 0; i < args.size(); ++i) described.add(args[i], "#" + std::to_string(i + 1));
+  return std::move(described.values);
+}
+
+// Lowers a call, leaving on the GPU each 0-dim CUDA array whose value decides no code; the paths
+// of those whose value does are added to `reads` (see lower_call).
+Lowered lower_args(const Function& fn, const nb::tuple& args, const CompileOptions& opts,
+                   std::vector<std::string>& reads, const DebugSink& debug) {
+  std::vector<ArgValue> values = describe(args, opts, &fn.params, &reads);
+  auto read_all = [&] { return describe(args, opts, &fn.params, nullptr); };
+  return lower_call(fn, values, read_all, reads, opts, debug);
+}
+
+std::shared_ptr<Entry> build_entry(const Function& fn, const nb::tuple& args, const CompileOptions& opts,
+                                   std::vector<std::string>& reads) {
+  Lowered low = lower_args(fn, args, opts, reads, python_print_sink());
   if (opts.backend == CompileBackend::Cuda) return build_cuda_entry(low, opts);
   return build_code(low.code, low.entry_symbol, opts);
 }
@@ -310,22 +330,29 @@ class JitFunction {
       cache_.clear();
       epoch_ = g_cache_epoch.load();
     }
-    ArgPack pack(*opts, false);
-    pack.params = &fn_->params;
-    size_t n = args.size();
-    for (size_t i = 0; i < n; ++i) pack.add(args[i], "#" + std::to_string(i + 1));
-    pack.key.push_back('\0');
-    pack.key += opts->key();
-    auto it = cache_.find(pack.key);
+    std::optional<ArgPack> packed;
+    auto marshal = [&] {
+      packed.emplace(*opts, false);
+      packed->params = &fn_->params;
+      packed->read_paths = &reads_;
+      for (size_t i = 0; i < args.size(); ++i) packed->add(args[i], "#" + std::to_string(i + 1));
+      packed->finish();
+      packed->key.push_back('\0');
+      packed->key += opts->key();
+    };
+    marshal();
+    auto it = cache_.find(packed->key);
     std::shared_ptr<Entry> entry;
     if (it != cache_.end()) {
       entry = it->second;
     } else {
-      ArgPack described(*opts, true);
-      for (size_t i = 0; i < n; ++i) described.add(args[i], "#" + std::to_string(i + 1));
-      entry = build_entry(resolved(), described.values, *opts);
-      cache_.emplace(pack.key, entry);
+      size_t known = reads_.size();
+      entry = build_entry(resolved(), args, *opts, reads_);
+      // Values found to decide code are read, and keyed on, from this call on.
+      if (reads_.size() != known) marshal();
+      cache_.emplace(packed->key, entry);
     }
+    ArgPack& pack = *packed;
     if (opts->backend == CompileBackend::Cuda) {
       run_cuda(*entry, pack);
       return nb::none();
@@ -351,6 +378,9 @@ class JitFunction {
   std::multiset<std::thread::id> resolving_;  // threads converting it now (under the GIL)
   std::unordered_map<std::string, std::shared_ptr<Entry>> cache_;
   uint64_t epoch_ = 0;
+  // The 0-dim CUDA array arguments ("#1", "#2[\"k\"]") whose value decides this function's code,
+  // learnt when it is lowered: they are read at call time; the others stay on the GPU.
+  std::vector<std::string> reads_;
 };
 
 // What a jit function calls: a jit function (its IR, converted now if it was deferred), an
@@ -511,10 +541,8 @@ void bind_compiler(nb::module_& m) {
 
   m.def("print_compiled", [](const IrFunction& ir, nb::tuple args, CompileOptions& opts) {
     resolve_backend(opts, false);
-    ArgPack described(opts, true);
-    described.params = &ir.fn->params;
-    for (size_t i = 0; i < args.size(); ++i) described.add(args[i], "#" + std::to_string(i + 1));
-    return lower(*ir.fn, described.values, opts, python_print_sink()).code;
+    std::vector<std::string> reads;
+    return lower_args(*ir.fn, args, opts, reads, python_print_sink()).code;
   });
 
   nb::class_<StringFunction>(m, "StringFunction")

@@ -69,7 +69,10 @@ class KernelBuilder {
   KernelBuilder(GpuProgram& prog, const CompileOptions& opts, const ArrayAliases& aliases,
                 const std::map<std::string, ParallelExternal>& externals)
       : prog_(prog), opts_(opts), par_externals_(externals), aliased_(aliased_names(aliases)) {
-    for (const auto& p : prog.params) params_[p.name] = p.type;
+    for (const auto& p : prog.params) {
+      params_[p.name] = p.type;
+      if (p.on_device) device_scalars_.insert(p.name);
+    }
   }
 
   Block host(const Block& b) {
@@ -93,6 +96,7 @@ class KernelBuilder {
   const CompileOptions& opts_;
   const std::map<std::string, ParallelExternal>& par_externals_;
   std::map<std::string, Type> params_;
+  std::set<std::string> device_scalars_;  // 0-dim arrays left on the GPU (one element, read only)
   // Names of arrays that another name may refer to (locals naming arrays and what they name).
   std::set<std::string> aliased_;
   // Locals naming arrays (or reassigned array parameters) last assigned in a kernel: the pointer
@@ -446,7 +450,7 @@ class KernelBuilder {
     kern.cluster_blocks = cluster_ ? inner_blocks_ : 1;
     Block body = prologue();
     for (const auto& s : transform_stmt(root, 0)) body.push_back(s);
-    kern.body = constant_fold(body);
+    kern.body = load_device_scalars(constant_fold(body));
     track_device_arrays(kern.body, root->span);
     Vectorized vec = vectorize_inner_loops(kern.body, worker(k_), layers_[k_], aliased_);
     kern.vector_body = vec.body.empty() ? vec.body : cache_rows(vec.body, worker(k_), layers_[k_], aliased_);
@@ -457,6 +461,34 @@ class KernelBuilder {
     for (const auto& p : kern.params) args.push_back(var(p.name, root->span, p.type));
     prog_.kernels.push_back(std::move(kern));
     return {call_stmt(call(prog_.kernels.back().name, std::move(args), root->span), root->span)};
+  }
+
+  // A 0-dim array left on the GPU that the kernel reads is loaded once, at its start, into a local:
+  // a load in a loop bound or body would otherwise repeat in every iteration (the CUDA compiler
+  // cannot tell that no store of the kernel changes the element).
+  Block load_device_scalars(const Block& body) const {
+    std::map<std::string, ElemSize> read;
+    visit_block(body, [&](const Stmt& s) {
+      visit_stmt_exprs(s, [&](const Expr& x) {
+        if (x->kind == ExprKind::Access && device_scalars_.count(x->name)) read[x->name] = x->ty.elem;
+      });
+    });
+    if (read.empty()) return body;
+    auto local = [](const std::string& n) { return "$scalar_" + n; };
+    Block out;
+    for (const auto& [n, elem] : read) {
+      auto load = copy(assign(var(local(n), {}, Type::scalar(elem)), access(n, ilit(0), elem, {}), {}));
+      load->defines = true;
+      out.push_back(load);
+    }
+    Block rest = map_block_exprs(body, [&](const Expr& e) {
+      return map_expr(e, [&](const Expr& x) -> Expr {
+        if (x->kind != ExprKind::Access || !read.count(x->name)) return x;
+        return var(local(x->name), x->span, Type::scalar(x->ty.elem));
+      });
+    });
+    out.insert(out.end(), rest.begin(), rest.end());
+    return out;
   }
 
   // Worker indices of each layer, from the thread and the linear block index.

@@ -80,6 +80,19 @@ Type scalar_arg_type(const ArgValue& a, const CompileOptions& opts) {
   return Type::scalar(a.elem);
 }
 
+// The type of the entry parameter that passes argument `a`.
+Type param_type(const ArgValue& a, const CompileOptions& opts) {
+  if (a.on_device) return Type::tensor(a.elem, {1});
+  return is_scalar_arg(a) ? scalar_arg_type(a, opts) : Type::tensor(a.elem, a.shape);
+}
+
+// How a scalar parameter (or scalar dict field) `name` is read: its value as a literal, or for a
+// 0-dim array on the GPU a load of its element.
+Expr scalar_read(const std::string& name, const ArgValue& a, const Span& sp, const CompileOptions& opts) {
+  if (a.on_device) return subscript(var(name, sp), {int_lit(0, sp)}, sp);
+  return scalar_literal(a, sp, opts);
+}
+
 Type dict_type(const ArgValue& a, const CompileOptions& opts) {
   Type t;
   t.kind = Type::Kind::Dict;
@@ -101,18 +114,11 @@ class Specializer {
       const auto& a = args_[i];
       if (a.kind == ArgValue::Kind::Dict) {
         dicts_[p.name] = &a;
-        for (const auto& [k, v] : a.fields) {
-          std::string flat = p.name + "_" + k;
-          if (is_scalar_arg(v))
-            out.params.push_back({flat, scalar_arg_type(v, opts_)});
-          else
-            out.params.push_back({flat, Type::tensor(v.elem, v.shape)});
-        }
-      } else if (is_scalar_arg(a)) {
-        scalars_[p.name] = &a;
-        out.params.push_back({p.name, scalar_arg_type(a, opts_)});
+        for (const auto& [k, v] : a.fields)
+          out.params.push_back({p.name + "_" + k, param_type(v, opts_), v.on_device});
       } else {
-        out.params.push_back({p.name, Type::tensor(a.elem, a.shape)});
+        if (is_scalar_arg(a)) scalars_[p.name] = &a;
+        out.params.push_back({p.name, param_type(a, opts_), a.on_device});
       }
     }
     check_no_scalar_assignment(f_.body);
@@ -169,7 +175,7 @@ class Specializer {
     return map_expr(e, [&](const Expr& x) -> Expr {
       if (x->kind == ExprKind::Var) {
         auto it = scalars_.find(x->name);
-        if (it != scalars_.end()) return scalar_literal(*it->second, x->span, opts_);
+        if (it != scalars_.end()) return scalar_read(x->name, *it->second, x->span, opts_);
         return x;
       }
       if (x->kind == ExprKind::Subscript && x->args[0]->kind == ExprKind::Var) {
@@ -190,7 +196,7 @@ class Specializer {
             type_fail("Indexing with " + std::to_string(rest.size()) +
                           " dimensions on tensor of shape []",
                       x->span);
-          return scalar_literal(*field, x->span, opts_);
+          return scalar_read(x->args[0]->name + "_" + key->name, *field, x->span, opts_);
         }
         Expr v = var(x->args[0]->name + "_" + key->name, x->span);
         if (rest.empty()) return v;
@@ -217,10 +223,9 @@ std::vector<AbiParam> abi_params(const std::vector<std::string>& names, const st
   for (size_t i = 0; i < args.size() && i < names.size(); ++i) {
     const ArgValue& a = args[i];
     if (a.kind == ArgValue::Kind::Dict) {
-      for (const auto& [k, v] : a.fields)
-        out.push_back({names[i] + "_" + k, is_scalar_arg(v) ? scalar_arg_type(v, opts) : Type::tensor(v.elem, v.shape)});
+      for (const auto& [k, v] : a.fields) out.push_back({names[i] + "_" + k, param_type(v, opts), v.on_device});
     } else {
-      out.push_back({names[i], is_scalar_arg(a) ? scalar_arg_type(a, opts) : Type::tensor(a.elem, a.shape)});
+      out.push_back({names[i], param_type(a, opts), a.on_device});
     }
   }
   return out;

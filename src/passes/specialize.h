@@ -15,12 +15,18 @@ struct ArgValue {
   ElemSize elem = ElemSize::I64;  // Array
   std::vector<int64_t> shape;     // Array; empty for a 0-dim array (a typed scalar)
   std::vector<std::pair<std::string, ArgValue>> fields;  // Dict, sorted by key
+  // A 0-dim array left on the GPU (Cuda): its value is not known here. It is passed as a pointer
+  // to its element (a one-element array parameter `p`), and specialize() turns each read into
+  // `p[0]`, a load in device code. `path` names the argument as the call does ("#1", "#2[\"k\"]").
+  bool on_device = false;
+  std::string path;
 };
 
 // One parameter of the generated entry function, in calling order (dicts expanded by key).
 struct AbiParam {
   std::string name;
   Type type;  // arrays: Tensor with shape; scalars: scalar type (passed, but inlined)
+  bool on_device = false;  // a 0-dim array left on the GPU: a one-element array, only read
 };
 
 struct Specialized {

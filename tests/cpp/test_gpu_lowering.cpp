@@ -916,5 +916,151 @@ TEST(GpuCacheRows, ElementsOfOtherThreadsAreNotCached) {
   EXPECT_TRUE(has(printed, "y[((i * 1024) + (1023 - ")) << printed;
 }
 
+// =============================================================================================
+// 0-dim arrays left on the GPU: kernels load their element; a value that decides code is read
+
+ArgValue on_gpu(ElemSize e, const std::string& path) {
+  ArgValue a = array_arg(e, {});
+  a.on_device = true;
+  a.path = path;
+  return a;
+}
+ArgValue zero_dim(ElemSize e, double v) {
+  ArgValue a = array_arg(e, {});
+  a.ival = static_cast<int64_t>(v);
+  a.fval = v;
+  return a;
+}
+
+// lower_call with `values` as the arguments with every value read; counts how often it asks.
+struct LoweredCall {
+  Lowered low;
+  std::vector<std::string> reads;
+  int read_all = 0;
+};
+LoweredCall lower_with(const Function& f, const std::vector<ArgValue>& args, const std::vector<ArgValue>& values,
+                       const CompileOptions& opts) {
+  LoweredCall c;
+  c.low = lower_call(f, args, [&] { return ++c.read_all, values; }, c.reads, opts);
+  return c;
+}
+
+// def f(x, y, g): label N; for i in range(lo, hi): y[i] = g * x[i]
+Function scale_by(Expr g, Expr hi) {
+  return fn("f", {"x", "y", "g"},
+            {for_loop("i", I(0), std::move(hi), 1, {A(S("y", {V("i")}), mul(std::move(g), S("x", {V("i")})))}, sp(),
+                      {"N"})});
+}
+
+TEST(DeviceScalars, KernelLoadsTheElementOnce) {
+  Function f = scale_by(V("g"), I(256));
+  std::vector<ArgValue> args{f32({256}), f32({256}), on_gpu(ElemSize::F32, "#3")};
+  LoweredCall c = lower_with(f, args, {}, cuda_opts({{"N", threads(256)}}));
+  EXPECT_EQ(c.read_all, 0);
+  EXPECT_TRUE(c.reads.empty());
+  ASSERT_EQ(c.low.params.size(), 3u);
+  EXPECT_EQ(c.low.params[2].type, Type::tensor(ElemSize::F32, {1}));
+  EXPECT_TRUE(c.low.params[2].on_device);
+  EXPECT_EQ(c.low.written, std::vector<std::string>{"y"});
+  const std::string& code = c.low.code;
+  EXPECT_TRUE(has(code, "float* g")) << code;
+  EXPECT_TRUE(has(code, "*(float**)args[2]")) << code;  // the argument is a pointer to the element
+  // Each kernel variant loads g[0] once, before its loop, and the loop uses the local.
+  EXPECT_GE(count_of(code, "parpy_scalar_g = g[0];"), 1u) << code;
+  EXPECT_EQ(count_of(code, "g[0]"), count_of(code, "parpy_scalar_g = g[0];")) << code;
+  EXPECT_TRUE(has(code, "(parpy_scalar_g * x[i])")) << code;
+  GpuProgram p = gpu_program(f, args, cuda_opts({{"N", threads(256)}}));
+  ASSERT_EQ(p.kernels.size(), 1u);
+  bool g_param = false;
+  for (const auto& prm : p.kernels[0].params) g_param = g_param || (prm.name == "g" && prm.type.is_array());
+  EXPECT_TRUE(g_param);
+}
+
+TEST(DeviceScalars, ParallelLoopBoundIsReadInTheKernel) {
+  // The grid comes from threads(256); the bound only ends each thread's grid-stride loop.
+  Function f = fn("f", {"x", "y", "n"},
+                  {for_loop("i", I(0), V("n"), 1, {A(S("y", {V("i")}), S("x", {V("i")}))}, sp(), {"N"})});
+  LoweredCall c = lower_with(f, {f32({256}), f32({256}), on_gpu(ElemSize::I32, "#3")}, {},
+                             cuda_opts({{"N", threads(256)}}));
+  EXPECT_EQ(c.read_all, 0);
+  EXPECT_TRUE(has(c.low.code, "int32_t* n")) << c.low.code;
+  EXPECT_TRUE(has(c.low.code, "i < ((int64_t)parpy_scalar_n)")) << c.low.code;
+}
+
+TEST(DeviceScalars, DictField) {
+  Function f = scale_by(subscript(V("d"), {string_lit("gamma", sp())}, sp()), I(64));
+  f.params[2].name = "d";
+  ArgValue d;
+  d.kind = ArgValue::Kind::Dict;
+  d.fields = {{"gamma", on_gpu(ElemSize::F64, "#3[\"gamma\"]")}, {"n", int_arg(64)}};
+  LoweredCall c = lower_with(f, {f32({64}), f32({64}), d}, {}, cuda_opts({{"N", threads(64)}}));
+  EXPECT_EQ(c.read_all, 0);
+  EXPECT_TRUE(has(c.low.code, "double* d_gamma")) << c.low.code;
+  EXPECT_TRUE(has(c.low.code, "parpy_scalar_d_gamma = d_gamma[0];")) << c.low.code;
+}
+
+TEST(DeviceScalars, HostLoopBoundIsReadAndSpecialised) {
+  // for t in range(n) (host): label N; for i in range(64): y[i] = g * x[i]
+  Function f = fn("f", {"x", "y", "n", "g"},
+                  {for_loop("t", I(0), V("n"), 1,
+                            {For("i", 0, 64, {A(S("y", {V("i")}), mul(V("g"), S("x", {V("i")})))}, {"N"})}, sp())});
+  std::vector<ArgValue> args{f32({64}), f32({64}), on_gpu(ElemSize::I64, "#3"), on_gpu(ElemSize::F32, "#4")};
+  std::vector<ArgValue> values{f32({64}), f32({64}), zero_dim(ElemSize::I64, 5), zero_dim(ElemSize::F32, 0.5)};
+  LoweredCall c = lower_with(f, args, values, cuda_opts({{"N", threads(64)}}));
+  EXPECT_EQ(c.read_all, 1);
+  // Only n decides code: g stays on the GPU.
+  EXPECT_EQ(c.reads, std::vector<std::string>{"#3"});
+  EXPECT_TRUE(has(c.low.code, "t < 5")) << c.low.code;
+  EXPECT_TRUE(has(c.low.code, "parpy_scalar_g = g[0];")) << c.low.code;
+  EXPECT_FALSE(c.low.params[2].on_device);
+  EXPECT_TRUE(c.low.params[3].on_device);
+}
+
+TEST(DeviceScalars, HostUseInAConditionIsRead) {
+  // if g > 0.0 (host): label N; for i in range(64): y[i] = x[i]
+  Function f = fn("f", {"x", "y", "g"},
+                  {if_stmt(binop(BinOp::Gt, V("g"), F(0.0), sp()),
+                           {For("i", 0, 64, {A(S("y", {V("i")}), S("x", {V("i")}))}, {"N"})}, {}, sp())});
+  LoweredCall c = lower_with(f, {f32({64}), f32({64}), on_gpu(ElemSize::F32, "#3")},
+                             {f32({64}), f32({64}), zero_dim(ElemSize::F32, -1.0)}, cuda_opts({{"N", threads(64)}}));
+  EXPECT_EQ(c.reads, std::vector<std::string>{"#3"});
+  EXPECT_FALSE(has(c.low.code, "g[0]")) << c.low.code;
+}
+
+TEST(DeviceScalars, BoundsOfALoopSplitIntoKernelsAreRead) {
+  // label O; for i in range(n): (label P; for j: y[i, j] = x[i, j]) (label P; for j: x[i, j] = y[i, j])
+  // with 2048 inner threads: two kernels over i, which need i's bounds at compile time.
+  Block inner = {For("j", 0, 2048, {A(S("y", {V("i"), V("j")}), S("x", {V("i"), V("j")}))}, {"P"}),
+                 For("j", 0, 2048, {A(S("x", {V("i"), V("j")}), S("y", {V("i"), V("j")}))}, {"P"})};
+  Function f = fn("f", {"x", "y", "n"}, {for_loop("i", I(0), V("n"), 1, inner, sp(), {"O"})});
+  CompileOptions o = cuda_opts({{"O", threads(4)}, {"P", threads(2048)}});
+  LoweredCall c = lower_with(f, {f32({4, 2048}), f32({4, 2048}), on_gpu(ElemSize::I64, "#3")},
+                             {f32({4, 2048}), f32({4, 2048}), zero_dim(ElemSize::I64, 4)}, o);
+  EXPECT_EQ(c.reads, std::vector<std::string>{"#3"});
+  EXPECT_TRUE(has(c.low.code, "void __launch_bounds__(1024) f_k1(")) << c.low.code;
+  EXPECT_FALSE(has(c.low.code, "int64_t* n")) << c.low.code;
+}
+
+TEST(DeviceScalars, SliceBoundIsRead) {
+  // label N; y[:n] = x[:n]: the slice's extent is the parallel loop's trip count.
+  Function f = fn("f", {"x", "y", "n"},
+                  {A(S("y", {sl(nullptr, V("n"))}), S("x", {sl(nullptr, V("n"))}), {"N"})});
+  LoweredCall c = lower_with(f, {f32({64}), f32({64}), on_gpu(ElemSize::I64, "#3")},
+                             {f32({64}), f32({64}), zero_dim(ElemSize::I64, 40)}, cuda_opts({{"N", threads(64)}}));
+  EXPECT_EQ(c.reads, std::vector<std::string>{"#3"});
+  EXPECT_TRUE(has(c.low.code, "< 40")) << c.low.code;
+}
+
+TEST(DeviceScalars, AnErrorWhateverTheValuesIsReported) {
+  // An unknown name fails with every value read too: that error is the call's.
+  Function f = scale_by(add(V("g"), V("z")), I(64));
+  CompileError e = error_of([&] {
+    lower_with(f, {f32({64}), f32({64}), on_gpu(ElemSize::F32, "#3")},
+               {f32({64}), f32({64}), zero_dim(ElemSize::F32, 2.0)}, cuda_opts({{"N", threads(64)}}));
+  });
+  EXPECT_EQ(e.kind(), ErrorKind::Name);
+  EXPECT_TRUE(has(e.message(), "unknown variable z")) << e.message();
+}
+
 }  // namespace
 }  // namespace parpy

@@ -1,12 +1,17 @@
 """0-dim arrays of every kind are typed scalars wherever a Python scalar is, inside dicts too:
-numpy arrays, torch tensors (CPU and CUDA), CuPy arrays and parpy buffers. Their value is part of
-the specialisation (a loop bound may come from one); CUDA ones are read at call time, after the
-work queued on their stream. Cases run on every enabled backend; CUDA arrays need a GPU."""
+numpy arrays, torch tensors (CPU and CUDA), CuPy arrays and parpy buffers. A host one's value is
+part of the specialisation (a loop bound may come from one). A CUDA one stays on the GPU, read by
+the kernels, unless its value decides code (a host loop bound, a host condition, a slice bound):
+then it is read at call time, after the work queued on its stream, and specialised on. Cases run
+on every enabled backend; CUDA arrays need a GPU, except to print the generated code."""
+
+import shutil
 
 import numpy as np
 import parpy
 import pytest
 from parpy import CompileBackend
+from test_cuda_language import nvcc_compile
 
 CUDA = CompileBackend.Cuda
 needs_gpu = pytest.mark.skipif(not parpy.backend.is_enabled(CUDA), reason="no CUDA GPU here")
@@ -140,3 +145,149 @@ def test_cuda_buffer_and_cupy_zero_dim():
     yc = cp.zeros(N)
     scaled_head(cp.asarray(x), yc, {"n": cp.array(77), "gamma": cp.array(4.0)}, opts=opts_for(CUDA))
     np.testing.assert_array_equal(cp.asnumpy(yc), head_ref(x, 77, 4.0))
+
+
+# ----- 0-dim CUDA arrays whose value decides no code stay on the GPU ----------------------------
+
+R = 48  # rows of the two-dimensional cases
+S = 64  # their columns
+
+
+@parpy.jit
+def scale_by(x, y, g):
+    parpy.label("N")
+    for i in range(N):
+        y[i] = g * x[i]
+
+
+@parpy.jit
+def add_n_times(x, y, n, g):
+    for k in range(n):
+        parpy.label("N")
+        for i in range(N):
+            y[i] = y[i] + g * x[i]
+
+
+@parpy.jit
+def rows_scaled(x, y, hmm):
+    parpy.label("R")
+    for r in range(R):
+        parpy.label("S")
+        for s in range(hmm["num_states"]):
+            y[r, s] = hmm["gamma"] * x[r, s] + hmm["beta"]
+
+
+def rows_opts():
+    o = parpy.par({"R": parpy.threads(R), "S": parpy.threads(S)})
+    o.backend = CUDA
+    return o
+
+
+class FakeCudaArray:
+    """A __cuda_array_interface__ without memory: enough to print code for, not to run."""
+
+    def __init__(self, typestr, shape=()):
+        self.__cuda_array_interface__ = {"data": (0x10000, False), "typestr": typestr, "shape": shape,
+                                         "strides": None, "version": 3}
+
+
+@needs_gpu
+def test_cuda_zero_dim_read_in_a_kernel_builds_once():
+    torch = pytest.importorskip("torch")
+    x = rand(6).astype(np.float32)
+    xt = torch.from_numpy(x).cuda()
+    before = dict(parpy.parpy.stats())
+    for g in (0.5, -2.25, 3.0):
+        yt = torch.zeros(N, dtype=torch.float32, device="cuda")
+        scale_by(xt, yt, torch.tensor(g, dtype=torch.float32, device="cuda"), opts=opts_for(CUDA))
+        np.testing.assert_allclose(yt.cpu().numpy(), np.float32(g) * x, rtol=1e-6, atol=0)
+    after = dict(parpy.parpy.stats())
+    # The value is not part of the specialisation: one version serves the three values.
+    assert scale_by._cache_size() == 1
+    assert after["compiles"] - before["compiles"] == 1
+    assert after["builds"] - before["builds"] <= 1
+
+
+@needs_gpu
+def test_cuda_zero_dim_host_loop_bound_is_specialised():
+    torch = pytest.importorskip("torch")
+    x = rand(7)
+    xt = torch.from_numpy(x).cuda()
+    # n decides how often the host launches the kernel: read and specialised on. g is only read
+    # in the kernel: a new value of g alone builds nothing.
+    for n, g in [(3, 0.5), (5, 0.5), (5, -1.25)]:
+        yt = torch.zeros(N, dtype=torch.float64, device="cuda")
+        add_n_times(xt, yt, torch.tensor(n, device="cuda"), torch.tensor(g, dtype=torch.float64, device="cuda"),
+                    opts=opts_for(CUDA))
+        want = np.zeros(N)
+        for _ in range(n):
+            want = want + g * x
+        np.testing.assert_allclose(yt.cpu().numpy(), want, rtol=1e-12, atol=1e-12)
+    assert add_n_times._cache_size() == 2
+
+
+@parpy.jit
+def copy_head(x, y, n):
+    parpy.label("N")
+    y[:n] = x[:n]
+
+
+@needs_gpu
+def test_cuda_zero_dim_slice_bound_is_specialised():
+    torch = pytest.importorskip("torch")
+    x = rand(9)
+    xt = torch.from_numpy(x).cuda()
+    for n in (700, 1500, 700):
+        yt = torch.zeros(N, dtype=torch.float64, device="cuda")
+        copy_head(xt, yt, torch.tensor(n, device="cuda"), opts=opts_for(CUDA))
+        want = np.zeros(N)
+        want[:n] = x[:n]
+        np.testing.assert_array_equal(yt.cpu().numpy(), want)
+    assert copy_head._cache_size() == 2
+
+
+@needs_gpu
+def test_cuda_zero_dim_dict_fields_in_kernels():
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(8).standard_normal((R, S))
+    xt = torch.from_numpy(x).cuda()
+    # num_states bounds a parallel loop inside the kernel (the grid comes from threads(S)).
+    for states, gamma in [(40, 1.5), (64, -0.5), (17, 2.0)]:
+        yt = torch.zeros((R, S), dtype=torch.float64, device="cuda")
+        hmm = {"num_states": torch.tensor(states, device="cuda"),
+               "gamma": torch.tensor(gamma, dtype=torch.float64, device="cuda"), "beta": 0.25}
+        rows_scaled(xt, yt, hmm, opts=rows_opts())
+        want = np.zeros((R, S))
+        want[:, :states] = gamma * x[:, :states] + 0.25
+        np.testing.assert_allclose(yt.cpu().numpy(), want, rtol=1e-12, atol=1e-12)
+    assert rows_scaled._cache_size() == 1
+
+
+@needs_gpu
+def test_print_compiled_shows_the_device_read_of_a_torch_zero_dim():
+    torch = pytest.importorskip("torch")
+    xt = torch.zeros(N, dtype=torch.float32, device="cuda")
+    code = parpy.print_compiled(scale_by, [xt, xt.clone(), torch.tensor(2.0, device="cuda")], opts_for(CUDA))
+    assert "float* g" in code
+    assert "g[0]" in code
+
+
+needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+
+
+@needs_nvcc
+def test_printed_device_reads_compile(tmp_path):
+    # print_compiled needs no GPU for CUDA arrays whose value stays on the GPU.
+    x, y = FakeCudaArray("<f4", (N,)), FakeCudaArray("<f4", (N,))
+    code = parpy.print_compiled(scale_by, [x, y, FakeCudaArray("<f4")], opts_for(CUDA))
+    assert "float* g" in code
+    assert "parpy_scalar_g = g[0];" in code
+    assert "(parpy_scalar_g * x[i])" in code
+    nvcc_compile(code, tmp_path)
+    xs, ys = FakeCudaArray("<f8", (R, S)), FakeCudaArray("<f8", (R, S))
+    hmm = {"num_states": FakeCudaArray("<i8"), "gamma": FakeCudaArray("<f8"), "beta": 0.25}
+    code = parpy.print_compiled(rows_scaled, [xs, ys, hmm], rows_opts())
+    assert "int64_t* hmm_num_states" in code and "double* hmm_gamma" in code
+    assert "parpy_scalar_hmm_num_states = hmm_num_states[0];" in code
+    assert "parpy_scalar_hmm_gamma = hmm_gamma[0];" in code
+    nvcc_compile(code, tmp_path)
