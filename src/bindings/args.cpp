@@ -245,6 +245,18 @@ void ArgPack::add_int(PyObject* o, const std::string& name, ArgValue& v) {
   if (overflow) py_fail(PyExc_RuntimeError, "Argument " + name + " is an integer that does not fit in 64 bits");
   key.push_back('i');
   put_bytes(&x, sizeof x);
+  // An integer that force_int_size cannot hold would be truncated silently.
+  auto check_fits = [&](long long lo, long long hi, const char* size) {
+    if (x < lo || x > hi)
+      py_fail(PyExc_OverflowError, "Argument " + name + " is " + std::to_string(x) + ", which does not fit in " +
+                                       size + " (force_int_size): use a larger int size or a smaller value.");
+  };
+  switch (opts_.int_size()) {
+    case ElemSize::I8: check_fits(INT8_MIN, INT8_MAX, "I8 (8 bits)"); break;
+    case ElemSize::I16: check_fits(INT16_MIN, INT16_MAX, "I16 (16 bits)"); break;
+    case ElemSize::I32: check_fits(INT32_MIN, INT32_MAX, "I32 (32 bits)"); break;
+    default: break;
+  }
   void* s = slot();
   switch (opts_.int_size()) {
     case ElemSize::I8: *static_cast<int8_t*>(s) = static_cast<int8_t>(x); break;

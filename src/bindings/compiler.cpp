@@ -18,6 +18,7 @@
 #include "bindings/args.h"
 #include "bindings/bind.h"
 #include "bindings/externals.h"
+#include "codegen/c_names.h"
 #include "codegen/cpu.h"
 #include "codegen/cuda.h"
 #include "frontend/python_to_ir.h"
@@ -429,14 +430,14 @@ class StringFunction {
       }
       // Code from print_compiled already has the uniform entry; hand-written code gets one.
       std::string code = code_;
-      bool has_entry = code.find(name_ + "__parpy_entry(") != std::string::npos;
+      bool has_entry = code.find(entry_symbol(name_) + "(") != std::string::npos;
       std::vector<AbiParam> params = abi_params(names, described.values, opts_);
       if (opts_.backend == CompileBackend::Cuda) {
         if (!has_entry) code += "\n" + print_cuda_user_entry(name_, params);
         entry = build_cuda_string(code);
       } else {
-        if (!has_entry) code += "\n" + print_cpu_entry(name_, params);
-        entry = build_code(code, name_ + "__parpy_entry", opts_);
+        if (!has_entry) code += "\n" + print_cpu_entry(entry_symbol(name_), name_, params);
+        entry = build_code(code, entry_symbol(name_), opts_);
       }
       cache_.emplace(pack.key, entry);
     }
@@ -469,8 +470,8 @@ class StringFunction {
     if (built.built) ++g_builds;
     auto e = std::make_shared<Entry>();
     e->lib = jit::load_library(built.library);
-    e->cuda_fn = reinterpret_cast<CudaEntryFn>(e->lib->symbol(name_ + "__parpy_entry"));
-    e->error_fn = reinterpret_cast<ErrorFn>(e->lib->symbol(name_ + "__parpy_error"));
+    e->cuda_fn = reinterpret_cast<CudaEntryFn>(e->lib->symbol(entry_symbol(name_)));
+    e->error_fn = reinterpret_cast<ErrorFn>(e->lib->symbol(error_symbol(name_)));
     e->write_all = true;
     ++g_compiles;
     return e;

@@ -6,6 +6,8 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <regex>
+
 #include "bindings/bind.h"
 #include "bindings/externals.h"
 #include "ir/options.h"
@@ -25,6 +27,20 @@ std::optional<Type> annotation_type(nb::handle v) {
   return std::nullopt;
 }
 
+// The generated code names an external as written and includes its header: both must be what
+// they claim, a C/C++ (qualified) identifier and one #include operand.
+void check_c_names(const std::string& ext_name, const std::optional<std::string>& header) {
+  static const std::regex ident("(::)?[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*");
+  if (!std::regex_match(ext_name, ident))
+    fail("The external name '" + ext_name + "' is not a C/C++ function name. Give the name the generated "
+         "code calls, an identifier optionally qualified by namespaces, such as 'fmin' or 'std::fmin'.");
+  if (!header || header->empty()) return;
+  static const std::regex file("<[A-Za-z0-9_./+ -]+>|\"[A-Za-z0-9_./+ -]+\"|[A-Za-z0-9_./+-]+");
+  if (!std::regex_match(*header, file))
+    fail("The header '" + *header + "' is not a header file name. Give one file, as '<file.h>', "
+         "'\"file.h\"' or 'file.h', made of letters, digits and the characters _ . / + -.");
+}
+
 ExternalHandle declare_external(const std::string& name, const std::string& ext_name,
                                 CompileBackend backend, nb::handle target,
                                 std::optional<std::string> header, const LoopPar& par,
@@ -41,6 +57,7 @@ ExternalHandle declare_external(const std::string& name, const std::string& ext_
     case CompileBackend::Cpu: break;  // Host and Device code are both C++ here
     default: fail(std::string("Unsupported external backend: CompileBackend.") + backend_name(backend));
   }
+  check_c_names(ext_name, header);
   auto d = std::make_shared<ExternalDecl>();
   d->name = name;
   d->ext_name = ext_name;

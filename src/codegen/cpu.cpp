@@ -27,8 +27,9 @@ class CpuPrinter : public CPrinter {
   std::string type_name(ElemSize e) const override { return cpu_type(e); }
 
   void function(const std::string& name, const std::vector<AbiParam>& params, const Block& body) {
+    // The function itself is internal to the library: only the entry is exported.
     std::string fname = c_ident(name);
-    os << "extern \"C\" int32_t " << fname << "(";
+    os << "static int32_t " << fname << "(";
     for (size_t i = 0; i < params.size(); ++i)
       os << (i ? ", " : "") << type_str(params[i].type) << " " << c_ident(params[i].name);
     os << ") {\n";
@@ -37,8 +38,8 @@ class CpuPrinter : public CPrinter {
     declarations(body, 1);
     block(body, 1);
     os << "  return 0;\n}\n\n";
-    entry = fname + "__parpy_entry";
-    os << print_cpu_entry(fname, params);
+    entry = entry_symbol(name);
+    os << print_cpu_entry(entry, fname, params);
   }
 
   std::string entry;
@@ -103,12 +104,12 @@ class CpuPrinter : public CPrinter {
         combine = acc + " * " + value;
         break;
       case BinOp::Max:
-        clause = "max";
+        clause = is_float(acc_t) ? "parpy_max" : "max";  // see parpy_cpu.h: keeps a NaN
         ne = is_float(acc_t) ? float_literal(-HUGE_VAL, acc_t) : "std::numeric_limits<" + at + ">::lowest()";
         combine = "parpy_max(" + acc + ", " + value + ")";
         break;
       case BinOp::Min:
-        clause = "min";
+        clause = is_float(acc_t) ? "parpy_min" : "min";
         ne = is_float(acc_t) ? float_literal(HUGE_VAL, acc_t) : "std::numeric_limits<" + at + ">::max()";
         combine = "parpy_min(" + acc + ", " + value + ")";
         break;
@@ -139,9 +140,10 @@ std::string type_str(const Type& t) {
 
 }  // namespace
 
-std::string print_cpu_entry(const std::string& fname, const std::vector<AbiParam>& params) {
+std::string print_cpu_entry(const std::string& entry, const std::string& fname,
+                            const std::vector<AbiParam>& params) {
   std::ostringstream os;
-  os << "extern \"C\" int32_t " << fname << "__parpy_entry(void** args) {\n  return " << fname << "(";
+  os << "extern \"C\" int32_t " << entry << "(void** args) {\n  return " << fname << "(";
   for (size_t i = 0; i < params.size(); ++i)
     os << (i ? ", " : "") << "*(" << type_str(params[i].type) << "*)args[" << i << "]";
   os << ");\n}\n";

@@ -38,7 +38,7 @@ class CudaPrinter : public CPrinter {
     if (two_part_) os << "extern \"C\" ";
     os << "__global__ void __launch_bounds__(" << k.block_threads << ") ";
     if (k.cluster_blocks > 1) os << "__cluster_dims__(" << k.cluster_blocks << ", 1, 1) ";
-    os << c_ident(name) << "(";
+    os << kernel_ident(name) << "(";
     for (size_t i = 0; i < k.params.size(); ++i)
       os << (i ? ", " : "") << type_str(k.params[i].type) << " " << c_ident(k.params[i].name);
     os << ") {\n";
@@ -60,7 +60,7 @@ class CudaPrinter : public CPrinter {
     // Scratch memory is per device (see parpy_cuda_host.h): the host code reads its device's.
     for (const auto& s : prog_.scratch)
       os << "static " << type_name(s.elem) << "* " << per_device(s.name) << "[PARPY_MAX_DEVICES];\n";
-    if (per_device_state()) os << "static parpy_once<PARPY_MAX_DEVICES> " << c_ident(prog_.name) << "__parpy_setup;\n";
+    if (per_device_state()) os << "static parpy_once<PARPY_MAX_DEVICES> parpy_setup;\n";
     if (!prog_.scratch.empty() || per_device_state()) os << "\n";
     std::string fname = c_ident(prog_.name);
     auto param_list = [&] {
@@ -75,8 +75,9 @@ class CudaPrinter : public CPrinter {
     };
     // With CUDA graphs the host code becomes a function that the graph cache captures, told the
     // device by its caller.
-    std::string host_fn = prog_.use_graphs ? fname + "__parpy_host" : fname;
-    os << (prog_.use_graphs ? "static int32_t " : "extern \"C\" int32_t ") << host_fn << "(" << param_list()
+    // Only the entry and error functions are exported; the rest is internal to the library.
+    std::string host_fn = prog_.use_graphs ? "parpy_host" : fname;
+    os << "static int32_t " << host_fn << "(" << param_list()
        << (prog_.use_graphs ? ", int parpy_device" : "") << ") {\n";
     for (const auto& p : prog_.params)
       if (p.type.is_scalar()) os << "  (void)" << c_ident(p.name) << ";\n";
@@ -95,17 +96,17 @@ class CudaPrinter : public CPrinter {
     if (prog_.use_graphs) {
       std::string types;
       for (size_t i = 0; i < prog_.params.size(); ++i) types += (i ? ", " : "") + type_str(prog_.params[i].type);
-      os << "static parpy_graph_cache<" << types << "> " << fname << "__parpy_graph;\n\n";
-      os << "extern \"C\" int32_t " << fname << "(" << param_list() << ") {\n";
+      os << "static parpy_graph_cache<" << types << "> parpy_graph;\n\n";
+      os << "static int32_t " << fname << "(" << param_list() << ") {\n";
       current_device();
       setup();
       std::string args = arg_names();
-      os << "  return " << fname << "__parpy_graph.run(parpy_device, parpy_stream, [&](cudaStream_t parpy_capture) {\n"
+      os << "  return parpy_graph.run(parpy_device, parpy_stream, [&](cudaStream_t parpy_capture) {\n"
          << "    return " << host_fn << "(" << args << "parpy_capture, parpy_device);\n  }"
          << (args.empty() ? "" : ", " + args.substr(0, args.size() - 2)) << ");\n}\n\n";
     }
     // The entry runs the call on the device that holds its arrays.
-    entry_symbol = fname + "__parpy_entry";
+    entry_symbol = parpy::entry_symbol(prog_.name);
     os << "extern \"C\" int32_t " << entry_symbol << "(void** args, void* stream, int32_t device) {\n"
        << "  parpy_device_scope parpy_scope(device);\n"
        << "  if (parpy_scope.status != 0) return parpy_scope.status;\n"
@@ -113,7 +114,7 @@ class CudaPrinter : public CPrinter {
     for (size_t i = 0; i < prog_.params.size(); ++i)
       os << "*(" << type_str(prog_.params[i].type) << "*)args[" << i << "], ";
     os << "(cudaStream_t)stream);\n}\n\n";
-    error_symbol = fname + "__parpy_error";
+    error_symbol = parpy::error_symbol(prog_.name);
     os << "extern \"C\" const char* " << error_symbol << "() { return parpy_error_buf; }\n";
   }
 
@@ -134,13 +135,12 @@ class CudaPrinter : public CPrinter {
             "nullptr, 0), \"cudaLibraryLoadData\");\n";
       for (const auto& k : prog_.kernels)
         for (const auto& n : variants(k))
-          os << "        PARPY_CHECK(cudaLibraryGetKernel(&" << handle(n) << ", parpy_lib, \"" << c_ident(n)
+          os << "        PARPY_CHECK(cudaLibraryGetKernel(&" << handle(n) << ", parpy_lib, \"" << kernel_ident(n)
              << "\"), \"cudaLibraryGetKernel\");\n";
       os << "        parpy_library = parpy_lib;\n        return 0;\n      }))\n    return parpy_rc;\n";
     }
     if (!per_device_state()) return;
-    os << "  if (int32_t parpy_rc = " << c_ident(prog_.name)
-       << "__parpy_setup.run(parpy_device, [&]() -> int32_t {\n";
+    os << "  if (int32_t parpy_rc = parpy_setup.run(parpy_device, [&]() -> int32_t {\n";
     for (const auto& s : prog_.scratch) {
       std::string n = per_device(s.name) + "[parpy_device]";
       std::string bytes = std::to_string(s.count) + " * sizeof(" + type_name(s.elem) + ")";
@@ -153,7 +153,7 @@ class CudaPrinter : public CPrinter {
       if (k.cluster_blocks <= 8) continue;
       for (const auto& n : variants(k))
         os << "        PARPY_CHECK(cudaFuncSetAttribute("
-           << (two_part_ ? "(const void*)" + handle(n) : c_ident(n))
+           << (two_part_ ? "(const void*)" + handle(n) : kernel_ident(n))
            << ", cudaFuncAttributeNonPortableClusterSizeAllowed, 1), \"cudaFuncSetAttribute\");\n";
     }
     os << "        return 0;\n      }))\n    return parpy_rc;\n";
@@ -176,7 +176,7 @@ class CudaPrinter : public CPrinter {
     for (const auto& k : prog_.kernels) {
       for (const auto& n : variants(k)) {
         os << "static cudaKernel_t " << handle(n) << " = nullptr;\n";
-        os << "static void " << c_ident(n) << "(dim3 parpy_grid, dim3 parpy_block, cudaStream_t parpy_stream";
+        os << "static void " << kernel_ident(n) << "(dim3 parpy_grid, dim3 parpy_block, cudaStream_t parpy_stream";
         std::string addresses;
         for (size_t i = 0; i < k.params.size(); ++i) {
           os << ", " << type_str(k.params[i].type) << " " << c_ident(k.params[i].name);
@@ -215,10 +215,10 @@ class CudaPrinter : public CPrinter {
           std::string grid = "dim3(" + std::to_string(k.grid_blocks) + ")";
           std::string block = "dim3(" + std::to_string(k.block_threads) + ")";
           if (two_part_)  // the kernel's launcher (see launchers())
-            os << p2 << c_ident(name) << "(" << grid << ", " << block << ", parpy_stream"
+            os << p2 << kernel_ident(name) << "(" << grid << ", " << block << ", parpy_stream"
                << (args.empty() ? "" : ", " + args) << ");\n";
           else
-            os << p2 << c_ident(name) << "<<<" << grid << ", " << block << ", 0, parpy_stream>>>(" << args
+            os << p2 << kernel_ident(name) << "<<<" << grid << ", " << block << ", 0, parpy_stream>>>(" << args
                << ");\n";
         };
         if (k.vector_body.empty()) {
@@ -246,7 +246,9 @@ class CudaPrinter : public CPrinter {
     if (k.vector_body.empty()) return {k.name};
     return {k.name, k.name + "_vec"};
   }
-  static std::string handle(const std::string& kernel) { return c_ident(kernel) + "__parpy_kernel"; }
+  static std::string handle(const std::string& kernel) { return kernel_ident(kernel) + "_handle"; }
+  // Kernels are named by parpy, after the function ("f_k0"): a name no user identifier has.
+  static std::string kernel_ident(const std::string& kernel) { return "parpy_kernel_" + c_chars(kernel); }
 
   bool two_part_;  // host and device code in separate sources (CudaProgram::device_code, host_code)
   bool in_kernel_ = false;
@@ -316,7 +318,7 @@ std::string print_cuda_user_entry(const std::string& fname, const std::vector<Ab
       break;
     }
   os << "#include \"parpy_cuda_host.h\"\n\n";
-  os << "extern \"C\" int32_t " << fname << "__parpy_entry(void** args, void* stream, int32_t device) {\n"
+  os << "extern \"C\" int32_t " << entry_symbol(fname) << "(void** args, void* stream, int32_t device) {\n"
      << "  parpy_error_buf[0] = 0;\n"
      << "  parpy_device_scope parpy_scope(device);\n"
      << "  if (parpy_scope.status != 0) return parpy_scope.status;\n"
@@ -327,7 +329,7 @@ std::string print_cuda_user_entry(const std::string& fname, const std::vector<Ab
     os << ", *(" << type << "*)args[" << i << "]";
   }
   os << ");\n}\n\n";
-  os << "extern \"C\" const char* " << fname << "__parpy_error() { return parpy_error_buf; }\n";
+  os << "extern \"C\" const char* " << error_symbol(fname) << "() { return parpy_error_buf; }\n";
   return os.str();
 }
 

@@ -14,9 +14,7 @@ namespace {
 
 class HelperLowering {
  public:
-  HelperLowering(const Function& main, const CompileOptions& opts) : opts_(opts) {
-    used_.insert(c_ident(main.name));
-  }
+  HelperLowering(const Function&, const CompileOptions& opts) : opts_(opts) {}
 
   Helpers run(const Function& main) {
     out_.main_calls = targets(main);
@@ -61,7 +59,8 @@ class HelperLowering {
   }
 
   std::string unique_name(const std::string& name) {
-    std::string base = "helper_" + c_ident(name), n = base;
+    // A C name no user identifier has (those are prefixed "v_", see c_ident).
+    std::string base = "parpy_helper_" + c_chars(name), n = base;
     for (int i = 1; !used_.insert(n).second; ++i) n = base + "_" + std::to_string(i);
     return n;
   }

@@ -53,9 +53,9 @@ TEST(ArrayLocals, SlicesOfALocalUseTheShapeOfItsArrays) {
   o.backend = CompileBackend::Cpu;
   o.parallelize = {{"N", threads(4)}};
   Lowered l = lower(f, {f32({4, 6}), f32({4})}, o);
-  EXPECT_TRUE(has(l.code, "float* d;")) << l.code;
-  EXPECT_TRUE(has(l.code, "d = a;")) << l.code;
-  EXPECT_TRUE(has(l.code, "d[((i * 6) + slice_dim")) << l.code;
+  EXPECT_TRUE(has(l.code, "float* v_d;")) << l.code;
+  EXPECT_TRUE(has(l.code, "v_d = v_a;")) << l.code;
+  EXPECT_TRUE(has(l.code, "v_d[((v_i * 6) + v_slice_dim")) << l.code;
 }
 
 TEST(ArrayLocals, ArraysWrittenThroughALocalAreCopiedBack) {
@@ -81,8 +81,8 @@ TEST(ArrayLocals, AccessesThroughAliasesAreNotVectorized) {
   EXPECT_TRUE(has(lower(plain, {f32({1024}), f32({1024}), f32({1024})}, o).code, "f_k0_vec"));
   Lowered l = lower(write_through(true, 1024), {f32({1024}), f32({1024}), f32({1024})}, o);
   EXPECT_FALSE(has(l.code, "_vec")) << l.code;
-  EXPECT_TRUE(has(l.code, "float* d;")) << l.code;
-  EXPECT_TRUE(has(l.code, "<<<dim3(1), dim3(1024), 0, parpy_stream>>>(x, d)")) << l.code;
+  EXPECT_TRUE(has(l.code, "float* v_d;")) << l.code;
+  EXPECT_TRUE(has(l.code, "<<<dim3(1), dim3(1024), 0, parpy_stream>>>(v_x, v_d)")) << l.code;
 }
 
 TEST(ArrayLocals, MapAndReductionThroughDifferentNamesAreNotFused) {
@@ -117,10 +117,10 @@ TEST(ArrayLocals, HelperWritingThroughALocalWritesItsParameter) {
                   {For("i", 0, 8, {A(S("y", {V("i")}), call("h", {S("x", {V("i")})}, sp()))}, {"N"})});
   f.helpers["h"] = h;
   Helpers hs = lower_helpers(f, cuda_opts({{"N", threads(8)}}));
-  EXPECT_EQ(hs.callees.at("helper_h").writes, std::vector<bool>{true});
+  EXPECT_EQ(hs.callees.at("parpy_helper_h").writes, std::vector<bool>{true});
   Lowered l = lower(f, {f32({8, 3}), f32({8})}, cuda_opts({{"N", threads(8)}}));
   EXPECT_TRUE(contains(l.written, "x")) << l.code;
-  EXPECT_TRUE(has(l.code, "float* q;")) << l.code;
+  EXPECT_TRUE(has(l.code, "float* v_q;")) << l.code;
 }
 
 TEST(ArrayLocals, AliasesFollowLocalsAssignedFromLocals) {

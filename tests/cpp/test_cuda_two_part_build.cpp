@@ -100,7 +100,7 @@ TEST(CudaTwoPartText, DeviceAndHostParts) {
   }
   const std::vector<Case> all = cases();
   EXPECT_TRUE(
-      has(all[0].low.host_code, "cudaLibraryGetKernel(&f_k0_vec__parpy_kernel, parpy_lib, \"f_k0_vec\")"))
+      has(all[0].low.host_code, "cudaLibraryGetKernel(&parpy_kernel_f_k0_vec_handle, parpy_lib, \"parpy_kernel_f_k0_vec\")"))
       << all[0].low.host_code;
   EXPECT_TRUE(has(all[2].low.host_code, "cudaFuncSetAttribute((const void*)")) << all[2].low.host_code;
   EXPECT_TRUE(has(all[2].low.host_code, "#define PARPY_USE_GRAPHS")) << all[2].low.host_code;

@@ -76,9 +76,9 @@ TEST(DeviceCalls, CalleesKnowWhichPointersTheyWrite) {
   Function f = main_fn({For("i", 0, 8, {A(S("y", {V("i")}), call("setrow", {S("x", {V("i")}), I(5), F(2.0)}, sp()))},
                             {"N"})});
   Helpers h = lower_helpers(f, cuda_opts({{"N", LoopPar{8, false, 1024}}}));
-  ASSERT_EQ(h.callees.count("helper_setrow"), 1u);
-  EXPECT_EQ(h.callees.at("helper_setrow").writes, (std::vector<bool>{true, false, false}));
-  EXPECT_FALSE(h.callees.at("helper_setrow").external);
+  ASSERT_EQ(h.callees.count("parpy_helper_setrow"), 1u);
+  EXPECT_EQ(h.callees.at("parpy_helper_setrow").writes, (std::vector<bool>{true, false, false}));
+  EXPECT_FALSE(h.callees.at("parpy_helper_setrow").external);
   // An external may write any pointer it gets.
   EXPECT_EQ(h.callees.at("my_rowmax").writes, (std::vector<bool>{true, false}));
   EXPECT_TRUE(h.callees.at("my_rowmax").external);
@@ -90,10 +90,10 @@ TEST(DeviceCalls, HelpersBecomeDeviceFunctionsAndTheirWritesAreCopiedBack) {
   Function f = main_fn({For("i", 0, 8, {A(S("y", {V("i")}), call("setrow", {S("x", {V("i")}), I(5), F(2.0)}, sp()))},
                             {"N"})});
   Lowered low = lower(f, kArgs, cuda_opts({{"N", LoopPar{8, false, 1024}}}));
-  EXPECT_TRUE(has(low.code, "static __device__ inline float helper_setrow(float* r, int64_t n, float v) {"))
+  EXPECT_TRUE(has(low.code, "static __device__ inline float parpy_helper_setrow(float* v_r, int64_t v_n, float v_v) {"))
       << low.code;
   EXPECT_LT(low.code.find("helper_setrow("), low.code.find("__global__"));
-  EXPECT_TRUE(has(low.code, "helper_setrow((x + (i * 5)), 5, 2.0f)")) << low.code;
+  EXPECT_TRUE(has(low.code, "parpy_helper_setrow((v_x + (v_i * 5)), 5, 2.0f)")) << low.code;
   EXPECT_NE(std::find(low.written.begin(), low.written.end(), "x"), low.written.end());
   EXPECT_NE(std::find(low.written.begin(), low.written.end(), "y"), low.written.end());
 }
@@ -102,14 +102,14 @@ TEST(DeviceCalls, ExternalHeaderAndNameInTheKernel) {
   Function f = main_fn({For("i", 0, 8, {A(S("y", {V("i")}), call("rowmax", {S("x", {V("i")}), I(5)}, sp()))}, {"N"})});
   Lowered low = lower(f, kArgs, cuda_opts({{"N", LoopPar{8, false, 1024}}}));
   EXPECT_TRUE(has(low.code, "#include \"parpy_cuda.h\"\n#include \"my.h\"\n")) << low.code;
-  EXPECT_TRUE(has(low.code, "y[i] = my_rowmax((x + (i * 5)), 5);")) << low.code;
+  EXPECT_TRUE(has(low.code, "v_y[v_i] = my_rowmax((v_x + (v_i * 5)), 5);")) << low.code;
 }
 
 TEST(DeviceCalls, PureHelperCallsNeedNoCopyBackOfTheirArguments) {
   Function f = main_fn({For("i", 0, 8, {A(S("y", {V("i")}), call("twice", {S("x", {V("i"), I(0)})}, sp()))}, {"N"})});
   Lowered low = lower(f, kArgs, cuda_opts({{"N", LoopPar{8, false, 1024}}}));
   EXPECT_EQ(low.written, std::vector<std::string>{"y"});
-  EXPECT_TRUE(has(low.code, "static __device__ inline float helper_twice(float a) {")) << low.code;
+  EXPECT_TRUE(has(low.code, "static __device__ inline float parpy_helper_twice(float v_a) {")) << low.code;
 }
 
 TEST(DeviceCalls, LoopsPassingRowsToCallsAreNotVectorized) {
@@ -122,7 +122,7 @@ TEST(DeviceCalls, LoopsPassingRowsToCallsAreNotVectorized) {
   Function f = main_fn({For("i", 0, 8, {A(y_i, binop(BinOp::Add, row, y_i, sp()))}, {"N"})});
   std::string code = lower(f, kArgs, opts).code;
   EXPECT_FALSE(has(code, "_vec")) << code;
-  EXPECT_TRUE(has(code, "my_rowmax((x + 0), 5)")) << code;
+  EXPECT_TRUE(has(code, "my_rowmax((v_x + 0), 5)")) << code;
 }
 
 TEST(DeviceCalls, HelperCallInHostCodeIsRejectedWithItsSpan) {
@@ -171,10 +171,10 @@ TEST(DeviceCalls, ParallelExternalAddsALayer) {
   Lowered low = lower(f, kArgs, cuda_opts({{"N", LoopPar{8, false, 1024}}}));
   EXPECT_TRUE(has(low.code, "__launch_bounds__(32)")) << low.code;
   EXPECT_TRUE(has(low.code, "<<<dim3(8), dim3(32), 0, parpy_stream>>>")) << low.code;
-  size_t at = low.code.find("parpy_ext0 = my_wide((x + (i * 5)), 5);");
+  size_t at = low.code.find("parpy_ext0 = my_wide((v_x + (v_i * 5)), 5);");
   ASSERT_NE(at, std::string::npos) << low.code;
   EXPECT_LT(at, low.code.find("if ((parpy_tid == 0)) {", at)) << low.code;
-  EXPECT_TRUE(has(low.code, "y[i] = parpy_ext0;")) << low.code;
+  EXPECT_TRUE(has(low.code, "v_y[v_i] = parpy_ext0;")) << low.code;
 }
 
 TEST(DeviceCalls, ParallelExternalInAHelperIsRejected) {

@@ -211,7 +211,7 @@ TEST(GpuGrid, NegativeStep) {
   // for i in range(99, -1, -1) with 100 workers: starts at 99 - w, runs while i > -1, step -100.
   Function f = fn("f", {"x", "y"}, {For("i", 99, -1, {A(S("y", {V("i")}), S("x", {V("i")}))}, {"N"}, -1)});
   std::string code = cuda_code(f, {f32({100}), f32({100})}, cuda_opts({{"N", threads(100)}}));
-  EXPECT_TRUE(has(code, "for (int64_t i = (99 + (-1 * parpy_w0)); i > -1; i += -100)")) << code;
+  EXPECT_TRUE(has(code, "for (int64_t v_i = (99 + (-1 * parpy_w0)); v_i > -1; v_i += -100)")) << code;
   EXPECT_TRUE(has(code, "parpy_w0 < 100")) << code;
 }
 
@@ -808,7 +808,7 @@ TEST(GpuCudaText, Fp16HeaderForAnF16ScalarLocal) {
   auto o = cuda_opts({{"N", threads(64)}});
   o.force_float_size = ElemSize::F16;
   std::string code = cuda_code(f, {f32({64}), f32({64})}, o);
-  EXPECT_TRUE(has(code, "__half s;")) << code;
+  EXPECT_TRUE(has(code, "__half v_s;")) << code;
   EXPECT_TRUE(has(code, "#include <cuda_fp16.h>")) << code;
 }
 
@@ -816,10 +816,10 @@ TEST(GpuCudaText, EntryAndErrorSymbols) {
   Function f = copy_loop(0, 64);
   f.name = "saxpy";
   Lowered l = lower(f, {f32({64}), f32({64})}, cuda_opts({{"N", threads(64)}}));
-  EXPECT_EQ(l.entry_symbol, "saxpy__parpy_entry");
-  EXPECT_EQ(l.error_symbol, "saxpy__parpy_error");
-  EXPECT_TRUE(has(l.code, "extern \"C\" int32_t saxpy__parpy_entry(void** args, void* stream, int32_t device)")) << l.code;
-  EXPECT_TRUE(has(l.code, "extern \"C\" const char* saxpy__parpy_error()")) << l.code;
+  EXPECT_EQ(l.entry_symbol, "parpy_entry_saxpy");
+  EXPECT_EQ(l.error_symbol, "parpy_error_saxpy");
+  EXPECT_TRUE(has(l.code, "extern \"C\" int32_t parpy_entry_saxpy(void** args, void* stream, int32_t device)")) << l.code;
+  EXPECT_TRUE(has(l.code, "extern \"C\" const char* parpy_error_saxpy()")) << l.code;
   EXPECT_TRUE(has(l.code, "#include \"parpy_cuda.h\"")) << l.code;
   EXPECT_TRUE(has(l.code, "__global__ void __launch_bounds__(64)")) << l.code;
   EXPECT_TRUE(has(l.code, "PARPY_CHECK(cudaGetLastError()")) << l.code;
@@ -864,8 +864,8 @@ TEST(GpuVectorize, ContiguousRowsGetAnAlignedVariant) {
   EXPECT_EQ(k.alignment.at("y"), 16);
   std::string code = cuda_code(two_row_loops(), {f32({64, 1024}), f32({64, 1024})},
                                cuda_opts({{"O", threads(64)}, {"P", threads(64)}}));
-  EXPECT_TRUE(has(code, "if (parpy_aligned(x, 16) && parpy_aligned(y, 16)) {")) << code;
-  EXPECT_TRUE(has(code, "x = (float*)__builtin_assume_aligned(x, 16);")) << code;
+  EXPECT_TRUE(has(code, "if (parpy_aligned(v_x, 16) && parpy_aligned(v_y, 16)) {")) << code;
+  EXPECT_TRUE(has(code, "v_x = (float*)__builtin_assume_aligned(v_x, 16);")) << code;
 }
 
 TEST(GpuVectorize, TransposedAccessStaysScalar) {

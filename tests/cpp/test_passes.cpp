@@ -1051,17 +1051,17 @@ const std::vector<AbiParam> kParams{{"x", Type::tensor(ElemSize::F64, {10})},
 TEST(PrintCpu, OuterParallelLoopAndEntry) {
   Block b{pfor("i", 10, {A(acc_f64("y", iv("i")), acc_f64("x", iv("i")))}, LoopPar{4, false, 1024})};
   CpuProgram p = print_cpu("f", kParams, b);
-  EXPECT_EQ(p.entry_symbol, "f__parpy_entry");
-  EXPECT_NE(p.code.find("extern \"C\" int32_t f(double* x, double* y, int64_t n) {"), std::string::npos) << p.code;
-  EXPECT_NE(p.code.find("  (void)n;\n"), std::string::npos) << p.code;
+  EXPECT_EQ(p.entry_symbol, "parpy_entry_f");
+  EXPECT_NE(p.code.find("static int32_t v_f(double* v_x, double* v_y, int64_t v_n) {"), std::string::npos) << p.code;
+  EXPECT_NE(p.code.find("  (void)v_n;\n"), std::string::npos) << p.code;
   EXPECT_NE(p.code.find("  #pragma omp parallel for num_threads(parpy_num_threads(4)) schedule(static)\n"
-                        "  for (int64_t i = 0; i < 10; ++i) {\n"
-                        "    y[i] = x[i];\n"
+                        "  for (int64_t v_i = 0; v_i < 10; ++v_i) {\n"
+                        "    v_y[v_i] = v_x[v_i];\n"
                         "  }\n"),
             std::string::npos)
       << p.code;
-  EXPECT_NE(p.code.find("extern \"C\" int32_t f__parpy_entry(void** args) {\n"
-                        "  return f(*(double**)args[0], *(double**)args[1], *(int64_t*)args[2]);\n}\n"),
+  EXPECT_NE(p.code.find("extern \"C\" int32_t parpy_entry_f(void** args) {\n"
+                        "  return v_f(*(double**)args[0], *(double**)args[1], *(int64_t*)args[2]);\n}\n"),
             std::string::npos)
       << p.code;
   EXPECT_EQ(p.code.find("omp simd"), std::string::npos);
@@ -1071,7 +1071,7 @@ TEST(PrintCpu, SequentialLoopHasNoPragma) {
   Block b{pfor("i", 10, {A(acc_f64("y", iv("i")), acc_f64("x", iv("i")))}, LoopPar{})};
   CpuProgram p = print_cpu("f", kParams, b);
   EXPECT_EQ(p.code.find("#pragma"), std::string::npos) << p.code;
-  EXPECT_NE(p.code.find("for (int64_t i = 0; i < 10; ++i) {"), std::string::npos);
+  EXPECT_NE(p.code.find("for (int64_t v_i = 0; v_i < 10; ++v_i) {"), std::string::npos);
 }
 
 TEST(PrintCpu, InnerParallelLoopIsSimd) {
@@ -1081,12 +1081,12 @@ TEST(PrintCpu, InnerParallelLoopIsSimd) {
                LoopPar{2, false, 1024})};
   CpuProgram p = print_cpu("f", kParams, b);
   EXPECT_NE(p.code.find("  #pragma omp parallel for num_threads(parpy_num_threads(2)) schedule(static)\n"
-                        "  for (int64_t i = 0; i < 2; ++i) {\n"
+                        "  for (int64_t v_i = 0; v_i < 2; ++v_i) {\n"
                         "    #pragma omp simd\n"
-                        "    for (int64_t j = 0; j < 5; ++j) {\n"),
+                        "    for (int64_t v_j = 0; v_j < 5; ++v_j) {\n"),
             std::string::npos)
       << p.code;
-  EXPECT_NE(p.code.find("y[((i * 5) + j)] = x[((i * 5) + j)];"), std::string::npos) << p.code;
+  EXPECT_NE(p.code.find("v_y[((v_i * 5) + v_j)] = v_x[((v_i * 5) + v_j)];"), std::string::npos) << p.code;
 }
 
 TEST(PrintCpu, ReductionLoop) {
@@ -1100,8 +1100,8 @@ TEST(PrintCpu, ReductionLoop) {
                         "reduction(+:parpy_acc0)"),
             std::string::npos)
       << p.code;
-  EXPECT_NE(p.code.find("parpy_acc0 = parpy_acc0 + (double)x[i];"), std::string::npos) << p.code;
-  EXPECT_NE(p.code.find("y[0] = y[0] + (double)parpy_acc0;"), std::string::npos) << p.code;
+  EXPECT_NE(p.code.find("parpy_acc0 = parpy_acc0 + (double)v_x[v_i];"), std::string::npos) << p.code;
+  EXPECT_NE(p.code.find("v_y[0] = v_y[0] + (double)parpy_acc0;"), std::string::npos) << p.code;
 
   // Inside an outer parallel loop the reduction is a SIMD reduction.
   Expr yi = acc_f64("y", iv("i"));
@@ -1109,7 +1109,7 @@ TEST(PrintCpu, ReductionLoop) {
                          LoopPar{4, true, 1024}));
   inner->red_op = BinOp::Max;
   CpuProgram q = print_cpu("f", kParams, {pfor("i", 2, {inner}, LoopPar{2, false, 1024})});
-  EXPECT_NE(q.code.find("#pragma omp simd reduction(max:parpy_acc0)"), std::string::npos) << q.code;
+  EXPECT_NE(q.code.find("#pragma omp simd reduction(parpy_max:parpy_acc0)"), std::string::npos) << q.code;
   EXPECT_NE(q.code.find("double parpy_acc0 = (-HUGE_VAL);"), std::string::npos) << q.code;
 }
 
@@ -1118,7 +1118,7 @@ TEST(PrintCpu, DeclaresLocals) {
   def->defines = true;
   Block b{pfor("i", 10, {def, A(acc_f64("y", iv("i")), var("t", sp(), f64()))}, LoopPar{4, false, 1024})};
   CpuProgram p = print_cpu("f", kParams, b);
-  EXPECT_NE(p.code.find("  for (int64_t i = 0; i < 10; ++i) {\n    double t;\n    t = x[i];\n    y[i] = t;\n"),
+  EXPECT_NE(p.code.find("  for (int64_t v_i = 0; v_i < 10; ++v_i) {\n    double v_t;\n    v_t = v_x[v_i];\n    v_y[v_i] = v_t;\n"),
             std::string::npos)
       << p.code;
 }
@@ -1133,12 +1133,12 @@ TEST(Lower, ParallelLoopWithWeakLiteral) {
   CompileOptions opts;
   opts.parallelize["N"] = LoopPar{4, false, 1024};
   Lowered l = lower(f, {array_arg(ElemSize::F32, {10}), array_arg(ElemSize::F32, {10}), int_arg(10)}, opts);
-  EXPECT_EQ(l.entry_symbol, "f__parpy_entry");
+  EXPECT_EQ(l.entry_symbol, "parpy_entry_f");
   ASSERT_EQ(l.params.size(), 3u);
   EXPECT_EQ(l.params[2].type, Type::scalar(ElemSize::I64));
   EXPECT_NE(l.code.find("#pragma omp parallel for num_threads(parpy_num_threads(4)) schedule(static)\n"
-                        "  for (int64_t i = 0; i < 10; ++i) {\n"
-                        "    y[i] = (x[i] * 2.0f);\n"),
+                        "  for (int64_t v_i = 0; v_i < 10; ++v_i) {\n"
+                        "    v_y[v_i] = (v_x[v_i] * 2.0f);\n"),
             std::string::npos)
       << l.code;
   EXPECT_EQ(l.code.find("2.0)"), std::string::npos) << l.code;  // no double literal

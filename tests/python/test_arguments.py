@@ -139,3 +139,24 @@ extern "C" int32_t negate(double* x, int64_t n, double* out) {
     bad = parpy.compile_string("broken", "this is not C++", OPTS)
     with pytest.raises(RuntimeError, match="Compilation of generated C\\+\\+ code failed with exit code"):
         bad(x)
+
+
+@pytest.mark.parametrize("size,value", [("I8", 200), ("I8", -129), ("I16", 40000), ("I32", 2**32 + 5),
+                                        ("I32", -(2**31) - 1)])
+def test_int_argument_that_does_not_fit_force_int_size_is_refused(size, value):
+    o = cpu_opts({"N": parpy.threads(4)})
+    o.force_int_size = getattr(parpy.types, size)
+    x = np.random.rand(4)
+    y = np.zeros(4)
+    with pytest.raises(OverflowError, match=f"Argument #3 is {value}, which does not fit in {size}"):
+        scale(x, y, value, 4, opts=o)
+
+
+@pytest.mark.parametrize("size,value", [("I8", 127), ("I8", -128), ("I32", 2**31 - 1)])
+def test_int_argument_at_the_limit_of_force_int_size_is_passed(size, value):
+    o = cpu_opts({"N": parpy.threads(4)})
+    o.force_int_size = getattr(parpy.types, size)
+    x = np.random.rand(4)
+    y = np.zeros(4)
+    scale(x, y, value, 4, opts=o)
+    np.testing.assert_allclose(y, x * value)

@@ -550,7 +550,7 @@ def test_cuda_code_compiles(name, tmp_path):
 def test_cuda_aliases_are_pointers_and_not_vectorized(tmp_path):
     fun, args, opts = cuda_programs(tmp_path)["forward"]
     code = parpy.print_compiled(fun, args, opts)
-    assert "double* alpha_src;" in code
-    assert "alpha_src = alpha1;" in code
+    assert "double* v_alpha_src;" in code
+    assert "v_alpha_src = v_alpha1;" in code
     # Loads and stores through names that may share memory keep their order.
     assert "_vec" not in code and "assume_aligned(alpha" not in code

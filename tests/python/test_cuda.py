@@ -236,7 +236,7 @@ def test_gpu_local_used_by_a_later_kernel(tmp_path):
     # s is computed in one kernel and read by the next through a one-element device array.
     x = np.zeros(1000, np.float32)
     code = parpy.print_compiled(normalize_by_total, [x, x, 1000], opts_for({"N": parpy.threads(256)}))
-    assert "parpy_device_s0[0] = s;" in code and "s = parpy_device_s0[0];" in code
+    assert "parpy_device_s0[0] = v_s;" in code and "v_s = parpy_device_s0[0];" in code
     if shutil.which("nvcc"):
         src = tmp_path / "k.cu"
         src.write_text(code)

@@ -72,7 +72,7 @@ def test_without_clusters_the_nest_is_split():
     code = parpy.print_compiled(softmax, [M32, M32, 100, 3000], opts_for(rows(4096)))
     assert "__cluster_dims__" not in code and "PARPY_USE_CLUSTERS" not in code
     assert kernels(code) == 3
-    assert "m = parpy_shared_m0[i];" in code and "s = parpy_shared_s1[i];" in code
+    assert "v_m = parpy_shared_m0[v_i];" in code and "v_s = parpy_shared_s1[v_i];" in code
 
 
 def test_cluster_above_eight_blocks_sets_the_non_portable_attribute():
@@ -81,8 +81,8 @@ def test_cluster_above_eight_blocks_sets_the_non_portable_attribute():
                                          clusters=True, max_blocks=16))
     assert "__cluster_dims__(16, 1, 1)" in code
     # Both variants of the kernel (scalar and 128-bit) may be launched: both get the attribute.
-    assert "cudaFuncSetAttribute(row_sum_k0, cudaFuncAttributeNonPortableClusterSizeAllowed, 1)" in code
-    assert "cudaFuncSetAttribute(row_sum_k0_vec, cudaFuncAttributeNonPortableClusterSizeAllowed, 1)" in code
+    assert "cudaFuncSetAttribute(parpy_kernel_row_sum_k0, cudaFuncAttributeNonPortableClusterSizeAllowed, 1)" in code
+    assert "cudaFuncSetAttribute(parpy_kernel_row_sum_k0_vec, cudaFuncAttributeNonPortableClusterSizeAllowed, 1)" in code
 
 
 def test_too_many_blocks_for_a_cluster_fall_back_to_multi_block():

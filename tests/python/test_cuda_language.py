@@ -191,19 +191,19 @@ def test_helper_program_compiles(name, tmp_path):
 
 def test_helpers_are_device_functions_before_the_kernels():
     code = parpy.print_compiled(calls_loop, [f32(N), f32(N), N], cuda(N=N))
-    assert code.count("static __device__ inline float helper_add(float a, float b) {") == 1
-    assert code.count("static __device__ inline float helper_mul(float a, float b) {") == 1
+    assert code.count("static __device__ inline float parpy_helper_add(float v_a, float v_b) {") == 1
+    assert code.count("static __device__ inline float parpy_helper_mul(float v_a, float v_b) {") == 1
     assert code.index("helper_add(") < code.index("__global__")
     assert "double" not in code.split('extern "C"')[0]
     # Callees come first; each helper is printed once however often it is called.
     code = parpy.print_compiled(calls_writes, [f32(40, 17), np.zeros(40, np.int64), 40, 17], cuda(N=40))
     assert code.index("helper_scale_row(") < code.index("helper_scale_row_twice(")
-    assert code.count("helper_scale_row(float* r, int64_t n, float v) {") == 1
+    assert code.count("helper_scale_row(float* v_r, int64_t v_n, float v_v) {") == 1
 
 
 def test_kernel_passing_a_row_has_no_vector_variant():
     code = parpy.print_compiled(*helper_programs()["fixed_row"])
-    assert "helper_row_total((x + 0), 8)" in code and "_vec" not in code
+    assert "helper_row_total((v_x + 0), 8)" in code and "_vec" not in code
     code = parpy.print_compiled(calls_loop, [f32(4096), f32(4096), 4096], cuda(N=1024))
     assert "calls_loop_k0_vec" in code
 
@@ -211,7 +211,7 @@ def test_kernel_passing_a_row_has_no_vector_variant():
 def test_f16_helper_includes_fp16_header():
     code = parpy.print_compiled(*helper_programs()["small_types"][:2], cuda(N=300))
     assert "#include <cuda_fp16.h>" in code
-    assert "static __device__ inline __half helper_lerp_f16(__half a, __half b, __half t) {" in code
+    assert "static __device__ inline __half parpy_helper_lerp_f16(__half v_a, __half v_b, __half v_t) {" in code
 
 
 # ----- Cuda-only errors ---------------------------------------------------------------------------
@@ -356,7 +356,7 @@ def test_user_header_external_compiles(fun, tmp_path):
     opts.includes = [str(tmp_path)]
     out = f32(40) if fun is ext_user else f32(40, 17)
     code = parpy.print_compiled(fun, [f32(40, 17), out, 40, 17], opts)
-    assert code.count('#include "my.h"') == 1 and "my_row_max((x + (i * 17)), 17)" in code
+    assert code.count('#include "my.h"') == 1 and "my_row_max((v_x + (v_i * 17)), 17)" in code
     nvcc_compile(code, tmp_path, [tmp_path])
 
 
@@ -372,7 +372,7 @@ def test_parallel_external_adds_a_layer():
     code = parpy.print_compiled(f, [f32(10), 10], cuda(N=10))
     assert "__launch_bounds__(64)" in code and "<<<dim3(10), dim3(64)" in code
     # The threads read x[i] before it is overwritten.
-    call = code.index("parpy_ext0 = wide_fn(x[i]);")
+    call = code.index("parpy_ext0 = wide_fn(v_x[v_i]);")
     assert call < code.index("parpy_syncthreads();", call) < code.index("if ((parpy_tid == 0)) {", call)
 
 
@@ -513,4 +513,4 @@ def test_element_type_spellings():
         assert t in code
     assert "#include <cuda_fp16.h>" in code
     code = parpy.print_compiled(*type_programs()["forced_sizes"])
-    assert "int32_t v;" in code and "float w;" in code
+    assert "int32_t v_v;" in code and "float v_w;" in code

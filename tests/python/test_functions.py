@@ -54,7 +54,7 @@ def test_scalar_helper(backend):
     f(x, y, 1000, opts=make_opts(backend, N=8))
     np.testing.assert_allclose(y, expected, rtol=1e-6)
     code = parpy.print_compiled(f, [x, y, 1000], make_opts(backend, N=8))
-    assert "inline float helper_add(float a, float b)" in code
+    assert "inline float parpy_helper_add(float v_a, float v_b)" in code
 
 
 def test_nested_calls_and_weak_literal(backend):

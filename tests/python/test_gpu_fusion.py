@@ -76,7 +76,7 @@ def test_other_index_does_not_fuse():
 
 def test_reduction_over_another_array_fuses_without_forwarding():
     code = code_of(map_then_max_other)
-    assert "parpy_fused_out" in code and "parpy_max<float>(parpy_acc0, x[" in code
+    assert "parpy_fused_out" in code and "parpy_max<float>(parpy_acc0, v_x[" in code
 
 
 @needs_gpu
@@ -113,10 +113,10 @@ def test_vector_variant_and_alignment_check():
     x = np.zeros(4099, np.float32)
     code = parpy.print_compiled(scale_add, [2.0, x, x, 4099], opts({"N": parpy.threads(1024)}))
     assert "scale_add_k0_vec(" in code
-    assert "if (parpy_aligned(x, 16) && parpy_aligned(y, 16))" in code
+    assert "if (parpy_aligned(v_x, 16) && parpy_aligned(v_y, 16))" in code
     d = np.zeros(4099, np.float64)
     code = parpy.print_compiled(scale_add, [2.0, d, d, 4099], opts({"N": parpy.threads(1024)}))
-    assert "parpy_aligned(x, 16)" in code and "parpy_vl1 " in code and "parpy_vl2 " not in code.split("_vec(")[1].split("\n}")[0].replace("parpy_vl2 =", "")
+    assert "parpy_aligned(v_x, 16)" in code and "parpy_vl1 " in code and "parpy_vl2 " not in code.split("_vec(")[1].split("\n}")[0].replace("parpy_vl2 =", "")
 
 
 def test_rows_not_multiple_of_the_vector_stay_scalar():
@@ -198,8 +198,8 @@ def test_softmax_row_is_read_once_and_written_once():
             lines = body.splitlines()
             loads = [ln for ln in lines if "x[" in ln]
             assert all(ln.strip().startswith("parpy_held") and ln.endswith("];") for ln in loads)
-            stores = [ln for ln in lines if ln.strip().startswith("out[")]
-            assert not [ln for ln in lines if "out[" in ln and not ln.strip().startswith("out[")]
+            stores = [ln for ln in lines if ln.strip().startswith("v_out[")]
+            assert not [ln for ln in lines if "out[" in ln and not ln.strip().startswith("v_out[")]
             assert len(loads) == len(stores) == 1024 // cols
 
 
@@ -207,7 +207,7 @@ def test_reads_of_other_threads_elements_are_not_cached():
     x = np.zeros((64, 1024), np.float32)
     code = parpy.print_compiled(reverse_rows, [x, x, 64, 1024], opts({"rows": parpy.threads(64), "cols": parpy.threads(256)}))
     scalar = kernel_bodies(code)[0]
-    assert scalar.count("(out[((i * 1024) + (1023 - ") == 4  # read from memory in each unrolled iteration
+    assert scalar.count("(v_out[((v_i * 1024) + (1023 - ") == 4  # read from memory in each unrolled iteration
 
 
 @needs_gpu

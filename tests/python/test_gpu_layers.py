@@ -455,9 +455,9 @@ def test_external_layer_in_cuda_code(warp_header):
     [k] = kernels(code)
     # One row per block of 32 threads; every thread calls the external, one thread stores.
     assert "__launch_bounds__(32)" in k and "dim3(300), dim3(32)" in code
-    call = k.index("parpy_ext0 = layers_warp_sum((x + (i * 1000)), 1000);")
+    call = k.index("parpy_ext0 = layers_warp_sum((v_x + (v_i * 1000)), 1000);")
     assert k.index("if ((parpy_tid == 0)) {") > call
-    assert "y[i] = (parpy_ext0 * 2.0f);" in k
+    assert "v_y[v_i] = (parpy_ext0 * 2.0f);" in k
     # Next to a 128-thread loop, only the external's 32 threads call it.
     code = parpy.print_compiled(row_sums_ext_and_map, [x, np.zeros(300, np.float32), x, 300, 1000],
                                 ext_opts(CUDA, warp_header, {'N': parpy.threads(300), 'K': parpy.threads(128)}))

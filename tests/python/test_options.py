@@ -82,7 +82,7 @@ def test_forced_scalar_sizes():
     opts.force_float_size = parpy.types.F32
     opts.force_int_size = parpy.types.I32
     code = parpy.print_compiled(axpy, [0.5, x, y, 16], opts)
-    assert "double" not in code and "float a" in code and "int32_t N" in code
+    assert "double" not in code and "float v_a" in code and "int32_t v_N" in code
     axpy(0.5, x, y, 16, opts=opts)
     np.testing.assert_allclose(y, np.float32(0.5) * x, rtol=1e-7)
 

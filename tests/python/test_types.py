@@ -302,7 +302,7 @@ def test_force_sizes(backend):
             out[0] = op.float64(v) + op.float64(w)
 
     code = parpy.print_compiled(f, [3, 0.25, np.zeros(1)], opts)
-    assert "int32_t v;" in code and "float w;" in code
+    assert "int32_t v_v;" in code and "float v_w;" in code
     out = np.zeros(1)
     f(3, 0.25, out, opts=opts)
     assert out[0] == 4.5

@@ -77,10 +77,11 @@ PARPY_HD T parpy_pow(T a, T b) {
 }
 PARPY_HD float parpy_pow(float a, float b) { return ::powf(a, b); }
 
+// Like Python's max/min over numpy values (np.maximum, np.minimum): a NaN operand gives NaN.
 template <class T>
-PARPY_HD T parpy_max(T a, T b) { return a < b ? b : a; }
+PARPY_HD T parpy_max(T a, T b) { return (a < b || b != b) ? b : a; }
 template <class T>
-PARPY_HD T parpy_min(T a, T b) { return b < a ? b : a; }
+PARPY_HD T parpy_min(T a, T b) { return (b < a || b != b) ? b : a; }
 template <class T>
 PARPY_HD T parpy_abs(T a) { return a < T(0) ? static_cast<T>(-a) : a; }
 

@@ -23,8 +23,8 @@ template <class T>
 struct parpy_id { using type = T; };
 struct parpy_op_add { template <class T> __device__ T operator()(T a, T b) const { return a + b; } };
 struct parpy_op_mul { template <class T> __device__ T operator()(T a, T b) const { return a * b; } };
-struct parpy_op_max { template <class T> __device__ T operator()(T a, T b) const { return a < b ? b : a; } };
-struct parpy_op_min { template <class T> __device__ T operator()(T a, T b) const { return b < a ? b : a; } };
+struct parpy_op_max { template <class T> __device__ T operator()(T a, T b) const { return parpy_max(a, b); } };
+struct parpy_op_min { template <class T> __device__ T operator()(T a, T b) const { return parpy_min(a, b); } };
 
 // All-reduce over a block whose size is a multiple of 32: every thread gets the result.
 template <class T, class Op>

@@ -1,0 +1,74 @@
+"""max/min propagate NaN like numpy (np.max, np.maximum): elementwise and in reductions."""
+
+import numpy as np
+import parpy
+import pytest
+
+N = 257
+
+
+def opts(backend, **labels):
+    o = parpy.par({k: parpy.threads(v) for k, v in labels.items()})
+    o.backend = backend
+    return o
+
+
+@parpy.jit
+def pairwise(a, b, hi, lo, N):
+    parpy.label("N")
+    for i in range(N):
+        hi[i] = parpy.operators.max(a[i], b[i])
+        lo[i] = parpy.operators.min(a[i], b[i])
+
+
+@parpy.jit
+def reductions(x, out):
+    parpy.label("R")
+    out[0] = parpy.operators.max(x[:])
+    parpy.label("R")
+    out[1] = parpy.operators.min(x[:])
+
+
+@parpy.jit
+def sequential_reductions(x, out, N):
+    parpy.label("S")
+    for j in range(1):
+        out[0] = x[0]
+        out[1] = x[0]
+        for i in range(1, N):
+            out[0] = parpy.operators.max(out[0], x[i])
+            out[1] = parpy.operators.min(out[1], x[i])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pairwise_max_min_propagate_nan(backend, dtype):
+    a = np.random.rand(N).astype(dtype)
+    b = np.random.rand(N).astype(dtype)
+    a[::3] = np.nan
+    b[::5] = np.nan
+    hi = np.zeros(N, dtype)
+    lo = np.zeros(N, dtype)
+    pairwise(a, b, hi, lo, N, opts=opts(backend, N=N))
+    np.testing.assert_array_equal(hi, np.maximum(a, b))
+    np.testing.assert_array_equal(lo, np.minimum(a, b))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nan_at", [None, 0, 1, N // 2, N - 1])
+@pytest.mark.parametrize("threads", [1, 4, 64])
+def test_max_min_reductions_propagate_nan(backend, dtype, nan_at, threads):
+    x = np.random.rand(N).astype(dtype)
+    if nan_at is not None:
+        x[nan_at] = np.nan
+    out = np.zeros(2, dtype)
+    reductions(x, out, opts=opts(backend, R=threads))
+    np.testing.assert_array_equal(out, [np.max(x), np.min(x)])
+
+
+@pytest.mark.parametrize("nan_at", [0, 1, N - 1])
+def test_sequential_max_min_propagate_nan(backend, nan_at):
+    x = np.random.rand(N)
+    x[nan_at] = np.nan
+    out = np.zeros(2)
+    sequential_reductions(x, out, N, opts=opts(backend, S=1))
+    np.testing.assert_array_equal(out, [np.max(x), np.min(x)])
