@@ -963,12 +963,12 @@ TEST(DeviceScalars, KernelLoadsTheElementOnce) {
   EXPECT_TRUE(c.low.params[2].on_device);
   EXPECT_EQ(c.low.written, std::vector<std::string>{"y"});
   const std::string& code = c.low.code;
-  EXPECT_TRUE(has(code, "float* g")) << code;
+  EXPECT_TRUE(has(code, "float* v_g")) << code;
   EXPECT_TRUE(has(code, "*(float**)args[2]")) << code;  // the argument is a pointer to the element
   // Each kernel variant loads g[0] once, before its loop, and the loop uses the local.
-  EXPECT_GE(count_of(code, "parpy_scalar_g = g[0];"), 1u) << code;
-  EXPECT_EQ(count_of(code, "g[0]"), count_of(code, "parpy_scalar_g = g[0];")) << code;
-  EXPECT_TRUE(has(code, "(parpy_scalar_g * x[i])")) << code;
+  EXPECT_GE(count_of(code, "parpy_scalar_g = v_g[0];"), 1u) << code;
+  EXPECT_EQ(count_of(code, "v_g[0]"), count_of(code, "parpy_scalar_g = v_g[0];")) << code;
+  EXPECT_TRUE(has(code, "(parpy_scalar_g * v_x[v_i])")) << code;
   GpuProgram p = gpu_program(f, args, cuda_opts({{"N", threads(256)}}));
   ASSERT_EQ(p.kernels.size(), 1u);
   bool g_param = false;
@@ -983,8 +983,8 @@ TEST(DeviceScalars, ParallelLoopBoundIsReadInTheKernel) {
   LoweredCall c = lower_with(f, {f32({256}), f32({256}), on_gpu(ElemSize::I32, "#3")}, {},
                              cuda_opts({{"N", threads(256)}}));
   EXPECT_EQ(c.read_all, 0);
-  EXPECT_TRUE(has(c.low.code, "int32_t* n")) << c.low.code;
-  EXPECT_TRUE(has(c.low.code, "i < ((int64_t)parpy_scalar_n)")) << c.low.code;
+  EXPECT_TRUE(has(c.low.code, "int32_t* v_n")) << c.low.code;
+  EXPECT_TRUE(has(c.low.code, "v_i < ((int64_t)parpy_scalar_n)")) << c.low.code;
 }
 
 TEST(DeviceScalars, DictField) {
@@ -995,8 +995,8 @@ TEST(DeviceScalars, DictField) {
   d.fields = {{"gamma", on_gpu(ElemSize::F64, "#3[\"gamma\"]")}, {"n", int_arg(64)}};
   LoweredCall c = lower_with(f, {f32({64}), f32({64}), d}, {}, cuda_opts({{"N", threads(64)}}));
   EXPECT_EQ(c.read_all, 0);
-  EXPECT_TRUE(has(c.low.code, "double* d_gamma")) << c.low.code;
-  EXPECT_TRUE(has(c.low.code, "parpy_scalar_d_gamma = d_gamma[0];")) << c.low.code;
+  EXPECT_TRUE(has(c.low.code, "double* v_d_gamma")) << c.low.code;
+  EXPECT_TRUE(has(c.low.code, "parpy_scalar_d_gamma = v_d_gamma[0];")) << c.low.code;
 }
 
 TEST(DeviceScalars, HostLoopBoundIsReadAndSpecialised) {
@@ -1010,8 +1010,8 @@ TEST(DeviceScalars, HostLoopBoundIsReadAndSpecialised) {
   EXPECT_EQ(c.read_all, 1);
   // Only n decides code: g stays on the GPU.
   EXPECT_EQ(c.reads, std::vector<std::string>{"#3"});
-  EXPECT_TRUE(has(c.low.code, "t < 5")) << c.low.code;
-  EXPECT_TRUE(has(c.low.code, "parpy_scalar_g = g[0];")) << c.low.code;
+  EXPECT_TRUE(has(c.low.code, "v_t < 5")) << c.low.code;
+  EXPECT_TRUE(has(c.low.code, "parpy_scalar_g = v_g[0];")) << c.low.code;
   EXPECT_FALSE(c.low.params[2].on_device);
   EXPECT_TRUE(c.low.params[3].on_device);
 }
@@ -1024,7 +1024,7 @@ TEST(DeviceScalars, HostUseInAConditionIsRead) {
   LoweredCall c = lower_with(f, {f32({64}), f32({64}), on_gpu(ElemSize::F32, "#3")},
                              {f32({64}), f32({64}), zero_dim(ElemSize::F32, -1.0)}, cuda_opts({{"N", threads(64)}}));
   EXPECT_EQ(c.reads, std::vector<std::string>{"#3"});
-  EXPECT_FALSE(has(c.low.code, "g[0]")) << c.low.code;
+  EXPECT_FALSE(has(c.low.code, "v_g[0]")) << c.low.code;
 }
 
 TEST(DeviceScalars, BoundsOfALoopSplitIntoKernelsAreRead) {
@@ -1037,8 +1037,8 @@ TEST(DeviceScalars, BoundsOfALoopSplitIntoKernelsAreRead) {
   LoweredCall c = lower_with(f, {f32({4, 2048}), f32({4, 2048}), on_gpu(ElemSize::I64, "#3")},
                              {f32({4, 2048}), f32({4, 2048}), zero_dim(ElemSize::I64, 4)}, o);
   EXPECT_EQ(c.reads, std::vector<std::string>{"#3"});
-  EXPECT_TRUE(has(c.low.code, "void __launch_bounds__(1024) f_k1(")) << c.low.code;
-  EXPECT_FALSE(has(c.low.code, "int64_t* n")) << c.low.code;
+  EXPECT_TRUE(has(c.low.code, "void __launch_bounds__(1024) parpy_kernel_f_k1(")) << c.low.code;
+  EXPECT_FALSE(has(c.low.code, "int64_t* v_n")) << c.low.code;
 }
 
 TEST(DeviceScalars, SliceBoundIsRead) {

@@ -268,7 +268,9 @@ def scale(x, a, n):
 def parallel_code(code, backend):
     """The generated parallel code: the OpenMP loop (Cpu) or the kernels (Cuda)."""
     if backend == parpy.CompileBackend.Cuda:
-        return code.split("__global__", 1)[1].split('extern "C"')[0]
+        # The kernels come before the host function (static int32_t v_<name>), which holds the
+        # scalar parameters in their own types.
+        return code.split("__global__", 1)[1].split("static int32_t v_")[0]
     return code.split("#pragma omp")[1].split("return 0;")[0]
 
 

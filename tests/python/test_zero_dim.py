@@ -268,8 +268,8 @@ def test_print_compiled_shows_the_device_read_of_a_torch_zero_dim():
     torch = pytest.importorskip("torch")
     xt = torch.zeros(N, dtype=torch.float32, device="cuda")
     code = parpy.print_compiled(scale_by, [xt, xt.clone(), torch.tensor(2.0, device="cuda")], opts_for(CUDA))
-    assert "float* g" in code
-    assert "g[0]" in code
+    assert "float* v_g" in code
+    assert "v_g[0]" in code
 
 
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
@@ -280,14 +280,14 @@ def test_printed_device_reads_compile(tmp_path):
     # print_compiled needs no GPU for CUDA arrays whose value stays on the GPU.
     x, y = FakeCudaArray("<f4", (N,)), FakeCudaArray("<f4", (N,))
     code = parpy.print_compiled(scale_by, [x, y, FakeCudaArray("<f4")], opts_for(CUDA))
-    assert "float* g" in code
-    assert "parpy_scalar_g = g[0];" in code
-    assert "(parpy_scalar_g * x[i])" in code
+    assert "float* v_g" in code
+    assert "parpy_scalar_g = v_g[0];" in code
+    assert "(parpy_scalar_g * v_x[v_i])" in code
     nvcc_compile(code, tmp_path)
     xs, ys = FakeCudaArray("<f8", (R, S)), FakeCudaArray("<f8", (R, S))
     hmm = {"num_states": FakeCudaArray("<i8"), "gamma": FakeCudaArray("<f8"), "beta": 0.25}
     code = parpy.print_compiled(rows_scaled, [xs, ys, hmm], rows_opts())
-    assert "int64_t* hmm_num_states" in code and "double* hmm_gamma" in code
-    assert "parpy_scalar_hmm_num_states = hmm_num_states[0];" in code
-    assert "parpy_scalar_hmm_gamma = hmm_gamma[0];" in code
+    assert "int64_t* v_hmm_num_states" in code and "double* v_hmm_gamma" in code
+    assert "parpy_scalar_hmm_num_states = v_hmm_num_states[0];" in code
+    assert "parpy_scalar_hmm_gamma = v_hmm_gamma[0];" in code
     nvcc_compile(code, tmp_path)
