@@ -403,6 +403,7 @@ def test_ipython_cells_have_source():
         assert ok.success, ok.error_in_exec
         np.testing.assert_array_equal(shell.user_ns["a"], shell.user_ns["expected"])
         bad = shell.run_cell(textwrap.dedent("""\
+            import math
             @parpy.jit
             def g(x):
                 with parpy.gpu:
@@ -412,7 +413,7 @@ def test_ipython_cells_have_source():
         assert isinstance(err, RuntimeError)
         lines = str(err).splitlines()
         assert lines[0] == "Unsupported call target type."
-        assert lines[-3].startswith("On line 4 of file ")
+        assert lines[-3].startswith("On line 5 of file ")
         assert lines[-2:] == ["        x[0] = math.floor(x[1])", "               ^^^^^^^^^^"]
     finally:
         InteractiveShell.clear_instance()
