@@ -145,7 +145,8 @@ class RowCache {
         n->rhs = sub(st->rhs);
         if (st->lhs->kind == ExprKind::Var && st->defines) {
           const std::string& name = st->lhs->name;
-          renamed[name] = "$" + (name[0] == '$' ? name.substr(1) : name) + "_r" + std::to_string(counter_++);
+          // `a` becomes `$a_r0` and a compiler temporary `$a` becomes `$$a_r0`: never the same.
+          renamed[name] = "$" + name + "_r" + std::to_string(counter_++);
           n->lhs = var(renamed[name], st->lhs->span, st->lhs->ty);
         } else {
           n->lhs = sub(st->lhs);

@@ -178,7 +178,8 @@ class LoopVectorizer {
         n->lhs = with_args(st->lhs, {rewrite(st->lhs->args[0])});
       } else if (st->defines) {
         const std::string& name = st->lhs->name;
-        renamed[name] = "$" + (name[0] == '$' ? name.substr(1) : name) + "_v" + std::to_string(u);
+        // A user's `a` becomes `$a_v1`, a compiler temporary `$a` becomes `$$a_v1`: never the same.
+        renamed[name] = "$" + name + "_v" + std::to_string(u);
         n->lhs = var(renamed[name], st->lhs->span, st->lhs->ty);
       } else {
         n->lhs = rewrite(st->lhs);

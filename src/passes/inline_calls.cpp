@@ -1,6 +1,5 @@
 #include "passes/inline_calls.h"
 
-#include <atomic>
 #include <map>
 #include <set>
 
@@ -54,16 +53,19 @@ static void assigned_names(const Block& b, std::set<std::string>& out) {
   });
 }
 
-Block inline_calls(const Block& b,
-                   const std::function<std::shared_ptr<const Function>(const std::string&)>& find_jit,
-                   const std::function<bool(const std::string&)>& is_external) {
-  static std::atomic<int> counter{0};
+namespace {
+using FindJit = std::function<std::shared_ptr<const Function>(const std::string&)>;
+using IsExternal = std::function<bool(const std::string&)>;
+
+// `counter` numbers the calls inlined into one function, so that the same function always gets
+// the same names.
+Block inline_block(const Block& b, const FindJit& find_jit, const IsExternal& is_external, int& counter) {
   Block out;
   for (const auto& s : b) {
     if (s->kind != StmtKind::Call) {
       auto n = copy(s);
-      n->body = inline_calls(s->body, find_jit, is_external);
-      n->orelse = inline_calls(s->orelse, find_jit, is_external);
+      n->body = inline_block(s->body, find_jit, is_external, counter);
+      n->orelse = inline_block(s->orelse, find_jit, is_external, counter);
       out.push_back(n);
       continue;
     }
@@ -85,8 +87,10 @@ Block inline_calls(const Block& b,
     int id = counter++;
     for (const auto& l : locals) {
       if (sub.count(l)) continue;
-      // The callee's def name, not the call's key (which may read `mod.step`).
-      std::string fresh = l + "_" + callee->name + std::to_string(id);
+      // '$' keeps the renamed locals apart from the caller's names (no Python identifier has
+      // it); the call's number is the last '_'-separated part, so names of different calls
+      // differ. The callee's def name, not the call's key (which may read `mod.step`).
+      std::string fresh = "$" + l + "_" + callee->name + "_" + std::to_string(id);
       rename[l] = fresh;
       sub[l] = var(fresh, {});
     }
@@ -100,6 +104,13 @@ Block inline_calls(const Block& b,
     for (auto& st : body) out.push_back(st);
   }
   return out;
+}
+
+}  // namespace
+
+Block inline_calls(const Block& b, const FindJit& find_jit, const IsExternal& is_external) {
+  int counter = 0;
+  return inline_block(b, find_jit, is_external, counter);
 }
 
 }  // namespace parpy

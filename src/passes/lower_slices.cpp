@@ -1,6 +1,5 @@
 #include "passes/lower_slices.h"
 
-#include <atomic>
 #include <optional>
 #include <sstream>
 
@@ -49,10 +48,10 @@ class SliceLowering {
   const std::map<std::string, std::vector<int64_t>>& shapes_;
   std::map<const ExprNode*, SliceSub> subs_;
 
-  std::string fresh() {
-    static std::atomic<int> n{0};
-    return "slice_dim" + std::to_string(n++);
-  }
+  // Loop variables of the slice loops: '$' keeps them apart from the user's names, and the count
+  // starts afresh for every function, so the same program always gets the same code.
+  int next_dim_ = 0;
+  std::string fresh() { return "$slice_dim" + std::to_string(next_dim_++); }
 
   void reject_slices_and_reductions(const Expr& e) {
     visit_expr(e, [&](const Expr& x) {

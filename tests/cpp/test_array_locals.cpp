@@ -55,7 +55,7 @@ TEST(ArrayLocals, SlicesOfALocalUseTheShapeOfItsArrays) {
   Lowered l = lower(f, {f32({4, 6}), f32({4})}, o);
   EXPECT_TRUE(has(l.code, "float* v_d;")) << l.code;
   EXPECT_TRUE(has(l.code, "v_d = v_a;")) << l.code;
-  EXPECT_TRUE(has(l.code, "v_d[((v_i * 6) + v_slice_dim")) << l.code;
+  EXPECT_TRUE(has(l.code, "v_d[((v_i * 6) + parpy_slice_dim")) << l.code;
 }
 
 TEST(ArrayLocals, ArraysWrittenThroughALocalAreCopiedBack) {

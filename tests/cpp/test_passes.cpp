@@ -298,18 +298,19 @@ TEST(InlineCalls, RenamesCalleeLocals) {
   ASSERT_EQ(r[0]->lhs->kind, ExprKind::Var);
   std::string t = r[0]->lhs->name;
   EXPECT_NE(t, "t");
-  EXPECT_EQ(t.rfind("t_h", 0), 0u) << t;
+  EXPECT_EQ(t, "$t_h_0");
   EXPECT_EQ(print_expr(r[0]->rhs), "(t + k)");
   ASSERT_EQ(r[1]->kind, StmtKind::For);
   std::string k = r[1]->var;
   EXPECT_NE(k, "k");
-  EXPECT_EQ(k.rfind("k_h", 0), 0u) << k;
+  EXPECT_EQ(k, "$k_h_0");
   EXPECT_EQ(print_expr(r[1]->body[0]->lhs), "x[" + k + "]");
   EXPECT_EQ(print_expr(r[1]->body[0]->rhs), "(" + t + " + " + k + ")");
-  // Two inlinings of the same callee get distinct names.
+  // Two inlinings of the same callee get distinct names, numbered from 0 in every function.
   Block twice = inline_with({b[0], b[0]}, {{"h", h}});
   ASSERT_EQ(twice.size(), 4u);
-  EXPECT_NE(twice[0]->lhs->name, twice[2]->lhs->name);
+  EXPECT_EQ(twice[0]->lhs->name, "$t_h_0");
+  EXPECT_EQ(twice[2]->lhs->name, "$t_h_1");
 }
 
 TEST(InlineCalls, LabelsOfTheCallMoveToFirstStatement) {

@@ -214,3 +214,55 @@ def test_good_external_names_are_accepted(ext_name, header):
         return x
 
     assert h is not None
+
+
+# ----- Names the compiler makes never meet the user's, and are the same in every compilation -----
+
+
+@parpy.jit
+def store_twice(y, x, i):
+    t = x[i] * 2.0
+    y[i] = t
+
+
+@parpy.jit
+def caller_with_locals_like_inlined_names(x, y, N):
+    parpy.label("N")
+    for i in range(N):
+        t_store_twice0 = 1.0
+        t_store_twice_0 = 3.0
+        store_twice(y, x, i)
+        y[i] = y[i] + t_store_twice0 + t_store_twice_0
+
+
+def test_inlined_helper_locals_keep_apart_from_the_callers(backend):
+    x, y = np.random.rand(N), np.zeros(N)
+    caller_with_locals_like_inlined_names(x, y, N, opts=opts(backend))
+    np.testing.assert_allclose(y, 2.0 * x + 4.0)
+
+
+@parpy.jit
+def slices_and_a_local_like_their_loop(x, y, N):
+    slice_dim0 = 5.0
+    slice_dim1 = 7.0
+    parpy.label("N")
+    y[:] = x[:] + slice_dim0 + slice_dim1
+    parpy.label("N")
+    y[:] = y[:] * slice_dim0
+
+
+def test_slice_loops_keep_apart_from_user_locals(backend):
+    x, y = np.random.rand(N), np.zeros(N)
+    slices_and_a_local_like_their_loop(x, y, N, opts=opts(backend))
+    np.testing.assert_allclose(y, (x + 12.0) * 5.0)
+
+
+@pytest.mark.parametrize("backend_", [CompileBackend.Cpu, CompileBackend.Cuda], ids=["Cpu", "Cuda"])
+def test_same_program_same_code(backend_):
+    """The code (and so the disk cache key) of a program does not depend on what was compiled
+    before it in the process."""
+    x, y = np.random.rand(N), np.zeros(N)
+    for f in (slices_and_a_local_like_their_loop, caller_with_locals_like_inlined_names):
+        first = parpy.print_compiled(f, [x, y, N], opts(backend_))
+        parpy.print_compiled(slices_and_a_local_like_their_loop, [x, y, N], opts(backend_))
+        assert parpy.print_compiled(f, [x, y, N], opts(backend_)) == first
