@@ -133,9 +133,16 @@ CHILD = textwrap.dedent('''
         @parpy.jit
         def child_sum(x, y, N):
             parpy.label('N')
+            y[:] = x[:] * 3.0
+            parpy.label('N')
             for i in range(N):
-                y[i] = x[i] * 3.0 + 1.0
+                y[i] = y[i] + 1.0
         return child_sum
+
+    @parpy.jit
+    def other(x, y, N):
+        parpy.label('N')
+        y[:] = x[:] - 1.0
 
     def run(fun):
         N = 517
@@ -147,6 +154,12 @@ CHILD = textwrap.dedent('''
         np.testing.assert_allclose(y, x * np.float32(3.0) + np.float32(1.0), rtol=1e-6, atol=1e-6)
 
     if mode == "one":
+        run(define())
+    elif mode == "after-other":
+        x = np.zeros(3, dtype=np.float32)
+        opts = parpy.par({'N': parpy.threads(3)})
+        opts.backend = backend
+        other(x, x.copy(), 3, opts=opts)
         run(define())
     else:
         # Two distinct function objects (two decorations) with identical code.
@@ -180,6 +193,15 @@ def test_new_process_reuses_disk_cache(backend, tmp_path):
     assert first == {"compiles": 1, "builds": 1}
     second = run_child(tmp_path, cache_dir, backend, "one")
     assert second == {"compiles": 1, "builds": 0}
+
+
+@pytest.mark.parametrize("backend", backends, ids=lambda b: b.name)
+def test_new_process_reuses_disk_cache_whatever_it_compiled_before(backend, tmp_path):
+    """The code of a program (its disk cache key) does not depend on what the process compiled
+    before it."""
+    cache_dir = tmp_path / "cache"
+    assert run_child(tmp_path, cache_dir, backend, "one") == {"compiles": 1, "builds": 1}
+    assert run_child(tmp_path, cache_dir, backend, "after-other") == {"compiles": 2, "builds": 1}
 
 
 @pytest.mark.parametrize("backend", backends, ids=lambda b: b.name)
