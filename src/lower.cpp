@@ -11,6 +11,7 @@
 #include "gpu/extract_kernels.h"
 #include "gpu/fuse_loops.h"
 #include "passes/array_locals.h"
+#include "passes/check_bounds.h"
 #include "passes/check_reductions.h"
 #include "passes/constant_fold.h"
 #include "passes/flatten_indices.h"
@@ -125,6 +126,9 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
   st.dump("typecheck", name, ir);
   ir = constant_fold(ir);
   st.dump("constant_fold", name, ir);
+  std::vector<BoundsSite> sites;
+  ir = check_bounds(ir, opts.bounds_check, sites);
+  st.dump("check_bounds", name, ir);
   ir = flatten_indices(ir);
   st.dump("flatten_indices", name, ir);
   ir = resolve_par(ir, opts);
@@ -143,12 +147,12 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
     attach_device_functions(gpu, ir, helpers);
     CudaProgram prog = print_cuda(gpu);
     st.dump_code("print_cuda", prog.code);
-    return {prog.code,        prog.entry_symbol, sp.params, prog.error_symbol, gpu.written,
-            prog.device_code, prog.host_code};
+    return {prog.code,        prog.entry_symbol, sp.params,         prog.error_symbol, gpu.written,
+            prog.device_code, prog.host_code,  std::move(sites), prog.bounds_symbol};
   }
   CpuProgram prog = print_cpu(name, sp.params, ir, helpers);
   st.dump_code("print_cpu", prog.code);
-  return {prog.code, prog.entry_symbol, sp.params, "", {}, "", ""};
+  return {prog.code, prog.entry_symbol, sp.params, "", {}, "", "", std::move(sites), prog.bounds_symbol};
 }
 
 Lowered lower_call(const Function& f, const std::vector<ArgValue>& args,

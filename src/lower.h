@@ -6,6 +6,7 @@
 
 #include "ir/ir.h"
 #include "ir/options.h"
+#include "passes/check_bounds.h"
 #include "passes/specialize.h"
 
 namespace parpy {
@@ -17,6 +18,11 @@ struct Lowered {
   std::string error_symbol;          // GPU: extern "C" const char* error() with the last failure
   std::vector<std::string> written;  // GPU: array parameters the code may write (copied back)
   std::string device_code, host_code;  // Cuda: `code` in two sources (see CudaProgram)
+  // opts.bounds_check: the indices checked at run time, and the exported
+  // `const int64_t* <bounds_symbol>()` giving the calling thread's last failure (site, index,
+  // extent) after the entry returned PARPY_INDEX_ERROR; empty when nothing is checked.
+  std::vector<BoundsSite> bounds_sites;
+  std::string bounds_symbol;
 };
 
 // Receives "===== <stage> (time: N us) =====\n<IR>" after each pass when opts.debug_print is set.

@@ -88,6 +88,7 @@ class CompileOptions:
     libs: list[str]
     extra_flags: list[str]
     fast_math: bool
+    bounds_check: bool
     def __init__(self) -> None: ...
     def _key(self) -> str: ...
 

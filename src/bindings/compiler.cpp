@@ -51,6 +51,7 @@ PyObject* exception_class(ErrorKind k) {
   switch (k) {
     case ErrorKind::Type: return PyExc_TypeError;
     case ErrorKind::Name: return PyExc_NameError;
+    case ErrorKind::Index: return PyExc_IndexError;
     default: return PyExc_RuntimeError;
   }
 }
@@ -104,6 +105,11 @@ CompileBackend resolve_backend(CompileOptions& opts, bool strict) {
 using EntryFn = int32_t (*)(void**);
 using CudaEntryFn = int32_t (*)(void**, void*, int32_t);
 using ErrorFn = const char* (*)();
+using BoundsFn = const int64_t* (*)();
+
+// What an entry returns when an index checked at run time was out of bounds (PARPY_INDEX_ERROR in
+// parpy_common.h).
+constexpr int32_t kIndexErrorStatus = 2;
 
 struct Entry {
   std::shared_ptr<jit::SharedLibrary> lib;
@@ -112,7 +118,31 @@ struct Entry {
   ErrorFn error_fn = nullptr;
   std::vector<bool> written;  // by argv index: copy a host array back after the call
   bool write_all = false;     // copy every host array back (hand-written code says nothing)
+  // opts.bounds_check: the indices checked at run time and the calling thread's last failure.
+  std::vector<BoundsSite> bounds_sites;
+  BoundsFn bounds_fn = nullptr;
 };
+
+// The IndexError of an index found out of bounds at run time (docs/language.md, Index bounds), or
+// nullopt if the entry has no record of one.
+std::optional<std::string> index_error(const Entry& e) {
+  if (!e.bounds_fn) return std::nullopt;
+  const int64_t* r = e.bounds_fn();
+  if (r[0] < 1 || r[0] > static_cast<int64_t>(e.bounds_sites.size())) return std::nullopt;
+  const BoundsSite& site = e.bounds_sites[r[0] - 1];
+  std::string msg = bounds_message(site, "is " + std::to_string(r[1])) +
+                    "\nThis index was checked when the code ran (bounds_check); the arrays written by the call "
+                    "hold partial results. Check the values it is computed from, such as array elements "
+                    "used as indices.";
+  return CompileError(ErrorKind::Index, msg, site.span).render();
+}
+
+// Fills in the run-time index checks of `low` (if any) from the entry's library.
+void attach_bounds(Entry& e, const Lowered& low) {
+  if (low.bounds_symbol.empty()) return;
+  e.bounds_sites = low.bounds_sites;
+  e.bounds_fn = reinterpret_cast<BoundsFn>(e.lib->symbol(low.bounds_symbol));
+}
 
 DebugSink python_print_sink() {
   return [](const std::string& s) { nb::print(nb::str(s.c_str(), s.size())); };
@@ -184,6 +214,7 @@ std::shared_ptr<Entry> build_cuda_entry(const Lowered& low, const CompileOptions
   e->error_fn = reinterpret_cast<ErrorFn>(e->lib->symbol(low.error_symbol));
   for (const auto& p : low.params)
     e->written.push_back(std::find(low.written.begin(), low.written.end(), p.name) != low.written.end());
+  attach_bounds(*e, low);
   ++g_compiles;
   return e;
 }
@@ -212,7 +243,9 @@ std::shared_ptr<Entry> build_entry(const Function& fn, const nb::tuple& args, co
                                    std::vector<std::string>& reads) {
   Lowered low = lower_args(fn, args, opts, reads, python_print_sink());
   if (opts.backend == CompileBackend::Cuda) return build_cuda_entry(low, opts);
-  return build_code(low.code, low.entry_symbol, opts);
+  auto e = build_code(low.code, low.entry_symbol, opts);
+  attach_bounds(*e, low);
+  return e;
 }
 
 // Runs a CUDA entry on the device of its CUDA array arguments (the current device where there are
@@ -221,6 +254,7 @@ std::shared_ptr<Entry> build_entry(const Function& fn, const nb::tuple& args, co
 void run_cuda(const Entry& e, ArgPack& pack) {
   nb::gil_scoped_release release;
   std::string err;
+  std::optional<std::string> index_err;
   int32_t status = 0;
   std::vector<uint64_t> device;
   try {
@@ -235,7 +269,11 @@ void run_cuda(const Entry& e, ArgPack& pack) {
       *static_cast<uint64_t*>(pack.argv[h.index]) = d;
     }
     status = e.cuda_fn(pack.argv.data(), pack.stream, ordinal);
-    if (status != 0) {
+    if (status == kIndexErrorStatus && e.bounds_fn) {
+      nb::gil_scoped_acquire acquire;  // reads the sources for the message
+      index_err = index_error(e);
+    }
+    if (status != 0 && !index_err) {
       err = e.error_fn();
       if (err.empty()) err = "The compiled function failed with status " + std::to_string(status);
     }
@@ -255,8 +293,28 @@ void run_cuda(const Entry& e, ArgPack& pack) {
   }
   if (status != 0) {
     nb::gil_scoped_acquire acquire;
+    if (index_err) py_fail(PyExc_IndexError, *index_err);
     py_fail(PyExc_RuntimeError, err);
   }
+}
+
+// PARPY_BOUNDS_CHECK=1 (read once) turns opts.bounds_check on for every call
+// (docs/language.md, Index bounds).
+bool env_bounds_check() {
+  static const bool on = [] {
+    const char* v = std::getenv("PARPY_BOUNDS_CHECK");
+    return v != nullptr && *v != 0 && std::string(v) != "0";
+  }();
+  return on;
+}
+
+// `opts`, or a copy in `local` with bounds_check set where the environment asks for it.
+CompileOptions* with_env_bounds(CompileOptions* opts, CompileOptions& local) {
+  if (!env_bounds_check() || opts->bounds_check) return opts;
+  if (opts != &local) local = *opts;
+  local.bounds_check = true;
+  local.touch();
+  return &local;
 }
 
 const CompileOptions& default_options() {
@@ -326,6 +384,7 @@ class JitFunction {
       local = default_options();
       opts = &local;
     }
+    opts = with_env_bounds(opts, local);
     resolve_backend(*opts, true);
     if (epoch_ != g_cache_epoch.load()) {
       cache_.clear();
@@ -363,6 +422,8 @@ class JitFunction {
       nb::gil_scoped_release release;
       status = entry->fn(pack.argv.data());
     }
+    if (status == kIndexErrorStatus)
+      if (auto msg = index_error(*entry)) py_fail(PyExc_IndexError, *msg);
     if (status != 0) py_fail(PyExc_RuntimeError, "The generated code failed with status " + std::to_string(status));
     return nb::none();
   }
@@ -542,8 +603,10 @@ void bind_compiler(nb::module_& m) {
 
   m.def("print_compiled", [](const IrFunction& ir, nb::tuple args, CompileOptions& opts) {
     resolve_backend(opts, false);
+    CompileOptions local;
+    const CompileOptions* o = with_env_bounds(&opts, local);
     std::vector<std::string> reads;
-    return lower_args(*ir.fn, args, opts, reads, python_print_sink()).code;
+    return lower_args(*ir.fn, args, *o, reads, python_print_sink()).code;
   });
 
   nb::class_<StringFunction>(m, "StringFunction")

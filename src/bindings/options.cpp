@@ -315,6 +315,8 @@ void bind_options(nb::module_& m) {
           [](CO& o, std::vector<std::string> v) { o.extra_flags = std::move(v); o.touch(); })
       .def_prop_rw("fast_math", [](const CO& o) { return o.fast_math; },
           [](CO& o, bool v) { o.fast_math = v; o.touch(); })
+      .def_prop_rw("bounds_check", [](const CO& o) { return o.bounds_check; },
+          [](CO& o, bool v) { o.bounds_check = v; o.touch(); })
       .def("__str__", &CO::str)
       .def("_key", [](const CO& o) { return o.key(); });
 

@@ -29,6 +29,8 @@ std::string entry_symbol(const std::string& fname) { return "parpy_entry_" + c_c
 
 std::string error_symbol(const std::string& fname) { return "parpy_error_" + c_chars(fname); }
 
+std::string bounds_symbol(const std::string& fname) { return "parpy_bounds_" + c_chars(fname); }
+
 const char* c_elem_type(ElemSize e, const char* half) {
   switch (e) {
     case ElemSize::Bool: return "bool";

@@ -20,6 +20,8 @@ std::string c_chars(const std::string& name);
 // `print_compiled` program by the same rule.
 std::string entry_symbol(const std::string& fname);
 std::string error_symbol(const std::string& fname);
+// The exported `const int64_t* parpy_bounds_<fname>()` of code that checks indices at run time.
+std::string bounds_symbol(const std::string& fname);
 
 // The C spelling of an element type; half precision is spelled by each backend.
 const char* c_elem_type(ElemSize e, const char* half);

@@ -11,6 +11,7 @@ namespace parpy {
 struct CpuProgram {
   std::string code;          // C++ source
   std::string entry_symbol;  // extern "C" int32_t <entry_symbol>(void** args)
+  std::string bounds_symbol;  // with run-time index checks: see Lowered::bounds_symbol
 };
 
 // Prints the parallel loop IR as C++ with OpenMP (docs/language.md, Parallel semantics). The

@@ -7,6 +7,7 @@
 
 #include "codegen/c_names.h"
 #include "codegen/c_printer.h"
+#include "passes/check_bounds.h"
 
 namespace parpy {
 namespace {
@@ -23,6 +24,14 @@ class CudaPrinter : public CPrinter {
  public:
   CudaPrinter(const GpuProgram& p, bool two_part) : two_part_(two_part), prog_(p) {
     for (const auto& k : p.kernels) kernels_[k.name] = &k;
+    checked_ = bounds_checked(p);
+  }
+
+  // Whether the kernels check indices at run time (opts.bounds_check).
+  static bool bounds_checked(const GpuProgram& p) {
+    for (const auto& k : p.kernels)
+      if (has_bounds_checks(k.body) || has_bounds_checks(k.vector_body)) return true;
+    return false;
   }
 
   std::string type_name(ElemSize e) const override { return cuda_type(e); }
@@ -86,13 +95,15 @@ class CudaPrinter : public CPrinter {
     } else {
       if (per_device_state()) current_device();
       setup();
+      bounds_begin();
     }
     for (const auto& s : prog_.scratch)
       os << "  " << type_name(s.elem) << "* " << c_ident(s.name) << " = " << per_device(s.name)
          << "[parpy_device];\n";
     declarations(prog_.host, 1);
     block(prog_.host, 1);
-    os << "  return 0;\n}\n\n";
+    bool finish = checked_ && !prog_.use_graphs;
+    os << "  return " << (finish ? "parpy_bounds_finish(parpy_bounds_rec, parpy_stream)" : "0") << ";\n}\n\n";
     if (prog_.use_graphs) {
       std::string types;
       for (size_t i = 0; i < prog_.params.size(); ++i) types += (i ? ", " : "") + type_str(prog_.params[i].type);
@@ -100,10 +111,15 @@ class CudaPrinter : public CPrinter {
       os << "static int32_t " << fname << "(" << param_list() << ") {\n";
       current_device();
       setup();
+      bounds_begin();
       std::string args = arg_names();
-      os << "  return parpy_graph.run(parpy_device, parpy_stream, [&](cudaStream_t parpy_capture) {\n"
+      // The record is cleared and read outside the captured graph, at every call.
+      os << (checked_ ? "  if (int32_t parpy_rc = " : "  return ")
+         << "parpy_graph.run(parpy_device, parpy_stream, [&](cudaStream_t parpy_capture) {\n"
          << "    return " << host_fn << "(" << args << "parpy_capture, parpy_device);\n  }"
-         << (args.empty() ? "" : ", " + args.substr(0, args.size() - 2)) << ");\n}\n\n";
+         << (args.empty() ? "" : ", " + args.substr(0, args.size() - 2)) << (checked_ ? "))\n    return parpy_rc;\n" : ");\n");
+      if (checked_) os << "  return parpy_bounds_finish(parpy_bounds_rec, parpy_stream);\n";
+      os << "}\n\n";
     }
     // The entry runs the call on the device that holds its arrays.
     entry_symbol = parpy::entry_symbol(prog_.name);
@@ -116,6 +132,24 @@ class CudaPrinter : public CPrinter {
     os << "(cudaStream_t)stream);\n}\n\n";
     error_symbol = parpy::error_symbol(prog_.name);
     os << "extern \"C\" const char* " << error_symbol << "() { return parpy_error_buf; }\n";
+    if (checked_) {
+      bounds_symbol = parpy::bounds_symbol(prog_.name);
+      os << "extern \"C\" const int64_t* " << bounds_symbol << "() { return parpy_bounds_last; }\n";
+    }
+  }
+
+  // With index checks, `parpy_bounds_rec` is the device's record of failures (parpy_cuda.h),
+  // cleared on the call's stream before its kernels.
+  void bounds_begin() {
+    if (!checked_) return;
+    os << "  void* parpy_bounds_rec = nullptr;\n";
+    if (two_part_)
+      os << "  size_t parpy_bounds_bytes = 0;\n"
+         << "  PARPY_CHECK(cudaLibraryGetGlobal(&parpy_bounds_rec, &parpy_bounds_bytes, parpy_library, "
+            "\"parpy_bounds_device\"), \"cudaLibraryGetGlobal\");\n";
+    else
+      os << "  PARPY_CHECK(cudaGetSymbolAddress(&parpy_bounds_rec, parpy_bounds_device), \"cudaGetSymbolAddress\");\n";
+    os << "  if (int32_t parpy_rc = parpy_bounds_begin(parpy_bounds_rec, parpy_stream)) return parpy_rc;\n";
   }
 
   // `int parpy_device`: the calling thread's current device, which the entry has made the call's.
@@ -190,7 +224,7 @@ class CudaPrinter : public CPrinter {
     }
   }
 
-  std::string entry_symbol, error_symbol;  // see CudaProgram
+  std::string entry_symbol, error_symbol, bounds_symbol;  // see CudaProgram
 
  protected:
   // Unrolled innermost loops keep several independent loads in flight per thread.
@@ -251,6 +285,7 @@ class CudaPrinter : public CPrinter {
   static std::string kernel_ident(const std::string& kernel) { return "parpy_kernel_" + c_chars(kernel); }
 
   bool two_part_;  // host and device code in separate sources (CudaProgram::device_code, host_code)
+  bool checked_ = false;
   bool in_kernel_ = false;
   const GpuProgram& prog_;
   std::map<std::string, const Kernel*> kernels_;
@@ -291,6 +326,7 @@ void preamble(CudaPrinter& pr, const GpuProgram& p, Part part) {
   for (const auto& k : p.kernels) clusters = clusters || k.cluster_blocks > 1;
   if (clusters && part != Part::Host) pr.os << "#define PARPY_USE_CLUSTERS\n";
   if (p.use_graphs && part != Part::Device) pr.os << "#define PARPY_USE_GRAPHS\n";
+  if (CudaPrinter::bounds_checked(p)) pr.os << "#define PARPY_BOUNDS_CHECK\n";
   pr.os << (part == Part::Host ? "#include \"parpy_cuda_host.h\"\n" : "#include \"parpy_cuda.h\"\n");
   // Externals are device functions of these headers, called by their C names.
   if (part != Part::Host) {
@@ -342,6 +378,7 @@ CudaProgram print_cuda(const GpuProgram& p) {
   out.code = whole.os.str();
   out.entry_symbol = whole.entry_symbol;
   out.error_symbol = whole.error_symbol;
+  out.bounds_symbol = whole.bounds_symbol;
 
   CudaPrinter device(p, true);
   preamble(device, p, Part::Device);

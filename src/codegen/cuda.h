@@ -18,6 +18,7 @@ struct CudaProgram {
   // `device` (the thread's current device is switched for the call) and `stream`.
   std::string entry_symbol;
   std::string error_symbol;  // extern "C" const char* <error>(): message of the last failure
+  std::string bounds_symbol;  // with run-time index checks: see Lowered::bounds_symbol
 };
 
 // Prints a GPU program as CUDA C++: one __global__ function per kernel and an extern "C" entry

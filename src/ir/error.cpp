@@ -27,15 +27,32 @@ SourceLines g_fallback_source = nullptr;
 
 void set_fallback_source(SourceLines f) { g_fallback_source = f; }
 
-std::string CompileError::render() const {
-  if (!span_.known()) return msg_;
+namespace {
+
+std::vector<std::string> source_lines(const std::string& file) {
   std::vector<std::string> lines;
-  std::ifstream in(*span_.file);
+  std::ifstream in(file);
   if (in) {
     for (std::string l; std::getline(in, l);) lines.push_back(l);
   } else if (g_fallback_source) {
-    lines = g_fallback_source(*span_.file);
+    lines = g_fallback_source(file);
   }
+  return lines;
+}
+}  // namespace
+
+std::string source_text(const Span& span) {
+  if (!span.known() || span.end_line != span.line || span.end_col <= span.col) return "";
+  std::vector<std::string> lines = source_lines(*span.file);
+  if (span.line > static_cast<int>(lines.size())) return "";
+  const std::string& l = lines[span.line - 1];
+  if (span.col >= static_cast<int>(l.size())) return "";
+  return l.substr(span.col, span.end_col - span.col);
+}
+
+std::string CompileError::render() const {
+  if (!span_.known()) return msg_;
+  std::vector<std::string> lines = source_lines(*span_.file);
   int end_line = span_.end_line >= span_.line ? span_.end_line : span_.line;
   if (span_.line < 1 || end_line > static_cast<int>(lines.size())) return msg_;
   std::ostringstream os;

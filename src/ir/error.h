@@ -19,10 +19,14 @@ struct Span {
 using SourceLines = std::vector<std::string> (*)(const std::string& file);
 void set_fallback_source(SourceLines f);
 
+// The source text a one-line span covers ("x[i + 1]"); empty when unknown or on several lines.
+std::string source_text(const Span& span);
+
 // Span covering both a and b (the first known one if the other is unknown).
 Span merge(const Span& a, const Span& b);
 
-enum class ErrorKind { Runtime, Type, Name, Internal };
+// Index: an index proved out of range (Python's IndexError).
+enum class ErrorKind { Runtime, Type, Name, Index, Internal };
 
 class CompileError : public std::runtime_error {
  public:
@@ -48,6 +52,9 @@ class CompileError : public std::runtime_error {
 }
 [[noreturn]] inline void name_fail(const std::string& msg, const Span& span = {}) {
   throw CompileError(ErrorKind::Name, msg, span);
+}
+[[noreturn]] inline void index_fail(const std::string& msg, const Span& span = {}) {
+  throw CompileError(ErrorKind::Index, msg, span);
 }
 [[noreturn]] inline void internal_fail(const std::string& msg, const Span& span = {}) {
   throw CompileError(ErrorKind::Internal, "Internal error: " + msg, span);

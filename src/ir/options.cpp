@@ -84,7 +84,7 @@ std::string CompileOptions::str() const {
   debug_list(os, libs);
   os << ", extra_flags: ";
   debug_list(os, extra_flags);
-  os << ", fast_math: " << debug_bool(fast_math) << " }";
+  os << ", fast_math: " << debug_bool(fast_math) << ", bounds_check: " << debug_bool(bounds_check) << " }";
   return os.str();
 }
 

@@ -31,6 +31,10 @@ struct CompileOptions {
   // transcendental functions. No backend reads it yet: math functions are always the accurate
   // versions (docs/language.md, Types).
   bool fast_math = false;
+  // parpy's own option: check at run time every index not proved in range at compile time, and
+  // raise IndexError after the call (docs/language.md, Index bounds). Also set by the environment
+  // variable PARPY_BOUNDS_CHECK=1.
+  bool bounds_check = false;
 
   // Debug form listing every field, e.g. "CompileOptions { parallelize: {...}, ... }".
   std::string str() const;

@@ -16,9 +16,29 @@ Expr substitute(const Expr& e, const std::map<std::string, Expr>& sub) {
       return it->second;
     }
     if (x->kind == ExprKind::Subscript && x->args[0]->kind == ExprKind::Subscript) {
-      std::vector<Expr> idx(x->args[0]->args.begin() + 1, x->args[0]->args.end());
-      idx.insert(idx.end(), x->args.begin() + 1, x->args.end());
-      return subscript(x->args[0]->args[0], std::move(idx), x->span);
+      // Indices of a substituted x[i] follow i; those of a substituted slice a[lo:hi] index into
+      // its slices in order (docs/language.md, Index bounds), `[:]` keeping a slice as it is.
+      const Expr& inner = x->args[0];
+      std::vector<Expr> idx;
+      size_t next = 1;
+      for (size_t i = 1; i < inner->args.size(); ++i) {
+        const Expr& a = inner->args[i];
+        if (a->kind != ExprKind::Slice || next >= x->args.size()) {
+          idx.push_back(a);
+          continue;
+        }
+        const Expr& o = x->args[next++];
+        if (o->kind == ExprKind::Slice && !o->args[0] && !o->args[1])
+          idx.push_back(a);
+        else if (o->kind == ExprKind::Slice)
+          fail("A slice of the slice " + (source_text(inner->span).empty() ? print_expr(inner) : source_text(inner->span)) +
+                   " passed to this function is not supported (only [:] is); pass the slice you need instead.",
+               x->span);
+        else
+          idx.push_back(call(kSliceIndex, {o, a->args[0], a->args[1]}, inner->span));
+      }
+      idx.insert(idx.end(), x->args.begin() + next, x->args.end());
+      return subscript(inner->args[0], std::move(idx), x->span);
     }
     return x;
   });

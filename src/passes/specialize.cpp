@@ -198,8 +198,11 @@ class Specializer {
                       x->span);
           return scalar_read(x->args[0]->name + "_" + key->name, *field, x->span, opts_);
         }
-        Expr v = var(x->args[0]->name + "_" + key->name, x->span);
-        if (rest.empty()) return v;
+        if (rest.empty()) return var(x->args[0]->name + "_" + key->name, x->span);
+        // The field's own span, d["key"] up to its closing bracket, names it in messages.
+        Span field_span = merge(x->args[0]->span, key->span);
+        if (key->span.known()) field_span.end_col = key->span.end_col + 1;
+        Expr v = var(x->args[0]->name + "_" + key->name, field_span);
         return subscript(v, std::move(rest), x->span);
       }
       return x;

@@ -427,6 +427,13 @@ class TypeChecker {
       // Slices are lowered in the main function only.
       if (ix->kind == ExprKind::Slice)
         fail("Slice expressions are not supported in functions called from expressions", ix->span);
+      if (ix->kind == ExprKind::Call && ix->name == kSliceIndex) {
+        // An index into a slice passed to an inlined helper; check_bounds resolves it.
+        std::vector<Expr> parts;
+        for (const auto& p : ix->args) parts.push_back(p ? index_expr(p) : p);
+        args.push_back(typed(copy(with_args(ix, std::move(parts))), Type::scalar(isz())));
+        continue;
+      }
       Expr t = index_expr(ix);
       if (t->kind == ExprKind::Int) {
         int64_t v = t->ival < 0 ? t->ival + shape[k] : t->ival;

@@ -70,6 +70,13 @@ std::vector<Case> cases() {
                  lower(add_one(300), {array_arg(ElemSize::F16, {300}), array_arg(ElemSize::F16, {300})},
                        half),
                  0, 0, false});
+  // def g(x, k, y): label N; for i in range(n): y[i] = x[k[i]], with run-time index checks.
+  CompileOptions checked = cuda_opts({{"N", threads(256)}});
+  checked.bounds_check = true;
+  Function gather = fn("g", {"x", "k", "y"},
+                       {For("i", 0, 300, {A(S("y", {V("i")}), S("x", {S("k", {V("i")})}))}, {"N"})});
+  out.push_back({"gather with run-time index checks (text and build only)",
+                 lower(gather, {f32({300}), array_arg(ElemSize::I64, {300}), f32({300})}, checked), 0, 0, false});
   return out;
 }
 
@@ -107,6 +114,12 @@ TEST(CudaTwoPartText, DeviceAndHostParts) {
   EXPECT_FALSE(has(all[2].low.host_code, "PARPY_USE_CLUSTERS")) << all[2].low.host_code;
   EXPECT_TRUE(has(all[2].low.device_code, "__cluster_dims__(16, 1, 1)")) << all[2].low.device_code;
   EXPECT_TRUE(has(all[3].low.host_code, "#include <cuda_fp16.h>")) << all[3].low.host_code;
+  // The kernels record index failures in a device variable that the host part finds by name.
+  EXPECT_TRUE(has(all[4].low.device_code, "parpy_bounds_check(v_k[")) << all[4].low.device_code;
+  EXPECT_TRUE(has(all[4].low.host_code, "cudaLibraryGetGlobal(&parpy_bounds_rec")) << all[4].low.host_code;
+  EXPECT_TRUE(has(all[4].low.host_code, "return parpy_bounds_finish(")) << all[4].low.host_code;
+  EXPECT_EQ(all[4].low.bounds_sites.size(), 1u);
+  EXPECT_FALSE(has(all[0].low.code, "PARPY_BOUNDS_CHECK")) << all[0].low.code;
 }
 
 TEST(CudaTwoPartBuild, BuildsLoadsAndRunsOrReportsTheMissingGpu) {

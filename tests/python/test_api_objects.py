@@ -199,6 +199,7 @@ def test_options_defaults():
     assert o.force_float_size is None
     assert o.includes == [] and o.libs == [] and o.extra_flags == []
     assert o.fast_math is False
+    assert o.bounds_check is False
 
 
 def test_options_str():
@@ -208,7 +209,8 @@ def test_options_str():
         "tpb: 1024 }}, verbose_backend_resolution: false, debug_print: false, "
         "write_output: false, backend: Auto, use_cuda_thread_block_clusters: false, "
         "max_thread_blocks_per_cluster: 8, use_cuda_graphs: false, force_int_size: None, "
-        "force_float_size: None, includes: [], libs: [], extra_flags: [], fast_math: false }"
+        "force_float_size: None, includes: [], libs: [], extra_flags: [], fast_math: false, "
+        "bounds_check: false }"
     )
 
 
@@ -288,6 +290,7 @@ def test_options_key_changes_with_every_field():
         ("libs", ["y"]),
         ("extra_flags", ["z"]),
         ("fast_math", True),
+        ("bounds_check", True),
         ("parallelize", {"N": LoopPar().threads(3)}),
         ("parallelize", {"N": LoopPar().threads(3).tpb(64)}),
     ]

@@ -63,3 +63,20 @@ static inline parpy_f16 parpy_pow(parpy_f16 a, parpy_f16 b) {
     initializer(omp_priv = omp_orig)
 #pragma omp declare reduction(parpy_min : float, double : omp_out = parpy_min(omp_out, omp_in)) \
     initializer(omp_priv = omp_orig)
+
+#ifdef PARPY_BOUNDS_CHECK
+// i when 0 <= i < n; otherwise the first failure of the call is recorded in r (threads of an
+// OpenMP loop race for it: the first wins) and 0 is used, so no memory outside the array is read
+// or written. The call raises an IndexError when it returns.
+template <class T>
+static inline T parpy_bounds_check(parpy_bounds_record& r, T i, int64_t n, int32_t site) {
+  if (i >= 0 && static_cast<int64_t>(i) < n) return i;
+  int64_t none = 0;
+  if (__atomic_compare_exchange_n(&r.site, &none, static_cast<int64_t>(site), false, __ATOMIC_RELAXED,
+                                  __ATOMIC_RELAXED)) {
+    r.index = static_cast<int64_t>(i);
+    r.extent = n;
+  }
+  return 0;
+}
+#endif

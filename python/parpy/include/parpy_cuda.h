@@ -18,6 +18,28 @@ __device__ __forceinline__ __half parpy_pow(__half a, __half b) {
 }
 #endif
 
+#ifdef PARPY_BOUNDS_CHECK
+// The device's record of the first index out of bounds (see parpy_common.h): the host clears it
+// before the kernels of a call and reads it after them (found by name in a program built in two
+// parts).
+extern "C" {
+__device__ parpy_bounds_record parpy_bounds_device;
+}
+
+// i when 0 <= i < n; otherwise the first failure is recorded (the first thread wins) and 0 is used,
+// so no memory outside the array is read or written.
+template <class T>
+__device__ __forceinline__ T parpy_bounds_check(T i, int64_t n, int32_t site) {
+  if (i >= 0 && static_cast<int64_t>(i) < n) return i;
+  auto* s = reinterpret_cast<unsigned long long*>(&parpy_bounds_device.site);
+  if (atomicCAS(s, 0ull, static_cast<unsigned long long>(site)) == 0ull) {
+    parpy_bounds_device.index = static_cast<int64_t>(i);
+    parpy_bounds_device.extent = n;
+  }
+  return 0;
+}
+#endif
+
 // ---- Reductions ----
 template <class T>
 struct parpy_id { using type = T; };

@@ -30,6 +30,23 @@ static inline int32_t parpy_fail(cudaError_t e, const char* what) {
 // function and keeps "<call>: <CUDA's message>" for parpy to raise as a RuntimeError.
 #define parpy_cuda_check_error(call) PARPY_CHECK((call), #call)
 
+#ifdef PARPY_BOUNDS_CHECK
+// Clears the device's record of index failures (its address: `record`) before a call's kernels.
+static inline int32_t parpy_bounds_begin(void* record, cudaStream_t stream) {
+  PARPY_CHECK(cudaMemsetAsync(record, 0, sizeof(parpy_bounds_record), stream), "cudaMemsetAsync");
+  return 0;
+}
+
+// After a call's kernels: waits for them and returns PARPY_INDEX_ERROR if an index was out of
+// bounds (the record is then the calling thread's parpy_bounds_last).
+static inline int32_t parpy_bounds_finish(void* record, cudaStream_t stream) {
+  parpy_bounds_record r;
+  PARPY_CHECK(cudaMemcpyAsync(&r, record, sizeof r, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync");
+  PARPY_CHECK(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  return parpy_bounds_report(r);
+}
+#endif
+
 // ---- Devices ----
 // A call runs on the device that holds its arrays: the entry point switches the calling thread's
 // current device for the call. State a module keeps across calls (scratch memory, CUDA graphs,
