@@ -1,5 +1,6 @@
 #include "passes/check_races.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <optional>
 #include <set>
@@ -74,7 +75,8 @@ Expr strip_convert(const Expr& e) { return e->kind == ExprKind::Convert ? strip_
 // operator and v in the element's type. The operation may be done in a wider type of the same kind:
 // integers wrap alike, and rounding keeps the order of floats (but narrowing an integer does not).
 std::optional<std::pair<BinOp, Expr>> update_of(const StmtNode& s) {
-  if (s.kind != StmtKind::Assign || s.lhs->kind != ExprKind::Access || !s.lhs->ty.is_scalar()) return std::nullopt;
+  if (s.kind != StmtKind::Assign || s.lhs->kind != ExprKind::Access || !s.lhs->ty.is_scalar())
+    return std::nullopt;
   Expr rhs = strip_convert(s.rhs);
   if (rhs->kind != ExprKind::BinOp) return std::nullopt;
   BinOp op = rhs->binop;
@@ -95,13 +97,16 @@ std::optional<std::pair<BinOp, Expr>> update_of(const StmtNode& s) {
   return std::make_pair(op, value);
 }
 
-// Where an expression is evaluated in the body of the parallel loop.
+// Where an expression is evaluated in the body of the parallel loop: in `loops` (the for loops of
+// the body around it, outermost first), in the statement numbered `order` (pre-order); under an if
+// or while, or in a conditional part of an expression (`conditional`); under a condition or in a
+// loop whose bounds depend on the loop variable (`guarded`); in a reduce() loop (`in_reduction`).
 struct Place {
-  std::vector<const StmtNode*> loops;  // the for loops of the body around it, outermost first
-  int order = 0;                       // pre-order number of its statement in the body
-  bool conditional = false;            // under an if or while, or in a conditional part of an expression
-  bool guarded = false;                // under a condition or in a loop whose bounds depend on the loop variable
-  bool in_reduction = false;           // in a reduce() loop
+  std::vector<const StmtNode*> loops;
+  int order = 0;
+  bool conditional = false;
+  bool guarded = false;
+  bool in_reduction = false;
 };
 
 // An array access: a store (the left-hand side of an assignment) or a read.
@@ -157,8 +162,8 @@ class ParallelLoop {
   bool depends(const Expr& e) const {
     bool found = false;
     visit_expr(e, [&](const Expr& x) {
-      if ((x->kind == ExprKind::Var || x->kind == ExprKind::Access) && (x->name == i_ || dependent_.count(x->name)))
-        found = true;
+      bool named = x->kind == ExprKind::Var || x->kind == ExprKind::Access;
+      if (named && (x->name == i_ || dependent_.count(x->name))) found = true;
     });
     return found;
   }
@@ -375,7 +380,8 @@ class ParallelLoop {
     if (a == c) {
       if (a == 0) return e == 0 ? std::make_optional(std::make_pair(r.first, r.at(1))) : std::nullopt;
       int64_t t;  // t1 - t2
-      if (!divides(a, e, q) || q == 0 || !divides(r.step, q, t) || std::llabs(t) >= r.trips) return std::nullopt;
+      if (!divides(a, e, q) || q == 0 || !divides(r.step, q, t) || std::llabs(t) >= r.trips)
+        return std::nullopt;
       return t > 0 ? std::make_pair(r.at(t), r.first) : std::make_pair(r.first, r.at(-t));
     }
     if (c == 0) {
@@ -460,9 +466,10 @@ class ParallelLoop {
       for (const auto& [atom, c] : f->terms) {
         if (atom[0] != 'L') continue;
         Range r = range_of(*atom_loops_.at(atom));
-        int64_t width;
-        if (r.trips < 0 || __builtin_mul_overflow(std::llabs(r.step), std::max<int64_t>(r.trips - 1, 0), &width) ||
-            __builtin_mul_overflow(std::llabs(c), width, &width) || __builtin_add_overflow(spread, width, &spread))
+        int64_t width, steps = std::max<int64_t>(r.trips - 1, 0);
+        if (r.trips < 0 || __builtin_mul_overflow(std::llabs(r.step), steps, &width) ||
+            __builtin_mul_overflow(std::llabs(c), width, &width) ||
+            __builtin_add_overflow(spread, width, &spread))
           known = false;
       }
       if (known && !__builtin_mul_overflow(std::llabs(f->coef("I")), std::llabs(range_.step), &stride) &&

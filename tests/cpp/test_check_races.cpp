@@ -13,7 +13,9 @@ Type i64() { return Type::scalar(ElemSize::I64); }
 Type f32() { return Type::scalar(ElemSize::F32); }
 Expr iv(const std::string& n) { return var(n, sp(), i64()); }
 Expr lit(int64_t v) { return int_lit(v, sp(), true, ElemSize::I64); }
-Expr at(const std::string& a, Expr idx, ElemSize e = ElemSize::F32) { return access(a, std::move(idx), e, sp()); }
+Expr at(const std::string& a, Expr idx, ElemSize e = ElemSize::F32) {
+  return access(a, std::move(idx), e, sp());
+}
 Expr op(BinOp o, Expr a, Expr b, Type t) { return binop(o, std::move(a), std::move(b), sp(), std::move(t)); }
 
 Stmt par_loop(const std::string& v, int64_t n, Block body) {

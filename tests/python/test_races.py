@@ -1,5 +1,4 @@
-# ruff: noqa: PLR1704
-"""Races between the iterations of parallel loops (docs/language.md, Parallel semantics).
+"""Races between the iterations of parallel loops (docs/language.md, Races and atomic updates).
 
 A store that every iteration makes to the same element, and a dependence carried across a parallel
 loop, are compile-time errors with the store or read marked; a data-dependent `+=`, `-=`, `max` or

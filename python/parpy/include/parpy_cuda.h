@@ -169,8 +169,8 @@ __device__ __forceinline__ void parpy_atomic_cas(T* p, T v, F f) {
 
 template <class T>
 __device__ __forceinline__ void parpy_atomic_add(T* p, T v) {
-  if constexpr (std::is_same<T, int32_t>::value || std::is_same<T, uint32_t>::value || std::is_same<T, float>::value ||
-                std::is_same<T, double>::value)
+  if constexpr (std::is_same<T, int32_t>::value || std::is_same<T, uint32_t>::value ||
+                std::is_same<T, float>::value || std::is_same<T, double>::value)
     atomicAdd(p, v);
   else if constexpr (std::is_integral<T>::value && sizeof(T) == 8)  // two's complement: signed adds alike
     atomicAdd(reinterpret_cast<unsigned long long*>(p), static_cast<unsigned long long>(v));
