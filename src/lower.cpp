@@ -12,6 +12,7 @@
 #include "gpu/fuse_loops.h"
 #include "passes/array_locals.h"
 #include "passes/check_bounds.h"
+#include "passes/check_races.h"
 #include "passes/check_reductions.h"
 #include "passes/constant_fold.h"
 #include "passes/flatten_indices.h"
@@ -136,6 +137,8 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
   check_array_local_writes(ir, array_types(sp.params));
   ir = check_reductions(ir);
   st.dump("check_reductions", name, ir);
+  ir = check_races(ir, array_types(sp.params));
+  st.dump("check_races", name, ir);
   if (opts.backend == CompileBackend::Cuda) {
     check_host_code(ir);
     check_device_calls(ir, helpers);

@@ -73,7 +73,12 @@ void CPrinter::block(const Block& b, int indent) {
 void CPrinter::stmt(const Stmt& s, int indent) {
   std::string p = pad(indent);
   switch (s->kind) {
-    case StmtKind::Assign: os << p << expr(s->lhs) << " = " << expr(s->rhs) << ";\n"; break;
+    case StmtKind::Assign:
+      if (s->atomic)
+        atomic_update(s, indent);
+      else
+        os << p << expr(s->lhs) << " = " << expr(s->rhs) << ";\n";
+      break;
     case StmtKind::For: loop(s, indent); break;
     case StmtKind::While:
       os << p << "while (" << expr(s->cond) << ") {\n";
@@ -93,6 +98,15 @@ void CPrinter::stmt(const Stmt& s, int indent) {
     case StmtKind::Call: os << p << expr(s->rhs) << ";\n"; break;
     case StmtKind::Return: os << p << "return " << expr(s->rhs) << ";\n"; break;
     default: internal_fail("statement kind not supported by the C printer", s->span);
+  }
+}
+
+std::string CPrinter::atomic_op_name(BinOp op) {
+  switch (op) {
+    case BinOp::Add: return "add";
+    case BinOp::Sub: return "sub";
+    case BinOp::Max: return "max";
+    default: return "min";
   }
 }
 

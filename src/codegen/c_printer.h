@@ -30,9 +30,13 @@ class CPrinter {
   // thread (docs/language.md, Functions). Its name is already a C name.
   void helper_function(const Function& f, const std::string& qualifiers);
   static std::string pad(int indent) { return std::string(indent * 2, ' '); }
+  // add, sub, max or min: the operation of an atomic update.
+  static std::string atomic_op_name(BinOp op);
 
  protected:
   virtual void loop(const Stmt& s, int indent);
+  // An atomic update `lhs = lhs op value` (StmtNode::atomic).
+  virtual void atomic_update(const Stmt& s, int indent) = 0;
   virtual std::string call_expr(const Expr& e);
   std::string unary(const Expr& e);
   std::string binary(const Expr& e);

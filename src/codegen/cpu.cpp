@@ -23,6 +23,12 @@ bool contains_loop(const Block& b) {
   return found;
 }
 
+bool contains_atomic(const Block& b) {
+  bool found = false;
+  visit_block(b, [&](const Stmt& s) { found = found || s->atomic; });
+  return found;
+}
+
 class CpuPrinter : public CPrinter {
  public:
   std::string type_name(ElemSize e) const override { return cpu_type(e); }
@@ -73,7 +79,9 @@ class CpuPrinter : public CPrinter {
     bool parallel = s->par.nthreads > 1;
     bool outer = parallel && !in_parallel_;
     // A declared reduction may be reassociated, so even a sequential one is vectorised.
-    bool simd = (parallel ? in_parallel_ : s->par.reduction) && !contains_loop(s->body);
+    // SIMD lanes would update one element at once: no simd around atomic updates.
+    bool simd = (parallel ? in_parallel_ : s->par.reduction) && !contains_loop(s->body) &&
+                !contains_atomic(s->body);
     std::string pragma;
     if (outer)
       pragma = "#pragma omp parallel for num_threads(parpy_num_threads(" +
@@ -89,6 +97,21 @@ class CpuPrinter : public CPrinter {
     in_parallel_ = in_parallel_ || outer;
     CPrinter::loop(s, indent);
     in_parallel_ = saved;
+  }
+
+  // OpenMP's atomic += and -=; max, min and half precision through a compare-and-swap loop
+  // (parpy_cpu.h).
+  void atomic_update(const Stmt& s, int indent) override {
+    std::string p = pad(indent), dst = expr(s->lhs), value = expr(s->rhs->args[1]);
+    BinOp op = s->rhs->binop;
+    ElemSize t = s->lhs->ty.elem;
+    if ((op == BinOp::Add || op == BinOp::Sub) && t != ElemSize::F16) {
+      os << p << "#pragma omp atomic\n";
+      os << p << dst << (op == BinOp::Add ? " += " : " -= ") << value << ";\n";
+      return;
+    }
+    os << p << "parpy_atomic_" << atomic_op_name(op) << "(&" << dst << ", (" << cpu_type(t) << ")" << value
+       << ");\n";
   }
 
  private:

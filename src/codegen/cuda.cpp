@@ -237,6 +237,13 @@ class CudaPrinter : public CPrinter {
     CPrinter::loop(s, indent);
   }
 
+  // parpy_cuda.h: the hardware's atomics, else a compare-and-swap loop.
+  void atomic_update(const Stmt& s, int indent) override {
+    ElemSize t = s->lhs->ty.elem;
+    os << pad(indent) << "parpy_atomic_" << atomic_op_name(s->rhs->binop) << "(&" << expr(s->lhs) << ", ("
+       << cuda_type(t) << ")" << expr(s->rhs->args[1]) << ");\n";
+  }
+
   void stmt(const Stmt& s, int indent) override {
     if (s->kind == StmtKind::Call) {
       auto it = kernels_.find(s->rhs->name);

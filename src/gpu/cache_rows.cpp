@@ -44,7 +44,7 @@ std::optional<RowLoop> row_loop(const Stmt& s, const std::string& worker, int64_
   r.trips = (r.hi - r.lo) / s->step;
   if (r.trips > kMaxTrips || r.trips * r.lanes > kMaxValues) return std::nullopt;
   for (const auto& st : s->body)
-    if (st->kind != StmtKind::Assign || refers_to_arrays(st->rhs)) return std::nullopt;
+    if (st->kind != StmtKind::Assign || st->atomic || refers_to_arrays(st->rhs)) return std::nullopt;
   return r;
 }
 

@@ -18,10 +18,13 @@ bool has_access(const Expr& e) {
   return found;
 }
 
-// A parallel, non-reducing loop whose body is one store `a[f(j)] = e`.
+// A parallel, non-reducing loop whose body is one store `a[f(j)] = e` (not an atomic update: the
+// value it leaves is not e).
 bool is_map(const Stmt& s) {
-  return s->kind == StmtKind::For && s->par.is_parallel() && !s->par.reduction && s->body.size() == 1 &&
-         s->body[0]->kind == StmtKind::Assign && s->body[0]->lhs->kind == ExprKind::Access;
+  if (s->kind != StmtKind::For || !s->par.is_parallel() || s->par.reduction || s->body.size() != 1)
+    return false;
+  const Stmt& st = s->body[0];
+  return st->kind == StmtKind::Assign && st->lhs->kind == ExprKind::Access && !st->atomic;
 }
 
 // Tries to fuse the map loop `a` with the statements of `next` (a gpu block `{init...; reduce}`

@@ -117,7 +117,7 @@ class LoopVectorizer {
       return true;
     };
     for (const auto& st : s_->body) {
-      if (st->kind != StmtKind::Assign || refers_to_arrays(st->rhs)) return false;
+      if (st->kind != StmtKind::Assign || st->atomic || refers_to_arrays(st->rhs)) return false;
       bool ok = true;
       visit_expr(st->rhs, [&](const Expr& x) {
         if (x->kind == ExprKind::Access) ok = ok && !written.count(x->name) && check_access(x);

@@ -370,7 +370,7 @@ std::string print_block(const Block& b, int indent) {
       if (s->kind != StmtKind::Label) os << pad << "label('" << l << "')\n";
     switch (s->kind) {
       case StmtKind::Assign:
-        os << pad << print_expr(s->lhs) << " = " << print_expr(s->rhs);
+        os << pad << (s->atomic ? "atomic " : "") << print_expr(s->lhs) << " = " << print_expr(s->rhs);
         if (s->lhs->ty.kind != Type::Kind::Unknown && s->defines) os << "  # " << s->lhs->ty.str();
         os << "\n";
         break;

@@ -147,6 +147,9 @@ struct StmtNode {
   bool defines = false;
   // Reduction loops (par.reduction) after check_reductions: the operator and accumulated target.
   BinOp red_op = BinOp::Add;
+  // An Assign to an array element that check_races made atomic: rhs is `lhs op value` with op one
+  // of +, -, max, min and value of lhs's type, done as one atomic read-modify-write.
+  bool atomic = false;
 };
 
 std::shared_ptr<StmtNode> copy(const Stmt& s);

@@ -80,3 +80,33 @@ static inline T parpy_bounds_check(parpy_bounds_record& r, T i, int64_t n, int32
   return 0;
 }
 #endif
+
+// Atomic updates of one array element in a parallel loop (docs/language.md, Parallel semantics)
+// that `#pragma omp atomic` cannot express: `*p = f(*p, v)` by compare-and-swap (GCC and Clang
+// builtins, any element size). A value that does not change is not written back; comparing bits
+// keeps a NaN already there.
+template <class T, class F>
+static inline void parpy_atomic_cas(T* p, T v, F f) {
+  T old, next;
+  __atomic_load(p, &old, __ATOMIC_RELAXED);
+  do {
+    next = f(old, v);
+    if (__builtin_memcmp(&next, &old, sizeof(T)) == 0) return;
+  } while (!__atomic_compare_exchange(p, &old, &next, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+}
+template <class T>
+static inline void parpy_atomic_add(T* p, T v) {
+  parpy_atomic_cas(p, v, [](T a, T b) { return static_cast<T>(a + b); });
+}
+template <class T>
+static inline void parpy_atomic_sub(T* p, T v) {
+  parpy_atomic_cas(p, v, [](T a, T b) { return static_cast<T>(a - b); });
+}
+template <class T>
+static inline void parpy_atomic_max(T* p, T v) {
+  parpy_atomic_cas(p, v, [](T a, T b) { return parpy_max(a, b); });
+}
+template <class T>
+static inline void parpy_atomic_min(T* p, T v) {
+  parpy_atomic_cas(p, v, [](T a, T b) { return parpy_min(a, b); });
+}

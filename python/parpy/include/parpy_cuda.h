@@ -144,3 +144,90 @@ PARPY_CLUSTER_REDUCE_FN(min)
 // A barrier of every thread of the cluster that also orders their memory accesses.
 #define parpy_cluster_sync() cooperative_groups::this_cluster().sync()
 #endif
+
+// ---- Atomic updates ----
+// Updates of one array element that iterations of a parallel loop may make at once
+// (docs/language.md, Parallel semantics): the hardware's atomics where there are, else
+// `*p = f(*p, v)` by compare-and-swap on the element (4 and 8 bytes) or on the aligned 32-bit word
+// that holds it (1 and 2 bytes). A value that does not change is not written back; comparing bits
+// keeps a NaN already there.
+template <class T, class F>
+__device__ __forceinline__ void parpy_atomic_cas(T* p, T v, F f) {
+  if constexpr (sizeof(T) == 8 || sizeof(T) == 4) {
+    using W = typename std::conditional<sizeof(T) == 8, unsigned long long, unsigned int>::type;
+    W* w = reinterpret_cast<W*>(p);
+    W old = *reinterpret_cast<volatile W*>(w), assumed;
+    do {
+      assumed = old;
+      T cur, next;
+      __builtin_memcpy(&cur, &assumed, sizeof(T));
+      next = f(cur, v);
+      W bits;
+      __builtin_memcpy(&bits, &next, sizeof(T));
+      if (bits == assumed) return;
+      old = atomicCAS(w, assumed, bits);
+    } while (old != assumed);
+  } else {
+    static_assert(sizeof(T) == 1 || sizeof(T) == 2, "atomic update of an unsupported element size");
+    using B = typename std::conditional<sizeof(T) == 2, unsigned short, unsigned char>::type;
+    unsigned long long addr = reinterpret_cast<unsigned long long>(p);
+    unsigned int* w = reinterpret_cast<unsigned int*>(addr & ~3ull);
+    unsigned int shift = static_cast<unsigned int>(addr & 3ull) * 8u;
+    unsigned int mask = ((1u << (8u * sizeof(T))) - 1u) << shift;
+    unsigned int old = *reinterpret_cast<volatile unsigned int*>(w), assumed;
+    do {
+      assumed = old;
+      B b = static_cast<B>((assumed & mask) >> shift);
+      T cur, next;
+      __builtin_memcpy(&cur, &b, sizeof(T));
+      next = f(cur, v);
+      __builtin_memcpy(&b, &next, sizeof(T));
+      unsigned int bits = (assumed & ~mask) | (static_cast<unsigned int>(b) << shift);
+      if (bits == assumed) return;
+      old = atomicCAS(w, assumed, bits);
+    } while (old != assumed);
+  }
+}
+
+template <class T>
+__device__ __forceinline__ void parpy_atomic_add(T* p, T v) {
+  if constexpr (std::is_same<T, int32_t>::value || std::is_same<T, uint32_t>::value ||
+                std::is_same<T, float>::value || std::is_same<T, double>::value)
+    atomicAdd(p, v);
+  else if constexpr (std::is_integral<T>::value && sizeof(T) == 8)  // two's complement: signed adds alike
+    atomicAdd(reinterpret_cast<unsigned long long*>(p), static_cast<unsigned long long>(v));
+#ifdef __CUDA_FP16_H__
+  else if constexpr (std::is_same<T, __half>::value)
+    atomicAdd(p, v);
+#endif
+  else
+    parpy_atomic_cas(p, v, [](T a, T b) { return static_cast<T>(a + b); });
+}
+
+template <class T>
+__device__ __forceinline__ void parpy_atomic_sub(T* p, T v) {
+  if constexpr (std::is_integral<T>::value && (sizeof(T) == 4 || sizeof(T) == 8)) {
+    using U = typename std::make_unsigned<T>::type;
+    parpy_atomic_add(p, static_cast<T>(U(0) - static_cast<U>(v)));
+  } else if constexpr (std::is_same<T, float>::value || std::is_same<T, double>::value) {
+    atomicAdd(p, -v);
+  } else {
+    parpy_atomic_cas(p, v, [](T a, T b) { return static_cast<T>(a - b); });
+  }
+}
+
+#define PARPY_ATOMIC_MAX_MIN(name, hw)                                                                    \
+  template <class T>                                                                                      \
+  __device__ __forceinline__ void parpy_atomic_##name(T* p, T v) {                                         \
+    if constexpr (std::is_same<T, int32_t>::value || std::is_same<T, uint32_t>::value)                    \
+      hw(p, v);                                                                                           \
+    else if constexpr (std::is_same<T, int64_t>::value)                                                   \
+      hw(reinterpret_cast<long long*>(p), static_cast<long long>(v));                                     \
+    else if constexpr (std::is_same<T, uint64_t>::value)                                                  \
+      hw(reinterpret_cast<unsigned long long*>(p), static_cast<unsigned long long>(v));                   \
+    else                                                                                                  \
+      parpy_atomic_cas(p, v, [](T a, T b) { return parpy_##name(a, b); });                                \
+  }
+PARPY_ATOMIC_MAX_MIN(max, atomicMax)
+PARPY_ATOMIC_MAX_MIN(min, atomicMin)
+#undef PARPY_ATOMIC_MAX_MIN
