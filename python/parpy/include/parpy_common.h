@@ -97,6 +97,8 @@ PARPY_HD T parpy_mod(T a, T b) {
 template <class T>
 PARPY_HD T parpy_pow(T a, T b) {
   if constexpr (std::is_integral_v<T>) {
+    // The type checker lets only exponents that cannot be negative through (a negative one makes
+    // the result a float: docs/language.md, Types); this is 1 / a ** -b truncated, for wrap-around.
     if (b < 0) return a == 1 ? 1 : 0;
     T r = 1;
     while (b > 0) {
