@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <set>
 #include <sstream>
 
 namespace parpy {
@@ -89,6 +90,18 @@ class TypeChecker {
   bool helper_ = false;
   std::optional<Type> declared_ret_;
   std::vector<Expr> returns_;
+  // Loop variables known to be non-negative.
+  std::set<std::string> non_negative_vars_;
+
+  static bool assigns(const Block& b, const std::string& name) {
+    bool found = false;
+    visit_block(b, [&](const Stmt& s) {
+      if ((s->kind == StmtKind::Assign && s->lhs->kind == ExprKind::Var && s->lhs->name == name) ||
+          (s->kind == StmtKind::For && s->var == name))
+        found = true;
+    });
+    return found;
+  }
 
   const Type* lookup(const std::string& n) const {
     for (auto it = scopes_.rbegin(); it != scopes_.rend(); ++it) {
@@ -355,6 +368,16 @@ class TypeChecker {
       return typed(n, Type::scalar(ElemSize::Bool));
     }
     bool weak = a->weak && b->weak;
+    if (op == BinOp::Pow && is_int(a->ty.elem) && b->kind == ExprKind::Int && b->ival < 0 &&
+        (b->weak || is_signed_int(b->ty.elem))) {
+      // An integer to a negative power known when compiling is a float, as in Python
+      // (docs/language.md, Types).
+      ElemSize f = fsz();
+      if (f == ElemSize::F16)
+        type_fail("Invalid type float16 of floating-point arithmetic operation", e->span);
+      n->args = {weak ? weak_as(a, f) : coerce(a, f), weak ? weak_as(b, f) : coerce(b, f)};
+      return typed(n, Type::scalar(f), weak);
+    }
     ElemSize r = unify(a, b, e->span);
     n->args = {a, b};
     std::string tstr = Type::scalar(r).str();
@@ -372,6 +395,13 @@ class TypeChecker {
       case BinOp::Pow:
         if (is_bool(r) || r == ElemSize::F16)
           type_fail("Invalid type " + tstr + " of floating-point arithmetic operation", e->span);
+        if (is_signed_int(r) && !non_negative(b))
+          type_fail("The exponent of an integer ** may be negative, and a negative exponent makes the "
+                    "result a float (2 ** -1 is 0.5), so the result's type is not known when compiling."
+                    "\nUse an exponent known when compiling (a literal or a scalar argument), one that "
+                    "is never negative (parpy.operators.max(k, 0), a loop variable counting up from 0), "
+                    "or a float base (parpy.operators.float64(x) ** k).",
+                    e->span);
         break;
       case BinOp::BitAnd: case BinOp::BitOr: case BinOp::BitXor: case BinOp::Shl: case BinOp::Shr:
         if (!is_int(r)) type_fail("Invalid type " + tstr + " of bitwise operation", e->span);
@@ -387,6 +417,36 @@ class TypeChecker {
       default: break;
     }
     return typed(n, Type::scalar(r), weak);
+  }
+
+  // Whether a typed integer expression is provably never negative (wrap-around aside).
+  bool non_negative(const Expr& e) const {
+    if (is_unsigned_int(e->ty.elem)) return true;
+    switch (e->kind) {
+      case ExprKind::Int: return e->ival >= 0;
+      case ExprKind::Var: return non_negative_vars_.count(e->name) > 0;
+      case ExprKind::UnOp: return e->unop == UnOp::Abs;
+      case ExprKind::Convert: {
+        // A widening conversion of a non-negative integer.
+        ElemSize from = e->args[0]->ty.elem, to = e->ty.elem;
+        bool widens = is_signed_int(from) ? elem_bytes(to) >= elem_bytes(from) : elem_bytes(to) > elem_bytes(from);
+        return is_int(from) && is_int(to) && widens && non_negative(e->args[0]);
+      }
+      case ExprKind::IfExpr: return non_negative(e->args[1]) && non_negative(e->args[2]);
+      case ExprKind::BinOp: {
+        const Expr &a = e->args[0], &b = e->args[1];
+        switch (e->binop) {
+          case BinOp::Add: case BinOp::Mul: case BinOp::FloorDiv: case BinOp::Div: case BinOp::Min:
+          case BinOp::BitOr: case BinOp::Pow:
+            return non_negative(a) && non_negative(b);
+          case BinOp::Max: case BinOp::BitAnd: return non_negative(a) || non_negative(b);
+          case BinOp::Mod: return non_negative(b);  // the sign of the divisor
+          case BinOp::Shr: return non_negative(a);
+          default: return false;
+        }
+      }
+      default: return false;
+    }
   }
 
   Expr index_expr(const Expr& i) {
@@ -508,7 +568,15 @@ class TypeChecker {
         n->hi = loop_bound(s->hi);
         scopes_.emplace_back();
         scopes_.back()[s->var] = Type::scalar(isz());
+        // range(lo, hi, step) counting up from lo >= 0, or down to hi >= -1, is never negative
+        // (unless the body assigns the variable).
+        auto saved = non_negative_vars_;
+        non_negative_vars_.erase(s->var);
+        bool up = s->step > 0 && non_negative(n->lo);
+        bool down = s->step < 0 && (non_negative(n->hi) || (n->hi->kind == ExprKind::Int && n->hi->ival == -1));
+        if ((up || down) && !assigns(s->body, s->var)) non_negative_vars_.insert(s->var);
         n->body = block(s->body);
+        non_negative_vars_ = std::move(saved);
         scopes_.pop_back();
         return n;
       }

@@ -404,9 +404,9 @@ def powers(x32, x64, k8, k64, N):
     parpy.label("N")
     for i in range(N):
         x32[i] = x32[i] ** 2.5 + x32[i] ** x32[i]
-        x64[i] = x64[i] ** 2.5
+        x64[i] = x64[i] ** 2.5 + k8[i] ** -2
         k8[i] = k8[i] ** 3
-        k64[i] = k64[i] ** k64[i]
+        k64[i] = k64[i] ** op.abs(k64[i])
 
 
 @parpy.jit

@@ -24,6 +24,40 @@ PARPY_HD T parpy_div(T a, T b) {
   }
 }
 
+// Float // and % computed like Python's float.__floordiv__/__mod__ and numpy's floor_divide and
+// remainder (float16 in float, as numpy does): the quotient is (a - a % b) / b rounded, so
+// inf // 2.0 is nan and 1.0 // 0.1 is 9.0, and a zero remainder has the divisor's sign. Division
+// by zero gives numpy's a / b and nan (Python raises there).
+template <class T>
+using parpy_float_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
+PARPY_HD float parpy_fmod_(float a, float b) { return ::fmodf(a, b); }
+PARPY_HD double parpy_fmod_(double a, double b) { return ::fmod(a, b); }
+PARPY_HD float parpy_floor_(float a) { return ::floorf(a); }
+PARPY_HD double parpy_floor_(double a) { return ::floor(a); }
+PARPY_HD float parpy_copysign_(float a, float b) { return ::copysignf(a, b); }
+PARPY_HD double parpy_copysign_(double a, double b) { return ::copysign(a, b); }
+
+template <class F>
+PARPY_HD F parpy_float_floordiv(F a, F b) {
+  if (b == 0) return a / b;
+  F mod = parpy_fmod_(a, b);
+  F div = (a - mod) / b;
+  if (mod != 0 && ((b < 0) != (mod < 0))) div -= F(1);
+  if (div == 0) return parpy_copysign_(F(0), a / b);
+  F q = parpy_floor_(div);
+  if (div - q > F(0.5)) q += F(1);
+  return q;
+}
+
+template <class F>
+PARPY_HD F parpy_float_mod(F a, F b) {
+  F mod = parpy_fmod_(a, b);
+  if (b == 0) return mod;
+  if (mod == 0) return parpy_copysign_(F(0), b);
+  if ((b < 0) != (mod < 0)) mod += b;
+  return mod;
+}
+
 template <class T>
 PARPY_HD T parpy_floordiv(T a, T b) {
   if constexpr (std::is_integral_v<T>) {
@@ -37,7 +71,8 @@ PARPY_HD T parpy_floordiv(T a, T b) {
       return a / b;
     }
   } else {
-    return static_cast<T>(::floor(static_cast<double>(a) / static_cast<double>(b)));
+    return static_cast<T>(parpy_float_floordiv(static_cast<parpy_float_t<T>>(a),
+                                               static_cast<parpy_float_t<T>>(b)));
   }
 }
 
@@ -54,15 +89,16 @@ PARPY_HD T parpy_mod(T a, T b) {
       return a % b;
     }
   } else {
-    double r = ::fmod(static_cast<double>(a), static_cast<double>(b));
-    if (r != 0 && ((r < 0) != (static_cast<double>(b) < 0))) r += static_cast<double>(b);
-    return static_cast<T>(r);
+    return static_cast<T>(parpy_float_mod(static_cast<parpy_float_t<T>>(a),
+                                          static_cast<parpy_float_t<T>>(b)));
   }
 }
 
 template <class T>
 PARPY_HD T parpy_pow(T a, T b) {
   if constexpr (std::is_integral_v<T>) {
+    // The type checker lets only exponents that cannot be negative through (a negative one makes
+    // the result a float: docs/language.md, Types); this is 1 / a ** -b truncated, for wrap-around.
     if (b < 0) return a == 1 ? 1 : 0;
     T r = 1;
     while (b > 0) {
