@@ -999,7 +999,7 @@ class Summary:
     rejected: int = 0
     counts: dict = field(default_factory=lambda: dict.fromkeys(FAILURES, 0))
     seconds: float = 0.0
-    stopped_early: bool = False  # by the time limit (or an interrupt)
+    stopped_early: str = ""  # why the run stopped before all programs ran
     failures: list = field(default_factory=list)  # (status, program index, message, file)
 
     @property
@@ -1008,7 +1008,7 @@ class Summary:
 
     def line(self):
         c = self.counts
-        stopped = ", stopped by the time limit" if self.stopped_early else ""
+        stopped = f", stopped by {self.stopped_early}" if self.stopped_early else ""
         return (f"fuzz: programs={self.programs} built={self.built} ok={self.ok} "
                 f"skipped={self.skipped} rejected={self.rejected} mismatches={c['mismatch']} "
                 f"crashes={c['crash']} internal={c['internal']} errors={c['error']} "
@@ -1071,7 +1071,7 @@ class _Run:
             if self.stop or self.next >= self.end:
                 return None
             if self.time_limit is not None and time.monotonic() - self.t0 > self.time_limit:
-                self.s.stopped_early = True
+                self.s.stopped_early = "the time limit"
                 return None
             self.next += 1
             return self.next - 1
@@ -1134,6 +1134,8 @@ class _Run:
                         self.close(job)
                         proc = None
                     continue
+                if self.stop:
+                    break  # interrupted: the worker was stopped, not the program
                 if line is None:
                     status = "timeout"
                     msg = f"no result after {self.program_timeout} s: the worker was killed"
@@ -1225,9 +1227,14 @@ class _Run:
         except KeyboardInterrupt:
             with self.lock:
                 self.stop = True
-                self.s.stopped_early = True
-            for job in list(self.procs):
-                self.kill(job)
+                self.s.stopped_early = "an interrupt"
+            for proc in list(self.procs.values()):  # each job thread then closes its own
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            for t in threads:
+                t.join(30)
         finally:
             with self.lock:
                 self.stop = True
@@ -1292,6 +1299,10 @@ def main(argv=None):
         status, msg, _ = execute(p, args.codegen_only)
         print(status + (f":\n{msg}" if msg else ""))
         return 0 if status == "ok" else 1
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # stops the run like Ctrl-C, with its summary
     s = run(args.programs, args.backend, args.jobs, args.seed, args.first, args.time_limit,
             args.fail_dir, args.codegen_only, args.program_timeout, omp_threads=args.omp_threads,
             progress=args.progress or None)  # fmt: skip
