@@ -152,7 +152,8 @@ const std::string& header_flag() {
   // The support header is not part of the generated code; its hash keys the disk cache too.
   static std::string flag = [] {
     std::stringstream ss;
-    for (const char* h : {"/parpy_common.h", "/parpy_cpu.h", "/parpy_cuda_host.h", "/parpy_cuda.h"}) {
+    for (const char* h : {"/parpy_common.h", "/parpy_cpu.h", "/parpy_cpu_pch.h", "/parpy_cuda_host.h",
+                          "/parpy_cuda.h"}) {
       std::ifstream in(g_include_dir + h, std::ios::binary);
       ss << in.rdbuf();
     }
@@ -173,9 +174,12 @@ jit::BuildFlags build_flags(const CompileOptions& opts) {
   return flags;
 }
 
+// `generated`: the code is the Cpu backend's, which includes the support header before anything
+// else, so the build may use the header precompiled.
 std::shared_ptr<Entry> build_code(const std::string& code, const std::string& symbol,
-                                  const CompileOptions& opts) {
+                                  const CompileOptions& opts, bool generated) {
   jit::BuildFlags flags = build_flags(opts);
+  if (generated) flags.precompiled_header = "parpy_cpu_pch.h";
   jit::BuildResult built;
   {
     nb::gil_scoped_release release;
@@ -243,7 +247,7 @@ std::shared_ptr<Entry> build_entry(const Function& fn, const nb::tuple& args, co
                                    std::vector<std::string>& reads) {
   Lowered low = lower_args(fn, args, opts, reads, python_print_sink());
   if (opts.backend == CompileBackend::Cuda) return build_cuda_entry(low, opts);
-  auto e = build_code(low.code, low.entry_symbol, opts);
+  auto e = build_code(low.code, low.entry_symbol, opts, true);
   attach_bounds(*e, low);
   return e;
 }
@@ -498,7 +502,7 @@ class StringFunction {
         entry = build_cuda_string(code);
       } else {
         if (!has_entry) code += "\n" + print_cpu_entry(entry_symbol(name_), name_, params);
-        entry = build_code(code, entry_symbol(name_), opts_);
+        entry = build_code(code, entry_symbol(name_), opts_, false);
       }
       cache_.emplace(pack.key, entry);
     }
@@ -617,6 +621,7 @@ void bind_compiler(nb::module_& m) {
   m.def("clear_cache", [] {
     ++g_cache_epoch;
     nb::gil_scoped_release release;
+    jit::forget_precompiled_headers();
     jit::clear_disk_cache();
   });
   m.def("cache_dir", [] {

@@ -7,6 +7,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <system_error>
@@ -151,6 +154,23 @@ bool host_cxx_has_libmvec() {
 #endif
   }();
   return has_libmvec;
+}
+
+bool host_cxx_is_gcc() {
+  static const bool is_gcc = [] {
+    const Toolchain& cxx = host_cxx();
+    if (!cxx.found) return false;
+    try {
+      // The predefined macros: Clang and Intel's compilers define __GNUC__ too.
+      ProcessResult macros = run_process({cxx.path, "-dM", "-E", "-x", "c++", "/dev/null"});
+      const std::string& m = macros.out;
+      return macros.exit_code == 0 && m.find("#define __GNUC__ ") != std::string::npos &&
+             m.find("__clang__") == std::string::npos && m.find("__INTEL") == std::string::npos;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }();
+  return is_gcc;
 }
 
 uint64_t build_count() { return compiler_invocations.load(); }
@@ -321,6 +341,59 @@ LibraryBuild library_build(const std::string& code, const std::string& language,
   return build;
 }
 
+namespace {
+
+// Precompiled headers read or built by this process, by what their key covers; nullopt: the
+// compiler failed to precompile that header with those flags (not tried again).
+std::mutex pch_mutex;
+std::map<std::string, std::optional<BuildResult>> pch_memo;
+
+// `header` precompiled with the compiler and flags of `library` less those of its linking and
+// language, or nullopt when it cannot be. Read (and verified) from the disk cache once per process:
+// it is large and every library build reads it.
+std::optional<BuildResult> precompiled_header(const LibraryBuild& library, const std::string& header) {
+  if (!host_cxx_is_gcc()) return std::nullopt;
+  LibraryBuild pch;
+  pch.code = "#include \"" + header + "\"\n";
+  pch.language = "C++ (the precompiled support header)";
+  pch.source_suffix = ".h";
+  pch.library_suffix = "-cpu.pch";
+  pch.compiler = library.compiler;
+  pch.compiler_version = library.compiler_version;
+  for (size_t i = 0; i < library.flags.size(); ++i) {
+    if (library.flags[i] == "-shared") continue;  // with it GCC links instead
+    if (library.flags[i] == "-x") {
+      ++i;
+      continue;
+    }
+    pch.flags.push_back(library.flags[i]);
+  }
+  pch.flags.insert(pch.flags.end(), {"-x", "c++-header"});
+  std::string memo_key = pch.compiler + '\0' + pch.compiler_version + '\0' + pch.code;
+  for (const std::string& flag : pch.flags) memo_key += '\0' + flag;
+  {
+    std::lock_guard<std::mutex> lock(pch_mutex);
+    auto found = pch_memo.find(memo_key);
+    if (found != pch_memo.end()) return found->second;
+  }
+  std::optional<BuildResult> result;
+  try {
+    result = build_cached_library(pch);
+  } catch (const BuildError&) {
+    // The library build includes the header itself (and reports any error in it).
+  }
+  std::lock_guard<std::mutex> lock(pch_mutex);
+  pch_memo.emplace(memo_key, result);
+  return result;
+}
+
+} // namespace
+
+void forget_precompiled_headers() {
+  std::lock_guard<std::mutex> lock(pch_mutex);
+  pch_memo.clear();
+}
+
 BuildResult build_cpu_library(const std::string& code, const BuildFlags& flags) {
   const Toolchain& cxx = host_cxx();
   if (!cxx.found) {
@@ -333,6 +406,14 @@ BuildResult build_cpu_library(const std::string& code, const BuildFlags& flags) 
   own.insert(own.end(), {"-x", "c++"});
   LibraryBuild build = library_build(code, "C++", ".cpp", "-cpu.so", cxx.path, cxx.version, flags, own);
   if (host_cxx_has_libmvec()) build.link_flags = {"-x", "none", "-lmvec"};
+  if (!flags.precompiled_header.empty()) {
+    if (std::optional<BuildResult> pch = precompiled_header(build, flags.precompiled_header)) {
+      // GCC looks for the file of -include, and for its .gch first, in the working directory (the
+      // build directory, which holds the copy), then along the include path (the header itself).
+      build.flags.insert(build.flags.end(), {"-include", flags.precompiled_header});
+      build.inputs = {{flags.precompiled_header + ".gch", *pch}};
+    }
+  }
   return build_cached_library(build);
 }
 

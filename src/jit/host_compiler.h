@@ -33,6 +33,10 @@ struct BuildFlags {
   std::vector<std::string> include_dirs, lib_dirs, extra_flags;
   // Also keep a copy of the generated source in the working directory when the build fails.
   bool write_output = false;
+  // A header (found in include_dirs) that may be included before the code, because the code
+  // includes it first anyway: build_cpu_library then uses a precompiled copy of it when the
+  // compiler can make one (GCC). Empty: none.
+  std::string precompiled_header;
 };
 
 struct BuildResult {
@@ -88,7 +92,20 @@ BuildResult build_cached_library(const LibraryBuild& build);
 double compile_timeout_seconds();
 
 // Builds `code` as C++17 with OpenMP into a shared library with the host compiler.
+//
+// With flags.precompiled_header, the header is first precompiled (a cache entry
+// <key>-cpu.pch, keyed like a library on the compiler, its version, the flags and the header
+// hash among them) and its verified bytes are copied into the build directory, where the compiler
+// finds them through -include. When the header cannot be precompiled (not GCC, or its build fails)
+// the library is built without; when GCC finds the copy unusable it reads the header itself.
 BuildResult build_cpu_library(const std::string& code, const BuildFlags& flags);
+
+// Whether host_cxx() is GCC (not Clang or another compiler that defines __GNUC__). Probed once.
+bool host_cxx_is_gcc();
+
+// Forgets the precompiled headers this process has read or built (the next build reads or builds
+// them again); clear_cache calls it.
+void forget_precompiled_headers();
 
 // Compiler invocations made by build_cached_library in this process; a cache hit adds none.
 uint64_t build_count();

@@ -640,6 +640,131 @@ TEST(HostCompiler, WriteOutputKeepsTheFailingSource) {
   EXPECT_EQ(read_file(written), code);
 }
 
+// The entries of the cache directory whose names end in `suffix`.
+std::vector<fs::path> entries_ending(const std::string& suffix) {
+  std::vector<fs::path> found;
+  for (const auto& entry : fs::directory_iterator(cache_dir())) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      found.push_back(entry.path());
+  }
+  return found;
+}
+
+// A directory of headers for one test, removed at its end.
+class HeaderDir {
+ public:
+  HeaderDir() : dir_(fs::path("/tmp") / unique_file_name("parpy-test-include-", "")) {
+    fs::create_directories(dir_);
+  }
+  ~HeaderDir() {
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
+  }
+  void write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ / name, std::ios::binary | std::ios::trunc) << text;
+  }
+  std::string path() const { return dir_.string(); }
+
+ private:
+  fs::path dir_;
+};
+
+constexpr const char* pch_test_header =
+    "#pragma once\n#include <cmath>\nstatic inline int pch_plus_one(int x) { return x + 1; }\n";
+constexpr const char* pch_test_code =
+    "#include \"pch_test.h\"\nextern \"C\" int f(int x) { return pch_plus_one(x); }\n";
+
+int call_f(const BuildResult& built, int x) {
+  std::shared_ptr<SharedLibrary> library = load_library(built.library, built.payload);
+  return reinterpret_cast<int (*)(int)>(library->symbol("f"))(x);
+}
+
+TEST(HostCompiler, APrecompiledHeaderIsBuiltOnceVerifiedAndUsed) {
+  if (!host_cxx_is_gcc()) GTEST_SKIP() << "parpy precompiles headers with GCC only";
+  testing::ScopedCacheDir scoped;
+  forget_precompiled_headers();
+  HeaderDir headers;
+  headers.write("pch_test.h", pch_test_header);
+  BuildFlags flags;
+  flags.include_dirs = {headers.path()};
+  flags.precompiled_header = "pch_test.h";
+  flags.extra_flags = {"-Winvalid-pch", "-Werror"};  // a precompiled copy GCC refuses fails the test
+  uint64_t builds_before = build_count();
+  BuildResult first = build_cpu_library(pch_test_code, flags);
+  EXPECT_EQ(build_count(), builds_before + 2);  // the header, then the library
+  EXPECT_EQ(call_f(first, 41), 42);
+  std::vector<fs::path> pch = entries_ending("-cpu.pch");
+  ASSERT_EQ(pch.size(), 1u);
+  EXPECT_EQ(entries_ending("-cpu.so").size(), 1u);
+  EXPECT_EQ(mode_of(pch[0]), 0600u);
+  ASSERT_TRUE(read_entry(pch[0]));
+
+  // Later builds read the precompiled copy, not the header: it is not compiled again, and a
+  // header that no longer compiles goes unnoticed. (This code leaves the include to -include: GCC
+  // would include a header whose contents changed once more.)
+  headers.write("pch_test.h", "#error the header was parsed again\n");
+  BuildResult second =
+      build_cpu_library("extern \"C\" int f(int x) { return pch_plus_one(x); }\n", flags);
+  EXPECT_EQ(build_count(), builds_before + 3);
+  EXPECT_EQ(call_f(second, 1), 2);
+
+  // A process that has not read it yet verifies the entry: a damaged one is built again.
+  headers.write("pch_test.h", pch_test_header);
+  forget_precompiled_headers();
+  const std::string sealed = read_file(pch[0]);
+  fs::remove(pch[0]);
+  atomic_write(pch[0], sealed.substr(0, sealed.size() / 2));
+  chmod(pch[0].c_str(), 0600);
+  BuildResult third = build_cpu_library(std::string(pch_test_code) + "// third\n", flags);
+  EXPECT_EQ(build_count(), builds_before + 5);
+  EXPECT_EQ(call_f(third, 2), 3);
+  EXPECT_TRUE(read_entry(pch[0]));
+  forget_precompiled_headers();
+}
+
+TEST(HostCompiler, BuildsFallBackToTheHeaderWhenThePrecompiledCopyIsUnusable) {
+  if (!host_cxx_is_gcc()) GTEST_SKIP() << "parpy precompiles headers with GCC only";
+  testing::ScopedCacheDir scoped;
+  forget_precompiled_headers();
+  HeaderDir headers;
+  headers.write("pch_test.h", pch_test_header);
+  BuildFlags flags;
+  flags.include_dirs = {headers.path()};
+  flags.precompiled_header = "pch_test.h";
+  EXPECT_EQ(call_f(build_cpu_library(pch_test_code, flags), 1), 2);
+  // A valid entry whose bytes GCC does not accept (as from another build of the compiler): GCC
+  // reads the header itself.
+  std::vector<fs::path> pch = entries_ending("-cpu.pch");
+  ASSERT_EQ(pch.size(), 1u);
+  fs::remove(pch[0]);
+  atomic_write(pch[0], seal_entry(pch[0].filename().string(), "not a precompiled header"));
+  chmod(pch[0].c_str(), 0600);
+  forget_precompiled_headers();
+  uint64_t builds_before = build_count();
+  BuildResult built = build_cpu_library(std::string(pch_test_code) + "// fallback\n", flags);
+  EXPECT_EQ(build_count(), builds_before + 1);
+  EXPECT_EQ(call_f(built, 2), 3);
+  forget_precompiled_headers();
+}
+
+TEST(HostCompiler, AHeaderThatCannotBePrecompiledIsLeftOut) {
+  testing::ScopedCacheDir scoped;
+  forget_precompiled_headers();
+  BuildFlags flags;
+  flags.precompiled_header = "parpy_no_such_header.h";
+  BuildResult built = build_cpu_library(increment_code, flags);
+  EXPECT_TRUE(built.built);
+  EXPECT_EQ(call_f(built, 1), 2);
+  EXPECT_EQ(disk_cache_file_count(), 1u);  // the library only
+  // The failure is remembered: the next build does not try again.
+  uint64_t builds_before = build_count();
+  BuildResult again = build_cpu_library(std::string(increment_code) + "// again\n", flags);
+  EXPECT_EQ(build_count(), builds_before + 1);
+  EXPECT_EQ(call_f(again, 2), 3);
+  forget_precompiled_headers();
+}
+
 TEST(SharedLibrary, MissingSymbolAndMissingFileThrow) {
   testing::ScopedCacheDir scoped;
   BuildResult built = build_cpu_library(increment_code, {});

@@ -283,8 +283,10 @@ def call_axpy(fun, a, N=64):
 
 
 def new_entry(cache, before):
-    """The one cache entry added since the directory listing `before`."""
-    added = [n for n in os.listdir(cache) if not n.startswith(".") and n not in before]
+    """The one library entry added since the directory listing `before` (the precompiled support
+    header, made by the first Cpu build, is not a library)."""
+    added = [n for n in os.listdir(cache)
+             if not n.startswith(".") and not n.endswith("-cpu.pch") and n not in before]  # fmt: skip
     assert len(added) == 1, added
     return cache / added[0]
 
@@ -381,6 +383,80 @@ def test_damaged_entry_is_rebuilt(own_cache, damage):
     before = stats()
     call_axpy(make_axpy(), 1.25)  # and the repaired entry is used from now on
     assert stats()["builds"] == before["builds"]
+
+
+def host_cxx_is_gcc():
+    """Whether parpy's host compiler ($CXX, else c++, g++ or clang++) is GCC."""
+    words = os.environ.get("CXX", "").split()
+    cxx = words[0] if words else next(filter(None, map(shutil.which, ["c++", "g++", "clang++"])))
+    r = subprocess.run([cxx, "-dM", "-E", "-x", "c++", "/dev/null"], capture_output=True, text=True,
+                       check=False)  # fmt: skip
+    macros = r.stdout
+    return "#define __GNUC__ " in macros and "__clang__" not in macros and "__INTEL" not in macros
+
+
+def pch_entries(cache):
+    return sorted(n for n in os.listdir(cache) if n.endswith("-cpu.pch"))
+
+
+def assert_sealed(entry):
+    """`entry` is a regular file of ours, private, and ends with the trailer of its name."""
+    assert not entry.is_symlink() and entry.stat().st_uid == os.geteuid()
+    assert entry.stat().st_mode & 0o777 == 0o600
+    trailer = entry.read_bytes().rsplit(b"\n", 2)[-2]
+    assert trailer.startswith(f"parpy-cache-entry v1 {entry.name} sha256=".encode()), trailer
+
+
+def test_cpu_builds_share_one_precompiled_support_header(own_cache):
+    parpy.clear_cache()  # also forgets the precompiled header this process has read
+    call_axpy(make_axpy(), 0.5)
+    call_axpy(make_axpy(), 2.0)
+    call_axpy(make_axpy(), -1.0, N=100)
+    libraries = [n for n in os.listdir(own_cache) if n.endswith("-cpu.so")]
+    assert len(libraries) == 3
+    if not host_cxx_is_gcc():
+        assert pch_entries(own_cache) == []
+        return
+    (pch,) = pch_entries(own_cache)
+    assert_sealed(own_cache / pch)
+    assert (own_cache / pch).stat().st_size > 100_000
+    # Hand-written code (compile_string) is built without it: the support header's names (here
+    # parpy_num_threads) stay free for it.
+    hand = """
+#include <cstdint>
+static const int64_t parpy_num_threads = 3;
+extern "C" int32_t add_three(double* x) {
+  x[0] += parpy_num_threads;
+  return 0;
+}
+"""
+    x = np.zeros(1)
+    parpy.compile_string("add_three", hand, make_opts(CPU, {}))(x)
+    assert x[0] == 3.0
+
+
+@pytest.mark.parametrize("how", ["symlink", "world-writable", "truncated", "unsealed"])
+def test_planted_or_damaged_precompiled_header_is_rebuilt(own_cache, tmp_path, how):
+    if not host_cxx_is_gcc():
+        pytest.skip("parpy precompiles the support header with GCC only")
+    parpy.clear_cache()
+    call_axpy(make_axpy(), 0.5)
+    (name,) = pch_entries(own_cache)
+    entry = own_cache / name
+    sealed = entry.read_bytes()
+    parpy.clear_cache()  # removes the entry and forgets the copy this process has read
+    assert not entry.exists()
+    payload = sealed[: sealed.rstrip(b"\n").rfind(b"\n")]
+    if how == "symlink":
+        (tmp_path / "planted.gch").write_bytes(sealed)
+        entry.symlink_to(tmp_path / "planted.gch")
+    else:
+        entry.write_bytes({"world-writable": sealed, "truncated": sealed[: len(sealed) // 2],
+                           "unsealed": payload}[how])  # fmt: skip
+        os.chmod(entry, 0o666 if how == "world-writable" else 0o600)
+    call_axpy(make_axpy(), 0.75)  # the header is precompiled again
+    assert pch_entries(own_cache) == [name]
+    assert_sealed(entry)
 
 
 def test_threads_compile_a_new_specialisation_once(own_cache):

@@ -121,10 +121,9 @@ PARPY_HD T parpy_min(T a, T b) { return (b < a || b != b) ? b : a; }
 template <class T>
 PARPY_HD T parpy_abs(T a) { return a < T(0) ? static_cast<T>(-a) : a; }
 
-
-#ifdef PARPY_BOUNDS_CHECK
 // Run-time index checks (opts.bounds_check; docs/language.md, Index bounds): the first index of a
-// call found out of bounds. Defined only in code that checks indices.
+// call found out of bounds. Defined in every program (the Cpu backend's precompiled copy of its
+// header serves code with and without checks).
 struct parpy_bounds_record {
   int64_t site;  // 1-based; 0 while every checked index was in bounds
   int64_t index, extent;
@@ -140,4 +139,3 @@ static inline int32_t parpy_bounds_report(const parpy_bounds_record& r) {
   parpy_bounds_last[2] = r.extent;
   return r.site != 0 ? PARPY_INDEX_ERROR : 0;
 }
-#endif
