@@ -106,8 +106,9 @@ Expr fold_binop(const Expr& e) {
       case BinOp::Sub: return mk(x - y);
       case BinOp::Mul: return mk(x * y);
       case BinOp::Div: return y == 0.0 ? e : mk(x / y);
-      case BinOp::Max: return mk(std::fmax(x, y));
-      case BinOp::Min: return mk(std::fmin(x, y));
+      // A NaN operand gives NaN, as parpy_max/parpy_min in the generated code (and numpy).
+      case BinOp::Max: return mk((x < y || y != y) ? y : x);
+      case BinOp::Min: return mk((y < x || y != y) ? y : x);
       default: return compare(e, x, y);
     }
   }
@@ -129,9 +130,9 @@ Expr fold_node(const Expr& e) {
     case ExprKind::BinOp: return fold_binop(e);
     case ExprKind::UnOp: {
       const Expr& a = e->args[0];
-      if (e->unop == UnOp::Neg && a->kind == ExprKind::Int &&
-          (a->weak || is_signed_int(a->ty.elem)) && a->ival != INT64_MIN)
-        return make_int(-a->ival, a, e->span);
+      // Wraps like the other integer operations: -INT64_MIN is INT64_MIN.
+      if (e->unop == UnOp::Neg && a->kind == ExprKind::Int && (a->weak || is_signed_int(a->ty.elem)))
+        return make_int(static_cast<int64_t>(0 - static_cast<uint64_t>(a->ival)), a, e->span);
       if (e->unop == UnOp::Neg && a->kind == ExprKind::Float)
         return float_lit(-a->fval, e->span, a->weak, a->ty.elem);
       if (e->unop == UnOp::Not && a->kind == ExprKind::Bool) return bool_lit(!a->bval, e->span);
@@ -146,7 +147,10 @@ Expr fold_node(const Expr& e) {
       if (!is_literal(a) || !e->ty.is_scalar()) return e;
       if (is_float(t) && (a->kind == ExprKind::Float || a->kind == ExprKind::Int)) {
         double v = a->kind == ExprKind::Float ? a->fval : static_cast<double>(a->ival);
-        if (t == ElemSize::F32) v = static_cast<float>(v);
+        // An int converts to float32 with one rounding, as the generated code's cast does (through
+        // float64 first, a value just past a float32 midpoint could round the other way).
+        if (t == ElemSize::F32)
+          v = a->kind == ExprKind::Float ? static_cast<float>(v) : static_cast<float>(a->ival);
         return float_lit(v, e->span, false, t);
       }
       if (is_int(t) && a->kind == ExprKind::Int)

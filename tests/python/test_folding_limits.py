@@ -1,0 +1,90 @@
+"""Scalar arguments are compiled in as constants and folded: at the limits of their types the
+folded values are the ones the generated code (and numpy) computes at run time."""
+
+import numpy as np
+import parpy
+import pytest
+from parpy import operators as op
+
+N = 64
+I64 = np.iinfo(np.int64)
+
+
+def opts(backend):
+    o = parpy.par({"N": parpy.threads(N)})
+    o.backend = backend
+    return o
+
+
+@parpy.jit
+def max_min_of_scalars(a, b, x, hi, lo, N):
+    parpy.label("N")
+    for i in range(N):
+        hi[i] = op.max(a, b) + x[i]
+        lo[i] = op.min(a, b) + x[i]
+
+
+@pytest.mark.parametrize(
+    "a, b", [(np.nan, 1.0), (1.0, np.nan), (np.nan, np.nan), (-0.5, 2.0), (2.0, -0.5)]
+)
+def test_folded_max_min_propagate_nan(backend, a, b):
+    x = np.random.rand(N)
+    hi = np.zeros(N)
+    lo = np.zeros(N)
+    max_min_of_scalars(a, b, x, hi, lo, N, opts=opts(backend))
+    np.testing.assert_array_equal(hi, np.maximum(a, b) + x)
+    np.testing.assert_array_equal(lo, np.minimum(a, b) + x)
+
+
+@parpy.jit
+def int_to_float32(v, w, folded, at_run_time, N):
+    parpy.label("N")
+    for i in range(N):
+        folded[i] = op.float32(v) + op.float32(w[i])
+        at_run_time[i] = op.float32(w[0]) + op.float32(w[i])
+
+
+# Just above the midpoint of two float32 values: rounding to float64 first would round down.
+@pytest.mark.parametrize("v", [2**62 + 2**38 + 1, -(2**62 + 2**38 + 1), 2**24 + 1, I64.max, I64.min])
+def test_folded_int_to_float32_rounds_once(backend, v):
+    w = np.zeros(N, dtype=np.int64)
+    w[0] = v
+    w[1:] = np.random.randint(-1000, 1000, N - 1)
+    folded = np.zeros(N, dtype=np.float32)
+    at_run_time = np.zeros(N, dtype=np.float32)
+    int_to_float32(v, w, folded, at_run_time, N, opts=opts(backend))
+    w32 = w.astype(np.float32)  # numpy's int64 -> float32 cast rounds once
+    np.testing.assert_array_equal(at_run_time, w32[0] + w32)
+    np.testing.assert_array_equal(folded, w32[0] + w32)
+
+
+@parpy.jit
+def int64_ops(a, b, x, out, N):
+    parpy.label("N")
+    for i in range(N):
+        out[0, i] = a + b + x[i]
+        out[1, i] = a - b + x[i]
+        out[2, i] = a * b + x[i]
+        out[3, i] = -a + x[i]
+        out[4, i] = a**3 + x[i]
+        out[5, i] = (a << 5) + x[i]
+        out[6, i] = (a >> 3) + x[i]
+        out[7, i] = a // b + x[i]
+        out[8, i] = a % b + x[i]
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [(I64.max, 1), (I64.min, -2), (I64.max, I64.max), (I64.min, 3), (3037000500, -3037000499),
+     (-7, 2), (2**40 + 3, 2**33 - 1)],
+)
+def test_folded_int64_arithmetic_wraps_like_numpy(backend, a, b):
+    x = np.random.randint(-1000, 1000, N).astype(np.int64)
+    out = np.zeros((9, N), dtype=np.int64)
+    int64_ops(a, b, x, out, N, opts=opts(backend))
+    A, B = np.int64(a), np.int64(b)
+    with np.errstate(over="ignore"):
+        expected = [A + B, A - B, A * B, -A, A * A * A, A << np.int64(5), A >> np.int64(3),
+                    A // B, A % B]
+        for k, e in enumerate(expected):
+            np.testing.assert_array_equal(out[k], e + x, err_msg=f"row {k}")
