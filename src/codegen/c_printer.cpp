@@ -113,9 +113,61 @@ std::string CPrinter::atomic_op_name(BinOp op) {
 std::string CPrinter::loop_header(const Stmt& s) const {
   std::string v = c_ident(s->var);
   std::string cmp = s->step > 0 ? " < " : " > ";
-  std::string inc = s->step == 1 ? "++" + v : v + " += " + std::to_string(s->step);
+  std::string inc = s->step == 1 ? "++" + v : v + " += " + int_literal(s->step, ElemSize::I64);
   CPrinter& self = const_cast<CPrinter&>(*this);
   return "for (int64_t " + v + " = " + self.expr(s->lo) + "; " + v + cmp + self.expr(s->hi) + "; " + inc + ")";
+}
+
+namespace {
+
+// Whether `for (v = lo; v < hi; v += step)` computes only values of range(lo, hi, step) and the
+// one after the last, all within int64 (and, for `canonical`, OpenMP's trip count too).
+bool plain_loop_is_exact(const Stmt& s, bool canonical) {
+  if (s->step == 1 || s->step == -1) return true;
+  const Expr &lo = s->lo, &hi = s->hi;
+  // A loop over the iteration numbers of another one (below kMaxTrips).
+  bool counts_trips = hi->kind == ExprKind::Call && hi->name == "$trips";
+  if (counts_trips && s->step > 0 && !canonical) return increment_stays_in_range(kMaxTrips, s->step);
+  if (hi->kind != ExprKind::Int || !increment_stays_in_range(hi->ival, s->step)) return false;
+  if (!canonical) return true;
+  if (lo->kind != ExprKind::Int) return false;
+  __int128 n = static_cast<__int128>(hi->ival) - lo->ival + s->step + (s->step > 0 ? -1 : 1);
+  return n <= INT64_MAX && n >= INT64_MIN;
+}
+
+}  // namespace
+
+int CPrinter::open_loop(const Stmt& s, int indent, const std::string& pragma, bool canonical,
+                        std::string& close) {
+  std::string p = pad(indent);
+  if (plain_loop_is_exact(s, canonical)) {
+    if (!pragma.empty()) os << p << pragma << "\n";
+    os << p << loop_header(s) << " {\n";
+    close = p + "}\n";
+    return indent + 1;
+  }
+  // The bounds are evaluated once, as Python's range does.
+  std::string k = std::to_string(trip_loops_++);
+  std::string lo = "parpy_range_lo" + k, n = "parpy_range_n" + k, t = "parpy_range_t" + k;
+  std::string step = int_literal(s->step, ElemSize::I64);
+  std::string q = pad(indent + 1);
+  os << p << "{\n";
+  os << q << "const int64_t " << lo << " = " << expr(s->lo) << ";\n";
+  os << q << "const int64_t " << n << " = parpy_trips(" << lo << ", " << expr(s->hi) << ", " << step << ");\n";
+  if (!pragma.empty()) os << q << pragma << "\n";
+  os << q << "for (int64_t " << t << " = 0; " << t << " < " << n << "; ++" << t << ") {\n";
+  os << pad(indent + 2) << "int64_t " << c_ident(s->var) << " = parpy_iter(" << lo << ", " << t << ", " << step
+     << ");\n";
+  close = q + "}\n" + p + "}\n";
+  return indent + 2;
+}
+
+void CPrinter::print_loop(const Stmt& s, int indent, const std::string& pragma, bool canonical) {
+  std::string close;
+  int body = open_loop(s, indent, pragma, canonical, close);
+  declarations(s->body, body);
+  block(s->body, body);
+  os << close;
 }
 
 void CPrinter::helper_function(const Function& f, const std::string& qualifiers) {
@@ -128,13 +180,7 @@ void CPrinter::helper_function(const Function& f, const std::string& qualifiers)
   os << "}\n\n";
 }
 
-void CPrinter::loop(const Stmt& s, int indent) {
-  std::string p = pad(indent);
-  os << p << loop_header(s) << " {\n";
-  declarations(s->body, indent + 1);
-  block(s->body, indent + 1);
-  os << p << "}\n";
-}
+void CPrinter::loop(const Stmt& s, int indent) { print_loop(s, indent, "", false); }
 
 std::string CPrinter::call_expr(const Expr& e) {
   // Compiler intrinsics are named with '$'; helpers and externals carry their C names.

@@ -26,6 +26,11 @@ class CPrinter {
   void block(const Block& b, int indent);
   virtual void stmt(const Stmt& s, int indent);
   std::string loop_header(const Stmt& s) const;
+  // Prints the head of loop s, with `pragma` (if any) right before the `for`, and returns the
+  // indentation of its body; `close` receives the text that ends it. `canonical`: an OpenMP loop,
+  // whose trip count the compiler computes as (hi - lo + step - 1) / step. A loop whose plain
+  // form may step past the ends of int64 counts its iterations instead (parpy_trips).
+  int open_loop(const Stmt& s, int indent, const std::string& pragma, bool canonical, std::string& close);
   // A helper called in expressions, `<qualifiers> T name(params) { body }`: sequential code of one
   // thread (docs/language.md, Functions). Its name is already a C name.
   void helper_function(const Function& f, const std::string& qualifiers);
@@ -35,6 +40,7 @@ class CPrinter {
 
  protected:
   virtual void loop(const Stmt& s, int indent);
+  void print_loop(const Stmt& s, int indent, const std::string& pragma, bool canonical);
   // An atomic update `lhs = lhs op value` (StmtNode::atomic).
   virtual void atomic_update(const Stmt& s, int indent) = 0;
   virtual std::string call_expr(const Expr& e);
@@ -44,6 +50,7 @@ class CPrinter {
   std::string narrow(const Expr& e, const std::string& s) const;
 
  private:
+  int trip_loops_ = 0;
   void collect_decls(const Block& b, int indent, std::set<std::string>& seen);
 };
 

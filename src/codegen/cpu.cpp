@@ -92,10 +92,9 @@ class CpuPrinter : public CPrinter {
       reduction_loop(s, indent, pragma);
       return;
     }
-    if (!pragma.empty()) os << p << pragma << "\n";
     bool saved = in_parallel_;
     in_parallel_ = in_parallel_ || outer;
-    CPrinter::loop(s, indent);
+    print_loop(s, indent, pragma, !pragma.empty());
     in_parallel_ = saved;
   }
 
@@ -154,10 +153,10 @@ class CpuPrinter : public CPrinter {
     }
     os << p << "{\n";
     os << p << "  " << at << " " << acc << " = " << ne << ";\n";
-    os << p << "  " << pragma << " reduction(" << clause << ":" << acc << ")\n";
-    os << p << "  " << loop_header(s) << " {\n";
-    os << p << "    " << acc << " = " << combine << ";\n";
-    os << p << "  }\n";
+    std::string close;
+    int body = open_loop(s, indent + 1, pragma + " reduction(" + clause + ":" + acc + ")", true, close);
+    os << pad(body) << acc << " = " << combine << ";\n";
+    os << close;
     std::string dst = expr(st->lhs);
     std::string accv = "(" + std::string(cpu_type(t)) + ")" + acc;
     switch (s->red_op) {

@@ -233,8 +233,7 @@ class CudaPrinter : public CPrinter {
     visit_block(s->body, [&](const Stmt& x) {
       if (x->kind == StmtKind::For || x->kind == StmtKind::While) innermost = false;
     });
-    if (in_kernel_ && innermost) os << pad(indent) << "#pragma unroll 4\n";
-    CPrinter::loop(s, indent);
+    print_loop(s, indent, in_kernel_ && innermost ? "#pragma unroll 4" : "", false);
   }
 
   // parpy_cuda.h: the hardware's atomics, else a compare-and-swap loop.

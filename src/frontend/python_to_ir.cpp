@@ -307,7 +307,10 @@ class Converter {
     if (kind(v) != "Constant" || !nb::isinstance<nb::int_>(v.attr("value")) ||
         nb::isinstance<nb::bool_>(v.attr("value")))
       fail("Range step size must be an integer literal", span(a));
-    int64_t step = sign * nb::cast<int64_t>(v.attr("value"));
+    int64_t magnitude = 0;
+    if (!nb::try_cast<int64_t>(v.attr("value"), magnitude))
+      fail("Range step size must be between -(2**63 - 1) and 2**63 - 1 (a 64-bit integer)", span(a));
+    int64_t step = sign * magnitude;
     if (step == 0) fail("Range step size must be non-zero", span(a));
     return step;
   }

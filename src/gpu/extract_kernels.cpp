@@ -579,7 +579,7 @@ class KernelBuilder {
            root->span);
     if (root->lo->kind != ExprKind::Int || root->hi->kind != ExprKind::Int || root->step <= 0)
       fail("Splitting this parallel loop into kernels needs constant bounds and a positive step.", root->span);
-    int64_t lo = root->lo->ival, trips = std::max<int64_t>(0, (root->hi->ival - lo + root->step - 1) / root->step);
+    int64_t lo = root->lo->ival, trips = range_trips(lo, root->hi->ival, root->step);
     // Locals defined outside the inner loops become device arrays indexed by the iteration.
     std::map<std::string, std::string> shared;
     std::function<void(const Block&)> find = [&](const Block& b) {
@@ -777,10 +777,45 @@ class KernelBuilder {
   Stmt grid_stride(const Stmt& s, size_t d, Block body) {
     int64_t n = workers_of(s, d);
     Expr w = ivar(worker(d));
+    if (!grid_stride_is_exact(s, n)) return counted_grid_stride(s, w, n, std::move(body));
     Expr start = s->step == 1 ? w : iop(BinOp::Mul, ilit(s->step), w);
     auto loop = copy(for_loop(s->var, iop(BinOp::Add, s->lo, start), s->hi, s->step * n, std::move(body), s->span));
     loop->par = LoopPar{};
     return loop;
+  }
+
+  // Whether the values the plain grid-stride loop computes (every worker's start, the value after
+  // each one's last) all stay within int64: constant bounds away from its ends.
+  static bool grid_stride_is_exact(const Stmt& s, int64_t n) {
+    if (s->lo->kind != ExprKind::Int || s->hi->kind != ExprKind::Int) return false;
+    __int128 stride = static_cast<__int128>(s->step) * n;
+    __int128 last_start = s->lo->ival + static_cast<__int128>(s->step) * (n - 1);
+    auto fits = [](__int128 v) { return v <= INT64_MAX && v >= INT64_MIN; };
+    return fits(stride) && fits(last_start) && fits(static_cast<__int128>(s->step) * (n - 1)) &&
+           increment_stays_in_range(s->hi->ival, static_cast<int64_t>(stride));
+  }
+
+  // Bounds known only at run time, or near the ends of int64: the workers share the iteration
+  // numbers 0 .. parpy_trips(lo, hi, step) - 1 and compute each value from its number; the bounds
+  // are evaluated once, as Python's range does.
+  Stmt counted_grid_stride(const Stmt& s, const Expr& w, int64_t n, Block body) {
+    std::string lo = fresh("lo"), hi = fresh("hi"), t = fresh("t");
+    auto def = [&](const std::string& name, const Expr& e) {
+      auto a = copy(assign(ivar(name), e, s->span));
+      a->defines = true;
+      return Stmt(a);
+    };
+    body.insert(body.begin(), def(s->var, call_i64("$iter", {ivar(lo), ivar(t), ilit(s->step)}, s->span)));
+    Expr trips = call_i64("$trips", {ivar(lo), ivar(hi), ilit(s->step)}, s->span);
+    auto loop = copy(for_loop(t, w, trips, n, std::move(body), s->span));
+    loop->par = LoopPar{};
+    return if_stmt(bool_lit(true, s->span), {def(lo, s->lo), def(hi, s->hi), loop}, {}, s->span);
+  }
+
+  static Expr call_i64(const std::string& name, std::vector<Expr> args, const Span& sp) {
+    auto c = copy(call(name, std::move(args), sp));
+    c->ty = gpu::kI64;
+    return c;
   }
 
   // Threads beyond the n workers of an innermost loop skip it; they still reach the barriers and

@@ -236,6 +236,21 @@ Stmt for_loop(std::string v, Expr lo, Expr hi, int64_t step, Block body, Span sp
   return n;
 }
 
+int64_t range_trips(int64_t lo, int64_t hi, int64_t step) {
+  if (step > 0 ? lo >= hi : lo <= hi) return 0;
+  uint64_t span = step > 0 ? static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo)
+                           : static_cast<uint64_t>(lo) - static_cast<uint64_t>(hi);
+  uint64_t mag = step > 0 ? static_cast<uint64_t>(step) : 0 - static_cast<uint64_t>(step);
+  uint64_t n = (span - 1) / mag + 1;
+  return n > static_cast<uint64_t>(kMaxTrips) ? kMaxTrips : static_cast<int64_t>(n);
+}
+
+bool increment_stays_in_range(int64_t hi_bound, int64_t step) {
+  // The last value is at most hi - 1 (at least hi + 1), the value after it hi - 1 + step.
+  __int128 next = static_cast<__int128>(hi_bound) + (step > 0 ? -1 : 1) + step;
+  return next <= INT64_MAX && next >= INT64_MIN;
+}
+
 Stmt while_loop(Expr cond, Block body, Span span) {
   auto n = snode(StmtKind::While, std::move(span));
   n->cond = std::move(cond);

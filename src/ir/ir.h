@@ -156,6 +156,13 @@ std::shared_ptr<StmtNode> copy(const Stmt& s);
 Stmt assign(Expr lhs, Expr rhs, Span span, std::vector<std::string> labels = {});
 Stmt for_loop(std::string var, Expr lo, Expr hi, int64_t step, Block body, Span span,
               std::vector<std::string> labels = {});
+// The number of iterations of range(lo, hi, step), computed without overflow (at most
+// kMaxTrips: a longer loop never ends in practice, and the cap keeps `t + workers` in range).
+constexpr int64_t kMaxTrips = INT64_MAX / 2;
+int64_t range_trips(int64_t lo, int64_t hi, int64_t step);
+// Whether `for (v = lo; v < hi; v += step)` (or `>` for a negative step) never computes a value
+// beyond int64, given that hi is at most (at least, for a negative step) `hi_bound`.
+bool increment_stays_in_range(int64_t hi_bound, int64_t step);
 Stmt while_loop(Expr cond, Block body, Span span);
 Stmt if_stmt(Expr cond, Block body, Block orelse, Span span);
 Stmt return_stmt(Expr value, Span span);

@@ -1,8 +1,11 @@
 """Arithmetic that follows Python's (and numpy's) rules at the edges: float // and % with
 infinities, NaN, signed zeros and negative operands; integer ** with negative exponents
-(docs/language.md, Types)."""
+(docs/language.md, Types); `range` loops whose bounds or steps reach the ends of int64."""
 
+import importlib.util
 import itertools
+import pathlib
+import tempfile
 
 import numpy as np
 import parpy
@@ -10,6 +13,7 @@ import pytest
 from locations import SourceLocations
 from parpy import CompileBackend
 from parpy import operators as op
+from test_cuda_language import needs_nvcc, nvcc_compile
 
 LOCATIONS = SourceLocations(__file__)
 loc = LOCATIONS.loc
@@ -192,3 +196,163 @@ def test_int_power_with_a_cuda_zero_dim_exponent_is_specialised():
                                 opts=opts(CompileBackend.Cuda, N=300))
         np.testing.assert_array_equal(y.cpu().numpy(), [float(int(v) ** e) for v in k])
     assert int_device_scalar_power._cache_size() == 2
+
+
+# ----- range near the ends of int64 -----------------------------------------------------------------
+
+I64_MAX, I64_MIN = 2**63 - 1, -(2**63)
+# (lo, hi, step): the value after the last one, lo + k * step, is beyond int64; or the span is.
+EDGE_RANGES = [
+    (I64_MAX - 10, I64_MAX, 7),
+    (I64_MAX - 10, I64_MAX - 1, 7),
+    (I64_MAX - 1, I64_MAX, 3),
+    (I64_MAX - 3, I64_MAX, 1),
+    (0, I64_MAX, 2**62),
+    (-5, I64_MAX, 2**62 + 1),
+    (I64_MIN + 10, I64_MIN, -7),
+    (I64_MIN + 2, I64_MIN, -2**62),
+    (I64_MAX, 0, -2**62),
+    (I64_MIN, I64_MAX, 2**63 - 1),
+    (I64_MAX, I64_MIN, -(2**63 - 1)),
+    (5, 5, 3),
+    (I64_MAX, I64_MAX - 4, 2),
+    (3, 20, 4),
+]
+W = 8  # room for every range above
+
+
+def range_functions(step):
+    """Jit functions over range(lo, hi, step) for a literal step: sequential, parallel, reduction."""
+    src = f"""
+import parpy
+
+
+@parpy.jit
+def seq(out, count, lo, hi):
+    parpy.label("N")
+    for q in range(1):
+        c = 0
+        for i in range(lo, hi, {step}):
+            out[c] = i
+            c += 1
+        count[0] = c
+
+
+@parpy.jit
+def par(out, lo, hi):
+    parpy.label("N")
+    for i in range(lo, hi, {step}):
+        out[(i - lo) // {step}] = i
+
+
+@parpy.jit
+def red(count, total, lo, hi):
+    parpy.label("R")
+    for i in range(lo, hi, {step}):
+        count[0] += 1
+    parpy.label("R")
+    for i in range(lo, hi, {step}):
+        total[0] += i % 1000003
+
+
+@parpy.jit
+def rows(out, b, R):
+    parpy.label("N")
+    for r in range(R):
+        parpy.label("I")
+        for i in range(b[r, 0], b[r, 1], {step}):
+            out[r, (i - b[r, 0]) // {step}] = i
+"""
+    path = _MODULE_DIR / f"ranges_{abs(step)}_{'n' if step < 0 else 'p'}.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_MODULE_DIR = pathlib.Path(tempfile.mkdtemp(prefix="parpy-ranges-"))
+_RANGE_FUNCTIONS = {}
+
+
+def range_fns(step):
+    if step not in _RANGE_FUNCTIONS:
+        _RANGE_FUNCTIONS[step] = range_functions(step)
+    return _RANGE_FUNCTIONS[step]
+
+
+def range_opts(backend):
+    o = parpy.par({"N": parpy.threads(4), "R": parpy.threads(4).reduce(), "I": parpy.threads(32)})
+    o.backend = backend
+    return o
+
+
+@pytest.mark.parametrize("lo,hi,step", EDGE_RANGES)
+def test_sequential_range_near_int64_ends(backend, lo, hi, step):
+    want = list(range(lo, hi, step))
+    out = np.zeros(W, np.int64)
+    count = np.zeros(1, np.int64)
+    range_fns(step).seq(out, count, lo, hi, opts=range_opts(backend))
+    assert count[0] == len(want)
+    np.testing.assert_array_equal(out[: len(want)], want)
+
+
+@pytest.mark.parametrize("lo,hi,step", EDGE_RANGES)
+def test_parallel_range_near_int64_ends(backend, lo, hi, step):
+    want = list(range(lo, hi, step))
+    if any(not I64_MIN <= i - lo <= I64_MAX for i in want):
+        pytest.skip("i - lo is beyond int64")
+    out = np.zeros(W, np.int64)
+    range_fns(step).par(out, lo, hi, opts=range_opts(backend))
+    np.testing.assert_array_equal(out[: len(want)], want)
+    count = np.zeros(1, np.int64)
+    total = np.zeros(1, np.int64)
+    range_fns(step).red(count, total, lo, hi, opts=range_opts(backend))
+    assert count[0] == len(want)
+    assert total[0] == sum(i % 1000003 for i in want)
+
+
+@pytest.mark.parametrize("step", [1, 7, -3, 2**62])
+def test_range_with_bounds_read_at_run_time(backend, step):
+    # Bounds from an array: the kernels and SIMD loops cannot check them when compiling.
+    bounds = [(lo, hi) for lo, hi, _ in EDGE_RANGES] + [(0, 40 * step), (-100, 100), (100, -100)]
+    ranges = [(lo, hi) for lo, hi in bounds if range(lo, hi, step)[40:] == range(0)]
+    ranges = [(lo, hi) for lo, hi in ranges if all(I64_MIN <= i - lo <= I64_MAX for i in range(lo, hi, step))]
+    assert len(ranges) >= 6
+    b = np.array(ranges, np.int64)
+    out = np.zeros((len(b), 40), np.int64)
+    range_fns(step).rows(out, b, len(b), opts=range_opts(backend))
+    for r, (lo, hi) in enumerate(ranges):
+        want = list(range(lo, hi, step))
+        np.testing.assert_array_equal(out[r, : len(want)], want)
+        assert not out[r, len(want):].any()
+
+
+@needs_nvcc
+@pytest.mark.parametrize("step", [7, -3, 1])
+def test_cuda_ranges_near_int64_ends_compile(step, tmp_path):
+    o = range_opts(CompileBackend.Cuda)
+    fns = range_fns(step)
+    lo, hi = (I64_MAX - 10, I64_MAX) if step > 0 else (I64_MIN + 10, I64_MIN)
+    b = np.zeros((4, 2), np.int64)
+    for fun, args in [(fns.seq, [np.zeros(W, np.int64), np.zeros(1, np.int64), lo, hi]),
+                      (fns.par, [np.zeros(W, np.int64), lo, hi]),
+                      (fns.red, [np.zeros(1, np.int64), np.zeros(1, np.int64), lo, hi]),
+                      (fns.rows, [np.zeros((4, 40), np.int64), b, 4])]:
+        code = parpy.print_compiled(fun, args, o)
+        if fun is fns.rows or step != 1:
+            assert "parpy_trips(" in code
+        nvcc_compile(code, tmp_path)
+
+
+def test_range_step_beyond_int64_is_an_error():
+    with pytest.raises(RuntimeError) as e:
+
+        @parpy.jit
+        def f(out):
+            parpy.label("N")
+            for i in range(0, 10, 9223372036854775808):  # @huge_step
+                out[0] = i
+
+    msg = "Range step size must be between -(2**63 - 1) and 2**63 - 1 (a 64-bit integer)"
+    assert str(e.value) == loc(msg, "huge_step", "9223372036854775808")

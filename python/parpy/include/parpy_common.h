@@ -10,6 +10,20 @@
 #define PARPY_HD static inline
 #endif
 
+// range(lo, hi, step) without overflow near the ends of int64 (docs/language.md, Statements): the
+// number of iterations (capped at INT64_MAX / 2, which no loop reaches), and the t-th value.
+PARPY_HD int64_t parpy_trips(int64_t lo, int64_t hi, int64_t step) {
+  if (step > 0 ? lo >= hi : lo <= hi) return 0;
+  uint64_t span = step > 0 ? static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo)
+                           : static_cast<uint64_t>(lo) - static_cast<uint64_t>(hi);
+  uint64_t mag = step > 0 ? static_cast<uint64_t>(step) : 0 - static_cast<uint64_t>(step);
+  uint64_t n = (span - 1) / mag + 1;
+  return n > static_cast<uint64_t>(INT64_MAX / 2) ? INT64_MAX / 2 : static_cast<int64_t>(n);
+}
+PARPY_HD int64_t parpy_iter(int64_t lo, int64_t t, int64_t step) {
+  return static_cast<int64_t>(static_cast<uint64_t>(lo) + static_cast<uint64_t>(t) * static_cast<uint64_t>(step));
+}
+
 // Python semantics for // and %; / on integers truncates; division by zero gives 0
 // (docs/language.md, Types).
 template <class T>
