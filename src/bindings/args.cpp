@@ -337,28 +337,32 @@ void ArgPack::add_array(void* data, const char* fmt, Py_ssize_t itemsize, int nd
   }
   if (ndim == 0) {
     // A 0-dim array is a typed scalar: its value is part of the key
-    // (docs/language.md, Scalars, 0-dimensional arrays and specialisation).
-    uint64_t bits = 0;
-    std::memcpy(&bits, data, static_cast<size_t>(itemsize));
-    put_bytes(&bits, sizeof bits);
+    // (docs/language.md, Scalars, 0-dimensional arrays and specialisation). The element may sit
+    // at any address (a view into a byte buffer), so it is copied to an aligned slot, which the
+    // entry reads, before anything reads it as its type. A bool byte other than 0 and 1 is True,
+    // as in numpy, and becomes 1 (any other value is not a valid bool in C++).
+    void* s = slot();
+    std::memcpy(s, data, static_cast<size_t>(itemsize));
+    if (is_bool(elem)) *static_cast<uint8_t*>(s) = *static_cast<uint8_t*>(s) != 0;
+    put_bytes(s, sizeof(uint64_t));
     if (is_float(elem)) {
-      v.fval = elem == ElemSize::F64 ? *static_cast<double*>(data)
-               : elem == ElemSize::F32 ? *static_cast<float*>(data)
-                                       : static_cast<double>(*static_cast<_Float16*>(data));
+      v.fval = elem == ElemSize::F64 ? *static_cast<double*>(s)
+               : elem == ElemSize::F32 ? *static_cast<float*>(s)
+                                       : static_cast<double>(*static_cast<_Float16*>(s));
     } else if (is_bool(elem)) {
-      v.ival = *static_cast<bool*>(data);
+      v.ival = *static_cast<uint8_t*>(s);
     } else {
       switch (elem) {
-        case ElemSize::I8: v.ival = *static_cast<int8_t*>(data); break;
-        case ElemSize::I16: v.ival = *static_cast<int16_t*>(data); break;
-        case ElemSize::I32: v.ival = *static_cast<int32_t*>(data); break;
-        case ElemSize::U8: v.ival = *static_cast<uint8_t*>(data); break;
-        case ElemSize::U16: v.ival = *static_cast<uint16_t*>(data); break;
-        case ElemSize::U32: v.ival = *static_cast<uint32_t*>(data); break;
-        default: std::memcpy(&v.ival, data, 8); break;
+        case ElemSize::I8: v.ival = *static_cast<int8_t*>(s); break;
+        case ElemSize::I16: v.ival = *static_cast<int16_t*>(s); break;
+        case ElemSize::I32: v.ival = *static_cast<int32_t*>(s); break;
+        case ElemSize::U8: v.ival = *static_cast<uint8_t*>(s); break;
+        case ElemSize::U16: v.ival = *static_cast<uint16_t*>(s); break;
+        case ElemSize::U32: v.ival = *static_cast<uint32_t*>(s); break;
+        default: v.ival = *static_cast<int64_t*>(s); break;
       }
     }
-    argv.push_back(data);  // passed by value: the entry reads the element
+    argv.push_back(s);  // passed by value: the entry reads the element
     return;
   }
   void* s = slot();

@@ -394,10 +394,13 @@ class JitFunction {
       cache_.clear();
       epoch_ = g_cache_epoch.load();
     }
+    // A function deferred at decoration is converted now (or fails with the conversion's error):
+    // its parameters name the arguments in argument errors.
+    const Function& fn = resolved();
     std::optional<ArgPack> packed;
     auto marshal = [&] {
       packed.emplace(*opts, false);
-      packed->params = &fn_->params;
+      packed->params = &fn.params;
       packed->read_paths = &reads_;
       for (size_t i = 0; i < args.size(); ++i) packed->add(args[i], "#" + std::to_string(i + 1));
       packed->finish();
@@ -411,7 +414,7 @@ class JitFunction {
       entry = it->second;
     } else {
       size_t known = reads_.size();
-      entry = build_entry(resolved(), args, *opts, reads_);
+      entry = build_entry(fn, args, *opts, reads_);
       // Values found to decide code are read, and keyed on, from this call on.
       if (reads_.size() != known) marshal();
       cache_.emplace(packed->key, entry);

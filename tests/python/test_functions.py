@@ -415,3 +415,27 @@ def test_unknown_function_at_first_call(backend):
         "@parpy.external."
     )
     assert str(e.value) == loc(msg, "unknown_fn", "not_defined_anywhere(x[i])")
+
+
+@parpy.jit
+def calls_later_helper(x, N):
+    parpy.label("N")
+    for i in range(N):
+        x[i] = later_helper(x[i])
+
+
+@parpy.jit
+def later_helper(a: F64) -> F64:
+    return a * 2.0 + 1.0
+
+
+def test_deferred_function_names_parameters_in_argument_errors(backend):
+    # later_helper is unbound when calls_later_helper is decorated, so it is converted at its first
+    # call: the arguments, checked first, were named through a function that did not exist yet.
+    with pytest.raises(RuntimeError, match=r"Argument #1 \(parameter x\): Buffers must only "
+                                           r"operate on contiguous memory"):
+        calls_later_helper(np.zeros((8, 2))[:, 0], 8, opts=make_opts(backend, N=8))
+    x = np.random.rand(8)
+    want = x * 2.0 + 1.0
+    calls_later_helper(x, 8, opts=make_opts(backend, N=8))
+    np.testing.assert_array_equal(x, want)

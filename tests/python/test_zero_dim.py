@@ -291,3 +291,46 @@ def test_printed_device_reads_compile(tmp_path):
     assert "parpy_scalar_hmm_num_states = v_hmm_num_states[0];" in code
     assert "parpy_scalar_hmm_gamma = v_hmm_gamma[0];" in code
     nvcc_compile(code, tmp_path)
+
+
+
+@parpy.jit
+def zero_dim_values(f64, f32, f16, i32, u16, i64, flag, o64, o32, o16, oi32, ou16, oi64, N):
+    parpy.label("N")
+    for i in range(N):
+        if flag:
+            o64[i] = f64
+            o32[i] = f32
+            o16[i] = f16
+            oi32[i] = i32
+            ou16[i] = u16
+            oi64[i] = i64
+        else:
+            o64[i] = -1.0
+
+
+def unaligned_zero_dim(value, dtype):
+    """A 0-dim view at an odd address of a byte buffer (numpy allows such views)."""
+    dtype = np.dtype(dtype)
+    raw = np.zeros(dtype.itemsize + 1, dtype=np.uint8)
+    view = raw[1:].view(dtype).reshape(())
+    view[()] = value
+    assert not view.flags.aligned
+    return view
+
+
+@pytest.mark.parametrize("flag_byte", [1, 2, 255])
+def test_unaligned_zero_dim_values_and_non_canonical_bools(backend, flag_byte):
+    # Read by copying (the sanitizer build, tools/sanitize_suite.sh, reports a misaligned load
+    # otherwise); a numpy bool stored as any non-zero byte is True.
+    values = [(2.5, np.float64), (-1.25, np.float32), (0.5, np.float16), (-7, np.int32),
+              (40000, np.uint16), (-2**40, np.int64)]
+    args = [unaligned_zero_dim(v, t) for v, t in values]
+    flag = np.frombuffer(bytes([flag_byte]), dtype=np.bool_).reshape(())
+    outs = [np.zeros(N, t) for _, t in values]
+    zero_dim_values(*args, flag, *outs, N, opts=opts_for(backend))
+    for (v, t), o in zip(values, outs):
+        np.testing.assert_array_equal(o, np.full(N, v, t))
+    no = np.frombuffer(bytes([0]), dtype=np.bool_).reshape(())
+    zero_dim_values(*args, no, *outs, N, opts=opts_for(backend))
+    np.testing.assert_array_equal(outs[0], np.full(N, -1.0))
