@@ -4,6 +4,9 @@
 #   suite     the whole test suite (pytest-xdist over $PARPY_GPU_WORKERS processes, default 12)
 #   devices   the tests that need several GPUs, in one process
 #   bench     benchmarks/gpu.py
+#   fuzz      tools/fuzz.py in the background, beside the steps after it: $PARPY_FUZZ_CUDA Cuda
+#             programs (default 5000) and $PARPY_FUZZ_CPU Cpu programs (default 0), each within
+#             $PARPY_FUZZ_SECONDS (default 400) on $PARPY_FUZZ_JOBS workers (default 12)
 #   sanitize  compute-sanitizer memcheck and racecheck over the GPU reduction tests
 #   sanitize-all  memcheck and racecheck, side by side, over the whole suite ($PARPY_SAN_K selects
 #             tests, default every test that may use the GPU; $PARPY_SAN_WORKERS pytest-xdist workers each, default 6)
@@ -34,6 +37,15 @@ for step in $steps; do
       python3 -m pytest -q -p no:cacheprovider $xdist tests/python 2>&1 | tee "$logs/pytest.log" | grep -E "passed|failed|error" | tail -40 ;;
     devices)
       python3 -m pytest -q -p no:cacheprovider -rs tests/python/test_cuda_devices.py tests/python/test_hmm.py 2>&1 | tee "$logs/devices.log" | tail -25 ;;
+    fuzz)
+      fz() {  # backend programs seed
+        [ "$2" -gt 0 ] || return 0
+        python3 tools/fuzz.py --backend "$1" --programs "$2" --seed "$3" --jobs "${PARPY_FUZZ_JOBS:-12}" \
+          --time-limit "${PARPY_FUZZ_SECONDS:-400}" --progress 0 --fail-dir "$logs/fuzz-failures-$1" \
+          > "$logs/fuzz-$1.log" 2>&1
+      }
+      { fz cuda "${PARPY_FUZZ_CUDA:-5000}" 101; fz cpu "${PARPY_FUZZ_CPU:-0}" 102; } &
+      fuzz_pid=$! ;;
     bench)
       python3 benchmarks/gpu.py 2>&1 | tee "$logs/bench.txt" ;;
     sanitize)
@@ -64,3 +76,7 @@ for step in $steps; do
       done ;;
   esac
 done
+if [ -n "${fuzz_pid:-}" ]; then
+  wait "$fuzz_pid"
+  tail -q -n 3 "$logs"/fuzz-*.log
+fi
