@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <functional>
 #include <limits>
 #include <map>
 #include <set>
@@ -63,7 +64,7 @@ struct LoopVar {
   Range r;
   bool exact = false;
   i128 base = 0, step = 1;
-  std::string header;  // the loop's first source line
+  Stmt loop;  // for the messages
 };
 
 struct Env {
@@ -114,6 +115,7 @@ class BoundsChecker {
   bool runtime_;
   std::vector<BoundsSite>& sites_;
   std::map<std::string, int> assigned_;
+  mutable int if_depth_ = 0;  // conditional expressions being evaluated
   std::set<std::string> loop_names_;
 
   Stmt stmt(const Stmt& s, Env& env) {
@@ -168,7 +170,7 @@ class BoundsChecker {
       return inner;
     }
     LoopVar lv;
-    lv.header = loop_header(s);
+    lv.loop = s;
     i128 step = s->step;
     bool constant = lo.r.lo == lo.r.hi && hi.r.lo == hi.r.hi;
     if (constant) {
@@ -263,8 +265,12 @@ class BoundsChecker {
         return scale(eval(e->args[0], env), -1, env);
       }
       case ExprKind::IfExpr: {
-        Value a = eval(e->args[1], narrow(e->args[0], true, env));
-        Value b = eval(e->args[2], narrow(e->args[0], false, env));
+        // Each arm where the condition holds (or not); conditions nested in conditions are not
+        // followed further, so that the work stays linear.
+        bool deep = ++if_depth_ > 2;
+        Value a = eval(e->args[1], deep ? env : narrow(e->args[0], true, env));
+        Value b = eval(e->args[2], deep ? env : narrow(e->args[0], false, env));
+        --if_depth_;
         if (!a.known || !b.known) return {};
         Value v = ranged(std::min(a.r.lo, b.r.lo), std::max(a.r.hi, b.r.hi), a, b);
         return v;
@@ -469,10 +475,13 @@ class BoundsChecker {
         continue;
       }
       int64_t dim = target->ty.shape[k - 1];
-      BoundsSite site{e->span, text(target), "", static_cast<int64_t>(k - 1), dim, target->ty.shape, ""};
+      // The site's texts are read from the source only when needed.
+      BoundsSite site{e->span, "", "", static_cast<int64_t>(k - 1), dim, target->ty.shape, ""};
       if (!slice_index) {
-        site.index = text(ix);
-        args.push_back(check(ix, rewrite(ix, env), site, env));
+        args.push_back(check(ix, rewrite(ix, env), site, [&](BoundsSite& s) {
+          s.array = text(target);
+          s.index = text(ix);
+        }, env));
         continue;
       }
       // j into the slice lo:hi: check j against the slice's length, then index lo + j.
@@ -481,12 +490,16 @@ class BoundsChecker {
         fail("Slice dimensions " + std::to_string(lo) + " and " + std::to_string(hi) +
                  " out of range for shape " + std::to_string(dim),
              ix->span);
-      const Expr& j = ix->args[0];
-      site.index = text(j);
-      site.array = text(ix);
       site.extent = std::max<int64_t>(hi - lo, 0);
-      site.slice_of = text(target);
-      Expr checked = check(j, rewrite(j, env), site, env);
+      Expr j = ix->args[0];
+      auto describe = [&, j](BoundsSite& s) {
+        s.index = text(j);
+        s.array = text(ix);
+        s.slice_of = text(target);
+      };
+      // A literal negative index counts from the slice's end, as for an array.
+      if (j->kind == ExprKind::Int && j->ival < 0) j = int_lit(j->ival + site.extent, j->span, false, j->ty.elem);
+      Expr checked = check(j, rewrite(j, env), site, describe, env);
       if (lo != 0) checked = binop(BinOp::Add, int_lit(lo, ix->span, false, j->ty.elem), checked, ix->span, j->ty);
       args.push_back(checked);
     }
@@ -500,16 +513,18 @@ class BoundsChecker {
     return b->ival < 0 ? b->ival + dim : b->ival;
   }
 
-  // The index `ix` (rewritten: `rix`) against site.extent.
-  Expr check(const Expr& ix, const Expr& rix, const BoundsSite& site, const Env& env) {
+  // The index `ix` (rewritten: `rix`) against site.extent; `describe` fills in the site's texts.
+  Expr check(const Expr& ix, const Expr& rix, BoundsSite site, const std::function<void(BoundsSite&)>& describe,
+             const Env& env) {
     if (env.dead) return rix;
     Value v = eval(ix, env);
     int64_t n = site.extent;
     if (v.known && v.r.lo >= 0 && v.r.hi < n) return rix;
     bool exact = v.known && v.affine && env.reached;
     for (const auto& [name, a] : v.coef) exact = exact && env.loops.at(name).exact;
+    if (!exact && !runtime_) return rix;
+    describe(site);
     if (exact) out_of_range(v, site, env);
-    if (!runtime_) return rix;
     sites_.push_back(site);
     const Span& sp = ix->span;
     ElemSize isz = ix->ty.elem;
@@ -525,7 +540,7 @@ class BoundsChecker {
     std::string msg = bounds_message(site, values);
     for (const auto& [name, a] : v.coef) {
       const LoopVar& lv = env.loops.at(name);
-      msg += "\nThe loop `" + lv.header + "` runs from " + str(lv.r.lo) + " to " + str(lv.r.hi) + " here.";
+      msg += "\nThe loop `" + loop_header(lv.loop) + "` runs from " + str(lv.r.lo) + " to " + str(lv.r.hi) + " here.";
     }
     std::string guard =
         v.r.hi >= site.extent ? site.index + " < " + std::to_string(site.extent) : site.index + " >= 0";

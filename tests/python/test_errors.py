@@ -1158,11 +1158,11 @@ args_sets = [
     lambda: [np.ones(10, np.float16), np.zeros(3, np.float16), np.arange(10, dtype=np.uint8),
              np.ones(3, np.bool_), {}, 0],
 ]
-outcomes = {"ok": 0, "RuntimeError": 0, "TypeError": 0, "NameError": 0}
+outcomes = {"ok": 0, "RuntimeError": 0, "TypeError": 0, "NameError": 0, "IndexError": 0}
 for n in range(count):
     try:
         f = mod.make(n)
-    except (RuntimeError, TypeError, NameError) as e:
+    except (RuntimeError, TypeError, NameError, IndexError) as e:
         outcomes[type(e).__name__] += 1
         if os.environ.get("FUZZ_VERBOSE"):
             print("decorate", type(e).__name__, str(e).split("\n")[0])
@@ -1171,7 +1171,7 @@ for n in range(count):
         try:
             parpy.print_compiled(f, mk(), opts)
             outcomes["ok"] += 1
-        except (RuntimeError, TypeError, NameError) as e:
+        except (RuntimeError, TypeError, NameError, IndexError) as e:
             assert not str(e).startswith("Internal error"), (n, str(e))
             outcomes[type(e).__name__] += 1
             if os.environ.get("FUZZ_VERBOSE"):

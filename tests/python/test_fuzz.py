@@ -57,7 +57,7 @@ import importlib.util, os, sys
 import numpy as np
 import parpy
 
-outcomes = {"ok": 0, "RuntimeError": 0, "TypeError": 0, "NameError": 0}
+outcomes = {"ok": 0, "RuntimeError": 0, "TypeError": 0, "NameError": 0, "IndexError": 0}
 opts = parpy.par({"N": parpy.threads(4), "M": parpy.threads(8), "R": parpy.threads(4).reduce()})
 opts.backend = parpy.CompileBackend.Cpu
 for path in sys.argv[1:]:
@@ -70,7 +70,7 @@ for path in sys.argv[1:]:
             f = make()
             parpy.print_compiled(f, args(), opts)
             outcomes["ok"] += 1
-        except (RuntimeError, TypeError, NameError) as e:
+        except (RuntimeError, TypeError, NameError, IndexError) as e:
             msg = str(e)
             if msg.startswith("Internal error"):
                 print("INTERNAL", path, n, msg)
@@ -231,7 +231,7 @@ import numpy as np
 import parpy
 
 out_dir = sys.argv[1]
-outcomes = {"ok": 0, "RuntimeError": 0, "TypeError": 0, "NameError": 0}
+outcomes = {"ok": 0, "RuntimeError": 0, "TypeError": 0, "NameError": 0, "IndexError": 0}
 variants = []
 for n_thr, m_thr, tpb, clusters, graphs in [(4, 8, 1024, False, False), (8, 2048, 512, False, False),
                                             (8, 2048, 512, True, True), (2, 64, 32, False, True)]:
@@ -258,7 +258,7 @@ for path in sys.argv[2:]:
                 with open(os.path.join(out_dir, f"k{saved}.cu"), "w") as fh:
                     fh.write(code)
                 saved += 1
-        except (RuntimeError, TypeError, NameError) as e:
+        except (RuntimeError, TypeError, NameError, IndexError) as e:
             msg = str(e)
             if msg.startswith("Internal error"):
                 print("INTERNAL", path, n, msg)
