@@ -72,3 +72,32 @@ def test_sequential_max_min_propagate_nan(backend, nan_at):
     out = np.zeros(2)
     sequential_reductions(x, out, N, opts=opts(backend, S=1))
     np.testing.assert_array_equal(out, [np.max(x), np.min(x)])
+
+
+@parpy.jit
+def f16_max_min_literals(a, y, N):
+    parpy.label("N")
+    for i in range(N):
+        y[0, i] = parpy.operators.max(0.0, a[1])
+        y[1, i] = parpy.operators.min(a[1], 0.0)
+        y[2, i] = parpy.operators.max(a[i], 0.0)
+        y[3, i] = parpy.operators.min(0.0, a[i])
+        y[4, i] = parpy.operators.max(a[i], a[(i + 1) % N])
+        y[5, i] = parpy.operators.min(a[i], a[(i + 1) % N])
+
+
+@pytest.mark.parametrize("a1", [-1.5, 2.25, np.nan])
+def test_f16_max_min_with_literals(backend, a1):
+    # GCC 12 with -march=native on AVX512-FP16 CPUs assembled max/min of a float16 and 0.0 into
+    # a zero-masked vmovsh store, which the assembler rejects.
+    a = np.random.randn(N).astype(np.float16)
+    a[1] = a1
+    a[::7] = np.nan
+    y = np.zeros((6, N), np.float16)
+    f16_max_min_literals(a, y, N, opts=opts(backend, N=N))
+    z = np.float16(0)
+    b = np.roll(a, -1)
+    want = [np.full(N, np.maximum(z, a[1])), np.full(N, np.minimum(a[1], z)), np.maximum(a, z), np.minimum(z, a),
+            np.maximum(a, b), np.minimum(a, b)]
+    for k in range(6):
+        np.testing.assert_array_equal(y[k], want[k])
