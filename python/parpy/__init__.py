@@ -11,6 +11,7 @@ import functools
 import inspect
 import os
 import textwrap
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -64,7 +65,8 @@ _native._set_include_dir(get_include())
 # Registries: jit wrapper -> IR (of the functions converted at decoration), and the external
 # declarations by backend and Python name. Calls do not look names up here: a jit function calls
 # what its name is bound to in the function's own namespaces (see README, "Helper functions").
-_ir_asts: dict[Any, Any] = {}
+# Weak keys: a jit function and its compiled libraries go with the program's last reference.
+_ir_asts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _ext_decls: dict[Any, dict[str, Any]] = {}
 _ext_tops: dict[str, Any] = {}
 # The external declarations made under one name in one scope (module and qualified name), by

@@ -601,7 +601,9 @@ void bind_compiler(nb::module_& m) {
       nb::arg("fdef"), nb::arg("file"), nb::arg("line_offset"), nb::arg("col_offset"), nb::arg("globals"),
       nb::arg("locals"), nb::arg("defer_unbound") = false);
 
-  nb::class_<JitFunction>(m, "JitFunction", nb::dynamic_attr())
+  // Weakly referenceable: parpy._ir_asts holds jit functions weakly, so that a function (and the
+  // libraries its cache holds) goes when the program drops it.
+  nb::class_<JitFunction>(m, "JitFunction", nb::dynamic_attr(), nb::is_weak_referenceable())
       .def(nb::init<const IrFunction&>())
       .def(nb::init<nb::callable>())
       .def("__call__", &JitFunction::call)
@@ -632,6 +634,8 @@ void bind_compiler(nb::module_& m) {
     return jit::cache_dir().string();
   });
   m.def("cuda_build", [] { return cuda::describe_cuda_build(whole_cuda_build_requested()); });
+  // The generated libraries loaded now (jit functions release theirs when they go).
+  m.def("_loaded_library_count", [] { return jit::loaded_library_count(); });
   m.def("stats", [] {
     nb::dict d;
     d["compiles"] = g_compiles.load();

@@ -1,5 +1,6 @@
 #include "jit/shared_library.h"
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -49,7 +50,11 @@ void pin_openmp_runtime(void* handle) {
   }
 }
 
+std::atomic<int64_t> live_libraries{0};
+
 } // namespace
+
+int64_t loaded_library_count() { return live_libraries.load(); }
 
 SharedLibrary::SharedLibrary(const fs::path& path) : path_(path) {
   handle_ = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -57,6 +62,7 @@ SharedLibrary::SharedLibrary(const fs::path& path) : path_(path) {
     throw std::runtime_error("Failed to load " + path.string() + ": " + last_dl_error());
   }
   pin_openmp_runtime(handle_);
+  ++live_libraries;
 }
 
 SharedLibrary::SharedLibrary(const fs::path& entry, std::string_view image) : path_(entry) {
@@ -80,11 +86,13 @@ SharedLibrary::SharedLibrary(const fs::path& entry, std::string_view image) : pa
     throw std::runtime_error("Failed to load " + entry.string() + ": " + error);
   }
   pin_openmp_runtime(handle_);
+  ++live_libraries;
 }
 
 SharedLibrary::~SharedLibrary() {
   if (handle_ != nullptr) {
     dlclose(handle_);
+    --live_libraries;
   }
 }
 

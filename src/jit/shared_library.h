@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -28,6 +29,9 @@ private:
   std::filesystem::path path_;
   void* handle_ = nullptr;
 };
+
+// The number of generated libraries loaded in this process now (for tests of their release).
+int64_t loaded_library_count();
 
 // The library of the cache entry `entry` whose verified bytes are `image` (BuildResult::payload),
 // shared by every caller while any of them holds it: one instance per entry path.

@@ -106,7 +106,7 @@ Expr fold_binop(const Expr& e) {
       case BinOp::Sub: return mk(x - y);
       case BinOp::Mul: return mk(x * y);
       case BinOp::Div: return y == 0.0 ? e : mk(x / y);
-      // A NaN operand gives NaN, as parpy_max/parpy_min in the generated code (and numpy).
+      // As parpy_max/parpy_min (parpy_common.h): a NaN operand gives NaN, unlike fmax/fmin.
       case BinOp::Max: return mk((x < y || y != y) ? y : x);
       case BinOp::Min: return mk((y < x || y != y) ? y : x);
       default: return compare(e, x, y);

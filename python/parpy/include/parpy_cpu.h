@@ -57,16 +57,28 @@ static inline double parpy_atan2(double a, double b) { return std::atan2(a, b); 
 static inline parpy_f16 parpy_atan2(parpy_f16 a, parpy_f16 b) {
   return static_cast<parpy_f16>(std::atan2(static_cast<float>(a), static_cast<float>(b)));
 }
+// GCC 12 selects between two _Float16 values with a masked `vmovsh` that binutils before 2.41
+// rejects ("unsupported masking"), with -march=native on CPUs with AVX512-FP16: max and min
+// compare as float and select the 16-bit patterns as integers instead (exact, NaN kept).
+static inline parpy_f16 parpy_f16_select(bool take_b, parpy_f16 a, parpy_f16 b) {
+  uint16_t ua = __builtin_bit_cast(uint16_t, a), ub = __builtin_bit_cast(uint16_t, b);
+  uint16_t mask = static_cast<uint16_t>(-static_cast<uint16_t>(take_b));  // a plain ?: is a select again
+  return __builtin_bit_cast(parpy_f16, static_cast<uint16_t>(ua ^ ((ua ^ ub) & mask)));
+}
+template <>
+inline parpy_f16 parpy_max<parpy_f16>(parpy_f16 a, parpy_f16 b) {
+  float x = a, y = b;
+  return parpy_f16_select(x < y || y != y, a, b);
+}
+template <>
+inline parpy_f16 parpy_min<parpy_f16>(parpy_f16 a, parpy_f16 b) {
+  float x = a, y = b;
+  return parpy_f16_select(y < x || y != y, a, b);
+}
+
 static inline parpy_f16 parpy_pow(parpy_f16 a, parpy_f16 b) {
   return static_cast<parpy_f16>(std::pow(static_cast<float>(a), static_cast<float>(b)));
 }
-
-// Floating-point max/min reductions that keep a NaN (OpenMP's own max/min may drop it); each
-// thread starts from the accumulator's initial value.
-#pragma omp declare reduction(parpy_max : float, double : omp_out = parpy_max(omp_out, omp_in)) \
-    initializer(omp_priv = omp_orig)
-#pragma omp declare reduction(parpy_min : float, double : omp_out = parpy_min(omp_out, omp_in)) \
-    initializer(omp_priv = omp_orig)
 
 // i when 0 <= i < n; otherwise the first failure of the call is recorded in r (threads of an
 // OpenMP loop race for it: the first wins) and 0 is used, so no memory outside the array is read

@@ -1,0 +1,91 @@
+"""A jit function's compiled libraries are unloaded when the last reference to it goes: the
+process-wide registries hold it weakly and the loaded libraries are shared, reference-counted."""
+
+import gc
+import random
+import threading
+import weakref
+
+import numpy as np
+import parpy
+import pytest
+
+
+def opts(backend):
+    o = parpy.par({"N": parpy.threads(16)})
+    o.backend = backend
+    return o
+
+
+def make_scale():
+    @parpy.jit
+    def scale(x, y, a, N):
+        parpy.label("N")
+        for i in range(N):
+            y[i] = a * x[i]
+
+    return scale
+
+
+def loaded():
+    return parpy.parpy._loaded_library_count()
+
+
+def mapped_libraries():
+    """The generated libraries mapped into this process (each loaded from a private copy)."""
+    with open("/proc/self/maps") as fh:
+        return {line.split(None, 5)[-1].strip() for line in fh if ".tmp-load-" in line}
+
+
+def call(f, backend, a):
+    x = np.arange(64, dtype=np.float64)
+    y = np.zeros(64)
+    f(x, y, a, 64, opts=opts(backend))
+    np.testing.assert_array_equal(y, a * x)
+
+
+def test_deleting_a_jit_function_unloads_its_libraries(backend):
+    f = make_scale()
+    base, base_maps = loaded(), mapped_libraries()
+    # Scalars are compiled in: three values, three libraries no other test has loaded.
+    values = [random.random() + k for k in range(3)]
+    for a in values:
+        call(f, backend, a)
+    assert loaded() == base + 3
+    if backend == parpy.CompileBackend.Cpu:
+        assert len(mapped_libraries() - base_maps) == 3
+    ref = weakref.ref(f)
+    del f
+    gc.collect()
+    assert ref() is None
+    assert loaded() == base
+    if backend == parpy.CompileBackend.Cpu:
+        assert not mapped_libraries() - base_maps
+
+
+def test_a_call_in_flight_keeps_the_function_and_its_library(backend):
+    f = make_scale()
+    ref = weakref.ref(f)
+    a = random.random()
+    errors = []
+
+    def work(g):
+        try:
+            for _ in range(20):
+                call(g, backend, a)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(f,)) for _ in range(3)]
+    base = loaded()
+    call(f, backend, a)
+    for t in threads:
+        t.start()
+    del f
+    for t in threads:
+        t.join()
+    assert not errors
+    threads = None
+    gc.collect()
+    assert ref() is None
+    assert loaded() == base
