@@ -579,7 +579,12 @@ class KernelBuilder {
            root->span);
     if (root->lo->kind != ExprKind::Int || root->hi->kind != ExprKind::Int || root->step <= 0)
       fail("Splitting this parallel loop into kernels needs constant bounds and a positive step.", root->span);
-    int64_t lo = root->lo->ival, trips = std::max<int64_t>(0, (root->hi->ival - lo + root->step - 1) / root->step);
+    int64_t lo = root->lo->ival, extent = 0;
+    if (__builtin_sub_overflow(root->hi->ival, lo, &extent))
+      fail("The bounds of this parallel loop are too far apart: its number of iterations does not "
+           "fit in 64 bits. Use a smaller range.",
+           root->span);
+    int64_t trips = extent <= 0 ? 0 : (extent - 1) / root->step + 1;
     // Locals defined outside the inner loops become device arrays indexed by the iteration.
     std::map<std::string, std::string> shared;
     std::function<void(const Block&)> find = [&](const Block& b) {

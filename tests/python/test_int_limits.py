@@ -1,5 +1,7 @@
-"""Scalar arguments are compiled in as constants and folded: at the limits of their types the
-folded values are the ones the generated code (and numpy) computes at run time."""
+"""Values at the limits of their types. Scalar arguments are compiled in as constants and folded:
+the folded values are the ones the generated code (and numpy) computes at run time. Loop bounds
+far apart: the compiler's own arithmetic on them must not overflow (the sanitizer build,
+tools/sanitize_suite.sh, reports signed overflow in the compiler)."""
 
 import numpy as np
 import parpy
@@ -88,3 +90,58 @@ def test_folded_int64_arithmetic_wraps_like_numpy(backend, a, b):
                     A // B, A % B]
         for k, e in enumerate(expected):
             np.testing.assert_array_equal(out[k], e + x, err_msg=f"row {k}")
+
+
+def cuda_opts(labels):
+    o = parpy.par({k: parpy.threads(v) for k, v in labels.items()})
+    o.backend = parpy.CompileBackend.Cuda
+    return o
+
+
+@parpy.jit
+def axpy_from_far_below(a, x, y, N):
+    parpy.label("N")
+    for i in range(-9223372036854775807, N):
+        y[i] = a * x[i] + y[i]
+
+
+@parpy.jit
+def axpy_from_zero(a, x, y, N):
+    parpy.label("N")
+    for i in range(0, N):
+        y[i] = a * x[i] + y[i]
+
+
+def test_vectorizer_skips_loops_whose_count_overflows():
+    # GPU code generation needs no GPU. The loop's trip count does not fit in int64: it stays a
+    # scalar loop (the same loop from 0 gets a vector variant).
+    x = np.zeros(4099, np.float32)
+    code = parpy.print_compiled(axpy_from_far_below, [2.0, x, x, 4099], cuda_opts({"N": 1024}))
+    assert "_vec(" not in code
+    code = parpy.print_compiled(axpy_from_zero, [2.0, x, x, 4099], cuda_opts({"N": 1024}))
+    assert "_vec(" in code
+
+
+@parpy.jit
+def split_nest_far_below(x, out, N, M):
+    parpy.label("i")
+    for i in range(-9223372036854775807, N):  # @far
+        s = x[i, 0]
+        parpy.label("j")
+        for j in range(M):
+            out[i, j] = x[i, j] * s
+        parpy.label("j")
+        for j in range(M):
+            out[i, j] = out[i, j] + s
+
+
+def test_split_nest_with_bounds_too_far_apart_is_an_error():
+    # More than 1024 inner threads split the nest into kernels, with one device array element per
+    # outer iteration for s: their number must fit in int64 (it wrapped to 0 before).
+    x = np.zeros((4, 4096))
+    with pytest.raises(RuntimeError) as e:
+        parpy.print_compiled(split_nest_far_below, [x, x, 4, 4096], cuda_opts({"i": 4, "j": 2048}))
+    msg = str(e.value)
+    assert msg.startswith("The bounds of this parallel loop are too far apart: its number of "
+                          "iterations does not fit in 64 bits. Use a smaller range.")
+    assert "for i in range(-9223372036854775807, N):  # @far" in msg and "^" in msg
