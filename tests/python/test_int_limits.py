@@ -145,3 +145,28 @@ def test_split_nest_with_bounds_too_far_apart_is_an_error():
     assert msg.startswith("The bounds of this parallel loop are too far apart: its number of "
                           "iterations does not fit in 64 bits. Use a smaller range.")
     assert "for i in range(-9223372036854775807, N):  # @far" in msg and "^" in msg
+
+
+@parpy.jit
+def fill_ones(x, N):
+    parpy.label("N")
+    for i in range(N):
+        x[i] = 1.0
+
+
+@parpy.jit
+def fill_ones_2d(x, N, M):
+    parpy.label("N")
+    for i in range(N):
+        parpy.label("M")
+        for j in range(M):
+            x[i, j] = 1.0
+
+
+@pytest.mark.parametrize("threads", [I64.max, I64.max - 20, 2**41 + 1])
+def test_huge_thread_counts_are_a_grid_size_error(threads):
+    # The block count was computed as (n + 31) / 32 * 32 and so on in int64: it overflowed.
+    with pytest.raises(RuntimeError, match="thread blocks, more than a GPU grid can hold"):
+        parpy.print_compiled(fill_ones, [np.zeros(8), 8], cuda_opts({"N": threads}))
+    with pytest.raises(RuntimeError, match="thread blocks, more than a GPU grid can hold"):
+        parpy.print_compiled(fill_ones_2d, [np.zeros((2, 2)), 2, 2], cuda_opts({"N": threads, "M": threads}))
