@@ -428,15 +428,18 @@ class KernelBuilder {
     layers_ = layers_stmt(root);
     k_ = layers_.size() - 1;
     int64_t inner = layers_[k_];
-    threads_ = std::min(round_up(inner, 32), tpb_);
-    inner_blocks_ = (inner + threads_ - 1) / threads_;
-    outer_ = 1;
-    for (size_t i = 0; i < k_; ++i) outer_ *= layers_[i];
-    double grid = static_cast<double>(inner_blocks_) * static_cast<double>(outer_);
+    // Thread counts may be anything up to INT64_MAX: nothing here may overflow before the grid
+    // size is checked (in floating point), and the products after it fit.
+    threads_ = inner >= tpb_ ? tpb_ : std::min(round_up(inner, 32), tpb_);
+    inner_blocks_ = inner / threads_ + (inner % threads_ != 0);
+    double grid = static_cast<double>(inner_blocks_);
+    for (size_t i = 0; i < k_; ++i) grid *= static_cast<double>(layers_[i]);
     if (grid > static_cast<double>(INT32_MAX))
       fail("The parallel loops request " + std::to_string(static_cast<long double>(grid)) +
                " thread blocks, more than a GPU grid can hold.",
            root->span);
+    outer_ = 1;
+    for (size_t i = 0; i < k_; ++i) outer_ *= layers_[i];
     // Clusters hold at most 8 blocks portably and 16 with the non-portable attribute on sm_90;
     // wider inner layers use the multi-block forms below.
     cluster_ = opts_.use_cuda_thread_block_clusters && inner_blocks_ > 1 &&

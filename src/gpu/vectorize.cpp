@@ -42,9 +42,10 @@ class LoopVectorizer {
   // The vector loop and the remainder loop, or nothing when the loop does not qualify.
   std::optional<Block> run(std::map<std::string, int64_t>& alignment) {
     if (!match_header() || !scan_body()) return std::nullopt;
-    int64_t count = s_->hi->ival - lo_;
+    int64_t count = 0;  // bounds too far apart for an int64 count stay scalar
+    if (__builtin_sub_overflow(s_->hi->ival, lo_, &count)) return std::nullopt;
     int64_t groups = count / lanes_;
-    if (groups == 0 || lo_ % lanes_ != 0) return std::nullopt;
+    if (groups <= 0 || lo_ % lanes_ != 0) return std::nullopt;
     for (const auto& [name, bytes] : widths_) {
       for (const auto& base : bases_[name])
         if (!multiple_of(base, lanes_)) return std::nullopt;
