@@ -582,7 +582,13 @@ class KernelBuilder {
            root->span);
     if (root->lo->kind != ExprKind::Int || root->hi->kind != ExprKind::Int || root->step <= 0)
       fail("Splitting this parallel loop into kernels needs constant bounds and a positive step.", root->span);
-    int64_t lo = root->lo->ival, trips = range_trips(lo, root->hi->ival, root->step);
+    int64_t lo = root->lo->ival, extent = 0;
+    // One device array element per iteration below: their number must fit in 64 bits.
+    if (__builtin_sub_overflow(root->hi->ival, lo, &extent))
+      fail("The bounds of this parallel loop are too far apart: its number of iterations does not "
+           "fit in 64 bits. Use a smaller range.",
+           root->span);
+    int64_t trips = range_trips(lo, root->hi->ival, root->step);
     // Locals defined outside the inner loops become device arrays indexed by the iteration.
     std::map<std::string, std::string> shared;
     std::function<void(const Block&)> find = [&](const Block& b) {
