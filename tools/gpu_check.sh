@@ -17,7 +17,7 @@
 # whose builds of the module crash)
 set -o pipefail
 logs=${1:-gpu-logs}
-steps=${PARPY_GPU_STEPS:-suite bench sanitize}
+steps=${PARPY_GPU_STEPS-suite bench sanitize}  # set and empty: build only
 workers=${PARPY_GPU_WORKERS:-12}
 mkdir -p "$logs"
 if compgen -G ".whl/*.whl" >/dev/null; then
