@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include "codegen/c_names.h"
 #include "codegen/c_printer.h"
@@ -88,40 +89,59 @@ class CpuPrinter : public CPrinter {
     // Half precision accumulates in float.
     ElemSize acc_t = t == ElemSize::F16 ? ElemSize::F32 : t;
     std::string at = cpu_type(acc_t);
-    std::string acc = "parpy_acc" + std::to_string(acc_counter_++);
+    std::string k = std::to_string(acc_counter_++);
+    std::string acc = "parpy_acc" + k;
     std::string value = "(" + at + ")" + expr(st->rhs->args[1]);
-    std::string clause, ne, combine;
+    bool is_max = s->red_op == BinOp::Max;
+    // Float max/min propagate NaN (docs/language.md, Reductions) and still vectorise: the lanes
+    // take plain max/min (maxps/minps, which skip a NaN operand), and an OR of `v != v` beside
+    // them says whether any element was NaN, which then is the result.
+    bool nan_aware = is_float(acc_t) && (is_max || s->red_op == BinOp::Min);
+    std::string nan = "parpy_nan" + k, v = "parpy_v" + k;
+    std::string clause, ne;
+    std::vector<std::string> body_lines;
     switch (s->red_op) {
       case BinOp::Add:
         clause = "+";
         ne = int_literal(0, acc_t);
-        combine = acc + " + " + value;
+        body_lines = {acc + " = " + acc + " + " + value + ";"};
         break;
       case BinOp::Mul:
         clause = "*";
         ne = int_literal(1, acc_t);
-        combine = acc + " * " + value;
+        body_lines = {acc + " = " + acc + " * " + value + ";"};
         break;
-      case BinOp::Max:
-        clause = is_float(acc_t) ? "parpy_max" : "max";  // see parpy_cpu.h: keeps a NaN
-        ne = is_float(acc_t) ? float_literal(-HUGE_VAL, acc_t) : "std::numeric_limits<" + at + ">::lowest()";
-        combine = "parpy_max(" + acc + ", " + value + ")";
+      case BinOp::Max: case BinOp::Min: {
+        clause = is_max ? "max" : "min";
+        if (is_float(acc_t))
+          ne = float_literal(is_max ? -HUGE_VAL : HUGE_VAL, acc_t);
+        else
+          ne = "std::numeric_limits<" + at + ">::" + (is_max ? "lowest()" : "max()");
+        if (nan_aware) {
+          body_lines = {"const " + at + " " + v + " = " + value + ";",
+                        acc + " = " + acc + (is_max ? " < " : " > ") + v + " ? " + v + " : " + acc + ";",
+                        nan + " |= " + v + " != " + v + ";"};
+        } else {
+          body_lines = {acc + " = " + (is_max ? "parpy_max(" : "parpy_min(") + acc + ", " + value + ");"};
+        }
         break;
-      case BinOp::Min:
-        clause = is_float(acc_t) ? "parpy_min" : "min";
-        ne = is_float(acc_t) ? float_literal(HUGE_VAL, acc_t) : "std::numeric_limits<" + at + ">::max()";
-        combine = "parpy_min(" + acc + ", " + value + ")";
-        break;
+      }
       default: internal_fail("unexpected reduction operator", s->span);
     }
     os << p << "{\n";
     os << p << "  " << at << " " << acc << " = " << ne << ";\n";
+    std::string clauses = " reduction(" + clause + ":" + acc + ")";
+    if (nan_aware) {
+      os << p << "  int " << nan << " = 0;\n";
+      clauses += " reduction(|:" + nan + ")";
+    }
     std::string close;
-    int body = open_loop(s, indent + 1, pragma + " reduction(" + clause + ":" + acc + ")", true, close);
-    os << pad(body) << acc << " = " << combine << ";\n";
+    int body = open_loop(s, indent + 1, pragma + clauses, true, close);
+    for (const auto& line : body_lines) os << pad(body) << line << "\n";
     os << close;
     std::string dst = expr(st->lhs);
-    std::string accv = "(" + std::string(cpu_type(t)) + ")" + acc;
+    std::string total = nan_aware ? "(" + nan + " ? (" + at + ")NAN : " + acc + ")" : acc;
+    std::string accv = "(" + std::string(cpu_type(t)) + ")" + total;
     switch (s->red_op) {
       case BinOp::Add: os << p << "  " << dst << " = " << dst << " + " << accv << ";\n"; break;
       case BinOp::Mul: os << p << "  " << dst << " = " << dst << " * " << accv << ";\n"; break;

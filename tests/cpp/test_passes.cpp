@@ -1109,8 +1109,14 @@ TEST(PrintCpu, ReductionLoop) {
                          LoopPar{4, true, 1024}));
   inner->red_op = BinOp::Max;
   CpuProgram q = print_cpu("f", kParams, {pfor("i", 2, {inner}, LoopPar{2, false, 1024})});
-  EXPECT_NE(q.code.find("#pragma omp simd reduction(parpy_max:parpy_acc0)"), std::string::npos) << q.code;
+  // Float max: plain max in the lanes beside an OR of "is NaN", which then is the result.
+  EXPECT_NE(q.code.find("#pragma omp simd reduction(max:parpy_acc0) reduction(|:parpy_nan0)"), std::string::npos)
+      << q.code;
   EXPECT_NE(q.code.find("double parpy_acc0 = (-HUGE_VAL);"), std::string::npos) << q.code;
+  EXPECT_NE(q.code.find("parpy_acc0 = parpy_acc0 < parpy_v0 ? parpy_v0 : parpy_acc0;"), std::string::npos) << q.code;
+  EXPECT_NE(q.code.find("parpy_nan0 |= parpy_v0 != parpy_v0;"), std::string::npos) << q.code;
+  EXPECT_NE(q.code.find("parpy_max(v_y[v_i], (double)(parpy_nan0 ? (double)NAN : parpy_acc0))"), std::string::npos)
+      << q.code;
 }
 
 TEST(PrintCpu, DeclaresLocals) {

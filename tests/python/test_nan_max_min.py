@@ -101,3 +101,38 @@ def test_f16_max_min_with_literals(backend, a1):
             np.maximum(a, b), np.minimum(a, b)]
     for k in range(6):
         np.testing.assert_array_equal(y[k], want[k])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("fill", [-np.inf, np.inf, 0.0])
+@pytest.mark.parametrize("threads", [1, 64])
+def test_max_min_reductions_of_constant_rows(backend, dtype, fill, threads):
+    # Every private accumulator starts from the neutral element (-inf for max, +inf for min),
+    # which must not leak into the result when every element is an infinity.
+    x = np.full(N, fill, dtype)
+    out = np.zeros(2, dtype)
+    reductions(x, out, opts=opts(backend, R=threads))
+    np.testing.assert_array_equal(out, [np.max(x), np.min(x)])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_row_max_min_reductions_propagate_nan(backend, dtype):
+    x = np.random.randn(64, N).astype(dtype)
+    x[3, 5] = np.nan
+    x[10, :] = np.nan
+    x[20, N - 1] = np.nan
+    x[30, :] = -np.inf
+    out = np.zeros((64, 2), dtype)
+    row_reductions(x, out, 64, opts=opts(backend, R=64, C=32))
+    np.testing.assert_array_equal(out[:, 0], np.max(x, axis=1))
+    np.testing.assert_array_equal(out[:, 1], np.min(x, axis=1))
+
+
+@parpy.jit
+def row_reductions(x, out, R):
+    parpy.label("R")
+    for r in range(R):
+        parpy.label("C")
+        out[r, 0] = parpy.operators.max(x[r, :])
+        parpy.label("C")
+        out[r, 1] = parpy.operators.min(x[r, :])

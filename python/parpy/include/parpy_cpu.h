@@ -75,10 +75,3 @@ inline parpy_f16 parpy_min<parpy_f16>(parpy_f16 a, parpy_f16 b) {
 static inline parpy_f16 parpy_pow(parpy_f16 a, parpy_f16 b) {
   return static_cast<parpy_f16>(std::pow(static_cast<float>(a), static_cast<float>(b)));
 }
-
-// Floating-point max/min reductions that keep a NaN (OpenMP's own max/min may drop it); each
-// thread starts from the accumulator's initial value.
-#pragma omp declare reduction(parpy_max : float, double : omp_out = parpy_max(omp_out, omp_in)) \
-    initializer(omp_priv = omp_orig)
-#pragma omp declare reduction(parpy_min : float, double : omp_out = parpy_min(omp_out, omp_in)) \
-    initializer(omp_priv = omp_orig)
