@@ -106,8 +106,9 @@ Expr fold_binop(const Expr& e) {
       case BinOp::Sub: return mk(x - y);
       case BinOp::Mul: return mk(x * y);
       case BinOp::Div: return y == 0.0 ? e : mk(x / y);
-      case BinOp::Max: return mk(std::fmax(x, y));
-      case BinOp::Min: return mk(std::fmin(x, y));
+      // As parpy_max/parpy_min (parpy_common.h): a NaN operand gives NaN, unlike fmax/fmin.
+      case BinOp::Max: return mk((x < y || y != y) ? y : x);
+      case BinOp::Min: return mk((y < x || y != y) ? y : x);
       default: return compare(e, x, y);
     }
   }

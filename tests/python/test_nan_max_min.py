@@ -136,3 +136,26 @@ def row_reductions(x, out, R):
         out[r, 0] = parpy.operators.max(x[r, :])
         parpy.label("C")
         out[r, 1] = parpy.operators.min(x[r, :])
+
+
+NAN = float("nan")
+
+
+@parpy.jit
+def folded_max_min(out):
+    with parpy.gpu:
+        out[0] = parpy.operators.max(NAN, 1.0)
+        out[1] = parpy.operators.max(1.0, NAN)
+        out[2] = parpy.operators.min(NAN, 1.0)
+        out[3] = parpy.operators.min(1.0, NAN)
+        out[4] = parpy.operators.max(2.0, 1.0)
+        out[5] = parpy.operators.min(2.0, 1.0)
+
+
+def test_max_min_of_constants_propagate_nan(backend):
+    # Folded when compiling (NAN is a global constant): the same rule as at run time.
+    out = np.zeros(6)
+    o = parpy.CompileOptions()
+    o.backend = backend
+    folded_max_min(out, opts=o)
+    np.testing.assert_array_equal(out, [np.nan, np.nan, np.nan, np.nan, 2.0, 1.0])
