@@ -1114,6 +1114,10 @@ TEST(PrintCpu, ReductionLoop) {
   EXPECT_NE(q.code.find("#pragma omp simd reduction(max:parpy_acc0) reduction(|:parpy_nan0)"), std::string::npos)
       << q.code;
   EXPECT_NE(q.code.find("double parpy_acc0 = (-HUGE_VAL);"), std::string::npos) << q.code;
+  EXPECT_NE(q.code.find("parpy_acc0 = parpy_acc0 < parpy_v0 ? parpy_v0 : parpy_acc0;"), std::string::npos) << q.code;
+  EXPECT_NE(q.code.find("parpy_nan0 |= parpy_v0 != parpy_v0;"), std::string::npos) << q.code;
+  EXPECT_NE(q.code.find("parpy_max(v_y[v_i], (double)(parpy_nan0 ? (double)NAN : parpy_acc0))"), std::string::npos)
+      << q.code;
 }
 
 TEST(PrintCpu, DeclaresLocals) {
