@@ -61,18 +61,20 @@ def test_folded_int_to_float32_rounds_once(backend, v):
 
 
 @parpy.jit
-def int64_ops(a, b, x, out, N):
+def int64_ops(a, b, out, N):
+    # Only folded values are stored: int64 overflow in the generated code itself is undefined in
+    # C and C++, so these limits are tested on the compiler's folding alone.
     parpy.label("N")
     for i in range(N):
-        out[0, i] = a + b + x[i]
-        out[1, i] = a - b + x[i]
-        out[2, i] = a * b + x[i]
-        out[3, i] = -a + x[i]
-        out[4, i] = a**3 + x[i]
-        out[5, i] = (a << 5) + x[i]
-        out[6, i] = (a >> 3) + x[i]
-        out[7, i] = a // b + x[i]
-        out[8, i] = a % b + x[i]
+        out[0, i] = a + b
+        out[1, i] = a - b
+        out[2, i] = a * b
+        out[3, i] = -a
+        out[4, i] = a**3
+        out[5, i] = a << 5
+        out[6, i] = a >> 3
+        out[7, i] = a // b
+        out[8, i] = a % b
 
 
 @pytest.mark.parametrize(
@@ -80,19 +82,15 @@ def int64_ops(a, b, x, out, N):
     [(I64.max, 1), (I64.min, -2), (I64.max, I64.max), (I64.min, 3), (3037000500, -3037000499),
      (-7, 2), (2**40 + 3, 2**33 - 1)],
 )
-def test_folded_int64_arithmetic_wraps_like_numpy(backend, a, b, request):
-    if backend == parpy.CompileBackend.Cuda and (a, b) in [(I64.max, 1), (I64.min, -2), (I64.min, 3)]:
-        # Seen on an H200: some rows wrap differently on Cuda (to be fixed).
-        request.applymarker(pytest.mark.xfail(strict=True, reason="Cuda int64 wrap-around at the limits"))
-    x = np.random.randint(-1000, 1000, N).astype(np.int64)
+def test_folded_int64_arithmetic_wraps_like_numpy(backend, a, b):
     out = np.zeros((9, N), dtype=np.int64)
-    int64_ops(a, b, x, out, N, opts=opts(backend))
+    int64_ops(a, b, out, N, opts=opts(backend))
     A, B = np.int64(a), np.int64(b)
     with np.errstate(over="ignore"):
         expected = [A + B, A - B, A * B, -A, A * A * A, A << np.int64(5), A >> np.int64(3),
                     A // B, A % B]
-        for k, e in enumerate(expected):
-            np.testing.assert_array_equal(out[k], e + x, err_msg=f"row {k}")
+    for k, e in enumerate(expected):
+        np.testing.assert_array_equal(out[k], np.full(N, e), err_msg=f"row {k}")
 
 
 def cuda_opts(labels):
