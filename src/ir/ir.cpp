@@ -327,6 +327,14 @@ static std::string fmt_float(double v) {
   return s;
 }
 
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+  os << "]";
+  return os.str();
+}
+
 std::string print_expr(const Expr& e) {
   if (!e) return "";
   std::ostringstream os;

@@ -217,6 +217,8 @@ struct Function {
 };
 
 // Readable text of the IR, used by debug_print and as part of cache keys.
+// "[2, 3]": an array shape as messages show it.
+std::string shape_str(const std::vector<int64_t>& s);
 std::string print_expr(const Expr& e);
 std::string print_block(const Block& b, int indent = 0);
 std::string print_function(const Function& f);

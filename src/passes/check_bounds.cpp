@@ -82,14 +82,6 @@ bool fits(const Range& r, ElemSize e) {
   return r.lo >= lo && r.hi <= hi;
 }
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  os << "]";
-  return os.str();
-}
-
 // The source text of e, or its IR form where the source is unknown.
 std::string text(const Expr& e) {
   std::string s = source_text(e->span);

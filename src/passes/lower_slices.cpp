@@ -12,14 +12,6 @@ const char* kReduceMsg =
     "\nReduce operations must be used on a slice expression, containing the right-hand side of "
     "an assigment.";
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  os << "]";
-  return os.str();
-}
-
 bool has_slice(const Expr& e) {
   bool found = false;
   visit_expr(e, [&](const Expr& x) {

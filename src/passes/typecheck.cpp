@@ -17,7 +17,8 @@ Cat cat(ElemSize e) {
   return Cat::Float;
 }
 
-std::string shape_str(const std::vector<int64_t>& s) {
+// "[2,3]" (the form of this message, without spaces).
+std::string compact_shape_str(const std::vector<int64_t>& s) {
   std::ostringstream os;
   os << "[";
   for (size_t i = 0; i < s.size(); ++i) os << (i ? "," : "") << s[i];
@@ -479,7 +480,7 @@ class TypeChecker {
     size_t n = e->args.size() - 1;
     if (n > shape.size())
       type_fail("Indexing with " + std::to_string(n) + " dimensions on tensor of shape " +
-                    shape_str(shape),
+                    compact_shape_str(shape),
                 e->span);
     std::vector<Expr> args{target};
     for (size_t k = 0; k < n; ++k) {
