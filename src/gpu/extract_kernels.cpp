@@ -444,7 +444,7 @@ class KernelBuilder {
     // wider inner layers use the multi-block forms below.
     cluster_ = opts_.use_cuda_thread_block_clusters && inner_blocks_ > 1 &&
                inner_blocks_ <= std::min<int64_t>(opts_.max_thread_blocks_per_cluster, 16);
-    if (!cluster_ && needs_grid_barrier(root)) return split(root);
+    if (needs_grid_barrier(root)) return split(root);
 
     Kernel kern;
     kern.name = prog_.name + "_k" + std::to_string(prog_.kernels.size());
@@ -519,18 +519,22 @@ class KernelBuilder {
   }
 
   // Statements of a kernel body that run once per block need a grid-wide barrier to see the
-  // work of other blocks; one kernel has none. With several blocks per inner layer, a body with
-  // more than one inner parallel loop, or statements after one, is split into kernels.
+  // work of other blocks; one kernel has none. Each iteration of a loop of an outer layer runs on
+  // several blocks (those of the layers inside it), and with several blocks per inner layer (no
+  // cluster) so does each iteration of the innermost parallel loops' parent: a body there with
+  // more than one parallel step, or statements after one, is split into kernels.
   bool needs_grid_barrier(const Stmt& root) {
-    if (inner_blocks_ == 1 || k_ == 0) return false;
+    if (k_ == 0) return false;
     return !single_inner_step(root->body, 1);
   }
 
-  // Whether the body of a loop at depth d needs no barrier across blocks: above the innermost
-  // layer it is one loop of the next layer, and at the innermost layer's parent it is one
-  // inner loop, or `dst = neutral` then a reduction into dst (the last block to finish sees the
-  // initialisation).
+  // Whether the body of a loop at depth d needs no barrier across blocks. Locals that every thread
+  // computes first read only what earlier kernels wrote. Above the innermost layer what remains is
+  // nothing, one loop of the next layer, or a branch whose arms are such bodies; at the innermost
+  // layer's parent, when it spans several blocks, one inner loop, or `dst = neutral` then a
+  // reduction into dst (the last block to finish sees the initialisation).
   bool single_inner_step(const Block& body, size_t d) {
+    if (d == k_ && (inner_blocks_ == 1 || cluster_)) return true;
     Block top;
     for (const auto& st : body) {
       if (st->kind == StmtKind::WithGpu)
@@ -538,15 +542,18 @@ class KernelBuilder {
       else
         top.push_back(st);
     }
-    if (d < k_)
-      return top.size() == 1 && top[0]->kind == StmtKind::For && top[0]->par.is_parallel() &&
-             single_inner_step(top[0]->body, d + 1);
-    // Locals computed first by every thread read only what earlier kernels wrote.
     size_t first = 0;
     while (first < top.size() && top[first]->kind == StmtKind::Assign && top[first]->lhs->kind == ExprKind::Var &&
            top[first]->defines)
       ++first;
     top.erase(top.begin(), top.begin() + static_cast<std::ptrdiff_t>(first));
+    if (d < k_) {
+      if (top.empty()) return true;
+      if (top.size() != 1) return false;
+      if (top[0]->kind == StmtKind::If)
+        return single_inner_step(top[0]->body, d) && single_inner_step(top[0]->orelse, d);
+      return top[0]->kind == StmtKind::For && top[0]->par.is_parallel() && single_inner_step(top[0]->body, d + 1);
+    }
     auto inner_work = [](const Stmt& st) {
       return st->kind == StmtKind::For && (st->par.is_parallel() || st->par.reduction);
     };
@@ -575,11 +582,6 @@ class KernelBuilder {
     auto trimmed = copy(root_in);
     trimmed->body.assign(root_in->body.begin() + static_cast<std::ptrdiff_t>(first), root_in->body.end());
     Stmt root = trimmed;
-    if (k_ != 1)
-      fail("This parallel loop nest needs a barrier across thread blocks between its inner parallel "
-           "loops, which the Cuda backend supports for two levels of parallel loops only. Use at "
-           "most " + std::to_string(tpb_) + " threads for the inner loops.",
-           root->span);
     if (root->lo->kind != ExprKind::Int || root->hi->kind != ExprKind::Int || root->step <= 0)
       fail("Splitting this parallel loop into kernels needs constant bounds and a positive step.", root->span);
     int64_t lo = root->lo->ival, extent = 0;
@@ -650,17 +652,31 @@ class KernelBuilder {
     body = widen(body);
     // Cut after every statement that touches memory or loops: other blocks see its effects only
     // from the next kernel on.
+    // In a gpu block (one iteration), a sequential loop holding parallel loops moves to the host
+    // and launches the kernels of its body in every iteration.
+    bool gpu_root = root->var == "$gpu";
+    auto host_loop = [&](const Stmt& st) {
+      return gpu_root && st->kind == StmtKind::For && !st->par.is_parallel() && contains_parallel(st);
+    };
     std::vector<Block> pieces(1);
     for (const auto& st : body) {
+      if (host_loop(st) && !pieces.back().empty()) pieces.emplace_back();
       pieces.back().push_back(st);
       if (contains_array_access(st) || contains_loop({st})) pieces.emplace_back();
     }
     if (pieces.back().empty()) pieces.pop_back();
-    if (pieces.size() == 1)
-      fail("This parallel loop nest needs a barrier across thread blocks inside a statement, which "
-           "the Cuda backend does not support. Use at most " + std::to_string(tpb_) +
-               " threads for the inner loops.",
+    if (pieces.size() == 1 && !host_loop(pieces[0][0])) {
+      if (k_ == 1)
+        fail("This parallel loop nest needs a barrier across thread blocks inside a statement, which "
+             "the Cuda backend does not support. Use at most " + std::to_string(tpb_) +
+                 " threads for the inner loops.",
+             root->span);
+      fail("This parallel loop nest needs a barrier across thread blocks inside a parallel loop that is "
+           "nested in another parallel loop, which the Cuda backend does not support: it splits only the "
+           "body of the outermost parallel loop into kernels. Make the middle parallel loops sequential, "
+           "or use at most " + std::to_string(tpb_) + " threads for the innermost loops.",
            root->span);
+    }
     // A local naming arrays that an earlier piece assigned at its top level (`a = x`) is
     // assigned again, in the same order, by every later piece: a pointer copy has no effects.
     Block launches, replayed;
@@ -668,6 +684,22 @@ class KernelBuilder {
       auto r = copy(root);
       r->body = prefix;
       r->body.insert(r->body.end(), replayed.begin(), replayed.end());
+      if (host_loop(piece[0])) {
+        const Stmt& loop = piece[0];
+        for (const Expr* e : {&loop->lo, &loop->hi})
+          visit_expr(*e, [&](const Expr& x) {
+            if (x->kind == ExprKind::Access)
+              fail("This sequential loop holds parallel loops that need a barrier across thread blocks, so "
+                   "it runs on the host, but its bounds are computed on the GPU. Compute the bounds outside "
+                   "the 'with parpy.gpu:' block.",
+                   loop->span);
+          });
+        for (const auto& st : read_shared_once(loop->body, shared, iter)) r->body.push_back(st);
+        auto h = copy(loop);
+        h->body = make_kernels(with_gpu(r->body, loop->span));
+        launches.push_back(h);
+        continue;
+      }
       for (const auto& st : read_shared_once(piece, shared, iter)) r->body.push_back(st);
       for (const auto& l : make_kernels(r)) launches.push_back(l);
       for (const auto& st : piece)

@@ -622,7 +622,9 @@ TEST(GpuSplit, ScratchIsSizedByTripCountNotWorkers) {
   EXPECT_EQ(p.scratch[0].count, 10);
 }
 
-TEST(GpuSplit, ThreeLevelNestNeedingASplitFails) {
+// Each iteration of the outer loop runs on the blocks of the middle layer: the two middle loops
+// are cut into two kernels over the outer loop, and each keeps its three layers.
+TEST(GpuSplit, ThreeLevelNestWithTwoMiddleLoopsIsSplitIntoKernels) {
   // for i (10) [O]: { for k (4) [M]: for j (4096) [P]: y[..] = x[..] ; for k (4) [M]: for j [P]: x[..] = y[..] }
   auto ix = [] { return std::vector<Expr>{V("i"), V("k"), V("j")}; };
   Function f = fn("f", {"x", "y"},
@@ -630,15 +632,33 @@ TEST(GpuSplit, ThreeLevelNestNeedingASplitFails) {
                        {For("k", 0, 4, {For("j", 0, 4096, {A(S("y", ix()), S("x", ix()))}, {"P"})}, {"M"}),
                         For("k", 0, 4, {For("j", 0, 4096, {A(S("x", ix()), S("y", ix()))}, {"P"})}, {"M"})},
                        {"O"})});
-  CompileError e = error_of([&] {
-    gpu_program(f, {f32({10, 4, 4096}), f32({10, 4, 4096})},
-                cuda_opts({{"O", threads(10)}, {"M", threads(4)}, {"P", threads(4096)}}));
-  });
-  EXPECT_TRUE(has(e.message(), "two levels")) << e.message();
-  EXPECT_EQ(e.message(),
-            "This parallel loop nest needs a barrier across thread blocks between its inner parallel "
-            "loops, which the Cuda backend supports for two levels of parallel loops only. Use at most "
-            "1024 threads for the inner loops.");
+  GpuProgram p = gpu_program(f, {f32({10, 4, 4096}), f32({10, 4, 4096})},
+                             cuda_opts({{"O", threads(10)}, {"M", threads(4)}, {"P", threads(4096)}}));
+  ASSERT_EQ(p.kernels.size(), 2u) << all_kernels(p);
+  for (const auto& k : p.kernels) {
+    EXPECT_EQ(k.block_threads, 1024);
+    EXPECT_EQ(k.grid_blocks, 10 * 4 * 4);
+  }
+  EXPECT_TRUE(has(print_block(p.kernels[0].body), "y[")) << all_kernels(p);
+  EXPECT_TRUE(has(print_block(p.kernels[1].body), "x[")) << all_kernels(p);
+}
+
+// With one block per middle iteration, statements between parallel loops of an outer layer still
+// run on several blocks: a gpu block's parallel loop over blocks followed by a store is two
+// kernels, so the store runs once and after every block (found by the Cuda fuzzer).
+TEST(GpuSplit, StatementAfterAParallelLoopOverBlocksInAGpuBlockIsItsOwnKernel) {
+  // with gpu: { for i (8) [N]: { s = 1; for r (4) [R] reduce: s = s + x[r] ; y[i] = s } ; z[0] = z[0] * 2 }
+  Stmt red = For("r", 0, 4, {A(V("s"), add(V("s"), S("x", {V("r")})))}, {"R"});
+  Stmt outer = For("i", 0, 4, {A(V("s"), F(1.0)), red, A(S("y", {V("i")}), V("s"))}, {"N"});
+  Stmt after = A(S("z", {I(0)}), mul(S("z", {I(0)}), F(2.0)));
+  Function f = fn("f", {"x", "y", "z"}, {with_gpu({outer, after}, sp())});
+  auto opts = cuda_opts({{"N", threads(8)}, {"R", reduce_threads(32)}});
+  GpuProgram p = gpu_program(f, {f32({4}), f32({4}), f32({1})}, opts);
+  ASSERT_EQ(p.kernels.size(), 2u) << all_kernels(p);
+  EXPECT_EQ(p.kernels[0].grid_blocks, 8) << all_kernels(p);
+  EXPECT_EQ(p.kernels[1].grid_blocks, 1) << all_kernels(p);
+  EXPECT_TRUE(has(print_block(p.kernels[1].body), "z[0]")) << all_kernels(p);
+  EXPECT_FALSE(has(print_block(p.kernels[0].body), "z[0]")) << all_kernels(p);
 }
 
 // A middle loop holding two wide inner loops needs a barrier across blocks between them.
@@ -658,7 +678,7 @@ TEST(GpuSplit, ThreeLevelNestWithTwoWideInnerLoopsInTheMiddleLoopFails) {
     gpu_program(f, {f32({10, 4, 4096}), f32({10, 4, 4096})},
                 cuda_opts({{"O", threads(10)}, {"M", threads(4)}, {"P", threads(4096)}}));
   });
-  EXPECT_TRUE(has(e.message(), "two levels")) << e.message();
+  EXPECT_TRUE(has(e.message(), "nested in another parallel loop")) << e.message();
 }
 
 // =============================================================================================
@@ -718,11 +738,12 @@ TEST(GpuStructure, SiblingsWithDifferentOuterLayers) {
             0u)
       << e.message();
   EXPECT_EQ(e.kind(), ErrorKind::Runtime);
-  // The same outer layers with different inner ones are fine.
+  // The same outer layers with different inner ones are fine. Each middle loop runs on blocks of
+  // its own, so the second waits for every block of the first: a kernel each.
   GpuProgram p =
       gpu_program(f, {f32({10, 4, 64})},
                   cuda_opts({{"O", threads(10)}, {"P1", threads(4)}, {"P2", threads(4)}, {"K", threads(64)}}));
-  EXPECT_EQ(p.kernels.size(), 1u);
+  EXPECT_EQ(p.kernels.size(), 2u) << all_kernels(p);
 }
 
 TEST(GpuStructure, BranchesWithDifferentStructure) {

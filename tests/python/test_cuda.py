@@ -1,6 +1,7 @@
 """The Cuda backend: generated CUDA compiles everywhere nvcc is (no GPU needed); the programs
 run on a GPU where one is present, with numpy, torch and CuPy arrays."""
 
+import re
 import shutil
 import subprocess
 
@@ -449,3 +450,119 @@ def test_whole_and_two_part_builds_run(mode, monkeypatch, tmp_path):
     cubins = list(tmp_path.glob("*-cuda.cubin"))
     assert (len(cubins) == 2) == (mode == "two-part"), sorted(p.name for p in tmp_path.iterdir())
     parpy.clear_cache()
+
+
+# Each iteration of a loop of an outer layer runs on several blocks (those of the layers inside it).
+# A statement next to such a loop must run once, after every block of the loop (found by the Cuda
+# fuzzer: the store below ran once per block, here eight times).
+@parpy.jit
+def gpu_block_store_after_blocks(x, y, z, N):
+    with parpy.gpu:
+        parpy.label("N")
+        for i in range(N):
+            s = 1.0
+            parpy.label("R")
+            for r in range(N):
+                s = s + x[i, r]
+            y[i] = s
+        z[0] *= y[N - 1] + 1.0
+
+
+@needs_gpu
+def test_gpu_block_statement_after_a_loop_over_blocks_runs_once():
+    rng = np.random.default_rng(31)
+    x = rng.random((4, 4))
+    y = np.zeros(4)
+    z = rng.random(1) + 0.5
+    want_y = 1.0 + x.sum(axis=1)
+    want_z = z * (want_y[3] + 1.0)
+    gpu_block_store_after_blocks(x, y, z, 4, opts=opts_for({"N": parpy.threads(8), "R": parpy.threads(32).reduce()}))
+    np.testing.assert_allclose(y, want_y, rtol=1e-12)
+    np.testing.assert_allclose(z, want_z, rtol=1e-12)
+
+
+# The second middle loop reads, reversed, what other blocks of the first one wrote.
+@parpy.jit
+def two_middle_loops(x, y, N, M, K):
+    parpy.label("O")
+    for i in range(N):
+        parpy.label("M")
+        for k in range(M):
+            parpy.label("P")
+            for j in range(K):
+                y[i, k, j] = x[i, k, j] * 2.0
+        parpy.label("M")
+        for k in range(M):
+            parpy.label("P")
+            for j in range(K):
+                x[i, k, j] = y[i, M - 1 - k, K - 1 - j] + 1.0
+
+
+@needs_gpu
+@pytest.mark.parametrize("inner", [64, 4096])
+def test_three_level_nest_with_two_middle_loops(inner):
+    rng = np.random.default_rng(32)
+    x = rng.random((6, 4, inner)).astype(np.float32)
+    y = np.zeros_like(x)
+    want_y = x * 2.0
+    want_x = want_y[:, ::-1, ::-1] + 1.0
+    opts = opts_for({"O": parpy.threads(6), "M": parpy.threads(4), "P": parpy.threads(inner)})
+    two_middle_loops(x, y, 6, 4, inner, opts=opts)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(x, want_x)
+
+
+def test_statement_after_a_loop_over_blocks_is_a_kernel_of_its_own():
+    # Without a GPU: the code shows the store in a one-block kernel of its own.
+    x = np.zeros((4, 4))
+    code = parpy.print_compiled(gpu_block_store_after_blocks, [x, x[0], x[0, :1], 4],
+                                opts_for({"N": parpy.threads(8), "R": parpy.threads(32).reduce()}))
+    launches = set(re.findall(r"_k(\d+)(?:_vec)?<<<dim3\((\d+)\)", code))
+    assert launches == {("0", "8"), ("1", "1")}, code
+    k1 = code[code.index("void __launch_bounds__(32) parpy_kernel_gpu_block_store_after_blocks_k1"):]
+    assert "v_z[" in k1 and "v_z[" not in code[: code.index("parpy_kernel_gpu_block_store_after_blocks_k1")], code
+
+
+# A sequential loop of a gpu block that holds such a loop runs on the host and launches the kernels
+# of its body in every iteration; a local of the block lives in device memory across them.
+@parpy.jit
+def gpu_block_time_steps(x, y, N, T):
+    with parpy.gpu:
+        c = x[0, 0] + 1.0
+        for t in range(T):
+            parpy.label("N")
+            for i in range(N):
+                parpy.label("R")
+                for j in range(N):
+                    y[i, j] = y[i, j] + x[i, j] * c
+            y[0, 0] = y[0, 0] * 0.5 + y[N - 1, N - 1]
+            c = c * 0.5 + parpy.operators.float64(t)
+
+
+def time_steps_reference(x, y, N, T):
+    c = x[0, 0] + 1.0
+    for t in range(T):
+        y += x * c
+        y[0, 0] = y[0, 0] * 0.5 + y[N - 1, N - 1]
+        c = c * 0.5 + t
+
+
+TIME_STEP_OPTS = {"N": parpy.threads(8), "R": parpy.threads(32)}
+
+
+def test_gpu_block_sequential_loop_over_blocks_runs_on_the_host():
+    x = np.zeros((8, 8))
+    code = parpy.print_compiled(gpu_block_time_steps, [x, x, 8, 3], opts_for(TIME_STEP_OPTS))
+    entry = code[code.index("static int32_t v_gpu_block_time_steps"):]
+    assert re.search(r"for \(int64_t v_t = 0; v_t < 3; \+\+v_t\) \{", entry), entry
+
+
+@needs_gpu
+def test_gpu_block_sequential_loop_over_blocks():
+    rng = np.random.default_rng(33)
+    x = rng.random((8, 8))
+    y = rng.random((8, 8))
+    want = y.copy()
+    time_steps_reference(x, want, 8, 5)
+    gpu_block_time_steps(x, y, 8, 5, opts=opts_for(TIME_STEP_OPTS))
+    np.testing.assert_allclose(y, want, rtol=1e-12)

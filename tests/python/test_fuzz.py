@@ -141,8 +141,6 @@ def test_fuzz_build_and_run(part, tmp_path):
 
 
 @pytest.mark.skipif(not parpy.backend.is_enabled(parpy.CompileBackend.Cuda), reason="needs a GPU")
-@pytest.mark.xfail(strict=True, reason="known Cuda bug: a statement of a `with parpy.gpu:` block after a "
-                   "parallel loop spread over several blocks runs once per block")
 def test_fuzz_cuda_build_and_run(tmp_path):
     s = fuzz.run(200, fuzz.CUDA, jobs=4, seed=8000 + SEED, time_limit=900,
                  fail_dir=str(tmp_path / "failures"))  # fmt: skip
