@@ -307,12 +307,22 @@ class Converter {
     if (kind(v) != "Constant" || !nb::isinstance<nb::int_>(v.attr("value")) ||
         nb::isinstance<nb::bool_>(v.attr("value")))
       fail("Range step size must be an integer literal", span(a));
-    int64_t magnitude = 0;
-    if (!nb::try_cast<int64_t>(v.attr("value"), magnitude))
-      fail("Range step size must be between -(2**63 - 1) and 2**63 - 1 (a 64-bit integer)", span(a));
-    int64_t step = sign * magnitude;
+    int64_t step = signed_literal(v.attr("value"), sign, "Range step size", span(a));
     if (step == 0) fail("Range step size must be non-zero", span(a));
     return step;
+  }
+
+  // sign * value of an integer literal (-9223372036854775808 included), or an error at sp.
+  static int64_t signed_literal(nb::handle value, int64_t sign, const char* what, const Span& sp) {
+    nb::object v = sign < 0 ? nb::steal(PyNumber_Negative(value.ptr())) : nb::borrow(value);
+    int64_t out = 0;
+    if (!v.is_valid() || !nb::try_cast<int64_t>(v, out)) {
+      PyErr_Clear();
+      fail(std::string(what) + " " + nb::cast<std::string>(nb::str(v.is_valid() ? v : nb::borrow(value))) +
+               " does not fit in 64 bits: use a value from -2**63 to 2**63 - 1",
+           sp);
+    }
+    return out;
   }
 
   Expr target(nb::handle t) {
@@ -614,7 +624,7 @@ class Converter {
       if (kind(v) != "Constant" || !nb::isinstance<nb::int_>(v.attr("value")) ||
           nb::isinstance<nb::bool_>(v.attr("value")))
         fail("Expected integer literal value for 'axis' keyword argument", span(kw.attr("value")));
-      axis = sign * nb::cast<int64_t>(v.attr("value"));
+      axis = signed_literal(v.attr("value"), sign, "Axis", span(kw.attr("value")));
     }
     return axis;
   }

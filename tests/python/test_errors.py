@@ -268,6 +268,36 @@ def test_range_step_zero():
     assert str(e.value) == loc("Range step size must be non-zero", "step_zero", "-0")
 
 
+def test_range_step_that_does_not_fit_in_64_bits():
+    # Decoration time (the error was a bare "std::bad_cast"). -2**63 itself fits (h decorates).
+    with pytest.raises(RuntimeError) as e:
+
+        @parpy.jit
+        def f(x, N):
+            parpy.label("N")
+            for i in range(0, N, 1180591620717411303424):  # @step_huge
+                x[i] = 1.0
+
+    msg = "Range step size 1180591620717411303424 does not fit in 64 bits: use a value from -2**63 to 2**63 - 1"
+    assert str(e.value) == loc(msg, "step_huge", "1180591620717411303424")
+    with pytest.raises(RuntimeError) as e:
+
+        @parpy.jit
+        def g(x, N):
+            parpy.label("N")
+            for i in range(0, N, -9223372036854775809):  # @step_low
+                x[i] = 1.0
+
+    msg = "Range step size -9223372036854775809 does not fit in 64 bits: use a value from -2**63 to 2**63 - 1"
+    assert str(e.value) == loc(msg, "step_low", "-9223372036854775809")
+
+    @parpy.jit
+    def h(x, N):
+        parpy.label("N")
+        for i in range(N - 1, -1, -9223372036854775808):
+            x[i] = 1.0
+
+
 def test_more_than_one_target():
     # Decoration time.
     with pytest.raises(RuntimeError) as e:

@@ -358,5 +358,5 @@ def test_range_step_beyond_int64_is_an_error():
             for i in range(0, 10, 9223372036854775808):  # @huge_step
                 out[0] = i
 
-    msg = "Range step size must be between -(2**63 - 1) and 2**63 - 1 (a 64-bit integer)"
+    msg = "Range step size 9223372036854775808 does not fit in 64 bits: use a value from -2**63 to 2**63 - 1"
     assert str(e.value) == loc(msg, "huge_step", "9223372036854775808")
