@@ -103,6 +103,8 @@ class KernelBuilder {
   // lives in that kernel's registers, so no later kernel or host code can use it.
   std::map<std::string, Span> device_arrays_;
   int counter_ = 0;
+  // The parallel loops around the statement being transformed, outer to inner.
+  std::vector<Stmt> enclosing_;
 
   // The kernel being built.
   std::vector<int64_t> layers_;
@@ -745,6 +747,8 @@ class KernelBuilder {
     return out;
   }
 
+  static bool is_zero(const Expr& e) { return e->kind == ExprKind::Int && e->ival == 0; }
+
   Expr leader() {
     Expr first = iop(BinOp::Eq, ivar(kThreadIdx), ilit(0));
     if (inner_blocks_ == 1) return first;
@@ -885,7 +889,10 @@ class KernelBuilder {
         if (d == k_ && s->par.reduction) return reduction(s, d);
         if (s->par.reduction)
           fail("A reduction over a parallel loop that has parallel loops inside it is not supported.", s->span);
-        return {guarded(grid_stride(s, d, transform_block(s->body, d + 1)), d, workers_of(s, d))};
+        enclosing_.push_back(s);
+        Block inner = transform_block(s->body, d + 1);
+        enclosing_.pop_back();
+        return {guarded(grid_stride(s, d, std::move(inner)), d, workers_of(s, d))};
       }
       case StmtKind::While: case StmtKind::If: {
         auto n = copy(s);
@@ -942,10 +949,32 @@ class KernelBuilder {
     }
     if (dst->kind != ExprKind::Access)
       fail("A reduction over more than one thread block must write to an array element on the GPU.", st->span);
+    // One slot of partials and a ticket counter per iteration of the enclosing parallel loops: a
+    // block that runs several iterations (more iterations than workers) may reach the next one
+    // before the last block of this one has read the partials, so slots are never reused within a
+    // launch (the last block resets its counter for the next launch).
+    int64_t slots = 1;
+    Expr slot = ilit(0);
+    for (const Stmt& l : enclosing_) {
+      if (l->lo->kind != ExprKind::Int || l->hi->kind != ExprKind::Int)
+        fail("A reduction over more than one thread block needs the bounds of the parallel loops around "
+             "it to be known when the function is specialised. Compute the bounds from the arguments, or "
+             "use at most " + std::to_string(tpb_) + " threads for the reduction.",
+             l->span);
+      int64_t trips = std::max<int64_t>(range_trips(l->lo->ival, l->hi->ival, l->step), 1);
+      if (__builtin_mul_overflow(slots, trips, &slots) || slots > (int64_t{1} << 28) / inner_blocks_)
+        fail("A reduction over more than one thread block inside these parallel loops needs one slot per "
+             "iteration of the loops, too many for device memory. Use at most " + std::to_string(tpb_) +
+                 " threads for the reduction.",
+             s->span);
+      Expr iter = ivar(l->var);
+      if (l->lo->ival != 0) iter = iop(BinOp::Sub, iter, ilit(l->lo->ival));
+      if (l->step != 1) iter = iop(BinOp::FloorDiv, iter, ilit(l->step));
+      slot = is_zero(slot) ? iter : iop(BinOp::Add, iop(BinOp::Mul, slot, ilit(trips)), iter);
+    }
     std::string partials = fresh("partials"), counters = fresh("counters");
-    prog_.scratch.push_back({partials, at, outer_ * inner_blocks_, false});
-    prog_.scratch.push_back({counters, ElemSize::U32, outer_, true});
-    Expr slot = k_ == 0 ? ilit(0) : ivar("$outer");
+    prog_.scratch.push_back({partials, at, slots * inner_blocks_, false});
+    prog_.scratch.push_back({counters, ElemSize::U32, slots, true});
     Expr block_in_group = iop(BinOp::Mod, ivar(kBlockIdx), ilit(inner_blocks_));
     Expr last = call("$multiblock_reduce_" + suffix,
                      {accv, ne, var(partials, {}, Type::pointer(at)), var(counters, {}, Type::pointer(ElemSize::U32)),

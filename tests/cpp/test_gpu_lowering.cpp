@@ -427,6 +427,23 @@ TEST(GpuReduce, MultiBlockReduction) {
   EXPECT_TRUE(has(code, "800 * sizeof(float)")) << code;
 }
 
+// More rows than outer workers: a block runs several rows, and may reach its next row's reduction
+// before the last block of this row has read the partials, so every row has slots of its own (found
+// by the Cuda fuzzer: the rows after the first pass kept their initial value).
+TEST(GpuReduce, MultiBlockReductionSlotsPerIterationNotPerWorker) {
+  auto opts = cuda_opts({{"O", threads(8)}, {"R", reduce_threads(1024, 128)}});
+  GpuProgram p = gpu_program(row_sums(12, 5000), {f32({12, 5000}), f32({12})}, opts);
+  ASSERT_EQ(p.kernels.size(), 1u) << all_kernels(p);
+  EXPECT_EQ(p.kernels[0].grid_blocks, 64);
+  const Scratch* partials = nullptr;
+  const Scratch* counters = nullptr;
+  for (const auto& s : p.scratch) (s.zeroed ? counters : partials) = &s;
+  ASSERT_NE(partials, nullptr);
+  ASSERT_NE(counters, nullptr);
+  EXPECT_EQ(partials->count, 12 * 8);
+  EXPECT_EQ(counters->count, 12);
+}
+
 TEST(GpuReduce, MultiBlockReductionAfterItsInitialisationStaysOneKernel) {
   // for i (100): out[i] = 0.0; for j (threads 1024, tpb 256, reduce): out[i] += x[i, j]
   // The initialisation is narrowed to the first thread of the row's first block.

@@ -566,3 +566,29 @@ def test_gpu_block_sequential_loop_over_blocks():
     time_steps_reference(x, want, 8, 5)
     gpu_block_time_steps(x, y, 8, 5, opts=opts_for(TIME_STEP_OPTS))
     np.testing.assert_allclose(y, want, rtol=1e-12)
+
+
+# More rows than outer workers with a reduction over several blocks per row: each worker runs
+# several rows, and every row's reduction must complete (found by the Cuda fuzzer).
+@parpy.jit
+def row_max_gpu_block(y, z, N):
+    with parpy.gpu:
+        parpy.label("N")
+        for i in range(N):
+            parpy.label("M")
+            z[i] = parpy.operators.max(y[i, :])
+
+
+@needs_gpu
+@pytest.mark.parametrize("fun", [row_max, row_max_gpu_block])
+@pytest.mark.parametrize("rows,workers", [(12, 8), (37, 5), (8, 8)])
+def test_multiblock_reduction_over_more_rows_than_workers(fun, rows, workers):
+    rng = np.random.default_rng(34)
+    y = rng.standard_normal((rows, 6000))
+    z = np.zeros(rows)
+    labels = {"N": parpy.threads(workers), "M": parpy.threads(2048).tpb(512).reduce()}
+    if fun is row_max:
+        fun(y, z, rows, 6000, opts=opts_for({"outer": labels["N"], "inner": labels["M"]}))
+    else:
+        fun(y, z, rows, opts=opts_for(labels))
+    np.testing.assert_array_equal(z, y.max(axis=1))

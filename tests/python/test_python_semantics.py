@@ -27,9 +27,12 @@ def opts(backend, **labels):
 
 
 def assert_same_floats(actual, expected):
-    """Every element equal, NaN where NaN, and zeros of the same sign."""
+    """Every element equal, NaN where NaN, and zeros of the same sign (a NaN's sign bit is not part
+    of Python's or numpy's semantics: it differs between CPU and GPU instructions)."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
     np.testing.assert_array_equal(actual, expected)
-    np.testing.assert_array_equal(np.signbit(actual), np.signbit(expected))
+    numbers = ~np.isnan(expected)
+    np.testing.assert_array_equal(np.signbit(actual[numbers]), np.signbit(expected[numbers]))
 
 
 # ----- float // and % ---------------------------------------------------------------------------
@@ -62,10 +65,7 @@ def random_pairs(dtype, n=1000):
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 @pytest.mark.parametrize("pairs", [special_pairs, random_pairs])
-def test_float_floordiv_and_mod_match_numpy(backend, dtype, pairs, request):
-    if backend == parpy.CompileBackend.Cuda and pairs is special_pairs and dtype != np.float64:
-        # Seen on an H200: float32/float16 specials (infinities, zeros) still differ on Cuda.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="Cuda float32/16 // and % of specials"))
+def test_float_floordiv_and_mod_match_numpy(backend, dtype, pairs):
     # numpy's floor_divide and remainder: inf // 2.0 and inf % 2.0 are nan, a zero remainder takes
     # the divisor's sign, and x // 0.0 is x / 0.0 (Python raises ZeroDivisionError there).
     a, b = pairs(dtype)

@@ -8,7 +8,6 @@ import weakref
 
 import numpy as np
 import parpy
-import pytest
 
 
 def opts(backend):
@@ -46,6 +45,7 @@ def call(f, backend, a):
 
 def test_deleting_a_jit_function_unloads_its_libraries(backend):
     f = make_scale()
+    gc.collect()
     base, base_maps = loaded(), mapped_libraries()
     # Scalars are compiled in: three values, three libraries no other test has loaded.
     values = [random.random() + k for k in range(3)]
@@ -63,10 +63,7 @@ def test_deleting_a_jit_function_unloads_its_libraries(backend):
         assert not mapped_libraries() - base_maps
 
 
-def test_a_call_in_flight_keeps_the_function_and_its_library(backend, request):
-    if backend == parpy.CompileBackend.Cuda:
-        # Seen on an H200: one library fewer mapped than expected during the call (to be examined).
-        request.applymarker(pytest.mark.xfail(strict=False, reason="Cuda library count during a call"))
+def test_a_call_in_flight_keeps_the_function_and_its_library(backend):
     f = make_scale()
     ref = weakref.ref(f)
     a = random.random()
@@ -80,6 +77,9 @@ def test_a_call_in_flight_keeps_the_function_and_its_library(backend, request):
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(f,)) for _ in range(3)]
+    # Functions of earlier tests that wait in reference cycles are unloaded now, not during the test
+    # (seen on an H200: the count ended one below the base).
+    gc.collect()
     base = loaded()
     call(f, backend, a)
     for t in threads:
