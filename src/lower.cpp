@@ -19,6 +19,7 @@
 #include "passes/lower_helpers.h"
 #include "passes/lower_slices.h"
 #include "passes/resolve_par.h"
+#include "passes/specialize.h"
 #include "passes/typecheck.h"
 
 namespace parpy {

@@ -6,8 +6,8 @@
 
 #include "ir/ir.h"
 #include "ir/options.h"
-#include "passes/check_bounds.h"
-#include "passes/specialize.h"
+#include "ir/bounds.h"
+#include "ir/abi.h"
 
 namespace parpy {
 

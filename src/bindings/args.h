@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "ir/options.h"
-#include "passes/specialize.h"
+#include "ir/abi.h"
 
 namespace parpy {
 

@@ -18,7 +18,7 @@
 #include "bindings/args.h"
 #include "bindings/bind.h"
 #include "bindings/externals.h"
-#include "codegen/c_names.h"
+#include "ir/c_names.h"
 #include "codegen/cpu.h"
 #include "codegen/cuda.h"
 #include "frontend/python_to_ir.h"
@@ -30,6 +30,7 @@
 #include "jit/sha256.h"
 #include "jit/shared_library.h"
 #include "lower.h"
+#include "passes/specialize.h"
 
 namespace nb = nanobind;
 

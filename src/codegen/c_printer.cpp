@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "codegen/c_names.h"
+#include "ir/c_names.h"
 
 namespace parpy {
 

@@ -6,9 +6,9 @@
 #include <sstream>
 #include <vector>
 
-#include "codegen/c_names.h"
+#include "ir/c_names.h"
 #include "codegen/c_printer.h"
-#include "passes/check_bounds.h"
+#include "ir/bounds.h"
 
 namespace parpy {
 

@@ -3,8 +3,8 @@
 #include <vector>
 
 #include "ir/ir.h"
-#include "passes/lower_helpers.h"
-#include "passes/specialize.h"
+#include "ir/calls.h"
+#include "ir/abi.h"
 
 namespace parpy {
 

@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "codegen/c_names.h"
+#include "ir/c_names.h"
 #include "codegen/c_printer.h"
-#include "passes/check_bounds.h"
+#include "ir/bounds.h"
 
 namespace parpy {
 namespace {

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "gpu/gpu_ir.h"
-#include "passes/specialize.h"
+#include "ir/abi.h"
 
 namespace parpy {
 

@@ -4,6 +4,8 @@
 #include <functional>
 #include <string>
 
+#include "passes/lower_helpers.h"
+
 namespace parpy {
 namespace {
 

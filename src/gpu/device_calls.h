@@ -7,7 +7,7 @@
 #include "gpu/extract_kernels.h"
 #include "gpu/gpu_ir.h"
 #include "ir/ir.h"
-#include "passes/lower_helpers.h"
+#include "ir/calls.h"
 
 namespace parpy {
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "ir/ir.h"
-#include "passes/specialize.h"
+#include "ir/abi.h"
 
 namespace parpy {
 

@@ -4,10 +4,11 @@
 #include <map>
 #include <set>
 
-#include "codegen/c_names.h"
+#include "ir/c_names.h"
 #include "passes/array_locals.h"
 #include "passes/constant_fold.h"
 #include "passes/flatten_indices.h"
+#include "passes/typecheck.h"
 
 namespace parpy {
 namespace {

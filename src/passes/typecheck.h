@@ -3,18 +3,11 @@
 #include <string>
 #include <vector>
 
+#include "ir/calls.h"
 #include "ir/ir.h"
 #include "ir/options.h"
 
 namespace parpy {
-// What an expression-level call resolves to: a lowered jit helper or an external
-// (docs/language.md, Functions).
-struct CallTarget {
-  std::string c_name;       // the function the generated code calls
-  std::vector<Type> params;  // declared parameter types (scalars or pointers)
-  Type ret;
-};
-using CallTargets = std::map<std::string, CallTarget>;  // by call name (Function::helpers)
 
 // Types every expression, applies the type rules of docs/language.md, Types (Python numbers are
 // weakly typed; conversions are inserted), resolves neutral elements, marks defining assignments

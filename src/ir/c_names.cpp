@@ -1,4 +1,4 @@
-#include "codegen/c_names.h"
+#include "ir/c_names.h"
 
 #include <cctype>
 #include <cstdio>

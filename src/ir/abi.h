@@ -1,0 +1,35 @@
+// The arguments of a call as the compiler sees them, and the parameters of the generated entry
+// function: what the bindings, the passes and the printers agree on.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ir/types.h"
+
+namespace parpy {
+
+// What the compiler knows about one call argument.
+struct ArgValue {
+  enum class Kind : uint8_t { Int, Float, Array, Dict } kind = Kind::Int;
+  int64_t ival = 0;     // Int, or an integer/bool 0-dim array
+  double fval = 0.0;    // Float, or a float 0-dim array
+  ElemSize elem = ElemSize::I64;  // Array
+  std::vector<int64_t> shape;     // Array; empty for a 0-dim array (a typed scalar)
+  std::vector<std::pair<std::string, ArgValue>> fields;  // Dict, sorted by key
+  // A 0-dim array left on the GPU (Cuda): its value is not known here. It is passed as a pointer
+  // to its element (a one-element array parameter `p`), and specialize() turns each read into
+  // `p[0]`, a load in device code. `path` names the argument as the call does ("#1", "#2[\"k\"]").
+  bool on_device = false;
+  std::string path;
+};
+
+// One parameter of the generated entry function, in calling order (dicts expanded by key).
+struct AbiParam {
+  std::string name;
+  Type type;  // arrays: Tensor with shape; scalars: scalar type (passed, but inlined)
+  bool on_device = false;  // a 0-dim array left on the GPU: a one-element array, only read
+};
+
+}  // namespace parpy
