@@ -11,6 +11,7 @@
 #include "gpu/vectorize.h"
 #include "passes/array_locals.h"
 #include "passes/constant_fold.h"
+#include "ir/reductions.h"
 
 namespace parpy {
 namespace {
@@ -32,33 +33,7 @@ ElemSize acc_type(ElemSize t) {
   }
 }
 
-const char* op_suffix(BinOp op) {
-  switch (op) {
-    case BinOp::Add: return "add";
-    case BinOp::Mul: return "mul";
-    case BinOp::Max: return "max";
-    default: return "min";
-  }
-}
-
-Expr neutral_value(BinOp op, ElemSize t) {
-  ReduceOp r = op == BinOp::Add ? ReduceOp::Sum : op == BinOp::Mul ? ReduceOp::Prod
-             : op == BinOp::Max ? ReduceOp::Max : ReduceOp::Min;
-  if (is_float(t)) {
-    double v = r == ReduceOp::Sum ? 0.0 : r == ReduceOp::Prod ? 1.0 : r == ReduceOp::Max ? -HUGE_VAL : HUGE_VAL;
-    return float_lit(v, {}, false, t);
-  }
-  int64_t lo = 0, hi = 0;
-  switch (t) {
-    case ElemSize::I32: lo = INT32_MIN; hi = INT32_MAX; break;
-    case ElemSize::I64: lo = INT64_MIN; hi = INT64_MAX; break;
-    case ElemSize::U32: hi = UINT32_MAX; break;
-    case ElemSize::U64: hi = -1; break;
-    default: break;
-  }
-  int64_t v = r == ReduceOp::Sum ? 0 : r == ReduceOp::Prod ? 1 : r == ReduceOp::Max ? lo : hi;
-  return int_lit(v, {}, false, t);
-}
+ReduceOp reduction_of(BinOp op) { return reduce_op_of(op).value_or(ReduceOp::Min); }
 
 std::string layer_str(int64_t threads, int64_t tpb) {
   return "ParLayer { threads: " + std::to_string(threads) + ", tpb: " + std::to_string(tpb) + " }";
@@ -919,7 +894,7 @@ class KernelBuilder {
     Type aty = Type::scalar(at);
     std::string acc = fresh("acc");
     Expr accv = var(acc, {}, aty);
-    Expr ne = neutral_value(op, at);
+    Expr ne = neutral_literal(reduction_of(op), at, {});
     Expr value = st->rhs->args[1];
     if (value->ty.elem != at) value = convert(value, aty);
     Block out;
@@ -936,7 +911,7 @@ class KernelBuilder {
       fail("A parallel reduction into the host variable " + dst->name +
                " is not supported on the GPU; reduce into an array element instead.",
            st->span);
-    std::string suffix = op_suffix(op);
+    std::string suffix = combine_name(reduction_of(op));
     if (inner_blocks_ == 1 || cluster_) {
       Expr total_all = cluster_ ? call("$cluster_reduce_" + suffix, {accv, ne}, s->span)
                                 : call("$block_reduce_" + suffix, {accv}, s->span);

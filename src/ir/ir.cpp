@@ -28,11 +28,6 @@ const char* binop_name(BinOp op) {
   return names[static_cast<int>(op)];
 }
 
-const char* reduce_name(ReduceOp op) {
-  static const char* names[] = {"sum", "prod", "max", "min"};
-  return names[static_cast<int>(op)];
-}
-
 bool is_comparison(BinOp op) { return op >= BinOp::Eq && op <= BinOp::Ge; }
 
 std::shared_ptr<ExprNode> copy(const Expr& e) { return std::make_shared<ExprNode>(*e); }

@@ -23,6 +23,7 @@ enum class ReduceOp : uint8_t { Sum, Prod, Max, Min };
 
 const char* unop_name(UnOp op);    // "exp", "-", ...
 const char* binop_name(BinOp op);  // "+", "max", ...
+// The name the user writes (sum, prod, max, min); the other properties are in ir/reductions.h.
 const char* reduce_name(ReduceOp op);
 bool is_comparison(BinOp op);
 

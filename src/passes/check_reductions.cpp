@@ -1,5 +1,7 @@
 #include "passes/check_reductions.h"
 
+#include "ir/reductions.h"
+
 namespace parpy {
 
 static Expr strip_convert(const Expr& e) {
@@ -18,7 +20,7 @@ static Stmt check_loop(const Stmt& s) {
     fail("Left-hand side of reduction must be a variable or tensor access.", st->span);
   std::string target = print_expr(lhs);
   Expr left = strip_convert(rhs->args[0]), right = strip_convert(rhs->args[1]);
-  bool commutative = op == BinOp::Add || op == BinOp::Mul || op == BinOp::Max || op == BinOp::Min;
+  bool commutative = reduce_op_of(op).has_value();
   Expr value = rhs->args[1];
   if (print_expr(left) != target) {
     if (commutative && print_expr(right) == target)

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "passes/constant_fold.h"
+#include "ir/reductions.h"
 
 namespace parpy {
 namespace {
@@ -323,16 +324,6 @@ class SliceLowering {
       inner = {for_loop(vars[d], int_lit(0, s->span), int_lit(ext[d], s->span), 1, inner, s->span,
                         label_list(labels[d], false))};
     out.push_back(inner[0]);
-  }
-
-  static BinOp combine_op(ReduceOp op) {
-    switch (op) {
-      case ReduceOp::Sum: return BinOp::Add;
-      case ReduceOp::Prod: return BinOp::Mul;
-      case ReduceOp::Max: return BinOp::Max;
-      case ReduceOp::Min: return BinOp::Min;
-    }
-    return BinOp::Add;
   }
 
   void reduction(const Stmt& s, const Expr& lhs, const Expr& arg, const std::vector<SliceSub*>& lsubs,

@@ -1,4 +1,5 @@
 #include "passes/typecheck.h"
+#include "ir/reductions.h"
 
 #include <cmath>
 #include <limits>
@@ -291,32 +292,6 @@ class TypeChecker {
     n->name = t.c_name;
     n->args = std::move(args);
     return typed(n, t.ret);
-  }
-
-  Expr neutral_literal(ReduceOp op, ElemSize t, const Span& sp) {
-    switch (op) {
-      case ReduceOp::Sum: return is_float(t) ? float_lit(0.0, sp, false, t) : int_lit(0, sp, false, t);
-      case ReduceOp::Prod: return is_float(t) ? float_lit(1.0, sp, false, t) : int_lit(1, sp, false, t);
-      case ReduceOp::Max: case ReduceOp::Min: {
-        bool mx = op == ReduceOp::Max;
-        if (is_float(t)) return float_lit(mx ? -HUGE_VAL : HUGE_VAL, sp, false, t);
-        // Integer max/min start from the type's minimum/maximum (docs/language.md, Reductions).
-        int64_t lo = 0, hi = 0;
-        switch (t) {
-          case ElemSize::I8: lo = INT8_MIN; hi = INT8_MAX; break;
-          case ElemSize::I16: lo = INT16_MIN; hi = INT16_MAX; break;
-          case ElemSize::I32: lo = INT32_MIN; hi = INT32_MAX; break;
-          case ElemSize::I64: lo = INT64_MIN; hi = INT64_MAX; break;
-          case ElemSize::U8: hi = UINT8_MAX; break;
-          case ElemSize::U16: hi = UINT16_MAX; break;
-          case ElemSize::U32: hi = UINT32_MAX; break;
-          case ElemSize::U64: hi = -1; break;  // all ones: printed as the unsigned maximum
-          default: break;
-        }
-        return int_lit(mx ? lo : hi, sp, false, t);
-      }
-    }
-    internal_fail("unknown reduction", sp);
   }
 
   Expr unary(const Expr& e) {
