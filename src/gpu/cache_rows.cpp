@@ -225,9 +225,7 @@ class RowCache {
         unrolled = true;
         continue;
       }
-      auto n = copy(s);
-      n->body = rewrite(s->body);
-      n->orelse = rewrite(s->orelse);
+      auto n = with_blocks(s, [&](const Block& x) { return rewrite(x); });
       flat.push_back(n);
     }
     return unrolled ? forward(flat) : flat;

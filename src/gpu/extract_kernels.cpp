@@ -58,9 +58,7 @@ class KernelBuilder {
         continue;
       }
       check_host_use(s);
-      auto n = copy(s);
-      n->body = host(s->body);
-      n->orelse = host(s->orelse);
+      auto n = with_blocks(s, [&](const Block& x) { return host(x); });
       out.push_back(n);
     }
     return out;
@@ -349,9 +347,7 @@ class KernelBuilder {
                  std::to_string(width) + " threads.",
              (*e)->span);
       }
-      auto t = copy(s);
-      t->body = transform_block(s->body, d);
-      t->orelse = transform_block(s->orelse, d);
+      auto t = with_blocks(s, [&](const Block& x) { return transform_block(x, d); });
       return {t};
     }
     Block calls;
@@ -596,18 +592,12 @@ class KernelBuilder {
       });
     };
     Block body = map_block_exprs(root->body, to_memory);
-    std::function<Block(const Block&)> undefine = [&](const Block& b) {
-      Block out;
-      for (const auto& st : b) {
-        auto n = copy(st);
-        if (n->kind == StmtKind::Assign && n->lhs->kind == ExprKind::Access) n->defines = false;
-        n->body = undefine(st->body);
-        n->orelse = undefine(st->orelse);
-        out.push_back(n);
-      }
-      return out;
-    };
-    body = undefine(body);
+    body = map_block(body, [](const Stmt& st) -> Block {
+      if (st->kind != StmtKind::Assign || st->lhs->kind != ExprKind::Access) return {st};
+      auto n = copy(st);
+      n->defines = false;
+      return {n};
+    });
     // Declared reductions without threads use the nest's inner layer, as they do in one kernel.
     int64_t inner_threads = layers_[k_], tpb = tpb_;
     std::function<Block(const Block&)> widen = [&](const Block& b) {
@@ -870,9 +860,7 @@ class KernelBuilder {
         return {guarded(grid_stride(s, d, std::move(inner)), d, workers_of(s, d))};
       }
       case StmtKind::While: case StmtKind::If: {
-        auto n = copy(s);
-        n->body = transform_block(s->body, d);
-        n->orelse = transform_block(s->orelse, d);
+        auto n = with_blocks(s, [&](const Block& x) { return transform_block(x, d); });
         return {n};
       }
       case StmtKind::WithGpu: return transform_block(s->body, d);

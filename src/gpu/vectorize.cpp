@@ -204,9 +204,8 @@ Block rewrite(const Block& b, const std::string& worker, int64_t workers,
         continue;
       }
     }
-    auto n = copy(s);
-    n->body = rewrite(s->body, worker, workers, aliased, alignment, changed, counter);
-    n->orelse = rewrite(s->orelse, worker, workers, aliased, alignment, changed, counter);
+    auto n = with_blocks(
+        s, [&](const Block& x) { return rewrite(x, worker, workers, aliased, alignment, changed, counter); });
     out.push_back(n);
   }
   return out;

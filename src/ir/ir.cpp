@@ -302,6 +302,23 @@ Block map_block_exprs(const Block& b, const std::function<Expr(const Expr&)>& f)
   return out;
 }
 
+std::shared_ptr<StmtNode> with_blocks(const Stmt& s, const std::function<Block(const Block&)>& f) {
+  auto n = copy(s);
+  n->body = f(s->body);
+  n->orelse = f(s->orelse);
+  return n;
+}
+
+Block map_block(const Block& b, const std::function<Block(const Stmt&)>& f) {
+  Block out;
+  out.reserve(b.size());
+  for (const auto& s : b) {
+    Block r = f(with_blocks(s, [&](const Block& x) { return map_block(x, f); }));
+    out.insert(out.end(), r.begin(), r.end());
+  }
+  return out;
+}
+
 void visit_block(const Block& b, const std::function<void(const Stmt&)>& f) {
   for (const auto& s : b) {
     f(s);

@@ -173,6 +173,12 @@ Stmt label_stmt(std::string name, Span span);
 
 // Rewrites every expression of a statement tree (lhs, rhs, cond, lo, hi) with f, keeping shape.
 Block map_block_exprs(const Block& b, const std::function<Expr(const Expr&)>& f);
+// A copy of s with its body and else branch rewritten by f (its own fields kept): the step of a
+// pass that recurses by hand into the statements it does not rewrite.
+std::shared_ptr<StmtNode> with_blocks(const Stmt& s, const std::function<Block(const Block&)>& f);
+// Rewrites every statement bottom-up: f sees each statement with its body and else branch already
+// rewritten, and returns the statements that replace it.
+Block map_block(const Block& b, const std::function<Block(const Stmt&)>& f);
 // Visits every statement, pre-order.
 void visit_block(const Block& b, const std::function<void(const Stmt&)>& f);
 // Visits every node of the statement's own expressions (lhs, rhs, cond, lo, hi), not its body.

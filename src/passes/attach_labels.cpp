@@ -12,9 +12,7 @@ Block attach_labels(const Block& b) {
       pending.push_back(s->labels[0]);
       continue;
     }
-    auto n = copy(s);
-    n->body = attach_labels(s->body);
-    n->orelse = attach_labels(s->orelse);
+    auto n = with_blocks(s, [&](const Block& x) { return attach_labels(x); });
     if (!pending.empty()) {
       if (s->kind != StmtKind::For && s->kind != StmtKind::Assign)
         fail("Cannot associate label with non-parallelizable statement", s->span);

@@ -498,14 +498,12 @@ bool runs_in_parallel(const StmtNode& s) {
 Block with_atomics(const Block& b, const std::set<const StmtNode*>& atomic) {
   Block out;
   for (const auto& s : b) {
-    auto n = copy(s);
+    auto n = with_blocks(s, [&](const Block& x) { return with_atomics(x, atomic); });
     if (atomic.count(s.get())) {
       auto [op, value] = *update_of(*s);
       n->atomic = true;
       n->rhs = binop(op, s->lhs, value, s->rhs->span, s->lhs->ty);
     }
-    n->body = with_atomics(s->body, atomic);
-    n->orelse = with_atomics(s->orelse, atomic);
     out.push_back(n);
   }
   return out;

@@ -45,15 +45,10 @@ static Stmt check_loop(const Stmt& s) {
 }
 
 Block check_reductions(const Block& b) {
-  Block out;
-  for (const auto& s : b) {
-    auto n = copy(s);
-    n->body = check_reductions(s->body);
-    n->orelse = check_reductions(s->orelse);
-    if (s->kind == StmtKind::For && s->par.reduction) out.push_back(check_loop(n));
-    else out.push_back(n);
-  }
-  return out;
+  return map_block(b, [](const Stmt& s) -> Block {
+    if (s->kind == StmtKind::For && s->par.reduction) return {check_loop(s)};
+    return {s};
+  });
 }
 
 }  // namespace parpy

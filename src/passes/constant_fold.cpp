@@ -170,18 +170,10 @@ Expr constant_fold(const Expr& e) { return e ? map_expr(e, fold_node) : e; }
 
 // Replaces `if` statements with literal conditions by the branch taken.
 static Block splice_literal_ifs(const Block& b) {
-  Block out;
-  for (const auto& s : b) {
-    if (s->kind == StmtKind::If && s->cond->kind == ExprKind::Bool) {
-      for (const auto& t : splice_literal_ifs(s->cond->bval ? s->body : s->orelse)) out.push_back(t);
-      continue;
-    }
-    auto n = copy(s);
-    n->body = splice_literal_ifs(s->body);
-    n->orelse = splice_literal_ifs(s->orelse);
-    out.push_back(n);
-  }
-  return out;
+  return map_block(b, [](const Stmt& s) -> Block {
+    if (s->kind == StmtKind::If && s->cond->kind == ExprKind::Bool) return s->cond->bval ? s->body : s->orelse;
+    return {s};
+  });
 }
 
 Block constant_fold(const Block& b) {

@@ -83,9 +83,7 @@ Block inline_block(const Block& b, const FindJit& find_jit, const IsExternal& is
   Block out;
   for (const auto& s : b) {
     if (s->kind != StmtKind::Call) {
-      auto n = copy(s);
-      n->body = inline_block(s->body, find_jit, is_external, counter);
-      n->orelse = inline_block(s->orelse, find_jit, is_external, counter);
+      auto n = with_blocks(s, [&](const Block& x) { return inline_block(x, find_jit, is_external, counter); });
       out.push_back(n);
       continue;
     }

@@ -61,9 +61,7 @@ class SliceLowering {
     if (s->kind != StmtKind::Assign) {
       for (const Expr* e : {&s->lhs, &s->rhs, &s->cond, &s->lo, &s->hi})
         if (*e) reject_slices_and_reductions(*e);
-      auto n = copy(s);
-      n->body = block(s->body);
-      n->orelse = block(s->orelse);
+      auto n = with_blocks(s, [&](const Block& x) { return block(x); });
       out.push_back(n);
       return;
     }

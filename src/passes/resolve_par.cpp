@@ -35,15 +35,12 @@ static LoopPar merge_labels(const Stmt& s, const CompileOptions& opts) {
 }
 
 Block resolve_par(const Block& b, const CompileOptions& opts) {
-  Block out;
-  for (const auto& s : b) {
+  return map_block(b, [&](const Stmt& s) -> Block {
+    if (s->kind != StmtKind::For) return {s};
     auto n = copy(s);
-    if (s->kind == StmtKind::For) n->par = merge_labels(s, opts);
-    n->body = resolve_par(s->body, opts);
-    n->orelse = resolve_par(s->orelse, opts);
-    out.push_back(n);
-  }
-  return out;
+    n->par = merge_labels(s, opts);
+    return {n};
+  });
 }
 
 }  // namespace parpy

@@ -67,15 +67,12 @@ class TypeChecker {
 
   // Converts every return value to the helper's result type.
   Block convert_returns(const Block& b, const Type& ret) {
-    Block out;
-    for (const auto& s : b) {
+    return map_block(b, [&](const Stmt& s) -> Block {
+      if (s->kind != StmtKind::Return || !ret.is_scalar()) return {s};
       auto n = copy(s);
-      if (s->kind == StmtKind::Return && ret.is_scalar()) n->rhs = coerce(s->rhs, ret.elem);
-      n->body = convert_returns(s->body, ret);
-      n->orelse = convert_returns(s->orelse, ret);
-      out.push_back(n);
-    }
-    return out;
+      n->rhs = coerce(s->rhs, ret.elem);
+      return {n};
+    });
   }
 
   Block block(const Block& b) {
