@@ -6,10 +6,12 @@
 
 #include "codegen/cpu.h"
 #include "codegen/cuda.h"
+#include "gpu/cache_rows.h"
 #include "gpu/check_host_code.h"
 #include "gpu/device_calls.h"
 #include "gpu/extract_kernels.h"
 #include "gpu/fuse_loops.h"
+#include "gpu/vectorize.h"
 #include "passes/array_locals.h"
 #include "passes/check_bounds.h"
 #include "passes/check_races.h"
@@ -148,6 +150,14 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
     GpuProgram gpu = extract_kernels(name, sp.params, ir, opts, parallel_externals(helpers));
     for (const auto& k : gpu.kernels) st.dump(("extract_kernels: " + k.name).c_str(), k.name, k.body);
     st.dump("extract_kernels: host", name, gpu.host);
+    vectorize_kernels(gpu);
+    for (const auto& k : gpu.kernels)
+      if (!k.vector_body.empty()) st.dump(("vectorize_kernels: " + k.name + "_vec").c_str(), k.name, k.vector_body);
+    cache_kernel_rows(gpu);
+    for (const auto& k : gpu.kernels) {
+      st.dump(("cache_kernel_rows: " + k.name).c_str(), k.name, k.body);
+      if (!k.vector_body.empty()) st.dump(("cache_kernel_rows: " + k.name + "_vec").c_str(), k.name, k.vector_body);
+    }
     attach_device_functions(gpu, ir, helpers);
     CudaProgram prog = print_cuda(gpu);
     st.dump_code("print_cuda", prog.code);

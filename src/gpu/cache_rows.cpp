@@ -239,4 +239,11 @@ Block cache_rows(const Block& body, const std::string& worker, int64_t workers,
   return RowCache(worker, workers, aliased).run(body);
 }
 
+void cache_kernel_rows(GpuProgram& prog) {
+  for (auto& k : prog.kernels) {
+    if (!k.vector_body.empty()) k.vector_body = cache_rows(k.vector_body, k.inner_worker, k.inner_workers, prog.aliased);
+    k.body = cache_rows(k.body, k.inner_worker, k.inner_workers, prog.aliased);
+  }
+}
+
 }  // namespace parpy

@@ -2,6 +2,7 @@
 #include <set>
 #include <string>
 
+#include "gpu/gpu_ir.h"
 #include "ir/ir.h"
 
 namespace parpy {
@@ -21,5 +22,8 @@ namespace parpy {
 // accessed through one of the `aliased` names (which may share memory) are never private.
 Block cache_rows(const Block& body, const std::string& worker, int64_t workers,
                  const std::set<std::string>& aliased = {});
+
+// cache_rows over the body and the vectorised variant of every kernel of prog.
+void cache_kernel_rows(GpuProgram& prog);
 
 }  // namespace parpy

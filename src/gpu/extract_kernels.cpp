@@ -6,9 +6,7 @@
 #include <map>
 #include <set>
 
-#include "gpu/cache_rows.h"
 #include "gpu/index_expr.h"
-#include "gpu/vectorize.h"
 #include "passes/array_locals.h"
 #include "passes/constant_fold.h"
 #include "ir/reductions.h"
@@ -428,10 +426,8 @@ class KernelBuilder {
     for (const auto& s : transform_stmt(root, 0)) body.push_back(s);
     kern.body = load_device_scalars(constant_fold(body));
     track_device_arrays(kern.body, root->span);
-    Vectorized vec = vectorize_inner_loops(kern.body, worker(k_), layers_[k_], aliased_);
-    kern.vector_body = vec.body.empty() ? vec.body : cache_rows(vec.body, worker(k_), layers_[k_], aliased_);
-    kern.alignment = std::move(vec.alignment);
-    kern.body = cache_rows(kern.body, worker(k_), layers_[k_], aliased_);
+    kern.inner_worker = worker(k_);
+    kern.inner_workers = layers_[k_];
     kern.params = free_params(kern.body, root->span);
     std::vector<Expr> args;
     for (const auto& p : kern.params) args.push_back(var(p.name, root->span, p.type));
@@ -999,6 +995,7 @@ GpuProgram extract_kernels(const std::string& name, const std::vector<AbiParam>&
   ArrayAliases aliases = array_aliases(body);
   KernelBuilder kb(prog, opts, aliases, parallel_externals);
   prog.host = kb.host(body);
+  prog.aliased = aliased_names(aliases);
   // A store through a local naming arrays may write any of them.
   std::set<std::string> written(prog.written.begin(), prog.written.end());
   for (const auto& n : with_aliased(written, aliases))

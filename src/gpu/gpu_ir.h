@@ -2,6 +2,7 @@
 // scratch buffers, and the host code as data (a Block whose Call statements launch kernels).
 #pragma once
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,10 @@ struct Kernel {
   // array in `alignment` is aligned to its entry in bytes; empty when there is none.
   Block vector_body;
   std::map<std::string, int64_t> alignment;
+  // The innermost layer's worker index (a local of `body`) and its number of workers, for the
+  // passes over kernel bodies (gpu/vectorize.h, gpu/cache_rows.h).
+  std::string inner_worker;
+  int64_t inner_workers = 1;
 };
 
 // A device buffer owned by the generated module, allocated on first use.
@@ -48,6 +53,9 @@ struct GpuProgram {
   // headers of the externals they and the kernels call.
   std::vector<Function> functions;
   std::vector<std::string> headers;
+  // Names of arrays that another name may refer to (locals naming arrays and what they name): the
+  // kernel passes leave their accesses alone.
+  std::set<std::string> aliased;
 };
 
 }  // namespace parpy

@@ -223,4 +223,12 @@ Vectorized vectorize_inner_loops(const Block& body, const std::string& worker, i
   return v;
 }
 
+void vectorize_kernels(GpuProgram& prog) {
+  for (auto& k : prog.kernels) {
+    Vectorized vec = vectorize_inner_loops(k.body, k.inner_worker, k.inner_workers, prog.aliased);
+    k.vector_body = std::move(vec.body);
+    k.alignment = std::move(vec.alignment);
+  }
+}
+
 }  // namespace parpy

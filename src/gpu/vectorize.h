@@ -3,6 +3,7 @@
 #include <set>
 #include <string>
 
+#include "gpu/gpu_ir.h"
 #include "ir/ir.h"
 
 namespace parpy {
@@ -22,5 +23,9 @@ struct Vectorized {
 // access an array through one of the `aliased` names (which may share memory) are left as they are.
 Vectorized vectorize_inner_loops(const Block& body, const std::string& worker, int64_t workers,
                                  const std::set<std::string>& aliased = {});
+
+// Gives every kernel of prog its vectorised variant (Kernel::vector_body and alignment), where it has
+// loops to vectorise.
+void vectorize_kernels(GpuProgram& prog);
 
 }  // namespace parpy

@@ -10,10 +10,12 @@
 #include <vector>
 
 #include "codegen/cuda.h"
+#include "gpu/cache_rows.h"
 #include "gpu/check_host_code.h"
 #include "gpu/extract_kernels.h"
 #include "gpu/fuse_loops.h"
 #include "gpu/gpu_ir.h"
+#include "gpu/vectorize.h"
 #include "ir/error.h"
 #include "ir/ir.h"
 #include "ir/options.h"
@@ -60,7 +62,10 @@ GpuProgram gpu_program(const Function& f, const std::vector<ArgValue>& args, con
   ir = check_reductions(ir);
   check_host_code(ir);
   ir = fuse_map_reduce(ir);
-  return extract_kernels(f.name, s.params, ir, opts);
+  GpuProgram p = extract_kernels(f.name, s.params, ir, opts);
+  vectorize_kernels(p);
+  cache_kernel_rows(p);
+  return p;
 }
 
 std::string cuda_code(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts) {

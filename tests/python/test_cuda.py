@@ -592,3 +592,16 @@ def test_multiblock_reduction_over_more_rows_than_workers(fun, rows, workers):
     else:
         fun(y, z, rows, opts=opts_for(labels))
     np.testing.assert_array_equal(z, y.max(axis=1))
+
+
+def test_debug_print_shows_every_kernel_pass(capfd):
+    # Without a GPU: the stages after extract_kernels, the vectorised variant included.
+    o = opts_for({"rows": parpy.threads(4), "cols": parpy.threads(256)})
+    o.debug_print = True
+    x = np.zeros((4, 256), np.float32)
+    parpy.print_compiled(softmax, [x, x, 4, 256], o)
+    out, err = capfd.readouterr()
+    stages = [ln.split(" (time")[0][6:] for ln in (out + err).splitlines() if ln.startswith("===== ")]
+    want = ["extract_kernels: softmax_k0", "extract_kernels: host", "vectorize_kernels: softmax_k0_vec",
+            "cache_kernel_rows: softmax_k0", "cache_kernel_rows: softmax_k0_vec", "print_cuda"]
+    assert stages[-len(want):] == want, stages
