@@ -99,6 +99,34 @@ std::vector<ArgValue> with_values(const std::vector<ArgValue>& args, const std::
   return out;
 }
 
+// The arrays and pointers among a helper's annotated parameters.
+std::map<std::string, Type> annotated_arrays(const Function& fn) {
+  std::map<std::string, Type> arrays;
+  for (const auto& p : fn.params)
+    if (p.annotation && (p.annotation->is_pointer() || p.annotation->is_array())) arrays[p.name] = *p.annotation;
+  return arrays;
+}
+
+// The passes over each helper called in expressions (docs/language.md, Functions), callees first.
+Helpers helpers_of(const Function& f, const CompileOptions& opts, Stages& st) {
+  return lower_helpers(f, opts, [&](const Function& h, const CallTargets& calls) {
+    Function fn = h;
+    fn.body = constant_fold(fn.body);
+    st.dump("helper: constant_fold", h.name, fn.body);
+    fn.body = type_array_locals(fn.body, annotated_arrays(fn));
+    st.dump("helper: type_array_locals", h.name, fn.body);
+    Type ret;
+    fn.body = typecheck_helper(fn, opts, calls, ret);
+    fn.ret = ret;
+    st.dump("helper: typecheck", h.name, fn.body);
+    fn.body = constant_fold(fn.body);
+    st.dump("helper: constant_fold", h.name, fn.body);
+    fn.body = flatten_indices(fn.body);
+    st.dump("helper: flatten_indices", h.name, fn.body);
+    return fn;
+  });
+}
+
 bool lowers(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts) {
   try {
     lower(f, args, opts);
@@ -124,8 +152,7 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
   st.dump("type_array_locals", name, ir);
   ir = lower_slices(ir, array_shapes(sp.params));
   st.dump("lower_slices", name, ir);
-  Helpers helpers = lower_helpers(f, opts);
-  for (const auto& h : helpers.functions) st.dump("lower_helpers", h.name, h.body);
+  Helpers helpers = helpers_of(f, opts, st);
   ir = typecheck(ir, array_types(sp.params), opts, name, helpers.main_calls);
   st.dump("typecheck", name, ir);
   ir = constant_fold(ir);
@@ -167,6 +194,11 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
   CpuProgram prog = print_cpu(name, sp.params, ir, helpers);
   st.dump_code("print_cpu", prog.code);
   return {prog.code, prog.entry_symbol, sp.params, "", {}, "", "", std::move(sites), prog.bounds_symbol};
+}
+
+Helpers lower_helpers_of(const Function& f, const CompileOptions& opts, const DebugSink& debug) {
+  Stages st(opts, debug);
+  return helpers_of(f, opts, st);
 }
 
 Lowered lower_call(const Function& f, const std::vector<ArgValue>& args,

@@ -8,6 +8,7 @@
 #include "ir/options.h"
 #include "ir/bounds.h"
 #include "ir/abi.h"
+#include "ir/calls.h"
 
 namespace parpy {
 
@@ -30,6 +31,10 @@ using DebugSink = std::function<void(const std::string&)>;
 
 Lowered lower(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts,
               const DebugSink& debug = {});
+
+// The jit helpers and externals that f calls in expressions, each helper lowered by the helper
+// passes of lower().
+Helpers lower_helpers_of(const Function& f, const CompileOptions& opts, const DebugSink& debug = {});
 
 // Lowers a call whose 0-dim CUDA arrays may stay on the GPU (ArgValue::on_device). One stays
 // there unless its value decides code: read by host code, or needed as a compile-time value (a

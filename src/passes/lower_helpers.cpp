@@ -6,16 +6,13 @@
 
 #include "ir/c_names.h"
 #include "passes/array_locals.h"
-#include "passes/constant_fold.h"
-#include "passes/flatten_indices.h"
-#include "passes/typecheck.h"
 
 namespace parpy {
 namespace {
 
 class HelperLowering {
  public:
-  HelperLowering(const Function&, const CompileOptions& opts) : opts_(opts) {}
+  HelperLowering(const CompileOptions& opts, const HelperPasses& passes) : opts_(opts), passes_(passes) {}
 
   Helpers run(const Function& main) {
     out_.main_calls = targets(main);
@@ -24,6 +21,7 @@ class HelperLowering {
 
  private:
   const CompileOptions& opts_;
+  const HelperPasses& passes_;
   Helpers out_;
   std::map<const Function*, CallTarget> done_;
   std::set<std::string> used_;
@@ -71,20 +69,9 @@ class HelperLowering {
     if (it != done_.end()) return it->second;
     reject_parallel(h.body);
     CallTargets calls = targets(h);
-    Function fn = h;
-    fn.body = constant_fold(fn.body);
-    std::map<std::string, Type> arrays;
-    for (const auto& p : fn.params)
-      if (p.annotation && (p.annotation->is_pointer() || p.annotation->is_array()))
-        arrays[p.name] = *p.annotation;
-    fn.body = type_array_locals(fn.body, arrays);
-    Type ret;
-    fn.body = typecheck_helper(fn, opts_, calls, ret);
-    fn.body = constant_fold(fn.body);
-    fn.body = flatten_indices(fn.body);
+    Function fn = passes_(h, calls);
     fn.name = unique_name(h.name);
-    fn.ret = ret;
-    CallTarget ct{fn.name, {}, ret};
+    CallTarget ct{fn.name, {}, fn.ret};
     std::set<std::string> written = written_arrays(fn.body, out_.callees);
     Callee callee{h.name, false, {}, {}};
     for (const auto& p : fn.params) {
@@ -123,8 +110,8 @@ std::set<std::string> written_arrays(const Block& b, const std::map<std::string,
   return with_aliased(out, array_aliases(b));
 }
 
-Helpers lower_helpers(const Function& main, const CompileOptions& opts) {
-  return HelperLowering(main, opts).run(main);
+Helpers lower_helpers(const Function& main, const CompileOptions& opts, const HelperPasses& passes) {
+  return HelperLowering(opts, passes).run(main);
 }
 
 }  // namespace parpy

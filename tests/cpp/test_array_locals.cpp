@@ -116,7 +116,7 @@ TEST(ArrayLocals, HelperWritingThroughALocalWritesItsParameter) {
   Function f = fn("f", {"x", "y"},
                   {For("i", 0, 8, {A(S("y", {V("i")}), call("h", {S("x", {V("i")})}, sp()))}, {"N"})});
   f.helpers["h"] = h;
-  Helpers hs = lower_helpers(f, cuda_opts({{"N", threads(8)}}));
+  Helpers hs = lower_helpers_of(f, cuda_opts({{"N", threads(8)}}));
   EXPECT_EQ(hs.callees.at("parpy_helper_h").writes, std::vector<bool>{true});
   Lowered l = lower(f, {f32({8, 3}), f32({8})}, cuda_opts({{"N", threads(8)}}));
   EXPECT_TRUE(contains(l.written, "x")) << l.code;

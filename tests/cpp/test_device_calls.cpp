@@ -75,7 +75,7 @@ const std::vector<ArgValue> kArgs = {f32({8, 5}), f32({8})};
 TEST(DeviceCalls, CalleesKnowWhichPointersTheyWrite) {
   Function f = main_fn({For("i", 0, 8, {A(S("y", {V("i")}), call("setrow", {S("x", {V("i")}), I(5), F(2.0)}, sp()))},
                             {"N"})});
-  Helpers h = lower_helpers(f, cuda_opts({{"N", LoopPar{8, false, 1024}}}));
+  Helpers h = lower_helpers_of(f, cuda_opts({{"N", LoopPar{8, false, 1024}}}));
   ASSERT_EQ(h.callees.count("parpy_helper_setrow"), 1u);
   EXPECT_EQ(h.callees.at("parpy_helper_setrow").writes, (std::vector<bool>{true, false, false}));
   EXPECT_FALSE(h.callees.at("parpy_helper_setrow").external);

@@ -54,7 +54,7 @@ GpuProgram gpu_program(const Function& f, const std::vector<ArgValue>& args, con
   Specialized s = specialize(f, args, opts);
   Block ir = constant_fold(s.fn.body);
   ir = lower_slices(ir, shapes_of(s.params));
-  Helpers h = lower_helpers(f, opts);
+  Helpers h = lower_helpers_of(f, opts);
   ir = typecheck(ir, types_of(s.params), opts, f.name, h.main_calls);
   ir = constant_fold(ir);
   ir = flatten_indices(ir);

@@ -525,3 +525,32 @@ def test_debug_print(backend, capfd):
     lines = [ln for ln in (out + err).splitlines() if ln.startswith("===== ")]
     assert len(lines) >= 2, out + err
     assert abs(float(y[0]) - x.astype(np.float64).sum()) <= 1e-5 * np.abs(x).sum()
+
+
+@parpy.jit
+def debug_twice(v: parpy.types.F64) -> parpy.types.F64:
+    return v * 2.0
+
+
+@parpy.jit
+def debug_calls_helper(x, y, N):
+    parpy.label('N')
+    for i in range(N):
+        y[i] = debug_twice(x[i])
+
+
+def test_debug_print_shows_the_helper_passes(capfd):
+    # The passes over a helper are stages of their own, named after it (no build needed).
+    opts = make_opts(parpy.CompileBackend.Cpu, {'N': parpy.threads(4)})
+    opts.debug_print = True
+    x = np.zeros(4)
+    parpy.print_compiled(debug_calls_helper, [x, x, 4], opts)
+    out, err = capfd.readouterr()
+    stages = [ln.split(" (time")[0][6:] for ln in (out + err).splitlines() if ln.startswith("===== ")]
+    helper = ["helper: constant_fold", "helper: type_array_locals", "helper: typecheck", "helper: constant_fold",
+              "helper: flatten_indices"]
+    i = stages.index(helper[0])
+    assert stages[i:i + len(helper)] == helper, stages
+    assert stages.index("lower_slices") < i < stages.index("typecheck"), stages
+    text = out + err
+    assert "def debug_twice" in text[text.index("===== helper: typecheck"):], text
