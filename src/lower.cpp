@@ -13,11 +13,13 @@
 #include "gpu/fuse_loops.h"
 #include "gpu/vectorize.h"
 #include "passes/array_locals.h"
+#include "passes/attach_labels.h"
 #include "passes/check_bounds.h"
 #include "passes/check_races.h"
 #include "passes/check_reductions.h"
 #include "passes/constant_fold.h"
 #include "passes/flatten_indices.h"
+#include "passes/inline_calls.h"
 #include "passes/lower_helpers.h"
 #include "passes/lower_slices.h"
 #include "passes/resolve_par.h"
@@ -194,6 +196,19 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
   CpuProgram prog = print_cpu(name, sp.params, ir, helpers);
   st.dump_code("print_cpu", prog.code);
   return {prog.code, prog.entry_symbol, sp.params, "", {}, "", "", std::move(sites), prog.bounds_symbol};
+}
+
+std::shared_ptr<Function> decorate(const Parsed& parsed) {
+  auto fn = std::make_shared<Function>(*parsed.fn);
+  fn->body = attach_labels(fn->body);
+  if (parsed.unbound) return nullptr;
+  auto find_inlined = [&](const std::string& key) -> FunctionRef {
+    auto it = parsed.inlined.find(key);
+    return it == parsed.inlined.end() ? nullptr : it->second;
+  };
+  auto is_external = [&](const std::string& key) { return parsed.externals.count(key) > 0; };
+  fn->body = inline_calls(fn->body, find_inlined, is_external);
+  return fn;
 }
 
 Helpers lower_helpers_of(const Function& f, const CompileOptions& opts, const DebugSink& debug) {

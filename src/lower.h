@@ -6,6 +6,7 @@
 
 #include "ir/ir.h"
 #include "ir/options.h"
+#include "ir/parsed.h"
 #include "ir/bounds.h"
 #include "ir/abi.h"
 #include "ir/calls.h"
@@ -31,6 +32,11 @@ using DebugSink = std::function<void(const std::string&)>;
 
 Lowered lower(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts,
               const DebugSink& debug = {});
+
+// The decoration passes over a parsed function: labels attach to the statements they precede
+// (passes/attach_labels), statement-level calls to jit functions are inlined
+// (passes/inline_calls). nullptr when a callee is not bound yet (Parsed::unbound).
+std::shared_ptr<Function> decorate(const Parsed& parsed);
 
 // The jit helpers and externals that f calls in expressions, each helper lowered by the helper
 // passes of lower().

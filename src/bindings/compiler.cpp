@@ -595,7 +595,7 @@ void bind_compiler(nb::module_& m) {
         in.locals = locals;
         in.defer_unbound = defer_unbound;
         in.resolve_call = [defer_unbound](nb::handle v) { return resolve_call(v, !defer_unbound); };
-        auto fn = python_to_ir(in);
+        auto fn = decorate(python_to_ir(in));
         if (!fn) return std::nullopt;
         return IrFunction{fn};
       },

@@ -3,8 +3,6 @@
 #include <map>
 #include <set>
 
-#include "passes/attach_labels.h"
-#include "passes/inline_calls.h"
 
 namespace nb = nanobind;
 
@@ -52,7 +50,7 @@ class Converter {
     operators_ = nb::module_::import_("parpy.operators");
   }
 
-  std::shared_ptr<Function> convert() {
+  Parsed convert() {
     nb::handle f = in_.fdef;
     if (kind(f) != "FunctionDef")
       fail("Unexpected shape of the AST definition. Expected a function definition (def), found " +
@@ -74,20 +72,16 @@ class Converter {
     nb::object ret = f.attr("returns");
     if (!ret.is_none()) fn->ret = annotation_type(ret);
     fn->body = block(f.attr("body"), /*top=*/true);
-    fn->body = attach_labels(fn->body);
-    if (unbound_) return nullptr;
+    Parsed out;
+    out.fn = fn;
+    out.unbound = unbound_;
+    if (unbound_) return out;
     fn->helpers = helpers_;
     fn->externals = externals_;
-    auto find_inlined = [this](const std::string& key) -> FunctionRef {
-      auto it = inlined_.find(key);
-      return it == inlined_.end() ? nullptr : it->second;
-    };
-    auto is_external = [this](const std::string& key) {
-      auto it = callees_.find(key);
-      return it != callees_.end() && !it->second.fn;
-    };
-    fn->body = inline_calls(fn->body, find_inlined, is_external);
-    return fn;
+    out.inlined = inlined_;
+    for (const auto& [key, c] : callees_)
+      if (!c.fn) out.externals.insert(key);
+    return out;
   }
 
  private:
@@ -710,7 +704,7 @@ class Converter {
 
 }  // namespace
 
-std::shared_ptr<Function> python_to_ir(const FrontendInput& in) {
+Parsed python_to_ir(const FrontendInput& in) {
   return Converter(in).convert();
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "ir/ir.h"
+#include "ir/parsed.h"
 
 namespace parpy {
 
@@ -38,9 +39,7 @@ struct FrontendInput {
   bool defer_unbound = false;
 };
 
-// Converts, attaches labels, inlines statement-level calls to jit functions and records the
-// callees of expression-level calls on the result. Returns nullptr only when a callee name is
-// not bound and in.defer_unbound is set.
-std::shared_ptr<Function> python_to_ir(const FrontendInput& in);
+// Converts the ast.FunctionDef to IR.
+Parsed python_to_ir(const FrontendInput& in);
 
 }  // namespace parpy
