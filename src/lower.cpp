@@ -10,7 +10,7 @@
 #include "gpu/check_host_code.h"
 #include "gpu/device_calls.h"
 #include "gpu/extract_kernels.h"
-#include "gpu/fuse_loops.h"
+#include "gpu/fuse_map_reduce.h"
 #include "gpu/vectorize.h"
 #include "passes/array_locals.h"
 #include "passes/attach_labels.h"

@@ -13,7 +13,7 @@
 #include "gpu/cache_rows.h"
 #include "gpu/check_host_code.h"
 #include "gpu/extract_kernels.h"
-#include "gpu/fuse_loops.h"
+#include "gpu/fuse_map_reduce.h"
 #include "gpu/gpu_ir.h"
 #include "gpu/vectorize.h"
 #include "ir/error.h"

@@ -1,4 +1,4 @@
-#include "gpu/fuse_loops.h"
+#include "gpu/fuse_map_reduce.h"
 
 #include "passes/array_locals.h"
 
