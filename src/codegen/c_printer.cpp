@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "ir/c_names.h"
+#include "ir/intrinsics.h"
 
 namespace parpy {
 
@@ -126,7 +127,7 @@ bool plain_loop_is_exact(const Stmt& s, bool canonical) {
   if (s->step == 1 || s->step == -1) return true;
   const Expr &lo = s->lo, &hi = s->hi;
   // A loop over the iteration numbers of another one (below kMaxTrips).
-  bool counts_trips = hi->kind == ExprKind::Call && hi->name == "$trips";
+  bool counts_trips = intrinsic_of(hi) == Intrinsic::Trips;
   if (counts_trips && s->step > 0 && !canonical) return increment_stays_in_range(kMaxTrips, s->step);
   if (hi->kind != ExprKind::Int || !increment_stays_in_range(hi->ival, s->step)) return false;
   if (!canonical) return true;

@@ -9,6 +9,7 @@
 #include "ir/c_names.h"
 #include "codegen/c_printer.h"
 #include "ir/bounds.h"
+#include "ir/intrinsics.h"
 
 namespace parpy {
 
@@ -70,7 +71,7 @@ class CpuPrinter : public CPrinter {
 
  protected:
   std::string call_expr(const Expr& e) override {
-    if (e->name != kBoundsCheck) return CPrinter::call_expr(e);
+    if (intrinsic_of(e) != Intrinsic::BoundsCheck) return CPrinter::call_expr(e);
     return "parpy_bounds_check(parpy_bounds, " + expr(e->args[0]) + ", " + expr(e->args[1]) + ", " +
            expr(e->args[2]) + ")";
   }

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "gpu/index_expr.h"
+#include "ir/intrinsics.h"
 #include "passes/array_locals.h"
 #include "passes/constant_fold.h"
 #include "ir/reductions.h"
@@ -716,9 +717,11 @@ class KernelBuilder {
     return iop(BinOp::And, first, iop(BinOp::Eq, iop(BinOp::Mod, ivar(kBlockIdx), ilit(inner_blocks_)), ilit(0)));
   }
 
-  Stmt barrier() const { return call_stmt(call(cluster_ ? "$cluster_sync" : "$syncthreads", {}, {}), {}); }
+  Stmt barrier() const {
+    return call_stmt(intrinsic(cluster_ ? Intrinsic::ClusterSync : Intrinsic::SyncThreads, {}, {}), {});
+  }
   static bool is_barrier(const Stmt& s) {
-    return s->kind == StmtKind::Call && (s->rhs->name == "$syncthreads" || s->rhs->name == "$cluster_sync");
+    return calls_intrinsic(s, Intrinsic::SyncThreads) || calls_intrinsic(s, Intrinsic::ClusterSync);
   }
 
   static bool contains_loop(const Block& b) {
@@ -811,17 +814,11 @@ class KernelBuilder {
       a->defines = true;
       return Stmt(a);
     };
-    body.insert(body.begin(), def(s->var, call_i64("$iter", {ivar(lo), ivar(t), ilit(s->step)}, s->span)));
-    Expr trips = call_i64("$trips", {ivar(lo), ivar(hi), ilit(s->step)}, s->span);
+    body.insert(body.begin(), def(s->var, intrinsic(Intrinsic::Iter, {ivar(lo), ivar(t), ilit(s->step)}, s->span, gpu::kI64)));
+    Expr trips = intrinsic(Intrinsic::Trips, {ivar(lo), ivar(hi), ilit(s->step)}, s->span, gpu::kI64);
     auto loop = copy(for_loop(t, w, trips, n, std::move(body), s->span));
     loop->par = LoopPar{};
     return if_stmt(bool_lit(true, s->span), {def(lo, s->lo), def(hi, s->hi), loop}, {}, s->span);
-  }
-
-  static Expr call_i64(const std::string& name, std::vector<Expr> args, const Span& sp) {
-    auto c = copy(call(name, std::move(args), sp));
-    c->ty = gpu::kI64;
-    return c;
   }
 
   // Threads beyond the n workers of an innermost loop skip it; they still reach the barriers and
@@ -895,10 +892,10 @@ class KernelBuilder {
       fail("A parallel reduction into the host variable " + dst->name +
                " is not supported on the GPU; reduce into an array element instead.",
            st->span);
-    std::string suffix = combine_name(reduction_of(op));
+    ReduceOp rop = reduction_of(op);
     if (inner_blocks_ == 1 || cluster_) {
-      Expr total_all = cluster_ ? call("$cluster_reduce_" + suffix, {accv, ne}, s->span)
-                                : call("$block_reduce_" + suffix, {accv}, s->span);
+      Expr total_all = cluster_ ? intrinsic(Intrinsic::ClusterReduce, {accv, ne}, s->span, {}, rop)
+                                : intrinsic(Intrinsic::BlockReduce, {accv}, s->span, {}, rop);
       out.push_back(assign(accv, total_all, s->span));
       if (dst->kind == ExprKind::Access)
         out.push_back(if_stmt(leader(), {update}, {}, s->span));
@@ -935,12 +932,10 @@ class KernelBuilder {
     prog_.scratch.push_back({partials, at, slots * inner_blocks_, false});
     prog_.scratch.push_back({counters, ElemSize::U32, slots, true});
     Expr block_in_group = iop(BinOp::Mod, ivar(kBlockIdx), ilit(inner_blocks_));
-    Expr last = call("$multiblock_reduce_" + suffix,
-                     {accv, ne, var(partials, {}, Type::pointer(at)), var(counters, {}, Type::pointer(ElemSize::U32)),
-                      slot, block_in_group, ilit(inner_blocks_)},
-                     s->span);
-    auto lastn = copy(last);
-    lastn->ty = kBool;
+    Expr lastn = intrinsic(Intrinsic::MultiblockReduce,
+                           {accv, ne, var(partials, {}, Type::pointer(at)),
+                            var(counters, {}, Type::pointer(ElemSize::U32)), slot, block_in_group, ilit(inner_blocks_)},
+                           s->span, kBool, rop);
     Stmt write = if_stmt(iop(BinOp::Eq, ivar(kThreadIdx), ilit(0)), {update}, {}, s->span);
     out.push_back(if_stmt(lastn, {write}, {}, s->span));
     return out;

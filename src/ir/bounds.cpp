@@ -1,5 +1,6 @@
 #include "ir/bounds.h"
 
+#include "ir/intrinsics.h"
 #include "ir/types.h"
 
 namespace parpy {
@@ -16,11 +17,7 @@ std::string bounds_message(const BoundsSite& site, const std::string& values) {
 }
 
 bool has_bounds_checks(const Block& b) {
-  bool found = false;
-  visit_block(b, [&](const Stmt& s) {
-    visit_stmt_exprs(s, [&](const Expr& e) { found = found || (e->kind == ExprKind::Call && e->name == kBoundsCheck); });
-  });
-  return found;
+  return block_calls_intrinsic(b, Intrinsic::BoundsCheck);
 }
 
 }  // namespace parpy

@@ -82,15 +82,6 @@ std::shared_ptr<ExprNode> copy(const Expr& e);
 Expr with_args(const Expr& e, std::vector<Expr> args);
 Expr with_type(const Expr& e, Type ty);
 
-// Compiler intrinsics, calls whose names start with '$' (docs/language.md, Index bounds).
-// `$slice_index(j, lo, hi)` (lo, hi may be null): index j into the slice lo:hi of the dimension it
-// indexes, made when a slice passed to an inlined helper is indexed there; check_bounds checks j
-// against the slice's length and replaces the call by lo + j.
-inline const char* kSliceIndex = "$slice_index";
-// `$bounds_check(i, n, site)`: i when 0 <= i < n; otherwise the call records site (1-based), i and
-// n as its failure and gives 0, so that no memory outside the array is touched.
-inline const char* kBoundsCheck = "$bounds_check";
-
 Expr var(std::string name, Span span, Type ty = {});
 Expr int_lit(int64_t v, Span span, bool weak = true, ElemSize sz = ElemSize::I64);
 Expr float_lit(double v, Span span, bool weak = true, ElemSize sz = ElemSize::F64);

@@ -3,6 +3,7 @@
 // conditions that guard it and the locals it reads. An index whose range lies in its dimension is
 // proved; one that takes a value outside it for an iteration that surely runs is an IndexError;
 // the rest are checked at run time when asked (docs/language.md, Index bounds).
+#include "ir/intrinsics.h"
 #include "passes/check_bounds.h"
 
 #include <algorithm>
@@ -460,7 +461,7 @@ class BoundsChecker {
     std::vector<Expr> args{rewrite(target, env)};
     for (size_t k = 1; k < e->args.size(); ++k) {
       const Expr& ix = e->args[k];
-      bool slice_index = ix->kind == ExprKind::Call && ix->name == kSliceIndex;
+      bool slice_index = intrinsic_of(ix) == Intrinsic::SliceIndex;
       if (!target->ty.is_array() || k > target->ty.shape.size()) {
         if (slice_index) internal_fail("slice index outside an array's dimensions", ix->span);
         args.push_back(rewrite(ix, env));
@@ -520,10 +521,9 @@ class BoundsChecker {
     sites_.push_back(site);
     const Span& sp = ix->span;
     ElemSize isz = ix->ty.elem;
-    Expr c = call(kBoundsCheck,
-                  {rix, int_lit(n, sp, false, isz), int_lit(static_cast<int64_t>(sites_.size()), sp, false, ElemSize::I32)},
-                  sp);
-    return with_type(c, ix->ty);
+    return intrinsic(Intrinsic::BoundsCheck,
+                     {rix, int_lit(n, sp, false, isz), int_lit(static_cast<int64_t>(sites_.size()), sp, false, ElemSize::I32)},
+                     sp, ix->ty);
   }
 
   [[noreturn]] static void out_of_range(const Value& v, const BoundsSite& site, const Env& env) {

@@ -1,3 +1,4 @@
+#include "ir/intrinsics.h"
 #include "passes/inline_calls.h"
 
 #include <map>
@@ -35,7 +36,7 @@ Expr substitute(const Expr& e, const std::map<std::string, Expr>& sub) {
                    " passed to this function is not supported (only [:] is); pass the slice you need instead.",
                x->span);
         else
-          idx.push_back(call(kSliceIndex, {o, a->args[0], a->args[1]}, inner->span));
+          idx.push_back(intrinsic(Intrinsic::SliceIndex, {o, a->args[0], a->args[1]}, inner->span));
       }
       idx.insert(idx.end(), x->args.begin() + next, x->args.end());
       return subscript(inner->args[0], std::move(idx), x->span);

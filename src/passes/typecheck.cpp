@@ -1,4 +1,5 @@
 #include "passes/typecheck.h"
+#include "ir/intrinsics.h"
 #include "ir/reductions.h"
 
 #include <cmath>
@@ -460,7 +461,7 @@ class TypeChecker {
       // Slices are lowered in the main function only.
       if (ix->kind == ExprKind::Slice)
         fail("Slice expressions are not supported in functions called from expressions", ix->span);
-      if (ix->kind == ExprKind::Call && ix->name == kSliceIndex) {
+      if (intrinsic_of(ix) == Intrinsic::SliceIndex) {
         // An index into a slice passed to an inlined helper; check_bounds resolves it.
         std::vector<Expr> parts;
         for (const auto& p : ix->args) parts.push_back(p ? index_expr(p) : p);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ir/error.h"
+#include "ir/intrinsics.h"
 #include "ir/ir.h"
 #include "ir/types.h"
 
@@ -412,6 +413,33 @@ TEST(ErrorTest, HelpersSetKinds) {
     EXPECT_EQ(e.span().line, 1);
   }
   EXPECT_THROW(fail("x"), std::runtime_error);
+}
+
+// One table of intrinsics: what intrinsic() makes, intrinsic_of() recognises, with the IR names the
+// printers spell as parpy_<name>.
+TEST(Intrinsics, MadeAndRecognisedThroughTheTable) {
+  Expr v = var("v", {}, Type::scalar(ElemSize::F32));
+  Expr b = intrinsic(Intrinsic::BlockReduce, {v}, {}, {}, ReduceOp::Max);
+  EXPECT_EQ(b->name, "$block_reduce_max");
+  EXPECT_EQ(intrinsic_of(b), Intrinsic::BlockReduce);
+  Expr m = intrinsic(Intrinsic::MultiblockReduce, {v}, {}, Type::scalar(ElemSize::Bool), ReduceOp::Sum);
+  EXPECT_EQ(m->name, "$multiblock_reduce_add");
+  EXPECT_EQ(m->ty, Type::scalar(ElemSize::Bool));
+  EXPECT_EQ(intrinsic_of(m), Intrinsic::MultiblockReduce);
+  Expr t = intrinsic(Intrinsic::Trips, {v, v, v}, {}, Type::scalar(ElemSize::I64));
+  EXPECT_EQ(t->name, "$trips");
+  EXPECT_EQ(intrinsic_of(t), Intrinsic::Trips);
+  EXPECT_TRUE(calls_intrinsic(call_stmt(intrinsic(Intrinsic::SyncThreads, {}, {}), {}), Intrinsic::SyncThreads));
+  EXPECT_TRUE(block_calls_intrinsic({assign(v, intrinsic(Intrinsic::BoundsCheck, {v, v, v}, {}), {})},
+                                    Intrinsic::BoundsCheck));
+  // Not intrinsics: user calls, unknown '$' names, a reduction intrinsic with an unknown operator.
+  EXPECT_EQ(intrinsic_of(call("trips", {}, {})), Intrinsic::None);
+  EXPECT_EQ(intrinsic_of(call("$tripsx", {}, {})), Intrinsic::None);
+  EXPECT_EQ(intrinsic_of(call("$block_reduce_xor", {}, {})), Intrinsic::None);
+  EXPECT_EQ(intrinsic_of(v), Intrinsic::None);
+  // A reduction intrinsic needs its operator; the others take none.
+  EXPECT_THROW(intrinsic(Intrinsic::BlockReduce, {v}, {}), CompileError);
+  EXPECT_THROW(intrinsic(Intrinsic::Trips, {v}, {}, {}, ReduceOp::Sum), CompileError);
 }
 
 }  // namespace
