@@ -76,16 +76,13 @@ void explain_backends() {
   for (nb::handle b : mod.attr("backends")) mod.attr("is_enabled")(b, true);
 }
 
-CompileBackend resolve_backend(CompileOptions& opts, bool strict) {
+// The backend to compile for; the caller's options are never changed (with_backend copies them).
+CompileBackend resolve_backend(const CompileOptions& opts, bool strict) {
   const auto& avail = available_backends();
   if (opts.verbose_backend_resolution) explain_backends();
   if (opts.backend == CompileBackend::Auto) {
     for (CompileBackend b : {CompileBackend::Cuda, CompileBackend::Metal, CompileBackend::Cpu})
-      if (implemented(b) && std::find(avail.begin(), avail.end(), b) != avail.end()) {
-        opts.backend = b;
-        opts.touch();
-        return b;
-      }
+      if (implemented(b) && std::find(avail.begin(), avail.end(), b) != avail.end()) return b;
     py_fail(PyExc_RuntimeError,
             "Found no enabled GPU backends. For detailed information on why this is, enable the "
             "'verbose_backend_resolution' flag in the compiler options.");
@@ -322,6 +319,35 @@ CompileOptions* with_env_bounds(CompileOptions* opts, CompileOptions& local) {
   return &local;
 }
 
+// Options with the backend resolved, made from options whose backend is Auto.
+struct ResolvedOptions {
+  std::string source_key;  // the key of the options as given
+  CompileOptions opts;
+};
+
+// `opts` with its backend resolved: opts itself when the backend is given, else a copy with it
+// filled in, held by `hold`. `memo` keeps the last copy made (the resolution of Auto does not
+// change within a process), so calls with the same Auto options copy them once, not each time.
+const CompileOptions* with_backend(const CompileOptions* opts, bool strict,
+                                   std::shared_ptr<const ResolvedOptions>& memo,
+                                   std::shared_ptr<const ResolvedOptions>& hold) {
+  if (opts->backend != CompileBackend::Auto) {
+    resolve_backend(*opts, strict);
+    return opts;
+  }
+  hold = memo;
+  if (hold && hold->source_key == opts->key()) {
+    if (opts->verbose_backend_resolution) explain_backends();
+    return &hold->opts;
+  }
+  auto made = std::make_shared<ResolvedOptions>(ResolvedOptions{opts->key(), *opts});
+  made->opts.backend = resolve_backend(*opts, strict);
+  made->opts.touch();
+  hold = made;
+  memo = made;
+  return &hold->opts;
+}
+
 const CompileOptions& default_options() {
   static CompileOptions d;
   return d;
@@ -390,7 +416,8 @@ class JitFunction {
       opts = &local;
     }
     opts = with_env_bounds(opts, local);
-    resolve_backend(*opts, true);
+    std::shared_ptr<const ResolvedOptions> hold;
+    const CompileOptions* o = with_backend(opts, true, resolved_, hold);
     if (epoch_ != g_cache_epoch.load()) {
       cache_.clear();
       epoch_ = g_cache_epoch.load();
@@ -400,13 +427,13 @@ class JitFunction {
     const Function& fn = resolved();
     std::optional<ArgPack> packed;
     auto marshal = [&] {
-      packed.emplace(*opts, false);
+      packed.emplace(*o, false);
       packed->params = &fn.params;
       packed->read_paths = &reads_;
       for (size_t i = 0; i < args.size(); ++i) packed->add(args[i], "#" + std::to_string(i + 1));
       packed->finish();
       packed->key.push_back('\0');
-      packed->key += opts->key();
+      packed->key += o->key();
     };
     marshal();
     auto it = cache_.find(packed->key);
@@ -415,13 +442,13 @@ class JitFunction {
       entry = it->second;
     } else {
       size_t known = reads_.size();
-      entry = build_entry(fn, args, *opts, reads_);
+      entry = build_entry(fn, args, *o, reads_);
       // Values found to decide code are read, and keyed on, from this call on.
       if (reads_.size() != known) marshal();
       cache_.emplace(packed->key, entry);
     }
     ArgPack& pack = *packed;
-    if (opts->backend == CompileBackend::Cuda) {
+    if (o->backend == CompileBackend::Cuda) {
       run_cuda(*entry, pack);
       return nb::none();
     }
@@ -443,6 +470,7 @@ class JitFunction {
   }
 
  private:
+  std::shared_ptr<const ResolvedOptions> resolved_;  // with_backend's memo
   std::shared_ptr<const Function> fn_;
   nb::object resolve_;                      // while deferred
   std::multiset<std::thread::id> resolving_;  // threads converting it now (under the GIL)
@@ -483,7 +511,12 @@ class StringFunction {
       : name_(std::move(name)), code_(std::move(code)), opts_(opts) {}
 
   nb::object call(nb::args args) {
-    resolve_backend(opts_, true);
+    if (opts_.backend == CompileBackend::Auto) {
+      opts_.backend = resolve_backend(opts_, true);  // this object's own copy
+      opts_.touch();
+    } else {
+      resolve_backend(opts_, true);
+    }
     ArgPack pack(opts_, false);
     for (size_t i = 0; i < args.size(); ++i) pack.add(args[i], "#" + std::to_string(i + 1));
     auto it = cache_.find(pack.key);
@@ -611,10 +644,12 @@ void bind_compiler(nb::module_& m) {
       .def_prop_ro("_ir", &JitFunction::ir)
       .def("_cache_size", &JitFunction::cache_size);
 
-  m.def("print_compiled", [](const IrFunction& ir, nb::tuple args, CompileOptions& opts) {
-    resolve_backend(opts, false);
+  m.def("print_compiled", [](const IrFunction& ir, nb::tuple args, const CompileOptions& opts) {
+    CompileOptions resolved = opts;  // the caller's options stay as they are
+    resolved.backend = resolve_backend(opts, false);
+    resolved.touch();
     CompileOptions local;
-    const CompileOptions* o = with_env_bounds(&opts, local);
+    const CompileOptions* o = with_env_bounds(&resolved, local);
     std::vector<std::string> reads;
     return lower_args(*ir.fn, args, *o, reads, python_print_sink()).code;
   });

@@ -97,3 +97,38 @@ def test_unavailable_backend_is_rejected_when_calling():
     # Generating code needs no GPU.
     assert "__global__" in parpy.print_compiled(axpy, [1.0, np.zeros(4), np.zeros(4), 4], opts)
     assert os.path.isdir(parpy.get_include())
+
+
+@parpy.jit
+def axpy_auto(a, x, y, N):
+    parpy.label("N")
+    for i in range(N):
+        y[i] = a * x[i] + y[i]
+
+
+def test_a_call_never_changes_the_options_it_is_given():
+    # Auto is resolved for the call, in a copy: the caller's object stays Auto (it used to become
+    # the backend chosen), and a call with other options in the same object resolves them anew.
+    opts = parpy.par({"N": parpy.threads(4)})
+    assert opts.backend == CompileBackend.Auto
+    before = str(opts)
+    x = np.random.rand(6)
+    y = np.random.rand(6)
+    want = 2.0 * x + y
+    axpy_auto(2.0, x, y, 6, opts=opts)
+    np.testing.assert_allclose(y, want, rtol=1e-15)
+    assert opts.backend == CompileBackend.Auto and str(opts) == before
+    axpy_auto(2.0, x, y, 6, opts=opts)  # the same options again: the same library
+    np.testing.assert_allclose(y, 2.0 * x + want, rtol=1e-15)
+    assert axpy_auto._cache_size() == 1
+    opts.force_float_size = parpy.types.F32  # other options in the same object
+    y32 = np.random.rand(6).astype(np.float32)
+    x32 = np.random.rand(6).astype(np.float32)
+    want32 = np.float32(2.0) * x32 + y32
+    axpy_auto(2.0, x32, y32, 6, opts=opts)
+    np.testing.assert_allclose(y32, want32, rtol=1e-6)
+    assert opts.backend == CompileBackend.Auto
+    assert axpy_auto._cache_size() == 2
+    # print_compiled resolves in a copy too.
+    parpy.print_compiled(axpy_auto, [2.0, x, y, 6], opts)
+    assert opts.backend == CompileBackend.Auto
