@@ -6,10 +6,13 @@
 #   bench     benchmarks/gpu.py
 #   fuzz      tools/fuzz.py in the background, beside the steps after it: $PARPY_FUZZ_CUDA Cuda
 #             programs (default 5000) and $PARPY_FUZZ_CPU Cpu programs (default 0), each within
-#             $PARPY_FUZZ_SECONDS (default 400) on $PARPY_FUZZ_JOBS workers (default 12)
+#             $PARPY_FUZZ_SECONDS (default 400) on $PARPY_FUZZ_JOBS workers (default 12), from
+#             program $PARPY_FUZZ_FIRST (default 0: to go on where a run stopped by its time
+#             limit ended, give its program count)
 #   sanitize  compute-sanitizer memcheck and racecheck over the GPU reduction tests
 #   sanitize-all  memcheck and racecheck, side by side, over the whole suite ($PARPY_SAN_K selects
-#             tests, default every test that may use the GPU; $PARPY_SAN_WORKERS pytest-xdist workers each, default 6)
+#             tests, default every test that may use the GPU; $PARPY_SAN_WORKERS pytest-xdist workers each, default 6;
+#             $PARPY_SAN_FILES the test files, default tests/python: a 10-minute command covers about half)
 # Wheels the machine lacks go in .whl/ first (optional), e.g.
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl nanobind pytest
 # Usage: bash tools/gpu_check.sh [log-dir]   (PARPY_CXX selects the host compiler; default
@@ -40,7 +43,8 @@ for step in $steps; do
     fuzz)
       fz() {  # backend programs seed
         [ "$2" -gt 0 ] || return 0
-        python3 tools/fuzz.py --backend "$1" --programs "$2" --seed "$3" --jobs "${PARPY_FUZZ_JOBS:-12}" \
+        python3 tools/fuzz.py --backend "$1" --programs "$2" --seed "$3" --first "${PARPY_FUZZ_FIRST:-0}" \
+          --jobs "${PARPY_FUZZ_JOBS:-12}" \
           --time-limit "${PARPY_FUZZ_SECONDS:-400}" --progress 0 --fail-dir "$logs/fuzz-failures-$1" \
           > "$logs/fuzz-$1.log" 2>&1
       }
@@ -65,7 +69,7 @@ for step in $steps; do
       for tool in memcheck racecheck; do
         CUDA_VISIBLE_DEVICES=$(( g % ngpu )) compute-sanitizer --tool $tool --report-api-errors no \
           --target-processes all --print-limit 50 python3 -m pytest -q -rf -p no:cacheprovider \
-          -n "${PARPY_SAN_WORKERS:-6}" tests/python -k "${PARPY_SAN_K:-not Cpu and not fuzz}" \
+          -n "${PARPY_SAN_WORKERS:-6}" ${PARPY_SAN_FILES:-tests/python} -k "${PARPY_SAN_K:-not Cpu and not fuzz}" \
           > "$logs/$tool-all.log" 2>&1 &
         g=$(( g + 1 ))
       done
