@@ -1,11 +1,11 @@
 // The whole compiler, read top to bottom: each pass is one line, followed by a debug dump.
 #include "lower.h"
 
+#include <cctype>
 #include <chrono>
 #include <set>
 
-#include "codegen/cpu.h"
-#include "codegen/cuda.h"
+#include "backend/backend.h"
 #include "gpu/cache_rows.h"
 #include "gpu/check_host_code.h"
 #include "gpu/device_calls.h"
@@ -138,11 +138,10 @@ bool lowers(const Function& f, const std::vector<ArgValue>& args, const CompileO
   }
 }
 
-}  // namespace
 
-Lowered lower(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts,
-              const DebugSink& debug) {
-  Stages st(opts, debug);
+// The target-independent passes: specialisation to the checked program.
+Checked check(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts, Stages& st,
+              std::vector<BoundsSite>& sites) {
   const std::string& name = f.name;
   ensure_parallelism(f, opts);
   Specialized sp = specialize(f, args, opts);
@@ -159,7 +158,6 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
   st.dump("typecheck", name, ir);
   ir = constant_fold(ir);
   st.dump("constant_fold", name, ir);
-  std::vector<BoundsSite> sites;
   ir = check_bounds(ir, opts.bounds_check, sites);
   st.dump("check_bounds", name, ir);
   ir = flatten_indices(ir);
@@ -171,31 +169,56 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
   st.dump("check_reductions", name, ir);
   ir = check_races(ir, array_types(sp.params));
   st.dump("check_races", name, ir);
-  if (opts.backend == CompileBackend::Cuda) {
-    check_host_code(ir);
-    check_device_calls(ir, helpers);
-    ir = fuse_map_reduce(ir);
-    st.dump("fuse_map_reduce", name, ir);
-    GpuProgram gpu = extract_kernels(name, sp.params, ir, opts, parallel_externals(helpers));
-    for (const auto& k : gpu.kernels) st.dump(("extract_kernels: " + k.name).c_str(), k.name, k.body);
-    st.dump("extract_kernels: host", name, gpu.host);
-    vectorize_kernels(gpu);
-    for (const auto& k : gpu.kernels)
-      if (!k.vector_body.empty()) st.dump(("vectorize_kernels: " + k.name + "_vec").c_str(), k.name, k.vector_body);
-    cache_kernel_rows(gpu);
-    for (const auto& k : gpu.kernels) {
-      st.dump(("cache_kernel_rows: " + k.name).c_str(), k.name, k.body);
-      if (!k.vector_body.empty()) st.dump(("cache_kernel_rows: " + k.name + "_vec").c_str(), k.name, k.vector_body);
-    }
-    attach_device_functions(gpu, ir, helpers);
-    CudaProgram prog = print_cuda(gpu);
-    st.dump_code("print_cuda", prog.code);
-    return {prog.code,        prog.entry_symbol, sp.params,         prog.error_symbol, gpu.written,
-            prog.device_code, prog.host_code,  std::move(sites), prog.bounds_symbol};
+  return {name, sp.params, std::move(ir), std::move(helpers)};
+}
+
+// The GPU layer shared by the GPU backends (src/gpu/): host code and kernels.
+GpuProgram gpu_layer(const Checked& c, const GpuTarget& target, Stages& st) {
+  const std::string& name = c.name;
+  check_host_code(c.body);
+  check_device_calls(c.body, c.helpers);
+  Block ir = fuse_map_reduce(c.body);
+  st.dump("fuse_map_reduce", name, ir);
+  GpuProgram gpu = extract_kernels(name, c.params, ir, target, parallel_externals(c.helpers));
+  for (const auto& k : gpu.kernels) st.dump(("extract_kernels: " + k.name).c_str(), k.name, k.body);
+  st.dump("extract_kernels: host", name, gpu.host);
+  vectorize_kernels(gpu);
+  for (const auto& k : gpu.kernels)
+    if (!k.vector_body.empty()) st.dump(("vectorize_kernels: " + k.name + "_vec").c_str(), k.name, k.vector_body);
+  cache_kernel_rows(gpu);
+  for (const auto& k : gpu.kernels) {
+    st.dump(("cache_kernel_rows: " + k.name).c_str(), k.name, k.body);
+    if (!k.vector_body.empty()) st.dump(("cache_kernel_rows: " + k.name + "_vec").c_str(), k.name, k.vector_body);
   }
-  CpuProgram prog = print_cpu(name, sp.params, ir, helpers);
-  st.dump_code("print_cpu", prog.code);
-  return {prog.code, prog.entry_symbol, sp.params, "", {}, "", "", std::move(sites), prog.bounds_symbol};
+  attach_device_functions(gpu, ir, c.helpers);
+  return gpu;
+}
+
+}  // namespace
+
+// The passes, then the backend's printer (backend/backend.h): a GPU backend prints the GPU
+// layer's program, a host backend the checked program.
+Lowered lower(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts,
+              const DebugSink& debug) {
+  Stages st(opts, debug);
+  const Backend& target = backend_of(opts.backend);
+  std::vector<BoundsSite> sites;
+  Checked c = check(f, args, opts, st, sites);
+  Lowered low = target.gpu() ? target.print_gpu(gpu_layer(c, target.gpu_target(opts), st), opts)
+                             : target.print_host(c, opts);
+  std::string stage = std::string("print_") + target.name();
+  for (char& ch : stage) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  st.dump_code(stage.c_str(), low.code);
+  low.bounds_sites = std::move(sites);
+  return low;
+}
+
+GpuProgram lower_gpu_program(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts,
+                             const DebugSink& debug) {
+  Stages st(opts, debug);
+  const Backend& target = backend_of(opts.backend);
+  std::vector<BoundsSite> sites;
+  return gpu_layer(check(f, args, opts, st, sites), target.gpu_target(opts), st);
 }
 
 std::shared_ptr<Function> decorate(const Parsed& parsed) {

@@ -10,28 +10,24 @@
 #include "ir/bounds.h"
 #include "ir/abi.h"
 #include "ir/calls.h"
+#include "backend/backend.h"
+#include "gpu/gpu_ir.h"
 
 namespace parpy {
 
-struct Lowered {
-  std::string code;          // the generated source
-  std::string entry_symbol;  // extern "C" int32_t entry(void** args)
-  std::vector<AbiParam> params;
-  std::string error_symbol;          // GPU: extern "C" const char* error() with the last failure
-  std::vector<std::string> written;  // GPU: array parameters the code may write (copied back)
-  std::string device_code, host_code;  // Cuda: `code` in two sources (see CudaProgram)
-  // opts.bounds_check: the indices checked at run time, and the exported
-  // `const int64_t* <bounds_symbol>()` giving the calling thread's last failure (site, index,
-  // extent) after the entry returned PARPY_INDEX_ERROR; empty when nothing is checked.
-  std::vector<BoundsSite> bounds_sites;
-  std::string bounds_symbol;
-};
 
 // Receives "===== <stage> (time: N us) =====\n<IR>" after each pass when opts.debug_print is set.
 using DebugSink = std::function<void(const std::string&)>;
 
+// Generated code of f for these arguments, for the backend opts.backend (not Auto: the caller
+// resolves it, backend/backend.h).
 Lowered lower(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts,
               const DebugSink& debug = {});
+
+// The passes of lower() up to the GPU layer's program, before printing (opts.backend a GPU
+// backend): what the GPU layer's tests look at.
+GpuProgram lower_gpu_program(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts,
+                             const DebugSink& debug = {});
 
 // The decoration passes over a parsed function: labels attach to the statements they precede
 // (passes/attach_labels), statement-level calls to jit functions are inlined

@@ -12,7 +12,8 @@
 #   sanitize  compute-sanitizer memcheck and racecheck over the GPU reduction tests
 #   sanitize-all  memcheck and racecheck, side by side, over the whole suite ($PARPY_SAN_K selects
 #             tests, default every test that may use the GPU; $PARPY_SAN_WORKERS pytest-xdist workers each, default 6;
-#             $PARPY_SAN_FILES the test files, default tests/python: a 10-minute command covers about half)
+#             $PARPY_SAN_FILES the test files, default tests/python: a 10-minute command covers less
+#             than half; each test's outcome goes to $tool-tests.log as it ends)
 # Wheels the machine lacks go in .whl/ first (optional), e.g.
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl nanobind pytest
 # Usage: bash tools/gpu_check.sh [log-dir]   (PARPY_CXX selects the host compiler; default
@@ -67,7 +68,7 @@ for step in $steps; do
       # tool gets its own.
       ngpu=$(nvidia-smi -L | wc -l); g=0
       for tool in memcheck racecheck; do
-        CUDA_VISIBLE_DEVICES=$(( g % ngpu )) compute-sanitizer --tool $tool --report-api-errors no \
+        PARPY_TEST_LOG="$logs/$tool-tests.log" CUDA_VISIBLE_DEVICES=$(( g % ngpu )) compute-sanitizer --tool $tool --report-api-errors no \
           --target-processes all --print-limit 50 python3 -m pytest -q -rf -p no:cacheprovider \
           -n "${PARPY_SAN_WORKERS:-6}" ${PARPY_SAN_FILES:-tests/python} -k "${PARPY_SAN_K:-not Cpu and not fuzz}" \
           > "$logs/$tool-all.log" 2>&1 &

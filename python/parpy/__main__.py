@@ -44,6 +44,18 @@ def _first_line(cmd: list[str], containing: str = "") -> str:
     return lines[0]
 
 
+def _cuda_driver() -> tuple[ctypes.CDLL | None, str]:
+    """The initialised CUDA driver library for listing devices, or None and why not."""
+    try:
+        lib = ctypes.CDLL(os.environ.get("PARPY_LIBCUDA") or "libcuda.so.1")
+    except OSError:
+        return None, "Could not load the CUDA driver library (libcuda.so.1)"
+    rc = lib.cuInit(0)
+    if rc != 0:
+        return None, f"The CUDA driver could not be initialised (cuInit returned {rc})"
+    return lib, ""
+
+
 def _cuda_devices(lib: ctypes.CDLL) -> list[str]:
     count = ctypes.c_int(0)
     if lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
@@ -122,7 +134,7 @@ def main() -> None:
 
     print("CUDA devices:")
     try:
-        lib, reason = backend._cuda_driver() if backend is not None else (None, "unknown")
+        lib, reason = _cuda_driver()
         devices = _cuda_devices(lib) if lib is not None else []
         if lib is not None:
             ver = ctypes.c_int(0)

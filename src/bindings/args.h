@@ -11,6 +11,7 @@
 
 #include "ir/options.h"
 #include "ir/abi.h"
+#include "backend/backend.h"
 
 namespace parpy {
 
@@ -19,7 +20,7 @@ namespace parpy {
 
 struct DLManagedTensor;
 
-class ArgPack {
+class ArgPack : public CallArgs {
  public:
   ArgPack(const CompileOptions& opts, bool describe) : opts_(opts), describe_(describe) {}
   ~ArgPack();
@@ -33,19 +34,8 @@ class ArgPack {
   void finish();
 
   std::string key;
-  std::vector<void*> argv;
   std::vector<ArgValue> values;  // only when describing
-  // Cuda: host arrays to copy in (and back), by their index in argv.
-  struct HostArray {
-    size_t index;
-    void* host;
-    size_t bytes;
-  };
-  std::vector<HostArray> host_arrays;
-  void* stream = nullptr;  // the stream of the first CUDA array argument that names one
-  // The CUDA device holding the array arguments (all on one, else add() raises); -1 where no
-  // argument is a CUDA array, and the call runs on the thread's current device.
-  int device = -1;
+  // (argv, host_arrays, stream and device: CallArgs)
   // The called function's parameters, when known: messages about an argument then name it.
   const std::vector<Param>* params = nullptr;
   // Which 0-dim CUDA arrays are read at call time (their value is specialised on): null, all of

@@ -8,26 +8,21 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
-#include <fstream>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <thread>
 #include <unordered_map>
 
 #include "bindings/args.h"
 #include "bindings/bind.h"
 #include "bindings/externals.h"
-#include "ir/c_names.h"
-#include "codegen/cpu.h"
-#include "codegen/cuda.h"
+#include "backend/backend.h"
+#include "backends/cuda/cuda_backend.h"
 #include "frontend/python_to_ir.h"
 #include "ir/options.h"
 #include "jit/disk_cache.h"
 #include "jit/host_compiler.h"
 #include "jit/nvcc.h"
-#include "runtime/cuda_driver.h"
-#include "jit/sha256.h"
 #include "jit/shared_library.h"
 #include "lower.h"
 #include "passes/specialize.h"
@@ -46,7 +41,6 @@ std::atomic<uint64_t> g_compiles{0};
 // counts once.
 std::atomic<uint64_t> g_builds{0};
 std::atomic<uint64_t> g_cache_epoch{0};
-std::string g_include_dir;
 
 PyObject* exception_class(ErrorKind k) {
   switch (k) {
@@ -57,69 +51,29 @@ PyObject* exception_class(ErrorKind k) {
   }
 }
 
-// ---- Backend resolution (README, "Backends") ----
+// ---- Backend resolution (README, "Backends"; the rules in backend/backend.h) ----
 
-const std::vector<CompileBackend>& available_backends() {
-  static std::vector<CompileBackend> avail = [] {
-    std::vector<CompileBackend> out;
-    nb::object mod = nb::module_::import_("parpy.backend");
-    for (nb::handle b : mod.attr("available")) out.push_back(nb::cast<CompileBackend>(b));
-    return out;
-  }();
-  return avail;
-}
-
-bool implemented(CompileBackend b) { return b == CompileBackend::Cpu || b == CompileBackend::Cuda; }
-
+// Prints why each backend that is not available here is not (verbose_backend_resolution).
 void explain_backends() {
-  nb::object mod = nb::module_::import_("parpy.backend");
-  for (nb::handle b : mod.attr("backends")) mod.attr("is_enabled")(b, true);
+  for (const Backend* b : backends())
+    if (!b->available())
+      nb::print(nb::str(("Backend CompileBackend." + std::string(b->name()) + " is not enabled: " +
+                         b->unavailable_reason()).c_str()));
 }
 
 // The backend to compile for; the caller's options are never changed (with_backend copies them).
-CompileBackend resolve_backend(const CompileOptions& opts, bool strict) {
-  const auto& avail = available_backends();
+CompileBackend resolve(const CompileOptions& opts, bool strict) {
   if (opts.verbose_backend_resolution) explain_backends();
-  if (opts.backend == CompileBackend::Auto) {
-    for (CompileBackend b : {CompileBackend::Cuda, CompileBackend::Metal, CompileBackend::Cpu})
-      if (implemented(b) && std::find(avail.begin(), avail.end(), b) != avail.end()) return b;
-    py_fail(PyExc_RuntimeError,
-            "Found no enabled GPU backends. For detailed information on why this is, enable the "
-            "'verbose_backend_resolution' flag in the compiler options.");
+  try {
+    CompileBackend b = resolve_backend(opts.backend, strict, available_backends());
+    backend_of(b).require_code_generation();
+    return b;
+  } catch (const std::runtime_error& e) {
+    py_fail(PyExc_RuntimeError, e.what());
   }
-  if (strict && std::find(avail.begin(), avail.end(), opts.backend) == avail.end())
-    py_fail(PyExc_RuntimeError, std::string("Specified backend CompileBackend.") +
-                                    backend_name(opts.backend) +
-                                    " is not available. For more information, enable the "
-                                    "'verbose_backend_resolution' flag in the compiler options.");
-  if (!implemented(opts.backend))
-    py_fail(PyExc_RuntimeError, std::string("Code generation for the ") + backend_name(opts.backend) +
-                                    " backend is not part of this version of parpy yet.");
-  return opts.backend;
 }
 
 // ---- Compiled entries ----
-
-using EntryFn = int32_t (*)(void**);
-using CudaEntryFn = int32_t (*)(void**, void*, int32_t);
-using ErrorFn = const char* (*)();
-using BoundsFn = const int64_t* (*)();
-
-// What an entry returns when an index checked at run time was out of bounds (PARPY_INDEX_ERROR in
-// parpy_common.h).
-constexpr int32_t kIndexErrorStatus = 2;
-
-struct Entry {
-  std::shared_ptr<jit::SharedLibrary> lib;
-  EntryFn fn = nullptr;
-  CudaEntryFn cuda_fn = nullptr;
-  ErrorFn error_fn = nullptr;
-  std::vector<bool> written;  // by argv index: copy a host array back after the call
-  bool write_all = false;     // copy every host array back (hand-written code says nothing)
-  // opts.bounds_check: the indices checked at run time and the calling thread's last failure.
-  std::vector<BoundsSite> bounds_sites;
-  BoundsFn bounds_fn = nullptr;
-};
 
 // The IndexError of an index found out of bounds at run time (docs/language.md, Index bounds), or
 // nullopt if the entry has no record of one.
@@ -135,90 +89,36 @@ std::optional<std::string> index_error(const Entry& e) {
   return CompileError(ErrorKind::Index, msg, site.span).render();
 }
 
-// Fills in the run-time index checks of `low` (if any) from the entry's library.
-void attach_bounds(Entry& e, const Lowered& low) {
-  if (low.bounds_symbol.empty()) return;
-  e.bounds_sites = low.bounds_sites;
-  e.bounds_fn = reinterpret_cast<BoundsFn>(e.lib->symbol(low.bounds_symbol));
-}
-
 DebugSink python_print_sink() {
   return [](const std::string& s) { nb::print(nb::str(s.c_str(), s.size())); };
 }
 
-const std::string& header_flag() {
-  // The support header is not part of the generated code; its hash keys the disk cache too.
-  static std::string flag = [] {
-    std::stringstream ss;
-    for (const char* h : {"/parpy_common.h", "/parpy_cpu.h", "/parpy_cpu_pch.h", "/parpy_cuda_host.h",
-                          "/parpy_cuda.h"}) {
-      std::ifstream in(g_include_dir + h, std::ios::binary);
-      ss << in.rdbuf();
-    }
-    return "-DPARPY_HEADER_HASH=" + jit::sha256_hex(ss.str()).substr(0, 16);
-  }();
-  return flag;
-}
-
-// The include and library directories, flags and output options of a build of `opts`.
-jit::BuildFlags build_flags(const CompileOptions& opts) {
-  jit::BuildFlags flags;
-  flags.include_dirs = opts.includes;
-  flags.include_dirs.push_back(g_include_dir);
-  flags.lib_dirs = opts.libs;
-  flags.extra_flags = opts.extra_flags;
-  flags.extra_flags.push_back(header_flag());
-  flags.write_output = opts.write_output;
-  return flags;
-}
-
-// `generated`: the code is the Cpu backend's, which includes the support header before anything
-// else, so the build may use the header precompiled.
-std::shared_ptr<Entry> build_code(const std::string& code, const std::string& symbol,
-                                  const CompileOptions& opts, bool generated) {
-  jit::BuildFlags flags = build_flags(opts);
-  if (generated) flags.precompiled_header = "parpy_cpu_pch.h";
-  jit::BuildResult built;
+// Builds (or finds in the disk cache) and loads, without the GIL.
+template <typename Build>
+std::shared_ptr<Entry> built(Build&& build) {
+  std::shared_ptr<Entry> e;
   {
     nb::gil_scoped_release release;
-    built = jit::build_cpu_library(code, flags);
+    e = build();
   }
-  if (built.built) ++g_builds;
-  auto e = std::make_shared<Entry>();
-  e->lib = jit::load_library(built.library, built.payload);
-  e->fn = reinterpret_cast<EntryFn>(e->lib->symbol(symbol));
+  if (e->built) ++g_builds;
   ++g_compiles;
   return e;
 }
 
-bool whole_cuda_build_requested() {
-  const char* mode = std::getenv("PARPY_CUDA_BUILD");
-  return mode != nullptr && std::string(mode) == "nvcc";
-}
-
-std::shared_ptr<Entry> build_cuda_entry(const Lowered& low, const CompileOptions& opts) {
-  jit::BuildFlags flags = build_flags(opts);
-  // User flags are nvcc flags for the whole program, so they keep the one-source build; so does
-  // PARPY_CUDA_BUILD=nvcc.
-  bool two_part = opts.extra_flags.empty() && opts.libs.empty() && !whole_cuda_build_requested();
-  jit::BuildResult built;
+// Calls an entry without the GIL; raises the IndexError of a failed run-time index check, or a
+// RuntimeError with the backend's message (else `failed` and the status).
+void call_entry(const Entry& e, CallArgs& args, CompileBackend b, const char* failed) {
+  CallResult r;
   {
     nb::gil_scoped_release release;
-    std::optional<jit::BuildResult> fast;
-    if (two_part)
-      fast = cuda::build_two_part_cuda_library(low.device_code, low.host_code, flags, cuda::arch_flag());
-    built = fast ? *fast : cuda::build_cuda_library(low.code, flags, cuda::arch_flag());
+    r = backend_of(b).call(e, args);
   }
-  if (built.built) ++g_builds;
-  auto e = std::make_shared<Entry>();
-  e->lib = jit::load_library(built.library, built.payload);
-  e->cuda_fn = reinterpret_cast<CudaEntryFn>(e->lib->symbol(low.entry_symbol));
-  e->error_fn = reinterpret_cast<ErrorFn>(e->lib->symbol(low.error_symbol));
-  for (const auto& p : low.params)
-    e->written.push_back(std::find(low.written.begin(), low.written.end(), p.name) != low.written.end());
-  attach_bounds(*e, low);
-  ++g_compiles;
-  return e;
+  if (r.status == 0) return;
+  if (r.status == kIndexErrorStatus)
+    if (auto msg = index_error(e)) py_fail(PyExc_IndexError, *msg);
+  if (r.error.empty()) r.error = std::string(failed) + " failed with status " + std::to_string(r.status);
+  py_fail(PyExc_RuntimeError, r.error);
 }
 
 // What the compiler knows about a call's arguments; the 0-dim CUDA arrays of `read_paths` are
@@ -244,60 +144,7 @@ Lowered lower_args(const Function& fn, const nb::tuple& args, const CompileOptio
 std::shared_ptr<Entry> build_entry(const Function& fn, const nb::tuple& args, const CompileOptions& opts,
                                    std::vector<std::string>& reads) {
   Lowered low = lower_args(fn, args, opts, reads, python_print_sink());
-  if (opts.backend == CompileBackend::Cuda) return build_cuda_entry(low, opts);
-  auto e = build_code(low.code, low.entry_symbol, opts, true);
-  attach_bounds(*e, low);
-  return e;
-}
-
-// Runs a CUDA entry on the device of its CUDA array arguments (the current device where there are
-// none): host arrays are copied to the device and back only if written, on the stream of the CUDA
-// array arguments; nothing else is synchronised (docs/gpu.md, Data, streams and devices).
-void run_cuda(const Entry& e, ArgPack& pack) {
-  nb::gil_scoped_release release;
-  std::string err;
-  std::optional<std::string> index_err;
-  int32_t status = 0;
-  std::vector<uint64_t> device;
-  try {
-    int ordinal = pack.device >= 0 ? pack.device : cuda::current_device();
-    // Copies and stream-ordered allocations happen in the device's primary context, which the
-    // entry's CUDA runtime shares.
-    cuda::DeviceScope scope(ordinal);
-    for (auto& h : pack.host_arrays) {
-      uint64_t d = cuda::alloc_async(h.bytes, pack.stream);
-      device.push_back(d);
-      cuda::copy_htod(d, h.host, h.bytes, pack.stream);
-      *static_cast<uint64_t*>(pack.argv[h.index]) = d;
-    }
-    status = e.cuda_fn(pack.argv.data(), pack.stream, ordinal);
-    if (status == kIndexErrorStatus && e.bounds_fn) {
-      nb::gil_scoped_acquire acquire;  // reads the sources for the message
-      index_err = index_error(e);
-    }
-    if (status != 0 && !index_err) {
-      err = e.error_fn();
-      if (err.empty()) err = "The compiled function failed with status " + std::to_string(status);
-    }
-    // The entry restores the thread's device as its CUDA runtime saw it; the copies back run in
-    // the call's device whatever that was (nothing to switch when it is current).
-    cuda::DeviceScope after(ordinal);
-    for (size_t i = 0; i < pack.host_arrays.size(); ++i) {
-      const auto& h = pack.host_arrays[i];
-      if (status == 0 && (e.write_all || (h.index < e.written.size() && e.written[h.index])))
-        cuda::copy_dtoh(h.host, device[i], h.bytes, pack.stream);
-    }
-    for (uint64_t d : device) cuda::free_async(d, pack.stream);
-    if (!pack.host_arrays.empty()) cuda::stream_synchronize(pack.stream);
-  } catch (const std::exception& ex) {
-    err = ex.what();
-    status = status ? status : 1;
-  }
-  if (status != 0) {
-    nb::gil_scoped_acquire acquire;
-    if (index_err) py_fail(PyExc_IndexError, *index_err);
-    py_fail(PyExc_RuntimeError, err);
-  }
+  return built([&] { return backend_of(opts.backend).build(low, opts); });
 }
 
 // PARPY_BOUNDS_CHECK=1 (read once) turns opts.bounds_check on for every call
@@ -332,7 +179,7 @@ const CompileOptions* with_backend(const CompileOptions* opts, bool strict,
                                    std::shared_ptr<const ResolvedOptions>& memo,
                                    std::shared_ptr<const ResolvedOptions>& hold) {
   if (opts->backend != CompileBackend::Auto) {
-    resolve_backend(*opts, strict);
+    resolve(*opts, strict);
     return opts;
   }
   hold = memo;
@@ -341,7 +188,7 @@ const CompileOptions* with_backend(const CompileOptions* opts, bool strict,
     return &hold->opts;
   }
   auto made = std::make_shared<ResolvedOptions>(ResolvedOptions{opts->key(), *opts});
-  made->opts.backend = resolve_backend(*opts, strict);
+  made->opts.backend = resolve(*opts, strict);
   made->opts.touch();
   hold = made;
   memo = made;
@@ -447,19 +294,7 @@ class JitFunction {
       if (reads_.size() != known) marshal();
       cache_.emplace(packed->key, entry);
     }
-    ArgPack& pack = *packed;
-    if (o->backend == CompileBackend::Cuda) {
-      run_cuda(*entry, pack);
-      return nb::none();
-    }
-    int32_t status;
-    {
-      nb::gil_scoped_release release;
-      status = entry->fn(pack.argv.data());
-    }
-    if (status == kIndexErrorStatus)
-      if (auto msg = index_error(*entry)) py_fail(PyExc_IndexError, *msg);
-    if (status != 0) py_fail(PyExc_RuntimeError, "The generated code failed with status " + std::to_string(status));
+    call_entry(*entry, *packed, o->backend, "The generated code");
     return nb::none();
   }
 
@@ -503,8 +338,7 @@ ResolvedCall resolve_call(nb::handle v, bool strict) {
 }
 
 // compile_string (docs/language.md, Arguments): user-written code in the generated calling
-// convention. Cuda source is built by nvcc as one program and run like a jit entry; since a
-// hand-written program does not say what it writes, every host array is copied back.
+// convention, built by the backend (Backend::build_user_code).
 class StringFunction {
  public:
   StringFunction(std::string name, std::string code, const CompileOptions& opts)
@@ -512,10 +346,10 @@ class StringFunction {
 
   nb::object call(nb::args args) {
     if (opts_.backend == CompileBackend::Auto) {
-      opts_.backend = resolve_backend(opts_, true);  // this object's own copy
+      opts_.backend = resolve(opts_, true);  // this object's own copy
       opts_.touch();
     } else {
-      resolve_backend(opts_, true);
+      resolve(opts_, true);
     }
     ArgPack pack(opts_, false);
     for (size_t i = 0; i < args.size(); ++i) pack.add(args[i], "#" + std::to_string(i + 1));
@@ -530,29 +364,11 @@ class StringFunction {
         described.add(args[i], "#" + std::to_string(i + 1));
         names.push_back("a" + std::to_string(i));
       }
-      // Code from print_compiled already has the uniform entry; hand-written code gets one.
-      std::string code = code_;
-      bool has_entry = code.find(entry_symbol(name_) + "(") != std::string::npos;
       std::vector<AbiParam> params = abi_params(names, described.values, opts_);
-      if (opts_.backend == CompileBackend::Cuda) {
-        if (!has_entry) code += "\n" + print_cuda_user_entry(name_, params);
-        entry = build_cuda_string(code);
-      } else {
-        if (!has_entry) code += "\n" + print_cpu_entry(entry_symbol(name_), name_, params);
-        entry = build_code(code, entry_symbol(name_), opts_, false);
-      }
+      entry = built([&] { return backend_of(opts_.backend).build_user_code(name_, code_, params, opts_); });
       cache_.emplace(pack.key, entry);
     }
-    if (opts_.backend == CompileBackend::Cuda) {
-      run_cuda(*entry, pack);
-      return nb::none();
-    }
-    int32_t status;
-    {
-      nb::gil_scoped_release release;
-      status = entry->fn(pack.argv.data());
-    }
-    if (status != 0) py_fail(PyExc_RuntimeError, "The compiled function failed with status " + std::to_string(status));
+    call_entry(*entry, pack, opts_.backend, "The compiled function");
     return nb::none();
   }
 
@@ -560,24 +376,6 @@ class StringFunction {
   std::string name_, code_;
   CompileOptions opts_;
   std::unordered_map<std::string, std::shared_ptr<Entry>> cache_;
-
-  // The one-source nvcc build (user code is CUDA C++ for nvcc, whatever it includes).
-  std::shared_ptr<Entry> build_cuda_string(const std::string& code) {
-    jit::BuildFlags flags = build_flags(opts_);
-    jit::BuildResult built;
-    {
-      nb::gil_scoped_release release;
-      built = cuda::build_cuda_library(code, flags, cuda::arch_flag());
-    }
-    if (built.built) ++g_builds;
-    auto e = std::make_shared<Entry>();
-    e->lib = jit::load_library(built.library);
-    e->cuda_fn = reinterpret_cast<CudaEntryFn>(e->lib->symbol(entry_symbol(name_)));
-    e->error_fn = reinterpret_cast<ErrorFn>(e->lib->symbol(error_symbol(name_)));
-    e->write_all = true;
-    ++g_compiles;
-    return e;
-  }
 };
 
 }  // namespace
@@ -646,7 +444,7 @@ void bind_compiler(nb::module_& m) {
 
   m.def("print_compiled", [](const IrFunction& ir, nb::tuple args, const CompileOptions& opts) {
     CompileOptions resolved = opts;  // the caller's options stay as they are
-    resolved.backend = resolve_backend(opts, false);
+    resolved.backend = resolve(opts, false);
     resolved.touch();
     CompileOptions local;
     const CompileOptions* o = with_env_bounds(&resolved, local);
@@ -658,7 +456,24 @@ void bind_compiler(nb::module_& m) {
       .def(nb::init<std::string, std::string, const CompileOptions&>())
       .def("__call__", &StringFunction::call);
 
-  m.def("_set_include_dir", [](const std::string& d) { g_include_dir = d; });
+  m.def("_set_include_dir", [](const std::string& d) { set_include_dir(d); });
+  // Backend availability and resolution for parpy.backend (the rules in backend/backend.h).
+  m.def("_backend_reason", [](CompileBackend b) -> std::string {
+    if (b == CompileBackend::Auto) return "CompileBackend.Auto is not a concrete backend";
+    return backend_of(b).unavailable_reason();
+  });
+  m.def("_resolve_backend", [](CompileBackend b, bool strict, const std::vector<CompileBackend>& available) {
+    try {
+      return resolve_backend(b, strict, available);
+    } catch (const std::runtime_error& e) {
+      py_fail(PyExc_RuntimeError, e.what());
+    }
+  });
+  m.def("_host_cxx", []() -> std::optional<std::string> {
+    const jit::Toolchain& cxx = jit::host_cxx();
+    if (!cxx.found) return std::nullopt;
+    return cxx.path;
+  });
   m.def("clear_cache", [] {
     ++g_cache_epoch;
     nb::gil_scoped_release release;

@@ -8,6 +8,7 @@
 
 #include <regex>
 
+#include "backend/backend.h"
 #include "bindings/bind.h"
 #include "bindings/externals.h"
 #include "ir/options.h"
@@ -47,16 +48,9 @@ ExternalHandle declare_external(const std::string& name, const std::string& ext_
                                 const std::vector<std::pair<std::string, nb::object>>& params,
                                 nb::object ret) {
   bool host = nb::cast<int>(target.attr("value")) == 0;
-  switch (backend) {
-    case CompileBackend::Cuda:
-      if (host) fail("Host externals are not supported in the CUDA backend");
-      break;
-    case CompileBackend::Metal:
-      if (host && par.is_parallel()) fail("Host externals cannot be parallel");
-      break;
-    case CompileBackend::Cpu: break;  // Host and Device code are both C++ here
-    default: fail(std::string("Unsupported external backend: CompileBackend.") + backend_name(backend));
-  }
+  if (backend == CompileBackend::Auto)
+    fail(std::string("Unsupported external backend: CompileBackend.") + backend_name(backend));
+  if (std::string err = backend_of(backend).external_error(host, par); !err.empty()) fail(err);
   check_c_names(ext_name, header);
   auto d = std::make_shared<ExternalDecl>();
   d->name = name;

@@ -40,9 +40,9 @@ std::string layer_str(int64_t threads, int64_t tpb) {
 
 class KernelBuilder {
  public:
-  KernelBuilder(GpuProgram& prog, const CompileOptions& opts, const ArrayAliases& aliases,
+  KernelBuilder(GpuProgram& prog, const GpuTarget& target, const ArrayAliases& aliases,
                 const std::map<std::string, ParallelExternal>& externals)
-      : prog_(prog), opts_(opts), par_externals_(externals), aliased_(aliased_names(aliases)) {
+      : prog_(prog), target_(target), par_externals_(externals), aliased_(aliased_names(aliases)) {
     for (const auto& p : prog.params) {
       params_[p.name] = p.type;
       if (p.on_device) device_scalars_.insert(p.name);
@@ -65,7 +65,7 @@ class KernelBuilder {
 
  private:
   GpuProgram& prog_;
-  const CompileOptions& opts_;
+  const GpuTarget& target_;
   const std::map<std::string, ParallelExternal>& par_externals_;
   std::map<std::string, Type> params_;
   std::set<std::string> device_scalars_;  // 0-dim arrays left on the GPU (one element, read only)
@@ -414,8 +414,7 @@ class KernelBuilder {
     for (size_t i = 0; i < k_; ++i) outer_ *= layers_[i];
     // Clusters hold at most 8 blocks portably and 16 with the non-portable attribute on sm_90;
     // wider inner layers use the multi-block forms below.
-    cluster_ = opts_.use_cuda_thread_block_clusters && inner_blocks_ > 1 &&
-               inner_blocks_ <= std::min<int64_t>(opts_.max_thread_blocks_per_cluster, 16);
+    cluster_ = inner_blocks_ > 1 && inner_blocks_ <= target_.max_cluster_blocks;
     if (needs_grid_barrier(root)) return split(root);
 
     Kernel kern;
@@ -981,14 +980,14 @@ class KernelBuilder {
 }  // namespace
 
 GpuProgram extract_kernels(const std::string& name, const std::vector<AbiParam>& params,
-                           const Block& body, const CompileOptions& opts,
+                           const Block& body, const GpuTarget& target,
                            const std::map<std::string, ParallelExternal>& parallel_externals) {
   GpuProgram prog;
   prog.name = name;
   prog.params = params;
-  prog.use_graphs = opts.use_cuda_graphs;
+  prog.use_graphs = target.graphs;
   ArrayAliases aliases = array_aliases(body);
-  KernelBuilder kb(prog, opts, aliases, parallel_externals);
+  KernelBuilder kb(prog, target, aliases, parallel_externals);
   prog.host = kb.host(body);
   prog.aliased = aliased_names(aliases);
   // A store through a local naming arrays may write any of them.

@@ -24,6 +24,6 @@ struct ParallelExternal {
 // the widest, and threads beyond a loop's own count skip its body (but not barriers or block
 // reductions). `parallel_externals` maps the C names of parallel externals to their declaration.
 GpuProgram extract_kernels(const std::string& name, const std::vector<AbiParam>& params,
-                           const Block& body, const CompileOptions& opts,
+                           const Block& body, const GpuTarget& target,
                            const std::map<std::string, ParallelExternal>& parallel_externals = {});
 }  // namespace parpy

@@ -16,6 +16,15 @@ namespace parpy {
 inline const char* kThreadIdx = "$tid";
 inline const char* kBlockIdx = "$bid";
 
+// What the GPU backend being compiled for offers the shared GPU layer; each GPU backend makes one
+// from the call's options (backend/backend.h, Backend::gpu_target).
+struct GpuTarget {
+  // The most blocks of one thread-block cluster (blocks that synchronise and reduce together
+  // through distributed shared memory); 0: no clusters.
+  int64_t max_cluster_blocks = 0;
+  bool graphs = false;  // the entry may replay its launches as a graph (GpuProgram::use_graphs)
+};
+
 struct Kernel {
   std::string name;
   std::vector<AbiParam> params;  // arrays (device pointers) and host scalars, in launch order

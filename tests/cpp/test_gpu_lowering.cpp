@@ -10,24 +10,12 @@
 #include <vector>
 
 #include "codegen/cuda.h"
-#include "gpu/cache_rows.h"
 #include "gpu/check_host_code.h"
-#include "gpu/extract_kernels.h"
-#include "gpu/fuse_map_reduce.h"
 #include "gpu/gpu_ir.h"
-#include "gpu/vectorize.h"
 #include "ir/error.h"
 #include "ir/ir.h"
 #include "ir/options.h"
 #include "lower.h"
-#include "passes/check_reductions.h"
-#include "passes/constant_fold.h"
-#include "passes/flatten_indices.h"
-#include "passes/lower_helpers.h"
-#include "passes/lower_slices.h"
-#include "passes/resolve_par.h"
-#include "passes/specialize.h"
-#include "passes/typecheck.h"
 #include "ir_builders.h"
 
 namespace parpy {
@@ -35,37 +23,9 @@ namespace {
 
 using namespace parpy::testing;
 
-std::map<std::string, std::vector<int64_t>> shapes_of(const std::vector<AbiParam>& ps) {
-  std::map<std::string, std::vector<int64_t>> m;
-  for (const auto& p : ps)
-    if (p.type.is_array()) m[p.name] = p.type.shape;
-  return m;
-}
-std::map<std::string, Type> types_of(const std::vector<AbiParam>& ps) {
-  std::map<std::string, Type> m;
-  for (const auto& p : ps)
-    if (p.type.is_array()) m[p.name] = p.type;
-  return m;
-}
-
-// The passes of lower() up to check_reductions, then check_host_code and extract_kernels.
+// The passes of lower() up to the GPU layer's program.
 GpuProgram gpu_program(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts) {
-  ensure_parallelism(f, opts);
-  Specialized s = specialize(f, args, opts);
-  Block ir = constant_fold(s.fn.body);
-  ir = lower_slices(ir, shapes_of(s.params));
-  Helpers h = lower_helpers_of(f, opts);
-  ir = typecheck(ir, types_of(s.params), opts, f.name, h.main_calls);
-  ir = constant_fold(ir);
-  ir = flatten_indices(ir);
-  ir = resolve_par(ir, opts);
-  ir = check_reductions(ir);
-  check_host_code(ir);
-  ir = fuse_map_reduce(ir);
-  GpuProgram p = extract_kernels(f.name, s.params, ir, opts);
-  vectorize_kernels(p);
-  cache_kernel_rows(p);
-  return p;
+  return lower_gpu_program(f, args, opts);
 }
 
 std::string cuda_code(const Function& f, const std::vector<ArgValue>& args, const CompileOptions& opts) {
@@ -786,7 +746,12 @@ TEST(GpuStructure, BranchesWithDifferentStructure) {
                   {For("i", 0, 10,
                        {if_stmt(binop(BinOp::Gt, V("i"), I(4), sp()),
                                 {For("j", 0, 32, {A(S("x", {V("i"), V("j")}), F(0.0))}, {"A"})},
-                                {For("j", 0, 2, {For("k", 0, 32, {A(S("x", {V("i"), V("k")}), F(1.0))}, {"A"})},
+                                {For("j", 0, 2,
+                                     {For("k", 0, 32,
+                                          {A(S("x", {V("i"), binop(BinOp::Add, binop(BinOp::Mul, V("j"), I(32), sp()),
+                                                                   V("k"), sp())}),
+                                             F(1.0))},
+                                          {"A"})},
                                      {"B"})},
                                 sp())},
                        {"O"})});

@@ -1138,6 +1138,7 @@ TEST(Lower, ParallelLoopWithWeakLiteral) {
   Function f = fn("f", {"x", "y", "n"},
                   {for_loop("i", I(0), V("n"), 1, {A(S("y", {V("i")}), mul(S("x", {V("i")}), I(2)))}, sp(), {"N"})});
   CompileOptions opts;
+  opts.backend = CompileBackend::Cpu;
   opts.parallelize["N"] = LoopPar{4, false, 1024};
   Lowered l = lower(f, {array_arg(ElemSize::F32, {10}), array_arg(ElemSize::F32, {10}), int_arg(10)}, opts);
   EXPECT_EQ(l.entry_symbol, "parpy_entry_f");
@@ -1157,6 +1158,7 @@ TEST(Lower, SliceStatementAndReduction) {
                   {A(S("y", {all()}), add(S("x", {all()}), F(1.0)), {"N"}),
                    A(S("s", {I(0)}), reduce(ReduceOp::Sum, S("x", {all()}), std::nullopt, sp()), {"R"})});
   CompileOptions opts;
+  opts.backend = CompileBackend::Cpu;
   opts.parallelize["N"] = LoopPar{8, false, 1024};
   opts.parallelize["R"] = LoopPar{8, false, 1024};
   Lowered l = lower(f, {array_arg(ElemSize::F64, {16}), array_arg(ElemSize::F64, {16}), array_arg(ElemSize::F64, {1})},
@@ -1172,6 +1174,7 @@ TEST(Lower, SliceStatementAndReduction) {
 TEST(Lower, DebugSinkAndNoParallelism) {
   Function f = fn("f", {"x"}, {For("i", 0, 4, {A(S("x", {V("i")}), F(0.0))}, {"N"})});
   CompileOptions opts;
+  opts.backend = CompileBackend::Cpu;
   opts.parallelize["N"] = LoopPar{2, false, 1024};
   opts.debug_print = true;
   std::vector<std::string> dumps;
@@ -1181,6 +1184,7 @@ TEST(Lower, DebugSinkAndNoParallelism) {
   EXPECT_EQ(dumps.back().rfind("===== print_cpu (time: ", 0), 0u) << dumps.back();
 
   CompileOptions none;
+  none.backend = CompileBackend::Cpu;
   EXPECT_THROW(lower(f, {array_arg(ElemSize::F64, {4})}, none), CompileError);
 }
 

@@ -33,3 +33,23 @@ def backend(request):
     """One enabled backend per parametrisation."""
     return request.param
 
+
+
+# PARPY_TEST_LOG=<file>: each test's outcome is appended to the file as it ends ("passed 1.2s
+# tests/python/test_x.py::test_y"), failures with their report, so a run stopped by a time limit
+# (a sanitizer run on the GPU machine) still says which tests ended and how.
+_TEST_LOG = os.environ.get("PARPY_TEST_LOG")
+
+
+def pytest_runtest_logreport(report):
+    if not _TEST_LOG or (report.when != "call" and report.passed):
+        return
+    if report.when != "call" and report.skipped:
+        outcome = "skipped"
+    else:
+        outcome = report.outcome if report.when == "call" else f"{report.outcome} in {report.when}"
+    line = f"{outcome} {report.duration:.1f}s {report.nodeid}\n"
+    if report.failed:
+        line += "".join("    " + l + "\n" for l in str(report.longrepr).splitlines()[-30:])
+    with open(_TEST_LOG, "a", encoding="utf-8") as f:
+        f.write(line)

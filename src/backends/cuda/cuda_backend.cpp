@@ -1,0 +1,160 @@
+#include "backends/cuda/cuda_backend.h"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <optional>
+
+#include "codegen/cuda.h"
+#include "ir/c_names.h"
+#include "jit/nvcc.h"
+#include "runtime/cuda_driver.h"
+
+namespace parpy {
+namespace {
+
+// int32_t entry(void** args, void* stream, int32_t device)
+using EntryFn = int32_t (*)(void**, void*, int32_t);
+
+// Whether the NVRTC library can be loaded (a way to compile CUDA C++ without nvcc).
+bool nvrtc_loadable() {
+  std::vector<std::string> names = {"libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"};
+  for (const char* var : {"CUDA_HOME", "CUDA_PATH"})
+    if (const char* root = std::getenv(var); root && *root)
+      for (const char* n : {"libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"})
+        names.push_back(std::string(root) + "/lib64/" + n);
+  for (const auto& n : names)
+    if (void* h = dlopen(n.c_str(), RTLD_LAZY | RTLD_LOCAL)) {
+      dlclose(h);
+      return true;
+    }
+  return false;
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CompileBackend id() const override { return CompileBackend::Cuda; }
+
+  const std::string& unavailable_reason() const override {
+    static const std::string reason = []() -> std::string {
+#ifdef __APPLE__
+      return "CUDA is not supported on macOS";
+#endif
+      const cuda::DeviceInfo& d = cuda::device_info();
+      if (!d.available) return d.why_unavailable;
+      if (!cuda::nvcc().found && !nvrtc_loadable())
+        return "Could not find 'nvcc' in path or the NVRTC library - one of them is required to build the "
+               "generated CUDA C++ code";
+      return "";
+    }();
+    return reason;
+  }
+
+  bool device_memory() const override { return true; }
+  bool gpu() const override { return true; }
+
+  GpuTarget gpu_target(const CompileOptions& opts) const override {
+    GpuTarget t;
+    // A cluster has at most 8 blocks portably and 16 with the non-portable size, which parpy asks for.
+    if (opts.use_cuda_thread_block_clusters) t.max_cluster_blocks = std::min<int64_t>(opts.max_thread_blocks_per_cluster, 16);
+    t.graphs = opts.use_cuda_graphs;
+    return t;
+  }
+
+  Lowered print_gpu(const GpuProgram& gpu, const CompileOptions&) const override {
+    CudaProgram prog = print_cuda(gpu);
+    Lowered low;
+    low.code = std::move(prog.code);
+    low.entry_symbol = std::move(prog.entry_symbol);
+    low.params = gpu.params;
+    low.error_symbol = std::move(prog.error_symbol);
+    low.written = gpu.written;
+    low.device_code = std::move(prog.device_code);
+    low.host_code = std::move(prog.host_code);
+    low.bounds_symbol = std::move(prog.bounds_symbol);
+    return low;
+  }
+
+  std::shared_ptr<Entry> build(const Lowered& low, const CompileOptions& opts) const override {
+    jit::BuildFlags flags = build_flags(opts);
+    // User flags are nvcc flags for the whole program, so they keep the one-source build; so does
+    // PARPY_CUDA_BUILD=nvcc.
+    bool two_part = opts.extra_flags.empty() && opts.libs.empty() && !whole_cuda_build_requested();
+    std::optional<jit::BuildResult> fast;
+    if (two_part)
+      fast = cuda::build_two_part_cuda_library(low.device_code, low.host_code, flags, cuda::arch_flag());
+    jit::BuildResult built = fast ? *fast : cuda::build_cuda_library(low.code, flags, cuda::arch_flag());
+    auto e = load_entry(built, low.entry_symbol, low.error_symbol, &low);
+    for (const auto& p : low.params)
+      e->written.push_back(std::find(low.written.begin(), low.written.end(), p.name) != low.written.end());
+    return e;
+  }
+
+  // User code is CUDA C++ for nvcc (whatever it includes): the one-source build. Since it does not
+  // say what it writes, every host array is copied back.
+  std::shared_ptr<Entry> build_user_code(const std::string& name, const std::string& code,
+                                         const std::vector<AbiParam>& params,
+                                         const CompileOptions& opts) const override {
+    std::string src = code;
+    if (code.find(entry_symbol(name) + "(") == std::string::npos) src += "\n" + print_cuda_user_entry(name, params);
+    auto e = load_entry(cuda::build_cuda_library(src, build_flags(opts), cuda::arch_flag()), entry_symbol(name),
+                        error_symbol(name));
+    e->write_all = true;
+    return e;
+  }
+
+  // Runs on the device of the CUDA array arguments (the current device where there are none):
+  // host arrays are copied to the device and back only if written, on the stream of the CUDA
+  // array arguments; nothing else is synchronised (docs/gpu.md, Data, streams and devices).
+  CallResult call(const Entry& e, CallArgs& args) const override {
+    CallResult r;
+    std::vector<uint64_t> device;
+    try {
+      int ordinal = args.device >= 0 ? args.device : cuda::current_device();
+      // Copies and stream-ordered allocations happen in the device's primary context, which the
+      // entry's CUDA runtime shares.
+      cuda::DeviceScope scope(ordinal);
+      for (auto& h : args.host_arrays) {
+        uint64_t d = cuda::alloc_async(h.bytes, args.stream);
+        device.push_back(d);
+        cuda::copy_htod(d, h.host, h.bytes, args.stream);
+        *static_cast<uint64_t*>(args.argv[h.index]) = d;
+      }
+      r.status = reinterpret_cast<EntryFn>(e.fn)(args.argv.data(), args.stream, ordinal);
+      if (r.status != 0 && !(r.status == kIndexErrorStatus && e.bounds_fn)) r.error = e.error_fn();
+      // The entry restores the thread's device as its CUDA runtime saw it; the copies back run in
+      // the call's device whatever that was (nothing to switch when it is current).
+      cuda::DeviceScope after(ordinal);
+      for (size_t i = 0; i < args.host_arrays.size(); ++i) {
+        const auto& h = args.host_arrays[i];
+        if (r.status == 0 && (e.write_all || (h.index < e.written.size() && e.written[h.index])))
+          cuda::copy_dtoh(h.host, device[i], h.bytes, args.stream);
+      }
+      for (uint64_t d : device) cuda::free_async(d, args.stream);
+      if (!args.host_arrays.empty()) cuda::stream_synchronize(args.stream);
+    } catch (const std::exception& ex) {
+      r.error = ex.what();
+      r.status = r.status ? r.status : 1;
+    }
+    return r;
+  }
+
+  std::string external_error(bool host, const LoopPar&) const override {
+    return host ? "Host externals are not supported in the CUDA backend" : "";
+  }
+};
+
+}  // namespace
+
+bool whole_cuda_build_requested() {
+  const char* mode = std::getenv("PARPY_CUDA_BUILD");
+  return mode != nullptr && std::string(mode) == "nvcc";
+}
+
+const Backend& cuda_backend() {
+  static const CudaBackend b;
+  return b;
+}
+
+}  // namespace parpy

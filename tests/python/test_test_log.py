@@ -1,0 +1,38 @@
+"""PARPY_TEST_LOG (conftest.py): each test's outcome is written to the log as the test ends."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+
+def test_outcomes_are_logged_as_tests_end(tmp_path):
+    here = pathlib.Path(__file__).parent
+    (tmp_path / "conftest.py").write_text((here / "conftest.py").read_text())
+    (tmp_path / "test_sample.py").write_text(textwrap.dedent("""
+        import pytest
+
+        def test_passes():
+            assert 1 + 1 == 2
+
+        def test_fails():
+            assert [1, 2] == [1, 3], "the marker of this failure"
+
+        @pytest.mark.skip(reason="skipped on purpose")
+        def test_skipped():
+            pass
+    """))
+    log = tmp_path / "tests.log"
+    env = dict(os.environ, PARPY_TEST_LOG=str(log))
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                        str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = log.read_text().splitlines()
+    starts = [line for line in lines if not line.startswith("    ")]
+    assert len(starts) == 3, lines
+    assert starts[0].startswith("passed ") and starts[0].endswith("test_sample.py::test_passes")
+    assert starts[1].startswith("failed ") and starts[1].endswith("test_sample.py::test_fails")
+    assert starts[2].startswith("skipped ") and starts[2].endswith("test_sample.py::test_skipped")
+    assert any("the marker of this failure" in line for line in lines)
