@@ -244,39 +244,36 @@ class CudaPrinter : public CPrinter {
   }
 
   void stmt(const Stmt& s, int indent) override {
-    if (s->kind == StmtKind::Call) {
-      auto it = kernels_.find(s->rhs->name);
-      if (it != kernels_.end()) {
-        const Kernel& k = *it->second;
-        std::string p = pad(indent);
-        std::string args;
-        for (size_t i = 0; i < s->rhs->args.size(); ++i) args += (i ? ", " : "") + expr(s->rhs->args[i]);
-        auto launch = [&](const std::string& name, const std::string& p2) {
-          std::string grid = "dim3(" + std::to_string(k.grid_blocks) + ")";
-          std::string block = "dim3(" + std::to_string(k.block_threads) + ")";
-          if (two_part_)  // the kernel's launcher (see launchers())
-            os << p2 << kernel_ident(name) << "(" << grid << ", " << block << ", parpy_stream"
-               << (args.empty() ? "" : ", " + args) << ");\n";
-          else
-            os << p2 << kernel_ident(name) << "<<<" << grid << ", " << block << ", 0, parpy_stream>>>(" << args
-               << ");\n";
-        };
-        if (k.vector_body.empty()) {
-          launch(k.name, p);
-        } else {
-          std::string cond;
-          for (const auto& [array, bytes] : k.alignment)
-            cond += (cond.empty() ? "" : " && ") + std::string("parpy_aligned(") + c_ident(array) + ", " +
-                    std::to_string(bytes) + ")";
-          os << p << "if (" << cond << ") {\n";
-          launch(k.name + "_vec", p + "  ");
-          os << p << "} else {\n";
-          launch(k.name, p + "  ");
-          os << p << "}\n";
-        }
-        os << p << "PARPY_CHECK(cudaGetLastError(), \"launch of " << k.name << "\");\n";
-        return;
+    if (s->kind == StmtKind::Launch) {
+      const Kernel& k = *kernels_.at(s->rhs->name);
+      std::string p = pad(indent);
+      std::string args;
+      for (size_t i = 0; i < s->rhs->args.size(); ++i) args += (i ? ", " : "") + expr(s->rhs->args[i]);
+      auto launch = [&](const std::string& name, const std::string& p2) {
+        std::string grid = "dim3(" + std::to_string(k.grid_blocks) + ")";
+        std::string block = "dim3(" + std::to_string(k.block_threads) + ")";
+        if (two_part_)  // the kernel's launcher (see launchers())
+          os << p2 << kernel_ident(name) << "(" << grid << ", " << block << ", parpy_stream"
+             << (args.empty() ? "" : ", " + args) << ");\n";
+        else
+          os << p2 << kernel_ident(name) << "<<<" << grid << ", " << block << ", 0, parpy_stream>>>(" << args
+             << ");\n";
+      };
+      if (k.vector_body.empty()) {
+        launch(k.name, p);
+      } else {
+        std::string cond;
+        for (const auto& [array, bytes] : k.alignment)
+          cond += (cond.empty() ? "" : " && ") + std::string("parpy_aligned(") + c_ident(array) + ", " +
+                  std::to_string(bytes) + ")";
+        os << p << "if (" << cond << ") {\n";
+        launch(k.name + "_vec", p + "  ");
+        os << p << "} else {\n";
+        launch(k.name, p + "  ");
+        os << p << "}\n";
       }
+      os << p << "PARPY_CHECK(cudaGetLastError(), \"launch of " << k.name << "\");\n";
+      return;
     }
     CPrinter::stmt(s, indent);
   }

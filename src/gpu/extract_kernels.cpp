@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "gpu/geometry.h"
 #include "gpu/index_expr.h"
 #include "ir/intrinsics.h"
 #include "passes/array_locals.h"
@@ -20,7 +21,6 @@ using gpu::iop;
 using gpu::ivar;
 using gpu::kBool;
 
-int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 // The accumulator type of a reduction: shuffles need at least 32-bit values.
 ElemSize acc_type(ElemSize t) {
@@ -78,14 +78,9 @@ class KernelBuilder {
   // The parallel loops around the statement being transformed, outer to inner.
   std::vector<Stmt> enclosing_;
 
-  // The kernel being built.
-  std::vector<int64_t> layers_;
-  int64_t tpb_ = 1024, threads_ = 32, inner_blocks_ = 1, outer_ = 1;
-  size_t k_ = 0;
-  // The blocks of one inner layer form a thread-block cluster: they synchronise and reduce
-  // together through distributed shared memory, so the nest needs no split (docs/gpu.md,
-  // Synchronisation and kernel splits; Reductions).
-  bool cluster_ = false;
+  // The kernel being built: its threads per block at most, and its geometry.
+  int64_t tpb_ = 1024;
+  Geometry g_;
 
   std::string fresh(const std::string& base) { return "$" + base + std::to_string(counter_++); }
   std::string worker(size_t d) const { return "$w" + std::to_string(d); }
@@ -330,7 +325,7 @@ class KernelBuilder {
   // the guard is warp-uniform, so warp shuffles in the external stay safe (block barriers do not).
   Block par_call_stmt(const Stmt& s, size_t d, int64_t n) {
     int64_t width = round_up(n, 32);
-    bool guard = width < threads_ * inner_blocks_;
+    bool guard = width < g_.threads * g_.inner_blocks;
     bool store = s->kind == StmtKind::Assign && s->lhs->kind == ExprKind::Access;
     if (!store) {
       if (guard) {
@@ -340,7 +335,7 @@ class KernelBuilder {
         });
         fail("The parallel external function " + par_external(*e)->name + " runs on " +
                  std::to_string(width) + " threads, fewer than the " +
-                 std::to_string(threads_ * inner_blocks_) +
+                 std::to_string(g_.threads * g_.inner_blocks) +
                  " threads of the parallel loops next to it, so the other threads do not have its "
                  "result. Store the result to an array element directly, or give those loops at most " +
                  std::to_string(width) + " threads.",
@@ -397,42 +392,25 @@ class KernelBuilder {
     // An external's tpb holds for the whole nest, also in the kernels split from it that do not call
     // the external.
     if (tpb_ != 1024 && calls_par_external({root})) root = with_tpb(root);
-    layers_ = layers_stmt(root);
-    k_ = layers_.size() - 1;
-    int64_t inner = layers_[k_];
-    // Thread counts may be anything up to INT64_MAX: nothing here may overflow before the grid
-    // size is checked (in floating point), and the products after it fit.
-    threads_ = inner >= tpb_ ? tpb_ : std::min(round_up(inner, 32), tpb_);
-    inner_blocks_ = inner / threads_ + (inner % threads_ != 0);
-    double grid = static_cast<double>(inner_blocks_);
-    for (size_t i = 0; i < k_; ++i) grid *= static_cast<double>(layers_[i]);
-    if (grid > static_cast<double>(INT32_MAX))
-      fail("The parallel loops request " + std::to_string(static_cast<long double>(grid)) +
-               " thread blocks, more than a GPU grid can hold.",
-           root->span);
-    outer_ = 1;
-    for (size_t i = 0; i < k_; ++i) outer_ *= layers_[i];
-    // Clusters hold at most 8 blocks portably and 16 with the non-portable attribute on sm_90;
-    // wider inner layers use the multi-block forms below.
-    cluster_ = inner_blocks_ > 1 && inner_blocks_ <= target_.max_cluster_blocks;
+    g_ = geometry(layers_stmt(root), tpb_, target_, root->span);
     if (needs_grid_barrier(root)) return split(root);
 
     Kernel kern;
     kern.name = prog_.name + "_k" + std::to_string(prog_.kernels.size());
-    kern.block_threads = threads_;
-    kern.grid_blocks = inner_blocks_ * outer_;
-    kern.cluster_blocks = cluster_ ? inner_blocks_ : 1;
+    kern.block_threads = g_.threads;
+    kern.grid_blocks = g_.grid_blocks();
+    kern.cluster_blocks = g_.cluster_blocks();
     Block body = prologue();
     for (const auto& s : transform_stmt(root, 0)) body.push_back(s);
     kern.body = load_device_scalars(constant_fold(body));
     track_device_arrays(kern.body, root->span);
-    kern.inner_worker = worker(k_);
-    kern.inner_workers = layers_[k_];
+    kern.inner_worker = worker(g_.k);
+    kern.inner_workers = g_.layers[g_.k];
     kern.params = free_params(kern.body, root->span);
     std::vector<Expr> args;
     for (const auto& p : kern.params) args.push_back(var(p.name, root->span, p.type));
     prog_.kernels.push_back(std::move(kern));
-    return {call_stmt(call(prog_.kernels.back().name, std::move(args), root->span), root->span)};
+    return {launch_stmt(prog_.kernels.back().name, std::move(args), root->span)};
   }
 
   // A 0-dim array left on the GPU that the kernel reads is loaded once, at its start, into a local:
@@ -472,16 +450,16 @@ class KernelBuilder {
       b.push_back(s);
     };
     Expr tid = ivar(kThreadIdx), bid = ivar(kBlockIdx);
-    if (inner_blocks_ == 1)
-      def(worker(k_), tid);
+    if (g_.inner_blocks == 1)
+      def(worker(g_.k), tid);
     else
-      def(worker(k_), iop(BinOp::Add, iop(BinOp::Mul, iop(BinOp::Mod, bid, ilit(inner_blocks_)), ilit(threads_)), tid));
-    if (k_ > 0) {
-      def("$outer", inner_blocks_ == 1 ? bid : iop(BinOp::FloorDiv, bid, ilit(inner_blocks_)));
+      def(worker(g_.k), iop(BinOp::Add, iop(BinOp::Mul, iop(BinOp::Mod, bid, ilit(g_.inner_blocks)), ilit(g_.threads)), tid));
+    if (g_.k > 0) {
+      def("$outer", g_.inner_blocks == 1 ? bid : iop(BinOp::FloorDiv, bid, ilit(g_.inner_blocks)));
       Expr rest = ivar("$outer");
-      for (size_t d = k_; d-- > 0;) {
-        def(worker(d), d == 0 ? rest : iop(BinOp::Mod, rest, ilit(layers_[d])));
-        rest = iop(BinOp::FloorDiv, rest, ilit(layers_[d]));
+      for (size_t d = g_.k; d-- > 0;) {
+        def(worker(d), d == 0 ? rest : iop(BinOp::Mod, rest, ilit(g_.layers[d])));
+        rest = iop(BinOp::FloorDiv, rest, ilit(g_.layers[d]));
       }
     }
     return b;
@@ -493,7 +471,7 @@ class KernelBuilder {
   // cluster) so does each iteration of the innermost parallel loops' parent: a body there with
   // more than one parallel step, or statements after one, is split into kernels.
   bool needs_grid_barrier(const Stmt& root) {
-    if (k_ == 0) return false;
+    if (g_.k == 0) return false;
     return !single_inner_step(root->body, 1);
   }
 
@@ -503,7 +481,7 @@ class KernelBuilder {
   // layer's parent, when it spans several blocks, one inner loop, or `dst = neutral` then a
   // reduction into dst (the last block to finish sees the initialisation).
   bool single_inner_step(const Block& body, size_t d) {
-    if (d == k_ && (inner_blocks_ == 1 || cluster_)) return true;
+    if (d == g_.k && (g_.inner_blocks == 1 || g_.cluster)) return true;
     Block top;
     for (const auto& st : body) {
       if (st->kind == StmtKind::WithGpu)
@@ -516,7 +494,7 @@ class KernelBuilder {
            top[first]->defines)
       ++first;
     top.erase(top.begin(), top.begin() + static_cast<std::ptrdiff_t>(first));
-    if (d < k_) {
+    if (d < g_.k) {
       if (top.empty()) return true;
       if (top.size() != 1) return false;
       if (top[0]->kind == StmtKind::If)
@@ -595,7 +573,7 @@ class KernelBuilder {
       return {n};
     });
     // Declared reductions without threads use the nest's inner layer, as they do in one kernel.
-    int64_t inner_threads = layers_[k_], tpb = tpb_;
+    int64_t inner_threads = g_.layers[g_.k], tpb = tpb_;
     std::function<Block(const Block&)> widen = [&](const Block& b) {
       Block out;
       for (const auto& st : b) {
@@ -629,7 +607,7 @@ class KernelBuilder {
     }
     if (pieces.back().empty()) pieces.pop_back();
     if (pieces.size() == 1 && !host_loop(pieces[0][0])) {
-      if (k_ == 1)
+      if (g_.k == 1)
         fail("This parallel loop nest needs a barrier across thread blocks inside a statement, which "
              "the Cuda backend does not support. Use at most " + std::to_string(tpb_) +
                  " threads for the inner loops.",
@@ -712,12 +690,12 @@ class KernelBuilder {
 
   Expr leader() {
     Expr first = iop(BinOp::Eq, ivar(kThreadIdx), ilit(0));
-    if (inner_blocks_ == 1) return first;
-    return iop(BinOp::And, first, iop(BinOp::Eq, iop(BinOp::Mod, ivar(kBlockIdx), ilit(inner_blocks_)), ilit(0)));
+    if (g_.inner_blocks == 1) return first;
+    return iop(BinOp::And, first, iop(BinOp::Eq, iop(BinOp::Mod, ivar(kBlockIdx), ilit(g_.inner_blocks)), ilit(0)));
   }
 
   Stmt barrier() const {
-    return call_stmt(intrinsic(cluster_ ? Intrinsic::ClusterSync : Intrinsic::SyncThreads, {}, {}), {});
+    return call_stmt(intrinsic(g_.cluster ? Intrinsic::ClusterSync : Intrinsic::SyncThreads, {}, {}), {});
   }
   static bool is_barrier(const Stmt& s) {
     return calls_intrinsic(s, Intrinsic::SyncThreads) || calls_intrinsic(s, Intrinsic::ClusterSync);
@@ -758,7 +736,7 @@ class KernelBuilder {
       // Statements run by the whole block order their memory accesses against the parallel
       // loops of other threads around them.
       bool after_barrier = !out.empty() && (is_barrier(out.back()) || allreduce_into_local(s, d));
-      if (d >= 1 && d <= k_ && (inner_blocks_ == 1 || cluster_) && !after_barrier &&
+      if (d >= 1 && d <= g_.k && (g_.inner_blocks == 1 || g_.cluster) && !after_barrier &&
           (contains_parallel(s) || contains_array_access(s)))
         out.push_back(barrier());
     }
@@ -770,15 +748,15 @@ class KernelBuilder {
   // access after it, so no barrier is needed behind it.
   bool allreduce_into_local(const Stmt& s, size_t d) const {
     if (s->kind == StmtKind::WithGpu) return !s->body.empty() && allreduce_into_local(s->body.back(), d);
-    if (s->kind != StmtKind::For || !s->par.reduction || d != k_ || (inner_blocks_ > 1 && !cluster_)) return false;
-    bool reduced = s->par.is_parallel() || (k_ >= 1 && !contains_loop(s->body));
+    if (s->kind != StmtKind::For || !s->par.reduction || d != g_.k || (g_.inner_blocks > 1 && !g_.cluster)) return false;
+    bool reduced = s->par.is_parallel() || (g_.k >= 1 && !contains_loop(s->body));
     return reduced && s->body.back()->lhs->kind == ExprKind::Var;
   }
 
   // The workers of loop s at depth d: a parallel loop's own threads (fewer than its layer's when a
   // sibling loop is wider), else the layer's.
   int64_t workers_of(const Stmt& s, size_t d) const {
-    return s->par.is_parallel() ? s->par.nthreads : layers_[d];
+    return s->par.is_parallel() ? s->par.nthreads : g_.layers[d];
   }
 
   // for v in range(lo, hi, step) with n workers: worker w runs lo + step*w, lo + step*(w+n), ...
@@ -823,7 +801,7 @@ class KernelBuilder {
   // Threads beyond the n workers of an innermost loop skip it; they still reach the barriers and
   // block reductions after it, which stay outside the guard.
   Stmt guarded(const Stmt& loop, size_t d, int64_t n) {
-    if (d == k_ && threads_ * inner_blocks_ != n)
+    if (d == g_.k && g_.threads * g_.inner_blocks != n)
       return if_stmt(iop(BinOp::Lt, ivar(worker(d)), ilit(n)), {loop}, {}, loop->span);
     return loop;
   }
@@ -835,7 +813,7 @@ class KernelBuilder {
         // A declared reduction without threads, run by the whole block, uses the block's
         // threads of the innermost layer instead of repeating the loop in every thread (not when
         // its body calls a parallel external, which every thread of the block must call alike).
-        if (!s->par.is_parallel() && s->par.reduction && d == k_ && k_ >= 1 && !contains_loop(s->body) &&
+        if (!s->par.is_parallel() && s->par.reduction && d == g_.k && g_.k >= 1 && !contains_loop(s->body) &&
             !calls_par_external(s->body))
           return reduction(s, d);
         if (!s->par.is_parallel()) {
@@ -843,7 +821,7 @@ class KernelBuilder {
           n->body = transform_block(s->body, d);
           return {n};
         }
-        if (d == k_ && s->par.reduction) return reduction(s, d);
+        if (d == g_.k && s->par.reduction) return reduction(s, d);
         if (s->par.reduction)
           fail("A reduction over a parallel loop that has parallel loops inside it is not supported.", s->span);
         enclosing_.push_back(s);
@@ -857,7 +835,7 @@ class KernelBuilder {
       }
       case StmtKind::WithGpu: return transform_block(s->body, d);
       case StmtKind::Assign:
-        if (d >= 1 && d <= k_ && s->lhs->kind == ExprKind::Access)
+        if (d >= 1 && d <= g_.k && s->lhs->kind == ExprKind::Access)
           return {if_stmt(leader(), {s}, {}, s->span)};
         return {s};
       default: return {s};
@@ -892,8 +870,8 @@ class KernelBuilder {
                " is not supported on the GPU; reduce into an array element instead.",
            st->span);
     ReduceOp rop = reduction_of(op);
-    if (inner_blocks_ == 1 || cluster_) {
-      Expr total_all = cluster_ ? intrinsic(Intrinsic::ClusterReduce, {accv, ne}, s->span, {}, rop)
+    if (g_.inner_blocks == 1 || g_.cluster) {
+      Expr total_all = g_.cluster ? intrinsic(Intrinsic::ClusterReduce, {accv, ne}, s->span, {}, rop)
                                 : intrinsic(Intrinsic::BlockReduce, {accv}, s->span, {}, rop);
       out.push_back(assign(accv, total_all, s->span));
       if (dst->kind == ExprKind::Access)
@@ -917,7 +895,7 @@ class KernelBuilder {
              "use at most " + std::to_string(tpb_) + " threads for the reduction.",
              l->span);
       int64_t trips = std::max<int64_t>(range_trips(l->lo->ival, l->hi->ival, l->step), 1);
-      if (__builtin_mul_overflow(slots, trips, &slots) || slots > (int64_t{1} << 28) / inner_blocks_)
+      if (__builtin_mul_overflow(slots, trips, &slots) || slots > (int64_t{1} << 28) / g_.inner_blocks)
         fail("A reduction over more than one thread block inside these parallel loops needs one slot per "
              "iteration of the loops, too many for device memory. Use at most " + std::to_string(tpb_) +
                  " threads for the reduction.",
@@ -928,12 +906,12 @@ class KernelBuilder {
       slot = is_zero(slot) ? iter : iop(BinOp::Add, iop(BinOp::Mul, slot, ilit(trips)), iter);
     }
     std::string partials = fresh("partials"), counters = fresh("counters");
-    prog_.scratch.push_back({partials, at, slots * inner_blocks_, false});
+    prog_.scratch.push_back({partials, at, slots * g_.inner_blocks, false});
     prog_.scratch.push_back({counters, ElemSize::U32, slots, true});
-    Expr block_in_group = iop(BinOp::Mod, ivar(kBlockIdx), ilit(inner_blocks_));
+    Expr block_in_group = iop(BinOp::Mod, ivar(kBlockIdx), ilit(g_.inner_blocks));
     Expr lastn = intrinsic(Intrinsic::MultiblockReduce,
                            {accv, ne, var(partials, {}, Type::pointer(at)),
-                            var(counters, {}, Type::pointer(ElemSize::U32)), slot, block_in_group, ilit(inner_blocks_)},
+                            var(counters, {}, Type::pointer(ElemSize::U32)), slot, block_in_group, ilit(g_.inner_blocks)},
                            s->span, kBool, rop);
     Stmt write = if_stmt(iop(BinOp::Eq, ivar(kThreadIdx), ilit(0)), {update}, {}, s->span);
     out.push_back(if_stmt(lastn, {write}, {}, s->span));

@@ -1,5 +1,5 @@
 // The GPU program shared by every GPU backend: kernels with their launch geometry, device
-// scratch buffers, and the host code as data (a Block whose Call statements launch kernels).
+// scratch buffers, and the host code as data (a Block whose Launch statements run kernels).
 #pragma once
 #include <map>
 #include <set>
@@ -31,7 +31,7 @@ struct Kernel {
   int64_t block_threads = 32;    // blockDim.x, a multiple of 32
   int64_t grid_blocks = 1;       // gridDim.x
   int64_t cluster_blocks = 1;    // blocks per thread-block cluster (1: no cluster), divides grid_blocks
-  Block body;                    // device code; Call statements/expressions named parpy_* are intrinsics
+  Block body;                    // device code; calls of intrinsics (ir/intrinsics.h)
   // The same kernel with 128-bit accesses (gpu/vectorize.h), launched instead of `body` when every
   // array in `alignment` is aligned to its entry in bytes; empty when there is none.
   Block vector_body;
@@ -55,7 +55,7 @@ struct GpuProgram {
   std::vector<AbiParam> params;  // the entry's parameters
   std::vector<Kernel> kernels;
   std::vector<Scratch> scratch;
-  Block host;  // scalar host code; `call_stmt(call(kernel.name, args))` launches a kernel
+  Block host;  // scalar host code; a Launch statement (`launch_stmt(kernel.name, args)`) runs a kernel
   std::vector<std::string> written;  // array parameters the program may write (copied back)
   bool use_graphs = false;  // the entry replays a CUDA graph of the host code's launches
   // Device functions the kernels call (jit helpers, callees first; name = C name), and the

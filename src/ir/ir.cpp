@@ -279,6 +279,12 @@ Stmt call_stmt(Expr c, Span span) {
   return n;
 }
 
+Stmt launch_stmt(std::string kernel, std::vector<Expr> args, Span span) {
+  auto n = snode(StmtKind::Launch, span);
+  n->rhs = call(std::move(kernel), std::move(args), std::move(span));
+  return n;
+}
+
 Stmt label_stmt(std::string name, Span span) {
   auto n = snode(StmtKind::Label, std::move(span));
   n->labels = {std::move(name)};
@@ -427,6 +433,7 @@ std::string print_block(const Block& b, int indent) {
         os << pad << "with parpy.gpu:\n" << print_block(s->body, indent + 1);
         break;
       case StmtKind::Call: os << pad << print_expr(s->rhs) << "\n"; break;
+      case StmtKind::Launch: os << pad << "launch " << print_expr(s->rhs) << "\n"; break;
       case StmtKind::Label: os << pad << "label('" << s->labels[0] << "')\n"; break;
     }
   }

@@ -119,6 +119,7 @@ enum class StmtKind : uint8_t {
   Return,   // return rhs
   WithGpu,  // with parpy.gpu: body
   Call,     // rhs is a Call expression (statement-level call)
+  Launch,   // GPU host code: runs the kernel rhs->name (a Call expression) with rhs->args (gpu/gpu_ir.h)
   Label,    // labels[0]; only between the front end and attach_labels
 };
 
@@ -160,6 +161,7 @@ Stmt if_stmt(Expr cond, Block body, Block orelse, Span span);
 Stmt return_stmt(Expr value, Span span);
 Stmt with_gpu(Block body, Span span);
 Stmt call_stmt(Expr call, Span span);
+Stmt launch_stmt(std::string kernel, std::vector<Expr> args, Span span);
 Stmt label_stmt(std::string name, Span span);
 
 // Rewrites every expression of a statement tree (lhs, rhs, cond, lo, hi) with f, keeping shape.

@@ -578,6 +578,7 @@ class TypeChecker {
       }
       case StmtKind::Call: fail("Call to unknown function " + s->rhs->name, s->span);
       case StmtKind::Label: internal_fail("label statement after label attachment", s->span);
+      case StmtKind::Launch: internal_fail("kernel launch before the GPU layer", s->span);
     }
     return n;
   }

@@ -11,6 +11,7 @@
 
 #include "codegen/cuda.h"
 #include "gpu/check_host_code.h"
+#include "gpu/geometry.h"
 #include "gpu/gpu_ir.h"
 #include "ir/error.h"
 #include "ir/ir.h"
@@ -108,7 +109,7 @@ TEST(GpuGrid, OneParallelLoop) {
     EXPECT_EQ(p.kernels[0].block_threads % 32, 0);
     EXPECT_TRUE(p.scratch.empty());
     ASSERT_EQ(p.host.size(), 1u);
-    EXPECT_EQ(p.host[0]->kind, StmtKind::Call);
+    EXPECT_EQ(p.host[0]->kind, StmtKind::Launch);
     EXPECT_EQ(p.host[0]->rhs->name, p.kernels[0].name);
     EXPECT_EQ(p.written, std::vector<std::string>{"y"});
   }
@@ -273,7 +274,7 @@ TEST(GpuContext, TopLevelGpuBlockIsOneBlockKernel) {
   EXPECT_EQ(p.kernels[0].grid_blocks, 1);
   EXPECT_EQ(p.kernels[0].block_threads, 32);
   ASSERT_EQ(p.host.size(), 1u);
-  EXPECT_EQ(p.host[0]->kind, StmtKind::Call);
+  EXPECT_EQ(p.host[0]->kind, StmtKind::Launch);
   std::string code = cuda_code(f, {f32({4})}, cuda_opts());
   EXPECT_TRUE(has(code, "<<<dim3(1), dim3(32), 0, parpy_stream>>>")) << code;
   EXPECT_EQ(count_of(code, "__global__"), 1u) << code;
@@ -566,7 +567,7 @@ TEST(GpuSplit, TwoWideInnerLoopsBecomeSeveralKernelsWithScratchForSharedLocal) {
   GpuProgram p = gpu_program(f, args, opts);
   ASSERT_GE(p.kernels.size(), 2u) << all_kernels(p);
   EXPECT_EQ(p.host.size(), p.kernels.size());
-  for (const auto& h : p.host) EXPECT_EQ(h->kind, StmtKind::Call);
+  for (const auto& h : p.host) EXPECT_EQ(h->kind, StmtKind::Launch);
   // The loops over 4096 workers run in 10 * 4 blocks of 1024.
   int wide = 0;
   for (const auto& k : p.kernels)
@@ -1071,6 +1072,35 @@ TEST(DeviceScalars, AnErrorWhateverTheValuesIsReported) {
   });
   EXPECT_EQ(e.kind(), ErrorKind::Name);
   EXPECT_TRUE(has(e.message(), "unknown variable z")) << e.message();
+}
+
+// ---------------------------------------------------------------------------------------------
+// geometry: layers to threads, blocks and clusters
+
+TEST(GpuGeometry, LayersToThreadsBlocksAndClusters) {
+  GpuTarget none, clusters;
+  clusters.max_cluster_blocks = 8;
+  Geometry g = geometry({10, 5000}, 1024, none, sp());
+  EXPECT_EQ(g.k, 1u);
+  EXPECT_EQ(g.threads, 1024);
+  EXPECT_EQ(g.inner_blocks, 5);  // 5000 threads in blocks of 1024
+  EXPECT_EQ(g.outer, 10);
+  EXPECT_EQ(g.grid_blocks(), 50);
+  EXPECT_FALSE(g.cluster);
+  EXPECT_EQ(g.cluster_blocks(), 1);
+  Geometry c = geometry({10, 5000}, 1024, clusters, sp());
+  EXPECT_TRUE(c.cluster);
+  EXPECT_EQ(c.cluster_blocks(), 5);
+  EXPECT_FALSE(geometry({10, 9000}, 1024, clusters, sp()).cluster);  // 9 blocks: more than a cluster holds
+  Geometry narrow = geometry({33}, 1024, none, sp());
+  EXPECT_EQ(narrow.threads, 64);  // whole warps
+  EXPECT_EQ(narrow.grid_blocks(), 1);
+  Geometry tpb = geometry({4, 300}, 128, none, sp());
+  EXPECT_EQ(tpb.threads, 128);
+  EXPECT_EQ(tpb.inner_blocks, 3);
+  EXPECT_EQ(tpb.grid_blocks(), 12);
+  CompileError e = error_of([&] { geometry({INT64_MAX / 2, 1 << 20}, 1024, none, sp()); });
+  EXPECT_NE(e.message().find("thread blocks, more than a GPU grid can hold"), std::string::npos) << e.message();
 }
 
 }  // namespace

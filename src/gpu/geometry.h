@@ -1,0 +1,33 @@
+// The launch geometry of a kernel (docs/gpu.md, Grid and blocks): how the workers of a nest's
+// parallel layers map to threads, blocks and clusters. A value, computed from the layers alone.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "gpu/gpu_ir.h"
+#include "ir/error.h"
+
+namespace parpy {
+
+struct Geometry {
+  std::vector<int64_t> layers;  // workers of each parallel layer, outer to inner
+  size_t k = 0;                 // the innermost layer's index
+  int64_t threads = 32;         // threads per block: the innermost layer, rounded up to warps, at most tpb
+  int64_t inner_blocks = 1;     // blocks that one iteration of the outer layers spans
+  int64_t outer = 1;            // iterations of the outer layers, one row of inner_blocks each
+  // The inner_blocks of a row form a thread-block cluster: they synchronise and reduce together
+  // through distributed shared memory (docs/gpu.md, Synchronisation and kernel splits).
+  bool cluster = false;
+
+  int64_t grid_blocks() const { return inner_blocks * outer; }
+  int64_t cluster_blocks() const { return cluster ? inner_blocks : 1; }
+};
+
+// The geometry of layers `layers` (not empty) with at most `tpb` threads per block, on `target`.
+// Fails at `span` when the grid would exceed what a GPU holds.
+Geometry geometry(const std::vector<int64_t>& layers, int64_t tpb, const GpuTarget& target, const Span& span);
+
+// n rounded up to a multiple of m.
+inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+}  // namespace parpy
