@@ -53,3 +53,11 @@ def pytest_runtest_logreport(report):
         line += "".join("    " + l + "\n" for l in str(report.longrepr).splitlines()[-30:])
     with open(_TEST_LOG, "a", encoding="utf-8") as f:
         f.write(line)
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """A disk cache of the test's own (PARPY_CACHE_DIR), empty when the test starts."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("PARPY_CACHE_DIR", str(path))
+    return path

@@ -15,6 +15,7 @@ from parpy.operators import exp, log
 from parpy.operators import max as pmax
 from parpy.operators import sum as psum
 from parpy.types import F64, I64, pointer
+from common import make_opts, cpu
 
 LOCATIONS = SourceLocations(__file__)
 loc = LOCATIONS.loc
@@ -38,15 +39,7 @@ ALIAS_FN double alias_row_max(const double* p, int64_t n) {
 """
 
 
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PARPY_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def make_opts(backend, **labels):
-    o = parpy.par({k: parpy.threads(v) for k, v in labels.items()})
-    o.backend = backend
-    return o
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 # ----- the programs -------------------------------------------------------------------------------
@@ -350,10 +343,6 @@ def test_float32_alias_rows(backend):
 
 
 # ----- errors -------------------------------------------------------------------------------------
-
-
-def cpu(**labels):
-    return make_opts(CompileBackend.Cpu, **labels)
 
 
 def test_arrays_of_different_shapes():

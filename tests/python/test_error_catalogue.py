@@ -235,21 +235,14 @@ import pytest
 from locations import SourceLocations
 from parpy import CompileBackend, Target
 from parpy.types import F32, F64
+from common import cpu
 
 LOCATIONS = SourceLocations(__file__)
 THIS, SRC = LOCATIONS.path, LOCATIONS.src
 _line, loc, loc_lines = LOCATIONS.line, LOCATIONS.loc, LOCATIONS.loc_lines
 
 
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PARPY_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def cpu(**labels):
-    o = parpy.par({k: parpy.threads(v) for k, v in labels.items()})
-    o.backend = CompileBackend.Cpu
-    return o
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def red(**labels):

@@ -21,21 +21,14 @@ import numpy as np
 import parpy
 import pytest
 from locations import SourceLocations
+from common import cpu
 
 LOCATIONS = SourceLocations(__file__)
 THIS, SRC = LOCATIONS.path, LOCATIONS.src
 _line, loc, loc_lines = LOCATIONS.line, LOCATIONS.loc, LOCATIONS.loc_lines
 
 
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PARPY_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def cpu(**labels):
-    o = parpy.par({k: parpy.threads(v) for k, v in labels.items()})
-    o.backend = parpy.CompileBackend.Cpu
-    return o
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def f32(*shape):

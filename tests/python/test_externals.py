@@ -10,6 +10,7 @@ import pytest
 from locations import SourceLocations
 from parpy import CompileBackend, Target
 from parpy.types import F32, F64, I64, pointer
+from common import make_opts
 
 LOCATIONS = SourceLocations(__file__)
 THIS, SRC = LOCATIONS.path, LOCATIONS.src
@@ -33,15 +34,7 @@ MY_FN float my_row_max(const float* p, int64_t n) {
 """
 
 
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PARPY_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def make_opts(backend, **labels):
-    o = parpy.par({k: parpy.threads(v) for k, v in labels.items()})
-    o.backend = backend
-    return o
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 # The Cpu declaration is applied last, so it is the one in _ext_tops.

@@ -9,6 +9,7 @@ import parpy
 import pytest
 from locations import SourceLocations
 from parpy.types import F16, F32, F64, I8, I64, U16, Bool, pointer
+from common import make_opts
 
 LOCATIONS = SourceLocations(__file__)
 THIS, SRC = LOCATIONS.path, LOCATIONS.src
@@ -17,15 +18,7 @@ _line, loc, loc_lines = LOCATIONS.line, LOCATIONS.loc, LOCATIONS.loc_lines
 RNG = np.random.default_rng(7)
 
 
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PARPY_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def make_opts(backend, **labels):
-    o = parpy.par({k: parpy.threads(v) for k, v in labels.items()})
-    o.backend = backend
-    return o
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def rand(*shape, dtype=np.float32):

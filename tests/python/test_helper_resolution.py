@@ -19,6 +19,7 @@ from helper_pkg.mod_b import step as step_b
 from locations import SourceLocations
 from parpy import CompileBackend, Target
 from parpy.types import F32, F64
+from common import make_opts
 
 LOCATIONS = SourceLocations(__file__)
 loc = LOCATIONS.loc
@@ -28,15 +29,7 @@ RNG = np.random.default_rng(23)
 N = 257
 
 
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PARPY_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def make_opts(backend, **labels):
-    o = parpy.par({k: parpy.threads(v) for k, v in labels.items()})
-    o.backend = backend
-    return o
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def rand(dtype=np.float32):

@@ -15,6 +15,7 @@ import pytest
 from locations import SourceLocations
 from parpy import CompileBackend
 from parpy import operators as op
+from common import make_opts
 
 LOCATIONS = SourceLocations(__file__)
 loc, line = LOCATIONS.loc, LOCATIONS.line
@@ -25,15 +26,7 @@ NUMERIC = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32
            np.float32, np.float64]
 
 
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PARPY_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def make_opts(backend, par=None, **labels):
-    o = parpy.par(dict(par or {}, **{k: parpy.threads(v) for k, v in labels.items()}))
-    o.backend = backend
-    return o
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def f32(*shape):

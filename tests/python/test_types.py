@@ -9,6 +9,7 @@ import numpy as np
 import parpy
 import pytest
 from parpy import operators as op
+from common import make_opts
 
 RNG = np.random.default_rng(3)
 N = 257
@@ -17,15 +18,7 @@ ALL = [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.
 NUMERIC = ALL[1:]
 
 
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PARPY_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def make_opts(backend, **labels):
-    o = parpy.par({k: parpy.threads(v) for k, v in labels.items()})
-    o.backend = backend
-    return o
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def rand(dtype, n=N, lo=-50, hi=50):
@@ -43,8 +36,6 @@ def copy_add(x, y, out, n):
     parpy.label("N")
     for i in range(n):
         out[i] = x[i] + y[i]
-
-
 
 
 @pytest.mark.parametrize("dtype", NUMERIC)
