@@ -15,6 +15,7 @@
 
 #include "bindings/args.h"
 #include "bindings/bind.h"
+#include "bindings/code_dump.h"
 #include "bindings/externals.h"
 #include "backend/backend.h"
 #include "backends/cuda/cuda_backend.h"
@@ -138,7 +139,9 @@ Lowered lower_args(const Function& fn, const nb::tuple& args, const CompileOptio
                    std::vector<std::string>& reads, const DebugSink& debug) {
   std::vector<ArgValue> values = describe(args, opts, &fn.params, &reads);
   auto read_all = [&] { return describe(args, opts, &fn.params, nullptr); };
-  return lower_call(fn, values, read_all, reads, opts, debug);
+  Lowered low = lower_call(fn, values, read_all, reads, opts, debug);
+  dump_code(fn.name, opts, low.code);
+  return low;
 }
 
 std::shared_ptr<Entry> build_entry(const Function& fn, const nb::tuple& args, const CompileOptions& opts,
