@@ -21,12 +21,18 @@ os.environ["PARPY_CACHE_DIR"] = tempfile.mkdtemp(prefix="parpy-bench-")
 atexit.register(shutil.rmtree, os.environ["PARPY_CACHE_DIR"], ignore_errors=True)
 
 import parpy
-from kernels import axpy, row_sum, softmax, tiny
+from kernels import axpy, layer_norm, row_sum, softmax, tiny
 
 
 def np_softmax(x):
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
+
+
+def np_layer_norm(x, g, b):
+    mean = x.mean(axis=1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=1, keepdims=True)
+    return (x - mean) / np.sqrt(var + np.float32(1e-5)) * g + b
 
 
 def timeit(f, reps):
@@ -73,6 +79,17 @@ def main():
     tp = timeit(lambda: axpy(2.5, x, y, N, opts=opts), reps)
     tn = timeit(lambda: np.add(np.float32(2.5) * x, y, out=y), reps)
     rows.append(("axpy", f"{N} f32", 3 * x.nbytes, tp, tn))
+
+    # Written with the reductions inside expressions (kernels.layer_norm).
+    N, M = (1024, 2048) if quick else (4096, 8192)
+    x = np.random.randn(N, M).astype(np.float32)
+    g, b = np.random.randn(M).astype(np.float32), np.random.randn(M).astype(np.float32)
+    out = np.empty_like(x)
+    opts = parpy.par({"rows": parpy.threads(N), "cols": parpy.threads(M)})
+    tp = timeit(lambda: layer_norm(x, g, b, out, N, M, opts=opts), reps)
+    tn = timeit(lambda: np_layer_norm(x, g, b), reps)
+    np.testing.assert_allclose(out, np_layer_norm(x, g, b), rtol=1e-3, atol=1e-3)
+    rows.append(("layer norm", f"{N}x{M} f32", 2 * x.nbytes, tp, tn))
 
     print(f"Machine: {platform.processor() or platform.machine()}, {cores} cores, "
           f"numpy {np.__version__}, parpy {parpy.__version__} (Cpu backend)\n")

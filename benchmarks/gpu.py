@@ -23,7 +23,7 @@ atexit.register(shutil.rmtree, os.environ["PARPY_CACHE_DIR"], ignore_errors=True
 
 import parpy
 import torch
-from kernels import axpy, row_sum, softmax, tiny
+from kernels import axpy, layer_norm, row_sum, softmax, tiny
 
 CUDA = parpy.CompileBackend.Cuda
 
@@ -111,6 +111,17 @@ def main():
         o = opts({"N": parpy.threads(N // 8)})
         tp, tt = paired_times(lambda: axpy(2.0, x, y, N, opts=o), lambda: y.add_(x, alpha=2.0))
         rows.append(("axpy", "2^27", 12 * N, tp, tt, "N threads(2^24)"))
+
+        # Programs as users write them (reductions inside expressions).
+        N = M = 8192
+        x = torch.randn(N, M, device="cuda")
+        g, b = torch.randn(M, device="cuda"), torch.randn(M, device="cuda")
+        out = torch.empty_like(x)
+        o = opts({"rows": parpy.threads(N), "cols": parpy.threads(1024)})
+        peer = lambda: torch.nn.functional.layer_norm(x, (M,), g, b, eps=1e-5)  # noqa: E731
+        tp, tt = paired_times(lambda: layer_norm(x, g, b, out, N, M, opts=o), peer)
+        torch.testing.assert_close(out, peer(), rtol=1e-4, atol=1e-4)
+        rows.append(("layer norm", f"{N}x{M}", 4 * (2 * N * M + 2 * M), tp, tt, "cols threads(1024)"))
 
         print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, parpy {parpy.__version__}\n")
         print("| kernel | shape (f32) | parpy ms | parpy GB/s | torch ms | torch GB/s | parpy/torch | parpy options |")

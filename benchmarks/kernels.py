@@ -36,3 +36,16 @@ def tiny(x, N):
     parpy.label("N")
     for i in range(N):
         x[i] = x[i] + 1.0
+
+
+@parpy.jit
+def layer_norm(x, g, b, out, N, M):
+    """Written with the reductions inside expressions, as a numpy user would."""
+    parpy.label("rows")
+    for i in range(N):
+        parpy.label("cols")
+        mean = parpy.operators.sum(x[i, :]) / M
+        parpy.label("cols")
+        var = parpy.operators.sum((x[i, :] - mean) * (x[i, :] - mean)) / M
+        parpy.label("cols")
+        out[i, :] = (x[i, :] - mean) / parpy.operators.sqrt(var + 1e-5) * g[:] + b[:]

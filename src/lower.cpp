@@ -20,6 +20,7 @@
 #include "passes/constant_fold.h"
 #include "passes/flatten_indices.h"
 #include "passes/inline_calls.h"
+#include "passes/lift_reductions.h"
 #include "passes/lower_helpers.h"
 #include "passes/lower_slices.h"
 #include "passes/resolve_par.h"
@@ -151,6 +152,8 @@ Checked check(const Function& f, const std::vector<ArgValue>& args, const Compil
   st.dump("constant_fold", name, ir);
   ir = type_array_locals(ir, array_types(sp.params));
   st.dump("type_array_locals", name, ir);
+  ir = lift_reductions(ir);
+  st.dump("lift_reductions", name, ir);
   ir = lower_slices(ir, array_shapes(sp.params));
   st.dump("lower_slices", name, ir);
   Helpers helpers = helpers_of(f, opts, st);

@@ -18,6 +18,7 @@
 #include "passes/constant_fold.h"
 #include "passes/flatten_indices.h"
 #include "passes/inline_calls.h"
+#include "passes/lift_reductions.h"
 #include "passes/lower_slices.h"
 #include "passes/resolve_par.h"
 #include "passes/specialize.h"
@@ -637,6 +638,40 @@ TEST(LowerSlices, AxisReductionNegativeAxis) {
   EXPECT_EQ(red->labels, (std::vector<std::string>{"A", kReduceLabel}));
   EXPECT_EQ(print_expr(red->body.at(0)->rhs),
             "(y[" + outer->var + "] * x[" + red->var + ", " + outer->var + "])");
+}
+
+TEST(LiftReductions, LiftedIntoLocalsBeforeTheirStatement) {
+  Expr total = reduce(ReduceOp::Sum, S("x", {all()}), std::nullopt, sp());
+  // A labelled scalar statement: its labels go to the lifted reduction; both form a gpu block.
+  Block r = lift_reductions({A(V("mean"), binop(BinOp::Div, total, F(4.0), sp()), {"M"})});
+  ASSERT_EQ(r.size(), 1u);
+  ASSERT_EQ(r[0]->kind, StmtKind::WithGpu);
+  ASSERT_EQ(r[0]->body.size(), 2u);
+  EXPECT_EQ(r[0]->body[0]->lhs->name, "$red0");
+  EXPECT_EQ(r[0]->body[0]->rhs->kind, ExprKind::Reduce);
+  EXPECT_EQ(r[0]->body[0]->labels, (std::vector<std::string>{"M"}));
+  EXPECT_EQ(print_expr(r[0]->body[1]->rhs), "($red0 / 4.0)");
+  EXPECT_TRUE(r[0]->body[1]->labels.empty());
+  // A slice statement keeps its labels; the reduction inside it gets none.
+  r = lift_reductions({A(S("y", {all()}), binop(BinOp::Div, S("x", {all()}), total, sp()), {"N"})});
+  ASSERT_EQ(r[0]->body.size(), 2u);
+  EXPECT_TRUE(r[0]->body[0]->labels.empty());
+  EXPECT_EQ(r[0]->body[1]->labels, (std::vector<std::string>{"N"}));
+  // A reduction statement lifts only what its argument holds; names restart for every function.
+  Expr nested = reduce(ReduceOp::Max, binop(BinOp::Sub, S("x", {all()}), total, sp()), std::nullopt, sp());
+  r = lift_reductions({A(V("m"), nested)});
+  ASSERT_EQ(r[0]->body.size(), 2u);
+  EXPECT_EQ(r[0]->body[0]->lhs->name, "$red0");
+  EXPECT_EQ(r[0]->body[1]->rhs->kind, ExprKind::Reduce);
+  // An if condition: the reduction goes before the if, not into a gpu block.
+  r = lift_reductions({if_stmt(binop(BinOp::Gt, total, F(0.0), sp()), {A(V("a"), F(1.0))}, {}, sp())});
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0]->kind, StmtKind::Assign);
+  EXPECT_EQ(r[1]->kind, StmtKind::If);
+  EXPECT_EQ(print_expr(r[1]->cond), "($red0 > 0.0)");
+  // Statements without reductions are left as they are.
+  Stmt plain = A(V("b"), F(2.0));
+  EXPECT_EQ(lift_reductions({plain})[0]->rhs, plain->rhs);
 }
 
 TEST(LowerSlices, SliceAndReductionPositionErrors) {

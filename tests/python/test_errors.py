@@ -877,14 +877,19 @@ def test_slice_bound_not_fixed():
 
 
 def test_reduction_in_unsupported_position():
-    # Call time (slice lowering).
+    # Call time (slice lowering): a reduction in an expression is lifted into a statement of its own
+    # (test_reductions_in_expressions.py), except in a while condition, which is evaluated again in
+    # every iteration.
     @parpy.jit
     def f(x, y):
         parpy.label("N")
-        y[0] = parpy.operators.sum(x[:]) + 1.0  # @red_pos
+        for i in range(10):
+            y[i] = x[i]
+        while parpy.operators.sum(x[:]) > 100.0:  # @red_pos
+            x[0] = x[0] - 1.0
 
     with pytest.raises(RuntimeError) as e:
-        f(f32(10), f32(1), opts=cpu(N=10))
+        f(f32(10), f32(10), opts=cpu(N=10))
     msg = (
         "Found reduction operation sum in unsupported position.\nReduce operations must be used "
         "on a slice expression, containing the right-hand side of an assigment."
