@@ -62,6 +62,10 @@ def get_include() -> str:
 
 _native._set_include_dir(get_include())
 
+from . import _pickling  # noqa: E402 - after the native module is set up
+
+_pickling.install()
+
 # Registries: jit wrapper -> IR (of the functions converted at decoration), and the external
 # declarations by backend and Python name. Calls do not look names up here: a jit function calls
 # what its name is bound to in the function's own namespaces (see README, "Helper functions").

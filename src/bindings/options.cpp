@@ -1,6 +1,7 @@
 // Python bindings of the option and type objects: CompileBackend, ElemSize, Target, ExtType,
 // DataType, ScalarSizes, LoopPar, CompileOptions and par().
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/tuple.h>
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
@@ -257,6 +258,15 @@ void bind_options(nb::module_& m) {
         return q;
       }, nb::arg("n"))
       .def("is_parallel", &LoopPar::is_parallel)
+      // Pickled by value (python/parpy/_pickling.py).
+      .def("__getstate__", [](const LoopPar& p) { return std::make_tuple(p.nthreads, p.reduction, p.tpb); })
+      .def("__setstate__",
+           [](LoopPar& p, const std::tuple<int64_t, bool, int64_t>& s) {
+             new (&p) LoopPar();
+             p.nthreads = std::get<0>(s);
+             p.reduction = std::get<1>(s);
+             p.tpb = std::get<2>(s);
+           })
       .def("__repr__", &LoopPar::str)
       .def("__str__", &LoopPar::str);
 
