@@ -527,17 +527,26 @@ class BoundsChecker {
   }
 
   [[noreturn]] static void out_of_range(const Value& v, const BoundsSite& site, const Env& env) {
-    std::string values =
-        v.r.lo == v.r.hi ? "is " + str(v.r.lo) : "takes the values " + str(v.r.lo) + " to " + str(v.r.hi);
+    // A slice (x[b*B:(b+1)*B]) is checked through the indices of its elements.
+    bool slice = site.index.find(':') != std::string::npos;
+    std::string values = v.r.lo == v.r.hi ? "is " + str(v.r.lo)
+                         : slice          ? "covers the indices " + str(v.r.lo) + " to " + str(v.r.hi)
+                                          : "takes the values " + str(v.r.lo) + " to " + str(v.r.hi);
     std::string msg = bounds_message(site, values);
     for (const auto& [name, a] : v.coef) {
+      if (name.rfind("$slice", 0) == 0) continue;  // the slice's own elements
       const LoopVar& lv = env.loops.at(name);
       msg += "\nThe loop `" + loop_header(lv.loop) + "` runs from " + str(lv.r.lo) + " to " + str(lv.r.hi) + " here.";
     }
-    std::string guard =
-        v.r.hi >= site.extent ? site.index + " < " + std::to_string(site.extent) : site.index + " >= 0";
-    msg += "\nMake the loop's range match the array's shape, guard the access (`if " + guard +
-           ":`) or pass a larger array.";
+    if (slice) {
+      msg += "\nMake the loop's range match the array's shape, so that the slice lies within the array, or pass a "
+             "larger array.";
+    } else {
+      std::string guard =
+          v.r.hi >= site.extent ? site.index + " < " + std::to_string(site.extent) : site.index + " >= 0";
+      msg += "\nMake the loop's range match the array's shape, guard the access (`if " + guard +
+             ":`) or pass a larger array.";
+    }
     index_fail(msg, site.span);
   }
 };

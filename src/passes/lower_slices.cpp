@@ -1,5 +1,6 @@
 #include "passes/lower_slices.h"
 
+#include <map>
 #include <optional>
 #include <sstream>
 
@@ -25,7 +26,55 @@ bool has_slice(const Expr& e) {
 struct SliceSub {
   Expr node;
   std::vector<int64_t> lo, ext;  // per slice, in order
+  // Per slice: its start when computed (x[b*B:(b+1)*B]), else nullptr and the start is `lo`.
+  std::vector<Expr> lo_expr;
 };
+
+// An integer expression as sum(coef * atom) + c, where an atom is a subexpression that is not a
+// sum, difference, negation or product by a constant (a variable, an array element, ...), named by
+// its printed form.
+struct Linear {
+  std::map<std::string, int64_t> coef;
+  int64_t c = 0;
+};
+
+std::optional<Linear> linear(const Expr& e) {
+  auto scaled = [](Linear l, int64_t k) {
+    for (auto& [a, c] : l.coef) c *= k;
+    l.c *= k;
+    return l;
+  };
+  if (e->kind == ExprKind::Int) return Linear{{}, e->ival};
+  if (e->kind == ExprKind::BinOp && (e->binop == BinOp::Add || e->binop == BinOp::Sub)) {
+    auto a = linear(e->args[0]), b = linear(e->args[1]);
+    if (!a || !b) return std::nullopt;
+    if (e->binop == BinOp::Sub) *b = scaled(*b, -1);
+    for (const auto& [atom, c] : b->coef) a->coef[atom] += c;
+    a->c += b->c;
+    return a;
+  }
+  if (e->kind == ExprKind::BinOp && e->binop == BinOp::Mul) {
+    auto a = linear(e->args[0]), b = linear(e->args[1]);
+    if (a && b && a->coef.empty()) return scaled(*b, a->c);
+    if (a && b && b->coef.empty()) return scaled(*a, b->c);
+  }
+  if (e->kind == ExprKind::UnOp && e->unop == UnOp::Neg) {
+    auto a = linear(e->args[0]);
+    if (a) return scaled(*a, -1);
+    return std::nullopt;
+  }
+  return Linear{{{print_expr(e), 1}}, 0};
+}
+
+// hi - lo when it is the same for every value of what they are computed from.
+std::optional<int64_t> constant_difference(const Expr& hi, const Expr& lo) {
+  auto h = linear(hi), l = linear(lo);
+  if (!h || !l) return std::nullopt;
+  for (const auto& [atom, c] : l->coef) h->coef[atom] -= c;
+  for (const auto& [atom, c] : h->coef)
+    if (c != 0) return std::nullopt;
+  return h->c - l->c;
+}
 
 class SliceLowering {
  public:
@@ -133,11 +182,32 @@ class SliceLowering {
              "The target has shape " + shape_str(shape) + " but " +
                  std::to_string(x->args.size() - 1) + " indices were given.",
              x->span);
-      SliceSub sub{x, {}, {}};
+      SliceSub sub{x, {}, {}, {}};
       for (size_t i = 1; i < x->args.size(); ++i) {
         const Expr& ix = x->args[i];
         if (ix->kind != ExprKind::Slice) continue;
         int64_t dim = shape[i - 1];
+        const Expr &lo_e = ix->args[0], &hi_e = ix->args[1];
+        bool computed = (lo_e && lo_e->kind != ExprKind::Int) || (hi_e && hi_e->kind != ExprKind::Int);
+        if (computed) {
+          // x[b*B:(b+1)*B]: the start is computed, the length a constant (the indices are checked
+          // against the shape later, by check_bounds).
+          std::optional<int64_t> len =
+              constant_difference(hi_e ? hi_e : int_lit(dim, ix->span), lo_e ? lo_e : int_lit(0, ix->span));
+          if (!len) {  // the length depends on values: the message of the bound that is not fixed
+            bound(lo_e, true, dim);
+            bound(hi_e, false, dim);
+            internal_fail("a slice bound that is not fixed", ix->span);
+          }
+          if (*len <= 0)
+            fail("This slice is empty or reversed: its upper bound is " + std::to_string(*len) +
+                     " from its lower bound. A slice must have at least one element.",
+                 ix->span);
+          sub.lo.push_back(0);
+          sub.lo_expr.push_back(lo_e ? lo_e : int_lit(0, ix->span));
+          sub.ext.push_back(*len);
+          continue;
+        }
         int64_t lo = bound(ix->args[0], true, dim), hi = bound(ix->args[1], false, dim);
         if (lo < 0 || hi > dim || lo > dim)
           fail("Slice dimensions " + std::to_string(lo) + " and " + std::to_string(hi) +
@@ -148,6 +218,7 @@ class SliceLowering {
                    std::to_string(hi) + ".",
                ix->span);
         sub.lo.push_back(lo);
+        sub.lo_expr.push_back(nullptr);
         sub.ext.push_back(hi - lo);
       }
       subs_[x.get()] = std::move(sub);
@@ -254,8 +325,11 @@ class SliceLowering {
       int64_t lo = sub.lo[j], ext = sub.ext[j];
       if (ext != dim_ext[d] && ext != 1) shape_error(all, sp);
       const Span& isp = e->args[i]->span;
+      const Expr& lo_e = sub.lo_expr[j];
       if (ext == 1 && dim_ext[d] != 1)
-        idx.push_back(int_lit(lo, isp));
+        idx.push_back(lo_e ? lo_e : int_lit(lo, isp));
+      else if (lo_e)
+        idx.push_back(binop(BinOp::Add, lo_e, dim_index[d], isp));
       else if (lo == 0)
         idx.push_back(dim_index[d]);
       else
