@@ -34,7 +34,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 # A frame of parpy's own code: its sources (src/) or the extension module.
-_OURS = re.compile(r"/src/(ir|passes|codegen|gpu|jit|runtime|frontend|bindings|lower)|parpy\.cpython")
+_OURS = re.compile(r"/src/(ir|passes|codegen|gpu|jit|runtime|frontend|bindings|backends?|lower)|parpy\.cpython")
 _LEAK_START = re.compile(r"^(Direct|Indirect) leak of (\d+) byte")
 
 
