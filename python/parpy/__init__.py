@@ -159,10 +159,19 @@ def _deferred(fun: Callable[..., Any], globals_: dict[str, Any], locals_: Any) -
 def jit(fun: Callable[..., Any]) -> Any:
     """Compiles ``fun`` at each call for the call's argument types, shapes and scalar values.
 
+    Call the result with the function's arguments and ``opts=``, the compiler options, which say
+    how each labelled statement runs in parallel::
+
+        f(x, y, N, opts=parpy.par({"N": parpy.threads(N)}))
+
+    (``parpy.CompileOptions`` lists the other options: backend, bounds checks, build flags). Each
+    new combination of dtypes, shapes, scalar values and options is compiled once and cached, in
+    memory and on disk; later calls run the cached code.
+
     A call ``step(...)`` or ``mod.step(...)`` in ``fun`` calls what that name is bound to where
     ``fun`` is decorated, as Python would: a ``@parpy.jit`` function or a ``@parpy.external``
     declaration. A name bound only later (a helper defined further down) is resolved at the
-    first call."""
+    first call. Jit functions pickle by reference, as plain functions do."""
     globals_, locals_ = _caller_namespaces(1)
     ir = _parse(fun, globals_, locals_, defer_unbound=True)
     wrapper = JitFunction(ir) if ir is not None else JitFunction(_deferred(fun, globals_, locals_))

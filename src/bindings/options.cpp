@@ -272,7 +272,9 @@ void bind_options(nb::module_& m) {
 
   // CompileOptions: every setter touches the struct so its cached key is rebuilt.
   using CO = CompileOptions;
-  nb::class_<CO>(m, "CompileOptions")
+  nb::class_<CO>(m, "CompileOptions",
+                 "How a jit function is compiled: the parallel spec of its labels, the backend and build settings. "
+                 "Pass it as f(..., opts=...); parpy.par({...}) makes one.")
       .def(nb::init<>())
       .def_prop_rw("parallelize",
           [](const CO& o) {
@@ -280,19 +282,28 @@ void bind_options(nb::module_& m) {
             for (const auto& [k, v] : o.parallelize) d[nb::str(k.c_str())] = nb::cast(v);
             return d;
           },
-          [](CO& o, std::map<std::string, LoopPar> p) { o.parallelize = std::move(p); o.touch(); })
+          [](CO& o, std::map<std::string, LoopPar> p) { o.parallelize = std::move(p); o.touch(); },
+          "The parallel spec of each label, {label: parpy.threads(n)}, with .reduce() for reductions and "
+          ".tpb(k) for the threads per block; parpy.par(...) makes options with it.")
       .def_prop_rw("verbose_backend_resolution",
           [](const CO& o) { return o.verbose_backend_resolution; },
-          [](CO& o, bool v) { o.verbose_backend_resolution = v; o.touch(); })
+          [](CO& o, bool v) { o.verbose_backend_resolution = v; o.touch(); },
+          "Print why each backend that is not available here is not, whenever the backend is resolved.")
       .def_prop_rw("debug_print", [](const CO& o) { return o.debug_print; },
-          [](CO& o, bool v) { o.debug_print = v; o.touch(); })
+          [](CO& o, bool v) { o.debug_print = v; o.touch(); },
+          "Print the IR after each compiler pass, with its time, and the generated code.")
       .def_prop_rw("write_output", [](const CO& o) { return o.write_output; },
-          [](CO& o, bool v) { o.write_output = v; o.touch(); })
+          [](CO& o, bool v) { o.write_output = v; o.touch(); },
+          "Keep a copy of the generated source in the working directory when its build fails.")
       .def_prop_rw("backend", [](const CO& o) { return o.backend; },
-          [](CO& o, CompileBackend v) { o.backend = v; o.touch(); })
+          [](CO& o, CompileBackend v) { o.backend = v; o.touch(); },
+          "The backend to compile for: CompileBackend.Auto (the default: the first available of Cuda, Metal"
+          " and Cpu), Cuda, Metal or Cpu.")
       .def_prop_rw("use_cuda_thread_block_clusters",
           [](const CO& o) { return o.use_cuda_thread_block_clusters; },
-          [](CO& o, bool v) { o.use_cuda_thread_block_clusters = v; o.touch(); })
+          [](CO& o, bool v) { o.use_cuda_thread_block_clusters = v; o.touch(); },
+          "Cuda on sm_90 and later: the blocks of a row whose innermost loop spans several blocks form a "
+          "thread-block cluster, so that the nest stays one kernel.")
       .def_prop_rw("max_thread_blocks_per_cluster",
           [](const CO& o) { return o.max_thread_blocks_per_cluster; },
           [](CO& o, int64_t v) {
@@ -300,33 +311,46 @@ void bind_options(nb::module_& m) {
               runtime_error("The number of thread blocks per cluster must be a power of two.");
             o.max_thread_blocks_per_cluster = v;
             o.touch();
-          })
+          },
+          "The most blocks of one cluster (a power of two; at most 16 are used).")
       .def_prop_rw("use_cuda_graphs", [](const CO& o) { return o.use_cuda_graphs; },
-          [](CO& o, bool v) { o.use_cuda_graphs = v; o.touch(); })
+          [](CO& o, bool v) { o.use_cuda_graphs = v; o.touch(); },
+          "Cuda: capture a call's launches into a CUDA graph once and replay it while the arguments are the"
+          " same.")
       .def_prop_rw("force_int_size", [](const CO& o) { return o.force_int_size; },
           [](CO& o, std::optional<ElemSize> v) {
             if (v && !is_int(*v))
               runtime_error("Cannot use a non integer type for integer scalars.");
             o.force_int_size = v;
             o.touch();
-          }, nb::arg("value").none())
+          }, nb::arg("value").none(),
+          "The type of Python int arguments and integer literals (None: I64, I32 on Metal). An argument "
+          "that does not fit raises OverflowError.")
       .def_prop_rw("force_float_size", [](const CO& o) { return o.force_float_size; },
           [](CO& o, std::optional<ElemSize> v) {
             if (v && !is_float(*v))
               runtime_error("Cannot use a non floating-point type for floating-point scalars.");
             o.force_float_size = v;
             o.touch();
-          }, nb::arg("value").none())
+          }, nb::arg("value").none(),
+          "The type of Python float arguments and float literals (None: F64, F32 on Metal).")
       .def_prop_rw("includes", [](const CO& o) { return o.includes; },
-          [](CO& o, std::vector<std::string> v) { o.includes = std::move(v); o.touch(); })
+          [](CO& o, std::vector<std::string> v) { o.includes = std::move(v); o.touch(); },
+          "Include directories added to the build (for the headers of externals).")
       .def_prop_rw("libs", [](const CO& o) { return o.libs; },
-          [](CO& o, std::vector<std::string> v) { o.libs = std::move(v); o.touch(); })
+          [](CO& o, std::vector<std::string> v) { o.libs = std::move(v); o.touch(); },
+          "Library directories added to the build; on Cuda, nvcc then builds the whole program.")
       .def_prop_rw("extra_flags", [](const CO& o) { return o.extra_flags; },
-          [](CO& o, std::vector<std::string> v) { o.extra_flags = std::move(v); o.touch(); })
+          [](CO& o, std::vector<std::string> v) { o.extra_flags = std::move(v); o.touch(); },
+          "Flags added to the compiler's command line; on Cuda they are nvcc flags, and nvcc builds the "
+          "whole program.")
       .def_prop_rw("fast_math", [](const CO& o) { return o.fast_math; },
-          [](CO& o, bool v) { o.fast_math = v; o.touch(); })
+          [](CO& o, bool v) { o.fast_math = v; o.touch(); },
+          "Accepted for compatibility; parpy never compiles with fast-math, so results keep IEEE semantics.")
       .def_prop_rw("bounds_check", [](const CO& o) { return o.bounds_check; },
-          [](CO& o, bool v) { o.bounds_check = v; o.touch(); })
+          [](CO& o, bool v) { o.bounds_check = v; o.touch(); },
+          "Check at run time the indices that cannot be proved in range; an index out of range raises "
+          "IndexError after the call (also PARPY_BOUNDS_CHECK=1).")
       .def("__str__", &CO::str)
       .def("_key", [](const CO& o) { return o.key(); });
 

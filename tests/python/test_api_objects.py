@@ -470,3 +470,13 @@ def test_main_diagnostics(tmp_path):
                            env=dict(env, PARPY_CUDA_BUILD="nvcc"), timeout=120)
         assert "  Cuda build: nvcc builds the whole program: PARPY_CUDA_BUILD=nvcc" in r.stdout, r.stdout
     assert str(tmp_path) in out and "1 files" in out
+
+
+def test_help_explains_opts_and_every_option():
+    assert "opts=" in parpy.jit.__doc__ and "parpy.par(" in parpy.jit.__doc__
+    assert "opts=" in parpy.CompileOptions.__doc__
+    fields = [n for n, v in vars(parpy.CompileOptions).items() if not n.startswith("_") and hasattr(v, "__set__")]
+    assert len(fields) >= 15, fields
+    for name in fields:
+        doc = getattr(parpy.CompileOptions, name).__doc__
+        assert doc and len(doc) > 30, (name, doc)
