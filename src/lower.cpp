@@ -157,7 +157,9 @@ Checked check(const Function& f, const std::vector<ArgValue>& args, const Compil
   ir = lower_slices(ir, array_shapes(sp.params));
   st.dump("lower_slices", name, ir);
   Helpers helpers = helpers_of(f, opts, st);
-  ir = typecheck(ir, array_types(sp.params), opts, name, helpers.main_calls);
+  std::map<std::string, Type> typed = array_types(sp.params);
+  typed.insert(sp.runtime_scalars.begin(), sp.runtime_scalars.end());
+  ir = typecheck(ir, typed, opts, name, helpers.main_calls);
   st.dump("typecheck", name, ir);
   ir = constant_fold(ir);
   st.dump("constant_fold", name, ir);

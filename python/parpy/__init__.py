@@ -157,7 +157,7 @@ def _deferred(fun: Callable[..., Any], globals_: dict[str, Any], locals_: Any) -
 
 
 def jit(fun: Callable[..., Any]) -> Any:
-    """Compiles ``fun`` at each call for the call's argument types, shapes and scalar values.
+    """Compiles ``fun`` at each call for the call's argument types, shapes and int values.
 
     Call the result with the function's arguments and ``opts=``, the compiler options, which say
     how each labelled statement runs in parallel::
@@ -165,8 +165,9 @@ def jit(fun: Callable[..., Any]) -> Any:
         f(x, y, N, opts=parpy.par({"N": parpy.threads(N)}))
 
     (``parpy.CompileOptions`` lists the other options: backend, bounds checks, build flags). Each
-    new combination of dtypes, shapes, scalar values and options is compiled once and cached, in
-    memory and on disk; later calls run the cached code.
+    new combination of dtypes, shapes, int values and options is compiled once and cached, in
+    memory and on disk; later calls run the cached code. Float arguments are passed when the code
+    runs: a new float value compiles nothing.
 
     A call ``step(...)`` or ``mod.step(...)`` in ``fun`` calls what that name is bound to where
     ``fun`` is decorated, as Python would: a ``@parpy.jit`` function or a ``@parpy.external``

@@ -277,8 +277,7 @@ void ArgPack::add_int(PyObject* o, const std::string& name, ArgValue& v) {
 
 void ArgPack::add_float(PyObject* o, ArgValue& v) {
   double x = PyFloat_AS_DOUBLE(o);
-  key.push_back('f');
-  put_bytes(&x, sizeof x);
+  key.push_back('f');  // its value is read when the code runs: not part of the key
   void* s = slot();
   switch (opts_.float_size()) {
     case ElemSize::F16: *static_cast<_Float16*>(s) = static_cast<_Float16>(x); break;

@@ -243,7 +243,9 @@ std::vector<AbiParam> KernelBuilder::free_params(const Block& body, const Span& 
   for (const auto& sc : prog_.scratch)
     if (used.count(sc.name)) out.push_back({sc.name, Type::pointer(sc.elem)});
   for (const auto& [n, t] : used) {
-    if (defined.count(n) || params_.count(n) || scratch.count(n)) continue;
+    // Array parameters are passed above; scalar parameters read at run time (Python floats) are
+    // passed by value like host scalars.
+    if (defined.count(n) || (params_.count(n) && !params_[n].is_scalar()) || scratch.count(n)) continue;
     if (assigned.count(n))
       fail("The host variable " + n + " cannot be assigned inside parallel code.", sp);
     out.push_back({n, t});

@@ -90,6 +90,13 @@ Type param_type(const ArgValue& a, const CompileOptions& opts) {
 // 0-dim array on the GPU a load of its element.
 Expr scalar_read(const std::string& name, const ArgValue& a, const Span& sp, const CompileOptions& opts) {
   if (a.on_device) return subscript(var(name, sp), {int_lit(0, sp)}, sp);
+  if (a.kind == ArgValue::Kind::Float) {
+    // Read when the code runs, typed weakly like the literal it replaces: `dt * x[i]` with f32 x
+    // stays f32.
+    auto v = copy(var(name, sp, Type::scalar(opts.float_size())));
+    v->weak = true;
+    return v;
+  }
   return scalar_literal(a, sp, opts);
 }
 
@@ -114,10 +121,13 @@ class Specializer {
       const auto& a = args_[i];
       if (a.kind == ArgValue::Kind::Dict) {
         dicts_[p.name] = &a;
-        for (const auto& [k, v] : a.fields)
+        for (const auto& [k, v] : a.fields) {
           out.params.push_back({p.name + "_" + k, param_type(v, opts_), v.on_device});
+          if (v.kind == ArgValue::Kind::Float) out.runtime_scalars[p.name + "_" + k] = Type::scalar(opts_.float_size());
+        }
       } else {
         if (is_scalar_arg(a)) scalars_[p.name] = &a;
+        if (a.kind == ArgValue::Kind::Float) out.runtime_scalars[p.name] = Type::scalar(opts_.float_size());
         out.params.push_back({p.name, param_type(a, opts_), a.on_device});
       }
     }

@@ -1,4 +1,5 @@
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,9 @@ namespace parpy {
 struct Specialized {
   Function fn;                   // scalar parameters inlined, dict fields resolved
   std::vector<AbiParam> params;  // entry parameters
+  // The scalar parameters read when the code runs instead of inlined (Python floats), by the name
+  // the code reads them by, with their types: weakly typed like a float literal.
+  std::map<std::string, Type> runtime_scalars;
 };
 
 // The entry parameters for arguments bound to `names` (dicts expanded in key order).
@@ -21,8 +25,9 @@ std::vector<AbiParam> abi_params(const std::vector<std::string>& names, const st
 // (docs/language.md, Labels).
 void ensure_parallelism(const Function& f, const CompileOptions& opts);
 
-// Substitutes every scalar argument as a literal and types the array parameters
-// (docs/language.md, Scalars, 0-dimensional arrays and specialisation).
+// Substitutes every scalar argument but Python floats as a literal, and types the array parameters
+// (docs/language.md, Scalars, 0-dimensional arrays and specialisation). A Python float (also as
+// a dict field) is read when the code runs: a new value compiles nothing.
 Specialized specialize(const Function& f, const std::vector<ArgValue>& args,
                        const CompileOptions& opts);
 

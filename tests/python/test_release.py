@@ -47,8 +47,8 @@ def test_deleting_a_jit_function_unloads_its_libraries(backend):
     f = make_scale()
     gc.collect()
     base, base_maps = loaded(), mapped_libraries()
-    # Scalars are compiled in: three values, three libraries no other test has loaded.
-    values = [random.random() + k for k in range(3)]
+    # Ints are compiled in: three values, three libraries no other test has loaded.
+    values = [random.randrange(2, 2**40) * 3 + k for k in range(3)]
     for a in values:
         call(f, backend, a)
     assert loaded() == base + 3
