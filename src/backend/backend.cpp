@@ -32,11 +32,15 @@ const Backend& backend_of(CompileBackend b) {
   throw std::runtime_error(std::string("CompileBackend.") + backend_name(b) + " is not a concrete backend");
 }
 
-std::vector<CompileBackend> available_backends() {
-  std::vector<CompileBackend> out;
-  for (const Backend* b : backends())
-    if (b->available()) out.push_back(b->id());
-  return out;
+const std::vector<CompileBackend>& available_backends() {
+  // Availability is worked out once per process (Backend::unavailable_reason).
+  static const std::vector<CompileBackend> avail = [] {
+    std::vector<CompileBackend> out;
+    for (const Backend* b : backends())
+      if (b->available()) out.push_back(b->id());
+    return out;
+  }();
+  return avail;
 }
 
 CompileBackend resolve_backend(CompileBackend requested, bool strict,

@@ -139,8 +139,8 @@ const Backend& backend_of(CompileBackend b);
 // message and the way out.
 CompileBackend resolve_backend(CompileBackend requested, bool strict,
                                const std::vector<CompileBackend>& available);
-// The backends available here.
-std::vector<CompileBackend> available_backends();
+// The backends available here (worked out once per process).
+const std::vector<CompileBackend>& available_backends();
 
 // The directory of parpy's support headers (set once by the Python package), and the include
 // directories, library directories and flags of a build of `opts`, the headers' hash among them.

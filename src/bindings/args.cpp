@@ -197,11 +197,6 @@ ArgPack::~ArgPack() {
     if (t->deleter) t->deleter(t);
 }
 
-namespace {
-// Whether the backend's arrays live in GPU memory (Backend::device_memory).
-bool in_device_memory(CompileBackend b) { return b != CompileBackend::Auto && backend_of(b).device_memory(); }
-}  // namespace
-
 void* ArgPack::slot() {
   slots_.push_back(0);
   return &slots_.back();
@@ -219,12 +214,11 @@ void ArgPack::add(nb::handle a, const std::string& name, ArgValue& v, bool in_di
   if (PyLong_Check(o)) return add_int(o, name, v);
   if (PyFloat_Check(o)) return add_float(o, v);
   if (PyDict_Check(o)) return add_dict(o, name, v, in_dict);
-  const bool device_memory = in_device_memory(opts_.backend);
-  if (device_memory && Py_TYPE(o) == torch_tensor_type(Py_TYPE(o)) &&
+  if (device_memory_ && Py_TYPE(o) == torch_tensor_type(Py_TYPE(o)) &&
       add_torch_cuda(o, name, v))
     return;
   if (PyObject_HasAttrString(o, "__cuda_array_interface__")) {
-    if (!device_memory)
+    if (!device_memory_)
       py_fail(PyExc_RuntimeError, "Argument " + name + " is a CUDA array, which is not supported in CompileBackend." +
                                       backend_name(opts_.backend) + ".");
     return add_cuda_array(a, name, v);
@@ -372,7 +366,7 @@ void ArgPack::add_array(void* data, const char* fmt, Py_ssize_t itemsize, int nd
   }
   void* s = slot();
   *static_cast<void**>(s) = data;
-  if (in_device_memory(opts_.backend) && !on_device_) {
+  if (device_memory_ && !on_device_) {
     size_t bytes = static_cast<size_t>(itemsize);
     for (int d = 0; d < ndim; ++d) bytes *= static_cast<size_t>(shape[d]);
     host_arrays.push_back({argv.size(), data, bytes});

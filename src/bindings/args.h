@@ -22,7 +22,10 @@ struct DLManagedTensor;
 
 class ArgPack : public CallArgs {
  public:
-  ArgPack(const CompileOptions& opts, bool describe) : opts_(opts), describe_(describe) {}
+  ArgPack(const CompileOptions& opts, bool describe)
+      : opts_(opts),
+        describe_(describe),
+        device_memory_(opts.backend != CompileBackend::Auto && backend_of(opts.backend).device_memory()) {}
   ~ArgPack();
   ArgPack(const ArgPack&) = delete;
   ArgPack& operator=(const ArgPack&) = delete;
@@ -46,6 +49,7 @@ class ArgPack : public CallArgs {
  private:
   const CompileOptions& opts_;
   bool describe_;
+  bool device_memory_;  // the backend's arrays live in GPU memory (Backend::device_memory)
   std::deque<Py_buffer> views_;
   std::deque<uint64_t> slots_;  // argv storage; a deque so pointers into it stay valid
   std::vector<DLManagedTensor*> dlpack_;

@@ -19,16 +19,15 @@ using EntryFn = int32_t (*)(void**, void*, int32_t);
 
 // Whether the NVRTC library can be loaded (a way to compile CUDA C++ without nvcc).
 bool nvrtc_loadable() {
-  std::vector<std::string> names = {"libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"};
+  std::vector<std::string> dirs = {""};
   for (const char* var : {"CUDA_HOME", "CUDA_PATH"})
-    if (const char* root = std::getenv(var); root && *root)
-      for (const char* n : {"libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"})
-        names.push_back(std::string(root) + "/lib64/" + n);
-  for (const auto& n : names)
-    if (void* h = dlopen(n.c_str(), RTLD_LAZY | RTLD_LOCAL)) {
-      dlclose(h);
-      return true;
-    }
+    if (const char* root = std::getenv(var); root && *root) dirs.push_back(std::string(root) + "/lib64/");
+  for (const auto& dir : dirs)
+    for (const char* n : {"libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"})
+      if (void* h = dlopen((dir + n).c_str(), RTLD_LAZY | RTLD_LOCAL)) {
+        dlclose(h);
+        return true;
+      }
   return false;
 }
 
