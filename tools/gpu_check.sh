@@ -10,7 +10,7 @@
 #             program $PARPY_FUZZ_FIRST (default 0: to go on where a run stopped by its time
 #             limit ended, give its program count)
 #   sanitize  compute-sanitizer memcheck and racecheck over the GPU reduction tests
-#   sanitize-all  memcheck and racecheck, side by side, over the whole suite ($PARPY_SAN_K selects
+#   sanitize-all  memcheck and racecheck ($PARPY_SAN_TOOLS, default both), side by side, over the whole suite ($PARPY_SAN_K selects
 #             tests, default every test that may use the GPU; $PARPY_SAN_WORKERS pytest-xdist workers each, default 6;
 #             $PARPY_SAN_FILES the test files, default tests/python: a 10-minute command covers less
 #             than half; each test's outcome goes to $tool-tests.log as it ends)
@@ -67,7 +67,7 @@ for step in $steps; do
       # tests run out of GPU memory on purpose (API errors, not reported). With two GPUs, each
       # tool gets its own.
       ngpu=$(nvidia-smi -L | wc -l); g=0
-      for tool in memcheck racecheck; do
+      for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
         PARPY_TEST_LOG="$logs/$tool-tests.log" CUDA_VISIBLE_DEVICES=$(( g % ngpu )) compute-sanitizer --tool $tool --report-api-errors no \
           --target-processes all --print-limit 50 python3 -m pytest -q -rf -p no:cacheprovider \
           -n "${PARPY_SAN_WORKERS:-6}" ${PARPY_SAN_FILES:-tests/python} -k "${PARPY_SAN_K:-not Cpu and not fuzz}" \
@@ -75,7 +75,7 @@ for step in $steps; do
         g=$(( g + 1 ))
       done
       wait
-      for tool in memcheck racecheck; do
+      for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
         echo "== $tool"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|========= (Invalid|Error|Race|Program hit)" "$logs/$tool-all.log" | sort | uniq -c | head -20
         grep -E "^FAILED|passed|failed" "$logs/$tool-all.log" | tail -12
       done ;;

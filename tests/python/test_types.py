@@ -260,8 +260,10 @@ def parallel_code(code, backend):
     """The generated parallel code: the OpenMP loop (Cpu) or the kernels (Cuda)."""
     if backend == parpy.CompileBackend.Cuda:
         # The kernels come before the host function (static int32_t v_<name>), which holds the
-        # scalar parameters in their own types.
-        return code.split("__global__", 1)[1].split("static int32_t v_")[0]
+        # scalar parameters in their own types; a kernel's parameter list keeps them too (a
+        # Python float arrives as a double and is converted where it is used).
+        kernels = code.split("__global__", 1)[1].split("static int32_t v_")[0]
+        return "\n".join(l for l in kernels.splitlines() if "__launch_bounds__" not in l)
     return code.split("#pragma omp")[1].split("return 0;")[0]
 
 
