@@ -42,7 +42,9 @@ _TEST_LOG = os.environ.get("PARPY_TEST_LOG")
 
 
 def pytest_runtest_logreport(report):
-    if not _TEST_LOG or (report.when != "call" and report.passed):
+    # Under pytest-xdist the controller sees each worker's reports again (with report.node set):
+    # the worker that ran the test writes the line.
+    if not _TEST_LOG or (report.when != "call" and report.passed) or getattr(report, "node", None) is not None:
         return
     if report.when != "call" and report.skipped:
         outcome = "skipped"
