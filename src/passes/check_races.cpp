@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "ir/affine.h"
+
 namespace parpy {
 namespace {
 
@@ -41,33 +43,10 @@ bool divides(int64_t a, int64_t e, int64_t& q) {
   return true;
 }
 
-// An affine form: the sum of coefficient * atom, plus a constant. Atoms: "I" (the parallel loop's
-// variable), "L<n>" (the variable of the n-th loop of its body), "V:v" (a variable its body does
-// not assign) and "E:e" (an expression of such variables).
-struct Linear {
-  std::map<std::string, int64_t> terms;
-  int64_t constant = 0;
-  int64_t coef(const std::string& atom) const {
-    auto it = terms.find(atom);
-    return it == terms.end() ? 0 : it->second;
-  }
-};
-
-std::optional<Linear> scaled(Linear a, int64_t k) {
-  if (__builtin_mul_overflow(a.constant, k, &a.constant)) return std::nullopt;
-  for (auto& [atom, c] : a.terms)
-    if (__builtin_mul_overflow(c, k, &c)) return std::nullopt;
-  return a;
-}
-
-// a + sign * b
-std::optional<Linear> combined(Linear a, const Linear& b, int64_t sign) {
-  auto sb = scaled(b, sign);
-  if (!sb || __builtin_add_overflow(a.constant, sb->constant, &a.constant)) return std::nullopt;
-  for (const auto& [atom, c] : sb->terms)
-    if (__builtin_add_overflow(a.terms[atom], c, &a.terms[atom])) return std::nullopt;
-  return a;
-}
+// The affine forms of indices (ir/affine.h) use the atoms "I" (the parallel loop's variable),
+// "L<n>" (the variable of the n-th loop of its body), "V:v" (a variable its body does not assign)
+// and "E:e" (an expression of such variables).
+using Linear = Affine;
 
 Expr strip_convert(const Expr& e) { return e->kind == ExprKind::Convert ? strip_convert(e->args[0]) : e; }
 
@@ -266,38 +245,13 @@ class ParallelLoop {
   }
 
   std::optional<Linear> linear(const Expr& e, const Place& at, int depth = 0) const {
-    if (is_int(e->ty.elem) && e->ty.is_scalar()) {
-      switch (e->kind) {
-        case ExprKind::Int: {
-          Linear l;
-          l.constant = e->ival;
-          return l;
-        }
-        case ExprKind::Var: return linear_var(e->name, at, depth);
-        case ExprKind::Convert:
-          if (is_int(e->args[0]->ty.elem)) return linear(e->args[0], at, depth);
-          break;
-        case ExprKind::UnOp:
-          if (e->unop == UnOp::Neg)
-            if (auto a = linear(e->args[0], at, depth)) return scaled(*a, -1);
-          break;
-        case ExprKind::BinOp: {
-          BinOp op = e->binop;
-          if (op != BinOp::Add && op != BinOp::Sub && op != BinOp::Mul) break;
-          auto a = linear(e->args[0], at, depth), b = linear(e->args[1], at, depth);
-          if (!a || !b) break;
-          if (op != BinOp::Mul) return combined(*a, *b, op == BinOp::Add ? 1 : -1);
-          if (b->terms.empty()) return scaled(*a, b->constant);
-          if (a->terms.empty()) return scaled(*b, a->constant);
-          break;
-        }
-        default: break;
-      }
-    }
-    if (!invariant(e)) return std::nullopt;
-    Linear l;
-    l.terms["E:" + print_expr(e)] = 1;
-    return l;
+    auto leaf = [&](const Expr& x) -> std::optional<Linear> {
+      if (x->kind == ExprKind::Var && is_int(x->ty.elem) && x->ty.is_scalar()) return linear_var(x->name, at, depth);
+      if (!invariant(x)) return std::nullopt;
+      return affine_atom("E:" + print_expr(x));
+    };
+    if (!is_int(e->ty.elem) || !e->ty.is_scalar()) return leaf(e);
+    return affine(e, leaf);
   }
 
   // A local assigned once, unconditionally, before the use and in the loops around it, stands for

@@ -4,8 +4,9 @@
 #include <optional>
 #include <sstream>
 
-#include "passes/constant_fold.h"
+#include "ir/affine.h"
 #include "ir/reductions.h"
+#include "passes/constant_fold.h"
 
 namespace parpy {
 namespace {
@@ -30,50 +31,16 @@ struct SliceSub {
   std::vector<Expr> lo_expr;
 };
 
-// An integer expression as sum(coef * atom) + c, where an atom is a subexpression that is not a
-// sum, difference, negation or product by a constant (a variable, an array element, ...), named by
-// its printed form.
-struct Linear {
-  std::map<std::string, int64_t> coef;
-  int64_t c = 0;
-};
-
-std::optional<Linear> linear(const Expr& e) {
-  auto scaled = [](Linear l, int64_t k) {
-    for (auto& [a, c] : l.coef) c *= k;
-    l.c *= k;
-    return l;
-  };
-  if (e->kind == ExprKind::Int) return Linear{{}, e->ival};
-  if (e->kind == ExprKind::BinOp && (e->binop == BinOp::Add || e->binop == BinOp::Sub)) {
-    auto a = linear(e->args[0]), b = linear(e->args[1]);
-    if (!a || !b) return std::nullopt;
-    if (e->binop == BinOp::Sub) *b = scaled(*b, -1);
-    for (const auto& [atom, c] : b->coef) a->coef[atom] += c;
-    a->c += b->c;
-    return a;
-  }
-  if (e->kind == ExprKind::BinOp && e->binop == BinOp::Mul) {
-    auto a = linear(e->args[0]), b = linear(e->args[1]);
-    if (a && b && a->coef.empty()) return scaled(*b, a->c);
-    if (a && b && b->coef.empty()) return scaled(*a, b->c);
-  }
-  if (e->kind == ExprKind::UnOp && e->unop == UnOp::Neg) {
-    auto a = linear(e->args[0]);
-    if (a) return scaled(*a, -1);
-    return std::nullopt;
-  }
-  return Linear{{{print_expr(e), 1}}, 0};
-}
-
-// hi - lo when it is the same for every value of what they are computed from.
+// hi - lo when it is the same for every value of what they are computed from: both in affine form
+// (ir/affine.h) whose atoms are the subexpressions that are not sums, differences, negations or
+// products by a constant (a variable, an array element, ...), named by their printed form.
 std::optional<int64_t> constant_difference(const Expr& hi, const Expr& lo) {
-  auto h = linear(hi), l = linear(lo);
+  auto atom = [](const Expr& e) -> std::optional<Affine> { return affine_atom(print_expr(e)); };
+  auto h = affine(hi, atom), l = affine(lo, atom);
   if (!h || !l) return std::nullopt;
-  for (const auto& [atom, c] : l->coef) h->coef[atom] -= c;
-  for (const auto& [atom, c] : h->coef)
-    if (c != 0) return std::nullopt;
-  return h->c - l->c;
+  auto d = combined(*h, *l, -1);
+  if (!d || !d->is_constant()) return std::nullopt;
+  return d->constant;
 }
 
 class SliceLowering {

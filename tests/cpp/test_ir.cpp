@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "ir/affine.h"
 #include "ir/error.h"
 #include "ir/intrinsics.h"
 #include "ir/ir.h"
@@ -440,6 +441,44 @@ TEST(Intrinsics, MadeAndRecognisedThroughTheTable) {
   // A reduction intrinsic needs its operator; the others take none.
   EXPECT_THROW(intrinsic(Intrinsic::BlockReduce, {v}, {}), CompileError);
   EXPECT_THROW(intrinsic(Intrinsic::Trips, {v}, {}, {}, ReduceOp::Sum), CompileError);
+}
+
+TEST(Affine, ExpandsSumsAndConstantProducts) {
+  Span sp;
+  auto v = [&](const std::string& n) { return var(n, sp); };
+  auto i = [&](int64_t x) { return int_lit(x, sp); };
+  auto atom = [](const Expr& e) -> std::optional<Affine> { return affine_atom(print_expr(e)); };
+  // 2 * (i + 3) - i + -(j * 4)  ->  i - 4 j + 6
+  Expr e = binop(BinOp::Add,
+                 binop(BinOp::Sub, binop(BinOp::Mul, i(2), binop(BinOp::Add, v("i"), i(3), sp), sp), v("i"), sp),
+                 unop(UnOp::Neg, binop(BinOp::Mul, v("j"), i(4), sp), sp), sp);
+  auto a = affine(e, atom);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->coef("i"), 1);
+  EXPECT_EQ(a->coef("j"), -4);
+  EXPECT_EQ(a->constant, 6);
+  EXPECT_FALSE(a->is_constant());
+  // i - i is constant; a product of two variables is an atom of its own.
+  auto d = affine(binop(BinOp::Sub, v("i"), v("i"), sp), atom);
+  ASSERT_TRUE(d && d->is_constant());
+  auto p = affine(binop(BinOp::Mul, v("i"), v("j"), sp), atom);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->terms.size(), 1u);
+  EXPECT_EQ(p->coef(print_expr(binop(BinOp::Mul, v("i"), v("j"), sp))), 1);
+  // A leaf that is not affine makes the whole expression not affine.
+  auto none = [](const Expr&) -> std::optional<Affine> { return std::nullopt; };
+  EXPECT_FALSE(affine(binop(BinOp::Add, v("i"), i(1), sp), none));
+}
+
+TEST(Affine, OverflowIsNotAffine) {
+  Affine a = affine_atom("i");
+  a.constant = INT64_MAX;
+  EXPECT_FALSE(scaled(a, 2));
+  EXPECT_FALSE(combined(a, a, 1));
+  Affine b = affine_atom("i");
+  auto c = combined(b, b, -1);
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->is_constant());
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-"""Helpers shared by the test files: compiler options for a backend and labels."""
+"""Helpers shared by the test files: compiler options for a backend and labels, and kernels."""
 
 import parpy
 
@@ -14,3 +14,21 @@ def make_opts(backend, par=None, **labels):
 def cpu(**labels):
     """make_opts on the Cpu backend."""
     return make_opts(parpy.CompileBackend.Cpu, **labels)
+
+
+# Kernels that several test files run.
+
+
+@parpy.jit
+def axpy(a, x, y, N):
+    parpy.label("N")
+    for i in range(N):
+        y[i] = a * x[i] + y[i]
+
+
+@parpy.jit
+def row_sum(x, y, N, M):
+    parpy.label("rows")
+    for i in range(N):
+        parpy.label("cols")
+        y[i] = parpy.operators.sum(x[i, :])

@@ -9,6 +9,7 @@ import numpy as np
 import parpy
 import pytest
 from parpy import CompileBackend
+from common import axpy
 
 CUDA = CompileBackend.Cuda
 cuda_enabled = parpy.backend.is_enabled(CUDA)
@@ -76,13 +77,6 @@ def normalize(x, N, M):
         parpy.label("cols")
         for j in range(M):
             x[i, j] = x[i, j] / s
-
-
-@parpy.jit
-def axpy(a, x, y, N):
-    parpy.label("N")
-    for i in range(N):
-        y[i] = a * x[i] + y[i]
 
 
 @parpy.jit

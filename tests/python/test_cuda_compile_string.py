@@ -14,6 +14,7 @@ import numpy as np
 import parpy
 import pytest
 from parpy import CompileBackend
+from common import axpy, row_sum
 
 CUDA = CompileBackend.Cuda
 needs_gpu = pytest.mark.skipif(not parpy.backend.is_enabled(CUDA), reason="no CUDA GPU here")
@@ -25,21 +26,6 @@ def cuda_opts(graphs=False, **labels):
     o.backend = CUDA
     o.use_cuda_graphs = graphs
     return o
-
-
-@parpy.jit
-def axpy(a, x, y, N):
-    parpy.label("N")
-    for i in range(N):
-        y[i] = a * x[i] + y[i]
-
-
-@parpy.jit
-def row_sum(x, y, N, M):
-    parpy.label("rows")
-    for i in range(N):
-        parpy.label("cols")
-        y[i] = parpy.operators.sum(x[i, :])
 
 
 @needs_gpu

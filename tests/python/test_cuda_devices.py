@@ -9,6 +9,7 @@ import numpy as np
 import parpy
 import pytest
 from parpy import CompileBackend
+from common import axpy, row_sum
 
 torch = pytest.importorskip("torch")
 
@@ -17,21 +18,6 @@ pytestmark = pytest.mark.skipif(
     not (parpy.backend.is_enabled(CUDA) and torch.cuda.is_available() and torch.cuda.device_count() >= 2),
     reason="needs two CUDA GPUs and torch with CUDA",
 )
-
-
-@parpy.jit
-def axpy(a, x, y, N):
-    parpy.label("N")
-    for i in range(N):
-        y[i] = a * x[i] + y[i]
-
-
-@parpy.jit
-def row_sum(x, y, N, M):
-    parpy.label("rows")
-    for i in range(N):
-        parpy.label("cols")
-        y[i] = parpy.operators.sum(x[i, :])
 
 
 @parpy.jit

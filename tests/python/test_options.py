@@ -8,6 +8,7 @@ import parpy
 import pytest
 from parpy import CompileBackend, Target
 from parpy.types import F64
+from common import axpy
 
 CPU = CompileBackend.Cpu
 
@@ -22,13 +23,6 @@ def uses_missing(x, N):
     parpy.label("N")
     for i in range(N):
         x[i] = missing(x[i])
-
-
-@parpy.jit
-def axpy(a, x, y, N):
-    parpy.label("N")
-    for i in range(N):
-        y[i] = a * x[i] + y[i]
 
 
 def cpu_opts(**par):

@@ -4,16 +4,10 @@ import numpy as np
 import parpy
 import pytest
 from parpy import CompileBackend
+from common import axpy
 
 torch = pytest.importorskip("torch")
 CPU = CompileBackend.Cpu
-
-
-@parpy.jit
-def axpy(a, x, y, N):
-    parpy.label("N")
-    for i in range(N):
-        y[i] = a * x[i] + y[i]
 
 
 @parpy.jit
