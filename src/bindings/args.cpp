@@ -316,14 +316,16 @@ void ArgPack::add_array(void* data, const char* fmt, Py_ssize_t itemsize, int nd
                                     std::string(fmt ? fmt : "?") + "'");
   if (ndim > 0 && readonly)
     py_fail(PyExc_RuntimeError, "Argument " + name + ": Cannot construct buffer from read-only memory");
+  bool contiguous = true;
   if (strides) {
     Py_ssize_t expect = itemsize;
     for (int d = ndim - 1; d >= 0; --d) {
-      if (shape[d] != 1 && strides[d] != expect)
-        not_contiguous(name);
+      if (shape[d] != 1 && strides[d] != expect) contiguous = false;
       expect *= shape[d];
     }
   }
+  // Device memory is used in place; host memory may be copied (the code reads it contiguous).
+  if (!contiguous && ndim > 0 && on_device_) not_contiguous(name);
   key.push_back('a');
   key.push_back(static_cast<char>(elem));
   key.push_back(static_cast<char>(ndim));
@@ -364,32 +366,163 @@ void ArgPack::add_array(void* data, const char* fmt, Py_ssize_t itemsize, int nd
     argv.push_back(s);  // passed by value: the entry reads the element
     return;
   }
+  size_t bytes = static_cast<size_t>(itemsize);
+  for (int d = 0; d < ndim; ++d) bytes *= static_cast<size_t>(shape[d]);
+  if (!on_device_ && bytes > 0) {
+    // The memory it spans: from its lowest to its highest element.
+    auto lo = reinterpret_cast<uintptr_t>(data), hi = lo + static_cast<uintptr_t>(itemsize);
+    for (int d = 0; d < ndim && !contiguous; ++d) {
+      Py_ssize_t reach = (shape[d] - 1) * strides[d];
+      if (reach < 0) lo += reach; else hi += reach;
+    }
+    if (contiguous) hi = lo + bytes;
+    Memory m{lo, hi, !contiguous, name, args_added_, static_cast<char*>(data), {}, {}, static_cast<size_t>(itemsize)};
+    if (!contiguous) {
+      m.shape.assign(shape, shape + ndim);
+      m.strides.assign(strides, strides + ndim);
+    }
+    memory_.push_back(std::move(m));
+  }
+  if (!contiguous && !describe_)
+    data = staged_copy(static_cast<char*>(data), ndim, shape, strides, static_cast<size_t>(itemsize));
   void* s = slot();
   *static_cast<void**>(s) = data;
-  if (device_memory_ && !on_device_) {
-    size_t bytes = static_cast<size_t>(itemsize);
-    for (int d = 0; d < ndim; ++d) bytes *= static_cast<size_t>(shape[d]);
-    host_arrays.push_back({argv.size(), data, bytes});
-  }
+  if (device_memory_ && !on_device_) host_arrays.push_back({argv.size(), data, bytes});
   argv.push_back(s);
 }
 
-// Names the parameter (and points at it in the `def` line when the function is known) and says
-// how to get contiguous memory.
-void ArgPack::not_contiguous(const std::string& name) const {
-  std::string who = "Argument " + name, param = "x";
-  Span where;
-  if (params && args_added_ >= 1 && args_added_ <= params->size()) {
-    const Param& p = (*params)[args_added_ - 1];
-    size_t key = name.find('[');  // a dict entry: #1["k"] is d["k"]
-    param = p.name + (key == std::string::npos ? "" : name.substr(key));
-    where = p.span;
-    who += " (parameter " + p.name + ")";
+namespace {
+
+// Copies between a strided array (`strided`, byte strides) and contiguous memory (`flat`), one
+// way or the other.
+void copy_strided(char* strided, char* flat, int ndim, const Py_ssize_t* shape, const Py_ssize_t* strides,
+                  size_t itemsize, bool gather) {
+  size_t inner = static_cast<size_t>(shape[ndim - 1]);
+  Py_ssize_t step = strides[ndim - 1];
+  size_t outer = 1;
+  for (int d = 0; d + 1 < ndim; ++d) outer *= static_cast<size_t>(shape[d]);
+  std::vector<Py_ssize_t> idx(static_cast<size_t>(ndim), 0);
+  for (size_t o = 0; o < outer; ++o) {
+    char* row = strided;
+    for (int d = 0; d + 1 < ndim; ++d) row += idx[d] * strides[d];
+    char* f = flat + o * inner * itemsize;
+    if (step == static_cast<Py_ssize_t>(itemsize)) {
+      gather ? std::memcpy(f, row, inner * itemsize) : std::memcpy(row, f, inner * itemsize);
+    } else {
+      for (size_t i = 0; i < inner; ++i, f += itemsize, row += step)
+        gather ? std::memcpy(f, row, itemsize) : std::memcpy(row, f, itemsize);
+    }
+    for (int d = ndim - 2; d >= 0 && ++idx[d] == shape[d]; --d) idx[d] = 0;
   }
-  std::string msg = who + ": Buffers must only operate on contiguous memory.\nPass a contiguous copy, as in "
-                    "np.ascontiguousarray(" + param + ") for numpy or " + param + ".contiguous() for torch "
+}
+
+}  // namespace
+
+void* ArgPack::staged_copy(char* data, int ndim, const Py_ssize_t* shape, const Py_ssize_t* strides,
+                           size_t itemsize) {
+  size_t bytes = itemsize;
+  for (int d = 0; d < ndim; ++d) bytes *= static_cast<size_t>(shape[d]);
+  Staged& st = staged_.emplace_back();
+  st.original = data;
+  st.shape.assign(shape, shape + ndim);
+  st.strides.assign(strides, strides + ndim);
+  st.itemsize = itemsize;
+  // Aligned as a fresh numpy array is, so the code's vector loads find what they expect.
+  st.copy.reset(static_cast<char*>(std::aligned_alloc(64, std::max<size_t>(64, (bytes + 63) / 64 * 64))));
+  if (!st.copy) py_fail(PyExc_MemoryError, "Could not allocate a contiguous copy of a non-contiguous array");
+  if (bytes > 0) copy_strided(data, st.copy.get(), ndim, shape, strides, itemsize, true);
+  return st.copy.get();
+}
+
+void ArgPack::write_back() {
+  for (Staged& st : staged_) {
+    bool empty = std::find(st.shape.begin(), st.shape.end(), 0) != st.shape.end();
+    if (!empty)
+      copy_strided(st.original, st.copy.get(), static_cast<int>(st.shape.size()), st.shape.data(),
+                   st.strides.data(), st.itemsize, false);
+  }
+}
+
+namespace {
+
+// The bytes an argument's elements occupy, as sorted intervals [lo, hi): one for contiguous
+// memory, one per element otherwise.
+template <typename Memory>
+std::vector<std::pair<uintptr_t, uintptr_t>> intervals(const Memory& m) {
+  std::vector<std::pair<uintptr_t, uintptr_t>> out;
+  if (!m.copied) return {{m.lo, m.hi}};
+  size_t n = 1;
+  for (Py_ssize_t e : m.shape) n *= static_cast<size_t>(e);
+  out.reserve(n);
+  int nd = static_cast<int>(m.shape.size());
+  std::vector<Py_ssize_t> idx(static_cast<size_t>(nd), 0);
+  for (size_t k = 0; k < n; ++k) {
+    Py_ssize_t off = 0;
+    for (int d = 0; d < nd; ++d) off += idx[d] * m.strides[d];
+    auto p = reinterpret_cast<uintptr_t>(m.data) + static_cast<uintptr_t>(off);
+    out.emplace_back(p, p + m.itemsize);
+    for (int d = nd - 1; d >= 0 && ++idx[d] == m.shape[d]; --d) idx[d] = 0;
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Whether two sorted lists of intervals share a byte.
+bool intersect(const std::vector<std::pair<uintptr_t, uintptr_t>>& a,
+               const std::vector<std::pair<uintptr_t, uintptr_t>>& b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (a[i].second <= b[j].first) ++i;
+    else if (b[j].second <= a[i].first) ++j;
+    else return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// A copied array sees nothing of what the code writes through another argument in the same
+// memory, nor the other argument what it writes through the copy: such calls are refused. Views
+// that only interleave (two columns of one matrix) share no element and are fine.
+void ArgPack::check_copies_alone() const {
+  for (const Memory& a : memory_) {
+    if (!a.copied) continue;
+    for (const Memory& b : memory_) {
+      if (&a == &b || a.lo >= b.hi || b.lo >= a.hi) continue;
+      if (!intersect(intervals(a), intervals(b))) continue;
+      Who wa = who(a.name, a.arg), wb = who(b.name, b.arg);
+      std::string other = "a" + wb.who.substr(1);
+      std::string msg = wa.who + " is a non-contiguous array, which the function reads and writes through a "
+                        "contiguous copy, and it shares memory with " + other +
+                        ": writes through one would not be seen through the other.\nPass arrays that do not "
+                        "share memory, or a contiguous copy of one (np.ascontiguousarray(" + wa.param + ")).";
+      py_fail(PyExc_RuntimeError, CompileError(ErrorKind::Runtime, msg, wa.where).render());
+    }
+  }
+}
+
+// "Argument #k (parameter p)" for argument `name` of top-level position `arg` (from 1), the
+// parameter's expression ("p", or "d[\"k\"]" for a dict entry) and its place in the `def` line,
+// where the function is known.
+ArgPack::Who ArgPack::who(const std::string& name, size_t arg) const {
+  Who w{"Argument " + name, "x", {}};
+  if (params && arg >= 1 && arg <= params->size()) {
+    const Param& p = (*params)[arg - 1];
+    size_t key = name.find('[');  // a dict entry: #1["k"] is d["k"]
+    w.param = p.name + (key == std::string::npos ? "" : name.substr(key));
+    w.where = p.span;
+    w.who += " (parameter " + p.name + ")";
+  }
+  return w;
+}
+
+// Names the parameter and says how to get contiguous memory.
+void ArgPack::not_contiguous(const std::string& name) const {
+  Who w = who(name, args_added_);
+  std::string msg = w.who + ": Buffers must only operate on contiguous memory.\nPass a contiguous copy, as in "
+                    "np.ascontiguousarray(" + w.param + ") for numpy or " + w.param + ".contiguous() for torch "
                     "(the function then writes to the copy, not to the original array).";
-  py_fail(PyExc_RuntimeError, CompileError(ErrorKind::Runtime, msg, where).render());
+  py_fail(PyExc_RuntimeError, CompileError(ErrorKind::Runtime, msg, w.where).render());
 }
 
 // Device memory used in place: never copied in or out.
@@ -503,6 +636,7 @@ void ArgPack::add_device_element(void* data, ElemSize elem, int dev, void* array
 }
 
 void ArgPack::finish() {
+  if (!staged_.empty()) check_copies_alone();
   if (device_elements_.empty()) return;
   if (device < 0) {
     const DeviceElement& first = device_elements_.front();
@@ -616,7 +750,9 @@ void ArgPack::add_array_interface(nb::handle a, const std::string& name, ArgValu
   nb::tuple shape_t = nb::cast<nb::tuple>(ai["shape"]);
   std::vector<Py_ssize_t> shape;
   for (nb::handle d : shape_t) shape.push_back(nb::cast<Py_ssize_t>(d));
-  if (ai.contains("strides") && !ai["strides"].is_none()) not_contiguous(name);
+  std::vector<Py_ssize_t> strides;  // in bytes
+  if (ai.contains("strides") && !ai["strides"].is_none())
+    for (nb::handle d : nb::cast<nb::tuple>(ai["strides"])) strides.push_back(nb::cast<Py_ssize_t>(d));
   if (typestr.size() != 3)
     py_fail(PyExc_RuntimeError, "Argument " + name + " has unsupported element type '" + typestr + "'");
   static const char host_order = [] {
@@ -628,8 +764,10 @@ void ArgPack::add_array_interface(nb::handle a, const std::string& name, ArgValu
   ElemSize elem;
   if (!elem_from_code(typestr[1], typestr[2] - '0', elem))
     py_fail(PyExc_RuntimeError, "Argument " + name + " has unsupported element type '" + typestr + "'");
-  add_array(ptr, format_of(elem), elem_bytes(elem), static_cast<int>(shape.size()), shape.data(), nullptr,
-            readonly, name, v);
+  if (!strides.empty() && strides.size() != shape.size())
+    py_fail(PyExc_RuntimeError, "Argument " + name + " has an __array_interface__ whose strides do not match its shape");
+  add_array(ptr, format_of(elem), elem_bytes(elem), static_cast<int>(shape.size()), shape.data(),
+            strides.empty() ? nullptr : strides.data(), readonly, name, v);
 }
 
 }  // namespace parpy

@@ -5,7 +5,9 @@
 #include <nanobind/nanobind.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -33,8 +35,11 @@ class ArgPack : public CallArgs {
   // Appends argument `a`, named `name` ("#1", ...) in error messages.
   void add(nanobind::handle a, const std::string& name);
   // After the last argument of a call: settles the device and stream that the 0-dim CUDA arrays
-  // left on the GPU leave open (see add_device_element).
+  // left on the GPU leave open (see add_device_element), and checks that no array run on a copy
+  // shares memory with another argument.
   void finish();
+  // After the call: writes the contiguous copies of non-contiguous host arrays back into them.
+  void write_back();
 
   std::string key;
   std::vector<ArgValue> values;  // only when describing
@@ -69,7 +74,35 @@ class ArgPack : public CallArgs {
   };
   std::vector<DeviceElement> device_elements_;
 
+  // A non-contiguous host array runs on a contiguous copy (docs/language.md, Arguments): gathered
+  // when it is added, scattered back by write_back.
+  struct Staged {
+    char* original;
+    std::vector<Py_ssize_t> shape, strides;  // strides in bytes
+    size_t itemsize;
+    std::unique_ptr<char, void (*)(void*)> copy{nullptr, &std::free};
+  };
+  std::deque<Staged> staged_;
+  // The memory of each host array argument, to find a copied one sharing memory with another.
+  struct Memory {
+    uintptr_t lo, hi;  // [lo, hi): from its lowest element to the end of its highest
+    bool copied;
+    std::string name;
+    size_t arg;  // its top-level argument's position, from 1
+    char* data;  // for a copied array: where its elements are
+    std::vector<Py_ssize_t> shape, strides;
+    size_t itemsize;
+  };
+  std::vector<Memory> memory_;
+
+  struct Who {
+    std::string who, param;
+    Span where;
+  };
+  Who who(const std::string& name, size_t arg) const;
   [[noreturn]] void not_contiguous(const std::string& name) const;
+  void* staged_copy(char* data, int ndim, const Py_ssize_t* shape, const Py_ssize_t* strides, size_t itemsize);
+  void check_copies_alone() const;
 
   void* slot();
   void put_bytes(const void* p, size_t n) { key.append(static_cast<const char*>(p), n); }

@@ -109,12 +109,14 @@ std::shared_ptr<Entry> built(Build&& build) {
 
 // Calls an entry without the GIL; raises the IndexError of a failed run-time index check, or a
 // RuntimeError with the backend's message (else `failed` and the status).
-void call_entry(const Entry& e, CallArgs& args, CompileBackend b, const char* failed) {
+void call_entry(const Entry& e, ArgPack& args, CompileBackend b, const char* failed) {
   CallResult r;
   {
     nb::gil_scoped_release release;
     r = backend_of(b).call(e, args);
   }
+  // Whatever the outcome, what the code wrote is in the arrays, as if it had run on them.
+  args.write_back();
   if (r.status == 0) return;
   if (r.status == kIndexErrorStatus)
     if (auto msg = index_error(e)) py_fail(PyExc_IndexError, *msg);
@@ -356,6 +358,7 @@ class StringFunction {
     }
     ArgPack pack(opts_, false);
     for (size_t i = 0; i < args.size(); ++i) pack.add(args[i], "#" + std::to_string(i + 1));
+    pack.finish();
     auto it = cache_.find(pack.key);
     std::shared_ptr<Entry> entry;
     if (it != cache_.end()) {

@@ -84,9 +84,10 @@ def test_parpy_buffers_and_typed_scalars():
 
 def test_argument_errors():
     x = np.zeros(64)
-    with pytest.raises(RuntimeError, match=r"Argument #1 \(parameter x\): Buffers must only operate "
-                                           r"on contiguous memory"):
-        total(np.zeros((64, 2))[:, 0], np.zeros(1), 64, opts=OPTS)
+    # A non-contiguous array runs on a contiguous copy (test_strided_arrays.py).
+    m, y = np.random.rand(64, 2), np.zeros(1)
+    total(m[:, 0], y, 64, opts=OPTS)
+    np.testing.assert_allclose(y, [m[:, 0].sum()], rtol=1e-13)
     ro = np.zeros(64)
     ro.flags.writeable = False
     with pytest.raises(RuntimeError, match="Argument #1: Cannot construct buffer from read-only memory"):

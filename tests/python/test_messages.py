@@ -264,7 +264,7 @@ def test_len_says_pass_the_size():
     assert str(e.value) == loc(msg, "len_a", "len(a)")
 
 
-# ===== Non-contiguous arguments ================================================================
+# ===== Non-contiguous arguments sharing memory ===================================================
 
 
 @parpy.jit
@@ -274,40 +274,45 @@ def copy_rows(src, dst, N):  # @copy_rows_def
         dst[i] = src[i]
 
 
-def _contiguity_message(position, name, expr):
-    msg = (f"Argument #{position} (parameter {name}): Buffers must only operate on contiguous "
-           f"memory.\nPass a contiguous copy, as in np.ascontiguousarray({expr}) for numpy or "
-           f"{expr}.contiguous() for torch (the function then writes to the copy, not to the "
-           "original array).")
-    return loc(msg, "copy_rows_def", name)
+def _shared_memory_message(a, b):
+    (pa, na), (pb, nb) = a, b
+    msg = (f"Argument #{pa} (parameter {na}) is a non-contiguous array, which the function reads and "
+           f"writes through a contiguous copy, and it shares memory with argument #{pb} (parameter "
+           f"{nb}): writes through one would not be seen through the other.\nPass arrays that do not "
+           f"share memory, or a contiguous copy of one (np.ascontiguousarray({na})).")
+    return loc(msg, "copy_rows_def", na)
 
 
-def test_non_contiguous_argument_names_the_parameter():
-    column = np.zeros((8, 2))[:, 0]
+def test_non_contiguous_argument_sharing_memory_names_both_parameters():
+    m = np.zeros((8, 2))
     with pytest.raises(RuntimeError) as e:
-        copy_rows(column, np.zeros(8), 8, opts=cpu(N=8))
-    assert str(e.value) == _contiguity_message(1, "src", "src")
+        copy_rows(m[:4, 0], m[::2, 0], 4, opts=cpu(N=4))
+    assert str(e.value) == _shared_memory_message((1, "src"), (2, "dst"))
     with pytest.raises(RuntimeError) as e:
-        copy_rows(np.zeros(8), column, 8, opts=cpu(N=8))
-    assert str(e.value) == _contiguity_message(2, "dst", "dst")
-    # The suggested fix works.
-    src, dst = np.random.rand(8, 2), np.zeros(8)
-    copy_rows(np.ascontiguousarray(src[:, 0]), dst, 8, opts=cpu(N=8))
-    np.testing.assert_array_equal(dst, src[:, 0])
+        copy_rows(m.reshape(-1)[:4], m[::2, 0], 4, opts=cpu(N=4))
+    assert str(e.value) == _shared_memory_message((2, "dst"), (1, "src"))
+    # The suggested fix works: rows 0-3 of the column are copied to rows 0, 2, 4, 6.
+    m = np.random.rand(8, 2)
+    want = m.copy()
+    want[::2, 0] = m[:4, 0]
+    copy_rows(np.ascontiguousarray(m[:4, 0]), m[::2, 0], 4, opts=cpu(N=4))
+    np.testing.assert_array_equal(m, want)
 
 
-def test_non_contiguous_dict_entry_names_the_entry():
+def test_non_contiguous_dict_entry_sharing_memory_names_the_entry():
     @parpy.jit
     def f(d, N):
         parpy.label("N")
         for i in range(N):
             d["y"][i] = d["x"][i]
 
+    m = np.zeros((8, 2))
     with pytest.raises(RuntimeError) as e:
-        f({"x": np.zeros((8, 2))[:, 0], "y": np.zeros(8)}, 8, opts=cpu(N=8))
+        f({"x": m[:4, 0], "y": m[::2, 0]}, 4, opts=cpu(N=4))
     assert str(e.value).startswith(
-        'Argument #1["x"] (parameter d): Buffers must only operate on contiguous memory.\n'
-        'Pass a contiguous copy, as in np.ascontiguousarray(d["x"]) for numpy')
+        'Argument #1["x"] (parameter d) is a non-contiguous array, which the function reads and writes '
+        'through a contiguous copy, and it shares memory with argument #1["y"] (parameter d)')
+    assert "(np.ascontiguousarray(d[\"x\"]))" in str(e.value)
 
 
 # ===== Python-level type names =================================================================
