@@ -1,9 +1,11 @@
-"""parpy (Cpu backend) against numpy on the same machine, same run.
+"""parpy (Cpu backend) against numpy and Numba (`prange`, when installed) on the same machine,
+same run.
 
 Run: python benchmarks/cpu.py [--quick]
 Prints a markdown table: median wall time of repeated calls (after a warm-up call that compiles)
-and effective bandwidth (bytes read + written by the ideal kernel / time). Then the first-call
-latency and the cached per-call host overhead of a tiny function.
+and effective bandwidth (bytes read + written by the ideal kernel / time), and parpy's speed-up
+over each peer. Then the first-call latency and the cached per-call host overhead of a tiny
+function.
 """
 
 import atexit
@@ -21,7 +23,12 @@ os.environ["PARPY_CACHE_DIR"] = tempfile.mkdtemp(prefix="parpy-bench-")
 atexit.register(shutil.rmtree, os.environ["PARPY_CACHE_DIR"], ignore_errors=True)
 
 import parpy
-from kernels import axpy, layer_norm, row_sum, softmax, tiny
+
+try:
+    import numba_kernels as nb
+except ImportError:  # Numba is optional: its column shows "-"
+    nb = None
+from kernels import axpy, colsum_by_column, colsum_by_row, layer_norm, row_sum, softmax, tiny
 
 
 def np_softmax(x):
@@ -45,6 +52,17 @@ def timeit(f, reps):
     return float(np.median(ts))
 
 
+def numba_time(f, reps, check=None):
+    """timeit of the Numba version (its warm-up call compiles), checked like parpy's; None
+    without Numba."""
+    if nb is None:
+        return None
+    t = timeit(f, reps)
+    if check:
+        check()
+    return t
+
+
 def main():
     quick = "--quick" in sys.argv
     reps = 3 if quick else 10
@@ -58,7 +76,8 @@ def main():
     tp = timeit(lambda: row_sum(x, y, N, M, opts=opts), reps)
     tn = timeit(lambda: x.sum(axis=1), reps)
     np.testing.assert_allclose(y, x.sum(axis=1), rtol=1e-3, atol=1e-2)
-    rows.append(("row sum", f"{N}x{M} f32", x.nbytes + y.nbytes, tp, tn))
+    tb = numba_time(lambda: nb.row_sum(x, y), reps, lambda: np.testing.assert_allclose(y, x.sum(axis=1), rtol=1e-3, atol=1e-2))
+    rows.append(("row sum", f"{N}x{M} f32", x.nbytes + y.nbytes, tp, tn, tb))
 
     N, M = (1024, 2048) if quick else (4096, 8192)
     x = np.random.randn(N, M).astype(np.float32)
@@ -67,7 +86,9 @@ def main():
     tp = timeit(lambda: softmax(x, out, N, M, opts=opts), reps)
     tn = timeit(lambda: np_softmax(x), reps)
     np.testing.assert_allclose(out, np_softmax(x), rtol=1e-4, atol=1e-7)
-    rows.append(("softmax", f"{N}x{M} f32", 2 * x.nbytes, tp, tn))
+    tb = numba_time(lambda: nb.softmax(x, out), reps,
+                    lambda: np.testing.assert_allclose(out, np_softmax(x), rtol=1e-4, atol=1e-7))
+    rows.append(("softmax", f"{N}x{M} f32", 2 * x.nbytes, tp, tn, tb))
 
     N = 2**22 if quick else 2**26
     x = np.random.randn(N).astype(np.float32)
@@ -78,7 +99,8 @@ def main():
     np.testing.assert_allclose(y, np.float32(2.5) * x + y0, rtol=1e-5, atol=1e-6)
     tp = timeit(lambda: axpy(2.5, x, y, N, opts=opts), reps)
     tn = timeit(lambda: np.add(np.float32(2.5) * x, y, out=y), reps)
-    rows.append(("axpy", f"{N} f32", 3 * x.nbytes, tp, tn))
+    tb = numba_time(lambda: nb.axpy(np.float32(2.5), x, y), reps)
+    rows.append(("axpy", f"{N} f32", 3 * x.nbytes, tp, tn, tb))
 
     # Written with the reductions inside expressions (kernels.layer_norm).
     N, M = (1024, 2048) if quick else (4096, 8192)
@@ -89,15 +111,33 @@ def main():
     tp = timeit(lambda: layer_norm(x, g, b, out, N, M, opts=opts), reps)
     tn = timeit(lambda: np_layer_norm(x, g, b), reps)
     np.testing.assert_allclose(out, np_layer_norm(x, g, b), rtol=1e-3, atol=1e-3)
-    rows.append(("layer norm", f"{N}x{M} f32", 2 * x.nbytes, tp, tn))
+    tb = numba_time(lambda: nb.layer_norm(x, g, b, out), reps,
+                    lambda: np.testing.assert_allclose(out, np_layer_norm(x, g, b), rtol=1e-3, atol=1e-3))
+    rows.append(("layer norm", f"{N}x{M} f32", 2 * x.nbytes, tp, tn, tb))
+
+    # Column sums written the two ways users write them, against numpy's x.sum(axis=0).
+    N, M = (2048, 2048) if quick else (32768, 8192)
+    x = np.random.randn(N, M).astype(np.float32)
+    y = np.zeros(M, dtype=np.float32)
+    opts = parpy.par({"cols": parpy.threads(M)})
+    tn = timeit(lambda: x.sum(axis=0), reps)
+    want = x.sum(axis=0, dtype=np.float64)
+    check = lambda: np.testing.assert_allclose(y, want, rtol=1e-3, atol=1e-1)  # noqa: E731
+    for name, f, g in [("column sum (loop per column)", colsum_by_column, "colsum_by_column"),
+                       ("column sum (rows added)", colsum_by_row, "colsum_by_row")]:
+        tp = timeit(lambda: f(x, y, N, M, opts=opts), reps)
+        check()
+        tb = numba_time(lambda: getattr(nb, g)(x, y), reps, check)
+        rows.append((name, f"{N}x{M} f32", x.nbytes + y.nbytes, tp, tn, tb))
 
     print(f"Machine: {platform.processor() or platform.machine()}, {cores} cores, "
           f"numpy {np.__version__}, parpy {parpy.__version__} (Cpu backend)\n")
-    print("| kernel | size | parpy ms | parpy GB/s | numpy ms | numpy GB/s | speed-up |")
-    print("|---|---|---|---|---|---|---|")
-    for name, size, nbytes, tp, tn in rows:
+    print("| kernel | size | parpy ms | parpy GB/s | numpy ms | Numba ms | parpy vs numpy | parpy vs Numba |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, size, nbytes, tp, tn, tb in rows:
+        nbm, nbx = ("-", "-") if tb is None else (f"{tb * 1e3:.2f}", f"{tb / tp:.2f}x")
         print(f"| {name} | {size} | {tp * 1e3:.2f} | {nbytes / tp / 1e9:.1f} | "
-              f"{tn * 1e3:.2f} | {nbytes / tn / 1e9:.1f} | {tn / tp:.2f}x |")
+              f"{tn * 1e3:.2f} | {nbm} | {tn / tp:.2f}x | {nbx} |")
 
     # First call (specialise + build + load + run) from an empty disk cache, median of three; then
     # the cached call of a `threads(1)` loop over 32 elements.

@@ -49,3 +49,23 @@ def layer_norm(x, g, b, out, N, M):
         var = parpy.operators.sum((x[i, :] - mean) * (x[i, :] - mean)) / M
         parpy.label("cols")
         out[i, :] = (x[i, :] - mean) / parpy.operators.sqrt(var + 1e-5) * g[:] + b[:]
+
+
+@parpy.jit
+def colsum_by_column(x, y, N, M):
+    """Column sums, a parallel loop over columns around the loop down each one."""
+    parpy.label("cols")
+    for j in range(M):
+        y[j] = 0.0
+        for i in range(N):
+            y[j] += x[i, j]
+
+
+@parpy.jit
+def colsum_by_row(x, y, N, M):
+    """Column sums, the rows added one after the other (as Numba users write them)."""
+    parpy.label("cols")
+    y[:] = 0.0
+    for i in range(N):
+        parpy.label("cols")
+        y[:] += x[i, :]

@@ -334,8 +334,39 @@ class Gen:
                 kinds += ["parN", "parN"]
             if "M" not in self.par:
                 kinds += ["parM"]
+        if depth == 0 and not self.par and not self.in_reduce:
+            kinds += ["cols"]
         k = rng.choice(kinds)
         getattr(self, "s_" + k)(ind)
+
+    def s_cols(self, ind):
+        """Loops down columns, the forms the Cpu backend runs a tile of columns at a time: a
+        parallel loop over columns around a loop over rows, or a loop over rows around a parallel
+        loop over columns (one form reads what another column wrote in the row before)."""
+        rng = self.rng
+        c = rng.choice(["a", "0.5", 'd["s"]', "1.25"])
+        j, i = self.fresh("j"), self.fresh("i")
+        if rng.random() < 0.5:
+            rows = rng.choice(["range(N)", "range(N - 1, -1, -1)", "range(1, N)"])
+            self.emit(ind, "parpy.label('M')")
+            self.emit(ind, f"for {j} in range(M):")
+            if rng.random() < 0.6:
+                self.emit(ind + 1, f"u[{j}] = {c}")
+            self.emit(ind + 1, f"for {i} in {rows}:")
+            self.emit(ind + 2, rng.choice([f"u[{j}] += x[{i}, {j}] * {c}",
+                                           f"y[{i}, {j}] = y[{i}, {j}] * {c} + x[{i}, {j}]",
+                                           f"u[{j}] = {P}max(u[{j}], y[{i}, {j}])"]))
+            if rng.random() < 0.5:
+                self.emit(ind + 1, f"u[{j}] = u[{j}] * {c}")
+            return
+        rows = rng.choice(["range(N)", "range(1, N)"])
+        bodies = [f"u[{j}] += x[{i}, {j}]", f"y[{i}, {j}] = y[{i}, {j}] + x[{i}, {j} + 1] * {c}"]
+        if rows == "range(1, N)":
+            bodies.append(f"y[{i}, {j} + 1] = y[{i}, {j} + 1] + y[{i} - 1, {j}]")
+        self.emit(ind, f"for {i} in {rows}:")
+        self.emit(ind + 1, "parpy.label('M')")
+        self.emit(ind + 1, f"for {j} in range(M - 1):")
+        self.emit(ind + 2, rng.choice(bodies))
 
     def s_def(self, ind):
         if self.rng.random() < 0.6:

@@ -1,5 +1,7 @@
 #include "backends/cpu/cpu_backend.h"
 
+#include "backends/cpu/tile_columns.h"
+
 #include "codegen/cpu.h"
 #include "ir/c_names.h"
 #include "jit/host_compiler.h"
@@ -25,7 +27,7 @@ class CpuBackend final : public Backend {
   }
 
   Lowered print_host(const Checked& p, const CompileOptions&) const override {
-    CpuProgram prog = print_cpu(p.name, p.params, p.body, p.helpers);
+    CpuProgram prog = print_cpu(p.name, p.params, tile_column_loops(p.body), p.helpers);
     Lowered low;
     low.code = std::move(prog.code);
     low.entry_symbol = std::move(prog.entry_symbol);
