@@ -56,7 +56,46 @@ Span first_span(const Block& b) {
   return found;
 }
 
+// Whether e is computed from number literals alone.
+bool constant_expr(const Expr& e) {
+  bool ok = true;
+  visit_expr(e, [&](const Expr& x) {
+    ok = ok && x && (x->kind == ExprKind::Int || x->kind == ExprKind::Float || x->kind == ExprKind::Bool ||
+                     x->kind == ExprKind::UnOp || x->kind == ExprKind::BinOp || x->kind == ExprKind::IfExpr);
+  });
+  return ok;
+}
+
+// e, a double computed from Python numbers alone, computed in `t` instead.
+Expr retyped(const Expr& e, ElemSize t) {
+  auto n = copy(e);
+  if (n->ty.elem == ElemSize::F64) n->ty.elem = t;
+  for (auto& a : n->args) a = retyped(a, t);
+  return n;
+}
+
+Block narrow_block(const Block& b) {
+  return map_block_exprs(b, [](const Expr& e) {
+    return map_expr(e, [](const Expr& x) -> Expr {
+      if (x->kind != ExprKind::Convert || !is_float(x->ty.elem) || x->ty.elem == ElemSize::F64) return x;
+      const Expr& a = x->args[0];
+      if (a->ty.elem != ElemSize::F64 || !constant_expr(a)) return x;
+      return retyped(a, x->ty.elem);
+    });
+  });
+}
+
 }  // namespace
+
+GpuProgram narrow_weak_doubles(const GpuProgram& p) {
+  GpuProgram out = p;
+  for (auto& k : out.kernels) {
+    k.body = narrow_block(k.body);
+    k.vector_body = narrow_block(k.vector_body);
+  }
+  for (auto& f : out.functions) f.body = narrow_block(f.body);
+  return out;
+}
 
 void check_metal_program(const GpuProgram& p) {
   for (const auto& k : p.kernels) {

@@ -19,6 +19,11 @@ struct MetalProgram {
   std::string bounds_symbol;  // with run-time index checks: see Lowered::bounds_symbol
 };
 
+// Python numbers meeting a float32 (or float16) value compute in that type (docs/language.md,
+// Types); where the type checker kept a number expression (abs(-0.75), -(1.5)) in double and
+// converted it, the expression is retyped here, so that no double reaches Metal.
+GpuProgram narrow_weak_doubles(const GpuProgram& p);
+
 // Rejects what Metal cannot run, as user errors at the code's location: double precision in
 // device code, 64-bit atomic updates, headers of device externals (the MSL is compiled where only
 // the Metal standard library is found).

@@ -129,6 +129,8 @@ inline float parpy_atan2(float a, float b) { return metal::atan2(a, b); }
 inline half parpy_atan2(half a, half b) { return half(metal::atan2(float(a), float(b))); }
 
 // ---- Reductions ----
+// The neutral element of a reduction is printed in its own type: it takes the accumulator's.
+template <class T> struct parpy_id { typedef T type; };
 // Kernels run SIMD groups of 32 threads (the host checks each pipeline's execution width).
 struct parpy_op_add { template <class T> T operator()(T a, T b) const { return T(a + b); } };
 struct parpy_op_sub { template <class T> T operator()(T a, T b) const { return T(a - b); } };
@@ -207,7 +209,7 @@ inline void parpy_device_fence() {
 // and resets the ticket counter for the next dispatch.
 #define PARPY_MULTIBLOCK_REDUCE(name)                                                                \
   template <class T>                                                                                 \
-  inline bool parpy_multiblock_reduce_##name(thread T& v, T ne, device T* partials,                  \
+  inline bool parpy_multiblock_reduce_##name(thread T& v, typename parpy_id<T>::type ne, device T* partials,                 \
                                              device uint32_t* counters, int64_t slot, int64_t b,     \
                                              int64_t nb, threadgroup uint64_t* tg, uint tid,         \
                                              uint nthreads) {                                        \

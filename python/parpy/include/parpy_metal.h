@@ -19,6 +19,7 @@
 #include <Foundation/Foundation.hpp>
 #include <Metal/Metal.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -30,6 +31,27 @@
 #include "parpy_common.h"
 
 typedef _Float16 parpy_f16;
+
+// Math functions of host code (which may use doubles: it runs on the CPU).
+#define PARPY_METAL_HOST_MATH(name)                                                          \
+  static inline float parpy_##name(float a) { return std::name(a); }                        \
+  static inline double parpy_##name(double a) { return std::name(a); }                      \
+  static inline parpy_f16 parpy_##name(parpy_f16 a) { return static_cast<parpy_f16>(std::name(static_cast<float>(a))); }
+PARPY_METAL_HOST_MATH(exp)
+PARPY_METAL_HOST_MATH(log)
+PARPY_METAL_HOST_MATH(cos)
+PARPY_METAL_HOST_MATH(sin)
+PARPY_METAL_HOST_MATH(sqrt)
+PARPY_METAL_HOST_MATH(tanh)
+#undef PARPY_METAL_HOST_MATH
+static inline float parpy_atan2(float a, float b) { return std::atan2(a, b); }
+static inline double parpy_atan2(double a, double b) { return std::atan2(a, b); }
+static inline parpy_f16 parpy_atan2(parpy_f16 a, parpy_f16 b) {
+  return static_cast<parpy_f16>(std::atan2(static_cast<float>(a), static_cast<float>(b)));
+}
+static inline parpy_f16 parpy_pow(parpy_f16 a, parpy_f16 b) {
+  return static_cast<parpy_f16>(std::pow(static_cast<float>(a), static_cast<float>(b)));
+}
 
 #define PARPY_METAL_CHECK(call)              \
   do {                                       \

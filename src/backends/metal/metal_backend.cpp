@@ -55,7 +55,8 @@ class MetalBackend final : public Backend {
     return t;
   }
 
-  Lowered print_gpu(const GpuProgram& gpu, const CompileOptions& opts) const override {
+  Lowered print_gpu(const GpuProgram& program, const CompileOptions& opts) const override {
+    GpuProgram gpu = narrow_weak_doubles(program);
     check_metal_program(gpu);
     MetalProgram prog = print_metal(gpu, opts);
     Lowered low;
