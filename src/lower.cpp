@@ -180,7 +180,7 @@ Checked check(const Function& f, const std::vector<ArgValue>& args, const Compil
 // The GPU layer shared by the GPU backends (src/gpu/): host code and kernels.
 GpuProgram gpu_layer(const Checked& c, const GpuTarget& target, Stages& st) {
   const std::string& name = c.name;
-  check_host_code(c.body);
+  if (!target.host_array_access) check_host_code(c.body);
   check_device_calls(c.body, c.helpers);
   Block ir = fuse_map_reduce(c.body);
   st.dump("fuse_map_reduce", name, ir);

@@ -15,7 +15,8 @@ class CPrinter {
   std::ostringstream os;
 
   virtual std::string type_name(ElemSize e) const = 0;
-  std::string type_str(const Type& t) const;
+  // Virtual: Metal spells pointers with their address space.
+  virtual std::string type_str(const Type& t) const;
   virtual std::string float_literal(double v, ElemSize e) const;
   std::string int_literal(int64_t v, ElemSize e) const;
 

@@ -23,6 +23,9 @@ struct GpuTarget {
   // through distributed shared memory); 0: no clusters.
   int64_t max_cluster_blocks = 0;
   bool graphs = false;  // the entry may replay its launches as a graph (GpuProgram::use_graphs)
+  // Host code may read and write arrays (their memory is shared with the host); otherwise an
+  // array access outside parallel code is an error.
+  bool host_array_access = false;
 };
 
 struct Kernel {

@@ -34,9 +34,9 @@ TEST(Backend, RegistryInAutoOrder) {
 TEST(Backend, AutoPicksTheFirstAvailableThatGeneratesCode) {
   EXPECT_EQ(resolve_backend(CB::Auto, true, {CB::Cuda, CB::Cpu}), CB::Cuda);
   EXPECT_EQ(resolve_backend(CB::Auto, true, {CB::Cpu, CB::Cuda}), CB::Cuda);  // the registry's order
-  // Metal generates no code in this version: Auto passes over it.
-  EXPECT_EQ(resolve_backend(CB::Auto, true, {CB::Metal, CB::Cpu}), CB::Cpu);
-  EXPECT_EQ(message_of(CB::Auto, false, {CB::Metal}),
+  EXPECT_EQ(resolve_backend(CB::Auto, true, {CB::Metal, CB::Cpu}), CB::Metal);
+  EXPECT_EQ(resolve_backend(CB::Auto, true, {CB::Cpu, CB::Metal, CB::Cuda}), CB::Cuda);
+  EXPECT_EQ(message_of(CB::Auto, false, {}),
             "Found no enabled GPU backends. For detailed information on why this is, enable the "
             "'verbose_backend_resolution' flag in the compiler options.");
 }
@@ -47,12 +47,7 @@ TEST(Backend, NamedBackendsStrictAndNot) {
             "Specified backend CompileBackend.Cuda is not available. For more information, enable the "
             "'verbose_backend_resolution' flag in the compiler options.");
   EXPECT_EQ(resolve_backend(CB::Metal, false, {}), CB::Metal);
-  try {
-    backend_of(CB::Metal).require_code_generation();
-    FAIL() << "Metal generates code";
-  } catch (const std::runtime_error& e) {
-    EXPECT_EQ(std::string(e.what()), "Code generation for the Metal backend is not part of this version of parpy yet.");
-  }
+  EXPECT_NO_THROW(backend_of(CB::Metal).require_code_generation());
   EXPECT_NO_THROW(backend_of(CB::Cuda).require_code_generation());
   EXPECT_NO_THROW(backend_of(CB::Cpu).require_code_generation());
 }
@@ -92,6 +87,19 @@ TEST(Backend, WhatTheSharedLayersAsk) {
   EXPECT_EQ(backend_of(CB::Metal).external_error(true, par), "Host externals cannot be parallel");
   EXPECT_EQ(backend_of(CB::Metal).external_error(true, seq), "");
   EXPECT_EQ(cpu.external_error(true, par), "");
+  // Metal: a GPU backend whose host code reads arrays in place; no clusters, no graphs.
+  const Backend& metal = backend_of(CB::Metal);
+  EXPECT_TRUE(metal.gpu());
+  EXPECT_FALSE(metal.device_memory());
+  CompileOptions m;
+  m.backend = CB::Metal;
+  GpuTarget mt = metal.gpu_target(m);
+  EXPECT_TRUE(mt.host_array_access);
+  EXPECT_EQ(mt.max_cluster_blocks, 0);
+  EXPECT_FALSE(mt.graphs);
+  EXPECT_FALSE(cuda.gpu_target(m).host_array_access);
+  m.use_cuda_graphs = true;
+  EXPECT_THROW(metal.gpu_target(m), CompileError);
 }
 
 }  // namespace
