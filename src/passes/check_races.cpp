@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ir/affine.h"
+#include "ir/intrinsics.h"
 
 namespace parpy {
 namespace {
@@ -50,6 +51,13 @@ using Linear = Affine;
 
 Expr strip_convert(const Expr& e) { return e->kind == ExprKind::Convert ? strip_convert(e->args[0]) : e; }
 
+// e with its run-time index checks (opts.bounds_check) replaced by the indices they check: a check
+// either lets its index through unchanged or stops the code, and each access has its own check
+// (with its own site), so `a[k] = a[k] + v` is an update whichever checks its indices carry.
+Expr unchecked(const Expr& e) {
+  return map_expr(e, [](const Expr& x) { return intrinsic_of(x) == Intrinsic::BoundsCheck ? x->args[0] : x; });
+}
+
 // `a[k] = a[k] op v` with op +, -, max or min (or `v op a[k]`, not for -) and v not reading a: the
 // operator and v in the element's type. The operation may be done in a wider type of the same kind:
 // integers wrap alike, and rounding keeps the order of floats (but narrowing an integer does not).
@@ -63,11 +71,11 @@ std::optional<std::pair<BinOp, Expr>> update_of(const StmtNode& s) {
   ElemSize t = s.lhs->ty.elem, rt = rhs->ty.elem;
   if (is_bool(t) || is_bool(rt) || is_float(t) != is_float(rt)) return std::nullopt;
   if (!is_float(t) && (op == BinOp::Max || op == BinOp::Min) && rt != t) return std::nullopt;
-  std::string target = print_expr(s.lhs);
+  std::string target = print_expr(unchecked(s.lhs));
   Expr value;
-  if (print_expr(strip_convert(rhs->args[0])) == target)
+  if (print_expr(unchecked(strip_convert(rhs->args[0]))) == target)
     value = rhs->args[1];
-  else if (op != BinOp::Sub && print_expr(strip_convert(rhs->args[1])) == target)
+  else if (op != BinOp::Sub && print_expr(unchecked(strip_convert(rhs->args[1]))) == target)
     value = rhs->args[0];
   else
     return std::nullopt;
@@ -246,6 +254,7 @@ class ParallelLoop {
 
   std::optional<Linear> linear(const Expr& e, const Place& at, int depth = 0) const {
     auto leaf = [&](const Expr& x) -> std::optional<Linear> {
+      if (intrinsic_of(x) == Intrinsic::BoundsCheck) return linear(x->args[0], at, depth);
       if (x->kind == ExprKind::Var && is_int(x->ty.elem) && x->ty.is_scalar()) return linear_var(x->name, at, depth);
       if (!invariant(x)) return std::nullopt;
       return affine_atom("E:" + print_expr(x));

@@ -377,10 +377,10 @@ def test_host_code_reads_arrays_in_place(codes):
     assert 'parpy_call.array((void**)&v_y, 10 * sizeof(float), true)' in host
 
 
-# With run-time index checks, check_races does not make updates at checked indices atomic (on
-# Cuda as well): reported, not this backend's.
+# With run-time index checks every index is wrapped in its check: the patterns below expect plain
+# indices.
 no_env_bounds = pytest.mark.skipif(os.environ.get("PARPY_BOUNDS_CHECK") == "1",
-                                   reason="updates at run-time checked indices are not made atomic")
+                                   reason="the expected code has unchecked indices")
 
 
 @no_env_bounds
@@ -497,7 +497,6 @@ def wide_updates(b, counts, N):
         counts[b[i]] += 1  # @wide_update
 
 
-@no_env_bounds
 def test_64_bit_atomics_are_a_type_error():
     b = RNG.integers(0, 8, 100).astype(np.int32)
     with pytest.raises(TypeError, match="^Metal has no 64-bit atomic operations") as e:

@@ -6,6 +6,7 @@ loop, are compile-time errors with the store or read marked; a data-dependent `+
 every backend. Valid programs (guarded stores, same-element read-modify-write, dependences inside
 one iteration) compile as before. Generated Cuda code with atomics is compiled with nvcc."""
 
+import os
 import shutil
 import subprocess
 
@@ -467,6 +468,19 @@ def test_histogram(backend, dtype):
     np.testing.assert_array_equal(counts, np.bincount(b, minlength=BINS).astype(dtype))
 
 
+def test_histogram_with_run_time_index_checks(backend):
+    # Each access carries its own run-time check: the update is still recognised, and atomic.
+    b = RNG.integers(0, BINS, BIG)
+    counts = np.zeros(BINS, np.int64)
+    o = make_opts(backend, N=BIG)
+    o.bounds_check = True
+    histogram(b, counts, BIG, opts=o)
+    np.testing.assert_array_equal(counts, np.bincount(b, minlength=BINS))
+    if backend == parpy.CompileBackend.Cpu:
+        code = parpy.print_compiled(histogram, [b, counts, BIG], o)
+        assert "#pragma omp atomic" in code and "parpy_bounds_check" in code, code
+
+
 def values(dtype, n):
     if np.issubdtype(dtype, np.floating):
         # Small integers: every sum is exact whatever the order of the additions.
@@ -541,6 +555,8 @@ def test_histogram_then_total(backend):
     assert total[0] == BIG
 
 
+@pytest.mark.skipif(os.environ.get("PARPY_BOUNDS_CHECK", "0") not in ("", "0"),
+                    reason="the expected code has unchecked indices")
 def test_atomic_code():
     b, counts = np.zeros(10, np.int64), np.zeros(4, np.int64)
     cpu = parpy.print_compiled(histogram, [b, counts, 10], make_opts(CompileBackend.Cpu, N=10))
