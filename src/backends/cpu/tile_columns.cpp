@@ -1,8 +1,10 @@
 #include "backends/cpu/tile_columns.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <optional>
+#include <thread>
 
 #include "ir/affine.h"
 
@@ -82,6 +84,18 @@ bool columns_independent(const Stmt& rows, const Stmt& par) {
   return true;
 }
 
+}  // namespace
+
+int64_t column_tile(const Stmt& par) {
+  if (par->lo->kind != ExprKind::Int || par->hi->kind != ExprKind::Int) return 256;
+  int64_t columns = par->hi->ival - par->lo->ival;
+  int64_t threads = std::max<int64_t>(1, std::min<int64_t>(par->par.nthreads, std::thread::hardware_concurrency()));
+  int64_t each = (columns + threads - 1) / threads;
+  return std::clamp<int64_t>((each + 15) / 16 * 16, 16, 2048);
+}
+
+namespace {
+
 class ColumnTiler {
  public:
   Block block(const Block& b) {
@@ -143,14 +157,15 @@ class ColumnTiler {
     if (!walks_columns(s, c)) return s;
 
     std::string jb = "$tile" + std::to_string(next_++);
+    const int64_t width = column_tile(s);
     const Span& sp = s->span;
     Type it = s->lo->ty;
-    Expr tile_end = binop(BinOp::Min, binop(BinOp::Add, var(jb, sp, it), int_lit(kColumnTile, sp, false, it.elem), sp, it),
+    Expr tile_end = binop(BinOp::Min, binop(BinOp::Add, var(jb, sp, it), int_lit(width, sp, false, it.elem), sp, it),
                           s->hi, sp, it);
     // The columns of the tile: a parallel loop inside the tile's, which the Cpu printer vectorises.
     auto columns = [&](Block body) {
       auto l = copy(for_loop(s->var, var(jb, sp, it), tile_end, 1, std::move(body), sp));
-      l->par.nthreads = kColumnTile;
+      l->par.nthreads = width;
       return Stmt(l);
     };
     Block tile;
@@ -172,7 +187,7 @@ class ColumnTiler {
     flush();
     auto out = copy(s);
     out->var = jb;
-    out->step = kColumnTile;
+    out->step = width;
     out->body = std::move(tile);
     return out;
   }

@@ -17,8 +17,10 @@
 
 namespace parpy {
 
-// The columns a tile holds.
-constexpr int64_t kColumnTile = 256;
+// The columns a tile holds: the loop's columns shared among the threads that run it, a multiple
+// of 16, between 16 and 2048 (wide tiles read longer stretches of each row; narrow ones give
+// every thread work); 256 where the number of columns is known only when the code runs.
+int64_t column_tile(const Stmt& par);
 
 Block tile_column_loops(const Block& b);
 
