@@ -16,6 +16,7 @@
 #include "passes/attach_labels.h"
 #include "passes/check_bounds.h"
 #include "passes/check_races.h"
+#include "passes/array_reductions.h"
 #include "passes/check_reductions.h"
 #include "passes/constant_fold.h"
 #include "passes/flatten_indices.h"
@@ -169,6 +170,8 @@ Checked check(const Function& f, const std::vector<ArgValue>& args, const Compil
   st.dump("flatten_indices", name, ir);
   ir = resolve_par(ir, opts);
   st.dump("resolve_par", name, ir);
+  ir = lift_array_reductions(ir);
+  st.dump("lift_array_reductions", name, ir);
   check_array_local_writes(ir, array_types(sp.params));
   ir = check_reductions(ir);
   st.dump("check_reductions", name, ir);

@@ -1,6 +1,10 @@
 """Helpers shared by the test files: compiler options for a backend and labels, and kernels."""
 
+import shutil
+import subprocess
+
 import parpy
+import pytest
 
 
 def make_opts(backend, par=None, **labels):
@@ -9,6 +13,19 @@ def make_opts(backend, par=None, **labels):
     o = parpy.par(dict(par or {}, **{k: parpy.threads(v) for k, v in labels.items()}))
     o.backend = backend
     return o
+
+
+needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+
+
+def nvcc_compile(code, tmp_path):
+    """Compiles generated CUDA code with nvcc for sm_90 (no GPU needed); fails with nvcc's errors."""
+    src = tmp_path / "k.cu"
+    src.write_text(code)
+    cmd = ["nvcc", "-c", "-std=c++17", "-arch=sm_90", "-I" + parpy.get_include(), str(src), "-o",
+           str(tmp_path / "k.o")]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, code + "\n" + r.stderr
 
 
 def cpu(**labels):

@@ -7,8 +7,6 @@ every backend. Valid programs (guarded stores, same-element read-modify-write, d
 one iteration) compile as before. Generated Cuda code with atomics is compiled with nvcc."""
 
 import os
-import shutil
-import subprocess
 
 import numpy as np
 import parpy
@@ -16,13 +14,12 @@ import pytest
 from locations import SourceLocations
 from parpy import CompileBackend
 from parpy import operators as op
-from common import make_opts
+from common import make_opts, needs_nvcc, nvcc_compile
 
 LOCATIONS = SourceLocations(__file__)
 loc, line = LOCATIONS.loc, LOCATIONS.line
 RNG = np.random.default_rng()
 BACKENDS = [CompileBackend.Cpu, CompileBackend.Cuda]
-needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 NUMERIC = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.float16,
            np.float32, np.float64]
 
@@ -572,15 +569,6 @@ def test_atomic_code():
     cpu = parpy.print_compiled(nested_histogram, [np.zeros((4, 8), np.int64), counts, 4, 8],
                                make_opts(CompileBackend.Cpu, N=4, M=8))
     assert "simd" not in cpu
-
-
-def nvcc_compile(code, tmp_path):
-    src = tmp_path / "k.cu"
-    src.write_text(code)
-    cmd = ["nvcc", "-c", "-std=c++17", "-arch=sm_90", "-I" + parpy.get_include(), str(src), "-o",
-           str(tmp_path / "k.o")]
-    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert r.returncode == 0, code + "\n" + r.stderr
 
 
 @needs_nvcc
