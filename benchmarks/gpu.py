@@ -23,7 +23,7 @@ atexit.register(shutil.rmtree, os.environ["PARPY_CACHE_DIR"], ignore_errors=True
 
 import parpy
 import torch
-from kernels import axpy, layer_norm, row_sum, softmax, tiny
+from kernels import axpy, colsum_by_column, colsum_by_row, layer_norm, row_sum, softmax, tiny
 
 CUDA = parpy.CompileBackend.Cuda
 
@@ -122,6 +122,20 @@ def main():
         tp, tt = paired_times(lambda: layer_norm(x, g, b, out, N, M, opts=o), peer)
         torch.testing.assert_close(out, peer(), rtol=1e-4, atol=1e-4)
         rows.append(("layer norm", f"{N}x{M}", 4 * (2 * N * M + 2 * M), tp, tt, "cols threads(1024)"))
+
+        # Column sums written the two ways users write them, against torch.sum(dim=0).
+        N, M = 32768, 8192
+        x = torch.randn(N, M, device="cuda")
+        y = torch.empty(M, device="cuda")
+        o = opts({"cols": parpy.threads(M)})
+        for name, f in [("column sum (loop per column)", colsum_by_column), ("column sum (rows added)", colsum_by_row)]:
+            try:
+                tp, tt = paired_times(lambda f=f: f(x, y, N, M, opts=o), lambda: x.sum(dim=0))
+                torch.testing.assert_close(y, x.sum(dim=0), rtol=1e-3, atol=1e-2)
+            except (RuntimeError, AssertionError) as e:
+                tp, tt = float("nan"), gpu_time(lambda: x.sum(dim=0))
+                print(f"{name}: {str(e).splitlines()[0]}")
+            rows.append((name, f"{N}x{M}", 4 * (N * M + M), tp, tt, f"cols threads({M})"))
 
         print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, parpy {parpy.__version__}\n")
         print("| kernel | shape (f32) | parpy ms | parpy GB/s | torch ms | torch GB/s | parpy/torch | parpy options |")
