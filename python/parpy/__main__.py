@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 
@@ -101,7 +102,7 @@ def main() -> None:
     print(f"Python {sys.version.split()[0]} on {sys.platform}")
 
     print("Backends:")
-    backend = None
+    backend: types.ModuleType | None = None
     try:
         from parpy import backend
     except Exception as e:  # noqa: BLE001 - diagnostics report any failure

@@ -77,8 +77,8 @@ def _reduce_buffer(b: Any) -> tuple[Any, tuple[np.ndarray, CompileBackend | None
 
 
 def install() -> None:
-    JitFunction.__reduce__ = _reduce_jit  # type: ignore[method-assign]
-    CompileOptions.__reduce__ = _reduce_options  # type: ignore[method-assign]
-    _buffer.Buffer.__reduce__ = _reduce_buffer  # type: ignore[method-assign]
+    JitFunction.__reduce__ = _reduce_jit  # type: ignore[method-assign,assignment]
+    CompileOptions.__reduce__ = _reduce_options  # type: ignore[method-assign,assignment]
+    _buffer.Buffer.__reduce__ = _reduce_buffer  # type: ignore[method-assign,assignment]
     # LoopPar pickles through its __getstate__/__setstate__ (bindings).
     assert hasattr(LoopPar, "__getstate__")
