@@ -238,8 +238,16 @@ class HostPrinter : public CPrinter {
       const Kernel& k = prog_.kernels[kernel_index_.at(s->rhs->name)];
       os << p << "PARPY_METAL_CHECK(parpy_call.launch(" << kernel_index_.at(s->rhs->name) << ", " << k.grid_blocks
          << ", " << k.block_threads << ", {";
-      for (size_t i = 0; i < s->rhs->args.size(); ++i)
-        os << (i ? ", " : "") << "parpy_metal::arg(" << expr(s->rhs->args[i]) << ")";
+      // A scalar is passed in the type of the kernel's parameter (setBytes gives the kernel exactly
+      // its bytes): a host loop variable is an int64_t where the kernel may take an int32_t.
+      for (size_t i = 0; i < s->rhs->args.size(); ++i) {
+        os << (i ? ", " : "") << "parpy_metal::arg(";
+        if (i < k.params.size() && k.params[i].type.is_scalar())
+          os << "(" << type_name(k.params[i].type.elem) << ")(" << expr(s->rhs->args[i]) << ")";
+        else
+          os << expr(s->rhs->args[i]);
+        os << ")";
+      }
       if (has_bounds_checks(k.body)) os << (s->rhs->args.empty() ? "" : ", ") << "parpy_metal::arg(parpy_bounds)";
       os << "}));\n";
       return;

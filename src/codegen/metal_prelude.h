@@ -195,7 +195,8 @@ PARPY_BLOCK_REDUCE(max)
 PARPY_BLOCK_REDUCE(min)
 #undef PARPY_BLOCK_REDUCE
 
-// A device-wide memory fence between the threadgroups of one dispatch.
+// A device-wide memory fence between the threadgroups of one dispatch. Before Metal 3.2 it is a
+// threadgroup_barrier: every thread of the threadgroup must call it.
 inline void parpy_device_fence() {
 #if defined(__METAL_VERSION__) && __METAL_VERSION__ >= 320
   atomic_thread_fence(mem_flags::mem_device, memory_order_seq_cst, thread_scope_device);
@@ -215,9 +216,10 @@ inline void parpy_device_fence() {
                                              uint nthreads) {                                        \
     threadgroup uint32_t* last = (threadgroup uint32_t*)(tg + 32);                                   \
     v = parpy_block_reduce_##name(v, tg, tid, nthreads);                                             \
+    if (tid == 0) partials[slot * nb + b] = v;                                                       \
+    /* Every thread: before Metal 3.2 the fence is a threadgroup_barrier, which all must reach. */   \
+    parpy_device_fence();                                                                            \
     if (tid == 0) {                                                                                  \
-      partials[slot * nb + b] = v;                                                                   \
-      parpy_device_fence();                                                                          \
       device atomic_uint* c = (device atomic_uint*)&counters[slot];                                  \
       uint ticket = atomic_fetch_add_explicit(c, 1u, memory_order_relaxed);                          \
       *last = ticket == uint(nb - 1) ? 1u : 0u;                                                      \

@@ -4,13 +4,8 @@
 // the vector and scalar types, as_type, the barrier, the SIMD-group functions, the atomics and
 // the metal:: math functions.
 //
-// Enough for syntax and type checks. Running kernels (a CPU emulator) would further need: one
-// thread per work-item of a threadgroup (thread_idx/block_idx passed in by the caller), a real
-// threadgroup_barrier (a barrier over the threadgroup's threads), simd_* and simd_shuffle_xor
-// exchanging values between the 32 threads of a SIMD group (a per-group exchange array plus two
-// barriers), and `threadgroup` variables shared by the threads of a group (declared `static
-// thread_local` per group, or hoisted by the emulator). The atomics below already work on memory
-// shared by threads.
+// Enough for syntax and type checks; tests/metal_emulator has working versions of all of it, which
+// run the kernels (tests/python/test_metal_emulator.py).
 #pragma once
 #include <cmath>
 #include <cstdint>

@@ -12,8 +12,9 @@ import pytest
 _CACHE_DIR = tempfile.mkdtemp(prefix="parpy-test-cache-")
 os.environ["PARPY_CACHE_DIR"] = _CACHE_DIR
 
-# Every backend that is enabled here, except Metal: its code is compile-checked only
-# (tests/python/test_metal_codegen.py), never run so far.
+# Every backend that is enabled here, except Metal: its code is compile-checked
+# (tests/python/test_metal_codegen.py) and run in a CPU emulator (test_metal_emulator.py), never
+# on a Mac so far.
 backends = [
     b
     for b in parpy.backend.backends
