@@ -28,6 +28,28 @@ bool KernelBuilder::is_barrier(const Stmt& s) {
   return calls_intrinsic(s, Intrinsic::SyncThreads) || calls_intrinsic(s, Intrinsic::ClusterSync);
 }
 
+// Whether b synchronises the block (or cluster) somewhere: a barrier or an all-reduction.
+bool KernelBuilder::holds_barrier(const Block& b) {
+  bool found = false;
+  visit_block(b, [&](const Stmt& x) {
+    if (is_barrier(x)) found = true;
+    visit_stmt_exprs(x, [&](const Expr& y) {
+      Intrinsic i = intrinsic_of(y);
+      if (i == Intrinsic::BlockReduce || i == Intrinsic::ClusterReduce || i == Intrinsic::MultiblockReduce)
+        found = true;
+    });
+  });
+  return found;
+}
+
+bool KernelBuilder::reads_memory(const Expr& e) {
+  bool found = false;
+  visit_expr(e, [&](const Expr& y) {
+    if (y->kind == ExprKind::Access) found = true;
+  });
+  return found;
+}
+
 bool KernelBuilder::contains_loop(const Block& b) {
   bool found = false;
   visit_block(b, [&](const Stmt& x) {
@@ -158,6 +180,18 @@ Block KernelBuilder::transform_stmt(const Stmt& s, size_t d) {
     }
     case StmtKind::While: case StmtKind::If: {
       auto n = with_blocks(s, [&](const Block& x) { return transform_block(x, d); });
+      // Every thread of the block evaluates the condition of an `if` whose branches hold
+      // barriers; when it reads memory, a thread that evaluates it late could see a store the
+      // branch made (a reduction's target set to its neutral element) and skip the branch and
+      // its barriers. The condition is read into a local by all threads first, behind a barrier.
+      if (s->kind == StmtKind::If && d >= 1 && d <= g_.k && reads_memory(s->cond) &&
+          (holds_barrier(n->body) || holds_barrier(n->orelse))) {
+        Expr c = var(fresh("cond"), s->cond->span, s->cond->ty);
+        auto def = copy(assign(c, s->cond, s->span));
+        def->defines = true;
+        n->cond = c;
+        return {def, barrier(), n};
+      }
       return {n};
     }
     case StmtKind::WithGpu: return transform_block(s->body, d);

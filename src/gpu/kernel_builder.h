@@ -151,6 +151,8 @@ class KernelBuilder {
   static bool is_barrier(const Stmt& s);
 
   static bool contains_loop(const Block& b);
+  static bool holds_barrier(const Block& b);  // a barrier or all-reduction anywhere in b
+  static bool reads_memory(const Expr& e);    // an array access in e
 
   static bool contains_parallel(const Stmt& s);
 

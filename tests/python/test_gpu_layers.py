@@ -5,6 +5,7 @@ an innermost layer of n threads that all call the external. Every program runs o
 backend against numpy (Cpu ignores thread counts; Cuda where a GPU is present), and its Cuda code is
 compiled with nvcc here (no GPU needed)."""
 
+import re
 import shutil
 import subprocess
 
@@ -584,3 +585,34 @@ def test_parallel_external_in_a_loop_header_is_an_error():
     with pytest.raises(RuntimeError) as e:
         parpy.print_compiled(f, [x, np.zeros(8, np.float32), 8, 200], make_opts(CUDA, {'N': parpy.threads(8)}))
     assert str(e.value) == loc(msg, "header", "warp_allsum(x[i], M)")
+
+
+# ===== A condition that the branch it guards writes ==============================================
+
+
+@parpy.jit
+def min_where_small(x, z, N):
+    parpy.label("N")
+    for i in range(N):
+        if z[i] < 1.0:
+            parpy.label("M")
+            z[i] = op.min(x[i, :])
+
+
+def test_condition_is_read_before_the_branch_writes(backend, tmp_path):
+    # The reduction sets z[i] to its neutral element (+inf) before reducing: a thread of the
+    # block that tested `z[i] < 1.0` after that store skipped the branch and its barriers. The
+    # condition is read by every thread first (docs/gpu.md, Synchronisation and kernel splits).
+    n, m = 40, 300
+    x = rng().standard_normal((n, m)).astype(np.float32)
+    z = np.where(rng().random(n) < 0.5, 5.0, 0.0).astype(np.float32)
+    want = np.where(z < 1.0, x.min(axis=1), z)
+    spec = {"N": parpy.threads(n), "M": parpy.threads(256)}
+    min_where_small(x, z, n, opts=make_opts(backend, spec))
+    np.testing.assert_array_equal(z, want)
+    code = parpy.print_compiled(min_where_small, [x, z, n], make_opts(CUDA, spec))
+    kernel = code.split("__global__", 1)[1]
+    assert re.search(r"(parpy_cond\d+) = \(v_z\[v_i\] < 1\.0f\);\n\s*parpy_syncthreads\(\);\n\s*if \(\1\) \{",
+                     kernel), kernel
+    if shutil.which("nvcc"):
+        nvcc_compile(code, tmp_path)
