@@ -12,16 +12,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = [(page, i, code) for page in sorted((ROOT / "docs").glob("*.md"))
-            for i, code in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), re.DOTALL))]
+# Each Python example of a page, with the text block the page says it prints (after "prints"), if any.
+EXAMPLE_RE = re.compile(r"```python\n(.*?)```(?:\s*prints\s*```text\n(.*?)```)?", re.DOTALL)
+EXAMPLES = [(page, i, code, printed) for page in sorted((ROOT / "docs").glob("*.md"))
+            for i, (code, printed) in enumerate(EXAMPLE_RE.findall(page.read_text()))]
 
 
 def test_the_docs_have_examples():
     assert len(EXAMPLES) >= 2
 
 
-@pytest.mark.parametrize("page, index, code", EXAMPLES, ids=[f"{p.stem}-{i}" for p, i, _ in EXAMPLES])
-def test_example_runs(page, index, code, tmp_path):
+@pytest.mark.parametrize("page, index, code, printed", EXAMPLES, ids=[f"{p.stem}-{i}" for p, i, _, _ in EXAMPLES])
+def test_example_runs(page, index, code, printed, tmp_path):
     for module in re.findall(r"^import (\w+)", code, re.MULTILINE):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"the example needs {module}")
@@ -30,6 +32,9 @@ def test_example_runs(page, index, code, tmp_path):
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=600,
                        check=False)
     assert r.returncode == 0, f"{page.name}, example {index + 1}:\n{code}\n{r.stdout}{r.stderr}"
+    # What the page shows it printing, up to the location line (whose file name differs).
+    for line in printed.split("\n\nOn line")[0].splitlines():
+        assert line in r.stdout, f"{page.name}, example {index + 1} no longer prints:\n{line}\n\n{r.stdout}"
 
 
 def test_site_builds_strictly(tmp_path):
