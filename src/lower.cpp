@@ -11,6 +11,7 @@
 #include "gpu/device_calls.h"
 #include "gpu/extract_kernels.h"
 #include "gpu/fuse_map_reduce.h"
+#include "gpu/split_rows.h"
 #include "gpu/vectorize.h"
 #include "passes/array_locals.h"
 #include "passes/attach_labels.h"
@@ -185,7 +186,9 @@ GpuProgram gpu_layer(const Checked& c, const GpuTarget& target, Stages& st) {
   const std::string& name = c.name;
   if (!target.host_array_access) check_host_code(c.body);
   check_device_calls(c.body, c.helpers);
-  Block ir = fuse_map_reduce(c.body);
+  Block ir = split_row_loops(c.body, target);
+  st.dump("split_row_loops", name, ir);
+  ir = fuse_map_reduce(ir);
   st.dump("fuse_map_reduce", name, ir);
   GpuProgram gpu = extract_kernels(name, c.params, ir, target, parallel_externals(c.helpers));
   for (const auto& k : gpu.kernels) st.dump(("extract_kernels: " + k.name).c_str(), k.name, k.body);

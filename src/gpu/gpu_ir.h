@@ -26,6 +26,10 @@ struct GpuTarget {
   // Host code may read and write arrays (their memory is shared with the host); otherwise an
   // array access outside parallel code is an error.
   bool host_array_access = false;
+  // The threads a kernel needs to fill the GPU: a parallel loop with fewer, around a long
+  // sequential accumulation, is split across blocks (gpu/split_rows.h); 0: never split.
+  int64_t fill_threads = 0;
+  bool atomics64 = true;  // 64-bit atomic updates exist (not on Metal)
 };
 
 struct Kernel {

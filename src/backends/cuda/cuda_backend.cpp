@@ -58,6 +58,9 @@ class CudaBackend final : public Backend {
     // A cluster has at most 8 blocks portably and 16 with the non-portable size, which parpy asks for.
     if (opts.use_cuda_thread_block_clusters) t.max_cluster_blocks = std::min<int64_t>(opts.max_thread_blocks_per_cluster, 16);
     t.graphs = opts.use_cuda_graphs;
+    // Enough threads to keep every SM of a large GPU (132 SMs x 2048 threads on an H100/H200)
+    // streaming memory.
+    t.fill_threads = 1 << 18;
     return t;
   }
 

@@ -52,6 +52,8 @@ class MetalBackend final : public Backend {
            "to compile for Metal (its kernels run on one command buffer per call).");
     GpuTarget t;
     t.host_array_access = true;
+    t.fill_threads = 1 << 15;  // Apple GPUs have up to 40 cores of 1024 threads
+    t.atomics64 = false;
     return t;
   }
 

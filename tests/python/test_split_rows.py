@@ -1,0 +1,125 @@
+"""Filling the GPU (docs/gpu.md, Optimisations): a parallel loop over too few columns to fill the
+GPU, around a long loop accumulating over rows, runs the rows in chunks on more threads, each
+chunk's partial result added atomically. Results against numpy on every backend (Cpu does not
+split), the split Cuda code's shape and nvcc, and the split Metal code run in the Metal emulator."""
+
+import numpy as np
+import parpy
+import pytest
+from common import make_opts, needs_nvcc, nvcc_compile
+
+import metal_emu
+
+RNG = np.random.default_rng(5)
+CUDA, METAL = parpy.CompileBackend.Cuda, parpy.CompileBackend.Metal
+
+
+@parpy.jit
+def colsum(x, y, N, M):
+    parpy.label("cols")
+    for j in range(M):
+        y[j] = 0.0
+        for i in range(N):
+            y[j] += x[i, j]
+
+
+@parpy.jit
+def colsum_int(x, y, N, M):
+    parpy.label("cols")
+    for j in range(M):
+        y[j] = 0
+        for i in range(N):
+            y[j] += x[i, j]
+
+
+@parpy.jit
+def colmean(x, y, N, M):
+    parpy.label("cols")
+    for j in range(M):
+        y[j] = 0.0
+        for i in range(N):
+            y[j] += x[i, j]
+        y[j] = y[j] / N
+
+
+@parpy.jit
+def colmax(x, y, N, M):
+    parpy.label("cols")
+    for j in range(M):
+        y[j] = -1.0e30
+        for i in range(N):
+            y[j] = parpy.operators.max(y[j], x[i, j] * 2.0)
+
+
+@parpy.jit
+def running(x, y, N, M):
+    """y[j] is read by each step's value: a recurrence, not an accumulation; not split."""
+    parpy.label("cols")
+    for j in range(M):
+        y[j] = 1.0
+        for i in range(N):
+            y[j] += x[i, j] * y[j] * 0.001
+
+
+def test_results(backend):
+    for N, M in [(1000, 37), (4099, 300), (130, 5)]:
+        x = RNG.standard_normal((N, M)).astype(np.float32)
+        y = np.zeros(M, np.float32)
+        colsum(x, y, N, M, opts=make_opts(backend, cols=M))
+        np.testing.assert_allclose(y, x.sum(axis=0, dtype=np.float64), rtol=1e-4, atol=1e-3)
+        colmean(x, y, N, M, opts=make_opts(backend, cols=M))
+        np.testing.assert_allclose(y, x.mean(axis=0, dtype=np.float64), rtol=1e-4, atol=1e-5)
+        colmax(x, y, N, M, opts=make_opts(backend, cols=M))
+        np.testing.assert_array_equal(y, 2.0 * x.max(axis=0))
+    xi = RNG.integers(-100, 100, (3000, 20)).astype(np.int64)
+    yi = np.zeros(20, np.int64)
+    colsum_int(xi, yi, 3000, 20, opts=make_opts(backend, cols=20))
+    np.testing.assert_array_equal(yi, xi.sum(axis=0))
+    x = RNG.standard_normal((500, 8))
+    y = np.zeros(8)
+    running(x, y, 500, 8, opts=make_opts(backend, cols=8))
+    want = np.ones(8)
+    for i in range(500):
+        want += x[i] * want * 0.001
+    np.testing.assert_allclose(y, want, rtol=1e-12)
+
+
+def cuda_code(f, x, y, labels):
+    return parpy.print_compiled(f, [x, y, *x.shape], make_opts(CUDA, **labels))
+
+
+def test_cuda_code_splits_the_rows():
+    x, y = np.zeros((32768, 8192), np.float32), np.zeros(8192, np.float32)
+    code = cuda_code(colsum, x, y, {"cols": 8192})
+    # One kernel sets y to 0, the next runs 32 chunks of 1024 rows on 8192 threads each.
+    assert "parpy_rows0 < 32" in code and "parpy_atomic_add(&v_y[v_j], (float)parpy_part0);" in code, code
+    assert "parpy_kernel_colsum_k1<<<dim3(256), dim3(1024)" in code, code
+    # Enough columns to fill the GPU, or a recurrence: as written.
+    wide = cuda_code(colsum, np.zeros((1024, 1 << 19), np.float32), np.zeros(1 << 19, np.float32),
+                     {"cols": 1 << 19})
+    assert "parpy_rows" not in wide
+    assert "parpy_rows" not in cuda_code(running, np.zeros((500, 8)), np.zeros(8), {"cols": 8})
+
+
+@needs_nvcc
+def test_split_cuda_code_compiles(tmp_path):
+    x, y = np.zeros((4000, 64)), np.zeros(64)
+    for f in (colsum, colmean, colmax):
+        nvcc_compile(cuda_code(f, x, y, {"cols": 64}), tmp_path)
+    nvcc_compile(cuda_code(colsum, np.zeros((32768, 8192), np.float32), np.zeros(8192, np.float32),
+                           {"cols": 8192}), tmp_path)
+
+
+@pytest.mark.skipif(not metal_emu.available, reason="no C++ compiler (g++) for the Metal emulator")
+def test_split_metal_code_runs_in_the_emulator():
+    N, M = 3000, 50
+    x = RNG.standard_normal((N, M)).astype(np.float32)
+    opts = make_opts(METAL, cols=M)
+    codes = [parpy.print_compiled(f, [x, np.zeros(M, np.float32), N, M], opts) for f in (colsum, colmean, colmax)]
+    assert all("parpy_rows0" in c for c in codes)
+    progs = metal_emu.build(codes)
+    for f, prog, want in zip((colsum, colmean, colmax), progs,
+                             (x.sum(axis=0, dtype=np.float64), x.mean(axis=0, dtype=np.float64), 2.0 * x.max(axis=0))):
+        y = np.zeros(M, np.float32)
+        prog(f, [x, y, N, M])
+        np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
