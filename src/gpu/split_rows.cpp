@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "ir/reductions.h"
+#include "passes/column_loops.h"
 
 namespace parpy {
 namespace {
@@ -11,17 +12,6 @@ namespace {
 // The smallest number of rows a chunk gets: fewer would spend more on the atomic update than on
 // the rows.
 constexpr int64_t kMinChunk = 64;
-
-bool plain_store(const Stmt& s) {
-  if (s->kind != StmtKind::Assign || s->defines || s->atomic || s->lhs->kind != ExprKind::Access) return false;
-  bool ok = true;
-  auto check = [&](const Expr& x) {
-    if (x->kind == ExprKind::Call) ok = false;
-  };
-  visit_expr(s->lhs, check);
-  visit_expr(s->rhs, check);
-  return ok;
-}
 
 int64_t trips(const Stmt& loop) {
   if (loop->lo->kind != ExprKind::Int || loop->hi->kind != ExprKind::Int || loop->step != 1) return -1;
@@ -35,8 +25,11 @@ class RowSplitter {
   Block block(const Block& b) {
     Block out;
     for (const auto& s : b) {
-      if (s->kind == StmtKind::For && s->par.is_parallel()) {
-        Block split = this->split(s);
+      // A loop over rows around a parallel loop over columns runs as one parallel loop over
+      // the columns, each looping over the rows (one kernel instead of one per row).
+      std::optional<Stmt> swapped = interchange_rows(s);
+      if (swapped || (s->kind == StmtKind::For && s->par.is_parallel())) {
+        Block split = this->split(swapped ? *swapped : s);
         out.insert(out.end(), split.begin(), split.end());
         continue;
       }

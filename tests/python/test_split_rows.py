@@ -52,6 +52,16 @@ def colmax(x, y, N, M):
 
 
 @parpy.jit
+def colsum_by_rows(x, y, N, M):
+    """The rows added one after the other: the columns run in parallel around the rows."""
+    parpy.label("cols")
+    y[:] = 0.0
+    for i in range(N):
+        parpy.label("cols")
+        y[:] += x[i, :]
+
+
+@parpy.jit
 def running(x, y, N, M):
     """y[j] is read by each step's value: a recurrence, not an accumulation; not split."""
     parpy.label("cols")
@@ -71,6 +81,8 @@ def test_results(backend):
         np.testing.assert_allclose(y, x.mean(axis=0, dtype=np.float64), rtol=1e-4, atol=1e-5)
         colmax(x, y, N, M, opts=make_opts(backend, cols=M))
         np.testing.assert_array_equal(y, 2.0 * x.max(axis=0))
+        colsum_by_rows(x, y, N, M, opts=make_opts(backend, cols=M))
+        np.testing.assert_allclose(y, x.sum(axis=0, dtype=np.float64), rtol=1e-4, atol=1e-3)
     xi = RNG.integers(-100, 100, (3000, 20)).astype(np.int64)
     yi = np.zeros(20, np.int64)
     colsum_int(xi, yi, 3000, 20, opts=make_opts(backend, cols=20))
@@ -99,12 +111,17 @@ def test_cuda_code_splits_the_rows():
                      {"cols": 1 << 19})
     assert "parpy_rows" not in wide
     assert "parpy_rows" not in cuda_code(running, np.zeros((500, 8)), np.zeros(8), {"cols": 8})
+    # Rows added one after the other: no host loop launching a kernel per row, the rows split.
+    code = cuda_code(colsum_by_rows, x, y, {"cols": 8192})
+    host = code.split("static int32_t v_colsum_by_rows")[1]
+    assert "for (" not in host and host.count("PARPY_CHECK(cudaGetLastError(), \"launch of") == 2, host
+    assert "parpy_rows0 < 32" in code and "parpy_atomic_add" in code, code
 
 
 @needs_nvcc
 def test_split_cuda_code_compiles(tmp_path):
     x, y = np.zeros((4000, 64)), np.zeros(64)
-    for f in (colsum, colmean, colmax):
+    for f in (colsum, colmean, colmax, colsum_by_rows):
         nvcc_compile(cuda_code(f, x, y, {"cols": 64}), tmp_path)
     nvcc_compile(cuda_code(colsum, np.zeros((32768, 8192), np.float32), np.zeros(8192, np.float32),
                            {"cols": 8192}), tmp_path)
@@ -115,11 +132,13 @@ def test_split_metal_code_runs_in_the_emulator():
     N, M = 3000, 50
     x = RNG.standard_normal((N, M)).astype(np.float32)
     opts = make_opts(METAL, cols=M)
-    codes = [parpy.print_compiled(f, [x, np.zeros(M, np.float32), N, M], opts) for f in (colsum, colmean, colmax)]
+    funs = (colsum, colmean, colmax, colsum_by_rows)
+    codes = [parpy.print_compiled(f, [x, np.zeros(M, np.float32), N, M], opts) for f in funs]
     assert all("parpy_rows0" in c for c in codes)
     progs = metal_emu.build(codes)
-    for f, prog, want in zip((colsum, colmean, colmax), progs,
-                             (x.sum(axis=0, dtype=np.float64), x.mean(axis=0, dtype=np.float64), 2.0 * x.max(axis=0))):
+    wants = (x.sum(axis=0, dtype=np.float64), x.mean(axis=0, dtype=np.float64), 2.0 * x.max(axis=0),
+             x.sum(axis=0, dtype=np.float64))
+    for f, prog, want in zip(funs, progs, wants):
         y = np.zeros(M, np.float32)
         prog(f, [x, y, N, M])
         np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)

@@ -6,32 +6,10 @@
 #include <optional>
 #include <thread>
 
-#include "ir/affine.h"
+#include "passes/column_loops.h"
 
 namespace parpy {
 namespace {
-
-// An assignment to an array element with no call: what a tile may repeat over its columns.
-bool plain_store(const Stmt& s) {
-  if (s->kind != StmtKind::Assign || s->defines || s->atomic || s->lhs->kind != ExprKind::Access) return false;
-  bool ok = true;
-  auto check = [&](const Expr& x) {
-    if (x->kind == ExprKind::Call) ok = false;
-  };
-  visit_expr(s->lhs, check);
-  visit_expr(s->rhs, check);
-  return ok;
-}
-
-// The coefficients of loop variables `j` and `i` in an index, if it is affine in them.
-std::optional<std::pair<int64_t, int64_t>> strides(const Expr& index, const std::string& j, const std::string& i) {
-  auto leaf = [](const Expr& e) -> std::optional<Affine> {
-    return affine_atom(e->kind == ExprKind::Var ? e->name : "$" + print_expr(e));
-  };
-  auto a = affine(index, leaf);
-  if (!a) return std::nullopt;
-  return std::make_pair(a->coef(j), a->coef(i));
-}
 
 // Whether the column loop `col` inside parallel loop `par` reads memory down columns.
 bool walks_columns(const Stmt& par, const Stmt& col) {
@@ -40,7 +18,7 @@ bool walks_columns(const Stmt& par, const Stmt& col) {
     for (const Expr& root : {s->lhs, s->rhs})
       visit_expr(root, [&](const Expr& x) {
         if (x->kind != ExprKind::Access) return;
-        auto st = strides(x->args[0], par->var, col->var);
+        auto st = loop_strides(x->args[0], par->var, col->var);
         if (!st) {
           unknown = true;
           return;
@@ -50,38 +28,6 @@ bool walks_columns(const Stmt& par, const Stmt& col) {
         if (sj == 1 && std::llabs(si) > 1) columns = true;
       });
   return columns && !rows && !unknown;
-}
-
-// Whether running the iterations of `rows` (sequential, over i) column by column keeps every
-// dependence of `par` (parallel, over j, inside it) in order: each array the body writes is
-// accessed at one index, which names one column (a*j + b*i + c with a != 0 and |b| at least a
-// row's length, or no i), so no two columns touch the same element.
-bool columns_independent(const Stmt& rows, const Stmt& par) {
-  if (par->lo->kind != ExprKind::Int || par->hi->kind != ExprKind::Int) return false;
-  int64_t width = par->hi->ival - par->lo->ival;
-  std::map<std::string, std::string> index_of;  // written array -> its one index
-  for (const auto& s : par->body) index_of[s->lhs->name] = print_expr(s->lhs->args[0]);
-  bool ok = true;
-  for (const auto& s : par->body)
-    for (const Expr& root : {s->lhs, s->rhs})
-      visit_expr(root, [&](const Expr& x) {
-        if (x->kind != ExprKind::Access || !index_of.count(x->name)) return;
-        if (print_expr(x->args[0]) != index_of[x->name]) ok = false;
-      });
-  if (!ok) return false;
-  for (const auto& [name, index] : index_of) {
-    (void)index;
-    for (const auto& s : par->body) {
-      if (s->lhs->name != name) continue;
-      auto st = strides(s->lhs->args[0], par->var, rows->var);
-      if (!st || st->first == 0) return false;
-      auto [a, b] = *st;
-      __int128 reach = static_cast<__int128>(std::llabs(a)) * width;
-      if (b != 0 && static_cast<__int128>(std::llabs(b)) < reach) return false;
-      break;
-    }
-  }
-  return true;
 }
 
 }  // namespace
@@ -109,8 +55,7 @@ class ColumnTiler {
 
   Stmt stmt(const Stmt& s) {
     if (s->kind == StmtKind::For && s->par.nthreads > 1) return tiled(s);
-    if (s->kind == StmtKind::For && !s->par.is_parallel() && !s->par.reduction && s->body.size() == 1)
-      if (auto t = interchanged(s)) return *t;
+    if (auto t = interchanged(s)) return *t;
     if (s->kind != StmtKind::For && s->kind != StmtKind::While && s->kind != StmtKind::If) return s;
     auto n = copy(s);
     n->body = block(s->body);
@@ -122,19 +67,10 @@ class ColumnTiler {
   // y[j] += x[i, j]`: one parallel loop over tiles of columns, each running all rows, instead of
   // one parallel loop per row.
   std::optional<Stmt> interchanged(const Stmt& rows) {
-    const Stmt& par = rows->body[0];
-    if (par->kind != StmtKind::For || par->par.nthreads <= 1 || par->par.reduction || par->step != 1)
-      return std::nullopt;
-    if (mentions(par->lo, rows->var) || mentions(par->hi, rows->var)) return std::nullopt;
-    for (const auto& x : par->body)
-      if (!plain_store(x)) return std::nullopt;
-    if (!columns_independent(rows, par)) return std::nullopt;
-    auto inner = copy(rows);
-    inner->body = par->body;
-    auto outer = copy(par);
-    outer->body = {inner};
-    Stmt t = tiled(outer);
-    if (t == Stmt(outer)) return std::nullopt;
+    auto outer = interchange_rows(rows);
+    if (!outer) return std::nullopt;
+    Stmt t = tiled(*outer);
+    if (t == *outer) return std::nullopt;
     return t;
   }
 
