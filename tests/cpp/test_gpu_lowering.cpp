@@ -252,9 +252,13 @@ TEST(GpuGrid, TwoRootsTwoKernels) {
 }
 
 TEST(GpuGrid, HostLoopAroundLaunchPassesTheIndex) {
-  // for t in range(3) (host): label N; for i in range(64): y[t, i] = x[i]
+  // for t in range(1, 3) (host): label N; for i in range(64): y[t, i] = y[t - 1, i] + x[i]
+  // (each row reads the one before: the row loop stays on the host, around the launch)
   Function f = fn("f", {"x", "y"},
-                  {For("t", 0, 3, {For("i", 0, 64, {A(S("y", {V("t"), V("i")}), S("x", {V("i")}))}, {"N"})})});
+                  {For("t", 1, 3, {For("i", 0, 64,
+                                       {A(S("y", {V("t"), V("i")}),
+                                          add(S("y", {add(V("t"), I(-1)), V("i")}), S("x", {V("i")})))},
+                                       {"N"})})});
   GpuProgram p = gpu_program(f, {f32({64}), f32({3, 64})}, cuda_opts({{"N", threads(64)}}));
   ASSERT_EQ(p.kernels.size(), 1u);
   ASSERT_EQ(p.host.size(), 1u);
@@ -266,6 +270,16 @@ TEST(GpuGrid, HostLoopAroundLaunchPassesTheIndex) {
 
 // =============================================================================================
 // with parpy.gpu (docs/gpu.md, Host code and kernels)
+
+TEST(GpuGrid, HostLoopOverRowsAroundIndependentColumnsBecomesOneKernel) {
+  // for t in range(3) (host): label N; for i in range(64): y[t, i] = x[i]
+  Function f = fn("f", {"x", "y"},
+                  {For("t", 0, 3, {For("i", 0, 64, {A(S("y", {V("t"), V("i")}), S("x", {V("i")}))}, {"N"})})});
+  GpuProgram p = gpu_program(f, {f32({64}), f32({3, 64})}, cuda_opts({{"N", threads(64)}}));
+  ASSERT_EQ(p.kernels.size(), 1u);
+  ASSERT_EQ(p.host.size(), 1u);
+  EXPECT_EQ(p.host[0]->kind, StmtKind::Launch);
+}
 
 TEST(GpuContext, TopLevelGpuBlockIsOneBlockKernel) {
   Function f = fn("f", {"x"}, {with_gpu({A(S("x", {I(0)}), F(1.0)), A(S("x", {I(1)}), F(2.0))}, sp())});
