@@ -181,6 +181,15 @@ Checked check(const Function& f, const std::vector<ArgValue>& args, const Compil
   return {name, sp.params, std::move(ir), std::move(helpers)};
 }
 
+// What the GPU layer may use for this call: the backend's target, without the row splits (which
+// read one array while atomically updating another) when array arguments share memory.
+GpuTarget gpu_target(const Backend& b, const CompileOptions& opts, const std::vector<ArgValue>& args) {
+  GpuTarget t = b.gpu_target(opts);
+  for (const ArgValue& a : args)
+    if (a.shares_memory) t.fill_threads = 0;
+  return t;
+}
+
 // The GPU layer shared by the GPU backends (src/gpu/): host code and kernels.
 GpuProgram gpu_layer(const Checked& c, const GpuTarget& target, Stages& st) {
   const std::string& name = c.name;
@@ -215,7 +224,7 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
   const Backend& target = backend_of(opts.backend);
   std::vector<BoundsSite> sites;
   Checked c = check(f, args, opts, st, sites);
-  Lowered low = target.gpu() ? target.print_gpu(gpu_layer(c, target.gpu_target(opts), st), opts)
+  Lowered low = target.gpu() ? target.print_gpu(gpu_layer(c, gpu_target(target, opts, args), st), opts)
                              : target.print_host(c, opts);
   std::string stage = std::string("print_") + target.name();
   for (char& ch : stage) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
@@ -229,7 +238,7 @@ GpuProgram lower_gpu_program(const Function& f, const std::vector<ArgValue>& arg
   Stages st(opts, debug);
   const Backend& target = backend_of(opts.backend);
   std::vector<BoundsSite> sites;
-  return gpu_layer(check(f, args, opts, st, sites), target.gpu_target(opts), st);
+  return gpu_layer(check(f, args, opts, st, sites), gpu_target(target, opts, args), st);
 }
 
 std::shared_ptr<Function> decorate(const Parsed& parsed) {

@@ -368,7 +368,7 @@ void ArgPack::add_array(void* data, const char* fmt, Py_ssize_t itemsize, int nd
   }
   size_t bytes = static_cast<size_t>(itemsize);
   for (int d = 0; d < ndim; ++d) bytes *= static_cast<size_t>(shape[d]);
-  if (!on_device_ && bytes > 0) {
+  if (bytes > 0) {
     // The memory it spans: from its lowest to its highest element.
     auto lo = reinterpret_cast<uintptr_t>(data), hi = lo + static_cast<uintptr_t>(itemsize);
     for (int d = 0; d < ndim && !contiguous; ++d) {
@@ -637,6 +637,18 @@ void ArgPack::add_device_element(void* data, ElemSize elem, int dev, void* array
 
 void ArgPack::finish() {
   if (!staged_.empty()) check_copies_alone();
+  // Arrays that share memory get code that does not assume otherwise: the call is keyed on it.
+  bool shared = false;
+  for (size_t a = 0; a < memory_.size(); ++a)
+    for (size_t b = a + 1; b < memory_.size(); ++b) {
+      const Memory &x = memory_[a], &y = memory_[b];
+      if (x.lo >= y.hi || y.lo >= x.hi) continue;
+      shared = true;
+      if (describe_)
+        for (size_t arg : {x.arg, y.arg})
+          if (arg >= 1 && arg <= values.size()) values[arg - 1].shares_memory = true;
+    }
+  if (shared) key.push_back('o');
   if (device_elements_.empty()) return;
   if (device < 0) {
     const DeviceElement& first = device_elements_.front();

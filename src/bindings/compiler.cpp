@@ -132,6 +132,7 @@ std::vector<ArgValue> describe(const nb::tuple& args, const CompileOptions& opts
   described.params = params;
   described.read_paths = read_paths;
   for (size_t i = 0; i < args.size(); ++i) described.add(args[i], "#" + std::to_string(i + 1));
+  described.finish();
   return std::move(described.values);
 }
 

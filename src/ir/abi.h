@@ -23,6 +23,9 @@ struct ArgValue {
   // `p[0]`, a load in device code. `path` names the argument as the call does ("#1", "#2[\"k\"]").
   bool on_device = false;
   std::string path;
+  // An array argument that shares memory with another array argument of the call (docs/language.md,
+  // Parallel semantics): code that assumes different arrays are different memory is not used.
+  bool shares_memory = false;
 };
 
 // One parameter of the generated entry function, in calling order (dicts expanded by key).

@@ -142,3 +142,21 @@ def test_split_metal_code_runs_in_the_emulator():
         y = np.zeros(M, np.float32)
         prog(f, [x, y, N, M])
         np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+
+
+def test_no_split_when_arguments_share_memory():
+    # y is row 0 of x: a split would read x[0, j] while other blocks add into it. The call is
+    # specialised on the sharing and keeps the rows in order, as written.
+    x = np.zeros((4096, 64), np.float32)
+    assert "parpy_rows0" in cuda_code(colsum, x, np.zeros(64, np.float32), {"cols": 64})
+    assert "parpy_rows0" not in cuda_code(colsum, x, x[0], {"cols": 64})
+
+
+def test_arguments_sharing_memory_give_the_sequential_result(backend):
+    N, M = 1000, 40
+    x = RNG.standard_normal((N, M)).astype(np.float32)
+    want = x.copy()
+    # y is x[0]: `y[j] = 0` clears row 0, row 0 then adds itself (0), and the other rows follow.
+    colsum(x, x[0], N, M, opts=make_opts(backend, cols=M))
+    np.testing.assert_allclose(x[0], want[1:].sum(axis=0, dtype=np.float64), rtol=1e-4, atol=1e-3)
+    np.testing.assert_array_equal(x[1:], want[1:])
