@@ -49,3 +49,23 @@ def row_sum(x, y, N, M):
     for i in range(N):
         parpy.label("cols")
         y[i] = parpy.operators.sum(x[i, :])
+
+
+@parpy.jit
+def colsum_by_column(x, y, N, M):
+    """Column sums: a parallel loop over columns around the loop down each one."""
+    parpy.label("cols")
+    for j in range(M):
+        y[j] = 0.0
+        for i in range(N):
+            y[j] += x[i, j]
+
+
+@parpy.jit
+def colsum_by_row(x, y, N, M):
+    """Column sums: the rows added one after the other."""
+    parpy.label("cols")
+    y[:] = 0.0
+    for i in range(N):
+        parpy.label("cols")
+        y[:] += x[i, :]

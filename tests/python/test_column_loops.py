@@ -8,27 +8,9 @@ import re
 import numpy as np
 import parpy
 import pytest
-from common import make_opts
+from common import colsum_by_column, colsum_by_row, make_opts
 
 RNG = np.random.default_rng(11)
-
-
-@parpy.jit
-def colsum_by_column(x, y, N, M):
-    parpy.label("cols")
-    for j in range(M):
-        y[j] = 0.0
-        for i in range(N):
-            y[j] += x[i, j]
-
-
-@parpy.jit
-def colsum_by_row(x, y, N, M):
-    parpy.label("cols")
-    y[:] = 0.0
-    for i in range(N):
-        parpy.label("cols")
-        y[:] += x[i, :]
 
 
 @parpy.jit

@@ -6,21 +6,12 @@ split), the split Cuda code's shape and nvcc, and the split Metal code run in th
 import numpy as np
 import parpy
 import pytest
-from common import make_opts, needs_nvcc, nvcc_compile
+from common import colsum_by_column, colsum_by_row, make_opts, needs_nvcc, nvcc_compile
 
 import metal_emu
 
 RNG = np.random.default_rng(5)
 CUDA, METAL = parpy.CompileBackend.Cuda, parpy.CompileBackend.Metal
-
-
-@parpy.jit
-def colsum(x, y, N, M):
-    parpy.label("cols")
-    for j in range(M):
-        y[j] = 0.0
-        for i in range(N):
-            y[j] += x[i, j]
 
 
 @parpy.jit
@@ -52,16 +43,6 @@ def colmax(x, y, N, M):
 
 
 @parpy.jit
-def colsum_by_rows(x, y, N, M):
-    """The rows added one after the other: the columns run in parallel around the rows."""
-    parpy.label("cols")
-    y[:] = 0.0
-    for i in range(N):
-        parpy.label("cols")
-        y[:] += x[i, :]
-
-
-@parpy.jit
 def running(x, y, N, M):
     """y[j] is read by each step's value: a recurrence, not an accumulation; not split."""
     parpy.label("cols")
@@ -75,13 +56,13 @@ def test_results(backend):
     for N, M in [(1000, 37), (4099, 300), (130, 5)]:
         x = RNG.standard_normal((N, M)).astype(np.float32)
         y = np.zeros(M, np.float32)
-        colsum(x, y, N, M, opts=make_opts(backend, cols=M))
+        colsum_by_column(x, y, N, M, opts=make_opts(backend, cols=M))
         np.testing.assert_allclose(y, x.sum(axis=0, dtype=np.float64), rtol=1e-4, atol=1e-3)
         colmean(x, y, N, M, opts=make_opts(backend, cols=M))
         np.testing.assert_allclose(y, x.mean(axis=0, dtype=np.float64), rtol=1e-4, atol=1e-5)
         colmax(x, y, N, M, opts=make_opts(backend, cols=M))
         np.testing.assert_array_equal(y, 2.0 * x.max(axis=0))
-        colsum_by_rows(x, y, N, M, opts=make_opts(backend, cols=M))
+        colsum_by_row(x, y, N, M, opts=make_opts(backend, cols=M))
         np.testing.assert_allclose(y, x.sum(axis=0, dtype=np.float64), rtol=1e-4, atol=1e-3)
     xi = RNG.integers(-100, 100, (3000, 20)).astype(np.int64)
     yi = np.zeros(20, np.int64)
@@ -102,18 +83,18 @@ def cuda_code(f, x, y, labels):
 
 def test_cuda_code_splits_the_rows():
     x, y = np.zeros((32768, 8192), np.float32), np.zeros(8192, np.float32)
-    code = cuda_code(colsum, x, y, {"cols": 8192})
+    code = cuda_code(colsum_by_column, x, y, {"cols": 8192})
     # One kernel sets y to 0, the next runs 32 chunks of 1024 rows on 8192 threads each.
     assert "parpy_rows0 < 32" in code and "parpy_atomic_add(&v_y[v_j], (float)parpy_part0);" in code, code
-    assert "parpy_kernel_colsum_k1<<<dim3(256), dim3(1024)" in code, code
+    assert "parpy_kernel_colsum_by_column_k1<<<dim3(256), dim3(1024)" in code, code
     # Enough columns to fill the GPU, or a recurrence: as written.
-    wide = cuda_code(colsum, np.zeros((1024, 1 << 19), np.float32), np.zeros(1 << 19, np.float32),
+    wide = cuda_code(colsum_by_column, np.zeros((1024, 1 << 19), np.float32), np.zeros(1 << 19, np.float32),
                      {"cols": 1 << 19})
     assert "parpy_rows" not in wide
     assert "parpy_rows" not in cuda_code(running, np.zeros((500, 8)), np.zeros(8), {"cols": 8})
     # Rows added one after the other: no host loop launching a kernel per row, the rows split.
-    code = cuda_code(colsum_by_rows, x, y, {"cols": 8192})
-    host = code.split("static int32_t v_colsum_by_rows")[1]
+    code = cuda_code(colsum_by_row, x, y, {"cols": 8192})
+    host = code.split("static int32_t v_colsum_by_row")[1]
     assert "for (" not in host and host.count("PARPY_CHECK(cudaGetLastError(), \"launch of") == 2, host
     assert "parpy_rows0 < 32" in code and "parpy_atomic_add" in code, code
 
@@ -121,9 +102,9 @@ def test_cuda_code_splits_the_rows():
 @needs_nvcc
 def test_split_cuda_code_compiles(tmp_path):
     x, y = np.zeros((4000, 64)), np.zeros(64)
-    for f in (colsum, colmean, colmax, colsum_by_rows):
+    for f in (colsum_by_column, colmean, colmax, colsum_by_row):
         nvcc_compile(cuda_code(f, x, y, {"cols": 64}), tmp_path)
-    nvcc_compile(cuda_code(colsum, np.zeros((32768, 8192), np.float32), np.zeros(8192, np.float32),
+    nvcc_compile(cuda_code(colsum_by_column, np.zeros((32768, 8192), np.float32), np.zeros(8192, np.float32),
                            {"cols": 8192}), tmp_path)
 
 
@@ -132,7 +113,7 @@ def test_split_metal_code_runs_in_the_emulator():
     N, M = 3000, 50
     x = RNG.standard_normal((N, M)).astype(np.float32)
     opts = make_opts(METAL, cols=M)
-    funs = (colsum, colmean, colmax, colsum_by_rows)
+    funs = (colsum_by_column, colmean, colmax, colsum_by_row)
     codes = [parpy.print_compiled(f, [x, np.zeros(M, np.float32), N, M], opts) for f in funs]
     assert all("parpy_rows0" in c for c in codes)
     progs = metal_emu.build(codes)
@@ -148,8 +129,8 @@ def test_no_split_when_arguments_share_memory():
     # y is row 0 of x: a split would read x[0, j] while other blocks add into it. The call is
     # specialised on the sharing and keeps the rows in order, as written.
     x = np.zeros((4096, 64), np.float32)
-    assert "parpy_rows0" in cuda_code(colsum, x, np.zeros(64, np.float32), {"cols": 64})
-    assert "parpy_rows0" not in cuda_code(colsum, x, x[0], {"cols": 64})
+    assert "parpy_rows0" in cuda_code(colsum_by_column, x, np.zeros(64, np.float32), {"cols": 64})
+    assert "parpy_rows0" not in cuda_code(colsum_by_column, x, x[0], {"cols": 64})
 
 
 def test_arguments_sharing_memory_give_the_sequential_result(backend):
@@ -157,6 +138,6 @@ def test_arguments_sharing_memory_give_the_sequential_result(backend):
     x = RNG.standard_normal((N, M)).astype(np.float32)
     want = x.copy()
     # y is x[0]: `y[j] = 0` clears row 0, row 0 then adds itself (0), and the other rows follow.
-    colsum(x, x[0], N, M, opts=make_opts(backend, cols=M))
+    colsum_by_column(x, x[0], N, M, opts=make_opts(backend, cols=M))
     np.testing.assert_allclose(x[0], want[1:].sum(axis=0, dtype=np.float64), rtol=1e-4, atol=1e-3)
     np.testing.assert_array_equal(x[1:], want[1:])
