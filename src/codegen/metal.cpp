@@ -337,14 +337,15 @@ MetalProgram print_metal(const GpuProgram& p, const CompileOptions& opts) {
     if (a.type.is_scalar()) os << "  (void)" << c_ident(a.name) << ";\n";
   os << "  parpy_metal::Call parpy_call(parpy_module);\n";
   os << "  PARPY_METAL_CHECK(parpy_call.begin());\n";
-  // Each array is copied into a shared buffer, and back after the call if the program may write it;
-  // from here on its name is the buffer's memory.
+  // Each array is copied into a shared buffer (one for arrays that share memory), and back after
+  // the call if the program may write it; from here on its name is the buffer's memory.
   for (const auto& a : p.params) {
     if (!a.type.is_array()) continue;
     std::string n = c_ident(a.name);
-    os << "  PARPY_METAL_CHECK(parpy_call.array((void**)&" << n << ", " << a.type.numel() << " * sizeof("
-       << host.type_name(a.type.elem) << "), " << (written.count(a.name) ? "true" : "false") << "));\n";
+    os << "  parpy_call.array((void**)&" << n << ", " << a.type.numel() << " * sizeof("
+       << host.type_name(a.type.elem) << "), " << (written.count(a.name) ? "true" : "false") << ");\n";
   }
+  os << "  PARPY_METAL_CHECK(parpy_call.place());\n";
   for (size_t i = 0; i < p.scratch.size(); ++i)
     os << "  " << host.type_name(p.scratch[i].elem) << "* " << c_ident(p.scratch[i].name) << " = ("
        << host.type_name(p.scratch[i].elem) << "*)parpy_call.scratch(" << i << ");\n";

@@ -141,3 +141,18 @@ def test_arguments_sharing_memory_give_the_sequential_result(backend):
     colsum_by_column(x, x[0], N, M, opts=make_opts(backend, cols=M))
     np.testing.assert_allclose(x[0], want[1:].sum(axis=0, dtype=np.float64), rtol=1e-4, atol=1e-3)
     np.testing.assert_array_equal(x[1:], want[1:])
+
+
+@pytest.mark.skipif(not metal_emu.available, reason="no C++ compiler (g++) for the Metal emulator")
+def test_arguments_sharing_memory_share_one_metal_buffer():
+    # As on the host: y is row 0 of x, so the Metal program copies the matrix into one buffer that
+    # both arguments point into (each in its own buffer, row 0 of x would keep its first values).
+    N, M = 1000, 40
+    x = RNG.standard_normal((N, M)).astype(np.float32)
+    want = x.copy()
+    code = parpy.print_compiled(colsum_by_column, [x, x[0], N, M], make_opts(METAL, cols=M))
+    assert "parpy_rows0" not in code
+    (prog,) = metal_emu.build([code])
+    prog(colsum_by_column, [x, x[0], N, M])
+    np.testing.assert_allclose(x[0], want[1:].sum(axis=0, dtype=np.float64), rtol=1e-4, atol=1e-3)
+    np.testing.assert_array_equal(x[1:], want[1:])

@@ -19,6 +19,7 @@
 #include <Foundation/Foundation.hpp>
 #include <Metal/Metal.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -213,22 +214,51 @@ class Call {
     return 0;
   }
 
-  // Replaces *host (an array of `bytes` bytes) by the memory of a shared buffer holding a copy of
-  // it, copied back at the end of the call when `written`. The same array passed twice shares one
-  // buffer.
-  int32_t array(void** host, size_t bytes, bool written) {
-    for (auto& a : arrays_)
-      if (a.host && a.host == *host && a.bytes == bytes) {
-        a.written = a.written || written;
-        *host = a.buffer->contents();
-        return 0;
+  // Names an array of the call: *host (`bytes` bytes) is replaced by place() with the memory of
+  // a shared buffer holding a copy of it, copied back at the end of the call when `written`.
+  void array(void** host, size_t bytes, bool written) { pending_.push_back({host, *host, bytes, written}); }
+
+  // Copies the arrays named by array() into shared buffers. Arrays that share memory (the same
+  // array twice, a row and its matrix) share one buffer, as they share memory on the host.
+  int32_t place() {
+    std::vector<Pending> order = pending_;
+    std::sort(order.begin(), order.end(), [](const Pending& a, const Pending& b) {
+      return reinterpret_cast<uintptr_t>(a.data) < reinterpret_cast<uintptr_t>(b.data);
+    });
+    struct Span {
+      uintptr_t lo, hi;
+      bool written;
+    };
+    std::vector<Span> spans;
+    for (const Pending& a : order) {
+      auto lo = reinterpret_cast<uintptr_t>(a.data), hi = lo + a.bytes;
+      if (spans.empty() || lo >= spans.back().hi)
+        spans.push_back({lo, hi, a.written});
+      else {
+        spans.back().hi = std::max(spans.back().hi, hi);
+        spans.back().written = spans.back().written || a.written;
       }
-    // Metal has no empty buffers.
-    MTL::Buffer* b = bytes ? m_.device->newBuffer(*host, bytes, MTL::ResourceStorageModeShared)
-                           : m_.device->newBuffer(4, MTL::ResourceStorageModeShared);
-    if (!b) return fail("Metal: Buffer allocation failed (" + std::to_string(bytes) + " bytes)");
-    arrays_.push_back({*host, bytes, b, written, true});
-    *host = b->contents();
+    }
+    size_t first = arrays_.size();
+    for (const Span& sp : spans) {
+      size_t bytes = sp.hi - sp.lo;
+      // Metal has no empty buffers.
+      MTL::Buffer* b = bytes ? m_.device->newBuffer(reinterpret_cast<void*>(sp.lo), bytes, MTL::ResourceStorageModeShared)
+                             : m_.device->newBuffer(4, MTL::ResourceStorageModeShared);
+      if (!b) return fail("Metal: Buffer allocation failed (" + std::to_string(bytes) + " bytes)");
+      arrays_.push_back({reinterpret_cast<void*>(sp.lo), bytes, b, sp.written, true});
+    }
+    for (const Pending& a : pending_) {
+      auto lo = reinterpret_cast<uintptr_t>(a.data);
+      for (size_t i = first; i < arrays_.size(); ++i) {
+        auto start = reinterpret_cast<uintptr_t>(arrays_[i].host);
+        if (lo >= start && lo + a.bytes <= start + arrays_[i].bytes) {
+          *a.host = static_cast<char*>(arrays_[i].buffer->contents()) + (lo - start);
+          break;
+        }
+      }
+    }
+    pending_.clear();
     return 0;
   }
 
@@ -294,6 +324,13 @@ class Call {
   }
 
  private:
+  struct Pending {
+    void** host;  // the entry's variable, which place() points into the array's buffer
+    void* data;   // the host array
+    size_t bytes;
+    bool written;
+  };
+
   struct Array {
     void* host;  // null for scratch and the bounds record
     size_t bytes;
@@ -323,6 +360,7 @@ class Call {
   Module& m_;
   bool locked_ = false;
   NS::AutoreleasePool* pool_ = nullptr;
+  std::vector<Pending> pending_;
   std::vector<Array> arrays_;
   MTL::Buffer* bounds_ = nullptr;
   MTL::CommandBuffer* cmd_ = nullptr;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <optional>
+#include <utility>
 
 #include "codegen/cuda.h"
 #include "ir/c_names.h"
@@ -111,33 +112,60 @@ class CudaBackend final : public Backend {
   // array arguments; nothing else is synchronised (docs/gpu.md, Data, streams and devices).
   CallResult call(const Entry& e, CallArgs& args) const override {
     CallResult r;
-    std::vector<uint64_t> device;
+    // Host arrays that share memory (a row and its matrix) are copied as one span, so that on the
+    // device they share it too and the call means what it means on the host.
+    struct Span {
+      uintptr_t lo, hi;
+      uint64_t device = 0;
+      bool written = false;
+    };
+    std::vector<Span> spans;
+    std::vector<size_t> span_of(args.host_arrays.size());
+    std::vector<size_t> order(args.host_arrays.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    auto lo_of = [&](size_t i) { return reinterpret_cast<uintptr_t>(args.host_arrays[i].host); };
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return lo_of(a) < lo_of(b); });
+    for (size_t i : order) {
+      const auto& h = args.host_arrays[i];
+      uintptr_t lo = lo_of(i), hi = lo + h.bytes;
+      if (spans.empty() || lo >= spans.back().hi)
+        spans.push_back({lo, hi});
+      else
+        spans.back().hi = std::max(spans.back().hi, hi);
+      span_of[i] = spans.size() - 1;
+      spans.back().written |= e.write_all || (h.index < e.written.size() && e.written[h.index]);
+    }
     try {
       int ordinal = args.device >= 0 ? args.device : cuda::current_device();
       // Copies and stream-ordered allocations happen in the device's primary context, which the
       // entry's CUDA runtime shares.
       cuda::DeviceScope scope(ordinal);
-      for (auto& h : args.host_arrays) {
-        uint64_t d = cuda::alloc_async(h.bytes, args.stream);
-        device.push_back(d);
-        cuda::copy_htod(d, h.host, h.bytes, args.stream);
-        *static_cast<uint64_t*>(args.argv[h.index]) = d;
+      for (Span& s : spans) {
+        s.device = cuda::alloc_async(s.hi - s.lo, args.stream);
+        cuda::copy_htod(s.device, reinterpret_cast<void*>(s.lo), s.hi - s.lo, args.stream);
+      }
+      for (size_t i = 0; i < args.host_arrays.size(); ++i) {
+        const Span& s = spans[span_of[i]];
+        *static_cast<uint64_t*>(args.argv[args.host_arrays[i].index]) = s.device + (lo_of(i) - s.lo);
       }
       r.status = reinterpret_cast<EntryFn>(e.fn)(args.argv.data(), args.stream, ordinal);
       if (r.status != 0 && !(r.status == kIndexErrorStatus && e.bounds_fn)) r.error = e.error_fn();
       // The entry restores the thread's device as its CUDA runtime saw it; the copies back run in
       // the call's device whatever that was (nothing to switch when it is current).
       cuda::DeviceScope after(ordinal);
-      for (size_t i = 0; i < args.host_arrays.size(); ++i) {
-        const auto& h = args.host_arrays[i];
-        if (r.status == 0 && (e.write_all || (h.index < e.written.size() && e.written[h.index])))
-          cuda::copy_dtoh(h.host, device[i], h.bytes, args.stream);
-      }
-      for (uint64_t d : device) cuda::free_async(d, args.stream);
-      if (!args.host_arrays.empty()) cuda::stream_synchronize(args.stream);
+      for (const Span& s : spans)
+        if (r.status == 0 && s.written) cuda::copy_dtoh(reinterpret_cast<void*>(s.lo), s.device, s.hi - s.lo, args.stream);
+      for (Span& s : spans)
+        cuda::free_async(std::exchange(s.device, 0), args.stream);
+      if (!spans.empty()) cuda::stream_synchronize(args.stream);
     } catch (const std::exception& ex) {
       r.error = ex.what();
       r.status = r.status ? r.status : 1;
+      for (const Span& s : spans)
+        if (s.device) try {
+            cuda::free_async(s.device, args.stream);
+          } catch (const std::exception&) {
+          }
     }
     return r;
   }
