@@ -346,7 +346,8 @@ void bind_options(nb::module_& m) {
           "whole program.")
       .def_prop_rw("fast_math", [](const CO& o) { return o.fast_math; },
           [](CO& o, bool v) { o.fast_math = v; o.touch(); },
-          "Accepted for compatibility; parpy never compiles with fast-math, so results keep IEEE semantics.")
+          "Metal: compile the kernels with Metal's fast math. The Cpu and Cuda backends accept it for "
+          "compatibility and never compile with fast-math, so their results keep IEEE semantics.")
       .def_prop_rw("bounds_check", [](const CO& o) { return o.bounds_check; },
           [](CO& o, bool v) { o.bounds_check = v; o.touch(); },
           "Check at run time the indices that cannot be proved in range; an index out of range raises "
