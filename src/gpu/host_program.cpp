@@ -245,22 +245,70 @@ To convert_value(From x) {
   else return static_cast<To>(x);
 }
 
+// (I)h for a __half h: its conversion operators, which truncate and saturate (NaN: 0, or the
+// minimum for 64-bit types).
+template <class I>
+I half_to_int(uint16_t h) {
+  float f = half_to_float(h);
+  if (static_cast<uint16_t>(h << 1U) > 0xF800U) {
+    if constexpr (sizeof(I) == 8) return static_cast<I>(uint64_t{1} << 63);
+    return 0;
+  }
+  if (f > static_cast<float>(std::numeric_limits<I>::max())) return std::numeric_limits<I>::max();
+  if (f < static_cast<float>(std::numeric_limits<I>::min())) return std::numeric_limits<I>::min();
+  return static_cast<I>(f);
+}
+
+Val half(uint16_t bits) {
+  Val r;
+  r.u = bits;
+  return r;
+}
+
 Val convert(Val v, CT from, CT to) {
   if (from == to) return v;
   if (from == CT::F16) {
-    float f = half_to_float(static_cast<uint16_t>(v.u));
-    return to == CT::F64 ? put<double>(f) : put<float>(f);
+    auto h = static_cast<uint16_t>(v.u);
+    float f = half_to_float(h);
+    if (to == CT::F64) return put<double>(f);
+    if (to == CT::F32) return put<float>(f);
+    return with_type(to, [&](auto b) {
+      using B = decltype(b);
+      if constexpr (std::is_integral_v<B> && !std::is_same_v<B, bool>) return put<B>(half_to_int<B>(h));
+      else return put<B>(static_cast<B>(f));  // not reached: refused when prepared
+    });
   }
   if (to == CT::F16) {
-    Val r;
-    r.u = from == CT::F64 ? half_from_double(v.d) : half_from_float(v.f);
-    return r;
+    if (from == CT::F64) return half(half_from_double(v.d));
+    if (from == CT::F32) return half(half_from_float(v.f));
+    // The integer constructors: through float, rounded to nearest.
+    return with_type(from, [&](auto a) { return half(half_from_float(static_cast<float>(get<decltype(a)>(v)))); });
   }
   return with_type(from, [&](auto a) {
     using A = decltype(a);
     A x = get<A>(v);
     return with_type(to, [&](auto b) { return put(convert_value<A, decltype(b)>(x)); });
   });
+}
+
+// __half arithmetic as cuda_fp16.hpp computes it on the host: in float, rounded to half; `!=` is
+// false when either operand is NaN.
+Val half_infix(BinOp op, Val va, Val vb) {
+  float a = half_to_float(static_cast<uint16_t>(va.u)), b = half_to_float(static_cast<uint16_t>(vb.u));
+  auto h = static_cast<uint16_t>(va.u), k = static_cast<uint16_t>(vb.u);
+  auto nan = [](uint16_t x) { return static_cast<uint16_t>(x << 1U) > 0xF800U; };
+  switch (op) {
+    case BinOp::Add: return half(half_from_float(a + b));
+    case BinOp::Sub: return half(half_from_float(a - b));
+    case BinOp::Mul: return half(half_from_float(a * b));
+    case BinOp::Div: return half(half_from_float(a / b));
+    case BinOp::Eq: return put<bool>(a == b);
+    case BinOp::Neq: return put<bool>(a != b && !nan(h) && !nan(k));
+    case BinOp::Lt: return put<bool>(a < b);
+    case BinOp::Le: return put<bool>(a <= b);
+    case BinOp::Gt: return put<bool>(a > b);
+    default: return put<bool>(a >= b);  // Ge
+  }
 }
 
 // ---- parpy_common.h's arithmetic, for the host ----
@@ -527,8 +575,9 @@ class Compiler {
   // The node of e converted to `to` as C++ converts implicitly (assignment, argument passing).
   int32_t conv(int32_t n, CT from, CT to) {
     if (from == to) return n;
-    bool half = from == CT::F16 || to == CT::F16;
-    if (from == CT::Ptr || to == CT::Ptr || (half && !(is_fp(from) || is_fp(to))))
+    // __half converts to and from every arithmetic type but bool (its conversion to bool is
+    // ambiguous in C++).
+    if (from == CT::Ptr || to == CT::Ptr || (from == CT::F16 && to == CT::Bool))
       unsupported(std::string("a conversion from ") + ct_name(from) + " to " + ct_name(to));
     return node({NodeOp::Conv, to, from, 0, n});
   }
@@ -628,14 +677,15 @@ class Compiler {
       }
       case UnOp::Neg:
       case UnOp::BitNot: {
-        if (!is_arith(a.t) || (e->unop == UnOp::BitNot && !is_integral(a.t)))
+        bool ok = e->unop == UnOp::Neg ? is_arith(a.t) || a.t == CT::F16 : is_integral(a.t);
+        if (!ok)
           unsupported(std::string("the operator ") + unop_name(e->unop) + " on " + ct_name(a.t));
         CT t = promote(a.t);
         NodeOp op = e->unop == UnOp::Neg ? NodeOp::Neg : NodeOp::BitNot;
         return narrow(e, {node({op, t, t, 0, conv(a.n, a.t, t)}), t});
       }
       case UnOp::Abs:  // parpy_abs(a): the template deduces a's own type
-        if (!is_arith(a.t)) unsupported(std::string("abs of ") + ct_name(a.t));
+        if (!is_arith(a.t) && a.t != CT::F16) unsupported(std::string("abs of ") + ct_name(a.t));
         return {node({NodeOp::Abs, a.t, a.t, 0, a.n}), a.t};
       default:  // parpy_exp(a) and co: overloads for float and double
         if (!is_fp(a.t)) unsupported(std::string("parpy_") + unop_name(e->unop) + " of " + ct_name(a.t));
@@ -649,11 +699,14 @@ class Compiler {
     // The helpers named with the IR type of the first operand: parpy_div<T>(a, b) and co.
     auto helper = [&]() -> Typed {
       CT t = ct_of(e->args[0]->ty, "an operand");
-      if (t == CT::Ptr || t == CT::F16) unsupported(std::string("the operator ") + binop_name(op) + " on " + ct_name(t));
+      bool half_ok = op == BinOp::FloorDiv || op == BinOp::Mod || op == BinOp::Max || op == BinOp::Min;
+      if (t == CT::Ptr || (t == CT::F16 && !half_ok))
+        unsupported(std::string("the operator ") + binop_name(op) + " on " + ct_name(t));
       return {node({NodeOp::Call2, t, t, static_cast<uint8_t>(op), conv(a.n, a.t, t), conv(b.n, b.t, t)}), t};
     };
     auto infix = [&](CT result_if_bool) -> Typed {
-      CT t = usual(a.t, b.t, binop_name(op));
+      // Two __half operands: cuda_fp16.hpp's operators (+ - * / and comparisons).
+      CT t = a.t == CT::F16 && b.t == CT::F16 ? CT::F16 : usual(a.t, b.t, binop_name(op));
       CT r = result_if_bool == CT::Bool ? CT::Bool : t;
       return {node({NodeOp::Infix, r, t, static_cast<uint8_t>(op), conv(a.n, a.t, t), conv(b.n, b.t, t)}), r};
     };
@@ -661,8 +714,9 @@ class Compiler {
       case BinOp::Add: case BinOp::Sub: case BinOp::Mul:
         return narrow(e, infix(CT::Ptr));
       case BinOp::BitAnd: case BinOp::BitOr: case BinOp::BitXor: case BinOp::Shl: case BinOp::Shr: {
+        if (!is_integral(a.t) || !is_integral(b.t))
+          unsupported(std::string("the operator ") + binop_name(op) + " on " + ct_name(a.t) + " and " + ct_name(b.t));
         Typed r = infix(CT::Ptr);
-        if (!is_integral(r.t)) unsupported(std::string("the operator ") + binop_name(op) + " on floats");
         return narrow(e, r);
       }
       case BinOp::Div:
@@ -940,6 +994,11 @@ int64_t trips(int64_t lo, int64_t hi, int64_t step) {
 }  // namespace
 
 Val HostProgram::Impl::unary(const Node& x, Val a) const {
+  if (x.t == CT::F16) {  // __hneg; parpy_abs<__half>: a < 0 ? -a : a
+    float f = half_to_float(static_cast<uint16_t>(a.u));
+    if (x.op == NodeOp::Abs && !(f < 0.0f)) return a;
+    return half(half_from_float(-f));
+  }
   switch (x.op) {
     case NodeOp::Not: return put<bool>(a.i == 0);
     case NodeOp::Neg:
@@ -972,6 +1031,7 @@ Val HostProgram::Impl::unary(const Node& x, Val a) const {
 Val HostProgram::Impl::infix(const Node& x, Val a, Val b) const {
   auto op = static_cast<BinOp>(x.fn);
   switch (x.from) {
+    case CT::F16: return half_infix(op, a, b);
     case CT::I32: return infix_typed<int32_t>(op, a, b);
     case CT::I64: return infix_typed<int64_t>(op, a, b);
     case CT::U32: return infix_typed<uint32_t>(op, a, b);
@@ -982,6 +1042,15 @@ Val HostProgram::Impl::infix(const Node& x, Val a, Val b) const {
 }
 
 Val HostProgram::Impl::call2(const Node& x, Val a, Val b) const {
+  if (x.t == CT::F16) {
+    auto op = static_cast<BinOp>(x.fn);
+    if (op == BinOp::Max || op == BinOp::Min) {  // (a < b || b != b) ? b : a, with __half's != and <
+      Val lt = op == BinOp::Max ? half_infix(BinOp::Lt, a, b) : half_infix(BinOp::Lt, b, a);
+      return lt.i != 0 || half_infix(BinOp::Neq, b, b).i != 0 ? b : a;
+    }
+    float fa = half_to_float(static_cast<uint16_t>(a.u)), fb = half_to_float(static_cast<uint16_t>(b.u));
+    return half(half_from_float(op == BinOp::FloorDiv ? float_floordiv(fa, fb) : float_mod(fa, fb)));
+  }
   return with_type(x.t, [&](auto z) { return call2_typed<decltype(z)>(static_cast<BinOp>(x.fn), a, b); });
 }
 

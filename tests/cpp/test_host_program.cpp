@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "gpu/host_program.h"
@@ -144,6 +145,56 @@ TEST(HostProgram, NarrowAndMixedTypesAsCpp) {
     }());
     EXPECT_EQ(as<float>(b[9]), static_cast<float>(a) / 3.0f);
     EXPECT_EQ(as<int16_t>(b[10]), static_cast<int16_t>(n << 14));
+  }
+}
+
+uint16_t bits(_Float16 h) {
+  uint16_t b;
+  std::memcpy(&b, &h, 2);
+  return b;
+}
+// __float2half: rounded to nearest even, every NaN the canonical 0x7fff.
+uint16_t to_half(float f) { return std::isnan(f) ? 0x7fff : bits(static_cast<_Float16>(f)); }
+
+// __half on the host as cuda_fp16.hpp computes it: each operation in float, rounded to half;
+// conversions from integers through float, to integers truncating and saturating.
+TEST(HostProgram, HalfArithmetic) {
+  using E = ElemSize;
+  auto h = [](const char* n) { return v(n, E::F16); };
+  Block host = {
+      def("p", bin(BinOp::Add, h("a"), h("b"), E::F16)),
+      def("q", bin(BinOp::Div, h("a"), h("b"), E::F16)),
+      def("r", unop(UnOp::Neg, h("a"), sp(), sc(E::F16))),
+      def("m", bin(BinOp::Max, h("a"), h("b"), E::F16)),
+      def("fd", bin(BinOp::FloorDiv, h("a"), h("b"), E::F16)),
+      def("lt", bin(BinOp::Lt, h("a"), h("b"), E::Bool)),
+      def("fromint", cvt(v("n", E::I64), E::F16)),
+      def("toint", cvt(bin(BinOp::Mul, h("a"), h("b"), E::F16), E::I8)),
+      launch_stmt("h_k0", {h("p"), h("q"), h("r"), h("m"), h("fd"), v("lt", E::Bool), h("fromint"), v("toint", E::I8)}, sp()),
+  };
+  GpuProgram p = program({{"a", sc(E::F16)}, {"b", sc(E::F16)}, {"n", sc(E::I64)}},
+                         {kernel("h_k0", {{"p", sc(E::F16)}, {"q", sc(E::F16)}, {"r", sc(E::F16)}, {"m", sc(E::F16)},
+                                          {"fd", sc(E::F16)}, {"lt", sc(E::Bool)}, {"fromint", sc(E::F16)},
+                                          {"toint", sc(E::I8)}})},
+                         host);
+  HostProgram hp(p);
+  for (auto [x, y, n] : std::vector<std::tuple<float, float, int64_t>>{
+           {1.5f, 0.1f, 2049}, {-3.25f, 7.0f, -70000}, {100.0f, -0.3f, 65519}, {0.0f, -0.0f, 1}}) {
+    _Float16 a = static_cast<_Float16>(x), b = static_cast<_Float16>(y);
+    void* args[] = {&a, &b, &n};
+    Recorder rec(p);
+    ASSERT_EQ(hp.run(args, nullptr, rec), 0);
+    const auto& out = rec.launches.at(0).bytes;
+    float fa = static_cast<float>(a), fb = static_cast<float>(b);
+    EXPECT_EQ(as<uint16_t>(out[0]), to_half(fa + fb));
+    EXPECT_EQ(as<uint16_t>(out[1]), to_half(fa / fb));
+    EXPECT_EQ(as<uint16_t>(out[2]), to_half(-fa));
+    EXPECT_EQ(as<uint16_t>(out[3]), bits(fa < fb ? b : a));
+    EXPECT_EQ(as<uint16_t>(out[4]), to_half(fb == 0 ? fa / fb : std::floor(fa / fb)));
+    EXPECT_EQ(as<bool>(out[5]), fa < fb);
+    EXPECT_EQ(as<uint16_t>(out[6]), to_half(static_cast<float>(n)));
+    float prod = static_cast<float>(static_cast<_Float16>(fa * fb));
+    EXPECT_EQ(as<int8_t>(out[7]), prod > 127 ? 127 : prod < -128 ? -128 : static_cast<int8_t>(prod));
   }
 }
 
@@ -300,7 +351,9 @@ TEST(HostProgram, RefusesWhatItCannotRun) {
   refuses({launch_stmt("nope", {}, sp())}, "unknown kernel nope");
   refuses({launch_stmt("h_k0", {}, sp())}, "0 arguments for 1 parameters");
   refuses({launch_stmt("h_k0", {v("undefined", E::I64)}, sp())}, "undefined");
-  refuses({def("a", cvt(v("n", E::I64), E::F16))}, "conversion from int64_t to __half");
+  refuses({def("a", cvt(cvt(v("n", E::I64), E::F16), E::Bool))}, "conversion from __half to bool");
+  refuses({def("a", bin(BinOp::Add, cvt(v("n", E::I64), E::F16), fl(1.0, E::F32), E::F32))}, "__half and float");
+  refuses({def("a", unop(UnOp::Exp, cvt(v("n", E::I64), E::F16), sp(), sc(E::F16)))}, "parpy_exp of __half");
 }
 
 // run() keeps its state on the stack: threads run one program at once.

@@ -273,6 +273,35 @@ def test_float_arguments_in_their_size(size):
 
 
 @parpy.jit
+def half_host(x, a, b, N):
+    k = a * b + a
+    m = parpy.operators.max(a, b) - b / a
+    c = k < m
+    parpy.label("N")
+    for i in range(N):
+        if c:
+            x[i] = x[i] * k + m
+        else:
+            x[i] = x[i] - m
+
+
+def test_float16_arithmetic_on_the_host():
+    # float16 scalars (force_float_size) computed on the host: each operation in float32 and
+    # rounded to float16, as numpy computes float16 too.
+    rng = random.Random()
+    for _ in range(5):
+        n = rng.randint(1, 300)
+        x = aligned(n, np.float16)
+        a, b = np.float16(rng.uniform(-8, 8)), np.float16(rng.uniform(-8, 8))
+        o = opts({"N": parpy.threads(n)}, force_float_size=parpy.ElemSize.F16)
+        got = parpy._host_launches(half_host, [x, float(a), float(b), n], o, raw=True)
+        k = a * b + a
+        m = np.maximum(a, b) - b / a
+        assert [g[5] for g in got] == [[np.uint64(addr(x)).tobytes(), np.bool_(k < m).tobytes(), k.tobytes(),
+                                        m.tobytes()]]
+
+
+@parpy.jit
 def small_types(x, T, N):
     for t in range(T):
         c = int8(t * 100)
@@ -383,6 +412,8 @@ def program_cases():
                                                            use_cuda_thread_block_clusters=True)),
         (gather, [x, np.arange(n, dtype=np.int64), y, n], opts({"N": parpy.threads(n)}, bounds_check=True)),
     ]
+    cases.append((half_host, [aligned(n, np.float16), a, 1.0 - a, n], opts({"N": parpy.threads(n)},
+                                                                          force_float_size=parpy.ElemSize.F16)))
     for size in (parpy.ElemSize.F16, parpy.ElemSize.F32):
         dtype = np.float16 if size == parpy.ElemSize.F16 else np.float32
         cases.append((scalar_params, [aligned(n, dtype), a, -a, n], opts({"N": parpy.threads(n)}, force_float_size=size)))
