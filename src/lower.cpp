@@ -224,8 +224,14 @@ Lowered lower(const Function& f, const std::vector<ArgValue>& args, const Compil
   const Backend& target = backend_of(opts.backend);
   std::vector<BoundsSite> sites;
   Checked c = check(f, args, opts, st, sites);
-  Lowered low = target.gpu() ? target.print_gpu(gpu_layer(c, gpu_target(target, opts, args), st), opts)
-                             : target.print_host(c, opts);
+  Lowered low;
+  if (target.gpu()) {
+    auto gpu = std::make_shared<const GpuProgram>(gpu_layer(c, gpu_target(target, opts, args), st));
+    low = target.print_gpu(*gpu, opts);
+    low.gpu = std::move(gpu);
+  } else {
+    low = target.print_host(c, opts);
+  }
   std::string stage = std::string("print_") + target.name();
   for (char& ch : stage) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   st.dump_code(stage.c_str(), low.code);

@@ -256,6 +256,32 @@ def print_compiled(fun: Callable[..., Any], args: list[Any] | tuple[Any, ...],
     return _native.print_compiled(ir, tuple(args), opts)
 
 
+def _host_ir(fun: Any) -> Any:
+    if not isinstance(fun, JitFunction):
+        raise TypeError("Expected a @parpy.jit function")
+    return fun._ir
+
+
+def _host_launches(fun: Callable[..., Any], args: list[Any] | tuple[Any, ...],
+                   opts: CompileOptions = _default_opts, library: str | None = None,
+                   entry: str | None = None, raw: bool = False) -> list[Any]:
+    """Private, for tests and tools: the kernel launches that the host code of ``fun``'s Cuda
+    program asks for when called with ``args``, run without a GPU by the host-code interpreter
+    (src/gpu/host_program.h), or with ``library`` by the printed host part compiled against the
+    recording runtime of tools/host_program (calling ``entry``, by default the program's entry
+    symbol). One tuple per launch: (kernel name, vector variant,
+    grid blocks, block threads, cluster blocks, parameter values); arrays are their host addresses,
+    scratch buffers 1 << 32, 2 << 32, ...; ``raw``: each value as the bytes the kernel receives."""
+    return _native._host_launches(_host_ir(fun), tuple(args), opts, library, entry, raw)
+
+
+def _host_program(fun: Callable[..., Any], args: list[Any] | tuple[Any, ...],
+                  opts: CompileOptions = _default_opts, iterations: int = 0) -> dict[str, Any]:
+    """Private: the printed host part of ``fun``'s Cuda program for ``args``, its entry symbol,
+    a census of its host code, and with ``iterations`` the interpreter's time per run in ns."""
+    return _native._host_program(_host_ir(fun), tuple(args), opts, iterations)
+
+
 def clear_cache() -> None:
     """Forgets every compiled function, in memory and on disk. Builds in flight (in other threads
     or processes) are not disturbed: they finish and store their libraries."""

@@ -36,6 +36,9 @@ struct Lowered {
   // extent) after the entry returned PARPY_INDEX_ERROR; empty when nothing is checked.
   std::vector<BoundsSite> bounds_sites;
   std::string bounds_symbol;
+  // GPU backends: the program that was printed (its host code can run without a host compiler,
+  // gpu/host_program.h).
+  std::shared_ptr<const GpuProgram> gpu;
 };
 
 // What an entry returns when an index checked at run time was out of bounds (PARPY_INDEX_ERROR in

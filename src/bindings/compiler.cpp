@@ -17,8 +17,10 @@
 #include "bindings/bind.h"
 #include "bindings/code_dump.h"
 #include "bindings/externals.h"
+#include "bindings/host_launches.h"
 #include "backend/backend.h"
 #include "backends/cuda/cuda_backend.h"
+#include "gpu/host_program.h"
 #include "frontend/python_to_ir.h"
 #include "ir/options.h"
 #include "jit/disk_cache.h"
@@ -144,6 +146,7 @@ Lowered lower_args(const Function& fn, const nb::tuple& args, const CompileOptio
   auto read_all = [&] { return describe(args, opts, &fn.params, nullptr); };
   Lowered low = lower_call(fn, values, read_all, reads, opts, debug);
   dump_code(fn.name, opts, low.code);
+  if (low.gpu && opts.backend == CompileBackend::Cuda) log_host_program(fn.name, opts, *low.gpu);
   return low;
 }
 
@@ -458,6 +461,74 @@ void bind_compiler(nb::module_& m) {
     std::vector<std::string> reads;
     return lower_args(*ir.fn, args, *o, reads, python_print_sink()).code;
   });
+
+  // Private, for tests and tools (gpu/host_program.h): a call lowered for the Cuda backend as
+  // print_compiled lowers it, and the launches its host code asks for, run by HostProgram or (with
+  // `library`) by the compiled host part built against tools/host_program/fake_cudart.cpp (its
+  // entry: `entry`, by default the program's own).
+  m.def(
+      "_host_launches",
+      [](const IrFunction& ir, nb::tuple args, const CompileOptions& opts, std::optional<std::string> library,
+         std::optional<std::string> entry, bool raw) {
+        CompileOptions resolved = opts;
+        resolved.backend = CompileBackend::Cuda;
+        resolved.backend = resolve(resolved, false);
+        resolved.touch();
+        CompileOptions local;
+        const CompileOptions* o = with_env_bounds(&resolved, local);
+        std::vector<std::string> reads;
+        Lowered low = lower_args(*ir.fn, args, *o, reads, python_print_sink());
+        ArgPack pack(*o, false);
+        pack.params = &ir.fn->params;
+        pack.read_paths = &reads;
+        for (size_t i = 0; i < args.size(); ++i) pack.add(args[i], "#" + std::to_string(i + 1));
+        pack.finish();
+        try {
+          auto launches = library ? run_compiled_host(*low.gpu, *library, entry.value_or(low.entry_symbol), pack.argv.data())
+                                  : interpret_host(*low.gpu, pack.argv.data());
+          return launches_to_python(*low.gpu, launches, raw);
+        } catch (const std::runtime_error& e) {
+          py_fail(PyExc_RuntimeError, e.what());
+        }
+      },
+      nb::arg("fun"), nb::arg("args"), nb::arg("opts"), nb::arg("library") = nb::none(),
+      nb::arg("entry") = nb::none(), nb::arg("raw") = false);
+  // The host part of that lowering, its entry, what its host code contains, and the time of
+  // HostProgram::run (and of preparing it) in nanoseconds over `iterations` runs (0: not timed).
+  m.def("_host_program", [](const IrFunction& ir, nb::tuple args, const CompileOptions& opts, int64_t iterations) {
+    CompileOptions resolved = opts;
+    resolved.backend = CompileBackend::Cuda;
+    resolved.backend = resolve(resolved, false);
+    resolved.touch();
+    CompileOptions local;
+    const CompileOptions* o = with_env_bounds(&resolved, local);
+    std::vector<std::string> reads;
+    Lowered low = lower_args(*ir.fn, args, *o, reads, python_print_sink());
+    nb::dict d;
+    d["host_code"] = low.host_code;
+    d["entry_symbol"] = low.entry_symbol;
+    nb::dict constructs;
+    for (const auto& [k, n] : host_code_constructs(*low.gpu)) constructs[k.c_str()] = n;
+    d["constructs"] = constructs;
+    try {
+      HostProgram hp(*low.gpu);
+      d["slots"] = hp.slots();
+      d["ops"] = hp.ops();
+    } catch (const std::runtime_error& e) {
+      d["error"] = std::string(e.what());
+    }
+    if (iterations > 0) {
+      ArgPack pack(*o, false);
+      pack.params = &ir.fn->params;
+      pack.read_paths = &reads;
+      for (size_t i = 0; i < args.size(); ++i) pack.add(args[i], "#" + std::to_string(i + 1));
+      pack.finish();
+      auto [run, build] = host_run_ns(*low.gpu, pack.argv.data(), iterations);
+      d["run_ns"] = run;
+      d["prepare_ns"] = build;
+    }
+    return d;
+  }, nb::arg("fun"), nb::arg("args"), nb::arg("opts"), nb::arg("iterations") = 0);
 
   nb::class_<StringFunction>(m, "StringFunction")
       .def(nb::init<std::string, std::string, const CompileOptions&>())

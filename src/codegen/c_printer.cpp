@@ -119,10 +119,6 @@ std::string CPrinter::loop_header(const Stmt& s) const {
   return "for (int64_t " + v + " = " + self.expr(s->lo) + "; " + v + cmp + self.expr(s->hi) + "; " + inc + ")";
 }
 
-namespace {
-
-// Whether `for (v = lo; v < hi; v += step)` computes only values of range(lo, hi, step) and the
-// one after the last, all within int64 (and, for `canonical`, OpenMP's trip count too).
 bool plain_loop_is_exact(const Stmt& s, bool canonical) {
   if (s->step == 1 || s->step == -1) return true;
   const Expr &lo = s->lo, &hi = s->hi;
@@ -135,8 +131,6 @@ bool plain_loop_is_exact(const Stmt& s, bool canonical) {
   __int128 n = static_cast<__int128>(hi->ival) - lo->ival + s->step + (s->step > 0 ? -1 : 1);
   return n <= INT64_MAX && n >= INT64_MIN;
 }
-
-}  // namespace
 
 int CPrinter::open_loop(const Stmt& s, int indent, const std::string& pragma, bool canonical,
                         std::string& close) {

@@ -9,6 +9,11 @@
 
 namespace parpy {
 
+// Whether loop s prints as `for (v = lo; v < hi; v += step)`: that form computes only values of
+// range(lo, hi, step) and the one after the last, all within int64 (and, for `canonical`, OpenMP's
+// trip count too). Otherwise it counts its iterations (parpy_trips, parpy_iter; see open_loop).
+bool plain_loop_is_exact(const Stmt& s, bool canonical);
+
 class CPrinter {
  public:
   virtual ~CPrinter() = default;
