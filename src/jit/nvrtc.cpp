@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -178,7 +179,18 @@ bool try_load(const std::string& file, Nvrtc& nvrtc, std::string* why) {
     return false;
   }
   std::sort(info.archs.begin(), info.archs.end());
-  // The built-in headers live in libnvrtc-builtins, which NVRTC loads on its first compile.
+  // The file the library was actually loaded from (a bare name resolves on the library path).
+  info.path = file;
+  Dl_info where;
+  if (dladdr(reinterpret_cast<void*>(api.nvrtcVersion), &where) != 0 && where.dli_fname != nullptr)
+    info.path = where.dli_fname;
+  // The built-in headers live in libnvrtc-builtins, which NVRTC loads by name on its first
+  // compile, finding it next to itself ($ORIGIN). Loaded here first from that directory, it is
+  // found even where that lookup fails (a dlopen interposed, as by AddressSanitizer).
+  fs::path builtins = fs::path(info.path).parent_path() /
+                      ("libnvrtc-builtins.so." + std::to_string(info.major) + "." +
+                       std::to_string(info.minor));
+  if (is_file(builtins)) dlopen(builtins.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   Program probe(api, "extern \"C\" __global__ void parpy_probe() {}\n", "parpy_probe.cu");
   nvrtcResult compiled = probe.compile({"-arch=compute_" + std::to_string(info.archs.front())});
   if (compiled != NVRTC_SUCCESS) {
@@ -187,11 +199,6 @@ bool try_load(const std::string& file, Nvrtc& nvrtc, std::string* why) {
            (probe.log().empty() ? "" : ": " + probe.log());
     return false;
   }
-  // The file the library was actually loaded from (a bare name resolves on the library path).
-  info.path = file;
-  Dl_info where;
-  if (dladdr(reinterpret_cast<void*>(api.nvrtcVersion), &where) != 0 && where.dli_fname != nullptr)
-    info.path = where.dli_fname;
   info.found = true;
   nvrtc.api = api;
   nvrtc.info = info;
@@ -206,7 +213,7 @@ std::vector<std::pair<int, fs::path>> cuda_wheel_dirs(const fs::path& dir) {
   fs::directory_iterator it(dir / "nvidia", error);
   for (; !error && it != fs::directory_iterator(); it.increment(error)) {
     std::string name = it->path().filename().string();
-    if (name.size() > 2 && name.rfind("cu", 0) == 0 &&
+    if (name.size() > 2 && name.size() <= 4 && name.rfind("cu", 0) == 0 &&
         name.find_first_not_of("0123456789", 2) == std::string::npos)
       out.emplace_back(std::stoi(name.substr(2)), it->path());
   }
@@ -321,7 +328,16 @@ Nvrtc detect() {
 
 const Nvrtc& state() {
   // Made once (thread-safe static initialisation) and kept: the library is never unloaded.
-  static const Nvrtc* loaded = new Nvrtc(detect());
+  static const Nvrtc* loaded = [] {
+    auto* nvrtc = new Nvrtc();
+    try {
+      *nvrtc = detect();
+    } catch (const std::exception& e) {
+      *nvrtc = Nvrtc();
+      nvrtc->info.why_missing = std::string("the search for NVRTC failed: ") + e.what();
+    }
+    return nvrtc;
+  }();
   return *loaded;
 }
 

@@ -77,7 +77,8 @@ struct NvrtcImage {
 // the code, the image kind and architecture, NVRTC's version, every option and the parpy version,
 // with the trust checks of every entry; a later compile of the same, in any process, reads it
 // without calling NVRTC. Throws jit::BuildError with NVRTC's log when the compilation fails
-// ("Compilation of generated CUDA code with NVRTC ... failed: ...").
+// ("Compilation of generated CUDA code with NVRTC ... failed: ..."). NVRTC runs in this process:
+// neither PARPY_COMPILE_TIMEOUT nor an interrupt stops it (it takes well under a second).
 NvrtcImage nvrtc_compile(const std::string& code, int major, int minor,
                          const jit::BuildFlags& flags, bool fast_math = false);
 
