@@ -10,6 +10,7 @@ import ast
 import functools
 import inspect
 import os
+import sys
 import textwrap
 import weakref
 from collections.abc import Callable
@@ -61,6 +62,9 @@ def get_include() -> str:
 
 
 _native._set_include_dir(get_include())
+# Where pip installs NVRTC and the CUDA runtime headers (nvidia-cuda-nvrtc, nvidia-cuda-runtime),
+# for the Cuda backend's search (python -m parpy says what it found).
+_native._set_python_paths([p for p in sys.path if p and os.path.isdir(p)])
 
 from . import _pickling  # noqa: E402 - after the native module is set up
 
@@ -280,6 +284,27 @@ def _host_program(fun: Callable[..., Any], args: list[Any] | tuple[Any, ...],
     """Private: the printed host part of ``fun``'s Cuda program for ``args``, its entry symbol,
     a census of its host code, and with ``iterations`` the interpreter's time per run in ns."""
     return _native._host_program(_host_ir(fun), tuple(args), opts, iterations)
+
+
+def _print_compiled_parts(fun: Callable[..., Any], args: list[Any] | tuple[Any, ...],
+                          opts: CompileOptions = _default_opts) -> tuple[str, str, str]:
+    """print_compiled's code, with the Cuda backend's device and host parts (empty elsewhere)."""
+    ir = fun._ir if isinstance(fun, JitFunction) else _parse_in_caller(fun)
+    return _native._print_compiled_parts(ir, tuple(args), opts)
+
+
+def _nvrtc_info() -> dict[str, Any]:
+    """The NVRTC library the Cuda backend found: found, path, source, version (major, minor),
+    archs, fp16_include_dir, fp16_source, why_missing, and compiles (NVRTC runs so far)."""
+    return _native._nvrtc_info()
+
+
+def _nvrtc_compile(code: str, major: int, minor: int, fast_math: bool = False,
+                   includes: list[str] | tuple[str, ...] = ()) -> tuple[bytes, str, str, bool]:
+    """Device code compiled by NVRTC for compute capability major.minor, with the include
+    directories `includes` and parpy's, through the disk cache: (image, "cubin" or "ptx", the
+    architecture, whether NVRTC ran). RuntimeError with NVRTC's log on failure."""
+    return _native._nvrtc_compile(code, major, minor, fast_math, list(includes))
 
 
 def clear_cache() -> None:

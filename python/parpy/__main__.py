@@ -1,7 +1,8 @@
 """`python -m parpy`: what this installation can do here, and why.
 
-Prints the version, each backend with whether it is enabled and why not, the toolchains, the
-CUDA devices and the disk cache. Always exits with status 0.
+Prints the version, each backend with whether it is enabled and why not, the toolchains (NVRTC
+with its version and where it was found, or why none was), the CUDA devices and the disk cache.
+Always exits with status 0.
 """
 
 from __future__ import annotations
@@ -132,6 +133,12 @@ def main() -> None:
         print(f"  Cuda build: {native.cuda_build()}")
     except Exception as e:  # noqa: BLE001 - diagnostics report any failure
         print(f"  Cuda build: unknown ({e})")
+    try:
+        from parpy import parpy as native
+
+        print(f"  NVRTC: {native.nvrtc()}")
+    except Exception as e:  # noqa: BLE001 - diagnostics report any failure
+        print(f"  NVRTC: unknown ({e})")
 
     print("CUDA devices:")
     try:

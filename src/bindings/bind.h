@@ -13,4 +13,6 @@ void bind_cuda_runtime(nanobind::module_& m);
 void bind_externals(nanobind::module_& m);
 // The disk cache's errors, warnings and interrupts as Python's.
 void bind_cache(nanobind::module_& m);
+// NVRTC: where it was found, and compiling device code with it (for diagnostics and tests).
+void bind_nvrtc(nanobind::module_& m);
 }  // namespace parpy

@@ -461,6 +461,18 @@ void bind_compiler(nb::module_& m) {
     std::vector<std::string> reads;
     return lower_args(*ir.fn, args, *o, reads, python_print_sink()).code;
   });
+  // For tests: print_compiled's code with the Cuda backend's two parts (device, host), which
+  // are empty on other backends.
+  m.def("_print_compiled_parts", [](const IrFunction& ir, nb::tuple args, const CompileOptions& opts) {
+    CompileOptions resolved = opts;
+    resolved.backend = resolve(opts, false);
+    resolved.touch();
+    CompileOptions local;
+    const CompileOptions* o = with_env_bounds(&resolved, local);
+    std::vector<std::string> reads;
+    Lowered low = lower_args(*ir.fn, args, *o, reads, python_print_sink());
+    return nb::make_tuple(low.code, low.device_code, low.host_code);
+  });
 
   // Private, for tests and tools (gpu/host_program.h): a call lowered for the Cuda backend as
   // print_compiled lowers it, and the launches its host code asks for, run by HostProgram or (with

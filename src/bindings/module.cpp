@@ -12,4 +12,5 @@ NB_MODULE(parpy, m) {
   parpy::bind_cuda_runtime(m);
   parpy::bind_externals(m);
   parpy::bind_cache(m);
+  parpy::bind_nvrtc(m);
 }

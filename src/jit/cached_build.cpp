@@ -77,10 +77,9 @@ std::string read_output(const fs::path& path) {
   return bytes;
 }
 
-// Compiles `build` in a private directory of `cache` and publishes the result as `name`.
-std::string compile_entry(const LibraryBuild& build, const fs::path& cache, const std::string& name,
-                          double timeout, uint64_t epoch) {
-  BuildDirectory work(cache);
+// Runs the compiler of `build` in the private directory `work` and returns what it wrote.
+std::string run_compiler(const LibraryBuild& build, const BuildDirectory& work, double timeout,
+                         uint64_t epoch) {
   fs::path source = work.path() / ("source" + build.source_suffix);
   fs::path output = work.path() / ("output" + build.library_suffix);
   write_new_file(source, build.code);
@@ -113,43 +112,43 @@ std::string compile_entry(const LibraryBuild& build, const fs::path& cache, cons
                      compiled.out + "\nStandard error:\n" + compiled.err);
   }
   if (compiled.exit_code != 0) {
-    std::string message = "Compilation of generated " + build.language +
-                          " code failed with exit code " + std::to_string(compiled.exit_code) +
-                          ":\nStandard out:\n" + compiled.out + "\nStandard error:\n" +
-                          compiled.err;
-    if (build.write_output) {
-      // Kept in the working directory so the user can find and inspect it after the failure.
-      try {
-        fs::path kept = fs::current_path() / (random_hex() + build.source_suffix);
-        atomic_write(kept, build.code);
-        message += "\nThe generated code was written to " + kept.string();
-      } catch (const std::exception& write_error) {
-        message += std::string("\nWriting the generated code failed: ") + write_error.what();
-      }
-    }
-    throw BuildError(message);
+    throw BuildError(with_kept_source("Compilation of generated " + build.language +
+                                          " code failed with exit code " +
+                                          std::to_string(compiled.exit_code) + ":\nStandard out:\n" +
+                                          compiled.out + "\nStandard error:\n" + compiled.err,
+                                      build.code, build.source_suffix, build.write_output));
   }
   std::string bytes = read_output(output);
   if (bytes.empty()) {
     throw BuildError("The " + build.language + " compiler reported success but wrote nothing to " +
                      output.string());
   }
-  publish_entry(cache, name, bytes, work);
   return bytes;
 }
 
 } // namespace
 
-BuildResult build_cached_library(const LibraryBuild& build) {
-  BuildResult result;
-  std::vector<std::string> key_parts = {build.compiler, build.compiler_version};
-  key_parts.insert(key_parts.end(), build.flags.begin(), build.flags.end());
-  key_parts.insert(key_parts.end(), build.link_flags.begin(), build.link_flags.end());
-  for (const auto& [file, input] : build.inputs) {
-    key_parts.push_back("input " + file + " " + input.library.filename().string());
+std::string with_kept_source(std::string message, const std::string& code,
+                             const std::string& source_suffix, bool keep) {
+  if (!keep) {
+    return message;
   }
-  result.key = cache_key(build.code, key_parts);
-  const std::string name = result.key + build.library_suffix;
+  // Kept in the working directory so the user can find and inspect it after the failure.
+  try {
+    fs::path kept = fs::current_path() / (random_hex() + source_suffix);
+    atomic_write(kept, code);
+    message += "\nThe generated code was written to " + kept.string();
+  } catch (const std::exception& write_error) {
+    message += std::string("\nWriting the generated code failed: ") + write_error.what();
+  }
+  return message;
+}
+
+BuildResult build_cached_entry(const std::string& code, const std::vector<std::string>& key_parts,
+                               const std::string& suffix, const EntryCompiler& compile) {
+  BuildResult result;
+  result.key = cache_key(code, key_parts);
+  const std::string name = result.key + suffix;
   const double timeout = compile_timeout_seconds();
   const uint64_t epoch = interrupt_epoch();
   auto found = [&](const fs::path& entry) {
@@ -171,8 +170,10 @@ BuildResult build_cached_library(const LibraryBuild& build) {
       if (found(result.library)) {
         return result;
       }
-      result.payload = std::make_shared<const std::string>(
-          compile_entry(build, directory, name, timeout, epoch));
+      BuildDirectory work(directory);
+      std::string bytes = compile(work, timeout, epoch);
+      publish_entry(directory, name, bytes, work);
+      result.payload = std::make_shared<const std::string>(std::move(bytes));
       result.built = true;
       return result;
     } catch (const CacheNotWritable& error) {
@@ -191,6 +192,19 @@ BuildResult build_cached_library(const LibraryBuild& build) {
       }
     }
   }
+}
+
+BuildResult build_cached_library(const LibraryBuild& build) {
+  std::vector<std::string> key_parts = {build.compiler, build.compiler_version};
+  key_parts.insert(key_parts.end(), build.flags.begin(), build.flags.end());
+  key_parts.insert(key_parts.end(), build.link_flags.begin(), build.link_flags.end());
+  for (const auto& [file, input] : build.inputs) {
+    key_parts.push_back("input " + file + " " + input.library.filename().string());
+  }
+  return build_cached_entry(build.code, key_parts, build.library_suffix,
+                            [&](const BuildDirectory& work, double timeout, uint64_t epoch) {
+                              return run_compiler(build, work, timeout, epoch);
+                            });
 }
 
 std::vector<std::string> user_flags(const BuildFlags& flags) {

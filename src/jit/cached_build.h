@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -70,6 +71,25 @@ LibraryBuild library_build(const std::string& code, const std::string& language,
 // private build directory, is killed after compile_timeout_seconds() or on an interrupt (which
 // throws Interrupted), and its library is published by atomic rename.
 BuildResult build_cached_library(const LibraryBuild& build);
+
+class BuildDirectory;
+
+// Makes the bytes of a cache entry in the private directory `work` (a compiler run there, or one
+// in this process that ignores it), within `timeout` seconds (0: no limit) where it can be
+// stopped; throws BuildError when that fails, Interrupted on an interrupt since `epoch`.
+using EntryCompiler =
+    std::function<std::string(const BuildDirectory& work, double timeout, uint64_t epoch)>;
+
+// The cache entry cache_dir()/<key><suffix>, keyed by `code`, `key_parts` and the parpy version:
+// read and verified if a valid one is there, else made by `compile` and published, with the
+// locking, retries and trust checks of build_cached_library (which is this with a compiler run).
+BuildResult build_cached_entry(const std::string& code, const std::vector<std::string>& key_parts,
+                               const std::string& suffix, const EntryCompiler& compile);
+
+// `message`, and where `keep` (BuildFlags::write_output), a copy of the failed `code` written to
+// the working directory as <random><source_suffix>, with where it went.
+std::string with_kept_source(std::string message, const std::string& code,
+                             const std::string& source_suffix, bool keep);
 
 // $PARPY_COMPILE_TIMEOUT in seconds (0: no limit), default 600; BuildError if it is not a number.
 double compile_timeout_seconds();

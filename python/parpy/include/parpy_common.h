@@ -1,8 +1,13 @@
 // Arithmetic with Python semantics shared by the C++ (Cpu) and CUDA support headers.
 #pragma once
+#ifdef __CUDACC_RTC__
+// NVRTC compiles the device part of a CUDA program alone, without the standard headers.
+#include "parpy_rtc.h"
+#else
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#endif
 
 #ifdef __CUDACC__
 #define PARPY_HD __host__ __device__ __forceinline__
@@ -145,6 +150,7 @@ struct parpy_bounds_record {
 // What an entry returns when an index was out of bounds: parpy then reads the calling thread's
 // copy of the record (the exported parpy_bounds_<name>()) and raises an IndexError.
 #define PARPY_INDEX_ERROR 2
+#ifndef __CUDACC_RTC__
 static thread_local int64_t parpy_bounds_last[3];
 
 static inline int32_t parpy_bounds_report(const parpy_bounds_record& r) {
@@ -153,3 +159,4 @@ static inline int32_t parpy_bounds_report(const parpy_bounds_record& r) {
   parpy_bounds_last[2] = r.extent;
   return r.site != 0 ? PARPY_INDEX_ERROR : 0;
 }
+#endif

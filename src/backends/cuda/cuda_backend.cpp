@@ -1,7 +1,5 @@
 #include "backends/cuda/cuda_backend.h"
 
-#include <dlfcn.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <optional>
@@ -10,6 +8,7 @@
 #include "codegen/cuda.h"
 #include "ir/c_names.h"
 #include "jit/nvcc.h"
+#include "jit/nvrtc.h"
 #include "runtime/cuda_driver.h"
 
 namespace parpy {
@@ -19,18 +18,7 @@ namespace {
 using EntryFn = int32_t (*)(void**, void*, int32_t);
 
 // Whether the NVRTC library can be loaded (a way to compile CUDA C++ without nvcc).
-bool nvrtc_loadable() {
-  std::vector<std::string> dirs = {""};
-  for (const char* var : {"CUDA_HOME", "CUDA_PATH"})
-    if (const char* root = std::getenv(var); root && *root) dirs.push_back(std::string(root) + "/lib64/");
-  for (const auto& dir : dirs)
-    for (const char* n : {"libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"})
-      if (void* h = dlopen((dir + n).c_str(), RTLD_LAZY | RTLD_LOCAL)) {
-        dlclose(h);
-        return true;
-      }
-  return false;
-}
+bool nvrtc_loadable() { return cuda::nvrtc().found; }
 
 class CudaBackend final : public Backend {
  public:
