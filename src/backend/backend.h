@@ -45,10 +45,18 @@ struct Lowered {
 // parpy_common.h).
 constexpr int32_t kIndexErrorStatus = 2;
 
+// What a backend runs for an entry that has no compiled entry function (a Cuda program whose host
+// code parpy interprets): the backend knows its type.
+class EntryProgram {
+ public:
+  virtual ~EntryProgram() = default;
+};
+
 // A loaded library and its entry, ready to call.
 struct Entry {
   std::shared_ptr<jit::SharedLibrary> lib;
   void* fn = nullptr;  // the entry, in its backend's calling convention
+  std::shared_ptr<const EntryProgram> program;  // instead of lib and fn
   const char* (*error_fn)() = nullptr;  // the last failure's message, where the backend has one
   std::vector<bool> written;  // by argv index: copy a host array back after the call
   bool write_all = false;     // copy every host array back (hand-written code says nothing)

@@ -574,7 +574,7 @@ void bind_compiler(nb::module_& m) {
     nb::gil_scoped_release release;
     return jit::cache_dir().string();
   });
-  m.def("cuda_build", [] { return cuda::describe_cuda_build(whole_cuda_build_requested()); });
+  m.def("cuda_build", [] { return describe_cuda_build(); });
   // The generated libraries loaded now (jit functions release theirs when they go).
   m.def("_loaded_library_count", [] { return jit::loaded_library_count(); });
   m.def("stats", [] {

@@ -285,7 +285,7 @@ class CudaPrinter : public CPrinter {
   }
   static std::string handle(const std::string& kernel) { return kernel_ident(kernel) + "_handle"; }
   // Kernels are named by parpy, after the function ("f_k0"): a name no user identifier has.
-  static std::string kernel_ident(const std::string& kernel) { return "parpy_kernel_" + c_chars(kernel); }
+  static std::string kernel_ident(const std::string& kernel) { return cuda_kernel_symbol(kernel); }
 
   bool two_part_;  // host and device code in separate sources (CudaProgram::device_code, host_code)
   bool checked_ = false;
@@ -348,6 +348,8 @@ void device_code(CudaPrinter& pr, const GpuProgram& p) {
 }
 
 }  // namespace
+
+std::string cuda_kernel_symbol(const std::string& kernel) { return "parpy_kernel_" + c_chars(kernel); }
 
 std::string print_cuda_user_entry(const std::string& fname, const std::vector<AbiParam>& params) {
   std::ostringstream os;

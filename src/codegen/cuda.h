@@ -26,6 +26,9 @@ struct CudaProgram {
 // and devices); and the same split into a device and a host source.
 CudaProgram print_cuda(const GpuProgram& p);
 
+// The symbol of a kernel in the device code (extern "C" there): "parpy_kernel_<name>".
+std::string cuda_kernel_symbol(const std::string& kernel);
+
 // For hand-written CUDA given to compile_string: the entry and error functions of a generated
 // program, calling the user's extern "C" int32_t <fname>(params...) (optionally followed by a
 // cudaStream_t, which receives the call's stream). Appended to the user's source.

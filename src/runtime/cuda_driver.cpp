@@ -19,6 +19,15 @@ using CUdeviceptr = unsigned long long;
 using CUcontext = struct CUctx_st*;
 using CUstream = struct CUstream_st*;
 using CUmemoryPool = struct CUmemPoolHandle_st*;
+using CUmodule = struct CUmod_st*;
+using CUfunction = struct CUfunc_st*;
+using CUgraph = struct CUgraph_st*;
+using CUgraphExec = struct CUgraphExec_st*;
+struct CUgraphExecUpdateResultInfo {
+  int result;
+  void* error_node;
+  void* error_from_node;
+};
 
 constexpr CUresult CUDA_SUCCESS = 0;
 constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
@@ -26,6 +35,9 @@ constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
 constexpr int CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED = 115;
 constexpr int CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL = 9;
 constexpr int CU_MEMPOOL_ATTR_RELEASE_THRESHOLD = 4;
+constexpr int CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED = 14;
+constexpr int CU_STREAM_NON_BLOCKING = 1;
+constexpr int CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
 
 // One entry per driver function: the exported symbol name and a typed pointer. The _v2 names
 // are the ones cuda.h maps the plain names to since CUDA 3.2 (64-bit sizes and pointers).
@@ -60,6 +72,24 @@ struct DriverApi {
   CUresult (*cuMemFreeAsync)(CUdeviceptr, CUstream) = nullptr;
   CUresult (*cuDeviceGetDefaultMemPool)(CUmemoryPool*, CUdevice) = nullptr;
   CUresult (*cuMemPoolSetAttribute)(CUmemoryPool, int, void*) = nullptr;
+  // Kernels loaded from an image and launched by parpy itself (Cuda programs built without a host
+  // compiler); missing only from drivers older than any parpy supports.
+  CUresult (*cuModuleLoadData)(CUmodule*, const void*) = nullptr;
+  CUresult (*cuModuleUnload)(CUmodule) = nullptr;
+  CUresult (*cuModuleGetFunction)(CUfunction*, CUmodule, const char*) = nullptr;
+  CUresult (*cuModuleGetGlobal)(CUdeviceptr*, size_t*, CUmodule, const char*) = nullptr;
+  CUresult (*cuFuncSetAttribute)(CUfunction, int, int) = nullptr;
+  CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                             CUstream, void**, void**) = nullptr;
+  CUresult (*cuStreamCreate)(CUstream*, unsigned) = nullptr;
+  CUresult (*cuStreamDestroy)(CUstream) = nullptr;
+  CUresult (*cuStreamBeginCapture)(CUstream, int) = nullptr;
+  CUresult (*cuStreamEndCapture)(CUstream, CUgraph*) = nullptr;
+  CUresult (*cuGraphInstantiate)(CUgraphExec*, CUgraph, unsigned long long) = nullptr;
+  CUresult (*cuGraphExecUpdate)(CUgraphExec, CUgraph, CUgraphExecUpdateResultInfo*) = nullptr;
+  CUresult (*cuGraphLaunch)(CUgraphExec, CUstream) = nullptr;
+  CUresult (*cuGraphDestroy)(CUgraph) = nullptr;
+  CUresult (*cuGraphExecDestroy)(CUgraphExec) = nullptr;
 };
 
 struct Driver {
@@ -152,6 +182,21 @@ void load(Driver& driver) {
   bind(handle, "cuMemFreeAsync", api.cuMemFreeAsync);
   bind(handle, "cuDeviceGetDefaultMemPool", api.cuDeviceGetDefaultMemPool);
   bind(handle, "cuMemPoolSetAttribute", api.cuMemPoolSetAttribute);
+  bind(handle, "cuModuleLoadData", api.cuModuleLoadData);
+  bind(handle, "cuModuleUnload", api.cuModuleUnload);
+  bind(handle, "cuModuleGetFunction", api.cuModuleGetFunction);
+  bind(handle, "cuModuleGetGlobal_v2", api.cuModuleGetGlobal);
+  bind(handle, "cuFuncSetAttribute", api.cuFuncSetAttribute);
+  bind(handle, "cuLaunchKernel", api.cuLaunchKernel);
+  bind(handle, "cuStreamCreate", api.cuStreamCreate);
+  bind(handle, "cuStreamDestroy_v2", api.cuStreamDestroy);
+  bind(handle, "cuStreamBeginCapture_v2", api.cuStreamBeginCapture);
+  bind(handle, "cuStreamEndCapture", api.cuStreamEndCapture);
+  bind(handle, "cuGraphInstantiateWithFlags", api.cuGraphInstantiate);
+  bind(handle, "cuGraphExecUpdate_v2", api.cuGraphExecUpdate);
+  bind(handle, "cuGraphLaunch", api.cuGraphLaunch);
+  bind(handle, "cuGraphDestroy", api.cuGraphDestroy);
+  bind(handle, "cuGraphExecDestroy", api.cuGraphExecDestroy);
 
   auto failed = [&](const char* operation, CUresult result) {
     if (result == CUDA_SUCCESS) {
@@ -406,6 +451,139 @@ int pointer_device(uint64_t ptr) {
   check(api, "cuPointerGetAttribute",
         api.cuPointerGetAttribute(&ordinal, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, ptr));
   return ordinal;
+}
+
+// ---- Modules, launches and graphs ----
+
+namespace {
+
+// The loaded driver with `fn` bound, or a CudaError naming the missing function.
+template <typename Fn> const DriverApi& with(Fn DriverApi::*fn, const char* name) {
+  const DriverApi& api = ready();
+  if (api.*fn == nullptr) {
+    throw CudaError(std::string("The CUDA driver lacks ") + name + " (driver too old?)");
+  }
+  return api;
+}
+
+} // namespace
+
+void* module_load(const std::string& image) {
+  const DriverApi& api = with(&DriverApi::cuModuleLoadData, "cuModuleLoadData");
+  CUmodule module = nullptr;
+  check(api, "cuModuleLoadData", api.cuModuleLoadData(&module, image.data()));
+  return module;
+}
+
+void module_unload(void* module) noexcept {
+  const DriverApi& api = driver_state().api;
+  if (module != nullptr && api.cuModuleUnload != nullptr) {
+    api.cuModuleUnload(static_cast<CUmodule>(module));
+  }
+}
+
+void* module_function(void* module, const std::string& name) {
+  const DriverApi& api = with(&DriverApi::cuModuleGetFunction, "cuModuleGetFunction");
+  CUfunction fn = nullptr;
+  check(api, ("cuModuleGetFunction(" + name + ")").c_str(),
+        api.cuModuleGetFunction(&fn, static_cast<CUmodule>(module), name.c_str()));
+  return fn;
+}
+
+uint64_t module_global(void* module, const std::string& name, size_t* bytes) {
+  const DriverApi& api = with(&DriverApi::cuModuleGetGlobal, "cuModuleGetGlobal");
+  CUdeviceptr ptr = 0;
+  size_t size = 0;
+  check(api, ("cuModuleGetGlobal(" + name + ")").c_str(),
+        api.cuModuleGetGlobal(&ptr, &size, static_cast<CUmodule>(module), name.c_str()));
+  if (bytes != nullptr) {
+    *bytes = size;
+  }
+  return ptr;
+}
+
+void allow_wide_clusters(void* function) {
+  const DriverApi& api = with(&DriverApi::cuFuncSetAttribute, "cuFuncSetAttribute");
+  check(api, "cuFuncSetAttribute",
+        api.cuFuncSetAttribute(static_cast<CUfunction>(function),
+                               CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED, 1));
+}
+
+int launch(void* function, uint32_t grid, uint32_t block, void* stream, void** params) noexcept {
+  const DriverApi& api = driver_state().api;
+  if (api.cuLaunchKernel == nullptr) {
+    return -1;
+  }
+  return api.cuLaunchKernel(static_cast<CUfunction>(function), grid, 1, 1, block, 1, 1, 0,
+                            as_stream(stream), params, nullptr);
+}
+
+std::string error_string(int result) {
+  if (result == -1) {
+    return "the CUDA driver lacks cuLaunchKernel";
+  }
+  return error_text(driver_state().api, result);
+}
+
+Graph::~Graph() {
+  const DriverApi& api = driver_state().api;
+  if (exec_ != nullptr && api.cuGraphExecDestroy != nullptr) {
+    api.cuGraphExecDestroy(static_cast<CUgraphExec>(exec_));
+  }
+}
+
+void Graph::capture(const std::function<int32_t(void*)>& body, int32_t& status) {
+  const DriverApi& api = with(&DriverApi::cuGraphExecUpdate, "cuGraphExecUpdate");
+  for (auto fn : {api.cuStreamCreate != nullptr, api.cuStreamBeginCapture != nullptr,
+                  api.cuStreamEndCapture != nullptr, api.cuGraphInstantiate != nullptr,
+                  api.cuGraphLaunch != nullptr, api.cuGraphDestroy != nullptr,
+                  api.cuGraphExecDestroy != nullptr, api.cuStreamDestroy != nullptr}) {
+    if (!fn) {
+      throw CudaError("The CUDA driver lacks the graph API (driver too old?)");
+    }
+  }
+  CUstream s = nullptr;
+  check(api, "cuStreamCreate", api.cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+  CUresult r = api.cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+  if (r != CUDA_SUCCESS) {
+    api.cuStreamDestroy(s);
+    throw_error(api, "cuStreamBeginCapture", r);
+  }
+  status = body(s);
+  CUgraph graph = nullptr;
+  r = api.cuStreamEndCapture(s, &graph); // always ends the capture, even after a failed launch
+  api.cuStreamDestroy(s);
+  if (status != 0 || r != CUDA_SUCCESS) {
+    if (graph != nullptr) {
+      api.cuGraphDestroy(graph);
+    }
+    if (status != 0) {
+      return;
+    }
+    throw_error(api, "cuStreamEndCapture", r);
+  }
+  if (exec_ != nullptr) {
+    CUgraphExecUpdateResultInfo info{};
+    if (api.cuGraphExecUpdate(static_cast<CUgraphExec>(exec_), graph, &info) != CUDA_SUCCESS) {
+      // A refused update is not an error: instantiate instead.
+      api.cuGraphExecDestroy(static_cast<CUgraphExec>(exec_));
+      exec_ = nullptr;
+    }
+  }
+  if (exec_ == nullptr) {
+    CUgraphExec exec = nullptr;
+    r = api.cuGraphInstantiate(&exec, graph, 0);
+    api.cuGraphDestroy(graph);
+    check(api, "cuGraphInstantiate", r);
+    exec_ = exec;
+    return;
+  }
+  api.cuGraphDestroy(graph);
+}
+
+void Graph::launch(void* stream) {
+  const DriverApi& api = with(&DriverApi::cuGraphLaunch, "cuGraphLaunch");
+  check(api, "cuGraphLaunch", api.cuGraphLaunch(static_cast<CUgraphExec>(exec_), as_stream(stream)));
 }
 
 } // namespace parpy::cuda

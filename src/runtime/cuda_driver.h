@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -86,5 +87,39 @@ void device_synchronize(); // cuCtxSynchronize on the current (primary) context
 // The device ordinal that owns `ptr` (cuPointerGetAttribute DEVICE_ORDINAL); throws CudaError
 // for host pointers and unknown addresses.
 int pointer_device(uint64_t ptr);
+
+// Kernels in a module loaded into the current context from a cubin or PTX image (the driver
+// compiles PTX for the device), for programs launched by parpy itself rather than by compiled
+// host code. A module lives until module_unload.
+void* module_load(const std::string& image);
+void module_unload(void* module) noexcept;
+void* module_function(void* module, const std::string& name);
+// The device address of a __device__ variable of the module, and its size in *bytes.
+uint64_t module_global(void* module, const std::string& name, size_t* bytes = nullptr);
+// Lets a kernel run in thread-block clusters of more than 8 blocks (where the GPU allows it).
+void allow_wide_clusters(void* function);
+// Launches `function` on `grid` blocks of `block` threads (cluster dimensions are the kernel's
+// own); `params` points to each parameter's value. Returns the driver's result (0: queued) without
+// throwing: the call path's hot loop; error_string says what a non-zero result means.
+int launch(void* function, uint32_t grid, uint32_t block, void* stream, void** params) noexcept;
+std::string error_string(int result);
+
+// A CUDA graph of launches, captured from a stream and replayed. capture() runs `body` with a new
+// capturing stream (body's non-zero status ends the capture and is returned in `status`, leaving
+// the graph as it was); the graph is updated in place where the driver accepts the update, and
+// instantiated anew otherwise.
+class Graph {
+public:
+  Graph() = default;
+  ~Graph();
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+  void capture(const std::function<int32_t(void*)>& body, int32_t& status);
+  bool ready() const { return exec_ != nullptr; }
+  void launch(void* stream);
+
+private:
+  void* exec_ = nullptr;
+};
 
 } // namespace parpy::cuda

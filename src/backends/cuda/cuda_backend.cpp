@@ -5,6 +5,7 @@
 #include <optional>
 #include <utility>
 
+#include "backends/cuda/driver_program.h"
 #include "codegen/cuda.h"
 #include "ir/c_names.h"
 #include "jit/nvcc.h"
@@ -67,19 +68,48 @@ class CudaBackend final : public Backend {
     return low;
   }
 
+  // How a program is built (README, "Backends"): by default its kernels by NVRTC in this process
+  // and its host code run by parpy (DriverProgram); with user flags or libraries (nvcc flags for
+  // the whole program), or PARPY_CUDA_BUILD=nvcc, by nvcc as one source; with
+  // PARPY_CUDA_BUILD=two-part, or where NVRTC is missing, by nvcc and the host compiler in two parts.
   std::shared_ptr<Entry> build(const Lowered& low, const CompileOptions& opts) const override {
     jit::BuildFlags flags = build_flags(opts);
-    // User flags are nvcc flags for the whole program, so they keep the one-source build; so does
-    // PARPY_CUDA_BUILD=nvcc.
-    bool two_part = opts.extra_flags.empty() && opts.libs.empty() && !whole_cuda_build_requested();
+    CudaBuild mode = cuda_build_mode(opts);
+    if (mode == CudaBuild::Nvrtc && low.gpu) {
+      std::optional<HostProgram> host;
+      try {
+        host.emplace(*low.gpu);
+      } catch (const std::runtime_error&) {
+        // Host code the interpreter cannot run (none is known) is compiled instead, where nvcc is.
+        if (!cuda::nvcc().found) throw;
+      }
+      if (host) {
+        const cuda::DeviceInfo& d = cuda::device_info();
+        cuda::NvrtcImage image = cuda::nvrtc_compile(low.device_code, d.major, d.minor, flags);
+        auto e = std::make_shared<Entry>();
+        e->built = image.built.built;
+        e->program = std::make_shared<DriverProgram>(*low.gpu, std::move(*host), image.bytes(),
+                                                     !low.bounds_symbol.empty());
+        if (!low.bounds_symbol.empty()) {
+          e->bounds_sites = low.bounds_sites;
+          e->bounds_fn = &DriverProgram::last_bounds;
+        }
+        set_written(*e, low);
+        return e;
+      }
+    }
     std::optional<jit::BuildResult> fast;
-    if (two_part)
+    if (mode != CudaBuild::Whole)
       fast = cuda::build_two_part_cuda_library(low.device_code, low.host_code, flags, cuda::arch_flag());
     jit::BuildResult built = fast ? *fast : cuda::build_cuda_library(low.code, flags, cuda::arch_flag());
     auto e = load_entry(built, low.entry_symbol, low.error_symbol, &low);
-    for (const auto& p : low.params)
-      e->written.push_back(std::find(low.written.begin(), low.written.end(), p.name) != low.written.end());
+    set_written(*e, low);
     return e;
+  }
+
+  static void set_written(Entry& e, const Lowered& low) {
+    for (const auto& p : low.params)
+      e.written.push_back(std::find(low.written.begin(), low.written.end(), p.name) != low.written.end());
   }
 
   // User code is CUDA C++ for nvcc (whatever it includes): the one-source build. Since it does not
@@ -136,8 +166,12 @@ class CudaBackend final : public Backend {
         const Span& s = spans[span_of[i]];
         *static_cast<uint64_t*>(args.argv[args.host_arrays[i].index]) = s.device + (lo_of(i) - s.lo);
       }
-      r.status = reinterpret_cast<EntryFn>(e.fn)(args.argv.data(), args.stream, ordinal);
-      if (r.status != 0 && !(r.status == kIndexErrorStatus && e.bounds_fn)) r.error = e.error_fn();
+      if (e.program) {
+        r.status = static_cast<const DriverProgram&>(*e.program).call(args.argv.data(), args.stream, ordinal, &r.error);
+      } else {
+        r.status = reinterpret_cast<EntryFn>(e.fn)(args.argv.data(), args.stream, ordinal);
+        if (r.status != 0 && !(r.status == kIndexErrorStatus && e.bounds_fn)) r.error = e.error_fn();
+      }
       // The entry restores the thread's device as its CUDA runtime saw it; the copies back run in
       // the call's device whatever that was (nothing to switch when it is current).
       cuda::DeviceScope after(ordinal);
@@ -165,9 +199,25 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
+CudaBuild cuda_build_mode(const CompileOptions& opts) {
+  const char* env = std::getenv("PARPY_CUDA_BUILD");
+  std::string mode = env ? env : "";
+  // User flags are nvcc flags for the whole program.
+  if (mode == "nvcc" || !opts.extra_flags.empty() || !opts.libs.empty()) return CudaBuild::Whole;
+  if (mode == "two-part" || !cuda::nvrtc().found) return CudaBuild::TwoPart;
+  return CudaBuild::Nvrtc;
+}
+
 bool whole_cuda_build_requested() {
   const char* mode = std::getenv("PARPY_CUDA_BUILD");
   return mode != nullptr && std::string(mode) == "nvcc";
+}
+
+std::string describe_cuda_build() {
+  if (cuda_build_mode(CompileOptions{}) == CudaBuild::Nvrtc)
+    return "kernels by " + cuda::describe_nvrtc() +
+           ", host code run by parpy through the driver API (user flags or libs: nvcc builds the whole program)";
+  return cuda::describe_cuda_build(whole_cuda_build_requested());
 }
 
 const Backend& cuda_backend() {

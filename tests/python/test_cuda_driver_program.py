@@ -1,0 +1,225 @@
+"""The Cuda path without a toolchain, run against a stand-in CUDA driver (no GPU needed): kernels
+compiled by NVRTC, the module loaded and the kernels found by name in the image, the host code's
+launches made through cuLaunchKernel in the order and geometry the host-code interpreter gives,
+scratch buffers allocated once, the index-check record cleared and read, graphs captured and
+replayed. The stand-in driver keeps "device" memory in host memory and runs no kernel: what it
+checks is the calls parpy makes. The H200 runs the same programs for real
+(test_cuda_without_toolkit.py)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import parpy
+import pytest
+
+nvrtc_found = parpy._nvrtc_info()["found"]
+pytestmark = [
+    pytest.mark.skipif(not nvrtc_found, reason="NVRTC is not installed (pip install nvidia-cuda-nvrtc)"),
+    pytest.mark.skipif(parpy.backend.host_cxx() is None, reason="no C compiler for the stand-in driver"),
+]
+
+# A driver whose memory is host memory and whose launches are written to $FAKE_CUDA_LOG, one JSON
+# object per line. cuModuleGetFunction finds a kernel only if its name is in the image.
+FAKE_DRIVER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#define _GNU_SOURCE
+typedef unsigned long long u64;
+static __thread void* current = 0;
+static const char* image = 0;
+static size_t image_len = 0;
+static int capturing = 0;
+static FILE* out(void) {
+  static FILE* f = 0;
+  if (!f) f = fopen(getenv("FAKE_CUDA_LOG"), "a");
+  return f;
+}
+int cuGetErrorName(int e, const char** s) { *s = "CUDA_ERROR_FAKE"; return 0; }
+int cuGetErrorString(int e, const char** s) { *s = "fake driver"; return 0; }
+int cuInit(unsigned f) { return 0; }
+int cuDriverGetVersion(int* v) { *v = 13000; return 0; }
+int cuDeviceGetCount(int* n) { *n = 1; return 0; }
+int cuDeviceGet(int* d, int i) { *d = i; return 0; }
+int cuDeviceGetName(char* s, int n, int d) { strncpy(s, "Fake GPU", n); return 0; }
+int cuDeviceGetAttribute(int* v, int a, int d) { *v = a == 75 ? 9 : 0; return 0; }
+int cuDevicePrimaryCtxRetain(void** c, int d) { *c = (void*)0x1234; return 0; }
+int cuCtxGetCurrent(void** c) { *c = current; return 0; }
+int cuCtxSetCurrent(void* c) { current = c; return 0; }
+int cuCtxGetDevice(int* d) { *d = 0; return 0; }
+int cuCtxSynchronize(void) { return 0; }
+int cuMemAlloc_v2(u64* p, size_t n) { *p = (u64)calloc(1, n ? n : 1); fprintf(out(), "{\"op\": \"alloc\", \"bytes\": %zu}\n", n); return 0; }
+int cuMemFree_v2(u64 p) { free((void*)p); return 0; }
+int cuMemcpyHtoD_v2(u64 d, const void* s, size_t n) { memcpy((void*)d, s, n); return 0; }
+int cuMemcpyDtoH_v2(void* d, u64 s, size_t n) { memcpy(d, (void*)s, n); return 0; }
+int cuMemcpyDtoD_v2(u64 d, u64 s, size_t n) { memcpy((void*)d, (void*)s, n); return 0; }
+int cuMemcpyHtoDAsync_v2(u64 d, const void* s, size_t n, void* st) { memcpy((void*)d, s, n); return 0; }
+int cuMemcpyDtoHAsync_v2(void* d, u64 s, size_t n, void* st) { memcpy(d, (void*)s, n); return 0; }
+int cuMemcpyDtoDAsync_v2(u64 d, u64 s, size_t n, void* st) { memcpy((void*)d, (void*)s, n); return 0; }
+int cuMemsetD8_v2(u64 d, unsigned char v, size_t n) {
+  memset((void*)d, v, n);
+  fprintf(out(), "{\"op\": \"memset\", \"bytes\": %zu}\n", n);
+  return 0;
+}
+int cuMemsetD8Async(u64 d, unsigned char v, size_t n, void* st) {
+  memset((void*)d, v, n);
+  fprintf(out(), "{\"op\": \"memset\", \"bytes\": %zu}\n", n);
+  return 0;
+}
+int cuStreamSynchronize(void* s) { return 0; }
+int cuPointerGetAttribute(void* v, int a, u64 p) { *(int*)v = 0; return 0; }
+int cuModuleLoadData(void** m, const void* data) {
+  image = (const char*)data;
+  /* A cubin is an ELF file: its size is in its header (e_shoff + e_shnum * e_shentsize). */
+  if (memcmp(image, "\x7f" "ELF", 4) != 0) return 200;
+  u64 shoff; unsigned short shentsize, shnum;
+  memcpy(&shoff, image + 0x28, 8); memcpy(&shentsize, image + 0x3a, 2); memcpy(&shnum, image + 0x3c, 2);
+  image_len = shoff + (u64)shentsize * shnum;
+  fprintf(out(), "{\"op\": \"load\", \"bytes\": %llu}\n", (u64)image_len);
+  *m = (void*)0x5678;
+  return 0;
+}
+int cuModuleUnload(void* m) { return 0; }
+static int in_image(const char* name) {
+  size_t n = strlen(name);
+  for (size_t i = 0; i + n < image_len; ++i)
+    if (memcmp(image + i, name, n + 1) == 0) return 1;
+  return 0;
+}
+int cuModuleGetFunction(void** f, void* m, const char* name) {
+  if (!in_image(name)) return 500;  /* CUDA_ERROR_NOT_FOUND */
+  *f = strdup(name);
+  return 0;
+}
+int cuModuleGetGlobal_v2(u64* p, size_t* bytes, void* m, const char* name) {
+  if (!in_image(name)) return 500;
+  *p = (u64)calloc(1, 24);
+  *bytes = 24;
+  return 0;
+}
+int cuFuncSetAttribute(void* f, int a, int v) {
+  fprintf(out(), "{\"op\": \"attribute\", \"kernel\": \"%s\", \"attribute\": %d}\n", (const char*)f, a);
+  return 0;
+}
+int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                   unsigned smem, void* stream, void** params, void** extra) {
+  fprintf(out(), "{\"op\": \"launch\", \"kernel\": \"%s\", \"grid\": %u, \"block\": %u, \"captured\": %d}\n",
+          (const char*)f, gx, bx, capturing);
+  return 0;
+}
+int cuStreamCreate(void** s, unsigned flags) { *s = (void*)0x99; return 0; }
+int cuStreamDestroy_v2(void* s) { return 0; }
+int cuStreamBeginCapture_v2(void* s, int mode) { capturing = 1; return 0; }
+int cuStreamEndCapture(void* s, void** g) { capturing = 0; *g = (void*)0x77; fprintf(out(), "{\"op\": \"capture\"}\n"); return 0; }
+int cuGraphInstantiateWithFlags(void** e, void* g, unsigned long long f) { *e = (void*)0x66; return 0; }
+int cuGraphExecUpdate_v2(void* e, void* g, void* info) { return 0; }
+int cuGraphLaunch(void* e, void* s) { fprintf(out(), "{\"op\": \"graph launch\"}\n"); return 0; }
+int cuGraphDestroy(void* g) { return 0; }
+int cuGraphExecDestroy(void* e) { return 0; }
+"""
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import parpy
+    sys.path.insert(0, {tests!r})
+    from common import make_opts
+    from parpy import parpy as native
+
+    CUDA = parpy.CompileBackend.Cuda
+    assert parpy.backend.is_enabled(CUDA), parpy.backend.reasons()
+    print("BUILD", native.cuda_build())
+
+    @parpy.jit
+    def steps(x, y, N, T):
+        for t in range(T):
+            parpy.label("N")
+            for i in range(N):
+                y[i] = y[i] * 0.5 + x[i]
+            parpy.label("N")
+            for i in range(N):
+                x[i] = x[i] + 1.0
+
+    @parpy.jit
+    def gather(x, idx, y, N):
+        parpy.label("N")
+        for i in range(N):
+            y[i] = x[idx[i]]
+
+    @parpy.jit
+    def row_sums(x, y, N, M):
+        parpy.label("rows")
+        for i in range(N):
+            parpy.label("cols")
+            y[i] = parpy.operators.sum(x[i, :])
+
+    def run(name, f, args, opts):
+        print("CALL", json.dumps([name, [list(l[:5]) for l in parpy._host_launches(f, args, opts)]]), flush=True)
+        f(*args, opts=opts)
+        print("DONE", name, flush=True)
+
+    x, y = np.ones(5000, np.float32), np.zeros(5000, np.float32)
+    run("steps", steps, [x, y, 5000, 3], make_opts(CUDA, N=1024))
+    o = make_opts(CUDA, par={{"cols": parpy.threads(65536).reduce()}}, rows=2)
+    run("multiblock", row_sums, [np.ones((2, 1000000), np.float32), np.zeros(2, np.float32), 2, 1000000], o)
+    o = make_opts(CUDA, N=256)
+    o.bounds_check = True
+    run("checked", gather, [np.ones(100, np.float32), np.arange(100, dtype=np.int64), np.zeros(100, np.float32), 100], o)
+    o = make_opts(CUDA, N=1024)
+    o.use_cuda_graphs = True
+    x, y = np.ones(5000, np.float32), np.zeros(5000, np.float32)
+    run("graph", steps, [x, y, 5000, 2], o)
+    run("graph again", steps, [x, y, 5000, 2], o)
+    """
+)
+
+
+def test_driver_program_calls(tmp_path):
+    lib_dir = tmp_path / "driver"
+    lib_dir.mkdir()
+    (lib_dir / "fake_cuda.c").write_text(FAKE_DRIVER)
+    subprocess.run([parpy.backend.host_cxx(), "-x", "c", "-shared", "-fPIC", "-O1", str(lib_dir / "fake_cuda.c"),
+                    "-o", str(lib_dir / "libcuda.so.1")], check=True, capture_output=True)
+    log = tmp_path / "driver.log"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(tests=os.path.dirname(__file__)))
+    env = dict(os.environ, PARPY_LIBCUDA=str(lib_dir / "libcuda.so.1"), PARPY_CACHE_DIR=str(tmp_path / "cache"),
+               FAKE_CUDA_LOG=str(log))
+    env.pop("PARPY_CUDA_BUILD", None)
+    r = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600,
+                       check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "BUILD kernels by NVRTC" in r.stdout, r.stdout
+    calls = [json.loads(line.split(" ", 1)[1]) for line in r.stdout.splitlines() if line.startswith("CALL")]
+    driver = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(calls) == 5
+
+    # The driver's log in call order: each call's launches follow the previous call's.
+    launches = [d for d in driver if d["op"] == "launch"]
+    pos = 0
+    for name, want in calls:
+        # The same argument values: the graph is replayed, nothing launched; but the host arrays'
+        # device copies may land at other addresses, which are baked into the graph: captured again.
+        if name == "graph again" and pos == len(launches):
+            continue
+        got = launches[pos:pos + len(want)]
+        pos += len(want)
+        names = ["parpy_kernel_" + k + ("_vec" if vec else "") for k, vec, *_ in want]
+        assert [g["kernel"] for g in got] == names, name
+        assert [(g["grid"], g["block"]) for g in got] == [(w[2], w[3]) for w in want], name
+        assert all(g["captured"] == name.startswith("graph") for g in got), name
+    assert pos == len(launches)
+    # steps: two kernels per time step, 3 steps; each of the 4 programs loads its module once.
+    assert len(calls[0][1]) == 6
+    assert sum(d["op"] == "load" for d in driver) == 4
+    # The multi-block reduction's scratch buffers: allocated on the first call only.
+    assert any(d["op"] == "alloc" for d in driver)
+    # The checked call clears the 24-byte record before its kernels.
+    assert any(d["op"] == "memset" and d["bytes"] == 24 for d in driver)
+    # Graphs: captured on the first call (and again where the copies moved), replayed by both.
+    assert sum(d["op"] == "capture" for d in driver) == (2 if pos > 12 else 1)
+    assert sum(d["op"] == "graph launch" for d in driver) == 2
