@@ -20,6 +20,7 @@
 #include "bindings/host_launches.h"
 #include "backend/backend.h"
 #include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/driver_program.h"
 #include "gpu/host_program.h"
 #include "frontend/python_to_ir.h"
 #include "ir/options.h"
@@ -576,7 +577,8 @@ void bind_compiler(nb::module_& m) {
   });
   m.def("cuda_build", [] { return describe_cuda_build(); });
   // The generated libraries loaded now (jit functions release theirs when they go).
-  m.def("_loaded_library_count", [] { return jit::loaded_library_count(); });
+  // Loaded entries: libraries, and Cuda programs run without one (DriverProgram).
+  m.def("_loaded_library_count", [] { return jit::loaded_library_count() + DriverProgram::live(); });
   m.def("stats", [] {
     nb::dict d;
     d["compiles"] = g_compiles.load();

@@ -464,8 +464,9 @@ def test_main_diagnostics(tmp_path):
     assert "  Cpu: on" in out
     assert "host C++ compiler" in out
     if shutil.which("nvcc"):
-        assert "  Cuda build: two parts: kernels by nvcc -cubin" in out or "  Cuda build: nvcc builds" in out, \
-            out
+        nvrtc = parpy._nvrtc_info()["found"]
+        assert ("  Cuda build: kernels by NVRTC" if nvrtc else "  Cuda build: two parts: kernels by nvcc -cubin") \
+            in out or "  Cuda build: nvcc builds" in out, out
         r = subprocess.run([sys.executable, "-m", "parpy"], check=False, capture_output=True, text=True,
                            env=dict(env, PARPY_CUDA_BUILD="nvcc"), timeout=120)
         assert "  Cuda build: nvcc builds the whole program: PARPY_CUDA_BUILD=nvcc" in r.stdout, r.stdout

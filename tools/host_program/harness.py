@@ -77,7 +77,9 @@ def build(infos: list[dict], directory: pathlib.Path, jobs: int = 2) -> tuple[st
         for f in [pool.submit(_compile, cxx, s, o) for s, o in zip(sources, objs)]:
             f.result()
     lib = directory / "host_parts.so"
-    cmd = [cxx, "-shared", "-Wl,-z,defs", *map(str, objs), "-o", str(lib), "-lpthread"]
+    # -Bsymbolic: the programs call the recording runtime linked in here, even in a process where
+    # the real CUDA runtime is loaded (torch) and would otherwise take the calls.
+    cmd = [cxx, "-shared", "-Wl,-z,defs", "-Wl,-Bsymbolic", *map(str, objs), "-o", str(lib), "-lpthread"]
     r = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if r.returncode != 0:
         raise RuntimeError(f"linking {lib} failed:\n{r.stderr[-4000:]}")

@@ -71,10 +71,15 @@ class CudaBackend final : public Backend {
   // How a program is built (README, "Backends"): by default its kernels by NVRTC in this process
   // and its host code run by parpy (DriverProgram); with user flags or libraries (nvcc flags for
   // the whole program), or PARPY_CUDA_BUILD=nvcc, by nvcc as one source; with
-  // PARPY_CUDA_BUILD=two-part, or where NVRTC is missing, by nvcc and the host compiler in two parts.
+  // PARPY_CUDA_BUILD=two-part, where NVRTC is missing, or for externals' headers where nvcc is, by
+  // nvcc and the host compiler in two parts.
   std::shared_ptr<Entry> build(const Lowered& low, const CompileOptions& opts) const override {
     jit::BuildFlags flags = build_flags(opts);
     CudaBuild mode = cuda_build_mode(opts);
+    // The headers of externals are C++ for nvcc (they may include the standard library, which
+    // NVRTC lacks): where nvcc is, it builds programs that include them.
+    if (mode == CudaBuild::Nvrtc && low.gpu && !low.gpu->headers.empty() && cuda::nvcc().found)
+      mode = CudaBuild::TwoPart;
     if (mode == CudaBuild::Nvrtc && low.gpu) {
       std::optional<HostProgram> host;
       try {

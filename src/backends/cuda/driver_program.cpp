@@ -16,6 +16,7 @@ struct BoundsRecord {
   int64_t site, index, extent;
 };
 thread_local int64_t last_failure[3];
+std::atomic<int64_t> live_programs{0};
 
 // The host code's launches, made through the driver on one device and stream.
 class Launcher final : public HostLauncher {
@@ -52,10 +53,12 @@ DriverProgram::DriverProgram(const GpuProgram& p, HostProgram host, std::string 
   for (const AbiParam& a : p.params)
     arg_bytes_.push_back(a.type.is_scalar() ? static_cast<size_t>(elem_bytes(a.type.elem)) : sizeof(uint64_t));
   device_count_ = std::max(cuda::device_info().device_count, 1);
+  ++live_programs;
   devices_.reset(new Device[static_cast<size_t>(device_count_)]);
 }
 
 DriverProgram::~DriverProgram() {
+  --live_programs;
   for (int i = 0; i < device_count_; ++i) {
     Device& d = devices_[i];
     if (!d.ready.load()) continue;
@@ -70,6 +73,8 @@ DriverProgram::~DriverProgram() {
 }
 
 const int64_t* DriverProgram::last_bounds() { return last_failure; }
+
+int64_t DriverProgram::live() { return live_programs.load(); }
 
 // The first call on a device loads the module there, finds the kernels and allocates the
 // scratch buffers; later calls cost one atomic load.

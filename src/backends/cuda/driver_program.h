@@ -31,6 +31,8 @@ class DriverProgram final : public EntryProgram {
   int32_t call(void* const* args, void* stream, int device, std::string* error) const;
   // The calling thread's last index failure: site, index, extent.
   static const int64_t* last_bounds();
+  // Programs alive in this process (each holds its modules and scratch memory).
+  static int64_t live();
 
  private:
   struct Device {
