@@ -115,11 +115,13 @@ std::optional<fs::path> configured_dir() {
     }
     return std::string(value);
   };
+  // Made absolute where it is read: the compiler may run in a build directory of its own, where a
+  // relative path to the cache's files would name nothing.
   if (std::optional<std::string> dir = variable("PARPY_CACHE_DIR")) {
-    return fs::path(*dir);
+    return fs::absolute(fs::path(*dir));
   }
   if (std::optional<std::string> home = variable("HOME")) {
-    return fs::path(*home) / ".cache" / "parpy";
+    return fs::absolute(fs::path(*home) / ".cache" / "parpy");
   }
   std::optional<std::string> xdg = variable("XDG_CACHE_HOME");
   if (xdg && fs::path(*xdg).is_absolute()) {

@@ -14,9 +14,9 @@ public:
   using std::runtime_error::runtime_error;
 };
 
-// The on-disk artifact cache: $PARPY_CACHE_DIR if set and non-empty, else $HOME/.cache/parpy,
-// else $XDG_CACHE_HOME/parpy, else a private directory made for this process (never a fixed path
-// in a shared /tmp). The environment is re-read on every call. The directory is created (mode
+// The on-disk artifact cache: $PARPY_CACHE_DIR if set and non-empty (made absolute, a relative one
+// against the current directory), else $HOME/.cache/parpy, else $XDG_CACHE_HOME/parpy, else a
+// private directory made for this process (never a fixed path in a shared /tmp). The environment is re-read on every call. The directory is created (mode
 // 0700) if missing, and must be a real directory (no symbolic link) owned by this user, writable
 // by neither its group nor others, inside a directory that no other user can rename it out of;
 // else CacheError. If this process cannot write it, a private temporary directory (removed at

@@ -703,3 +703,42 @@ def test_read_only_cache_dir_falls_back_to_a_private_one():
         assert os.listdir(cache) == []
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+RELATIVE = textwrap.dedent('''
+    import numpy as np
+    import parpy
+
+    @parpy.jit
+    def add_rows(x, y, N, M):
+        parpy.label('N')
+        for i in range(N):
+            for j in range(M):
+                y[i, j] = x[i, j] + x[i, 0]
+
+    opts = parpy.par({'N': parpy.threads(37)})
+    opts.backend = parpy.CompileBackend.Cpu
+    x = np.random.default_rng(5).random((37, 11))
+    y = np.zeros_like(x)
+    add_rows(x, y, 37, 11, opts=opts)
+    np.testing.assert_array_equal(y, x + x[:, :1])
+    print("CACHE", parpy.parpy.cache_dir())
+    print("STATS", dict(parpy.parpy.stats()))
+''')
+
+
+def test_relative_cache_dir_is_made_absolute(tmp_path):
+    """A relative PARPY_CACHE_DIR names a directory of the current directory: Cpu builds run the
+    compiler in a build directory of their own (with GCC's precompiled header), where the relative
+    path would name nothing."""
+    script = tmp_path / "relative.py"
+    script.write_text(RELATIVE)
+    work = tmp_path / "work"
+    work.mkdir()
+    for _ in range(2):  # builds, then finds the library there
+        proc = subprocess.run([sys.executable, str(script)], env=child_env("relcache"), cwd=work,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"CACHE {work / 'relcache'}\n" in proc.stdout, proc.stdout
+    assert "'builds': 0" in proc.stdout, proc.stdout
+    assert any(n.endswith("-cpu.so") for n in os.listdir(work / "relcache"))
