@@ -67,15 +67,16 @@ Toolchain detect_host_cxx() {
   return toolchain;
 }
 
-bool probe_openmp() {
+// Empty when host_cxx() builds an OpenMP program, else what went wrong.
+std::string probe_openmp() {
   const Toolchain& cxx = host_cxx();
   if (!cxx.found) {
-    return false;
+    return "no C++ compiler: " + cxx.why_missing;
   }
   std::error_code error;
   fs::path directory = fs::temp_directory_path(error);
   if (error) {
-    return false;
+    return "no temporary directory to build a test program in: " + error.message();
   }
   try {
     BuildDirectory work(directory);
@@ -90,9 +91,12 @@ bool probe_openmp() {
     ProcessResult result =
         run_process({cxx.path, "-fopenmp", "-shared", "-fPIC", "-x", "c++", source.string(), "-o",
                      (work.path() / "probe.so").string()});
-    return result.exit_code == 0;
-  } catch (const std::exception&) {
-    return false;
+    if (result.exit_code == 0) return "";
+    return "'" + cxx.path + " -fopenmp' failed with exit code " +
+           std::to_string(result.exit_code) + " on a small OpenMP program:\n" + result.out +
+           result.err;
+  } catch (const std::exception& e) {
+    return std::string("building a small OpenMP program failed: ") + e.what();
   }
 }
 
@@ -103,10 +107,12 @@ const Toolchain& host_cxx() {
   return toolchain;
 }
 
-bool host_cxx_has_openmp() {
-  static const bool has_openmp = probe_openmp();
-  return has_openmp;
+const std::string& host_cxx_openmp_problem() {
+  static const std::string problem = probe_openmp();
+  return problem;
 }
+
+bool host_cxx_has_openmp() { return host_cxx_openmp_problem().empty(); }
 
 bool host_cxx_has_libmvec() {
   static const bool has_libmvec = [] {
@@ -214,7 +220,18 @@ BuildResult build_cpu_library(const std::string& code, const BuildFlags& flags) 
       build.inputs = {{flags.precompiled_header + ".gch", *pch}};
     }
   }
-  return build_cached_library(build);
+  try {
+    return build_cached_library(build);
+  } catch (const BuildError& error) {
+    // Probed only now: a process that finds its libraries in the disk cache compiles nothing.
+    if (host_cxx_has_openmp()) throw;
+    throw BuildError("The C++ compiler " + cxx.path + " (" + cxx.version + ") cannot build " +
+                     "OpenMP code, which the Cpu backend generates (it always passes -fopenmp): " +
+                     host_cxx_openmp_problem() + "\nInstall the compiler's OpenMP runtime " +
+                     "(libgomp for GCC, libomp for Clang: on Debian or Ubuntu `apt install " +
+                     "libgomp1` or `apt install libomp-dev`), or set CXX to a compiler that has " +
+                     "it, such as g++.\n\nThe failed build: " + error.what());
+  }
 }
 
 } // namespace parpy::jit

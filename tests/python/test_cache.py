@@ -635,6 +635,53 @@ def test_a_hanging_compiler_is_stopped(tmp_path, mode):
     assert "COMPILER-GONE" in proc.stdout, proc.stdout
 
 
+NO_OPENMP_CXX = '''#!/bin/sh
+# The real compiler, less OpenMP (as Apple's clang, or a clang without libomp).
+for arg in "$@"; do
+  if [ "$arg" = "-fopenmp" ]; then
+    echo "fake-cxx: error: unsupported option '-fopenmp'" >&2
+    exit 1
+  fi
+done
+exec c++ "$@"
+'''
+
+NO_OPENMP = textwrap.dedent('''
+    import numpy as np
+    import parpy
+
+    @parpy.jit
+    def no_openmp(x, y, N):
+        parpy.label('N')
+        for i in range(N):
+            y[i] = x[i] + 1.0
+
+    opts = parpy.par({'N': parpy.threads(8)})
+    opts.backend = parpy.CompileBackend.Cpu
+    try:
+        no_openmp(np.ones(8), np.zeros(8), 8, opts=opts)
+        print("NO ERROR")
+    except RuntimeError as e:
+        print("ERROR", e)
+''')
+
+
+def test_a_compiler_without_openmp_is_named_with_the_fix(tmp_path):
+    fake = tmp_path / "fake-cxx"
+    fake.write_text(NO_OPENMP_CXX)
+    fake.chmod(0o755)
+    script = tmp_path / "no_openmp.py"
+    script.write_text(NO_OPENMP)
+    proc = subprocess.run([sys.executable, str(script)], env=child_env(tmp_path / "cache", CXX=str(fake)),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert f"ERROR The C++ compiler {fake} (" in out, out
+    assert "cannot build OpenMP code" in out and "unsupported option '-fopenmp'" in out, out
+    assert "libgomp" in out and "set CXX to a compiler that has it" in out, out
+    assert "The failed build: Compilation of generated C++ code failed" in out, out
+
+
 READ_ONLY = textwrap.dedent('''
     import os, sys, warnings
     import numpy as np
