@@ -200,6 +200,39 @@ void forget_precompiled_headers() {
   pch_memo.clear();
 }
 
+namespace {
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() &&
+         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Moves the linker's inputs among the user's flags (-l<name>, -Wl,..., -Xlinker <arg>, and
+// library or object files) into *link, in their order: the linker reads them in order, and drops
+// a library that nothing before it needs (GNU ld's --as-needed, the default of Debian's and
+// Ubuntu's GCC), so they must come after the generated source.
+void split_link_inputs(std::vector<std::string>& flags, std::vector<std::string>* link) {
+  std::vector<std::string> compile;
+  for (size_t i = 0; i < flags.size(); ++i) {
+    const std::string& f = flags[i];
+    bool two_words = (f == "-l" || f == "-Xlinker") && i + 1 < flags.size();
+    bool file = !f.empty() && f[0] != '-' &&
+                (ends_with(f, ".a") || ends_with(f, ".so") || ends_with(f, ".o") ||
+                 f.find(".so.") != std::string::npos);
+    if (two_words) {
+      link->push_back(f);
+      link->push_back(flags[++i]);
+    } else if (f.rfind("-l", 0) == 0 || f.rfind("-Wl,", 0) == 0 || file) {
+      link->push_back(f);
+    } else {
+      compile.push_back(f);
+    }
+  }
+  flags = std::move(compile);
+}
+
+} // namespace
+
 BuildResult build_cpu_library(const std::string& code, const BuildFlags& flags) {
   const Toolchain& cxx = host_cxx();
   if (!cxx.found) {
@@ -210,8 +243,17 @@ BuildResult build_cpu_library(const std::string& code, const BuildFlags& flags) 
                                   "-fPIC", "-std=c++17"};
   if (host_cxx_has_libmvec()) own.push_back("-DPARPY_LIBMVEC");
   own.insert(own.end(), {"-x", "c++"});
-  LibraryBuild build = library_build(code, "C++", ".cpp", "-cpu.so", cxx.path, cxx.version, flags, own);
-  if (host_cxx_has_libmvec()) build.link_flags = {"-x", "none", "-lmvec"};
+  BuildFlags compile_flags = flags;
+  std::vector<std::string> link_inputs;
+  split_link_inputs(compile_flags.extra_flags, &link_inputs);
+  LibraryBuild build =
+      library_build(code, "C++", ".cpp", "-cpu.so", cxx.path, cxx.version, compile_flags, own);
+  if (host_cxx_has_libmvec()) link_inputs.push_back("-lmvec");
+  if (!link_inputs.empty()) {
+    // "-x none": files after it are not C++ sources (the -x c++ before the generated one).
+    build.link_flags = {"-x", "none"};
+    build.link_flags.insert(build.link_flags.end(), link_inputs.begin(), link_inputs.end());
+  }
   if (!flags.precompiled_header.empty()) {
     if (std::optional<BuildResult> pch = precompiled_header(build, flags.precompiled_header)) {
       // GCC looks for the file of -include, and for its .gch first, in the working directory (the

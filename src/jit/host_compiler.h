@@ -33,8 +33,10 @@ const std::string& host_cxx_openmp_problem();
 // SIMD exp/log/sin/cos/pow let loops calling them vectorise. Probed once per process.
 bool host_cxx_has_libmvec();
 
-// Builds `code` as C++17 with OpenMP into a shared library with the host compiler. When the build
-// fails and the compiler cannot build OpenMP code at all, the error says so and how to fix it.
+// Builds `code` as C++17 with OpenMP into a shared library with the host compiler. The user's
+// flags go before the source, except the linker's inputs among them (-l<name>, -Wl,...,
+// -Xlinker <arg>, .a/.so/.o files), which go after it, in their order. When the build fails and
+// the compiler cannot build OpenMP code at all, the error says so and how to fix it.
 //
 // With flags.precompiled_header, the header is first precompiled (a cache entry
 // <key>-cpu.pch, keyed like a library on the compiler, its version, the flags and the header
