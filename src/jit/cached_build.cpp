@@ -77,12 +77,38 @@ std::string read_output(const fs::path& path) {
   return bytes;
 }
 
+// The user's headers that the compiler listed in `depfile` (none if it wrote none), and those
+// of the build's inputs.
+std::vector<Dependency> recorded_dependencies(const LibraryBuild& build, const fs::path& depfile,
+                                              const fs::path& working_dir,
+                                              const fs::path& build_dir) {
+  std::vector<Dependency> out;
+  for (const auto& [file, input] : build.inputs) {
+    out = merge_dependencies(std::move(out), input.dependencies);
+  }
+  std::error_code error;
+  if (!build.track_dependencies || !fs::exists(depfile, error)) {
+    return out;
+  }
+  std::vector<fs::path> untracked = {build_dir};
+  untracked.insert(untracked.end(), build.untracked_dirs.begin(), build.untracked_dirs.end());
+  return merge_dependencies(
+      std::move(out),
+      user_dependencies(parse_make_dependencies(read_output(depfile)), working_dir, untracked));
+}
+
+struct Compiled {
+  std::string bytes;
+  std::vector<Dependency> dependencies;
+};
+
 // Compiles `build` in a private directory of `cache` and publishes the result as `name`.
-std::string compile_entry(const LibraryBuild& build, const fs::path& cache, const std::string& name,
-                          double timeout, uint64_t epoch) {
+Compiled compile_entry(const LibraryBuild& build, const fs::path& cache, const std::string& name,
+                       double timeout, uint64_t epoch) {
   BuildDirectory work(cache);
   fs::path source = work.path() / ("source" + build.source_suffix);
   fs::path output = work.path() / ("output" + build.library_suffix);
+  fs::path depfile = work.path() / "dependencies.d";
   write_new_file(source, build.code);
   ProcessOptions options;
   options.timeout_seconds = timeout;
@@ -94,6 +120,9 @@ std::string compile_entry(const LibraryBuild& build, const fs::path& cache, cons
   compiler_invocations.fetch_add(1);
   std::vector<std::string> argv = {build.compiler};
   argv.insert(argv.end(), build.flags.begin(), build.flags.end());
+  if (build.track_dependencies) {
+    argv.insert(argv.end(), {"-MMD", "-MF", depfile.string(), "-MT", "parpy"});
+  }
   argv.push_back(source.string());
   argv.insert(argv.end(), build.link_flags.begin(), build.link_flags.end());
   argv.insert(argv.end(), {"-o", output.string()});
@@ -134,8 +163,13 @@ std::string compile_entry(const LibraryBuild& build, const fs::path& cache, cons
     throw BuildError("The " + build.language + " compiler reported success but wrote nothing to " +
                      output.string());
   }
-  publish_entry(cache, name, bytes, work);
-  return bytes;
+  // Hashed after the build: a header edited while the compiler ran may be recorded newer than
+  // what it read, which no one can tell apart from an edit just after the build.
+  fs::path working_dir = options.working_dir.empty() ? fs::current_path() : work.path();
+  Compiled compiled_entry{std::move(bytes),
+                          recorded_dependencies(build, depfile, working_dir, work.path())};
+  publish_entry(cache, name, compiled_entry.bytes, compiled_entry.dependencies, work);
+  return compiled_entry;
 }
 
 } // namespace
@@ -152,12 +186,16 @@ BuildResult build_cached_library(const LibraryBuild& build) {
   const std::string name = result.key + build.library_suffix;
   const double timeout = compile_timeout_seconds();
   const uint64_t epoch = interrupt_epoch();
+  // A valid entry whose recorded headers are unchanged.
   auto found = [&](const fs::path& entry) {
-    std::optional<std::string> payload = read_entry(entry);
-    if (payload) {
-      result.payload = std::make_shared<const std::string>(std::move(*payload));
+    std::vector<Dependency> dependencies;
+    std::optional<std::string> payload = read_entry(entry, nullptr, &dependencies);
+    if (!payload || changed_dependency(dependencies)) {
+      return false;
     }
-    return payload.has_value();
+    result.payload = std::make_shared<const std::string>(std::move(*payload));
+    result.dependencies = std::move(dependencies);
+    return true;
   };
   for (int attempt = 1;; ++attempt) {
     fs::path directory = cache_dir();
@@ -171,8 +209,9 @@ BuildResult build_cached_library(const LibraryBuild& build) {
       if (found(result.library)) {
         return result;
       }
-      result.payload = std::make_shared<const std::string>(
-          compile_entry(build, directory, name, timeout, epoch));
+      Compiled compiled = compile_entry(build, directory, name, timeout, epoch);
+      result.payload = std::make_shared<const std::string>(std::move(compiled.bytes));
+      result.dependencies = std::move(compiled.dependencies);
       result.built = true;
       return result;
     } catch (const CacheNotWritable& error) {
@@ -214,6 +253,8 @@ LibraryBuild library_build(const std::string& code, const std::string& language,
   build.flags = user_flags(flags);
   build.flags.insert(build.flags.end(), own_flags.begin(), own_flags.end());
   build.write_output = flags.write_output;
+  build.track_dependencies = true;
+  build.untracked_dirs = flags.untracked_dirs;
   return build;
 }
 

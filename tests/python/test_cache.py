@@ -409,7 +409,7 @@ def assert_sealed(entry):
     assert not entry.is_symlink() and entry.stat().st_uid == os.geteuid()
     assert entry.stat().st_mode & 0o777 == 0o600
     trailer = entry.read_bytes().rsplit(b"\n", 2)[-2]
-    assert trailer.startswith(f"parpy-cache-entry v1 {entry.name} sha256=".encode()), trailer
+    assert trailer.startswith(f"parpy-cache-entry v2 {entry.name} sha256=".encode()), trailer
 
 
 def test_cpu_builds_share_one_precompiled_support_header(own_cache):
@@ -789,3 +789,111 @@ def test_relative_cache_dir_is_made_absolute(tmp_path):
         assert f"CACHE {work / 'relcache'}\n" in proc.stdout, proc.stdout
     assert "'builds': 0" in proc.stdout, proc.stdout
     assert any(n.endswith("-cpu.so") for n in os.listdir(work / "relcache"))
+
+
+HEADER_CHILD = textwrap.dedent('''
+    import sys
+    import numpy as np
+    import parpy
+    from parpy.types import F64
+
+    include, k = sys.argv[1], float(sys.argv[2])
+
+    @parpy.external("header_scale", parpy.CompileBackend.Cpu, parpy.Target.Device,
+                    header="scale.h")
+    def header_scale(x: F64) -> F64:
+        return k * x
+
+    @parpy.jit
+    def scaled(x, y, N):
+        parpy.label('N')
+        for i in range(N):
+            y[i] = header_scale(x[i])
+
+    opts = parpy.par({'N': parpy.threads(64)})
+    opts.backend = parpy.CompileBackend.Cpu
+    opts.includes = [include]
+    x = np.random.default_rng().random(1000)
+    y = np.zeros(1000)
+    scaled(x, y, 1000, opts=opts)
+    np.testing.assert_array_equal(y, k * x)
+    print("BUILDS", parpy.parpy.stats()["builds"])
+''')
+
+
+def write_scale_header(include, k):
+    """scale.h (the external's header) takes its constant from constant.h, which it includes."""
+    (include / "scale.h").write_text('#pragma once\n#include "constant.h"\n'
+                                     'static inline double header_scale(double x) { return K * x; }\n')
+    (include / "constant.h").write_text(f"#define K {k!r}\n")
+
+
+def test_editing_a_header_rebuilds_in_a_new_process(tmp_path):
+    """The disk cache's key covers the generated code, not the headers it includes: the entry
+    records the user's headers with their hashes, and one whose headers changed is rebuilt (and
+    replaced), never run."""
+    include = tmp_path / "include"
+    include.mkdir()
+    script = tmp_path / "header_child.py"
+    script.write_text(HEADER_CHILD)
+    cache = tmp_path / "cache"
+
+    def child(k):
+        proc = subprocess.run([sys.executable, str(script), str(include), repr(k)],
+                              env=child_env(cache), capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return int(next(ln for ln in proc.stdout.splitlines() if ln.startswith("BUILDS "))[7:])
+
+    write_scale_header(include, 3.0)
+    assert child(3.0) == 1
+    assert child(3.0) == 0  # unchanged: found on disk
+    write_scale_header(include, 5.5)  # the header that the external's header includes
+    assert child(5.5) == 1
+    assert child(5.5) == 0
+    assert len([n for n in os.listdir(cache) if n.endswith("-cpu.so")]) == 1  # replaced
+
+
+def test_editing_a_header_rebuilds_after_clear_cache_or_for_a_new_function(own_cache, tmp_path):
+    """Within a process, a jit function keeps what it compiled (a cached call checks no files);
+    parpy.clear_cache(), or a function decorated again, picks up the edited header."""
+    include = tmp_path / "include"
+    include.mkdir()
+    k = [2.0]
+
+    def define():
+        @parpy.external("header_scale", CPU, parpy.Target.Device, header="scale.h")
+        def header_scale(x: parpy.types.F64) -> parpy.types.F64:
+            return k[0] * x
+
+        @parpy.jit
+        def scaled(x, y, N):
+            parpy.label('N')
+            for i in range(N):
+                y[i] = header_scale(x[i])
+
+        return scaled
+
+    def call(fun):
+        opts = parpy.par({'N': parpy.threads(64)})
+        opts.backend = CPU
+        opts.includes = [str(include)]
+        x = RNG.random(500)
+        y = np.zeros(500)
+        fun(x, y, 500, opts=opts)
+        return y, x
+
+    write_scale_header(include, 2.0)
+    f = define()
+    y, x = call(f)
+    np.testing.assert_array_equal(y, 2.0 * x)
+    write_scale_header(include, 7.0)
+    y, x = call(f)
+    np.testing.assert_array_equal(y, 2.0 * x)  # the function's own compiled code, as documented
+    before = stats()["builds"]
+    y, x = call(define())  # the same code, decorated again: found on disk, but its header changed
+    np.testing.assert_array_equal(y, 7.0 * x)
+    assert stats()["builds"] == before + 1
+    write_scale_header(include, -1.5)
+    parpy.clear_cache()
+    y, x = call(f)
+    np.testing.assert_array_equal(y, -1.5 * x)

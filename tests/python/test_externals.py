@@ -283,3 +283,24 @@ def test_linking_a_compiled_library_on_cpu(tmp_path, link):
     opts.extra_flags = flags
     twice_plus(x, y, 300, opts=opts)
     np.testing.assert_array_equal(y, 2.0 * x + np.arange(300))
+
+
+def test_relative_include_dir(backend, tmp_path, monkeypatch):
+    """opts.includes relative to the current directory: the compiler may run in a build directory
+    of its own (Cpu with GCC's precompiled header), where the relative path would name nothing."""
+    (tmp_path / "inc").mkdir()
+    (tmp_path / "inc" / "my.h").write_text(MY_HEADER)
+    monkeypatch.chdir(tmp_path)
+
+    @parpy.jit
+    def f(x, out, N):
+        parpy.label("N")
+        for i in range(N):
+            out[i] = ext_scale(x[i], 3.0)
+
+    x = RNG.standard_normal(300).astype(np.float32)
+    out = np.zeros(300, np.float32)
+    opts = make_opts(backend, N=4)
+    opts.includes = ["inc"]
+    f(x, out, 300, opts=opts)
+    np.testing.assert_allclose(out, x * 3 + 1, rtol=1e-6, atol=1e-6)
