@@ -199,14 +199,27 @@ BuildResult build_cached_library(const LibraryBuild& build) {
   };
   for (int attempt = 1;; ++attempt) {
     fs::path directory = cache_dir();
-    result.library = directory / name;
-    if (found(result.library)) {
+    // The entry in the cache, else in the configured one that this process cannot write.
+    auto look_up = [&] {
+      result.library = directory / name;
+      if (found(result.library)) {
+        return true;
+      }
+      std::optional<fs::path> read_only = read_only_cache_dir();
+      if (read_only && found(*read_only / name)) {
+        result.library = *read_only / name;
+        return true;
+      }
+      result.library = directory / name;
+      return false;
+    };
+    if (look_up()) {
       return result;
     }
     try {
       // Waits for another builder of this entry no longer than that one's compiler may run.
       EntryLock lock(directory, name, epoch, timeout > 0 ? timeout + 60 : 0);
-      if (found(result.library)) {
+      if (look_up()) {
         return result;
       }
       Compiled compiled = compile_entry(build, directory, name, timeout, epoch);

@@ -198,10 +198,30 @@ void use_private_cache_instead_of(const fs::path& dir, const std::string& why) {
   }
   if (first) {
     warn("The parpy cache directory " + dir.string() + " cannot be written (" + why +
-         "), so this process builds into a private temporary cache instead (" +
-         private_cache_dir().string() +
+         "), so this process uses the libraries it finds there but builds new ones into a private "
+         "temporary cache instead (" + private_cache_dir().string() +
          ", removed at exit). Make the directory writable, or set PARPY_CACHE_DIR to one that is.");
   }
+}
+
+std::optional<fs::path> read_only_cache_dir() {
+  std::optional<fs::path> configured = configured_dir();
+  if (!configured) {
+    return std::nullopt;
+  }
+  {
+    std::lock_guard lock(state_mutex);
+    if (unwritable_dirs.count(*configured) == 0) {
+      return std::nullopt;
+    }
+  }
+  struct stat info;
+  if (lstat(configured->c_str(), &info) != 0) {
+    return std::nullopt; // it could not be created
+  }
+  // Read-only or not, parpy runs what it loads from there.
+  check_trusted(*configured);
+  return configured;
 }
 
 fs::path cache_dir() {

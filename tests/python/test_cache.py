@@ -897,3 +897,125 @@ def test_editing_a_header_rebuilds_after_clear_cache_or_for_a_new_function(own_c
     parpy.clear_cache()
     y, x = call(f)
     np.testing.assert_array_equal(y, -1.5 * x)
+
+
+LOGGING_CXX = '''#!/bin/sh
+# The real compiler, logging each run.
+echo "$@" >> "%s"
+exec c++ "$@"
+'''
+
+PREFILLED = textwrap.dedent('''
+    import os, sys, warnings
+    import numpy as np
+    import numpy.testing  # before becoming a user that may not read all of Python's library
+    import parpy
+
+    mode, log = sys.argv[1], sys.argv[2]
+    if os.geteuid() == 0:
+        # Root writes anywhere: become a user for whom the directory is read-only.
+        os.setgid(65534)
+        os.setuid(65534)
+        include = os.path.join(os.path.dirname(parpy.__file__), "include")
+        if not os.access(include, os.R_OK | os.X_OK):
+            print("SKIP: that user cannot read", include)
+            sys.exit(0)
+
+    def builds():
+        """The compiler's runs that built something (not its version or other probes)."""
+        if not os.path.exists(log):
+            return 0
+        with open(log) as lines:
+            return sum(".tmp-build-" in line for line in lines)
+
+    @parpy.jit
+    def prefilled(x, y, N):
+        parpy.label('N')
+        for i in range(N):
+            y[i] = x[i] * 3.0
+
+    @parpy.jit
+    def not_prefilled(x, y, N):
+        parpy.label('N')
+        for i in range(N):
+            y[i] = x[i] + 4.0
+
+    def random():
+        # Not numpy.random, which that user may not be able to import.
+        return np.frombuffer(os.urandom(8000), np.uint64) / 2.0**64
+
+    opts = parpy.par({'N': parpy.threads(64)})
+    opts.backend = parpy.CompileBackend.Cpu
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x, y = random(), np.zeros(1000)
+        prefilled(x, y, 1000, opts=opts)
+        np.testing.assert_array_equal(y, x * 3.0)
+        print("PREFILLED BUILDS", builds())
+        if mode == "use":
+            x, y = random(), np.zeros(1000)
+            not_prefilled(x, y, 1000, opts=opts)
+            np.testing.assert_array_equal(y, x + 4.0)
+            print("NEW BUILDS", builds())
+            print("CACHE", parpy.parpy.cache_dir())
+    print("WARNINGS", len(caught))
+    for w in caught:
+        print("WARNING", w.message)
+''')
+
+
+def test_read_only_cache_dir_is_used_for_lookups():
+    """A cache filled in advance, then made read-only (files and directory), is used: its
+    libraries are loaded (no compiler runs for them), and new builds go to a private cache."""
+    import tempfile
+
+    # Under /tmp itself, since the user below cannot enter pytest's private directories.
+    base = Path(tempfile.mkdtemp(prefix="parpy-read-only-"))
+    try:
+        os.chmod(base, 0o755)
+        cache = base / "cache"
+        cache.mkdir(mode=0o700)
+        private_tmp = base / "tmp"
+        private_tmp.mkdir(mode=0o700)
+        log = private_tmp / "compiler.log"
+        log.touch()
+        if os.geteuid() == 0:
+            for path in (cache, private_tmp, log):
+                os.chown(path, 65534, 65534)
+        cxx = base / "logging-cxx"
+        cxx.write_text(LOGGING_CXX % log)
+        cxx.chmod(0o755)
+        script = base / "prefilled.py"
+        script.write_text(PREFILLED)
+        os.chmod(script, 0o644)
+
+        def child(mode):
+            proc = subprocess.run([sys.executable, str(script), mode, str(log)],
+                                  env=child_env(cache, TMPDIR=str(private_tmp), CXX=str(cxx)),
+                                  capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            if "SKIP: " in proc.stdout:
+                pytest.skip(proc.stdout[proc.stdout.index("SKIP: ") + 6:].strip())
+            return proc.stdout
+
+        out = child("fill")
+        assert "PREFILLED BUILDS 0" not in out and "WARNINGS 0" in out, out
+        filled = sorted(os.listdir(cache))
+        assert any(n.endswith("-cpu.so") for n in filled), filled
+        for name in filled:
+            os.chmod(cache / name, 0o400)
+        os.chmod(cache, 0o500)
+        log.write_text("")
+
+        out = child("use")
+        assert "PREFILLED BUILDS 0\n" in out, out  # loaded from the read-only cache
+        assert "NEW BUILDS 0\n" not in out, out  # built, into the private cache
+        assert "WARNINGS 1" in out, out
+        assert f"The parpy cache directory {cache} cannot be written" in out, out
+        assert "uses the libraries it finds there" in out, out
+        used = next(ln for ln in out.splitlines() if ln.startswith("CACHE "))[6:]
+        assert used.startswith(str(private_tmp / "parpy-cache-")), used
+        assert sorted(os.listdir(cache)) == filled
+        assert os.listdir(private_tmp) == ["compiler.log"]  # the private cache is gone
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
