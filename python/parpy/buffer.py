@@ -184,12 +184,15 @@ class CpuBuffer(Buffer):
 
     @property
     def __array_interface__(self) -> dict[str, Any]:
+        self._check_alive()
         return self.buf.__array_interface__
 
     def numpy(self) -> np.ndarray:
+        self._check_alive()
         return self.buf
 
     def _get_ptr(self) -> int:
+        self._check_alive()
         return int(self.buf.ctypes.data)
 
     def _deconstruct(self) -> None:
@@ -200,6 +203,7 @@ class CpuBuffer(Buffer):
             np.copyto(dst, self.buf.reshape(dst.shape), casting="no")
 
     def copy(self) -> CpuBuffer:
+        self._check_alive()
         return CpuBuffer(self.buf.copy(), self.shape, self.dtype)
 
     def reshape(self, *dims: Any) -> CpuBuffer:
@@ -207,6 +211,7 @@ class CpuBuffer(Buffer):
         return CpuBuffer(self.buf.reshape(shape), shape, self.dtype, self.src, self.refcount)
 
     def with_type(self, dt: Any) -> CpuBuffer:
+        self._check_alive()
         dt = _dtype(dt)
         if dt.size() == self.dtype.size():
             view = self.buf.view(_np_dtype(dt))
@@ -303,6 +308,7 @@ class CudaBuffer(Buffer):
         return self._view(self._reshaped(dims), self.dtype)
 
     def with_type(self, dt: Any) -> CudaBuffer:
+        self._check_alive()
         dt = _dtype(dt)
         if dt.size() == self.dtype.size():
             return self._view(self.shape, dt)

@@ -1,6 +1,7 @@
 #include "backend/backend.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -89,9 +90,13 @@ void set_include_dir(const std::string& dir) { include_dir() = dir; }
 
 jit::BuildFlags build_flags(const CompileOptions& opts) {
   jit::BuildFlags flags;
-  flags.include_dirs = opts.includes;
+  // Absolute: the compiler may run in a build directory of its own (and the headers found there
+  // are recorded by absolute path).
+  auto absolute = [](const std::string& dir) { return dir.empty() ? dir : std::filesystem::absolute(dir).string(); };
+  for (const std::string& dir : opts.includes) flags.include_dirs.push_back(absolute(dir));
   flags.include_dirs.push_back(include_dir());
-  flags.lib_dirs = opts.libs;
+  flags.untracked_dirs = {include_dir()};
+  for (const std::string& dir : opts.libs) flags.lib_dirs.push_back(absolute(dir));
   flags.extra_flags = opts.extra_flags;
   flags.extra_flags.push_back(header_flag());
   flags.write_output = opts.write_output;

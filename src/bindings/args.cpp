@@ -69,6 +69,20 @@ const char* format_of(ElemSize e) {
 
 std::string type_name_of(nb::handle a) { return nb::cast<std::string>(nb::str(a.type().attr("__name__"))); }
 
+// Whether `o` has the attribute `name`. Unlike PyObject_HasAttrString, an error of the attribute's
+// getter other than AttributeError (a freed buffer's "Cannot use a buffer after it was freed")
+// propagates instead of reading as "no such attribute".
+bool has_attr(PyObject* o, const char* name) {
+  PyObject* value = PyObject_GetAttrString(o, name);
+  if (value != nullptr) {
+    Py_DECREF(value);
+    return true;
+  }
+  if (!PyErr_ExceptionMatches(PyExc_AttributeError)) throw nb::python_error();
+  PyErr_Clear();
+  return false;
+}
+
 // ---- torch.Tensor, recognised without importing torch ----
 //
 // Reading torch's __cuda_array_interface__ runs Python code that builds a dict for every argument
@@ -217,7 +231,7 @@ void ArgPack::add(nb::handle a, const std::string& name, ArgValue& v, bool in_di
   if (device_memory_ && Py_TYPE(o) == torch_tensor_type(Py_TYPE(o)) &&
       add_torch_cuda(o, name, v))
     return;
-  if (PyObject_HasAttrString(o, "__cuda_array_interface__")) {
+  if (has_attr(o, "__cuda_array_interface__")) {
     if (!device_memory_)
       py_fail(PyExc_RuntimeError, "Argument " + name + " is a CUDA array, which is not supported in CompileBackend." +
                                       backend_name(opts_.backend) + ".");
@@ -234,8 +248,8 @@ void ArgPack::add(nb::handle a, const std::string& name, ArgValue& v, bool in_di
     return add_array(view.buf, view.format, view.itemsize, view.ndim, view.shape, view.strides,
                      view.readonly, name, v);
   }
-  if (PyObject_HasAttrString(o, "__array_interface__")) return add_array_interface(a, name, v);
-  if (PyObject_HasAttrString(o, "__dlpack__")) return add_dlpack(a, name, v);
+  if (has_attr(o, "__array_interface__")) return add_array_interface(a, name, v);
+  if (has_attr(o, "__dlpack__")) return add_dlpack(a, name, v);
   py_fail(PyExc_RuntimeError, "Argument " + name + " has unsupported type " + type_name_of(a));
 }
 

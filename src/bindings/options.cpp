@@ -342,8 +342,9 @@ void bind_options(nb::module_& m) {
           "Library directories added to the build; on Cuda, nvcc then builds the whole program.")
       .def_prop_rw("extra_flags", [](const CO& o) { return o.extra_flags; },
           [](CO& o, std::vector<std::string> v) { o.extra_flags = std::move(v); o.touch(); },
-          "Flags added to the compiler's command line; on Cuda they are nvcc flags, and nvcc builds the "
-          "whole program.")
+          "Flags added to the compiler's command line (on Cpu, the linker's inputs among them, such as "
+          "-l<name>, after the generated source); on Cuda they are nvcc flags, and nvcc builds the whole "
+          "program.")
       .def_prop_rw("fast_math", [](const CO& o) { return o.fast_math; },
           [](CO& o, bool v) { o.fast_math = v; o.touch(); },
           "Metal: compile the kernels with Metal's fast math. The Cpu and Cuda backends accept it for "

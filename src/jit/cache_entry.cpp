@@ -26,7 +26,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::string_view trailer_magic = "\nparpy-cache-entry v1 ";
+constexpr std::string_view trailer_magic = "\nparpy-cache-entry v2 ";
 // Far more than any library parpy builds; a bound on what read_entry reads into memory.
 constexpr off_t max_entry_size = off_t(1) << 32;
 
@@ -65,19 +65,31 @@ void fsync_directory(const fs::path& dir) {
 
 } // namespace
 
-std::string seal_entry(std::string_view name, std::string_view payload) {
+std::string seal_entry(std::string_view name, std::string_view payload,
+                       const std::vector<Dependency>& dependencies) {
   std::string sealed(payload);
+  for (const Dependency& d : dependencies) {
+    sealed += d.sha256;
+    sealed += ' ';
+    sealed += d.path;
+    sealed += '\n';
+  }
+  const size_t deps_size = sealed.size() - payload.size();
+  const std::string hash = sha256_hex(sealed);
   sealed += trailer_magic;
   sealed += name;
   sealed += " sha256=";
-  sealed += sha256_hex(payload);
+  sealed += hash;
   sealed += " size=";
   sealed += std::to_string(payload.size());
+  sealed += " deps=";
+  sealed += std::to_string(deps_size);
   sealed += '\n';
   return sealed;
 }
 
-std::optional<std::string> read_entry(const fs::path& path, std::string* problem) {
+std::optional<std::string> read_entry(const fs::path& path, std::string* problem,
+                                      std::vector<Dependency>* dependencies) {
   auto refuse = [&](const std::string& why) -> std::optional<std::string> {
     if (problem != nullptr) {
       *problem = why;
@@ -124,29 +136,49 @@ std::optional<std::string> read_entry(const fs::path& path, std::string* problem
     done += static_cast<size_t>(n);
   }
 
-  // The trailer: the last line, "parpy-cache-entry v1 <name> sha256=<hex> size=<n>".
+  // The trailer: the last line, "parpy-cache-entry v2 <name> sha256=<hex> size=<n> deps=<m>".
   size_t at = bytes.rfind(trailer_magic);
   if (bytes.empty() || bytes.back() != '\n' || at == std::string::npos ||
       bytes.size() - at > 512) {
-    return refuse("no parpy trailer (damaged or not made by parpy)");
+    return refuse("no parpy trailer (damaged, not made by parpy, or by an older version)");
   }
   std::istringstream fields(bytes.substr(at + trailer_magic.size()));
-  std::string name, hash_field, size_field, extra;
-  fields >> name >> hash_field >> size_field;
+  std::string name, hash_field, size_field, deps_field, extra;
+  fields >> name >> hash_field >> size_field >> deps_field;
   if (!fields || (fields >> extra) || hash_field.rfind("sha256=", 0) != 0 ||
-      size_field.rfind("size=", 0) != 0) {
+      size_field.rfind("size=", 0) != 0 || deps_field.rfind("deps=", 0) != 0) {
     return refuse("a malformed trailer");
   }
   if (name != path.filename().string()) {
     return refuse("the entry " + name + ", not " + path.filename().string());
   }
-  if (size_field != "size=" + std::to_string(at)) {
+  // size + deps == at, without trusting either number.
+  size_t size = 0;
+  bool sizes_match = false;
+  try {
+    size = std::stoull(size_field.substr(5));
+    sizes_match = size <= at && "size=" + std::to_string(size) == size_field &&
+                  deps_field == "deps=" + std::to_string(at - size);
+  } catch (const std::exception&) {
+  }
+  if (!sizes_match) {
     return refuse("truncated or extended");
   }
   bytes.resize(at);
   if (hash_field.compare(7, std::string::npos, sha256_hex(bytes)) != 0) {
     return refuse("damaged (its SHA-256 does not match)");
   }
+  if (dependencies != nullptr) {
+    dependencies->clear();
+    std::istringstream lines(bytes.substr(size));
+    std::string line;
+    while (std::getline(lines, line)) {
+      size_t space = line.find(' ');
+      if (space == std::string::npos) return refuse("a malformed list of headers");
+      dependencies->push_back({line.substr(space + 1), line.substr(0, space)});
+    }
+  }
+  bytes.resize(size);
   return bytes;
 }
 
@@ -189,14 +221,14 @@ void write_new_file(const fs::path& path, std::string_view data) {
 }
 
 void publish_entry(const fs::path& cache, const std::string& name, std::string_view payload,
-                   const BuildDirectory& build) {
+                   const std::vector<Dependency>& dependencies, const BuildDirectory& build) {
   fs::path temporary = build.path() / ("entry-" + name);
   int fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) {
     throw_file_error("Failed to create", temporary, errno);
   }
   // Flushed before the rename, so a crash never leaves a named entry with missing contents.
-  bool written = write_all(fd, seal_entry(name, payload)) && fsync(fd) == 0;
+  bool written = write_all(fd, seal_entry(name, payload, dependencies)) && fsync(fd) == 0;
   int error = errno;
   close(fd);
   if (!written) {

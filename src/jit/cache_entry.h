@@ -2,11 +2,14 @@
 
 // The entries of the disk cache, how they are built and published, and who may build them.
 //
-// An entry is a file <key><suffix> in cache_dir(): the artifact's bytes followed by a trailer line
-//   "\nparpy-cache-entry v1 <name> sha256=<hex of the bytes> size=<number of bytes>\n"
-// naming the entry it was built for. Entries are read only through read_entry, which checks the
-// owner, the mode, the name and the hash, so nothing damaged, planted or misplaced is ever used;
-// what it refuses is rebuilt and replaced.
+// An entry is a file <key><suffix> in cache_dir(): the artifact's bytes, the user's headers the
+// build read (one line "<sha256 of the file> <absolute path>" each; dependencies.h), and a trailer
+// line
+//   "\nparpy-cache-entry v2 <name> sha256=<hex> size=<artifact bytes> deps=<header lines' bytes>\n"
+// naming the entry it was built for, with the SHA-256 of the artifact and the header lines
+// together. Entries are read only through read_entry, which checks the owner, the mode, the name
+// and the hash, so nothing damaged, planted or misplaced is ever used; what it refuses (an entry
+// of an older format too) is rebuilt and replaced.
 
 #include <cstdint>
 #include <filesystem>
@@ -15,17 +18,23 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "jit/dependencies.h"
 
 namespace parpy::jit {
 
-// `payload` followed by its trailer as the entry `name`.
-std::string seal_entry(std::string_view name, std::string_view payload);
+// `payload` and `dependencies` followed by their trailer as the entry `name`.
+std::string seal_entry(std::string_view name, std::string_view payload,
+                       const std::vector<Dependency>& dependencies = {});
 
-// The verified payload of the entry at `path`, or nullopt with the reason in *problem: missing,
-// a symbolic link or not a regular file, owned by another user, writable by group or others,
-// or bytes that do not match their trailer (damaged, truncated, or another entry's).
+// The verified payload of the entry at `path` (and in *dependencies the headers it was built
+// from), or nullopt with the reason in *problem: missing, a symbolic link or not a regular file,
+// owned by another user, writable by group or others, or bytes that do not match their trailer
+// (damaged, truncated, another entry's, or of an older format).
 std::optional<std::string> read_entry(const std::filesystem::path& path,
-                                      std::string* problem = nullptr);
+                                      std::string* problem = nullptr,
+                                      std::vector<Dependency>* dependencies = nullptr);
 
 // The cache directory (or a build's own) vanished meanwhile (someone removed it): build again.
 class CacheVanished : public std::runtime_error {
@@ -61,10 +70,12 @@ private:
 // Writes a new file (mode 0600) in a build directory; CacheVanished if the directory is gone.
 void write_new_file(const std::filesystem::path& path, std::string_view data);
 
-// Publishes `payload` as the entry `name` of `cache`: sealed into a file of `build`, flushed to
-// disk, renamed into place, and the directory flushed. Readers see the old entry or the new one.
+// Publishes `payload` (built from `dependencies`) as the entry `name` of `cache`: sealed into a
+// file of `build`, flushed to disk, renamed into place, and the directory flushed. Readers see the
+// old entry or the new one.
 void publish_entry(const std::filesystem::path& cache, const std::string& name,
-                   std::string_view payload, const BuildDirectory& build);
+                   std::string_view payload, const std::vector<Dependency>& dependencies,
+                   const BuildDirectory& build);
 
 // Held by one builder of the entry `name` at a time: one thread in this process (the others wait
 // here), and one process (an flock on cache/.lock-<name>, which the kernel drops when a process

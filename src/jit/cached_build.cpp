@@ -77,11 +77,33 @@ std::string read_output(const fs::path& path) {
   return bytes;
 }
 
-// Runs the compiler of `build` in the private directory `work` and returns what it wrote.
+// The user's headers that the compiler listed in `depfile` (none if it wrote none), and those
+// of the build's inputs.
+std::vector<Dependency> recorded_dependencies(const LibraryBuild& build, const fs::path& depfile,
+                                              const fs::path& working_dir,
+                                              const fs::path& build_dir) {
+  std::vector<Dependency> out;
+  for (const auto& [file, input] : build.inputs) {
+    out = merge_dependencies(std::move(out), input.dependencies);
+  }
+  std::error_code error;
+  if (!build.track_dependencies || !fs::exists(depfile, error)) {
+    return out;
+  }
+  std::vector<fs::path> untracked = {build_dir};
+  untracked.insert(untracked.end(), build.untracked_dirs.begin(), build.untracked_dirs.end());
+  return merge_dependencies(
+      std::move(out),
+      user_dependencies(parse_make_dependencies(read_output(depfile)), working_dir, untracked));
+}
+
+// Runs the compiler of `build` in the private directory `work` and returns what it wrote, with
+// the user's headers it read in *dependencies.
 std::string run_compiler(const LibraryBuild& build, const BuildDirectory& work, double timeout,
-                         uint64_t epoch) {
+                         uint64_t epoch, std::vector<Dependency>& dependencies) {
   fs::path source = work.path() / ("source" + build.source_suffix);
   fs::path output = work.path() / ("output" + build.library_suffix);
+  fs::path depfile = work.path() / "dependencies.d";
   write_new_file(source, build.code);
   ProcessOptions options;
   options.timeout_seconds = timeout;
@@ -93,6 +115,9 @@ std::string run_compiler(const LibraryBuild& build, const BuildDirectory& work, 
   compiler_invocations.fetch_add(1);
   std::vector<std::string> argv = {build.compiler};
   argv.insert(argv.end(), build.flags.begin(), build.flags.end());
+  if (build.track_dependencies) {
+    argv.insert(argv.end(), {"-MMD", "-MF", depfile.string(), "-MT", "parpy"});
+  }
   argv.push_back(source.string());
   argv.insert(argv.end(), build.link_flags.begin(), build.link_flags.end());
   argv.insert(argv.end(), {"-o", output.string()});
@@ -123,6 +148,10 @@ std::string run_compiler(const LibraryBuild& build, const BuildDirectory& work, 
     throw BuildError("The " + build.language + " compiler reported success but wrote nothing to " +
                      output.string());
   }
+  // Hashed after the build: a header edited while the compiler ran may be recorded newer than
+  // what it read, which no one can tell apart from an edit just after the build.
+  fs::path working_dir = options.working_dir.empty() ? fs::current_path() : work.path();
+  dependencies = recorded_dependencies(build, depfile, working_dir, work.path());
   return bytes;
 }
 
@@ -151,29 +180,48 @@ BuildResult build_cached_entry(const std::string& code, const std::vector<std::s
   const std::string name = result.key + suffix;
   const double timeout = compile_timeout_seconds();
   const uint64_t epoch = interrupt_epoch();
+  // A valid entry whose recorded headers are unchanged.
   auto found = [&](const fs::path& entry) {
-    std::optional<std::string> payload = read_entry(entry);
-    if (payload) {
-      result.payload = std::make_shared<const std::string>(std::move(*payload));
+    std::vector<Dependency> dependencies;
+    std::optional<std::string> payload = read_entry(entry, nullptr, &dependencies);
+    if (!payload || changed_dependency(dependencies)) {
+      return false;
     }
-    return payload.has_value();
+    result.payload = std::make_shared<const std::string>(std::move(*payload));
+    result.dependencies = std::move(dependencies);
+    return true;
   };
   for (int attempt = 1;; ++attempt) {
     fs::path directory = cache_dir();
-    result.library = directory / name;
-    if (found(result.library)) {
+    // The entry in the cache, else in the configured one that this process cannot write.
+    auto look_up = [&] {
+      result.library = directory / name;
+      if (found(result.library)) {
+        return true;
+      }
+      std::optional<fs::path> read_only = read_only_cache_dir();
+      if (read_only && found(*read_only / name)) {
+        result.library = *read_only / name;
+        return true;
+      }
+      result.library = directory / name;
+      return false;
+    };
+    if (look_up()) {
       return result;
     }
     try {
       // Waits for another builder of this entry no longer than that one's compiler may run.
       EntryLock lock(directory, name, epoch, timeout > 0 ? timeout + 60 : 0);
-      if (found(result.library)) {
+      if (look_up()) {
         return result;
       }
       BuildDirectory work(directory);
-      std::string bytes = compile(work, timeout, epoch);
-      publish_entry(directory, name, bytes, work);
+      std::vector<Dependency> dependencies;
+      std::string bytes = compile(work, timeout, epoch, dependencies);
+      publish_entry(directory, name, bytes, dependencies, work);
       result.payload = std::make_shared<const std::string>(std::move(bytes));
+      result.dependencies = std::move(dependencies);
       result.built = true;
       return result;
     } catch (const CacheNotWritable& error) {
@@ -202,8 +250,9 @@ BuildResult build_cached_library(const LibraryBuild& build) {
     key_parts.push_back("input " + file + " " + input.library.filename().string());
   }
   return build_cached_entry(build.code, key_parts, build.library_suffix,
-                            [&](const BuildDirectory& work, double timeout, uint64_t epoch) {
-                              return run_compiler(build, work, timeout, epoch);
+                            [&](const BuildDirectory& work, double timeout, uint64_t epoch,
+                                std::vector<Dependency>& dependencies) {
+                              return run_compiler(build, work, timeout, epoch, dependencies);
                             });
 }
 
@@ -228,6 +277,8 @@ LibraryBuild library_build(const std::string& code, const std::string& language,
   build.flags = user_flags(flags);
   build.flags.insert(build.flags.end(), own_flags.begin(), own_flags.end());
   build.write_output = flags.write_output;
+  build.track_dependencies = true;
+  build.untracked_dirs = flags.untracked_dirs;
   return build;
 }
 

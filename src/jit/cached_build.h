@@ -11,10 +11,15 @@
 #include <utility>
 #include <vector>
 
+#include "jit/dependencies.h"
+
 namespace parpy::jit {
 
 struct BuildFlags {
   std::vector<std::string> include_dirs, lib_dirs, extra_flags;
+  // Directories whose headers are not the user's (parpy's support headers, whose hash the flags
+  // carry): a build does not record them among its dependencies.
+  std::vector<std::string> untracked_dirs;
   // Also keep a copy of the generated source in the working directory when the build fails.
   bool write_output = false;
   // A header (found in include_dirs) that may be included before the code, because the code
@@ -27,6 +32,8 @@ struct BuildResult {
   std::filesystem::path library; // the cache entry
   bool built = false;             // false: found in the disk cache
   std::string key;
+  // The user's headers it was built from (those of its inputs too), as its entry records them.
+  std::vector<Dependency> dependencies;
   // The entry's verified bytes: what load_library loads and what later builds read, so neither
   // depends on the entry staying in place (clear_cache) nor reads it unchecked again.
   std::shared_ptr<const std::string> payload;
@@ -40,7 +47,10 @@ public:
 
 // One toolchain-independent build: `compiler <flags...> <source> <link_flags...> -o <library>`,
 // run in a private directory of the cache. The cache key covers the code, the compiler and its
-// version, every flag, the inputs and the parpy version.
+// version, every flag, the inputs and the parpy version. The headers the code includes are not in
+// the key: with track_dependencies the compiler also writes the headers it read (-MMD: not the
+// system's), and the entry records the user's among them with their hashes; an entry whose
+// headers changed since is rebuilt and replaced (never loaded).
 struct LibraryBuild {
   std::string code;
   std::string language;        // in error messages: "C++", "CUDA"
@@ -50,9 +60,14 @@ struct LibraryBuild {
   std::vector<std::string> flags;
   std::vector<std::string> link_flags;  // after the source (libraries)
   bool write_output = false;
+  // Whether the compiler takes -MMD -MF <file> -MT <target> (GCC, Clang, nvcc) to list the headers
+  // it read; set by library_build. Headers inside `untracked_dirs` are not recorded.
+  bool track_dependencies = false;
+  std::vector<std::string> untracked_dirs;
   // Entries of earlier builds that this one reads: their verified bytes are copied into its
   // directory under the given file names, and the compiler runs in that directory (so the code
-  // and the flags name them relative to it). The key covers their keys.
+  // and the flags name them relative to it). The key covers their keys, and the build's
+  // dependencies include theirs.
   std::vector<std::pair<std::string, BuildResult>> inputs;
 };
 
@@ -66,7 +81,8 @@ LibraryBuild library_build(const std::string& code, const std::string& language,
                            const BuildFlags& flags, const std::vector<std::string>& own_flags);
 
 // Returns the entry cache_dir()/<key><library_suffix>, compiling it first unless a valid one is
-// there (a damaged or foreign one is rebuilt and replaced). One build per key at a time, in this
+// there (a damaged or foreign one, or one whose recorded headers changed, is rebuilt and
+// replaced). One build per key at a time, in this
 // process and across processes; the others wait for it and use its entry. The compiler runs in a
 // private build directory, is killed after compile_timeout_seconds() or on an interrupt (which
 // throws Interrupted), and its library is published by atomic rename.
@@ -76,9 +92,10 @@ class BuildDirectory;
 
 // Makes the bytes of a cache entry in the private directory `work` (a compiler run there, or one
 // in this process that ignores it), within `timeout` seconds (0: no limit) where it can be
-// stopped; throws BuildError when that fails, Interrupted on an interrupt since `epoch`.
-using EntryCompiler =
-    std::function<std::string(const BuildDirectory& work, double timeout, uint64_t epoch)>;
+// stopped; throws BuildError when that fails, Interrupted on an interrupt since `epoch`. The user's
+// headers it read go in `dependencies` (the entry is rebuilt when one changes).
+using EntryCompiler = std::function<std::string(const BuildDirectory& work, double timeout, uint64_t epoch,
+                                                std::vector<Dependency>& dependencies)>;
 
 // The cache entry cache_dir()/<key><suffix>, keyed by `code`, `key_parts` and the parpy version:
 // read and verified if a valid one is there, else made by `compile` and published, with the

@@ -115,11 +115,13 @@ std::optional<fs::path> configured_dir() {
     }
     return std::string(value);
   };
+  // Made absolute where it is read: the compiler may run in a build directory of its own, where a
+  // relative path to the cache's files would name nothing.
   if (std::optional<std::string> dir = variable("PARPY_CACHE_DIR")) {
-    return fs::path(*dir);
+    return fs::absolute(fs::path(*dir));
   }
   if (std::optional<std::string> home = variable("HOME")) {
-    return fs::path(*home) / ".cache" / "parpy";
+    return fs::absolute(fs::path(*home) / ".cache" / "parpy");
   }
   std::optional<std::string> xdg = variable("XDG_CACHE_HOME");
   if (xdg && fs::path(*xdg).is_absolute()) {
@@ -196,10 +198,30 @@ void use_private_cache_instead_of(const fs::path& dir, const std::string& why) {
   }
   if (first) {
     warn("The parpy cache directory " + dir.string() + " cannot be written (" + why +
-         "), so this process builds into a private temporary cache instead (" +
-         private_cache_dir().string() +
+         "), so this process uses the libraries it finds there but builds new ones into a private "
+         "temporary cache instead (" + private_cache_dir().string() +
          ", removed at exit). Make the directory writable, or set PARPY_CACHE_DIR to one that is.");
   }
+}
+
+std::optional<fs::path> read_only_cache_dir() {
+  std::optional<fs::path> configured = configured_dir();
+  if (!configured) {
+    return std::nullopt;
+  }
+  {
+    std::lock_guard lock(state_mutex);
+    if (unwritable_dirs.count(*configured) == 0) {
+      return std::nullopt;
+    }
+  }
+  struct stat info;
+  if (lstat(configured->c_str(), &info) != 0) {
+    return std::nullopt; // it could not be created
+  }
+  // Read-only or not, parpy runs what it loads from there.
+  check_trusted(*configured);
+  return configured;
 }
 
 fs::path cache_dir() {

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -14,15 +15,21 @@ public:
   using std::runtime_error::runtime_error;
 };
 
-// The on-disk artifact cache: $PARPY_CACHE_DIR if set and non-empty, else $HOME/.cache/parpy,
-// else $XDG_CACHE_HOME/parpy, else a private directory made for this process (never a fixed path
-// in a shared /tmp). The environment is re-read on every call. The directory is created (mode
+// The on-disk artifact cache: $PARPY_CACHE_DIR if set and non-empty (made absolute, a relative one
+// against the current directory), else $HOME/.cache/parpy, else $XDG_CACHE_HOME/parpy, else a
+// private directory made for this process (never a fixed path in a shared /tmp). The environment is re-read on every call. The directory is created (mode
 // 0700) if missing, and must be a real directory (no symbolic link) owned by this user, writable
 // by neither its group nor others, inside a directory that no other user can rename it out of;
 // else CacheError. If this process cannot write it, a private temporary directory (removed at
-// exit) takes its place, with a warning once. The first use in a process sweeps the temporaries
-// of builds whose processes died.
+// exit) takes its place, with a warning once; read_only_cache_dir() then still names it for
+// lookups. The first use in a process sweeps the temporaries of builds whose processes died.
 std::filesystem::path cache_dir();
+
+// The configured cache directory when cache_dir() found that this process cannot write it (and
+// gave the private one instead), provided it exists and passes the same checks as a writable one
+// (else CacheError): builds look up their entries there after cache_dir(), so that a cache filled
+// in advance on read-only storage is used. nullopt otherwise.
+std::optional<std::filesystem::path> read_only_cache_dir();
 
 // From now on cache_dir() gives a private temporary directory in place of `dir` (which refused a
 // new file: `why`), and warns once.

@@ -67,15 +67,16 @@ Toolchain detect_host_cxx() {
   return toolchain;
 }
 
-bool probe_openmp() {
+// Empty when host_cxx() builds an OpenMP program, else what went wrong.
+std::string probe_openmp() {
   const Toolchain& cxx = host_cxx();
   if (!cxx.found) {
-    return false;
+    return "no C++ compiler: " + cxx.why_missing;
   }
   std::error_code error;
   fs::path directory = fs::temp_directory_path(error);
   if (error) {
-    return false;
+    return "no temporary directory to build a test program in: " + error.message();
   }
   try {
     BuildDirectory work(directory);
@@ -90,9 +91,12 @@ bool probe_openmp() {
     ProcessResult result =
         run_process({cxx.path, "-fopenmp", "-shared", "-fPIC", "-x", "c++", source.string(), "-o",
                      (work.path() / "probe.so").string()});
-    return result.exit_code == 0;
-  } catch (const std::exception&) {
-    return false;
+    if (result.exit_code == 0) return "";
+    return "'" + cxx.path + " -fopenmp' failed with exit code " +
+           std::to_string(result.exit_code) + " on a small OpenMP program:\n" + result.out +
+           result.err;
+  } catch (const std::exception& e) {
+    return std::string("building a small OpenMP program failed: ") + e.what();
   }
 }
 
@@ -103,10 +107,12 @@ const Toolchain& host_cxx() {
   return toolchain;
 }
 
-bool host_cxx_has_openmp() {
-  static const bool has_openmp = probe_openmp();
-  return has_openmp;
+const std::string& host_cxx_openmp_problem() {
+  static const std::string problem = probe_openmp();
+  return problem;
 }
+
+bool host_cxx_has_openmp() { return host_cxx_openmp_problem().empty(); }
 
 bool host_cxx_has_libmvec() {
   static const bool has_libmvec = [] {
@@ -194,6 +200,39 @@ void forget_precompiled_headers() {
   pch_memo.clear();
 }
 
+namespace {
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() &&
+         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Moves the linker's inputs among the user's flags (-l<name>, -Wl,..., -Xlinker <arg>, and
+// library or object files) into *link, in their order: the linker reads them in order, and drops
+// a library that nothing before it needs (GNU ld's --as-needed, the default of Debian's and
+// Ubuntu's GCC), so they must come after the generated source.
+void split_link_inputs(std::vector<std::string>& flags, std::vector<std::string>* link) {
+  std::vector<std::string> compile;
+  for (size_t i = 0; i < flags.size(); ++i) {
+    const std::string& f = flags[i];
+    bool two_words = (f == "-l" || f == "-Xlinker") && i + 1 < flags.size();
+    bool file = !f.empty() && f[0] != '-' &&
+                (ends_with(f, ".a") || ends_with(f, ".so") || ends_with(f, ".o") ||
+                 f.find(".so.") != std::string::npos);
+    if (two_words) {
+      link->push_back(f);
+      link->push_back(flags[++i]);
+    } else if (f.rfind("-l", 0) == 0 || f.rfind("-Wl,", 0) == 0 || file) {
+      link->push_back(f);
+    } else {
+      compile.push_back(f);
+    }
+  }
+  flags = std::move(compile);
+}
+
+} // namespace
+
 BuildResult build_cpu_library(const std::string& code, const BuildFlags& flags) {
   const Toolchain& cxx = host_cxx();
   if (!cxx.found) {
@@ -204,8 +243,17 @@ BuildResult build_cpu_library(const std::string& code, const BuildFlags& flags) 
                                   "-fPIC", "-std=c++17"};
   if (host_cxx_has_libmvec()) own.push_back("-DPARPY_LIBMVEC");
   own.insert(own.end(), {"-x", "c++"});
-  LibraryBuild build = library_build(code, "C++", ".cpp", "-cpu.so", cxx.path, cxx.version, flags, own);
-  if (host_cxx_has_libmvec()) build.link_flags = {"-x", "none", "-lmvec"};
+  BuildFlags compile_flags = flags;
+  std::vector<std::string> link_inputs;
+  split_link_inputs(compile_flags.extra_flags, &link_inputs);
+  LibraryBuild build =
+      library_build(code, "C++", ".cpp", "-cpu.so", cxx.path, cxx.version, compile_flags, own);
+  if (host_cxx_has_libmvec()) link_inputs.push_back("-lmvec");
+  if (!link_inputs.empty()) {
+    // "-x none": files after it are not C++ sources (the -x c++ before the generated one).
+    build.link_flags = {"-x", "none"};
+    build.link_flags.insert(build.link_flags.end(), link_inputs.begin(), link_inputs.end());
+  }
   if (!flags.precompiled_header.empty()) {
     if (std::optional<BuildResult> pch = precompiled_header(build, flags.precompiled_header)) {
       // GCC looks for the file of -include, and for its .gch first, in the working directory (the
@@ -214,7 +262,18 @@ BuildResult build_cpu_library(const std::string& code, const BuildFlags& flags) 
       build.inputs = {{flags.precompiled_header + ".gch", *pch}};
     }
   }
-  return build_cached_library(build);
+  try {
+    return build_cached_library(build);
+  } catch (const BuildError& error) {
+    // Probed only now: a process that finds its libraries in the disk cache compiles nothing.
+    if (host_cxx_has_openmp()) throw;
+    throw BuildError("The C++ compiler " + cxx.path + " (" + cxx.version + ") cannot build " +
+                     "OpenMP code, which the Cpu backend generates (it always passes -fopenmp): " +
+                     host_cxx_openmp_problem() + "\nInstall the compiler's OpenMP runtime " +
+                     "(libgomp for GCC, libomp for Clang: on Debian or Ubuntu `apt install " +
+                     "libgomp1` or `apt install libomp-dev`), or set CXX to a compiler that has " +
+                     "it, such as g++.\n\nThe failed build: " + error.what());
+  }
 }
 
 } // namespace parpy::jit

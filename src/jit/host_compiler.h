@@ -26,12 +26,17 @@ const Toolchain& host_cxx();
 
 // Whether host_cxx() accepts -fopenmp and links an OpenMP program. Probed once per process.
 bool host_cxx_has_openmp();
+// Empty when host_cxx_has_openmp(), else what failed (the compiler's output).
+const std::string& host_cxx_openmp_problem();
 
 // Whether host_cxx() is GCC on x86-64 and finds glibc's vector math library (libmvec.so), whose
 // SIMD exp/log/sin/cos/pow let loops calling them vectorise. Probed once per process.
 bool host_cxx_has_libmvec();
 
-// Builds `code` as C++17 with OpenMP into a shared library with the host compiler.
+// Builds `code` as C++17 with OpenMP into a shared library with the host compiler. The user's
+// flags go before the source, except the linker's inputs among them (-l<name>, -Wl,...,
+// -Xlinker <arg>, .a/.so/.o files), which go after it, in their order. When the build fails and
+// the compiler cannot build OpenMP code at all, the error says so and how to fix it.
 //
 // With flags.precompiled_header, the header is first precompiled (a cache entry
 // <key>-cpu.pch, keyed like a library on the compiler, its version, the flags and the header

@@ -96,16 +96,6 @@ const NvccInfo& nvcc() {
   return info;
 }
 
-jit::BuildResult build_cuda_library(const std::string& code, const jit::BuildFlags& flags,
-                                    const std::string& arch) {
-  const NvccInfo& info = require_nvcc();
-  jit::LibraryBuild build =
-      jit::library_build(code, "CUDA", ".cu", "-cuda.so", info.path, info.version, flags,
-                         {"-O3", "-std=c++17", "--shared", "-Xcompiler", "-fPIC", "-arch=" + arch, "-x",
-                          "cu"});
-  return jit::build_cached_library(build);
-}
-
 namespace {
 
 // The toolkit nvcc compiles against: its include directory and the directory of its static
@@ -174,6 +164,43 @@ std::string cubin_object_source(const std::string& cubin) {
 
 } // namespace
 
+namespace {
+
+// The toolkit's include directories (nvcc's dry run names them): nvcc lists their headers among
+// those a build read, but they are not the user's.
+const std::vector<std::string>& toolkit_include_dirs() {
+  static const std::vector<std::string> dirs = [] {
+    std::vector<std::string> out;
+    const NvccInfo& info = nvcc();
+    if (!info.found) return out;
+    jit::ProcessResult dry =
+        jit::run_process({info.path, "--dryrun", "-c", "-x", "cu", "/dev/null", "-o", "/dev/null"});
+    for (const fs::path& dir : dry_run_paths(dry.out + dry.err, "INCLUDES", "-I")) out.push_back(dir.string());
+    return out;
+  }();
+  return dirs;
+}
+
+// `flags` with the toolkit's headers untracked.
+jit::BuildFlags cuda_flags(const jit::BuildFlags& flags) {
+  jit::BuildFlags out = flags;
+  const std::vector<std::string>& toolkit = toolkit_include_dirs();
+  out.untracked_dirs.insert(out.untracked_dirs.end(), toolkit.begin(), toolkit.end());
+  return out;
+}
+
+} // namespace
+
+jit::BuildResult build_cuda_library(const std::string& code, const jit::BuildFlags& flags,
+                                    const std::string& arch) {
+  const NvccInfo& info = require_nvcc();
+  jit::LibraryBuild build =
+      jit::library_build(code, "CUDA", ".cu", "-cuda.so", info.path, info.version, cuda_flags(flags),
+                         {"-O3", "-std=c++17", "--shared", "-Xcompiler", "-fPIC", "-arch=" + arch, "-x",
+                          "cu"});
+  return jit::build_cached_library(build);
+}
+
 std::string describe_cuda_build(bool whole_requested) {
   const NvccInfo& info = nvcc();
   if (!info.found) return "none: " + info.why_missing;
@@ -198,11 +225,11 @@ std::optional<jit::BuildResult> build_two_part_cuda_library(const std::string& d
     return std::nullopt;
   }
   jit::LibraryBuild device =
-      jit::library_build(device_code, "CUDA", ".cu", "-cuda.cubin", info.path, info.version, flags,
+      jit::library_build(device_code, "CUDA", ".cu", "-cuda.cubin", info.path, info.version, cuda_flags(flags),
                          {"-O3", "-std=c++17", "-cubin", "-arch=" + arch, "-x", "cu"});
   jit::LibraryBuild host =
       jit::library_build(host_code, "C++ (the host part of CUDA)", ".cpp", "-cuda-host.o", cxx.path,
-                         cxx.version, flags,
+                         cxx.version, cuda_flags(flags),
                          {"-I" + kit->include.string(), "-O1", "-std=c++17", "-fPIC", "-c", "-x", "c++"});
 
   // The two compilations run side by side; a failure of the kernels' is reported first.
@@ -230,6 +257,7 @@ std::optional<jit::BuildResult> build_two_part_cuda_library(const std::string& d
                          ".s", "-cuda.so", cxx.path, cxx.version, {},
                          {"-shared", "-fPIC", "-x", "assembler"});
   link.inputs = {{"kernels.cubin", cubin}, {"host.o", host_object}};
+  link.track_dependencies = false;  // assembly that includes nothing; the inputs' headers count
   link.link_flags = {"-x", "none", "host.o", "-L" + kit->lib.string(),
                      "-lcudart_static", "-ldl", "-lrt", "-lpthread"};
   jit::BuildResult built = jit::build_cached_library(link);

@@ -417,7 +417,7 @@ NvrtcImage nvrtc_compile(const std::string& code, int major, int minor,
   const ImageKind kind = out.target.kind;
   const std::string suffix = kind == ImageKind::Cubin ? "-nvrtc.cubin" : "-nvrtc.ptx";
   out.built = jit::build_cached_entry(
-      code, key_parts, suffix, [&](const jit::BuildDirectory&, double, uint64_t) {
+      code, key_parts, suffix, [&](const jit::BuildDirectory&, double, uint64_t, std::vector<jit::Dependency>&) {
         compiles.fetch_add(1);
         Program program(nv.api, code, "parpy_kernels.cu");
         nvrtcResult result = program.compile(options);

@@ -17,6 +17,7 @@
 
 #include "jit/cache_entry.h"
 #include "jit/disk_cache.h"
+#include "jit/sha256.h"
 
 namespace parpy::jit {
 
@@ -112,9 +113,21 @@ void* SharedLibrary::symbol(const std::string& name) const {
 std::shared_ptr<SharedLibrary> load_library(const fs::path& entry,
                                             const std::shared_ptr<const std::string>& image) {
   static std::mutex mutex;
-  static std::map<fs::path, std::weak_ptr<SharedLibrary>> loaded;
+  static std::map<std::string, std::weak_ptr<SharedLibrary>> loaded;
 
-  fs::path key = fs::absolute(entry).lexically_normal();
+  std::shared_ptr<const std::string> bytes = image;
+  if (bytes == nullptr) {
+    std::string problem;
+    std::optional<std::string> read = read_entry(entry, &problem);
+    if (!read) {
+      throw std::runtime_error("Failed to load " + entry.string() + ": the cache entry is " +
+                               problem);
+    }
+    bytes = std::make_shared<const std::string>(std::move(*read));
+  }
+  // Keyed by the bytes too: an entry rebuilt in place (its headers changed) is another library,
+  // while the old one may still be loaded for the calls that use it.
+  std::string key = fs::absolute(entry).lexically_normal().string() + '\0' + sha256_hex(*bytes);
   std::lock_guard lock(mutex);
   auto it = loaded.find(key);
   if (it != loaded.end()) {
@@ -122,18 +135,7 @@ std::shared_ptr<SharedLibrary> load_library(const fs::path& entry,
       return library;
     }
   }
-  std::shared_ptr<SharedLibrary> library;
-  if (image != nullptr) {
-    library = std::make_shared<SharedLibrary>(entry, *image);
-  } else {
-    std::string problem;
-    std::optional<std::string> bytes = read_entry(entry, &problem);
-    if (!bytes) {
-      throw std::runtime_error("Failed to load " + entry.string() + ": the cache entry is " +
-                               problem);
-    }
-    library = std::make_shared<SharedLibrary>(entry, *bytes);
-  }
+  auto library = std::make_shared<SharedLibrary>(entry, *bytes);
   loaded[key] = library;
   // Drop entries whose libraries were released, so the map does not grow without bound.
   for (auto other = loaded.begin(); other != loaded.end();) {

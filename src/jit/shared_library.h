@@ -34,7 +34,7 @@ private:
 int64_t loaded_library_count();
 
 // The library of the cache entry `entry` whose verified bytes are `image` (BuildResult::payload),
-// shared by every caller while any of them holds it: one instance per entry path.
+// shared by every caller while any of them holds it: one instance per entry path and contents.
 std::shared_ptr<SharedLibrary> load_library(const std::filesystem::path& entry,
                                             const std::shared_ptr<const std::string>& image);
 

@@ -11,7 +11,9 @@
 #include <iterator>
 #include <optional>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "ir_builders.h"
@@ -198,6 +200,95 @@ TEST(CudaTwoPartBuild, KernelsLinkedFromACacheDirWithQuotesAndSpaces) {
   // The library carries the kernels' bytes (the link read them from a directory that needs quoting).
   EXPECT_NE(read(built.library).find(cubin), std::string::npos);
   EXPECT_NO_THROW(jit::load_library(built.library));
+}
+
+// A user header in its own directory, included by the kernels and the host part.
+struct UserHeader {
+  ScopedCacheDir cache;
+  fs::path dir = cache.dir().parent_path() / jit::unique_file_name("parpy-test-headers-", "");
+  explicit UserHeader(int k) {
+    fs::create_directories(dir);
+    set(k);
+  }
+  ~UserHeader() {
+    std::error_code ignored;
+    fs::remove_all(dir, ignored);
+  }
+  void set(int k) const { std::ofstream(dir / "k.h", std::ios::trunc) << "#define K " << k << "\n"; }
+  jit::BuildFlags flags() const {
+    jit::BuildFlags flags;
+    flags.include_dirs = {dir.string(), PARPY_INCLUDE_DIR};
+    flags.untracked_dirs = {PARPY_INCLUDE_DIR};
+    return flags;
+  }
+};
+
+int call_k(const jit::BuildResult& built) {
+  return reinterpret_cast<int (*)()>(jit::load_library(built.library, built.payload)->symbol("k"))();
+}
+
+// Without a GPU nothing runs on the device, but the host part of the library does.
+TEST(CudaHeaderDependencies, AnEditedHeaderRebuildsTheWholeProgram) {
+  if (!cuda::nvcc().found) GTEST_SKIP() << "nvcc is missing";
+  UserHeader header(3);
+  const std::string code =
+      "#include \"k.h\"\n__global__ void kern(int* x) { *x = K; }\nextern \"C\" int k() { return K; }\n";
+  jit::BuildResult first = cuda::build_cuda_library(code, header.flags(), "sm_90");
+  EXPECT_TRUE(first.built);
+  EXPECT_EQ(call_k(first), 3);
+  // Only the user's header: not the toolkit's, nor parpy's.
+  ASSERT_EQ(first.dependencies.size(), 1u);
+  EXPECT_EQ(first.dependencies[0].path, (header.dir / "k.h").string());
+  EXPECT_FALSE(cuda::build_cuda_library(code, header.flags(), "sm_90").built);
+  header.set(5);
+  jit::BuildResult second = cuda::build_cuda_library(code, header.flags(), "sm_90");
+  EXPECT_TRUE(second.built);
+  EXPECT_EQ(second.library, first.library);
+  EXPECT_EQ(call_k(second), 5);
+  EXPECT_FALSE(cuda::build_cuda_library(code, header.flags(), "sm_90").built);
+}
+
+TEST(CudaHeaderDependencies, AnEditedHeaderRebuildsBothPartsAndTheLink) {
+  if (!cuda::nvcc().found || !jit::host_cxx().found) GTEST_SKIP() << "nvcc or a host C++ compiler is missing";
+  UserHeader header(3);
+  const std::string device = "#include \"k.h\"\nextern \"C\" __global__ void kern(int* x) { *x = K; }\n";
+  const std::string host = "#include \"k.h\"\nextern \"C\" int k() { return K; }\n";
+  auto build = [&] {
+    std::optional<jit::BuildResult> built =
+        cuda::build_two_part_cuda_library(device, host, header.flags(), "sm_90");
+    if (!built) throw std::runtime_error("the two-part build is not available on this machine");
+    return *built;
+  };
+  // The kernels' entry, read from the cache directory.
+  auto cubin = [&] {
+    for (const auto& entry : fs::directory_iterator(header.cache.dir())) {
+      std::string name = entry.path().filename().string();
+      if (name.size() > 11 && name.compare(name.size() - 11, 11, "-cuda.cubin") == 0)
+        return jit::read_entry(entry.path()).value_or("");
+    }
+    return std::string();
+  };
+  jit::BuildResult first = build();
+  EXPECT_TRUE(first.built);
+  EXPECT_EQ(call_k(first), 3);
+  ASSERT_EQ(first.dependencies.size(), 1u);  // the header, recorded by both parts, once
+  EXPECT_EQ(first.dependencies[0].path, (header.dir / "k.h").string());
+  const std::string old_kernels = cubin();
+  ASSERT_GT(old_kernels.size(), 64u);
+  EXPECT_NE(first.payload->find(old_kernels), std::string::npos);
+  EXPECT_FALSE(build().built);
+
+  header.set(5);
+  uint64_t builds_before = jit::build_count();
+  jit::BuildResult second = build();
+  EXPECT_TRUE(second.built);
+  EXPECT_EQ(jit::build_count(), builds_before + 3);  // kernels, host part and link
+  EXPECT_EQ(second.library, first.library);
+  EXPECT_EQ(call_k(second), 5);
+  const std::string new_kernels = cubin();
+  EXPECT_NE(new_kernels, old_kernels);
+  EXPECT_NE(second.payload->find(new_kernels), std::string::npos);
+  EXPECT_FALSE(build().built);
 }
 
 }  // namespace

@@ -308,11 +308,20 @@ TEST(GpuContext, ParallelLoopInsideGpuBlock) {
 // =============================================================================================
 // check_host_code
 
+constexpr const char* write_outside =
+    "Found a write of an array outside parallel code: on a GPU backend that code runs on the CPU, which "
+    "cannot reach the array in GPU memory. Write it in a `with parpy.gpu:` block or a parallel loop of one "
+    "thread (parpy.threads(1)), or with numpy before or after the call.";
+constexpr const char* read_outside =
+    "Found a read of an array outside parallel code: on a GPU backend that code runs on the CPU, which "
+    "cannot reach the array in GPU memory. Read it in a `with parpy.gpu:` block or a parallel loop of one "
+    "thread (parpy.threads(1)), or read it with numpy before the call and pass the value as an argument.";
+
 TEST(GpuHostCode, ArrayAccessOnHostIsRejectedWithItsSpan) {
   Span s = sp();
   Block host = {assign(access("x", I(0), ElemSize::F32, s), F(1.0), sp())};
   CompileError e = error_of([&] { check_host_code(host); });
-  EXPECT_EQ(e.message(), "Assignments are not allowed outside parallel code.");
+  EXPECT_EQ(e.message(), write_outside);
   EXPECT_EQ(e.kind(), ErrorKind::Runtime);
   EXPECT_EQ(e.span().line, s.line);
 
@@ -320,8 +329,19 @@ TEST(GpuHostCode, ArrayAccessOnHostIsRejectedWithItsSpan) {
   Span r = sp();
   Block cond = {if_stmt(binop(BinOp::Gt, access("x", I(0), ElemSize::F32, r), F(0.0), sp()), {}, {}, sp())};
   CompileError e2 = error_of([&] { check_host_code(cond); });
-  EXPECT_EQ(e2.message(), "Assignments are not allowed outside parallel code.");
+  EXPECT_EQ(e2.message(), read_outside);
   EXPECT_EQ(e2.span().line, r.line);
+
+  // A read on the right of a host assignment to a scalar, and the write of `y[x[0]] = ...`.
+  Span v = sp();
+  CompileError e3 = error_of([&] { check_host_code({assign(V("n"), access("x", I(0), ElemSize::F32, v), sp())}); });
+  EXPECT_EQ(e3.message(), read_outside);
+  EXPECT_EQ(e3.span().line, v.line);
+  Span w = sp();
+  Block indexed = {assign(access("y", access("x", I(0), ElemSize::I64, sp()), ElemSize::F32, w), F(1.0), sp())};
+  CompileError e4 = error_of([&] { check_host_code(indexed); });
+  EXPECT_EQ(e4.message(), write_outside);
+  EXPECT_EQ(e4.span().line, w.line);
 
   auto par = copy(for_loop("i", I(0), I(4), 1, {assign(access("x", V("i"), ElemSize::F32, sp()), F(0.0), sp())}, sp()));
   par->par.nthreads = 4;
@@ -334,7 +354,7 @@ TEST(GpuHostCode, ThroughLowerPointsAtTheSubscript) {
   Span at = sub->span;
   Function f = fn("f", {"x", "y"}, {A(sub, F(1.0)), For("i", 0, 8, {A(S("y", {V("i")}), F(0.0))}, {"N"})});
   CompileError e = error_of([&] { lower(f, {f32({8}), f32({8})}, cuda_opts({{"N", threads(8)}})); });
-  EXPECT_EQ(e.message(), "Assignments are not allowed outside parallel code.");
+  EXPECT_EQ(e.message(), write_outside);
   EXPECT_EQ(e.span().line, at.line);
 }
 

@@ -441,6 +441,89 @@ TEST(HostCompiler, BuildsLoadsAndCachesALibrary) {
   EXPECT_EQ(build_count(), builds_before + 1);
 }
 
+TEST(Dependencies, ParsesTheRulesOfGccAndNvcc) {
+  EXPECT_EQ(parse_make_dependencies("parpy: /b/source.cpp sp\\ ace/my.h \\\n /x/a\\#b.h $$d.h\n"),
+            (std::vector<std::string>{"/b/source.cpp", "sp ace/my.h", "/x/a#b.h", "$d.h"}));
+  EXPECT_EQ(parse_make_dependencies("parpy : a.cu \\\n    /cuda/include/cuda_runtime.h \\\n    inc/my.h\n"),
+            (std::vector<std::string>{"a.cu", "/cuda/include/cuda_runtime.h", "inc/my.h"}));
+  // -MP's phony rules name nothing new.
+  EXPECT_EQ(parse_make_dependencies("parpy: a.cpp b.h\nb.h:\n"), (std::vector<std::string>{"a.cpp", "b.h"}));
+  EXPECT_TRUE(parse_make_dependencies("").empty());
+}
+
+// A user header (k.h, which includes inner.h) in its own directory, and code returning its constant.
+struct UserHeaders {
+  testing::ScopedCacheDir scoped;
+  fs::path dir = scoped.dir().parent_path() / unique_file_name("parpy-test-headers-", "");
+  UserHeaders() {
+    fs::create_directories(dir / "sub");
+    write("k.h", "#pragma once\n#include \"sub/inner.h\"\n#define K (INNER + 0)\n");
+    write("sub/inner.h", "#define INNER 3\n");
+  }
+  ~UserHeaders() {
+    std::error_code ignored;
+    fs::remove_all(dir, ignored);
+  }
+  void write(const std::string& name, const std::string& text) const {
+    std::ofstream(dir / name, std::ios::binary | std::ios::trunc) << text;
+  }
+  BuildFlags flags() const {
+    BuildFlags flags;
+    flags.include_dirs = {dir.string()};
+    return flags;
+  }
+};
+
+constexpr const char* header_code = "#include \"k.h\"\nextern \"C\" int k() { return K; }\n";
+
+int call_k(const BuildResult& built) {
+  return reinterpret_cast<int (*)()>(load_library(built.library, built.payload)->symbol("k"))();
+}
+
+TEST(HostCompiler, AnEditedHeaderRebuildsItsLibraryInPlace) {
+  UserHeaders headers;
+  BuildResult first = build_cpu_library(header_code, headers.flags());
+  ASSERT_TRUE(first.built);
+  std::shared_ptr<SharedLibrary> old_library = load_library(first.library, first.payload);
+  EXPECT_EQ(call_k(first), 3);
+  // Both headers are recorded (the source and the system's are not), by absolute path.
+  ASSERT_EQ(first.dependencies.size(), 2u);
+  EXPECT_EQ(first.dependencies[0].path, (headers.dir / "k.h").string());
+  EXPECT_EQ(first.dependencies[1].path, (headers.dir / "sub" / "inner.h").string());
+  EXPECT_EQ(first.dependencies[1].sha256, sha256_hex("#define INNER 3\n"));
+  std::vector<Dependency> recorded;
+  ASSERT_TRUE(read_entry(first.library, nullptr, &recorded));
+  EXPECT_EQ(recorded, first.dependencies);
+  EXPECT_FALSE(build_cpu_library(header_code, headers.flags()).built);  // unchanged: found
+
+  headers.write("sub/inner.h", "#define INNER 5\n");
+  uint64_t builds_before = build_count();
+  BuildResult second = build_cpu_library(header_code, headers.flags());
+  EXPECT_TRUE(second.built);
+  EXPECT_EQ(build_count(), builds_before + 1);
+  EXPECT_EQ(second.library, first.library);  // the same key: the entry is replaced
+  EXPECT_EQ(disk_cache_file_count(), 1u);
+  // The new library, though the old one of the same entry is still loaded.
+  EXPECT_EQ(call_k(second), 5);
+  EXPECT_EQ(reinterpret_cast<int (*)()>(old_library->symbol("k"))(), 3);
+  EXPECT_FALSE(build_cpu_library(header_code, headers.flags()).built);
+  EXPECT_EQ(call_k(build_cpu_library(header_code, headers.flags())), 5);
+
+  // A header that is gone: rebuilt, and the build says what is missing.
+  fs::remove(headers.dir / "sub" / "inner.h");
+  EXPECT_THROW(build_cpu_library(header_code, headers.flags()), BuildError);
+}
+
+TEST(HostCompiler, HeadersOfUntrackedDirectoriesAreNotRecorded) {
+  UserHeaders headers;
+  BuildFlags flags = headers.flags();
+  flags.untracked_dirs = {headers.dir.string()};
+  BuildResult first = build_cpu_library(header_code, flags);
+  EXPECT_TRUE(first.dependencies.empty());
+  headers.write("sub/inner.h", "#define INNER 5\n");
+  EXPECT_FALSE(build_cpu_library(header_code, flags).built);
+}
+
 TEST(HostCompiler, ConcurrentBuildsOfOneKeyAllSucceed) {
   testing::ScopedCacheDir scoped;
   const std::string code = std::string(increment_code) + "// concurrent\n";

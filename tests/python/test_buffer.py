@@ -99,6 +99,37 @@ def test_free_writes_back_into_src_once():
         c.reshape(3, 2)
 
 
+FREED = "Cannot use a buffer after it was freed"
+
+
+def test_freed_cpu_buffer_cannot_be_used():
+    """A freed Cpu buffer (and its views) refuses every use, as a freed Cuda buffer does: reading
+    it, passing it to a call, and making views or copies of it."""
+    a = np.random.rand(12)
+    want = a + 1.0
+    b = buffer.from_array(a, CPU)
+    v, w = b.reshape(3, 4), b.reshape(12)
+    opts = parpy.par({"N": parpy.threads(12)})
+    opts.backend = CPU
+    add_one(b, 12, opts=opts)  # still alive: runs
+    np.testing.assert_array_equal(v.numpy().reshape(12), want)
+    b.free()
+    for x in (b, v):
+        for op in (x.numpy, x.copy, x._get_ptr, lambda x=x: x.__array_interface__,
+                   lambda x=x: x.reshape(12), lambda x=x: x.with_type(ElemSize.I64),
+                   lambda x=x: x.with_type(ElemSize.F32), lambda x=x: np.asarray(x)):
+            with pytest.raises(RuntimeError, match=FREED):
+                op()
+    for x in (b, w):
+        with pytest.raises(RuntimeError, match=FREED):
+            add_one(x, 12, opts=opts)
+    np.testing.assert_array_equal(a, want)  # no call ran on it
+    s = buffer.from_array(np.array(2.5), CPU)
+    s.free()
+    with pytest.raises(RuntimeError, match=FREED):
+        float(s)
+
+
 def test_cleanup_writes_back_into_src():
     src = np.zeros(4, dtype=np.int32)
     b = buffer.CpuBuffer(np.arange(4, dtype=np.int32), (4,), DataType("<i4"), src=src)
@@ -290,6 +321,15 @@ def test_cuda_buffer_as_jit_argument_without_gpu():
     opts.backend = CUDA
     code = parpy.print_compiled(add_one, [b, 100], opts)  # code generation needs no GPU
     assert "__global__" in code
+
+
+def test_freed_cuda_buffer_is_refused_by_a_call():
+    """The error of a freed buffer's __cuda_array_interface__ reaches the caller (not "unsupported
+    type")."""
+    b = buffer.from_array(FakeCudaArray((100,)), CUDA)
+    b.free()
+    with pytest.raises(RuntimeError, match=FREED):
+        add_one(b, 100, opts=_cpu_opts())
 
 
 def _cpu_opts():

@@ -409,7 +409,7 @@ def assert_sealed(entry):
     assert not entry.is_symlink() and entry.stat().st_uid == os.geteuid()
     assert entry.stat().st_mode & 0o777 == 0o600
     trailer = entry.read_bytes().rsplit(b"\n", 2)[-2]
-    assert trailer.startswith(f"parpy-cache-entry v1 {entry.name} sha256=".encode()), trailer
+    assert trailer.startswith(f"parpy-cache-entry v2 {entry.name} sha256=".encode()), trailer
 
 
 def test_cpu_builds_share_one_precompiled_support_header(own_cache):
@@ -635,6 +635,53 @@ def test_a_hanging_compiler_is_stopped(tmp_path, mode):
     assert "COMPILER-GONE" in proc.stdout, proc.stdout
 
 
+NO_OPENMP_CXX = '''#!/bin/sh
+# The real compiler, less OpenMP (as Apple's clang, or a clang without libomp).
+for arg in "$@"; do
+  if [ "$arg" = "-fopenmp" ]; then
+    echo "fake-cxx: error: unsupported option '-fopenmp'" >&2
+    exit 1
+  fi
+done
+exec c++ "$@"
+'''
+
+NO_OPENMP = textwrap.dedent('''
+    import numpy as np
+    import parpy
+
+    @parpy.jit
+    def no_openmp(x, y, N):
+        parpy.label('N')
+        for i in range(N):
+            y[i] = x[i] + 1.0
+
+    opts = parpy.par({'N': parpy.threads(8)})
+    opts.backend = parpy.CompileBackend.Cpu
+    try:
+        no_openmp(np.ones(8), np.zeros(8), 8, opts=opts)
+        print("NO ERROR")
+    except RuntimeError as e:
+        print("ERROR", e)
+''')
+
+
+def test_a_compiler_without_openmp_is_named_with_the_fix(tmp_path):
+    fake = tmp_path / "fake-cxx"
+    fake.write_text(NO_OPENMP_CXX)
+    fake.chmod(0o755)
+    script = tmp_path / "no_openmp.py"
+    script.write_text(NO_OPENMP)
+    proc = subprocess.run([sys.executable, str(script)], env=child_env(tmp_path / "cache", CXX=str(fake)),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert f"ERROR The C++ compiler {fake} (" in out, out
+    assert "cannot build OpenMP code" in out and "unsupported option '-fopenmp'" in out, out
+    assert "libgomp" in out and "set CXX to a compiler that has it" in out, out
+    assert "The failed build: Compilation of generated C++ code failed" in out, out
+
+
 READ_ONLY = textwrap.dedent('''
     import os, sys, warnings
     import numpy as np
@@ -701,5 +748,274 @@ def test_read_only_cache_dir_falls_back_to_a_private_one():
         assert used.startswith(str(private_tmp / "parpy-cache-")), used
         assert os.listdir(private_tmp) == []  # removed at exit
         assert os.listdir(cache) == []
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+RELATIVE = textwrap.dedent('''
+    import numpy as np
+    import parpy
+
+    @parpy.jit
+    def add_rows(x, y, N, M):
+        parpy.label('N')
+        for i in range(N):
+            for j in range(M):
+                y[i, j] = x[i, j] + x[i, 0]
+
+    opts = parpy.par({'N': parpy.threads(37)})
+    opts.backend = parpy.CompileBackend.Cpu
+    x = np.random.default_rng(5).random((37, 11))
+    y = np.zeros_like(x)
+    add_rows(x, y, 37, 11, opts=opts)
+    np.testing.assert_array_equal(y, x + x[:, :1])
+    print("CACHE", parpy.parpy.cache_dir())
+    print("STATS", dict(parpy.parpy.stats()))
+''')
+
+
+def test_relative_cache_dir_is_made_absolute(tmp_path):
+    """A relative PARPY_CACHE_DIR names a directory of the current directory: Cpu builds run the
+    compiler in a build directory of their own (with GCC's precompiled header), where the relative
+    path would name nothing."""
+    script = tmp_path / "relative.py"
+    script.write_text(RELATIVE)
+    work = tmp_path / "work"
+    work.mkdir()
+    for _ in range(2):  # builds, then finds the library there
+        proc = subprocess.run([sys.executable, str(script)], env=child_env("relcache"), cwd=work,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"CACHE {work / 'relcache'}\n" in proc.stdout, proc.stdout
+    assert "'builds': 0" in proc.stdout, proc.stdout
+    assert any(n.endswith("-cpu.so") for n in os.listdir(work / "relcache"))
+
+
+HEADER_CHILD = textwrap.dedent('''
+    import sys
+    import numpy as np
+    import parpy
+    from parpy.types import F64
+
+    include, k = sys.argv[1], float(sys.argv[2])
+
+    @parpy.external("header_scale", parpy.CompileBackend.Cpu, parpy.Target.Device,
+                    header="scale.h")
+    def header_scale(x: F64) -> F64:
+        return k * x
+
+    @parpy.jit
+    def scaled(x, y, N):
+        parpy.label('N')
+        for i in range(N):
+            y[i] = header_scale(x[i])
+
+    opts = parpy.par({'N': parpy.threads(64)})
+    opts.backend = parpy.CompileBackend.Cpu
+    opts.includes = [include]
+    x = np.random.default_rng().random(1000)
+    y = np.zeros(1000)
+    scaled(x, y, 1000, opts=opts)
+    np.testing.assert_array_equal(y, k * x)
+    print("BUILDS", parpy.parpy.stats()["builds"])
+''')
+
+
+def write_scale_header(include, k):
+    """scale.h (the external's header) takes its constant from constant.h, which it includes."""
+    (include / "scale.h").write_text('#pragma once\n#include "constant.h"\n'
+                                     'static inline double header_scale(double x) { return K * x; }\n')
+    (include / "constant.h").write_text(f"#define K {k!r}\n")
+
+
+def test_editing_a_header_rebuilds_in_a_new_process(tmp_path):
+    """The disk cache's key covers the generated code, not the headers it includes: the entry
+    records the user's headers with their hashes, and one whose headers changed is rebuilt (and
+    replaced), never run."""
+    include = tmp_path / "include"
+    include.mkdir()
+    script = tmp_path / "header_child.py"
+    script.write_text(HEADER_CHILD)
+    cache = tmp_path / "cache"
+
+    def child(k):
+        proc = subprocess.run([sys.executable, str(script), str(include), repr(k)],
+                              env=child_env(cache), capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return int(next(ln for ln in proc.stdout.splitlines() if ln.startswith("BUILDS "))[7:])
+
+    write_scale_header(include, 3.0)
+    assert child(3.0) == 1
+    assert child(3.0) == 0  # unchanged: found on disk
+    write_scale_header(include, 5.5)  # the header that the external's header includes
+    assert child(5.5) == 1
+    assert child(5.5) == 0
+    assert len([n for n in os.listdir(cache) if n.endswith("-cpu.so")]) == 1  # replaced
+
+
+def test_editing_a_header_rebuilds_after_clear_cache_or_for_a_new_function(own_cache, tmp_path):
+    """Within a process, a jit function keeps what it compiled (a cached call checks no files);
+    parpy.clear_cache(), or a function decorated again, picks up the edited header."""
+    include = tmp_path / "include"
+    include.mkdir()
+    k = [2.0]
+
+    def define():
+        @parpy.external("header_scale", CPU, parpy.Target.Device, header="scale.h")
+        def header_scale(x: parpy.types.F64) -> parpy.types.F64:
+            return k[0] * x
+
+        @parpy.jit
+        def scaled(x, y, N):
+            parpy.label('N')
+            for i in range(N):
+                y[i] = header_scale(x[i])
+
+        return scaled
+
+    def call(fun):
+        opts = parpy.par({'N': parpy.threads(64)})
+        opts.backend = CPU
+        opts.includes = [str(include)]
+        x = RNG.random(500)
+        y = np.zeros(500)
+        fun(x, y, 500, opts=opts)
+        return y, x
+
+    write_scale_header(include, 2.0)
+    f = define()
+    y, x = call(f)
+    np.testing.assert_array_equal(y, 2.0 * x)
+    write_scale_header(include, 7.0)
+    y, x = call(f)
+    np.testing.assert_array_equal(y, 2.0 * x)  # the function's own compiled code, as documented
+    before = stats()["builds"]
+    y, x = call(define())  # the same code, decorated again: found on disk, but its header changed
+    np.testing.assert_array_equal(y, 7.0 * x)
+    assert stats()["builds"] == before + 1
+    write_scale_header(include, -1.5)
+    parpy.clear_cache()
+    y, x = call(f)
+    np.testing.assert_array_equal(y, -1.5 * x)
+
+
+LOGGING_CXX = '''#!/bin/sh
+# The real compiler, logging each run.
+echo "$@" >> "%s"
+exec c++ "$@"
+'''
+
+PREFILLED = textwrap.dedent('''
+    import os, sys, warnings
+    import numpy as np
+    import numpy.testing  # before becoming a user that may not read all of Python's library
+    import parpy
+
+    mode, log = sys.argv[1], sys.argv[2]
+    if os.geteuid() == 0:
+        # Root writes anywhere: become a user for whom the directory is read-only.
+        os.setgid(65534)
+        os.setuid(65534)
+        include = os.path.join(os.path.dirname(parpy.__file__), "include")
+        if not os.access(include, os.R_OK | os.X_OK):
+            print("SKIP: that user cannot read", include)
+            sys.exit(0)
+
+    def builds():
+        """The compiler's runs that built something (not its version or other probes)."""
+        if not os.path.exists(log):
+            return 0
+        with open(log) as lines:
+            return sum(".tmp-build-" in line for line in lines)
+
+    @parpy.jit
+    def prefilled(x, y, N):
+        parpy.label('N')
+        for i in range(N):
+            y[i] = x[i] * 3.0
+
+    @parpy.jit
+    def not_prefilled(x, y, N):
+        parpy.label('N')
+        for i in range(N):
+            y[i] = x[i] + 4.0
+
+    def random():
+        # Not numpy.random, which that user may not be able to import.
+        return np.frombuffer(os.urandom(8000), np.uint64) / 2.0**64
+
+    opts = parpy.par({'N': parpy.threads(64)})
+    opts.backend = parpy.CompileBackend.Cpu
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x, y = random(), np.zeros(1000)
+        prefilled(x, y, 1000, opts=opts)
+        np.testing.assert_array_equal(y, x * 3.0)
+        print("PREFILLED BUILDS", builds())
+        if mode == "use":
+            x, y = random(), np.zeros(1000)
+            not_prefilled(x, y, 1000, opts=opts)
+            np.testing.assert_array_equal(y, x + 4.0)
+            print("NEW BUILDS", builds())
+            print("CACHE", parpy.parpy.cache_dir())
+    print("WARNINGS", len(caught))
+    for w in caught:
+        print("WARNING", w.message)
+''')
+
+
+def test_read_only_cache_dir_is_used_for_lookups():
+    """A cache filled in advance, then made read-only (files and directory), is used: its
+    libraries are loaded (no compiler runs for them), and new builds go to a private cache."""
+    import tempfile
+
+    # Under /tmp itself, since the user below cannot enter pytest's private directories.
+    base = Path(tempfile.mkdtemp(prefix="parpy-read-only-"))
+    try:
+        os.chmod(base, 0o755)
+        cache = base / "cache"
+        cache.mkdir(mode=0o700)
+        private_tmp = base / "tmp"
+        private_tmp.mkdir(mode=0o700)
+        log = private_tmp / "compiler.log"
+        log.touch()
+        if os.geteuid() == 0:
+            for path in (cache, private_tmp, log):
+                os.chown(path, 65534, 65534)
+        cxx = base / "logging-cxx"
+        cxx.write_text(LOGGING_CXX % log)
+        cxx.chmod(0o755)
+        script = base / "prefilled.py"
+        script.write_text(PREFILLED)
+        os.chmod(script, 0o644)
+
+        def child(mode):
+            proc = subprocess.run([sys.executable, str(script), mode, str(log)],
+                                  env=child_env(cache, TMPDIR=str(private_tmp), CXX=str(cxx)),
+                                  capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            if "SKIP: " in proc.stdout:
+                pytest.skip(proc.stdout[proc.stdout.index("SKIP: ") + 6:].strip())
+            return proc.stdout
+
+        out = child("fill")
+        assert "PREFILLED BUILDS 0" not in out and "WARNINGS 0" in out, out
+        filled = sorted(os.listdir(cache))
+        assert any(n.endswith("-cpu.so") for n in filled), filled
+        for name in filled:
+            os.chmod(cache / name, 0o400)
+        os.chmod(cache, 0o500)
+        log.write_text("")
+
+        out = child("use")
+        assert "PREFILLED BUILDS 0\n" in out, out  # loaded from the read-only cache
+        assert "NEW BUILDS 0\n" not in out, out  # built, into the private cache
+        assert "WARNINGS 1" in out, out
+        assert f"The parpy cache directory {cache} cannot be written" in out, out
+        assert "uses the libraries it finds there" in out, out
+        used = next(ln for ln in out.splitlines() if ln.startswith("CACHE "))[6:]
+        assert used.startswith(str(private_tmp / "parpy-cache-")), used
+        assert sorted(os.listdir(cache)) == filled
+        assert os.listdir(private_tmp) == ["compiler.log"]  # the private cache is gone
     finally:
         shutil.rmtree(base, ignore_errors=True)

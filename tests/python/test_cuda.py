@@ -17,6 +17,16 @@ needs_gpu = pytest.mark.skipif(not cuda_enabled, reason="no CUDA GPU here")
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 
 
+# Host code (outside parallel code) that touches an array: what was found, and the rewrites.
+OUTSIDE = (" of an array outside parallel code: on a GPU backend that code runs on the CPU, which "
+           "cannot reach the array in GPU memory. ")
+WRITE_OUTSIDE = ("Found a write" + OUTSIDE + "Write it in a `with parpy.gpu:` block or a parallel "
+                 "loop of one thread (parpy.threads(1)), or with numpy before or after the call.")
+READ_OUTSIDE = ("Found a read" + OUTSIDE + "Read it in a `with parpy.gpu:` block or a parallel loop "
+                "of one thread (parpy.threads(1)), or read it with numpy before the call and pass "
+                "the value as an argument.")
+
+
 def opts_for(par, backend=CUDA):
     opts = parpy.par(par)
     opts.backend = backend
@@ -162,7 +172,7 @@ def test_seed_error_without_gpu():
     with pytest.raises(RuntimeError) as e:
         parpy.print_compiled(sum_loop, [x, x[:1], 10], opts_for({"N": parpy.threads(10).reduce()}))
     msg = str(e.value)
-    assert msg.startswith("Assignments are not allowed outside parallel code.\n\nOn line ")
+    assert msg.startswith(WRITE_OUTSIDE + "\n\nOn line "), msg
     assert msg.endswith("        y[0] = 0.0\n        ^^^^\n")
 
 
@@ -174,8 +184,11 @@ def test_host_read_is_rejected():
             y[0] = n
 
     x = np.zeros(10, np.float32)
-    with pytest.raises(RuntimeError, match="Assignments are not allowed outside parallel code"):
+    with pytest.raises(RuntimeError) as e:
         parpy.print_compiled(host_read, [x, x[:1], 10], opts_for({}))
+    msg = str(e.value)
+    assert msg.startswith(READ_OUTSIDE + "\n\nOn line "), msg
+    assert msg.endswith("        n = x[0]\n            ^^^^\n"), msg
 
 
 def test_inconsistent_parallel_structure():

@@ -222,8 +222,9 @@ IR translation and GPU lowering
   Code generation:
     Found parallel code outside main function definition ...  F::test_parallel_code_in_helper
     Memory allocation is not supported in parallel code.  unreachable: the accepted subset has no allocation
-    Assignments are not allowed outside parallel code. (CUDA)  unreachable on Cpu, where host code may write
-                                                 arrays (P::test_seed_sums checks it on Cuda)
+    Found a write (read) of an array outside parallel code ... (CUDA)  unreachable on Cpu, where host code
+                                                 may write arrays (P::test_seed_sums and
+                                                 test_cuda.py check both without a GPU)
   Backend TypeErrors (tanh/atan2 on CUDA, Metal f64/pointers/structs)  unreachable on Cpu: CUDA/Metal only
 """
 

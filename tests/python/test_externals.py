@@ -240,3 +240,67 @@ def test_external_argument_type(backend):
         f(np.zeros(4, np.int64), np.zeros(4), 4, opts=make_opts(backend, N=2))
     inner = "Expected element of type float64, found incompatible element type int64."
     assert str(e.value) == loc("Found incompatible types in function call:\n" + inner, "ext_arg", "x[i]")
+
+
+@parpy.external("lib_twice_plus", CompileBackend.Cpu, Target.Device, header="twice.h")
+def ext_twice_plus(x: F64, k: I64) -> F64:
+    return 2.0 * x + k
+
+
+@pytest.mark.parametrize("link", ["-l", "-l name", "static file"])
+def test_linking_a_compiled_library_on_cpu(tmp_path, link):
+    """A library named in opts.extra_flags is linked: parpy puts the linker's inputs after the
+    generated source, where GNU ld (with --as-needed, as Debian's and Ubuntu's GCC run it) keeps a
+    library that the code before it needs."""
+    import subprocess
+
+    cxx = parpy.backend.host_cxx()
+    (tmp_path / "twice.cpp").write_text(
+        'extern "C" double lib_twice_plus(double x, long k) { return 2.0 * x + k; }\n')
+    (tmp_path / "twice.h").write_text('extern "C" double lib_twice_plus(double x, long k);\n')
+    if link == "static file":
+        obj = tmp_path / "twice.o"
+        subprocess.run([cxx, "-c", "-fPIC", str(tmp_path / "twice.cpp"), "-o", str(obj)], check=True)
+        subprocess.run(["ar", "rcs", str(tmp_path / "libtwice.a"), str(obj)], check=True)
+        flags = [str(tmp_path / "libtwice.a")]
+    else:
+        subprocess.run([cxx, "-shared", "-fPIC", str(tmp_path / "twice.cpp"), "-o",
+                        str(tmp_path / "libtwice.so")], check=True)  # fmt: skip
+        flags = ["-ltwice"] if link == "-l" else ["-l", "twice"]
+        flags.append("-Wl,-rpath," + str(tmp_path))
+
+    @parpy.jit
+    def twice_plus(x, y, N):
+        parpy.label("N")
+        for i in range(N):
+            y[i] = ext_twice_plus(x[i], i)
+
+    x = RNG.standard_normal(300)
+    y = np.zeros(300)
+    opts = make_opts(CompileBackend.Cpu, N=4)
+    opts.includes = [str(tmp_path)]
+    opts.libs = [str(tmp_path)]
+    opts.extra_flags = flags
+    twice_plus(x, y, 300, opts=opts)
+    np.testing.assert_array_equal(y, 2.0 * x + np.arange(300))
+
+
+def test_relative_include_dir(backend, tmp_path, monkeypatch):
+    """opts.includes relative to the current directory: the compiler may run in a build directory
+    of its own (Cpu with GCC's precompiled header), where the relative path would name nothing."""
+    (tmp_path / "inc").mkdir()
+    (tmp_path / "inc" / "my.h").write_text(MY_HEADER)
+    monkeypatch.chdir(tmp_path)
+
+    @parpy.jit
+    def f(x, out, N):
+        parpy.label("N")
+        for i in range(N):
+            out[i] = ext_scale(x[i], 3.0)
+
+    x = RNG.standard_normal(300).astype(np.float32)
+    out = np.zeros(300, np.float32)
+    opts = make_opts(backend, N=4)
+    opts.includes = ["inc"]
+    f(x, out, 300, opts=opts)
+    np.testing.assert_allclose(out, x * 3 + 1, rtol=1e-6, atol=1e-6)
