@@ -389,6 +389,26 @@ class StringFunction {
   std::unordered_map<std::string, std::shared_ptr<Entry>> cache_;
 };
 
+// print_compiled's lowering of a call: the options resolved (not strictly) for `backend`, or for
+// their own backend, with the index checks the environment asks for, and the code of `args`. Keeps
+// the options that an ArgPack of the same call needs.
+struct PrintedLowering {
+  CompileOptions resolved, local;
+  const CompileOptions* opts;
+  std::vector<std::string> reads;
+  Lowered low;
+  PrintedLowering(const IrFunction& ir, nb::tuple args, const CompileOptions& given, std::optional<CompileBackend> backend = {})
+      : resolved(given) {  // the caller's options stay as they are
+    if (backend) resolved.backend = *backend;
+    resolved.backend = resolve(resolved, false);
+    resolved.touch();
+    opts = with_env_bounds(&resolved, local);
+    low = lower_args(*ir.fn, args, *opts, reads, python_print_sink());
+  }
+  PrintedLowering(const PrintedLowering&) = delete;
+  PrintedLowering& operator=(const PrintedLowering&) = delete;
+};
+
 }  // namespace
 
 // Source lines of code that is not in a file, as Python's tracebacks find them: IPython and
@@ -454,25 +474,13 @@ void bind_compiler(nb::module_& m) {
       .def("_cache_size", &JitFunction::cache_size);
 
   m.def("print_compiled", [](const IrFunction& ir, nb::tuple args, const CompileOptions& opts) {
-    CompileOptions resolved = opts;  // the caller's options stay as they are
-    resolved.backend = resolve(opts, false);
-    resolved.touch();
-    CompileOptions local;
-    const CompileOptions* o = with_env_bounds(&resolved, local);
-    std::vector<std::string> reads;
-    return lower_args(*ir.fn, args, *o, reads, python_print_sink()).code;
+    return PrintedLowering(ir, args, opts).low.code;
   });
   // For tests: print_compiled's code with the Cuda backend's two parts (device, host), which
   // are empty on other backends.
   m.def("_print_compiled_parts", [](const IrFunction& ir, nb::tuple args, const CompileOptions& opts) {
-    CompileOptions resolved = opts;
-    resolved.backend = resolve(opts, false);
-    resolved.touch();
-    CompileOptions local;
-    const CompileOptions* o = with_env_bounds(&resolved, local);
-    std::vector<std::string> reads;
-    Lowered low = lower_args(*ir.fn, args, *o, reads, python_print_sink());
-    return nb::make_tuple(low.code, low.device_code, low.host_code);
+    PrintedLowering p(ir, args, opts);
+    return nb::make_tuple(p.low.code, p.low.device_code, p.low.host_code);
   });
 
   // Private, for tests and tools (gpu/host_program.h): a call lowered for the Cuda backend as
@@ -483,17 +491,11 @@ void bind_compiler(nb::module_& m) {
       "_host_launches",
       [](const IrFunction& ir, nb::tuple args, const CompileOptions& opts, std::optional<std::string> library,
          std::optional<std::string> entry, bool raw) {
-        CompileOptions resolved = opts;
-        resolved.backend = CompileBackend::Cuda;
-        resolved.backend = resolve(resolved, false);
-        resolved.touch();
-        CompileOptions local;
-        const CompileOptions* o = with_env_bounds(&resolved, local);
-        std::vector<std::string> reads;
-        Lowered low = lower_args(*ir.fn, args, *o, reads, python_print_sink());
-        ArgPack pack(*o, false);
+        PrintedLowering p(ir, args, opts, CompileBackend::Cuda);
+        const Lowered& low = p.low;
+        ArgPack pack(*p.opts, false);
         pack.params = &ir.fn->params;
-        pack.read_paths = &reads;
+        pack.read_paths = &p.reads;
         for (size_t i = 0; i < args.size(); ++i) pack.add(args[i], "#" + std::to_string(i + 1));
         pack.finish();
         try {
@@ -509,14 +511,8 @@ void bind_compiler(nb::module_& m) {
   // The host part of that lowering, its entry, what its host code contains, and the time of
   // HostProgram::run (and of preparing it) in nanoseconds over `iterations` runs (0: not timed).
   m.def("_host_program", [](const IrFunction& ir, nb::tuple args, const CompileOptions& opts, int64_t iterations) {
-    CompileOptions resolved = opts;
-    resolved.backend = CompileBackend::Cuda;
-    resolved.backend = resolve(resolved, false);
-    resolved.touch();
-    CompileOptions local;
-    const CompileOptions* o = with_env_bounds(&resolved, local);
-    std::vector<std::string> reads;
-    Lowered low = lower_args(*ir.fn, args, *o, reads, python_print_sink());
+    PrintedLowering p(ir, args, opts, CompileBackend::Cuda);
+    const Lowered& low = p.low;
     nb::dict d;
     d["host_code"] = low.host_code;
     d["entry_symbol"] = low.entry_symbol;
@@ -531,9 +527,9 @@ void bind_compiler(nb::module_& m) {
       d["error"] = std::string(e.what());
     }
     if (iterations > 0) {
-      ArgPack pack(*o, false);
+      ArgPack pack(*p.opts, false);
       pack.params = &ir.fn->params;
-      pack.read_paths = &reads;
+      pack.read_paths = &p.reads;
       for (size_t i = 0; i < args.size(); ++i) pack.add(args[i], "#" + std::to_string(i + 1));
       pack.finish();
       auto [run, build] = host_run_ns(*low.gpu, pack.argv.data(), iterations);
