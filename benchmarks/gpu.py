@@ -101,7 +101,7 @@ def bench_rows(N, M):
 
 def main():
     rows = []
-    if "--first-call" not in sys.argv:  # only the first-call and per-call numbers
+    if "--first-call" not in sys.argv:  # --first-call: only the first-call and per-call numbers
         for N, M in [(1024, 65536), (65536, 1024), (10, 10**7)]:
             rows += bench_rows(N, M)
 
@@ -144,14 +144,18 @@ def main():
             print(f"| {name} | {shape} | {tp * 1e3:.3f} | {nbytes / tp / 1e9:.0f} | {tt * 1e3:.3f} | "
                   f"{nbytes / tt / 1e9:.0f} | {tt / tp:.2f}x | {cfg} |")
 
-    # First call (specialise + build + load + run) with an empty disk cache, for the default
-    # two-part build and for nvcc building the whole program (PARPY_CUDA_BUILD=nvcc); the median of
-    # three each. Then the cached call path.
+    # First call (specialise + build + load + run) with an empty disk cache, for the default build
+    # (kernels by NVRTC, host code run by parpy), for nvcc in two parts (PARPY_CUDA_BUILD=two-part)
+    # and for nvcc building the whole program (PARPY_CUDA_BUILD=nvcc); the median of three each.
+    # Then the cached call path of each.
     t = torch.zeros(32, device="cuda")
     o = opts({"N": parpy.threads(32)})
-    first = {}
-    for mode in ["nvcc", "two-part"]:
-        os.environ["PARPY_CUDA_BUILD"] = mode
+    first, host = {}, {}
+    for mode in ["nvcc", "two-part", "default"]:
+        if mode == "default":
+            os.environ.pop("PARPY_CUDA_BUILD", None)
+        else:
+            os.environ["PARPY_CUDA_BUILD"] = mode
         times = []
         for _ in range(3):
             parpy.clear_cache()
@@ -160,15 +164,19 @@ def main():
             torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
         first[mode] = statistics.median(times)
-    del os.environ["PARPY_CUDA_BUILD"]
-    n = 20000
-    t0 = time.perf_counter()
-    for _ in range(n):
-        tiny(t, 32, opts=o)
-    host = (time.perf_counter() - t0) / n
-    torch.cuda.synchronize()
-    print(f"\nfirst call (compile + build + run): {first['two-part']:.2f} s (nvcc for the whole program: "
-          f"{first['nvcc']:.2f} s); cached call host overhead: {host * 1e6:.1f} us per call")
+        n = 20000
+        t0 = time.perf_counter()
+        for _ in range(n):
+            tiny(t, 32, opts=o)
+        host[mode] = (time.perf_counter() - t0) / n
+        torch.cuda.synchronize()
+    from parpy import parpy as native
+
+    print(f"\nCuda build: {native.cuda_build()}")
+    print(f"first call (compile + build + run): {first['default']:.2f} s (nvcc in two parts: {first['two-part']:.2f} s, "
+          f"nvcc for the whole program: {first['nvcc']:.2f} s); cached call host overhead: "
+          f"{host['default'] * 1e6:.1f} us per call (two-part: {host['two-part'] * 1e6:.1f} us, "
+          f"whole: {host['nvcc'] * 1e6:.1f} us)")
 
 
 if __name__ == "__main__":
