@@ -223,3 +223,88 @@ def test_driver_program_calls(tmp_path):
     # Graphs: captured on the first call (and again where the copies moved), replayed by both.
     assert sum(d["op"] == "capture" for d in driver) == (2 if pos > 12 else 1)
     assert sum(d["op"] == "graph launch" for d in driver) == 2
+
+
+# Two devices: each has its own context; memory belongs to the device whose context was current
+# when it was allocated, and fake_place(lo, hi, device) says that host memory standing in for a CUDA
+# array lives on `device`. Launches and module loads are logged with the current context's device.
+TWO_DEVICES = FAKE_DRIVER.replace(
+    "int cuDeviceGetCount(int* n) { *n = 1; return 0; }", "int cuDeviceGetCount(int* n) { *n = 2; return 0; }"
+).replace(
+    "int cuDevicePrimaryCtxRetain(void** c, int d) { *c = (void*)0x1234; return 0; }",
+    "int cuDevicePrimaryCtxRetain(void** c, int d) { *c = (void*)(0x1000 + (u64)d); return 0; }",
+).replace(
+    "int cuCtxGetDevice(int* d) { *d = 0; return 0; }",
+    "int cuCtxGetDevice(int* d) { *d = current ? (int)((u64)current - 0x1000) : 0; return 0; }",
+).replace(
+    "int cuPointerGetAttribute(void* v, int a, u64 p) { *(int*)v = 0; return 0; }",
+    """static u64 placed_lo[16], placed_hi[16]; static int placed_dev[16], placed_n = 0;
+void fake_place(u64 lo, u64 hi, int d) { placed_lo[placed_n] = lo; placed_hi[placed_n] = hi; placed_dev[placed_n++] = d; }
+int cuPointerGetAttribute(void* v, int a, u64 p) {
+  *(int*)v = 0;
+  for (int i = 0; i < placed_n; ++i) if (p >= placed_lo[i] && p < placed_hi[i]) *(int*)v = placed_dev[i];
+  return 0;
+}""",
+).replace(
+    '"{\\"op\\": \\"load\\", \\"bytes\\": %llu}\\n", (u64)image_len);',
+    '"{\\"op\\": \\"load\\", \\"bytes\\": %llu, \\"device\\": %d}\\n", (u64)image_len, (int)((u64)current - 0x1000));',
+).replace(
+    '"{\\"op\\": \\"launch\\", \\"kernel\\": \\"%s\\", \\"grid\\": %u, \\"block\\": %u, \\"captured\\": %d}\\n",\n          (const char*)f, gx, bx, capturing);',
+    '"{\\"op\\": \\"launch\\", \\"kernel\\": \\"%s\\", \\"grid\\": %u, \\"block\\": %u, \\"captured\\": %d, '
+    '\\"device\\": %d}\\n",\n          (const char*)f, gx, bx, capturing, (int)((u64)current - 0x1000));',
+)
+
+TWO_DEVICES_CHILD = textwrap.dedent(
+    """
+    import ctypes, os
+    import numpy as np
+    import parpy
+
+    CUDA = parpy.CompileBackend.Cuda
+    driver = ctypes.CDLL(os.environ["PARPY_LIBCUDA"])
+    driver.fake_place.argtypes = [ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int]
+
+    @parpy.jit
+    def add1(x, N):
+        parpy.label("N")
+        for i in range(N):
+            x[i] = x[i] + 1.0
+
+    class OnDevice:
+        # A CUDA array as the interface describes it, whose memory the driver places on `device`.
+        def __init__(self, n, device):
+            self.buf = np.zeros(n, np.float32)
+            p = self.buf.ctypes.data
+            driver.fake_place(p, p + self.buf.nbytes, device)
+            self.__cuda_array_interface__ = {"shape": (n,), "typestr": "<f4", "data": (p, False),
+                                             "version": 3, "strides": None, "stream": None}
+
+    o = parpy.par({"N": parpy.threads(256)})
+    o.backend = CUDA
+    for device in [1, 0, 1]:
+        add1(OnDevice(1000, device), 1000, opts=o)
+        print("CALLED", device, flush=True)
+    """
+)
+
+
+def test_driver_program_runs_on_the_device_of_its_arrays(tmp_path):
+    lib_dir = tmp_path / "driver"
+    lib_dir.mkdir()
+    (lib_dir / "fake_cuda.c").write_text(TWO_DEVICES)
+    subprocess.run([parpy.backend.host_cxx(), "-x", "c", "-shared", "-fPIC", "-O1", str(lib_dir / "fake_cuda.c"),
+                    "-o", str(lib_dir / "libcuda.so.1")], check=True, capture_output=True)
+    log = tmp_path / "driver.log"
+    script = tmp_path / "child.py"
+    script.write_text(TWO_DEVICES_CHILD)
+    env = dict(os.environ, PARPY_LIBCUDA=str(lib_dir / "libcuda.so.1"), PARPY_CACHE_DIR=str(tmp_path / "cache"),
+               FAKE_CUDA_LOG=str(log))
+    env.pop("PARPY_CUDA_BUILD", None)
+    r = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600,
+                       check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    driver = [json.loads(line) for line in log.read_text().splitlines()]
+    # One module per device, loaded in that device's context on its first call there; each call's
+    # launch runs in the context of its array's device.
+    assert [d["device"] for d in driver if d["op"] == "load"] == [1, 0]
+    assert [d["device"] for d in driver if d["op"] == "launch"] == [1, 0, 1]
