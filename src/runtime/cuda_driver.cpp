@@ -328,6 +328,23 @@ std::string arch_flag() {
   return "sm_" + std::to_string(info.major) + std::to_string(info.minor);
 }
 
+int compute_capability(int ordinal) {
+  Driver& driver = driver_state();
+  const DriverApi& api = loaded();
+  if (ordinal < 0 || ordinal >= driver.info.device_count) {
+    throw CudaError("CUDA device " + std::to_string(ordinal) + " does not exist (the driver reports " +
+                    std::to_string(driver.info.device_count) + ")");
+  }
+  CUdevice device = 0;
+  int major = 0, minor = 0;
+  check(api, "cuDeviceGet", api.cuDeviceGet(&device, ordinal));
+  check(api, "cuDeviceGetAttribute",
+        api.cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device));
+  check(api, "cuDeviceGetAttribute",
+        api.cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device));
+  return major * 10 + minor;
+}
+
 void ensure_context() { ready(); }
 
 int current_device() {

@@ -37,6 +37,9 @@ struct DeviceInfo {
 // Never throws. $PARPY_LIBCUDA, if set, names the library to load instead of libcuda.so.1.
 const DeviceInfo& device_info();
 
+// The compute capability of device `ordinal` (major * 10 + minor, e.g. 90); throws CudaError.
+int compute_capability(int ordinal);
+
 // "sm_<major><minor>" of device 0, e.g. "sm_90"; throws CudaError when no device is available.
 std::string arch_flag();
 

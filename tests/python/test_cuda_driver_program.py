@@ -225,11 +225,13 @@ def test_driver_program_calls(tmp_path):
     assert sum(d["op"] == "graph launch" for d in driver) == 2
 
 
-# Two devices: each has its own context; memory belongs to the device whose context was current
+# Two devices of different compute capabilities: each has its own context; memory belongs to the device whose context was current
 # when it was allocated, and fake_place(lo, hi, device) says that host memory standing in for a CUDA
 # array lives on `device`. Launches and module loads are logged with the current context's device.
 TWO_DEVICES = FAKE_DRIVER.replace(
     "int cuDeviceGetCount(int* n) { *n = 1; return 0; }", "int cuDeviceGetCount(int* n) { *n = 2; return 0; }"
+).replace(  # device 0 is of compute capability 9.0, device 1 of 8.0
+    "*v = a == 75 ? 9 : 0;", "*v = a == 75 ? (d == 1 ? 8 : 9) : 0;"
 ).replace(
     "int cuDevicePrimaryCtxRetain(void** c, int d) { *c = (void*)0x1234; return 0; }",
     "int cuDevicePrimaryCtxRetain(void** c, int d) { *c = (void*)(0x1000 + (u64)d); return 0; }",
@@ -247,7 +249,8 @@ int cuPointerGetAttribute(void* v, int a, u64 p) {
 }""",
 ).replace(
     '"{\\"op\\": \\"load\\", \\"bytes\\": %llu}\\n", (u64)image_len);',
-    '"{\\"op\\": \\"load\\", \\"bytes\\": %llu, \\"device\\": %d}\\n", (u64)image_len, (int)((u64)current - 0x1000));',
+    '"{\\"op\\": \\"load\\", \\"bytes\\": %llu, \\"device\\": %d, \\"arch\\": %u}\\n", (u64)image_len, '
+    '(int)((u64)current - 0x1000), (*(const unsigned*)(image + 0x30) >> 8) & 0xff);',
 ).replace(
     '"{\\"op\\": \\"launch\\", \\"kernel\\": \\"%s\\", \\"grid\\": %u, \\"block\\": %u, \\"captured\\": %d}\\n",\n          (const char*)f, gx, bx, capturing);',
     '"{\\"op\\": \\"launch\\", \\"kernel\\": \\"%s\\", \\"grid\\": %u, \\"block\\": %u, \\"captured\\": %d, '
@@ -304,7 +307,7 @@ def test_driver_program_runs_on_the_device_of_its_arrays(tmp_path):
                        check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     driver = [json.loads(line) for line in log.read_text().splitlines()]
-    # One module per device, loaded in that device's context on its first call there; each call's
-    # launch runs in the context of its array's device.
-    assert [d["device"] for d in driver if d["op"] == "load"] == [1, 0]
+    # One module per device, loaded in that device's context on its first call there and compiled
+    # for its architecture; each call's launch runs in the context of its array's device.
+    assert [(d["device"], d["arch"]) for d in driver if d["op"] == "load"] == [(1, 80), (0, 90)]
     assert [d["device"] for d in driver if d["op"] == "launch"] == [1, 0, 1]

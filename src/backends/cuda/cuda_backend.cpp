@@ -93,7 +93,8 @@ class CudaBackend final : public Backend {
         cuda::NvrtcImage image = cuda::nvrtc_compile(low.device_code, d.major, d.minor, flags);
         auto e = std::make_shared<Entry>();
         e->built = image.built.built;
-        e->program = std::make_shared<DriverProgram>(*low.gpu, std::move(*host), image.bytes(),
+        e->program = std::make_shared<DriverProgram>(*low.gpu, std::move(*host), d.major * 10 + d.minor,
+                                                     image.bytes(), low.device_code, flags,
                                                      !low.bounds_symbol.empty());
         if (!low.bounds_symbol.empty()) {
           e->bounds_sites = low.bounds_sites;

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "codegen/cuda.h"
+#include "jit/nvrtc.h"
 #include "ir/types.h"
 
 namespace parpy {
@@ -43,8 +44,9 @@ class Launcher final : public HostLauncher {
 
 }  // namespace
 
-DriverProgram::DriverProgram(const GpuProgram& p, HostProgram host, std::string image, bool checked)
-    : host_(std::move(host)), image_(std::move(image)), scratch_(p.scratch), checked_(checked), graphs_(p.use_graphs) {
+DriverProgram::DriverProgram(const GpuProgram& p, HostProgram host, int arch, std::string image,
+                             std::string device_code, jit::BuildFlags flags, bool checked)
+    : host_(std::move(host)), device_code_(std::move(device_code)), flags_(std::move(flags)), scratch_(p.scratch), checked_(checked), graphs_(p.use_graphs) {
   for (const Kernel& k : p.kernels) {
     wide_clusters_.push_back(k.cluster_blocks > 8);
     kernel_names_.push_back(cuda_kernel_symbol(k.name));
@@ -52,6 +54,7 @@ DriverProgram::DriverProgram(const GpuProgram& p, HostProgram host, std::string 
   }
   for (const AbiParam& a : p.params)
     arg_bytes_.push_back(a.type.is_scalar() ? static_cast<size_t>(elem_bytes(a.type.elem)) : sizeof(uint64_t));
+  images_[arch] = std::move(image);
   device_count_ = std::max(cuda::device_info().device_count, 1);
   ++live_programs;
   devices_.reset(new Device[static_cast<size_t>(device_count_)]);
@@ -85,7 +88,7 @@ DriverProgram::Device& DriverProgram::device(int ordinal) const {
   if (d.ready.load(std::memory_order_acquire)) return d;
   std::lock_guard<std::mutex> lock(d.setup);
   if (d.ready.load(std::memory_order_relaxed)) return d;
-  void* module = cuda::module_load(image_);
+  void* module = cuda::module_load(image_for(cuda::compute_capability(ordinal)));
   try {
     std::vector<void*> functions;
     for (size_t i = 0; i < kernel_names_.size(); ++i)
@@ -114,6 +117,16 @@ DriverProgram::Device& DriverProgram::device(int ordinal) const {
   }
   d.ready.store(true, std::memory_order_release);
   return d;
+}
+
+// The image for devices of compute capability `arch`: compiled by NVRTC (or found in the disk
+// cache) the first time a device of that capability runs the program.
+const std::string& DriverProgram::image_for(int arch) const {
+  std::lock_guard<std::mutex> lock(images_mutex_);
+  auto it = images_.find(arch);
+  if (it == images_.end())
+    it = images_.emplace(arch, cuda::nvrtc_compile(device_code_, arch / 10, arch % 10, flags_).bytes()).first;
+  return it->second;
 }
 
 int32_t DriverProgram::run(Device& d, void* const* args, void* stream, std::string* error) const {

@@ -5,6 +5,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -13,16 +14,19 @@
 #include "backend/backend.h"
 #include "gpu/gpu_ir.h"
 #include "gpu/host_program.h"
+#include "jit/cached_build.h"
 #include "runtime/cuda_driver.h"
 
 namespace parpy {
 
 class DriverProgram final : public EntryProgram {
  public:
-  // `host`: p's host code prepared; `image`: what NVRTC made of the program's device code (kernels
-  // named as the Cuda printer names them); `checked`: the kernels record indices out of bounds in
-  // parpy_bounds_device.
-  DriverProgram(const GpuProgram& p, HostProgram host, std::string image, bool checked);
+  // `host`: p's host code prepared; `image`: what NVRTC made of `device_code` (kernels named as the
+  // Cuda printer names them) for compute capability `arch` (major * 10 + minor); a device of
+  // another compute capability gets its own image, compiled with `flags` on its first call;
+  // `checked`: the kernels record indices out of bounds in parpy_bounds_device.
+  DriverProgram(const GpuProgram& p, HostProgram host, int arch, std::string image, std::string device_code,
+                jit::BuildFlags flags, bool checked);
   ~DriverProgram() override;
 
   // Runs a call on `device` (current on the calling thread) and `stream`: args in the entry's
@@ -49,8 +53,13 @@ class DriverProgram final : public EntryProgram {
   Device& device(int ordinal) const;
   int32_t run(Device& d, void* const* args, void* stream, std::string* error) const;
 
+  const std::string& image_for(int arch) const;
+
   HostProgram host_;
-  std::string image_;
+  std::string device_code_;
+  jit::BuildFlags flags_;
+  mutable std::mutex images_mutex_;
+  mutable std::map<int, std::string> images_;  // by compute capability
   std::vector<std::string> kernel_names_;  // as functions: two per kernel, "" where there is none
   std::vector<bool> wide_clusters_;  // per kernel: clusters of more than 8 blocks
   std::vector<Scratch> scratch_;
