@@ -431,6 +431,11 @@ NvrtcImage nvrtc_compile(const std::string& code, int major, int minor,
                        "built in: " + info.fp16_source +
                        ". Install it with `pip install nvidia-cuda-runtime` (or "
                        "nvidia-cuda-runtime-cu12 for NVRTC 12), or set CUDA_HOME to a CUDA toolkit.";
+          else if (log.find("cannot open source file") != std::string::npos)
+            message += "\nNVRTC has no C++ standard library and no CUDA runtime headers: a header an "
+                       "external includes must do without them here (the fixed-width integer types "
+                       "and math functions are there already), or install nvcc (the CUDA toolkit), "
+                       "which parpy then uses for programs whose externals include headers.";
           throw jit::BuildError(
               jit::with_kept_source(message, code, ".cu", flags.write_output));
         }

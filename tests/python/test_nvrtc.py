@@ -284,6 +284,17 @@ def test_compile_error_raises_with_nvrtcs_log():
     assert 'identifier "parpy_no_such_fn" is undefined' in msg and "x[0] = parpy_no_such_fn(1);" in msg
 
 
+@needs_nvrtc
+def test_a_header_that_needs_the_standard_library_says_what_to_do():
+    # An external's header written for nvcc, compiled where only NVRTC is.
+    code = '#include <cstdint>\nextern "C" __global__ void k(float* x) { x[0] = 1.0f; }\n'
+    with pytest.raises(RuntimeError) as e:
+        parpy._nvrtc_compile(code, 9, 0)
+    msg = str(e.value)
+    assert 'cannot open source file "cstdint"' in msg
+    assert "NVRTC has no C++ standard library" in msg and "install nvcc" in msg
+
+
 # ----- (d) the disk cache ----------------------------------------------------------------------
 
 _COMPILE = """
