@@ -16,8 +16,14 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import backend, buffer, operators, types
 from . import parpy as _native
+
+# Where pip installs NVRTC and the CUDA runtime headers (nvidia-cuda-nvrtc, nvidia-cuda-runtime),
+# for the Cuda backend's search (python -m parpy says what it found): set before anything asks
+# which backends are available, as parpy.backend does when it is imported.
+_native._set_python_paths([p for p in sys.path if p and os.path.isdir(p)])
+
+from . import backend, buffer, operators, types  # noqa: E402
 from .buffer import sync
 from .operators import gpu, label
 from .parpy import (
@@ -62,9 +68,6 @@ def get_include() -> str:
 
 
 _native._set_include_dir(get_include())
-# Where pip installs NVRTC and the CUDA runtime headers (nvidia-cuda-nvrtc, nvidia-cuda-runtime),
-# for the Cuda backend's search (python -m parpy says what it found).
-_native._set_python_paths([p for p in sys.path if p and os.path.isdir(p)])
 
 from . import _pickling  # noqa: E402 - after the native module is set up
 

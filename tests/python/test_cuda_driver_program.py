@@ -311,3 +311,57 @@ def test_driver_program_runs_on_the_device_of_its_arrays(tmp_path):
     # for its architecture; each call's launch runs in the context of its array's device.
     assert [(d["device"], d["arch"]) for d in driver if d["op"] == "load"] == [(1, 80), (0, 90)]
     assert [d["device"] for d in driver if d["op"] == "launch"] == [1, 0, 1]
+
+
+NO_NVCC_CHILD = textwrap.dedent(
+    """
+    import numpy as np
+    import parpy
+
+    CUDA = parpy.CompileBackend.Cuda
+    print("ENABLED", parpy.backend.is_enabled(CUDA), flush=True)
+
+    @parpy.jit
+    def add1(x, N):
+        parpy.label("N")
+        for i in range(N):
+            x[i] = x[i] + 1.0
+
+    o = parpy.par({"N": parpy.threads(32)})
+    o.backend = CUDA
+    add1(np.zeros(8, np.float32), 8, opts=o)
+    print("JIT OK", flush=True)
+    o.extra_flags = ["-lineinfo"]
+    try:
+        add1(np.zeros(8, np.float32), 8, opts=o)
+    except RuntimeError as e:
+        print("FLAGS", str(e).splitlines()[0])
+    c = parpy.CompileOptions()
+    c.backend = CUDA
+    try:
+        parpy.compile_string("k", 'extern "C" int32_t k(float* x) { return 0; }', c)(np.zeros(3, np.float32))
+    except RuntimeError as e:
+        print("USER", str(e).splitlines()[0])
+    """
+)
+
+
+def test_nvrtc_alone_enables_cuda_and_says_what_needs_nvcc(tmp_path):
+    # NVRTC from the pip wheel, no nvcc: the wheel must be found before parpy first asks which
+    # backends it has (at import), and what only nvcc builds says so.
+    lib_dir = tmp_path / "driver"
+    lib_dir.mkdir()
+    (lib_dir / "fake_cuda.c").write_text(FAKE_DRIVER)
+    subprocess.run([parpy.backend.host_cxx(), "-x", "c", "-shared", "-fPIC", "-O1", str(lib_dir / "fake_cuda.c"),
+                    "-o", str(lib_dir / "libcuda.so.1")], check=True, capture_output=True)
+    script = tmp_path / "child.py"
+    script.write_text(NO_NVCC_CHILD)
+    env = dict(os.environ, PARPY_LIBCUDA=str(lib_dir / "libcuda.so.1"), PARPY_CACHE_DIR=str(tmp_path / "cache"),
+               FAKE_CUDA_LOG=str(tmp_path / "driver.log"), PARPY_NVCC=str(tmp_path / "no-nvcc"))
+    env.pop("PARPY_CUDA_BUILD", None)
+    r = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600,
+                       check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ENABLED True" in r.stdout and "JIT OK" in r.stdout, r.stdout
+    assert "FLAGS This Cuda program is built by nvcc (asked for by opts.extra_flags" in r.stdout, r.stdout
+    assert "USER CUDA code given to compile_string is built by nvcc" in r.stdout, r.stdout

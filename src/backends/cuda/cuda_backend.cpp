@@ -104,6 +104,11 @@ class CudaBackend final : public Backend {
         return e;
       }
     }
+    if (!cuda::nvcc().found && mode == CudaBuild::Whole)
+      throw jit::BuildError("This Cuda program is built by nvcc (asked for by opts.extra_flags or opts.libs, "
+                            "which are nvcc flags, or by PARPY_CUDA_BUILD=nvcc), which was not found (" +
+                            cuda::nvcc().why_missing +
+                            "). Install the CUDA toolkit, or leave those out to build with NVRTC.");
     std::optional<jit::BuildResult> fast;
     if (mode != CudaBuild::Whole)
       fast = cuda::build_two_part_cuda_library(low.device_code, low.host_code, flags, cuda::arch_flag());
@@ -123,6 +128,10 @@ class CudaBackend final : public Backend {
   std::shared_ptr<Entry> build_user_code(const std::string& name, const std::string& code,
                                          const std::vector<AbiParam>& params,
                                          const CompileOptions& opts) const override {
+    if (!cuda::nvcc().found)
+      throw jit::BuildError("CUDA code given to compile_string is built by nvcc (host code and kernels in one "
+                            "source), which was not found (" + cuda::nvcc().why_missing +
+                            "). Install the CUDA toolkit; jit functions need only NVRTC.");
     std::string src = code;
     if (code.find(entry_symbol(name) + "(") == std::string::npos) src += "\n" + print_cuda_user_entry(name, params);
     auto e = load_entry(cuda::build_cuda_library(src, build_flags(opts), cuda::arch_flag()), entry_symbol(name),
