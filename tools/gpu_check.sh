@@ -2,6 +2,8 @@
 # Builds parpy in place on a GPU machine with no network, then runs the steps named in
 # $PARPY_GPU_STEPS (default "suite bench sanitize"):
 #   suite     the whole test suite (pytest-xdist over $PARPY_GPU_WORKERS processes, default 12)
+#   notoolkit the whole suite with no CUDA toolkit visible (no nvcc, /usr/local/cuda* moved aside
+#             for the run): Cuda through the NVRTC and CUDA runtime pip wheels only
 #   devices   the tests that need several GPUs, in one process
 #   bench     benchmarks/gpu.py
 #   fuzz      tools/fuzz.py in the background, beside the steps after it: $PARPY_FUZZ_CUDA Cuda
@@ -39,6 +41,18 @@ for step in $steps; do
   case $step in
     suite)
       python3 -m pytest -q -p no:cacheprovider $xdist tests/python 2>&1 | tee "$logs/pytest.log" | grep -E "passed|failed|error" | tail -40 ;;
+    notoolkit)
+      # The whole suite with no CUDA toolkit in sight (the build above is done): nvcc off PATH and
+      # PARPY_NVCC naming nothing, CUDA_HOME/CUDA_PATH unset, /usr/local/cuda* moved aside for the
+      # run and put back after; NVRTC and cuda_fp16.h come only from the pip wheels.
+      hidden=()
+      for d in /usr/local/cuda /usr/local/cuda-*; do
+        if [ -e "$d" ] && [ "${d%.parpy-hidden}" = "$d" ] && mv "$d" "$d.parpy-hidden"; then hidden+=("$d"); fi
+      done
+      bare_path=$(echo "$PATH" | tr ':' '\n' | grep -v cuda | paste -sd:)
+      env -u CUDA_HOME -u CUDA_PATH PARPY_NVCC=/nonexistent PATH="$bare_path" python3 -m parpy 2>&1 | tee "$logs/notoolkit-diagnostics.txt" | grep -E "Cuda|NVRTC"
+      env -u CUDA_HOME -u CUDA_PATH PARPY_NVCC=/nonexistent PATH="$bare_path" python3 -m pytest -q -p no:cacheprovider $xdist tests/python 2>&1 | tee "$logs/notoolkit.log" | grep -E "passed|failed|error" | tail -40
+      for d in "${hidden[@]}"; do mv "$d.parpy-hidden" "$d"; done ;;
     devices)
       python3 -m pytest -q -p no:cacheprovider -rs tests/python/test_cuda_devices.py tests/python/test_hmm.py 2>&1 | tee "$logs/devices.log" | tail -25 ;;
     fuzz)
