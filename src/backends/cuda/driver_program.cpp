@@ -67,6 +67,9 @@ DriverProgram::~DriverProgram() {
     if (!d.ready.load()) continue;
     try {
       cuda::DeviceScope scope(i);
+      // Kernels of this program may still be running on some stream: wait for them before their
+      // module and scratch memory go.
+      cuda::device_synchronize();
       for (uint64_t s : d.scratch) cuda::free(s);
       cuda::module_unload(d.module);
     } catch (const std::exception&) {
