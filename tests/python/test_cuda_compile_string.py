@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import numpy as np
+import fake_driver
 import parpy
 import pytest
 from parpy import CompileBackend
@@ -112,39 +113,6 @@ def test_cuda_errors_of_hand_written_code():
     np.testing.assert_array_equal(y, np.full(10, 2.0))
 
 
-# A stand-in libcuda.so.1 reporting one sm_90 device with host memory: enough for backend
-# detection, the build and parpy's copies; the CUDA runtime in a built program finds it lacking.
-FAKE_DRIVER = r"""
-#include <stdlib.h>
-#include <string.h>
-typedef unsigned long long u64;
-static __thread void* current = 0;
-int cuGetErrorName(int e, const char** s) { *s = "CUDA_ERROR_FAKE"; return 0; }
-int cuGetErrorString(int e, const char** s) { *s = "fake driver"; return 0; }
-int cuInit(unsigned f) { return 0; }
-int cuDriverGetVersion(int* v) { *v = 13000; return 0; }
-int cuDeviceGetCount(int* n) { *n = 1; return 0; }
-int cuDeviceGet(int* d, int i) { *d = i; return 0; }
-int cuDeviceGetName(char* s, int n, int d) { strncpy(s, "Fake GPU", n); return 0; }
-int cuDeviceGetAttribute(int* v, int a, int d) { *v = a == 75 ? 9 : 0; return 0; }
-int cuDevicePrimaryCtxRetain(void** c, int d) { *c = (void*)0x1234; return 0; }
-int cuCtxGetCurrent(void** c) { *c = current; return 0; }
-int cuCtxSetCurrent(void* c) { current = c; return 0; }
-int cuCtxGetDevice(int* d) { *d = 0; return 0; }
-int cuCtxSynchronize(void) { return 0; }
-int cuMemAlloc_v2(u64* p, size_t n) { *p = (u64)malloc(n); return 0; }
-int cuMemFree_v2(u64 p) { free((void*)p); return 0; }
-int cuMemcpyHtoD_v2(u64 d, const void* s, size_t n) { memcpy((void*)d, s, n); return 0; }
-int cuMemcpyDtoH_v2(void* d, u64 s, size_t n) { memcpy(d, (void*)s, n); return 0; }
-int cuMemcpyDtoD_v2(u64 d, u64 s, size_t n) { return 0; }
-int cuMemcpyHtoDAsync_v2(u64 d, const void* s, size_t n, void* st) { return 0; }
-int cuMemcpyDtoHAsync_v2(void* d, u64 s, size_t n, void* st) { return 0; }
-int cuMemcpyDtoDAsync_v2(u64 d, u64 s, size_t n, void* st) { return 0; }
-int cuMemsetD8_v2(u64 d, unsigned char v, size_t n) { return 0; }
-int cuMemsetD8Async(u64 d, unsigned char v, size_t n, void* st) { return 0; }
-int cuStreamSynchronize(void* s) { return 0; }
-int cuPointerGetAttribute(void* v, int a, u64 p) { *(int*)v = 0; return 0; }
-"""
 
 # Valid CUDA only nvcc accepts (a kernel launch), then a missing semicolon.
 CUDA_SYNTAX_ERROR = r"""
@@ -159,11 +127,7 @@ extern "C" int32_t broken(float* x) {
 @needs_nvcc
 @pytest.mark.skipif(parpy.backend.host_cxx() is None, reason="no C++ compiler for the stand-in driver")
 def test_cuda_source_is_built_by_nvcc(tmp_path):
-    lib_dir = tmp_path / "driver"
-    lib_dir.mkdir()
-    (lib_dir / "fake_cuda.c").write_text(FAKE_DRIVER)
-    subprocess.run([parpy.backend.host_cxx(), "-x", "c", "-shared", "-fPIC", "-O1", str(lib_dir / "fake_cuda.c"),
-                    "-o", str(lib_dir / "libcuda.so.1")], check=True, capture_output=True)
+    lib_dir = fake_driver.build(tmp_path / "driver").parent
     script = textwrap.dedent(f"""
         import numpy as np, parpy
         assert parpy.backend.is_enabled(parpy.CompileBackend.Cuda), parpy.backend.reasons()

@@ -8,10 +8,9 @@ checks is the calls parpy makes. The H200 runs the same programs for real
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
+import fake_driver
 import parpy
 import pytest
 
@@ -21,105 +20,6 @@ pytestmark = [
     pytest.mark.skipif(parpy.backend.host_cxx() is None, reason="no C compiler for the stand-in driver"),
 ]
 
-# A driver whose memory is host memory and whose launches are written to $FAKE_CUDA_LOG, one JSON
-# object per line. cuModuleGetFunction finds a kernel only if its name is in the image.
-FAKE_DRIVER = r"""
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#define _GNU_SOURCE
-typedef unsigned long long u64;
-static __thread void* current = 0;
-static const char* image = 0;
-static size_t image_len = 0;
-static int capturing = 0;
-static FILE* out(void) {
-  static FILE* f = 0;
-  if (!f) f = fopen(getenv("FAKE_CUDA_LOG"), "a");
-  return f;
-}
-int cuGetErrorName(int e, const char** s) { *s = "CUDA_ERROR_FAKE"; return 0; }
-int cuGetErrorString(int e, const char** s) { *s = "fake driver"; return 0; }
-int cuInit(unsigned f) { return 0; }
-int cuDriverGetVersion(int* v) { *v = 13000; return 0; }
-int cuDeviceGetCount(int* n) { *n = 1; return 0; }
-int cuDeviceGet(int* d, int i) { *d = i; return 0; }
-int cuDeviceGetName(char* s, int n, int d) { strncpy(s, "Fake GPU", n); return 0; }
-int cuDeviceGetAttribute(int* v, int a, int d) { *v = a == 75 ? 9 : 0; return 0; }
-int cuDevicePrimaryCtxRetain(void** c, int d) { *c = (void*)0x1234; return 0; }
-int cuCtxGetCurrent(void** c) { *c = current; return 0; }
-int cuCtxSetCurrent(void* c) { current = c; return 0; }
-int cuCtxGetDevice(int* d) { *d = 0; return 0; }
-int cuCtxSynchronize(void) { return 0; }
-int cuMemAlloc_v2(u64* p, size_t n) { *p = (u64)calloc(1, n ? n : 1); fprintf(out(), "{\"op\": \"alloc\", \"bytes\": %zu}\n", n); return 0; }
-int cuMemFree_v2(u64 p) { free((void*)p); return 0; }
-int cuMemcpyHtoD_v2(u64 d, const void* s, size_t n) { memcpy((void*)d, s, n); return 0; }
-int cuMemcpyDtoH_v2(void* d, u64 s, size_t n) { memcpy(d, (void*)s, n); return 0; }
-int cuMemcpyDtoD_v2(u64 d, u64 s, size_t n) { memcpy((void*)d, (void*)s, n); return 0; }
-int cuMemcpyHtoDAsync_v2(u64 d, const void* s, size_t n, void* st) { memcpy((void*)d, s, n); return 0; }
-int cuMemcpyDtoHAsync_v2(void* d, u64 s, size_t n, void* st) { memcpy(d, (void*)s, n); return 0; }
-int cuMemcpyDtoDAsync_v2(u64 d, u64 s, size_t n, void* st) { memcpy((void*)d, (void*)s, n); return 0; }
-int cuMemsetD8_v2(u64 d, unsigned char v, size_t n) {
-  memset((void*)d, v, n);
-  fprintf(out(), "{\"op\": \"memset\", \"bytes\": %zu}\n", n);
-  return 0;
-}
-int cuMemsetD8Async(u64 d, unsigned char v, size_t n, void* st) {
-  memset((void*)d, v, n);
-  fprintf(out(), "{\"op\": \"memset\", \"bytes\": %zu}\n", n);
-  return 0;
-}
-int cuStreamSynchronize(void* s) { return 0; }
-int cuPointerGetAttribute(void* v, int a, u64 p) { *(int*)v = 0; return 0; }
-int cuModuleLoadData(void** m, const void* data) {
-  image = (const char*)data;
-  /* A cubin is an ELF file: its size is in its header (e_shoff + e_shnum * e_shentsize). */
-  if (memcmp(image, "\x7f" "ELF", 4) != 0) return 200;
-  u64 shoff; unsigned short shentsize, shnum;
-  memcpy(&shoff, image + 0x28, 8); memcpy(&shentsize, image + 0x3a, 2); memcpy(&shnum, image + 0x3c, 2);
-  image_len = shoff + (u64)shentsize * shnum;
-  fprintf(out(), "{\"op\": \"load\", \"bytes\": %llu}\n", (u64)image_len);
-  *m = (void*)0x5678;
-  return 0;
-}
-int cuModuleUnload(void* m) { return 0; }
-static int in_image(const char* name) {
-  size_t n = strlen(name);
-  for (size_t i = 0; i + n < image_len; ++i)
-    if (memcmp(image + i, name, n + 1) == 0) return 1;
-  return 0;
-}
-int cuModuleGetFunction(void** f, void* m, const char* name) {
-  if (!in_image(name)) return 500;  /* CUDA_ERROR_NOT_FOUND */
-  *f = strdup(name);
-  return 0;
-}
-int cuModuleGetGlobal_v2(u64* p, size_t* bytes, void* m, const char* name) {
-  if (!in_image(name)) return 500;
-  *p = (u64)calloc(1, 24);
-  *bytes = 24;
-  return 0;
-}
-int cuFuncSetAttribute(void* f, int a, int v) {
-  fprintf(out(), "{\"op\": \"attribute\", \"kernel\": \"%s\", \"attribute\": %d}\n", (const char*)f, a);
-  return 0;
-}
-int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
-                   unsigned smem, void* stream, void** params, void** extra) {
-  fprintf(out(), "{\"op\": \"launch\", \"kernel\": \"%s\", \"grid\": %u, \"block\": %u, \"captured\": %d}\n",
-          (const char*)f, gx, bx, capturing);
-  return 0;
-}
-int cuStreamCreate(void** s, unsigned flags) { *s = (void*)0x99; return 0; }
-int cuStreamDestroy_v2(void* s) { return 0; }
-int cuStreamBeginCapture_v2(void* s, int mode) { capturing = 1; return 0; }
-int cuStreamEndCapture(void* s, void** g) { capturing = 0; *g = (void*)0x77; fprintf(out(), "{\"op\": \"capture\"}\n"); return 0; }
-int cuGraphInstantiateWithFlags(void** e, void* g, unsigned long long f) { *e = (void*)0x66; return 0; }
-int cuGraphExecUpdate_v2(void* e, void* g, void* info) { return 0; }
-int cuGraphLaunch(void* e, void* s) { fprintf(out(), "{\"op\": \"graph launch\"}\n"); return 0; }
-int cuGraphDestroy(void* g) { return 0; }
-int cuGraphExecDestroy(void* e) { return 0; }
-"""
 
 CHILD = textwrap.dedent(
     """
@@ -179,20 +79,8 @@ CHILD = textwrap.dedent(
 
 
 def test_driver_program_calls(tmp_path):
-    lib_dir = tmp_path / "driver"
-    lib_dir.mkdir()
-    (lib_dir / "fake_cuda.c").write_text(FAKE_DRIVER)
-    subprocess.run([parpy.backend.host_cxx(), "-x", "c", "-shared", "-fPIC", "-O1", str(lib_dir / "fake_cuda.c"),
-                    "-o", str(lib_dir / "libcuda.so.1")], check=True, capture_output=True)
+    r = fake_driver.run(tmp_path, CHILD.format(tests=os.path.dirname(__file__)))
     log = tmp_path / "driver.log"
-    script = tmp_path / "child.py"
-    script.write_text(CHILD.format(tests=os.path.dirname(__file__)))
-    env = dict(os.environ, PARPY_LIBCUDA=str(lib_dir / "libcuda.so.1"), PARPY_CACHE_DIR=str(tmp_path / "cache"),
-               FAKE_CUDA_LOG=str(log))
-    env.pop("PARPY_CUDA_BUILD", None)
-    r = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600,
-                       check=False)
-    assert r.returncode == 0, r.stdout + r.stderr
     assert "BUILD kernels by NVRTC" in r.stdout, r.stdout
     calls = [json.loads(line.split(" ", 1)[1]) for line in r.stdout.splitlines() if line.startswith("CALL")]
     driver = [json.loads(line) for line in log.read_text().splitlines()]
@@ -228,7 +116,7 @@ def test_driver_program_calls(tmp_path):
 # Two devices of different compute capabilities: each has its own context; memory belongs to the device whose context was current
 # when it was allocated, and fake_place(lo, hi, device) says that host memory standing in for a CUDA
 # array lives on `device`. Launches and module loads are logged with the current context's device.
-TWO_DEVICES = FAKE_DRIVER.replace(
+TWO_DEVICES = fake_driver.SOURCE.replace(
     "int cuDeviceGetCount(int* n) { *n = 1; return 0; }", "int cuDeviceGetCount(int* n) { *n = 2; return 0; }"
 ).replace(  # device 0 is of compute capability 9.0, device 1 of 8.0
     "*v = a == 75 ? 9 : 0;", "*v = a == 75 ? (d == 1 ? 8 : 9) : 0;"
@@ -292,20 +180,8 @@ TWO_DEVICES_CHILD = textwrap.dedent(
 
 
 def test_driver_program_runs_on_the_device_of_its_arrays(tmp_path):
-    lib_dir = tmp_path / "driver"
-    lib_dir.mkdir()
-    (lib_dir / "fake_cuda.c").write_text(TWO_DEVICES)
-    subprocess.run([parpy.backend.host_cxx(), "-x", "c", "-shared", "-fPIC", "-O1", str(lib_dir / "fake_cuda.c"),
-                    "-o", str(lib_dir / "libcuda.so.1")], check=True, capture_output=True)
+    fake_driver.run(tmp_path, TWO_DEVICES_CHILD, source=TWO_DEVICES)
     log = tmp_path / "driver.log"
-    script = tmp_path / "child.py"
-    script.write_text(TWO_DEVICES_CHILD)
-    env = dict(os.environ, PARPY_LIBCUDA=str(lib_dir / "libcuda.so.1"), PARPY_CACHE_DIR=str(tmp_path / "cache"),
-               FAKE_CUDA_LOG=str(log))
-    env.pop("PARPY_CUDA_BUILD", None)
-    r = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600,
-                       check=False)
-    assert r.returncode == 0, r.stdout + r.stderr
     driver = [json.loads(line) for line in log.read_text().splitlines()]
     # One module per device, loaded in that device's context on its first call there and compiled
     # for its architecture; each call's launch runs in the context of its array's device.
@@ -349,19 +225,7 @@ NO_NVCC_CHILD = textwrap.dedent(
 def test_nvrtc_alone_enables_cuda_and_says_what_needs_nvcc(tmp_path):
     # NVRTC from the pip wheel, no nvcc: the wheel must be found before parpy first asks which
     # backends it has (at import), and what only nvcc builds says so.
-    lib_dir = tmp_path / "driver"
-    lib_dir.mkdir()
-    (lib_dir / "fake_cuda.c").write_text(FAKE_DRIVER)
-    subprocess.run([parpy.backend.host_cxx(), "-x", "c", "-shared", "-fPIC", "-O1", str(lib_dir / "fake_cuda.c"),
-                    "-o", str(lib_dir / "libcuda.so.1")], check=True, capture_output=True)
-    script = tmp_path / "child.py"
-    script.write_text(NO_NVCC_CHILD)
-    env = dict(os.environ, PARPY_LIBCUDA=str(lib_dir / "libcuda.so.1"), PARPY_CACHE_DIR=str(tmp_path / "cache"),
-               FAKE_CUDA_LOG=str(tmp_path / "driver.log"), PARPY_NVCC=str(tmp_path / "no-nvcc"))
-    env.pop("PARPY_CUDA_BUILD", None)
-    r = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600,
-                       check=False)
-    assert r.returncode == 0, r.stdout + r.stderr
+    r = fake_driver.run(tmp_path, NO_NVCC_CHILD, PARPY_NVCC=str(tmp_path / "no-nvcc"))
     assert "ENABLED True" in r.stdout and "JIT OK" in r.stdout, r.stdout
     assert "FLAGS This Cuda program is built by nvcc (asked for by opts.extra_flags" in r.stdout, r.stdout
     assert "USER CUDA code given to compile_string is built by nvcc" in r.stdout, r.stdout
