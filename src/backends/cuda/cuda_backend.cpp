@@ -187,9 +187,11 @@ class CudaBackend final : public Backend {
         r.status = reinterpret_cast<EntryFn>(e.fn)(args.argv.data(), args.stream, ordinal);
         if (r.status != 0 && !(r.status == kIndexErrorStatus && e.bounds_fn)) r.error = e.error_fn();
       }
-      // The entry restores the thread's device as its CUDA runtime saw it; the copies back run in
-      // the call's device whatever that was (nothing to switch when it is current).
-      cuda::DeviceScope after(ordinal);
+      // A compiled entry restores the thread's device as its CUDA runtime saw it; the copies back
+      // run in the call's device whatever that was (nothing to switch when it is current). A
+      // driver program leaves the context as it found it.
+      std::optional<cuda::DeviceScope> after;
+      if (!e.program) after.emplace(ordinal);
       for (const Span& s : spans)
         if (r.status == 0 && s.written) cuda::copy_dtoh(reinterpret_cast<void*>(s.lo), s.device, s.hi - s.lo, args.stream);
       for (Span& s : spans)
