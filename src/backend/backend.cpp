@@ -75,7 +75,9 @@ const std::string& header_flag() {
   static std::string flag = [] {
     std::stringstream ss;
     for (const char* h : {"/parpy_common.h", "/parpy_cpu.h", "/parpy_cpu_pch.h", "/parpy_cuda_host.h",
-                          "/parpy_cuda_math.h", "/parpy_cuda.h", "/parpy_rtc.h", "/parpy_metal.h"}) {
+                          "/parpy_cuda_math.h", "/parpy_cuda.h", "/parpy_rtc.h", "/parpy_metal.h",
+                          "/rtc/cstdint", "/rtc/stdint.h", "/rtc/cmath", "/rtc/math.h", "/rtc/cstddef",
+                          "/rtc/stddef.h", "/rtc/climits", "/rtc/limits.h", "/rtc/cfloat", "/rtc/float.h"}) {
       std::ifstream in(include_dir() + h, std::ios::binary);
       ss << in.rdbuf();
     }

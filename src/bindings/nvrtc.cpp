@@ -18,12 +18,7 @@ void bind_nvrtc(nb::module_& m) {
     nb::gil_scoped_release release;
     return cuda::describe_nvrtc();
   });
-  m.def("_nvrtc_info", [] {
-    const cuda::NvrtcInfo* info;
-    {
-      nb::gil_scoped_release release;
-      info = &cuda::nvrtc();
-    }
+  auto as_dict = [](const cuda::NvrtcInfo* info) {
     nb::dict d;
     d["found"] = info->found;
     d["path"] = info->path;
@@ -35,6 +30,22 @@ void bind_nvrtc(nb::module_& m) {
     d["why_missing"] = info->why_missing;
     d["compiles"] = cuda::nvrtc_compile_count();
     return d;
+  };
+  m.def("_nvrtc_info", [as_dict] {
+    const cuda::NvrtcInfo* info;
+    {
+      nb::gil_scoped_release release;
+      info = &cuda::nvrtc();
+    }
+    return as_dict(info);
+  });
+  m.def("_nvrtc_search", [as_dict](const std::vector<std::string>& dirs) {
+    cuda::NvrtcInfo info;
+    {
+      nb::gil_scoped_release release;
+      info = cuda::search_nvrtc(dirs);
+    }
+    return as_dict(&info);
   });
   // (image bytes, "cubin" or "ptx", the -arch value, whether NVRTC ran) for device code, with
   // the include directories (`includes`, then parpy's) and header hash of a build (build_flags).

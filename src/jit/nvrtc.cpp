@@ -283,14 +283,10 @@ void find_fp16_header(NvrtcInfo& info, const std::vector<std::string>& paths) {
                      "/usr/local/cuda/include";
 }
 
-Nvrtc detect() {
+// The search, over the Python path directories `paths` (where pip puts wheels) and the rest.
+Nvrtc detect(const std::vector<std::string>& paths) {
   Nvrtc nvrtc;
   NvrtcInfo& info = nvrtc.info;
-  std::vector<std::string> paths;
-  {
-    std::lock_guard<std::mutex> lock(python_paths_mutex());
-    paths = python_paths();
-  }
   if (std::optional<std::string> file = env("PARPY_NVRTC")) {
     std::string why;
     if (!try_load(*file, nvrtc, &why)) {
@@ -330,8 +326,13 @@ const Nvrtc& state() {
   // Made once (thread-safe static initialisation) and kept: the library is never unloaded.
   static const Nvrtc* loaded = [] {
     auto* nvrtc = new Nvrtc();
+    std::vector<std::string> paths;
+    {
+      std::lock_guard<std::mutex> lock(python_paths_mutex());
+      paths = python_paths();
+    }
     try {
-      *nvrtc = detect();
+      *nvrtc = detect(paths);
     } catch (const std::exception& e) {
       *nvrtc = Nvrtc();
       nvrtc->info.why_missing = std::string("the search for NVRTC failed: ") + e.what();
@@ -361,6 +362,16 @@ void set_python_paths(const std::vector<std::string>& dirs) {
 }
 
 const NvrtcInfo& nvrtc() { return state().info; }
+
+NvrtcInfo search_nvrtc(const std::vector<std::string>& python_dirs) {
+  try {
+    return detect(python_dirs).info;
+  } catch (const std::exception& e) {
+    NvrtcInfo info;
+    info.why_missing = std::string("the search for NVRTC failed: ") + e.what();
+    return info;
+  }
+}
 
 std::string describe_nvrtc() {
   const NvrtcInfo& info = nvrtc();
@@ -409,6 +420,9 @@ NvrtcImage nvrtc_compile(const std::string& code, int major, int minor,
   options.insert(options.end(), flags.extra_flags.begin(), flags.extra_flags.end());
   for (const std::string& dir : flags.include_dirs) options.push_back("-I" + dir);
   if (!info.fp16_include_dir.empty()) options.push_back("-I" + info.fp16_include_dir);
+  // Last: parpy's stand-ins for the C and C++ standard headers device code may include
+  // (<cstdint>, <cmath>, ...), which NVRTC lacks; a user's own include directories come first.
+  for (const std::string& dir : flags.untracked_dirs) options.push_back("-I" + dir + "/rtc");
   if (fast_math) options.push_back("--use_fast_math");
 
   std::vector<std::string> key_parts = {"NVRTC " + version_text(info),
@@ -432,10 +446,11 @@ NvrtcImage nvrtc_compile(const std::string& code, int major, int minor,
                        ". Install it with `pip install nvidia-cuda-runtime` (or "
                        "nvidia-cuda-runtime-cu12 for NVRTC 12), or set CUDA_HOME to a CUDA toolkit.";
           else if (log.find("cannot open source file") != std::string::npos)
-            message += "\nNVRTC has no C++ standard library and no CUDA runtime headers: a header an "
-                       "external includes must do without them here (the fixed-width integer types "
-                       "and math functions are there already), or install nvcc (the CUDA toolkit), "
-                       "which parpy then uses for programs whose externals include headers.";
+            message += "\nNVRTC has no C++ standard library and no CUDA runtime headers: parpy gives "
+                       "it <cstdint>, <cstddef>, <climits>, <cfloat> and <cmath> (and their .h forms) "
+                       "only, so a header an external includes must do without the others here, or "
+                       "install nvcc (the CUDA toolkit), which parpy then uses for programs whose "
+                       "externals include headers.";
           throw jit::BuildError(
               jit::with_kept_source(message, code, ".cu", flags.write_output));
         }

@@ -41,6 +41,10 @@ void set_python_paths(const std::vector<std::string>& dirs);
 //   the system library path: libnvrtc.so, libnvrtc.so.13, libnvrtc.so.12.
 const NvrtcInfo& nvrtc();
 
+// The same search run again now over `python_dirs` instead of the paths set before the first
+// use, leaving the library in use as it is (for tests of the search order).
+NvrtcInfo search_nvrtc(const std::vector<std::string>& python_dirs);
+
 // For diagnostics: "NVRTC 13.0 at <path> (<source>); ..." or "not found: <why>".
 std::string describe_nvrtc();
 

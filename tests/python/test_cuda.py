@@ -438,6 +438,7 @@ def test_sync_and_aliasing_arguments():
 
 
 @needs_gpu
+@needs_nvcc
 @pytest.mark.parametrize("mode", ["nvcc", "two-part"])
 def test_whole_and_two_part_builds_run(mode, monkeypatch, tmp_path):
     # Default: kernels by `nvcc -cubin` and the host part by the host compiler, side by side;

@@ -30,6 +30,7 @@ def cuda_opts(graphs=False, **labels):
 
 
 @needs_gpu
+@needs_nvcc  # host code and kernels in one source: nvcc only
 @pytest.mark.parametrize("graphs", [False, True], ids=["launches", "graphs"])
 def test_round_trip_of_print_compiled(graphs):
     rng = np.random.default_rng(1)
@@ -86,6 +87,7 @@ extern "C" int32_t refuse(double* x) { return 3; }
 
 
 @needs_gpu
+@needs_nvcc  # host code and kernels in one source: nvcc only
 def test_hand_written_cuda():
     rng = np.random.default_rng(2)
     n = 70000
@@ -98,6 +100,7 @@ def test_hand_written_cuda():
 
 
 @needs_gpu
+@needs_nvcc  # host code and kernels in one source: nvcc only
 def test_cuda_errors_of_hand_written_code():
     x = np.zeros(10)
     o = cuda_opts()

@@ -304,3 +304,59 @@ def test_relative_include_dir(backend, tmp_path, monkeypatch):
     opts.includes = ["inc"]
     f(x, out, 300, opts=opts)
     np.testing.assert_allclose(out, x * 3 + 1, rtol=1e-6, atol=1e-6)
+
+
+STD_HEADER = """#pragma once
+#include <cstdint>
+#include <cstddef>
+#include <climits>
+#include <cfloat>
+#include <cmath>
+#include <math.h>
+static inline __host__ __device__ double std_mix(double x, double y, int64_t k) {
+  std::int64_t big = INT64_MAX / (k + 1);
+  std::size_t words = sizeof(std::ptrdiff_t) + CHAR_BIT;  // 16
+  double m = std::fmax(std::fabs(x), FLT_MIN) + std::hypot(x, y) + std::exp2(y / 8.0);
+  float f = std::sqrt(static_cast<float>(x * x)) + std::floor(2.5f);  // float overloads
+  return m + f + static_cast<double>(big % 7) + static_cast<double>(words) + (std::isnan(x) ? 1.0 : 0.0) +
+         static_cast<double>(INT_MAX - 2147483647) + (DBL_EPSILON < 1e-15 ? 1.0 : 0.0);
+}
+"""
+
+
+@parpy.external("std_mix", CompileBackend.Cuda, Target.Device, header="stdmix.h")
+def std_mix(x: F64, y: F64, k: I64) -> F64:
+    return x
+
+
+def std_mix_expected(x, y, k):
+    big = (2**63 - 1) // (k + 1)
+    m = np.maximum(np.abs(x), np.finfo(np.float32).tiny) + np.hypot(x, y) + np.exp2(y / 8.0)
+    f = np.sqrt((x * x).astype(np.float32)).astype(np.float64) + 2.0
+    return m + f + (big % 7) + 16.0 + 0.0 + 0.0 + 1.0
+
+
+@pytest.mark.skipif(not parpy.backend.is_enabled(CompileBackend.Cuda), reason="needs a CUDA GPU")
+@pytest.mark.skipif(not parpy._nvrtc_info()["found"], reason="needs NVRTC")
+def test_standard_headers_of_externals_under_nvrtc(tmp_path, monkeypatch):
+    # Without nvcc (or with PARPY_CUDA_BUILD=nvrtc) NVRTC builds programs whose externals include
+    # headers: parpy's <cstdint>, <cstddef>, <climits>, <cfloat> and <cmath> stand in for the
+    # standard library's (README, "Backends").
+    monkeypatch.setenv("PARPY_CUDA_BUILD", "nvrtc")
+    (tmp_path / "stdmix.h").write_text(STD_HEADER)
+
+    @parpy.jit
+    def f(x, y, out, N, K):
+        parpy.label("N")
+        for i in range(N):
+            out[i] = std_mix(x[i], y[i], K)
+
+    n, k = 5000, 4
+    x, y = RNG.standard_normal(n), RNG.standard_normal(n)
+    out = np.zeros(n)
+    o = make_opts(CompileBackend.Cuda, N=256)
+    o.includes = [str(tmp_path)]
+    before = parpy._nvrtc_info()["compiles"]
+    f(x, y, out, n, k, opts=o)
+    assert parpy._nvrtc_info()["compiles"] == before + 1  # built by NVRTC, not nvcc
+    np.testing.assert_allclose(out, std_mix_expected(x, y, k), rtol=1e-6, atol=1e-6)

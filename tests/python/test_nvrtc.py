@@ -8,6 +8,7 @@ skip where no NVRTC library is found (`pip install nvidia-cuda-nvrtc`)."""
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -287,12 +288,83 @@ def test_compile_error_raises_with_nvrtcs_log():
 @needs_nvrtc
 def test_a_header_that_needs_the_standard_library_says_what_to_do():
     # An external's header written for nvcc, compiled where only NVRTC is.
-    code = '#include <cstdint>\nextern "C" __global__ void k(float* x) { x[0] = 1.0f; }\n'
+    code = '#include <cstdint>\n#include <vector>\nextern "C" __global__ void k(float* x) { x[0] = 1.0f; }\n'
     with pytest.raises(RuntimeError) as e:
         parpy._nvrtc_compile(code, 9, 0)
     msg = str(e.value)
-    assert 'cannot open source file "cstdint"' in msg
+    assert 'cannot open source file "vector"' in msg and '"cstdint"' not in msg
     assert "NVRTC has no C++ standard library" in msg and "install nvcc" in msg
+    assert "parpy gives it <cstdint>, <cstddef>, <climits>, <cfloat> and <cmath>" in msg
+
+
+STAND_INS = ["cstdint", "stdint.h", "cstddef", "stddef.h", "climits", "limits.h", "cfloat", "float.h",
+             "cmath", "math.h"]
+
+
+@needs_nvrtc
+def test_standard_header_stand_ins_under_nvrtc():
+    # parpy's stand-ins for the standard headers an external's header may include: std:: names,
+    # float and double overloads of the math functions, the types' sizes.
+    code = "".join(f"#include <{h}>\n" for h in STAND_INS) + r"""
+template <class T> struct Is;
+template <> struct Is<float> { static constexpr int v = 4; };
+template <> struct Is<double> { static constexpr int v = 8; };
+static_assert(Is<decltype(std::sqrt(1.0f))>::v == 4 && Is<decltype(std::sqrt(1.0))>::v == 8);
+static_assert(Is<decltype(std::hypot(1.0f, 2.0f))>::v == 4 && Is<decltype(std::pow(2.0, 3))>::v == 8);
+static_assert(sizeof(std::int64_t) == 8 && sizeof(std::uint8_t) == 1 && sizeof(std::size_t) == 8 &&
+              sizeof(std::ptrdiff_t) == 8 && sizeof(std::nullptr_t) == sizeof(void*));
+struct P { char a; double b; };
+static_assert(offsetof(P, b) == 8 && CHAR_BIT == 8 && INT_MAX == 2147483647 && LLONG_MIN < 0);
+extern "C" __global__ void k(float* f, double* d, long long* i) {
+  f[0] = std::exp(f[1]) + std::floor(f[2]) + std::fmax(f[3], FLT_MAX) + std::copysign(1.0f, f[4]);
+  d[0] = std::hypot(d[1], d[2]) + std::lgamma(d[3]) + std::fma(d[1], d[2], DBL_EPSILON) + std::nan("");
+  i[0] = std::isnan(d[4]) + std::isinf(f[5]) + std::signbit(d[5]) + std::llround(d[6]) + std::abs(i[1]);
+}
+"""
+    compile_for(code, 9)
+
+
+def test_limits_of_the_stand_ins_match_numpy(tmp_path):
+    # <climits> and <cfloat> need no NVRTC: compiled alone (no standard library) by the host
+    # compiler, they print the values numpy gives.
+    cxx = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    rtc = Path(parpy.get_include()) / "rtc"
+    names = {"FLT_EPSILON": np.finfo(np.float32).eps, "DBL_EPSILON": np.finfo(np.float64).eps,
+             "FLT_MIN": np.finfo(np.float32).tiny, "DBL_MIN": np.finfo(np.float64).tiny,
+             "FLT_MAX": np.finfo(np.float32).max, "DBL_MAX": np.finfo(np.float64).max,
+             "FLT_TRUE_MIN": np.finfo(np.float32).smallest_subnormal,
+             "DBL_TRUE_MIN": np.finfo(np.float64).smallest_subnormal,
+             "FLT_MANT_DIG": 24, "DBL_MANT_DIG": 53, "FLT_DIG": np.finfo(np.float32).precision,
+             "DBL_DIG": np.finfo(np.float64).precision, "DBL_MAX_EXP": np.finfo(np.float64).maxexp,
+             "FLT_MAX_EXP": np.finfo(np.float32).maxexp, "DBL_MIN_EXP": np.finfo(np.float64).minexp + 1,
+             "FLT_MIN_EXP": np.finfo(np.float32).minexp + 1,
+             "SCHAR_MIN": np.iinfo(np.int8).min, "SCHAR_MAX": np.iinfo(np.int8).max,
+             "UCHAR_MAX": np.iinfo(np.uint8).max, "SHRT_MIN": np.iinfo(np.int16).min,
+             "SHRT_MAX": np.iinfo(np.int16).max, "USHRT_MAX": np.iinfo(np.uint16).max,
+             "INT_MIN": np.iinfo(np.int32).min, "INT_MAX": np.iinfo(np.int32).max,
+             "UINT_MAX": np.iinfo(np.uint32).max, "LONG_MIN": np.iinfo(np.int64).min,
+             "LONG_MAX": np.iinfo(np.int64).max, "ULONG_MAX": np.iinfo(np.uint64).max,
+             "LLONG_MIN": np.iinfo(np.int64).min, "LLONG_MAX": np.iinfo(np.int64).max,
+             "ULLONG_MAX": np.iinfo(np.uint64).max}
+    prints = "\n".join(
+        f'  printf("%s %.17g\\n", "{n}", (double)({n}));' if n.startswith(("FLT_", "DBL_")) and not
+        n.endswith(("_DIG", "_EXP")) else f'  printf("%s %lld %llu\\n", "{n}", (long long)({n}), '
+        f'(unsigned long long)({n}));' for n in names)
+    src = tmp_path / "limits.cpp"
+    src.write_text(f'#include "{rtc}/climits"\n#include "{rtc}/cfloat"\n'
+                   'extern "C" int printf(const char*, ...);\nint main() {\n' + prints + "\n}\n")
+    exe = tmp_path / "limits"
+    subprocess.run([cxx, "-std=c++17", "-o", str(exe), str(src)], check=True, capture_output=True)
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.splitlines()
+    got = {}
+    for line in out:
+        name, *values = line.split()
+        got[name] = float(values[0]) if len(values) == 1 else (
+            int(values[1]) if name.startswith("U") else int(values[0]))
+    for name, want in names.items():
+        assert got[name] == want, (name, got[name], want)
 
 
 # ----- (d) the disk cache ----------------------------------------------------------------------
@@ -341,9 +413,12 @@ def test_second_process_reads_the_disk_cache(tmp_path):
 
 _INFO = """
 import json, sys, parpy
+# With paths: the search over those Python paths alone, run now (importing parpy may have
+# searched sys.path already, to tell whether Cuda is available).
 if len(sys.argv) > 1:
-    parpy._native._set_python_paths(json.loads(sys.argv[1]))
-print(json.dumps(parpy._nvrtc_info()))
+    print(json.dumps(parpy._native._nvrtc_search(json.loads(sys.argv[1]))))
+else:
+    print(json.dumps(parpy._nvrtc_info()))
 """
 
 

@@ -76,9 +76,11 @@ class CudaBackend final : public Backend {
   std::shared_ptr<Entry> build(const Lowered& low, const CompileOptions& opts) const override {
     jit::BuildFlags flags = build_flags(opts);
     CudaBuild mode = cuda_build_mode(opts);
-    // The headers of externals are C++ for nvcc (they may include the standard library, which
-    // NVRTC lacks): where nvcc is, it builds programs that include them.
-    if (mode == CudaBuild::Nvrtc && low.gpu && !low.gpu->headers.empty() && cuda::nvcc().found)
+    // The headers of externals are C++ for nvcc (they may include any of the standard library,
+    // of which NVRTC gets only parpy's stand-ins for <cstdint>, <cmath>, ...): where nvcc is, it
+    // builds programs that include them, unless PARPY_CUDA_BUILD=nvrtc.
+    if (mode == CudaBuild::Nvrtc && low.gpu && !low.gpu->headers.empty() && cuda::nvcc().found &&
+        requested_cuda_build() != "nvrtc")
       mode = CudaBuild::TwoPart;
     if (mode == CudaBuild::Nvrtc && low.gpu) {
       std::optional<HostProgram> host;
@@ -216,19 +218,22 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-CudaBuild cuda_build_mode(const CompileOptions& opts) {
+std::string requested_cuda_build() {
   const char* env = std::getenv("PARPY_CUDA_BUILD");
-  std::string mode = env ? env : "";
+  return env ? env : "";
+}
+
+CudaBuild cuda_build_mode(const CompileOptions& opts) {
+  std::string mode = requested_cuda_build();
   // User flags are nvcc flags for the whole program.
   if (mode == "nvcc" || !opts.extra_flags.empty() || !opts.libs.empty()) return CudaBuild::Whole;
+  // Asked for NVRTC where there is none: its build says why.
+  if (mode == "nvrtc") return CudaBuild::Nvrtc;
   if (mode == "two-part" || !cuda::nvrtc().found) return CudaBuild::TwoPart;
   return CudaBuild::Nvrtc;
 }
 
-bool whole_cuda_build_requested() {
-  const char* mode = std::getenv("PARPY_CUDA_BUILD");
-  return mode != nullptr && std::string(mode) == "nvcc";
-}
+bool whole_cuda_build_requested() { return requested_cuda_build() == "nvcc"; }
 
 std::string describe_cuda_build() {
   if (cuda_build_mode(CompileOptions{}) == CudaBuild::Nvrtc)

@@ -10,10 +10,14 @@ namespace parpy {
 const Backend& cuda_backend();
 
 // How a Cuda program of these options is built: kernels by NVRTC with the host code run by parpy
-// (the default where NVRTC is found), or by nvcc in two parts (PARPY_CUDA_BUILD=two-part, or no
-// NVRTC), or by nvcc as one source (PARPY_CUDA_BUILD=nvcc, or user flags or libraries).
+// (the default where NVRTC is found, and PARPY_CUDA_BUILD=nvrtc: also for externals' headers),
+// or by nvcc in two parts (PARPY_CUDA_BUILD=two-part, or no NVRTC), or by nvcc as one source
+// (PARPY_CUDA_BUILD=nvcc, or user flags or libraries).
 enum class CudaBuild { Nvrtc, TwoPart, Whole };
 CudaBuild cuda_build_mode(const CompileOptions& opts);
+
+// The value of PARPY_CUDA_BUILD ("" when unset).
+std::string requested_cuda_build();
 
 // PARPY_CUDA_BUILD=nvcc: build every program as one source with nvcc (not in two parts).
 bool whole_cuda_build_requested();

@@ -1,0 +1,3 @@
+// <float.h> for NVRTC: see cfloat beside it.
+#pragma once
+#include "cfloat"

@@ -1,0 +1,3 @@
+// <limits.h> for NVRTC: see climits beside it.
+#pragma once
+#include "climits"

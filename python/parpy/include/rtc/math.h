@@ -1,0 +1,3 @@
+// <math.h> for NVRTC: see cmath beside it.
+#pragma once
+#include "cmath"

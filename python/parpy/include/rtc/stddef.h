@@ -1,0 +1,3 @@
+// <stddef.h> for NVRTC: see cstddef beside it.
+#pragma once
+#include "cstddef"

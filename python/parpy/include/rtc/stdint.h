@@ -1,0 +1,3 @@
+// <stdint.h> for NVRTC: see cstdint beside it.
+#pragma once
+#include "cstdint"
