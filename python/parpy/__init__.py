@@ -23,6 +23,7 @@ from . import parpy as _native
 # which backends are available, as parpy.backend does when it is imported.
 _native._set_python_paths([p for p in sys.path if p and os.path.isdir(p)])
 
+from . import autotune as _autotune  # noqa: E402
 from . import backend, buffer, operators, types  # noqa: E402
 from .buffer import sync
 from .operators import gpu, label
@@ -37,6 +38,8 @@ from .parpy import (
 )
 
 __version__ = "0.1.3"
+
+_native._set_autotuner(_autotune.choose)
 
 __all__ = [
     "CompileBackend",
@@ -58,6 +61,7 @@ __all__ = [
     "reduce",
     "sync",
     "threads",
+    "tuned",
     "types",
 ]
 
@@ -260,7 +264,26 @@ def print_compiled(fun: Callable[..., Any], args: list[Any] | tuple[Any, ...],
         )
     else:
         ir = _parse_in_caller(fun)
+    if opts.autotune and isinstance(fun, JitFunction):
+        # The spec autotuning chose for this call, where it has tuned it (nothing is timed here).
+        t = _autotune.tuned(fun, tuple(args), opts)
+        if t is not None:
+            code = _native.print_compiled(ir, tuple(args), _autotune._options(opts, t.spec, t.clusters))
+            return f"// Autotuned: {t.source()}\n{code}"
+        code = _native.print_compiled(ir, tuple(args), opts)
+        return f"// Autotuning has not tuned this call yet: the spec as given.\n{code}"
     return _native.print_compiled(ir, tuple(args), opts)
+
+
+def tuned(fun: Callable[..., Any], args: list[Any] | tuple[Any, ...],
+          opts: CompileOptions) -> _autotune.Tuning | None:
+    """What autotuning chose for calling ``fun`` with ``args`` and ``opts`` (``opts.autotune``
+    set), in this process or an earlier one, or None when that call has not been tuned yet:
+    ``.par()`` is the chosen spec as a ``parpy.par`` dict, ``.source()`` the same as code to
+    paste, ``.candidates`` each spec tried with its time per call or why it failed."""
+    if not isinstance(fun, JitFunction):
+        raise TypeError("parpy.tuned expects a @parpy.jit function")
+    return _autotune.tuned(fun, tuple(args), opts)
 
 
 def _host_ir(fun: Any) -> Any:
@@ -314,6 +337,7 @@ def clear_cache() -> None:
     """Forgets every compiled function, in memory and on disk. Builds in flight (in other threads
     or processes) are not disturbed: they finish and store their libraries."""
     _native.clear_cache()
+    _autotune.forget()
 
 
 def compile_string(fun_name: str, code: str, opts: CompileOptions = _default_opts) -> Any:

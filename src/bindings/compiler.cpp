@@ -205,6 +205,13 @@ const CompileOptions* with_backend(const CompileOptions* opts, bool strict,
   return &hold->opts;
 }
 
+// The Python function that chooses options by measurement (parpy/autotune.py), set when parpy
+// is imported; a strong reference kept for the life of the process.
+PyObject*& autotuner() {
+  static PyObject* fn = nullptr;
+  return fn;
+}
+
 const CompileOptions& default_options() {
   static CompileOptions d;
   return d;
@@ -251,7 +258,18 @@ class JitFunction {
   // Whether this thread is converting this function now: a call to it is recursive.
   bool resolving() const { return resolving_.count(std::this_thread::get_id()) > 0; }
 
-  nb::object call(nb::args args, nb::kwargs kwargs) {
+  nb::object call(nb::args args, nb::kwargs kwargs) { return run(args, kwargs, false); }
+
+  // The key a call with these arguments and options is cached under in memory (argument types,
+  // shapes and int values, then the options), without running anything: what autotuning stores
+  // its choice under.
+  nb::bytes call_key(nb::args args, nb::kwargs kwargs) {
+    nb::object key = run(args, kwargs, true);
+    return nb::cast<nb::bytes>(key);
+  }
+
+ private:
+  nb::object run(nb::args args, nb::kwargs kwargs, bool key_only) {
     CompileOptions* opts = nullptr;
     CompileOptions local;
     for (auto [k, v] : kwargs) {
@@ -293,13 +311,27 @@ class JitFunction {
       packed->key += o->key();
     };
     marshal();
+    if (key_only) return nb::bytes(packed->key.data(), packed->key.size());
     auto it = cache_.find(packed->key);
     std::shared_ptr<Entry> entry;
     if (it != cache_.end()) {
       entry = it->second;
     } else {
       size_t known = reads_.size();
-      entry = build_entry(fn, args, *o, reads_);
+      if (o->autotune && autotuner() != nullptr) {
+        // The tuner times candidate options on copies of the arguments (calls of this function
+        // without autotune) and returns the fastest; this call then runs it once, on the
+        // arguments themselves, and later calls find it under this call's key.
+        nb::object self = nb::find(this);
+        nb::object chosen = nb::borrow(autotuner())(self, args, *o, nb::bytes(packed->key.data(), packed->key.size()));
+        CompileOptions winner = nb::cast<CompileOptions>(chosen);
+        winner.autotune = false;
+        winner.backend = o->backend;
+        winner.touch();
+        entry = build_entry(fn, args, winner, reads_);
+      } else {
+        entry = build_entry(fn, args, *o, reads_);
+      }
       // Values found to decide code are read, and keyed on, from this call on.
       if (reads_.size() != known) marshal();
       cache_.emplace(packed->key, entry);
@@ -308,6 +340,7 @@ class JitFunction {
     return nb::none();
   }
 
+ public:
   size_t cache_size() const { return cache_.size(); }
   IrFunction ir() {
     resolved();
@@ -470,6 +503,7 @@ void bind_compiler(nb::module_& m) {
       .def(nb::init<const IrFunction&>())
       .def(nb::init<nb::callable>())
       .def("__call__", &JitFunction::call)
+      .def("_call_key", &JitFunction::call_key)
       .def_prop_ro("_ir", &JitFunction::ir)
       .def("_cache_size", &JitFunction::cache_size);
 
@@ -566,6 +600,10 @@ void bind_compiler(nb::module_& m) {
     nb::gil_scoped_release release;
     jit::forget_precompiled_headers();
     jit::clear_disk_cache();
+  });
+  m.def("_set_autotuner", [](nb::callable fn) {
+    Py_XDECREF(autotuner());
+    autotuner() = fn.inc_ref().ptr();
   });
   m.def("cache_dir", [] {
     nb::gil_scoped_release release;

@@ -353,6 +353,18 @@ void bind_options(nb::module_& m) {
           [](CO& o, bool v) { o.bounds_check = v; o.touch(); },
           "Check at run time the indices that cannot be proved in range; an index out of range raises "
           "IndexError after the call (also PARPY_BOUNDS_CHECK=1).")
+      .def_prop_rw("autotune", [](const CO& o) { return o.autotune; },
+          [](CO& o, bool v) { o.autotune = v; o.touch(); },
+          "Choose the parallel spec by measurement: the first call of each specialisation times "
+          "candidates around parallelize (threads and tpb per label, clusters) on copies of the "
+          "arguments and keeps the fastest, in memory and on disk; parpy.tuned() shows the choice.")
+      .def_prop_rw("autotune_budget_s", [](const CO& o) { return o.autotune_budget_s; },
+          [](CO& o, double v) {
+            if (!(v > 0.0)) runtime_error("The autotuning budget must be a positive number of seconds.");
+            o.autotune_budget_s = v;
+            o.touch();
+          },
+          "The most seconds one autotuning search spends (default 5), builds included.")
       .def("__str__", &CO::str)
       .def("_key", [](const CO& o) { return o.key(); });
 
@@ -363,11 +375,12 @@ void bind_options(nb::module_& m) {
       .def_prop_ro("int", [](const ScalarSizes& s) { return s.int_; })
       .def_prop_ro("float", [](const ScalarSizes& s) { return s.float_; });
 
-  m.def("par", [](std::map<std::string, LoopPar> p) {
+  m.def("par", [](std::map<std::string, LoopPar> p, bool autotune) {
     CO o;
     o.parallelize = std::move(p);
+    o.autotune = autotune;
     return o;
-  }, nb::arg("p"));
+  }, nb::arg("p"), nb::arg("autotune") = false);
 }
 
 }  // namespace parpy

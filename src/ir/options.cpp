@@ -84,7 +84,10 @@ std::string CompileOptions::str() const {
   debug_list(os, libs);
   os << ", extra_flags: ";
   debug_list(os, extra_flags);
-  os << ", fast_math: " << debug_bool(fast_math) << ", bounds_check: " << debug_bool(bounds_check) << " }";
+  os << ", fast_math: " << debug_bool(fast_math) << ", bounds_check: " << debug_bool(bounds_check);
+  // Shown only when on, so that the form of every other option set stays the original library's.
+  if (autotune) os << ", autotune: true, autotune_budget_s: " << autotune_budget_s;
+  os << " }";
   return os.str();
 }
 

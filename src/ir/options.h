@@ -35,6 +35,10 @@ struct CompileOptions {
   // raise IndexError after the call (docs/language.md, Index bounds). Also set by the environment
   // variable PARPY_BOUNDS_CHECK=1.
   bool bounds_check = false;
+  // parpy's own options: choose the parallel spec by timing candidates around `parallelize` on
+  // the first call of each specialisation (docs/howto/autotuning.md), within this many seconds.
+  bool autotune = false;
+  double autotune_budget_s = 5.0;
 
   // Debug form listing every field, e.g. "CompileOptions { parallelize: {...}, ... }".
   std::string str() const;

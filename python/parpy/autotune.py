@@ -1,0 +1,387 @@
+"""Autotuning: the parallel spec chosen by measurement (docs/howto/autotuning.md).
+
+With ``opts.autotune`` (or ``parpy.par(spec, autotune=True)``), the first call of a jit function
+for a specialisation (argument types, shapes, int values and options) comes here before anything
+is built. Candidates around the user's spec are timed on copies of the arguments, one label at a
+time (coordinate search: the number of threads, then the threads per block on Cuda, then
+thread-block clusters), within ``opts.autotune_budget_s`` seconds, builds included. The fastest is
+returned to the call, which runs it once on the arguments themselves and keeps it under the call's
+key: later calls pay nothing. The choice is also written to the disk cache (``tuned/``), keyed by
+the function's source, the specialisation, the device and parpy's version, so that later processes
+reuse it without timing anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import parpy as _native
+from .parpy import CompileBackend, CompileOptions, LoopPar
+
+log = logging.getLogger("parpy.autotune")
+
+# A spec as data: {label: (threads, reduce, tpb)}.
+Spec = dict[str, tuple[int, bool, int]]
+
+_RECORD_VERSION = 1
+
+
+@dataclass
+class Candidate:
+    """One spec tried: its time per call (the median of its runs) or why it could not run."""
+
+    spec: Spec
+    clusters: bool
+    seconds: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class Tuning:
+    """What a search chose for one specialisation, and what it tried."""
+
+    spec: Spec
+    clusters: bool
+    candidates: list[Candidate] = field(default_factory=list)
+    search_seconds: float = 0.0
+    from_disk: bool = False
+
+    def par(self) -> dict[str, LoopPar]:
+        """The chosen spec as a ``parpy.par`` dict."""
+        return {label: _loop_par(*t) for label, t in self.spec.items()}
+
+    def __repr__(self) -> str:
+        timed = sum(c.seconds is not None for c in self.candidates)
+        failed = sum(c.error is not None for c in self.candidates)
+        return (f"<parpy tuning: {self.source()}; {timed} candidates timed, {failed} failed, "
+                f"{self.search_seconds:.2f} s{' (from the disk cache)' if self.from_disk else ''}>")
+
+    def source(self) -> str:
+        """The chosen spec as Python source to paste into code."""
+        items = ", ".join(f"{label!r}: {_loop_par_source(*t)}" for label, t in sorted(self.spec.items()))
+        return "parpy.par({" + items + "})" + (
+            "  # with opts.use_cuda_thread_block_clusters = True" if self.clusters else "")
+
+
+# Per function (weakly: a dropped function takes its choices with it), per call key.
+_memory: weakref.WeakKeyDictionary[Any, dict[bytes, Tuning]] = weakref.WeakKeyDictionary()
+
+
+def forget() -> None:
+    """Forgets the choices in memory (clear_cache removes the disk's)."""
+    _memory.clear()
+
+
+def _loop_par(threads: int, reduce: bool, tpb: int) -> LoopPar:
+    p = LoopPar().threads(threads)
+    if reduce:
+        p = p.reduce()
+    if tpb != 1024:
+        p = p.tpb(tpb)
+    return p
+
+
+def _loop_par_source(threads: int, reduce: bool, tpb: int) -> str:
+    return f"parpy.threads({threads})" + (".reduce()" if reduce else "") + (f".tpb({tpb})" if tpb != 1024 else "")
+
+
+def _spec_of(opts: CompileOptions) -> Spec:
+    out: Spec = {}
+    for label, p in opts.parallelize.items():
+        threads, reduce, tpb = p.__getstate__()
+        out[label] = (int(threads), bool(reduce), int(tpb))
+    return out
+
+
+def _options(base: CompileOptions, spec: Spec, clusters: bool) -> CompileOptions:
+    o = CompileOptions()
+    for name in ("verbose_backend_resolution", "debug_print", "write_output", "backend",
+                 "max_thread_blocks_per_cluster", "use_cuda_graphs", "force_int_size", "force_float_size",
+                 "includes", "libs", "extra_flags", "fast_math", "bounds_check"):
+        setattr(o, name, getattr(base, name))
+    o.parallelize = {label: _loop_par(*t) for label, t in spec.items()}
+    o.use_cuda_thread_block_clusters = clusters
+    o.autotune = False
+    return o
+
+
+# ---- copies of the arguments ----------------------------------------------------------------
+
+
+def _copy(a: Any, where: str) -> Any:
+    """A copy of argument `a` that a candidate may write, or `a` itself for a value."""
+    if isinstance(a, (bool, int, float, complex, str, type(None), np.generic)):
+        return a
+    if isinstance(a, dict):
+        return {k: _copy(v, f"{where}[{k!r}]") for k, v in a.items()}
+    if isinstance(a, np.ndarray):
+        return a.copy()
+    module = type(a).__module__.split(".")[0]
+    if module == "torch" and hasattr(a, "clone"):
+        return a.detach().clone()
+    if module == "cupy" and hasattr(a, "copy"):
+        return a.copy()
+    if module == "parpy" and hasattr(a, "copy"):  # parpy.buffer
+        return a.copy()
+    if hasattr(a, "__cuda_array_interface__"):  # a device copy, used in place like the original
+        from .buffer import _cuda_from_array
+
+        return _cuda_from_array(a).copy()
+    if hasattr(a, "__array_interface__") or hasattr(a, "__array__"):
+        return np.array(a, copy=True)
+    try:  # the buffer protocol (array.array, memoryview, bytearray)
+        return np.array(memoryview(a), copy=True)
+    except TypeError:
+        pass
+    if hasattr(a, "__dlpack__"):
+        return np.from_dlpack(a).copy()
+    raise RuntimeError(
+        f"Autotuning runs its candidates on copies of the arguments, and argument {where} (of type "
+        f"{type(a).__module__}.{type(a).__qualname__}) cannot be copied. Pass a numpy, torch or CuPy "
+        "array or a parpy buffer, or turn opts.autotune off and choose the spec by hand.")
+
+
+def _sync(backend: CompileBackend) -> None:
+    if backend == CompileBackend.Cuda:
+        _native._cuda_sync()
+
+
+# ---- candidates ------------------------------------------------------------------------------
+
+
+def _powers_of_two(low: int, high: int) -> list[int]:
+    out, p = [], 1
+    while p <= high:
+        if p >= low:
+            out.append(p)
+        p *= 2
+    return out
+
+
+def _thread_counts(n: int, backend: CompileBackend) -> list[int]:
+    """Candidate thread counts for a label the user gave `n` threads: n itself and the powers of
+    two below it (on Cpu, up to a few threads per core), the user's first."""
+    if backend == CompileBackend.Cpu:
+        cores = os.cpu_count() or 1
+        others = _powers_of_two(1, min(n, 4 * cores)) + ([cores] if cores <= n else [])
+    else:
+        others = _powers_of_two(32, n)
+    return [n] + sorted(set(others) - {n}, reverse=True)
+
+
+def _block_sizes(threads: int, backend: CompileBackend) -> list[int]:
+    if backend != CompileBackend.Cuda:
+        return [1024]
+    return [t for t in (1024, 512, 256, 128) if t <= max(threads, 128)]
+
+
+# ---- the search ------------------------------------------------------------------------------
+
+
+class _Search:
+    def __init__(self, fn: Any, args: tuple[Any, ...], opts: CompileOptions) -> None:
+        self.fn, self.opts = fn, opts
+        self.backend = opts.backend
+        self.budget = opts.autotune_budget_s
+        self.start = time.perf_counter()
+        self.copies = tuple(_copy(a, f"#{i + 1}") for i, a in enumerate(args))
+        self.tried: dict[tuple[tuple[tuple[str, tuple[int, bool, int]], ...], bool], Candidate] = {}
+        self.progress = sys.stderr.isatty() or os.environ.get("PARPY_AUTOTUNE_PROGRESS") == "1"
+        self.shown = False
+
+    def left(self) -> float:
+        return self.budget - (time.perf_counter() - self.start)
+
+    def time(self, spec: Spec, clusters: bool) -> Candidate:
+        key = (tuple(sorted(spec.items())), clusters)
+        if key in self.tried:
+            return self.tried[key]
+        c = Candidate(dict(spec), clusters)
+        self.tried[key] = c
+        try:
+            o = _options(self.opts, spec, clusters)
+            self.fn(*self.copies, opts=o)  # builds (or finds) it, and warms up
+            _sync(self.backend)
+            runs: list[float] = []
+            spent = 0.0
+            # At least three runs; more while they are short, within a share of the budget.
+            while len(runs) < 3 or (spent < min(0.05, self.left() / 8) and len(runs) < 50):
+                t0 = time.perf_counter()
+                self.fn(*self.copies, opts=o)
+                _sync(self.backend)
+                runs.append(time.perf_counter() - t0)
+                spent += runs[-1]
+            c.seconds = statistics.median(runs)
+        except Exception as e:  # a candidate that does not build or run is skipped
+            c.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            log.debug("autotune %s: %s failed: %s", self.name(), spec, c.error)
+        self.show(c)
+        return c
+
+    def name(self) -> str:
+        return getattr(self.fn, "__qualname__", "function")
+
+    def show(self, c: Candidate) -> None:
+        elapsed = time.perf_counter() - self.start
+        if self.progress and elapsed > 1.0:
+            best = self.best()
+            sys.stderr.write(f"\rparpy: tuning {self.name()}: {len(self.tried)} candidates in {elapsed:.1f} s"
+                             + (f", best {best.seconds * 1e3:.3f} ms" if best and best.seconds else ""))
+            sys.stderr.flush()
+            self.shown = True
+
+    def best(self) -> Candidate | None:
+        timed = [c for c in self.tried.values() if c.seconds is not None]
+        return min(timed, key=lambda c: c.seconds or 0.0) if timed else None
+
+    def run(self) -> Tuning:
+        spec, clusters = _spec_of(self.opts), self.opts.use_cuda_thread_block_clusters
+        self.time(spec, clusters)  # the user's own spec first: always a valid choice
+        for label in sorted(spec):
+            threads, reduce, tpb = spec[label]
+            if threads <= 0:
+                continue
+            for t in _thread_counts(threads, self.backend):
+                if self.left() <= 0:
+                    break
+                self.time({**spec, label: (t, reduce, tpb)}, clusters)
+            spec = self.best_spec(spec, clusters)
+            t = spec[label][0]
+            for b in _block_sizes(t, self.backend):
+                if self.left() <= 0:
+                    break
+                self.time({**spec, label: (t, reduce, b)}, clusters)
+            spec = self.best_spec(spec, clusters)
+        if self.backend == CompileBackend.Cuda and any(r for _, r, _ in spec.values()) and self.left() > 0:
+            self.time(spec, not clusters)
+        best = self.best()
+        if self.shown:
+            sys.stderr.write("\n")
+        if best is None:
+            errors = "; ".join(f"{c.spec}: {c.error}" for c in self.tried.values())
+            raise RuntimeError(f"Autotuning {self.name()} found no candidate that runs: {errors}")
+        return Tuning(best.spec, best.clusters, list(self.tried.values()), time.perf_counter() - self.start)
+
+    def best_spec(self, spec: Spec, clusters: bool) -> Spec:
+        """The fastest spec tried so far with these clusters, else `spec`."""
+        timed = [c for c in self.tried.values() if c.seconds is not None and c.clusters == clusters]
+        return dict(min(timed, key=lambda c: c.seconds or 0.0).spec) if timed else spec
+
+
+# ---- the disk record -------------------------------------------------------------------------
+
+
+def _device(backend: CompileBackend) -> str:
+    if backend == CompileBackend.Cuda:
+        d = _native._cuda_device()
+        return f"cuda {d['name']} {d['major']}.{d['minor']}"
+    return f"{backend} {platform.machine()} {platform.processor()} {os.cpu_count()} cores"
+
+
+def _function_id(fn: Any) -> str:
+    wrapped = getattr(fn, "__wrapped__", None)
+    try:
+        source = inspect.getsource(wrapped) if wrapped is not None else ""
+    except (OSError, TypeError):
+        source = ""
+    return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}\n{source}"
+
+
+def _record_path(fn: Any, key: bytes, backend: CompileBackend) -> str:
+    from . import __version__
+
+    h = hashlib.sha256()
+    for part in (f"parpy {__version__} tuning v{_RECORD_VERSION}", _function_id(fn), _device(backend)):
+        h.update(part.encode() + b"\0")
+    h.update(key)
+    return os.path.join(_native.cache_dir(), "tuned", h.hexdigest() + ".json")
+
+
+def _trusted(path: str) -> bool:
+    """A record this user wrote that no one else may change (the cache's own rule)."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    import stat
+
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def _load(path: str) -> Tuning | None:
+    if not _trusted(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        def spec_of(d: dict[str, Any]) -> Spec:
+            return {str(k): (int(v[0]), bool(v[1]), int(v[2])) for k, v in d.items()}
+
+        candidates = [Candidate(spec_of(c["spec"]), bool(c["clusters"]), c.get("seconds"), c.get("error"))
+                      for c in data.get("candidates", [])]
+        return Tuning(spec_of(data["spec"]), bool(data["clusters"]), candidates,
+                      float(data.get("search_seconds", 0.0)), True)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None  # damaged: tuned again, and rewritten
+
+
+def _store(path: str, t: Tuning) -> None:
+    data = {"spec": {k: list(v) for k, v in t.spec.items()}, "clusters": t.clusters,
+            "search_seconds": t.search_seconds,
+            "candidates": [{"spec": {k: list(v) for k, v in c.spec.items()}, "clusters": c.clusters,
+                            "seconds": c.seconds, "error": c.error} for c in t.candidates]}
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only cache: the choice stays in memory
+        log.debug("autotune: could not store %s: %s", path, e)
+
+
+# ---- entry points ----------------------------------------------------------------------------
+
+
+def choose(fn: Any, args: tuple[Any, ...], opts: CompileOptions, key: bytes) -> CompileOptions:
+    """Called by a jit function's first call with opts.autotune for this key: the options to use."""
+    known = _memory.setdefault(fn, {})
+    t = known.get(key)
+    if t is None:
+        path = _record_path(fn, key, opts.backend)
+        t = _load(path)
+        if t is None:
+            t = _Search(fn, args, opts).run()
+            log.info("autotune %s: %s in %.2f s over %d candidates", getattr(fn, "__qualname__", "?"),
+                     t.source(), t.search_seconds, len(t.candidates))
+            _store(path, t)
+        known[key] = t
+    return _options(opts, t.spec, t.clusters)
+
+
+def tuned(fn: Any, args: list[Any] | tuple[Any, ...], opts: CompileOptions) -> Tuning | None:
+    """The choice autotuning made for calling `fn` with `args` and `opts` (in this process or
+    one before it), or None when it has not tuned that call yet."""
+    key = fn._call_key(*args, opts=opts)
+    t = _memory.get(fn, {}).get(key)
+    if t is None:
+        from .backend import resolve
+
+        t = _load(_record_path(fn, key, resolve(opts.backend, True)))
+    return t

@@ -1,0 +1,201 @@
+"""Autotuning (docs/howto/autotuning.md) on the Cpu backend, so that it runs without a GPU: the
+search picks the fastest candidate it timed, the call's result is one run's result, the budget
+bounds the search, a broken candidate is skipped with its reason, the choice is kept in memory and
+on disk (a second process times nothing), print_compiled shows it."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import parpy
+import pytest
+from parpy import CompileBackend
+
+pytestmark = [pytest.mark.usefixtures("fresh_cache"),
+              pytest.mark.skipif(not parpy.backend.is_enabled(CompileBackend.Cpu), reason="needs the Cpu backend")]
+
+RNG = np.random.default_rng(5)
+
+
+@parpy.jit
+def scale_add(x, y, N):
+    parpy.label("N")
+    for i in range(N):
+        y[i] = y[i] + 2.0 * x[i]
+
+
+def tuning_opts(n, budget=30.0):
+    o = parpy.par({"N": parpy.threads(n)}, autotune=True)
+    o.backend = CompileBackend.Cpu
+    o.autotune_budget_s = budget
+    return o
+
+
+def test_options():
+    o = parpy.par({"N": parpy.threads(8)}, autotune=True)
+    assert o.autotune and o.autotune_budget_s == 5.0
+    assert not parpy.par({"N": parpy.threads(8)}).autotune
+    assert "autotune: true, autotune_budget_s: 5" in str(o)
+    assert "autotune" not in str(parpy.par({"N": parpy.threads(8)}))  # the original's form when off
+    with pytest.raises(RuntimeError, match="The autotuning budget must be a positive number of seconds"):
+        o.autotune_budget_s = 0
+
+
+def test_search_picks_the_fastest_and_the_call_runs_once():
+    n = 50000
+    x, y = RNG.standard_normal(n), RNG.standard_normal(n)
+    want = y + 2.0 * x
+    o = tuning_opts(n)
+    assert parpy.tuned(scale_add, [x, y, n], o) is None
+    scale_add(x, y, n, opts=o)
+    # Candidates ran on copies: y was updated exactly once.
+    np.testing.assert_allclose(y, want, rtol=1e-15, atol=0)
+    t = parpy.tuned(scale_add, [x, y, n], o)
+    assert t is not None and not t.from_disk
+    timed = [c for c in t.candidates if c.seconds is not None]
+    # The user's spec first, then the other thread counts: n itself, powers of two, the core count.
+    assert t.candidates[0].spec == {"N": (n, False, 1024)}
+    tried = {c.spec["N"][0] for c in t.candidates}
+    cores = os.cpu_count() or 1
+    assert {n, 1, 2, cores} <= tried and len(timed) == len(t.candidates)
+    fastest = min(timed, key=lambda c: c.seconds)
+    assert t.spec == fastest.spec and t.par()["N"].__getstate__() == (t.spec["N"][0], False, 1024)
+    assert t.source() == f"parpy.par({{'N': parpy.threads({t.spec['N'][0]})}})"
+    # Later calls use the choice without tuning again, and stay correct.
+    before = len(t.candidates)
+    want = y + 2.0 * x
+    scale_add(x, y, n, opts=o)
+    np.testing.assert_allclose(y, want, rtol=1e-15, atol=0)
+    assert len(parpy.tuned(scale_add, [x, y, n], o).candidates) == before
+
+
+def test_budget_bounds_the_search():
+    n = 40000
+    x, y = RNG.standard_normal(n), RNG.standard_normal(n)
+    want = y + 2.0 * x
+    o = tuning_opts(n, budget=1e-6)
+    scale_add(x, y, n, opts=o)
+    np.testing.assert_allclose(y, want, rtol=1e-15, atol=0)
+    # Over budget after the first candidate: only the user's own spec was tried.
+    t = parpy.tuned(scale_add, [x, y, n], o)
+    assert [c.spec for c in t.candidates] == [{"N": (n, False, 1024)}] and t.spec == {"N": (n, False, 1024)}
+
+
+def test_a_broken_candidate_is_skipped_with_its_reason(monkeypatch):
+    real = parpy.autotune._options
+
+    def options(base, spec, clusters):
+        if spec["N"][0] == 2:
+            raise RuntimeError("this candidate does not build\nsecond line")
+        return real(base, spec, clusters)
+
+    monkeypatch.setattr(parpy.autotune, "_options", options)
+    n = 30000
+    x, y = RNG.standard_normal(n), RNG.standard_normal(n)
+    want = y + 2.0 * x
+    o = tuning_opts(n)
+    scale_add(x, y, n, opts=o)
+    np.testing.assert_allclose(y, want, rtol=1e-15, atol=0)
+    t = parpy.tuned(scale_add, [x, y, n], o)
+    broken = [c for c in t.candidates if c.spec["N"][0] == 2]
+    assert len(broken) == 1 and broken[0].seconds is None
+    assert broken[0].error == "RuntimeError: this candidate does not build"
+    assert t.spec["N"][0] != 2 and "1 failed" in repr(t)
+
+
+def test_print_compiled_shows_the_choice():
+    n = 20000
+    x, y = RNG.standard_normal(n), RNG.standard_normal(n)
+    o = tuning_opts(n)
+    before = parpy.print_compiled(scale_add, [x, y, n], o)
+    assert before.startswith("// Autotuning has not tuned this call yet: the spec as given.\n")
+    scale_add(x, y, n, opts=o)
+    t = parpy.tuned(scale_add, [x, y, n], o)
+    code = parpy.print_compiled(scale_add, [x, y, n], o)
+    assert code.startswith(f"// Autotuned: {t.source()}\n")
+    plain = parpy.par(t.par())
+    plain.backend = CompileBackend.Cpu
+    assert code.split("\n", 1)[1] == parpy.print_compiled(scale_add, [x, y, n], plain)
+
+
+def test_arguments_of_other_kinds_are_copied_too():
+    # Candidates run on copies whatever the array kind: y (a Python array.array, the buffer
+    # protocol) and the dict's array are written by exactly one run.
+    import array
+
+    @parpy.jit
+    def g(x, y, d, N):
+        parpy.label("N")
+        for i in range(N):
+            y[i] = y[i] + x[i]
+            d["acc"][i] = d["acc"][i] * 2.0
+
+    n = 20000
+    x = RNG.standard_normal(n)
+    y = array.array("d", RNG.standard_normal(n))
+    acc = RNG.standard_normal(n)
+    want_y, want_acc = np.array(y) + x, acc * 2.0
+    g(x, y, {"acc": acc}, n, opts=tuning_opts(n))
+    np.testing.assert_allclose(np.array(y), want_y, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(acc, want_acc, rtol=1e-15, atol=0)
+    assert len(parpy.tuned(g, [x, y, {"acc": acc}, n], tuning_opts(n)).candidates) > 1
+
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import parpy
+    sys.path.insert(0, {tests!r})
+    from test_autotune import scale_add, tuning_opts
+
+    if sys.argv[1] == "second":
+        def no_search(self):
+            raise AssertionError("the second process timed candidates")
+        parpy.autotune._Search.run = no_search
+    n = 30000
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal(n), rng.standard_normal(n)
+    want = y + 2.0 * x
+    o = tuning_opts(n)
+    scale_add(x, y, n, opts=o)
+    assert np.allclose(y, want, rtol=1e-15, atol=0)
+    t = parpy.tuned(scale_add, [x, y, n], o)
+    print(t.from_disk, t.spec["N"][0], len(t.candidates))
+""")
+
+
+def test_a_second_process_reuses_the_choice_from_disk(fresh_cache):
+    script = SCRIPT.format(tests=str(Path(__file__).parent))
+    env = {**os.environ, "PARPY_CACHE_DIR": str(fresh_cache)}
+    outs = []
+    for which in ("first", "second"):
+        r = subprocess.run([sys.executable, "-c", script, which], capture_output=True, text=True, env=env,
+                           timeout=300, check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        outs.append(r.stdout.split()[-3:])
+    (disk1, spec1, n1), (disk2, spec2, n2) = outs
+    assert (disk1, disk2) == ("False", "True") and spec1 == spec2 and n1 == n2 and int(n1) > 1
+    # Damaged or foreign records are not trusted: tuned again.
+    records = list((fresh_cache / "tuned").glob("*.json"))
+    assert len(records) == 1
+    records[0].write_text("{not json")
+    r = subprocess.run([sys.executable, "-c", script, "first"], capture_output=True, text=True, env=env,
+                       timeout=300, check=False)
+    assert r.returncode == 0 and r.stdout.split()[-3] == "False", r.stdout + r.stderr
+    os.chmod(records[0], 0o666)
+    r = subprocess.run([sys.executable, "-c", script, "second"], capture_output=True, text=True, env=env,
+                       timeout=300, check=False)
+    assert r.returncode != 0 and "the second process timed candidates" in r.stderr
+
+
+def test_clear_cache_forgets_the_choice():
+    n = 20000
+    x, y = RNG.standard_normal(n), RNG.standard_normal(n)
+    o = tuning_opts(n, budget=1e-6)
+    scale_add(x, y, n, opts=o)
+    assert parpy.tuned(scale_add, [x, y, n], o) is not None
+    parpy.clear_cache()
+    assert parpy.tuned(scale_add, [x, y, n], o) is None
