@@ -982,14 +982,6 @@ Val math_typed(UnOp op, Val va) {
   }
 }
 
-int64_t trips(int64_t lo, int64_t hi, int64_t step) {
-  if (step > 0 ? lo >= hi : lo <= hi) return 0;
-  uint64_t span = step > 0 ? static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo)
-                           : static_cast<uint64_t>(lo) - static_cast<uint64_t>(hi);
-  uint64_t mag = step > 0 ? static_cast<uint64_t>(step) : 0 - static_cast<uint64_t>(step);
-  uint64_t n = (span - 1) / mag + 1;
-  return n > static_cast<uint64_t>(INT64_MAX / 2) ? INT64_MAX / 2 : static_cast<int64_t>(n);
-}
 
 }  // namespace
 
@@ -1073,7 +1065,7 @@ Val HostProgram::Impl::eval(int32_t n, const Frame& f) const {
     case NodeOp::And: return put<bool>(eval(x.a, f).i != 0 && eval(x.b, f).i != 0);
     case NodeOp::Or: return put<bool>(eval(x.a, f).i != 0 || eval(x.b, f).i != 0);
     case NodeOp::Select: return eval(x.a, f).i != 0 ? eval(x.b, f) : eval(x.c, f);
-    case NodeOp::Trips: return put<int64_t>(trips(eval(x.a, f).i, eval(x.b, f).i, x.imm.i));
+    case NodeOp::Trips: return put<int64_t>(range_trips(eval(x.a, f).i, eval(x.b, f).i, x.imm.i));
     case NodeOp::Iter:
       return put<int64_t>(static_cast<int64_t>(static_cast<uint64_t>(eval(x.a, f).i) +
                                                static_cast<uint64_t>(eval(x.b, f).i) * static_cast<uint64_t>(x.imm.i)));
