@@ -1,10 +1,12 @@
 """parpy (Cuda backend) against torch on the same GPU, same run.
 
-Run on a machine with an NVIDIA GPU: python benchmarks/gpu.py [--first-call]
+Run on a machine with an NVIDIA GPU: python benchmarks/gpu.py [--first-call | --user-loops]
 Prints a markdown table: median kernel time of repeated calls on torch CUDA tensors (zero copy)
 measured with CUDA events after a warm-up call (which compiles), and the effective bandwidth
 (ideal bytes read + written / time). Also the first-call latency and the cached per-call host
-overhead of a tiny kernel.
+overhead of a tiny kernel. --user-loops: only the table of stencils and a CSR sparse
+matrix-vector product written as users write them, beside torch and the copy bandwidth (the
+ceiling of a kernel that reads and writes each byte once).
 """
 
 import atexit
@@ -23,7 +25,8 @@ atexit.register(shutil.rmtree, os.environ["PARPY_CACHE_DIR"], ignore_errors=True
 
 import parpy
 import torch
-from kernels import axpy, colsum_by_column, colsum_by_row, layer_norm, row_sum, softmax, tiny
+from kernels import (axpy, colsum_by_column, colsum_by_row, layer_norm, power_law_csr, row_sum, softmax, spmv_csr,
+                     stencil2d, stencil3d, tiny)
 
 CUDA = parpy.CompileBackend.Cuda
 
@@ -99,8 +102,69 @@ def bench_rows(N, M):
     return out_rows
 
 
+def user_loop_rows():
+    """Stencils and CSR SpMV as users write them; parpy beside torch and the copy bandwidth."""
+    rows = []
+
+    def copy_time(nbytes_each):
+        a = torch.empty(nbytes_each // 4, device="cuda")
+        b = torch.empty_like(a)
+        return gpu_time(lambda: b.copy_(a))
+
+    N = M = 8192
+    x = torch.randn(N, M, device="cuda")
+    y = torch.zeros_like(x)
+    w = torch.tensor([[0, 0.25, 0], [0.25, 0, 0.25], [0, 0.25, 0]], device="cuda").view(1, 1, 3, 3)
+    o = opts({"rows": parpy.threads(N), "cols": parpy.threads(1024)})
+    peer = lambda: torch.nn.functional.conv2d(x.view(1, 1, N, M), w)  # noqa: E731
+    tp, tt = paired_times(lambda: stencil2d(x, y, N, M, opts=o), peer)
+    torch.testing.assert_close(y[1:-1, 1:-1], peer()[0, 0], rtol=1e-5, atol=1e-5)
+    rows.append(("5-point stencil (conv2d)", f"{N}x{M}", 8 * N * M, tp, tt, copy_time(4 * N * M),
+                 "rows threads(N), cols threads(1024)"))
+
+    N = 512
+    x = torch.randn(N, N, N, device="cuda")
+    y = torch.zeros_like(x)
+    w = torch.zeros(3, 3, 3, device="cuda")
+    for d in [(0, 1, 1), (2, 1, 1), (1, 0, 1), (1, 2, 1), (1, 1, 0), (1, 1, 2)]:
+        w[d] = 1.0 / 6.0
+    o = opts({"planes": parpy.threads(N), "cols": parpy.threads(N)})
+    peer = lambda: torch.nn.functional.conv3d(x.view(1, 1, N, N, N), w.view(1, 1, 3, 3, 3))  # noqa: E731
+    tp, tt = paired_times(lambda: stencil3d(x, y, N, opts=o), peer)
+    torch.testing.assert_close(y[1:-1, 1:-1, 1:-1], peer()[0, 0], rtol=1e-4, atol=1e-5)
+    rows.append(("7-point stencil (conv3d)", f"{N}^3", 8 * N**3, tp, tt, copy_time(4 * N**3),
+                 "planes threads(N), cols threads(N)"))
+
+    N = 2**20
+    indptr, indices, data = power_law_csr(N, 16)
+    nnz = int(indptr[-1])
+    ip, ix, d = (torch.from_numpy(a).cuda() for a in (indptr, indices, data))
+    x = torch.randn(N, device="cuda")
+    y = torch.zeros(N, device="cuda")
+    A = torch.sparse_csr_tensor(ip, ix, d, (N, N))
+    o = opts({"rows": parpy.threads(N)})
+    peer = lambda: A @ x  # noqa: E731
+    tp, tt = paired_times(lambda: spmv_csr(ip, ix, d, x, y, N, opts=o), peer)
+    torch.testing.assert_close(y, peer(), rtol=1e-3, atol=1e-3)
+    nbytes = 8 * (N + 1) + 12 * nnz + 8 * N  # indptr, indices and values, x and y once each
+    rows.append((f"CSR SpMV (nnz {nnz / N:.1f}/row, power law)", "2^20 rows", nbytes, tp, tt, None,
+                 "rows threads(N)"))
+
+    print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, parpy {parpy.__version__}\n")
+    print("| program | shape (f32) | parpy ms | parpy GB/s | torch ms | parpy/torch | copy GB/s | parpy/copy | "
+          "parpy options |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, shape, nbytes, tp, tt, tc, cfg in rows:
+        copy = f"{nbytes / tc / 1e9:.0f} | {tc / tp:.2f}x" if tc else "— | —"
+        print(f"| {name} | {shape} | {tp * 1e3:.3f} | {nbytes / tp / 1e9:.0f} | {tt * 1e3:.3f} | {tt / tp:.2f}x | "
+              f"{copy} | {cfg} |")
+
+
 def main():
     rows = []
+    if "--user-loops" in sys.argv:
+        user_loop_rows()
+        return
     if "--first-call" not in sys.argv:  # --first-call: only the first-call and per-call numbers
         for N, M in [(1024, 65536), (65536, 1024), (10, 10**7)]:
             rows += bench_rows(N, M)

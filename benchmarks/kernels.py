@@ -1,5 +1,6 @@
-"""The kernels the benchmark scripts time, written as a user would."""
+"""The kernels the benchmark scripts time, written as a user would, and their test data."""
 
+import numpy as np
 import parpy
 
 
@@ -69,3 +70,51 @@ def colsum_by_row(x, y, N, M):
     for i in range(N):
         parpy.label("cols")
         y[:] += x[i, :]
+
+
+@parpy.jit
+def stencil2d(x, y, N, M):
+    """A 5-point stencil (a Jacobi step of the Laplace equation) on the interior of a grid."""
+    parpy.label("rows")
+    for i in range(1, N - 1):
+        parpy.label("cols")
+        for j in range(1, M - 1):
+            y[i, j] = 0.25 * (x[i - 1, j] + x[i + 1, j] + x[i, j - 1] + x[i, j + 1])
+
+
+@parpy.jit
+def stencil3d(x, y, N):
+    """A 7-point stencil on the interior of an N x N x N grid."""
+    parpy.label("planes")
+    for i in range(1, N - 1):
+        for j in range(1, N - 1):
+            parpy.label("cols")
+            for k in range(1, N - 1):
+                y[i, j, k] = (x[i - 1, j, k] + x[i + 1, j, k] + x[i, j - 1, k] + x[i, j + 1, k]
+                              + x[i, j, k - 1] + x[i, j, k + 1]) / 6.0
+
+
+@parpy.jit
+def spmv_csr(indptr, indices, data, x, y, N):
+    """y = A x for A in CSR form (row i's values are data[indptr[i]:indptr[i + 1]]), a row per
+    thread, as a user writes it first."""
+    parpy.label("rows")
+    for i in range(N):
+        s = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            s += data[k] * x[indices[k]]
+        y[i] = s
+
+
+def power_law_csr(rows, mean, seed=0):
+    """A random CSR matrix (indptr, indices, data) with power-law row lengths of about `mean`."""
+    rng = np.random.default_rng(seed)
+    p = rng.pareto(2.0, rows) + 1.0
+    lens = np.minimum(np.maximum(1, np.round(p / p.mean() * mean)), 64 * mean).astype(np.int64)
+    indptr = np.zeros(rows + 1, np.int64)
+    indptr[1:] = np.cumsum(lens)
+    indices = np.sort(rng.integers(0, rows, indptr[-1]))  # sorted within each row below
+    for_rows = np.repeat(np.arange(rows), lens)
+    indices = indices[np.lexsort((indices, for_rows))]
+    data = rng.standard_normal(indptr[-1]).astype(np.float32)
+    return indptr, indices, data
