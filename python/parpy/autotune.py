@@ -202,6 +202,7 @@ class _Search:
         self.tried: dict[tuple[tuple[tuple[str, tuple[int, bool, int]], ...], bool], Candidate] = {}
         self.progress = sys.stderr.isatty() or os.environ.get("PARPY_AUTOTUNE_PROGRESS") == "1"
         self.shown = False
+        self.keys: list[bytes] = []  # the candidates' entries in the function's memory cache
 
     def left(self) -> float:
         return self.budget - (time.perf_counter() - self.start)
@@ -214,6 +215,7 @@ class _Search:
         self.tried[key] = c
         try:
             o = _options(self.opts, spec, clusters)
+            self.keys.append(self.fn._call_key(*self.copies, opts=o))
             self.fn(*self.copies, opts=o)  # builds (or finds) it, and warms up
             _sync(self.backend)
             runs: list[float] = []
@@ -249,9 +251,32 @@ class _Search:
         return min(timed, key=lambda c: c.seconds or 0.0) if timed else None
 
     def run(self) -> Tuning:
+        try:
+            return self.search()
+        finally:
+            # The candidates' compiled code leaves memory (the chosen one stays in the disk cache
+            # and is loaded again for the call).
+            for key in self.keys:
+                self.fn._drop_cached(key)
+
+    def labels(self, spec: Spec) -> list[str]:
+        """The labels in the order they first appear in the function's source (outer loops
+        first, usually), the others after them by name."""
+        try:
+            source = inspect.getsource(self.fn.__wrapped__)
+        except (AttributeError, OSError, TypeError):
+            source = ""
+
+        def first(label: str) -> int:
+            i = min((j for j in (source.find(f'"{label}"'), source.find(f"'{label}'")) if j >= 0), default=-1)
+            return i if i >= 0 else len(source) + 1
+
+        return sorted(spec, key=lambda label: (first(label), label))
+
+    def search(self) -> Tuning:
         spec, clusters = _spec_of(self.opts), self.opts.use_cuda_thread_block_clusters
         self.time(spec, clusters)  # the user's own spec first: always a valid choice
-        for label in sorted(spec):
+        for label in self.labels(spec):
             threads, reduce, tpb = spec[label]
             if threads <= 0:
                 continue

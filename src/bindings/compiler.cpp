@@ -342,6 +342,8 @@ class JitFunction {
 
  public:
   size_t cache_size() const { return cache_.size(); }
+  // Forgets the compiled code cached under `key` (a _call_key): autotuning drops its candidates.
+  bool drop_cached(nb::bytes key) { return cache_.erase(std::string(key.c_str(), key.size())) > 0; }
   IrFunction ir() {
     resolved();
     return {fn_};
@@ -504,6 +506,7 @@ void bind_compiler(nb::module_& m) {
       .def(nb::init<nb::callable>())
       .def("__call__", &JitFunction::call)
       .def("_call_key", &JitFunction::call_key)
+      .def("_drop_cached", &JitFunction::drop_cached)
       .def_prop_ro("_ir", &JitFunction::ir)
       .def("_cache_size", &JitFunction::cache_size);
 

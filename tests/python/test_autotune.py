@@ -50,6 +50,7 @@ def test_search_picks_the_fastest_and_the_call_runs_once():
     want = y + 2.0 * x
     o = tuning_opts(n)
     assert parpy.tuned(scale_add, [x, y, n], o) is None
+    entries = scale_add._cache_size()
     scale_add(x, y, n, opts=o)
     # Candidates ran on copies: y was updated exactly once.
     np.testing.assert_allclose(y, want, rtol=1e-15, atol=0)
@@ -64,12 +65,41 @@ def test_search_picks_the_fastest_and_the_call_runs_once():
     fastest = min(timed, key=lambda c: c.seconds)
     assert t.spec == fastest.spec and t.par()["N"].__getstate__() == (t.spec["N"][0], False, 1024)
     assert t.source() == f"parpy.par({{'N': parpy.threads({t.spec['N'][0]})}})"
+    # The candidates' compiled code was dropped: the function keeps one entry, the choice's.
+    assert scale_add._cache_size() == entries + 1
     # Later calls use the choice without tuning again, and stay correct.
     before = len(t.candidates)
     want = y + 2.0 * x
     scale_add(x, y, n, opts=o)
     np.testing.assert_allclose(y, want, rtol=1e-15, atol=0)
     assert len(parpy.tuned(scale_add, [x, y, n], o).candidates) == before
+
+
+def test_labels_are_tuned_outer_first():
+    # The labels in the order they appear in the function: the outer loop's threads are tuned
+    # before the inner loop's (not by name).
+    @parpy.jit
+    def rows_then_cols(x, y, N, M):
+        parpy.label("z_rows")
+        for i in range(N):
+            parpy.label("a_cols")
+            for j in range(M):
+                y[i, j] = x[i, j] * 3.0
+
+    n, m = 64, 256
+    x, y = RNG.standard_normal((n, m)), np.zeros((n, m))
+    o = parpy.par({"z_rows": parpy.threads(n), "a_cols": parpy.threads(m)}, autotune=True)
+    o.backend = CompileBackend.Cpu
+    rows_then_cols(x, y, n, m, opts=o)
+    np.testing.assert_allclose(y, x * 3.0, rtol=1e-15, atol=0)
+    t = parpy.tuned(rows_then_cols, [x, y, n, m], o)
+    # Right after the user's spec come the other thread counts of z_rows, a_cols as given; then
+    # a_cols varies with z_rows at its best.
+    c = t.candidates
+    assert c[1].spec["z_rows"][0] != n and c[1].spec["a_cols"][0] == m
+    later = [k for k, x in enumerate(c) if x.spec["a_cols"][0] != m]
+    assert later and all(x.spec["a_cols"][0] == m for x in c[:later[0]])
+    assert len({x.spec["z_rows"] for x in c[later[0]:]}) == 1
 
 
 def test_budget_bounds_the_search():
