@@ -59,3 +59,12 @@ def test_dask_local_cluster_computes_a_chunked_result_equal_to_numpy(tmp_path):
                        env=env, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), s * x)
+
+
+def test_the_dask_example_runs():
+    # examples/dask_chunks.py (docs/howto/distributed.md) as a user runs it.
+    example = HERE.parents[1] / "examples" / "dask_chunks.py"
+    r = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=300, check=False,
+                       cwd=HERE.parents[1])
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "8 chunks on 2 worker processes: equal to numpy" in r.stdout
