@@ -252,7 +252,8 @@ class _Search:
 
     def run(self) -> Tuning:
         try:
-            return self.search()
+            self.search()
+            return self.result()
         finally:
             # The candidates' compiled code leaves memory (the chosen one stays in the disk cache
             # and is loaded again for the call).
@@ -273,26 +274,39 @@ class _Search:
 
         return sorted(spec, key=lambda label: (first(label), label))
 
-    def search(self) -> Tuning:
-        spec, clusters = _spec_of(self.opts), self.opts.use_cuda_thread_block_clusters
-        self.time(spec, clusters)  # the user's own spec first: always a valid choice
+    def search(self) -> None:
+        user, clusters = _spec_of(self.opts), self.opts.use_cuda_thread_block_clusters
+        self.time(user, clusters)  # the user's own spec first: always a valid choice
+        # On Cuda, the search runs with clusters as given, then the other way: where a reduction
+        # spans several blocks (a .reduce() label or a sum over a slice), a cluster keeps the row
+        # in one kernel, and the best thread counts differ; elsewhere the code is the same.
+        settings = [clusters]
+        if self.backend == CompileBackend.Cuda:
+            settings.append(not clusters)
+        for c in settings:
+            self.coordinate_search(user, c)
+
+    def coordinate_search(self, spec: Spec, clusters: bool) -> None:
+        """The thread counts of one label at a time, the others at their best so far; then the
+        threads per block, one value for every label (the labels of a parallel nest must agree
+        on it)."""
+        self.time(spec, clusters)
         for label in self.labels(spec):
             threads, reduce, tpb = spec[label]
             if threads <= 0:
                 continue
             for t in _thread_counts(threads, self.backend):
                 if self.left() <= 0:
-                    break
+                    return
                 self.time({**spec, label: (t, reduce, tpb)}, clusters)
             spec = self.best_spec(spec, clusters)
-            t = spec[label][0]
-            for b in _block_sizes(t, self.backend):
-                if self.left() <= 0:
-                    break
-                self.time({**spec, label: (t, reduce, b)}, clusters)
-            spec = self.best_spec(spec, clusters)
-        if self.backend == CompileBackend.Cuda and any(r for _, r, _ in spec.values()) and self.left() > 0:
-            self.time(spec, not clusters)
+        widest = max((t for t, _, _ in spec.values()), default=0)
+        for b in _block_sizes(widest, self.backend):
+            if self.left() <= 0:
+                return
+            self.time({label: (t, r, b) for label, (t, r, _) in spec.items()}, clusters)
+
+    def result(self) -> Tuning:
         best = self.best()
         if self.shown:
             sys.stderr.write("\n")

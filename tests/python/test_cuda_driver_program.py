@@ -229,3 +229,47 @@ def test_nvrtc_alone_enables_cuda_and_says_what_needs_nvcc(tmp_path):
     assert "ENABLED True" in r.stdout and "JIT OK" in r.stdout, r.stdout
     assert "FLAGS This Cuda program is built by nvcc (asked for by opts.extra_flags" in r.stdout, r.stdout
     assert "USER CUDA code given to compile_string is built by nvcc" in r.stdout, r.stdout
+
+
+AUTOTUNE = r"""
+import json
+import numpy as np
+import parpy
+
+@parpy.jit
+def row_sum(x, y, N, M):
+    parpy.label("rows")
+    for i in range(N):
+        parpy.label("cols")
+        y[i] = parpy.operators.sum(x[i, :])
+
+N, M = 8, 4096
+x, y = np.ones((N, M), np.float32), np.zeros(N, np.float32)
+o = parpy.par({"rows": parpy.threads(N), "cols": parpy.threads(M)}, autotune=True)
+o.backend = parpy.CompileBackend.Cuda
+row_sum(x, y, N, M, opts=o)
+t = parpy.tuned(row_sum, [x, y, N, M], o)
+print(json.dumps([[c.spec, c.clusters, c.error] for c in t.candidates]))
+"""
+
+
+def test_autotuning_on_cuda_tries_thread_counts_blocks_and_clusters(tmp_path):
+    # The Cuda search against the stand-in driver (its kernels do nothing, so the times mean
+    # nothing): every candidate builds with NVRTC and launches; the thread counts are the user's
+    # and the powers of two from 32 below it, then blocks of fewer threads, with clusters as given
+    # and the other way.
+    r = fake_driver.run(tmp_path, AUTOTUNE, PARPY_AUTOTUNE_PROGRESS="0")
+    tried = json.loads(r.stdout.strip().splitlines()[-1])
+    assert all(error is None for _, _, error in tried), [e for _, _, e in tried if e]
+    cols = {tuple(spec["cols"]) for spec, _, _ in tried}
+    assert {(t, False, 1024) for t in (4096, 2048, 1024, 64, 32)} <= cols
+    # Blocks of 1024 (the user's) down to 128, those no wider than the widest label's count.
+    assert {1024, 128} <= {b for _, _, b in cols} <= {1024, 512, 256, 128}
+    assert min(t for t, _, _ in cols) == 32 and {c for _, c, _ in tried} == {False, True}
+    rows = {spec["rows"][0] for spec, _, _ in tried}
+    assert rows == {8}  # below 32 threads: only the user's own count
+    assert all(spec["rows"][2] == spec["cols"][2] for spec, _, _ in tried)  # one tpb for the nest
+    # The launches: one per candidate run at least.
+    launches = [json.loads(line) for line in (tmp_path / "driver.log").read_text().splitlines()
+                if '"launch"' in line]
+    assert len(launches) >= 4 * len(tried)
