@@ -1,7 +1,8 @@
 """Buffers: arrays owned by a backend (docs/language.md, Arguments). On the Cpu backend a buffer is
 host memory shared with numpy without copies. On the Cuda backend it is device memory of parpy's own
 runtime (no torch) or a wrapped ``__cuda_array_interface__`` array; both pass to jit functions
-without copies."""
+without copies. On the Metal backend it is host memory too (Apple GPUs share memory with the CPU),
+which a call places in Metal buffers as it does numpy arrays (docs/howto/buffers.md)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ __all__ = [
     "CudaBuffer",
     "DataType",
     "DummyBuffer",
+    "MetalBuffer",
     "empty",
     "empty_like",
     "from_array",
@@ -58,8 +60,9 @@ def _unsupported(backend: Any) -> RuntimeError:
 
 
 def sync(backend: CompileBackend) -> None:
-    """Waits for all work submitted to ``backend``. Cpu work is synchronous."""
-    if backend == CompileBackend.Cpu:
+    """Waits for all work submitted to ``backend``. Cpu work is synchronous; so is a Metal call,
+    which waits for its kernels before it returns."""
+    if backend in (CompileBackend.Cpu, CompileBackend.Metal):
         return
     if backend == CompileBackend.Cuda:
         _native._cuda_sync()
@@ -217,6 +220,30 @@ class CpuBuffer(Buffer):
             view = self.buf.view(_np_dtype(dt))
             return CpuBuffer(view, self.shape, dt, self.src, self.refcount)
         return CpuBuffer(self.buf.astype(_np_dtype(dt)), self.shape, dt)
+
+
+class MetalBuffer(CpuBuffer):
+    """An array of the Metal backend: host memory shared with ``numpy()``, as on the Cpu backend,
+    since an Apple GPU shares memory with the CPU. A jit call places it in Metal buffers and
+    copies written data back, as it does numpy arrays: it passes to jit functions as they do, and
+    code written with buffers runs unchanged on Metal."""
+
+    backend = CompileBackend.Metal
+
+    def copy(self) -> MetalBuffer:
+        self._check_alive()
+        return MetalBuffer(self.buf.copy(), self.shape, self.dtype)
+
+    def reshape(self, *dims: Any) -> MetalBuffer:
+        shape = self._reshaped(dims)
+        return MetalBuffer(self.buf.reshape(shape), shape, self.dtype, self.src, self.refcount)
+
+    def with_type(self, dt: Any) -> MetalBuffer:
+        self._check_alive()
+        dt = _dtype(dt)
+        if dt.size() == self.dtype.size():
+            return MetalBuffer(self.buf.view(_np_dtype(dt)), self.shape, dt, self.src, self.refcount)
+        return MetalBuffer(self.buf.astype(_np_dtype(dt)), self.shape, dt)
 
 
 class CudaBuffer(Buffer):
@@ -408,16 +435,21 @@ def _cuda_from_array(t: Any) -> CudaBuffer:
     return _cuda_from_host(arr, dtype, t)
 
 
-def _cpu(arr: np.ndarray) -> CpuBuffer:
-    return CpuBuffer(arr, arr.shape, DataType(arr.__array_interface__["typestr"]))
+def _host(arr: np.ndarray, backend: CompileBackend) -> CpuBuffer:
+    kind = MetalBuffer if backend == CompileBackend.Metal else CpuBuffer
+    return kind(arr, arr.shape, DataType(arr.__array_interface__["typestr"]))
+
+
+def _host_backend(backend: CompileBackend) -> CompileBackend:
+    if backend not in (CompileBackend.Cpu, CompileBackend.Metal):
+        raise _unsupported(backend)
+    return backend
 
 
 def empty(shape: Any, dtype: Any, backend: CompileBackend) -> Buffer:
     if backend == CompileBackend.Cuda:
         return _cuda_alloc(_shape(shape), _dtype(dtype))
-    if backend != CompileBackend.Cpu:
-        raise _unsupported(backend)
-    return _cpu(np.empty(shape, dtype=_np_dtype(_dtype(dtype))))
+    return _host(np.empty(shape, dtype=_np_dtype(_dtype(dtype))), _host_backend(backend))
 
 
 def zeros(shape: Any, dtype: Any, backend: CompileBackend) -> Buffer:
@@ -425,9 +457,7 @@ def zeros(shape: Any, dtype: Any, backend: CompileBackend) -> Buffer:
         b = _cuda_alloc(_shape(shape), _dtype(dtype))
         _native._cuda_memset(b.ptr, 0, b.size())
         return b
-    if backend != CompileBackend.Cpu:
-        raise _unsupported(backend)
-    return _cpu(np.zeros(shape, dtype=_np_dtype(_dtype(dtype))))
+    return _host(np.zeros(shape, dtype=_np_dtype(_dtype(dtype))), _host_backend(backend))
 
 
 def empty_like(b: Buffer) -> Buffer:
@@ -451,15 +481,14 @@ def from_array(t: Any, backend: CompileBackend | None) -> Buffer:
             raise RuntimeError(f"Cannot convert argument {t} to CPU buffer") from e
     if backend == CompileBackend.Cuda:
         return _cuda_from_array(t)
-    if backend != CompileBackend.Cpu:
-        if backend == CompileBackend.Metal:
-            raise _unsupported(backend)
+    if backend not in (CompileBackend.Cpu, CompileBackend.Metal):
         raise ValueError(f"Cannot convert to buffer of unknown backend {backend}")
-    if isinstance(t, CpuBuffer):
+    kind = MetalBuffer if backend == CompileBackend.Metal else CpuBuffer
+    if type(t) is kind:
         return t
     arr = np.asarray(t)
     if not arr.flags.c_contiguous:
         raise ValueError("Buffers must only operate on contiguous memory")
     if not arr.flags.writeable:
         raise ValueError("Cannot construct buffer from read-only memory")
-    return CpuBuffer(arr, arr.shape, DataType(arr.__array_interface__["typestr"]), src=t)
+    return kind(arr, arr.shape, DataType(arr.__array_interface__["typestr"]), src=t)

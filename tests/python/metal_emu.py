@@ -160,7 +160,9 @@ class Emulated:
         return flat
 
     def __call__(self, fun, args):
-        values = self._flatten(fun, args)
+        # A Metal buffer is host memory (parpy.buffer): its numpy view is the array.
+        values = [v.numpy() if hasattr(v, "backend") and hasattr(v, "numpy") else v
+                  for v in self._flatten(fun, args)]
         keep, argv = [], (ctypes.c_void_p * len(values))()
         for i, (t, v) in enumerate(zip(self.types, values)):
             if t.endswith("*"):

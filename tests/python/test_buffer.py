@@ -163,6 +163,35 @@ def test_errors():
     parpy.buffer.sync(CPU)
 
 
+def test_metal_buffers_are_host_memory():
+    metal = CompileBackend.Metal
+    src = np.arange(12, dtype=np.float32)
+    b = buffer.from_array(src, metal)
+    assert type(b) is buffer.MetalBuffer and b.backend == metal and b.src is src
+    assert np.shares_memory(b.numpy(), src) and b._get_ptr() == src.ctypes.data
+    r = b.reshape(3, 4)
+    assert type(r) is buffer.MetalBuffer and r.shape == (3, 4) and np.shares_memory(r.numpy(), src)
+    c = b.copy()
+    assert type(c) is buffer.MetalBuffer and not np.shares_memory(c.numpy(), src)
+    np.testing.assert_array_equal(c.numpy(), src)
+    w = b.with_type(parpy.ElemSize.I32)
+    assert type(w) is buffer.MetalBuffer and w.dtype == DataType("<i4")
+    z = buffer.zeros((2, 5), parpy.ElemSize.F64, metal)
+    assert type(z) is buffer.MetalBuffer and z.numpy().shape == (2, 5) and not z.numpy().any()
+    e = buffer.empty_like(z)
+    assert type(e) is buffer.MetalBuffer and e.shape == (2, 5) and e.dtype == z.dtype
+    assert type(buffer.zeros_like(b)) is buffer.MetalBuffer
+    # A Cpu buffer made into a Metal one shares its memory.
+    cpu = buffer.from_array(src, CPU)
+    m = buffer.from_array(cpu, metal)
+    assert type(m) is buffer.MetalBuffer and np.shares_memory(m.numpy(), src)
+    assert buffer.from_array(m, metal) is m
+    buffer.sync(metal)  # a Metal call waits for its kernels: nothing to wait for
+    b.free()
+    with pytest.raises(RuntimeError, match="Cannot use a buffer after it was freed"):
+        b.numpy()
+
+
 # ----- Cuda buffers without a GPU ------------------------------------------------------------
 # The wrapping and checking logic needs no device; operations that touch memory go through
 # parpy's driver runtime, which FakeDevice below stands in for (host memory, same calls).

@@ -394,3 +394,26 @@ def test_fuzzed_programs():
                     mismatches.append(f"{p.filename}, output {name}:{err}\n{p.src}")
     print(f"{len(cases)} fuzzed programs run in the Metal emulator")
     assert not mismatches, f"{len(mismatches)} of {len(cases)} differ:\n" + "\n".join(mismatches[:3])
+
+
+@parpy.jit
+def scale_into(x, y, N):
+    parpy.label("N")
+    for i in range(N):
+        y[i] = 2.0 * x[i] + y[i]
+
+
+def test_metal_buffers_as_arguments():
+    # parpy.buffer on Metal (host memory, as Apple GPUs share it): a program takes buffers as it
+    # takes numpy arrays, and what it writes is in the buffer's memory after the call.
+    n = 1000
+    src = RNG.standard_normal(n).astype(np.float32)
+    x = parpy.buffer.from_array(src, CompileBackend.Metal)
+    y = parpy.buffer.zeros(n, parpy.types.F32, CompileBackend.Metal)
+    y.numpy()[:] = RNG.standard_normal(n).astype(np.float32)
+    want = 2.0 * src + y.numpy()
+    code = parpy.print_compiled(scale_into, [x, y, n], metal(N=256))
+    (prog,) = metal_emu.build([code])
+    prog(scale_into, [x, y, n])
+    np.testing.assert_allclose(y.numpy(), want, rtol=1e-6, atol=1e-6)
+    assert np.shares_memory(x.numpy(), src)
