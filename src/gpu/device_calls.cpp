@@ -24,10 +24,28 @@ const ExprNode* find_call(const Stmt& s, const Helpers& h, const std::function<b
   return found;
 }
 
+// A host external (Target.Host, Metal) is a host function: called in parallel code or in a jit
+// helper (which runs on the GPU), it is an error.
+void check_no_host_externals(const Block& b, const Helpers& h, const std::string& where) {
+  visit_block(b, [&](const Stmt& s) {
+    if (const ExprNode* c = find_call(s, h, [](const Callee& x) { return x.host; })) {
+      const Callee& callee = h.callees.at(c->name);
+      fail("The external function " + callee.name + " is declared with Target.Host, a function of the host, "
+               "so it cannot be called " + where + ". Call it outside parallel code, or declare a device "
+               "function with Target.Device to call it on the GPU.",
+           c->span);
+    }
+  });
+}
+
 void check_host_calls(const Block& b, const Helpers& h) {
   for (const auto& s : b) {
-    if (s->kind == StmtKind::WithGpu || (s->kind == StmtKind::For && s->par.is_parallel())) continue;
-    if (const ExprNode* c = find_call(s, h, [](const Callee&) { return true; })) {
+    if (s->kind == StmtKind::WithGpu || (s->kind == StmtKind::For && s->par.is_parallel())) {
+      check_no_host_externals(s->body, h, "in parallel code");
+      continue;
+    }
+    // Host externals are what host code may call.
+    if (const ExprNode* c = find_call(s, h, [](const Callee& x) { return !x.host; })) {
       const Callee& callee = h.callees.at(c->name);
       fail(std::string("The ") + (callee.external ? "external function " : "jit function ") + callee.name +
                " runs on the GPU, so it cannot be called outside parallel code.",
@@ -97,7 +115,13 @@ void check_replicated_writes(const Block& b, const Helpers& h, bool in_kernel, b
 void check_device_calls(const Block& main_body, const Helpers& helpers) {
   check_host_calls(main_body, helpers);
   check_replicated_writes(main_body, helpers, false, false);
-  for (const auto& f : helpers.functions) check_parallel_externals_in_helper(f, helpers);
+  for (const auto& f : helpers.functions) {
+    check_parallel_externals_in_helper(f, helpers);
+    auto self = helpers.callees.find(f.name);
+    check_no_host_externals(f.body, helpers,
+                            "in the jit function " + (self != helpers.callees.end() ? self->second.name : f.name) +
+                                ", which runs on the GPU");
+  }
 }
 
 std::map<std::string, ParallelExternal> parallel_externals(const Helpers& helpers) {
@@ -109,7 +133,17 @@ std::map<std::string, ParallelExternal> parallel_externals(const Helpers& helper
 
 void attach_device_functions(GpuProgram& prog, const Block& main_body, const Helpers& helpers) {
   prog.functions = helpers.functions;
-  prog.headers = helpers.headers;
+  // Each header goes where its externals run: device externals' to the kernels, host externals'
+  // to the host code (in the order of first use).
+  auto used_by = [&](const std::string& header, bool host) {
+    return std::any_of(helpers.callees.begin(), helpers.callees.end(), [&](const auto& kv) {
+      return kv.second.external && kv.second.host == host && kv.second.header == header;
+    });
+  };
+  for (const auto& header : helpers.headers) {
+    if (used_by(header, false)) prog.headers.push_back(header);
+    if (used_by(header, true)) prog.host_headers.push_back(header);
+  }
   for (const auto& name : written_arrays(main_body, helpers.callees)) {
     bool param = std::any_of(prog.params.begin(), prog.params.end(),
                              [&](const AbiParam& p) { return p.name == name && p.type.is_array(); });

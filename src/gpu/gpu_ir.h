@@ -66,9 +66,11 @@ struct GpuProgram {
   std::vector<std::string> written;  // array parameters the program may write (copied back)
   bool use_graphs = false;  // the entry replays a CUDA graph of the host code's launches
   // Device functions the kernels call (jit helpers, callees first; name = C name), and the
-  // headers of the externals they and the kernels call.
+  // headers of the externals they and the kernels call; the headers of the host externals
+  // (Target.Host, Metal) the host code calls.
   std::vector<Function> functions;
   std::vector<std::string> headers;
+  std::vector<std::string> host_headers;
   // Names of arrays that another name may refer to (locals naming arrays and what they name): the
   // kernel passes leave their accesses alone.
   std::set<std::string> aliased;

@@ -23,7 +23,9 @@ using CallTargets = std::map<std::string, CallTarget>;  // by call name (Functio
 struct Callee {
   std::string name;          // Python name, for messages
   bool external = false;
+  bool host = false;         // an external declared with Target.Host: a host function
   LoopPar par;               // externals: the declared parallelize (docs/language.md, Functions)
+  std::string header;        // externals: the declared header (empty: none)
   std::vector<bool> writes;  // per parameter: a pointer the callee may write through
 };
 

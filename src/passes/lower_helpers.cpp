@@ -33,7 +33,7 @@ class HelperLowering {
       for (const auto& d : decls) {
         if (d->backend != opts_.backend) continue;
         CallTarget ct{d->ext_name, {}, d->ret};
-        Callee callee{name, true, d->par, {}};
+        Callee callee{name, true, !d->device, d->par, d->header, {}};
         for (const auto& p : d->params) {
           ct.params.push_back(*p.annotation);
           // Nothing is known about an external's body: it may write any pointer it gets.
@@ -44,6 +44,7 @@ class HelperLowering {
         if (!d->header.empty() &&
             std::find(out_.headers.begin(), out_.headers.end(), d->header) == out_.headers.end())
           out_.headers.push_back(d->header);
+
       }
     return t;
   }
@@ -73,7 +74,7 @@ class HelperLowering {
     fn.name = unique_name(h.name);
     CallTarget ct{fn.name, {}, fn.ret};
     std::set<std::string> written = written_arrays(fn.body, out_.callees);
-    Callee callee{h.name, false, {}, {}};
+    Callee callee{h.name, false, false, {}, {}, {}};
     for (const auto& p : fn.params) {
       ct.params.push_back(*p.annotation);
       callee.writes.push_back(p.annotation->is_pointer() && written.count(p.name) > 0);

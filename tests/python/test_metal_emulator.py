@@ -417,3 +417,65 @@ def test_metal_buffers_as_arguments():
     prog(scale_into, [x, y, n])
     np.testing.assert_allclose(y.numpy(), want, rtol=1e-6, atol=1e-6)
     assert np.shares_memory(x.numpy(), src)
+
+
+@parpy.external("std::fmin", CompileBackend.Metal, parpy.Target.Host, header="<cmath>")
+def host_fmin(a: parpy.types.F32, b: parpy.types.F32) -> parpy.types.F32:
+    return min(a, b)
+
+
+@parpy.jit
+def host_external_then_kernel(x, y, N):
+    y[0] = host_fmin(x[0], x[1])  # host code: a host function of the C++ standard library
+    parpy.label("N")
+    for i in range(1, N):
+        y[i] = x[i] * 2.0
+
+
+@parpy.jit
+def host_external_in_kernel(x, y, N):
+    parpy.label("N")
+    for i in range(N):
+        y[i] = host_fmin(x[i], 0.0)
+
+
+@parpy.jit
+def helper_calling_host_external(a: parpy.types.F32, b: parpy.types.F32) -> parpy.types.F32:
+    return host_fmin(a, b)
+
+
+@parpy.jit
+def host_external_in_helper(x, y, N):
+    parpy.label("N")
+    for i in range(N):
+        y[i] = helper_calling_host_external(x[i], 0.0)
+
+
+def test_host_external_in_host_code():
+    # A Target.Host external is a host function: the host code calls it (its header is included
+    # by the host part, not by the kernels' MSL), next to the program's kernels.
+    n = 500
+    x = RNG.standard_normal(n).astype(np.float32)
+    y = np.zeros(n, np.float32)
+    code = parpy.print_compiled(host_external_then_kernel, [x, y, n], metal(N=128))
+    msl = metal_emu.msl_of(code)
+    host_part = code.replace(msl, "")
+    assert "#include <cmath>" in host_part and "std::fmin(" in host_part
+    assert "<cmath>" not in msl and "fmin" not in msl
+    (prog,) = metal_emu.build([code])
+    prog(host_external_then_kernel, [x, y, n])
+    assert y[0] == min(x[0], x[1])
+    np.testing.assert_array_equal(y[1:], x[1:] * np.float32(2.0))
+
+
+@pytest.mark.parametrize("fun, where", [(host_external_in_kernel, "in parallel code"),
+                                        (host_external_in_helper, "in the jit function "
+                                                                  "helper_calling_host_external, which runs on "
+                                                                  "the GPU")])
+def test_host_external_on_the_gpu_is_an_error(fun, where):
+    x = np.zeros(8, np.float32)
+    with pytest.raises(RuntimeError) as e:
+        parpy.print_compiled(fun, [x, x.copy(), 8], metal(N=8))
+    assert (f"The external function host_fmin is declared with Target.Host, a function of the host, so it "
+            f"cannot be called {where}. Call it outside parallel code, or declare a device function with "
+            "Target.Device to call it on the GPU.") in str(e.value)
