@@ -4,7 +4,8 @@
 #   suite     the whole test suite (pytest-xdist over $PARPY_GPU_WORKERS processes, default 12)
 #   notoolkit the whole suite with no CUDA toolkit visible (no nvcc, /usr/local/cuda* moved aside
 #             for the run): Cuda through the NVRTC and CUDA runtime pip wheels only
-#   devices   the tests that need several GPUs, in one process
+#   devices   the tests that need several GPUs, in one process, and examples/torch_distributed.py
+#             (one process per GPU over NCCL)
 #   bench     benchmarks/gpu.py
 #   fuzz      tools/fuzz.py in the background, beside the steps after it: $PARPY_FUZZ_CUDA Cuda
 #             programs (default 5000) and $PARPY_FUZZ_CPU Cpu programs (default 0), each within
@@ -54,7 +55,8 @@ for step in $steps; do
       env -u CUDA_HOME -u CUDA_PATH PARPY_NVCC=/nonexistent PATH="$bare_path" python3 -m pytest -q -p no:cacheprovider $xdist tests/python 2>&1 | tee "$logs/notoolkit.log" | grep -E "passed|failed|error" | tail -40
       for d in "${hidden[@]}"; do mv "$d.parpy-hidden" "$d"; done ;;
     devices)
-      python3 -m pytest -q -p no:cacheprovider -rs tests/python/test_cuda_devices.py tests/python/test_hmm.py 2>&1 | tee "$logs/devices.log" | tail -25 ;;
+      python3 -m pytest -q -p no:cacheprovider -rs tests/python/test_cuda_devices.py tests/python/test_hmm.py 2>&1 | tee "$logs/devices.log" | tail -25
+      python3 examples/torch_distributed.py 2>&1 | tee "$logs/torch-distributed.log" | tail -5 ;;
     fuzz)
       fz() {  # backend programs seed
         [ "$2" -gt 0 ] || return 0
