@@ -122,13 +122,19 @@ def _options(base: CompileOptions, spec: Spec, clusters: bool) -> CompileOptions
 # ---- copies of the arguments ----------------------------------------------------------------
 
 
-def _copy(a: Any, where: str) -> Any:
-    """A copy of argument `a` that a candidate may write, or `a` itself for a value."""
+def _copy(a: Any, where: str, backend: CompileBackend) -> Any:
+    """A copy of argument `a` that a candidate may write, or `a` itself for a value. On Cuda a
+    host array's copy is a parpy buffer on the device, so that the candidates' times are their
+    kernels', not the copies to the device and back that each call of a host array makes."""
     if isinstance(a, (bool, int, float, complex, str, type(None), np.generic)):
         return a
     if isinstance(a, dict):
-        return {k: _copy(v, f"{where}[{k!r}]") for k, v in a.items()}
+        return {k: _copy(v, f"{where}[{k!r}]", backend) for k, v in a.items()}
     if isinstance(a, np.ndarray):
+        if backend == CompileBackend.Cuda and a.ndim > 0 and a.flags.c_contiguous:
+            from .buffer import _cuda_from_array
+
+            return _cuda_from_array(a.copy())
         return a.copy()
     module = type(a).__module__.split(".")[0]
     if module == "torch" and hasattr(a, "clone"):
@@ -153,6 +159,12 @@ def _copy(a: Any, where: str) -> Any:
         f"Autotuning runs its candidates on copies of the arguments, and argument {where} (of type "
         f"{type(a).__module__}.{type(a).__qualname__}) cannot be copied. Pass a numpy, torch or CuPy "
         "array or a parpy buffer, or turn opts.autotune off and choose the spec by hand.")
+
+
+def _on_gpu(a: Any) -> bool:
+    if isinstance(a, dict):
+        return any(_on_gpu(v) for v in a.values())
+    return hasattr(a, "__cuda_array_interface__")
 
 
 def _sync(backend: CompileBackend) -> None:
@@ -198,7 +210,10 @@ class _Search:
         self.backend = opts.backend
         self.budget = opts.autotune_budget_s
         self.start = time.perf_counter()
-        self.copies = tuple(_copy(a, f"#{i + 1}") for i, a in enumerate(args))
+        # Host arrays are copied to the GPU only where no argument is a GPU array already (whose
+        # device the call must run on: the copies would go to the current device).
+        host_only = self.backend if not any(_on_gpu(a) for a in args) else CompileBackend.Cpu
+        self.copies = tuple(_copy(a, f"#{i + 1}", host_only) for i, a in enumerate(args))
         self.tried: dict[tuple[tuple[tuple[str, tuple[int, bool, int]], ...], bool], Candidate] = {}
         self.progress = sys.stderr.isatty() or os.environ.get("PARPY_AUTOTUNE_PROGRESS") == "1"
         self.shown = False
