@@ -227,6 +227,7 @@ class _Search:
         if key in self.tried:
             return self.tried[key]
         c = Candidate(dict(spec), clusters)
+        self.tried_before = bool(self.tried)
         self.tried[key] = c
         try:
             o = _options(self.opts, spec, clusters)
@@ -244,6 +245,8 @@ class _Search:
                 spent += runs[-1]
             c.seconds = statistics.median(runs)
         except Exception as e:  # a candidate that does not build or run is skipped
+            if not self.tried_before:
+                raise  # the user's own spec fails: that error, as without autotuning
             c.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             log.debug("autotune %s: %s failed: %s", self.name(), spec, c.error)
         self.show(c)

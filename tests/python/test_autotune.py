@@ -136,6 +136,24 @@ def test_a_broken_candidate_is_skipped_with_its_reason(monkeypatch):
     assert t.spec["N"][0] != 2 and "1 failed" in repr(t)
 
 
+def test_errors_of_the_users_spec_are_raised_as_without_autotuning():
+    # A program the user's own spec cannot run (a race here) raises its error, not a search's.
+    @parpy.jit
+    def racy(x, out, N):
+        parpy.label("N")
+        for i in range(N):
+            out[0] += x[i]
+
+    x, out = RNG.standard_normal(64), np.zeros(1)
+    plain = parpy.par({"N": parpy.threads(64)})
+    plain.backend = CompileBackend.Cpu
+    with pytest.raises(RuntimeError) as want:
+        racy(x, out, 64, opts=plain)
+    with pytest.raises(RuntimeError) as got:
+        racy(x, out, 64, opts=tuning_opts(64))
+    assert str(got.value) == str(want.value) and parpy.tuned(racy, [x, out, 64], tuning_opts(64)) is None
+
+
 def test_print_compiled_shows_the_choice():
     n = 20000
     x, y = RNG.standard_normal(n), RNG.standard_normal(n)
