@@ -186,10 +186,12 @@ def _powers_of_two(low: int, high: int) -> list[int]:
 
 def _thread_counts(n: int, backend: CompileBackend) -> list[int]:
     """Candidate thread counts for a label the user gave `n` threads: n itself and the powers of
-    two below it (on Cpu, up to a few threads per core), the user's first."""
+    two below it, the user's first. On Cpu a team never has more threads than cores (and an inner
+    label is a SIMD loop for any count above 1): the powers of two up to the core count, and the
+    core count."""
     if backend == CompileBackend.Cpu:
         cores = os.cpu_count() or 1
-        others = _powers_of_two(1, min(n, 4 * cores)) + ([cores] if cores <= n else [])
+        others = _powers_of_two(1, min(n, cores)) + ([cores] if cores <= n else [])
     else:
         others = _powers_of_two(32, n)
     return [n] + sorted(set(others) - {n}, reverse=True)
