@@ -410,15 +410,15 @@ def _cuda_alloc(shape: tuple[int, ...], dtype: DataType, src: Any = None, device
     return CudaBuffer(ptr, shape, dtype, src)
 
 
-def _cuda_from_host(arr: np.ndarray, dtype: DataType, src: Any) -> CudaBuffer:
-    b = _cuda_alloc(arr.shape, dtype)
+def _cuda_from_host(arr: np.ndarray, dtype: DataType, src: Any, device: int = -1) -> CudaBuffer:
+    b = _cuda_alloc(arr.shape, dtype, device=device)
     _native._cuda_copy_htod(b.ptr, arr.ctypes.data, arr.nbytes)
     b.src = src  # only now: a buffer whose copy-in failed must not write back into src
     return b
 
 
-def _cuda_from_array(t: Any) -> CudaBuffer:
-    if isinstance(t, CudaBuffer):
+def _cuda_from_array(t: Any, device: int | None = None) -> CudaBuffer:
+    if isinstance(t, CudaBuffer) and (device is None or t.device == device):
         return t
     # Only the checks are wrapped: a failing driver stays a RuntimeError naming its cause.
     try:
@@ -431,8 +431,12 @@ def _cuda_from_array(t: Any) -> CudaBuffer:
     except Exception as e:
         raise ValueError(f"Cannot convert argument {t} to a CUDA buffer") from e
     if ai is not None:
+        if device is not None and ptr and _native._cuda_pointer_device(ptr) != device:
+            raise ValueError(f"Cannot make a buffer on CUDA device {device} of an array on device "
+                             f"{_native._cuda_pointer_device(ptr)}: it is used in place. Copy it to that "
+                             "device first (for example with tensor.to(\"cuda:" + str(device) + "\")).")
         return CudaBuffer(t, shape, dtype, ptr=ptr)
-    return _cuda_from_host(arr, dtype, t)
+    return _cuda_from_host(arr, dtype, t, -1 if device is None else device)
 
 
 def _host(arr: np.ndarray, backend: CompileBackend) -> CpuBuffer:
@@ -446,15 +450,30 @@ def _host_backend(backend: CompileBackend) -> CompileBackend:
     return backend
 
 
-def empty(shape: Any, dtype: Any, backend: CompileBackend) -> Buffer:
+def _device(backend: CompileBackend, device: int | None) -> int:
+    """The CUDA device a new buffer goes to (-1: the current one); only Cuda buffers choose."""
+    if device is None:
+        return -1
+    if backend != CompileBackend.Cuda:
+        raise ValueError(f"Only Cuda buffers are made on a chosen device, not those of {backend}")
+    if isinstance(device, bool) or not isinstance(device, int) or device < 0:
+        raise ValueError(f"A CUDA device is a non-negative int, not {device!r}")
+    return device
+
+
+def empty(shape: Any, dtype: Any, backend: CompileBackend, device: int | None = None) -> Buffer:
+    """An uninitialised buffer; on Cuda on CUDA device `device` (default: the current one)."""
+    dev = _device(backend, device)
     if backend == CompileBackend.Cuda:
-        return _cuda_alloc(_shape(shape), _dtype(dtype))
+        return _cuda_alloc(_shape(shape), _dtype(dtype), device=dev)
     return _host(np.empty(shape, dtype=_np_dtype(_dtype(dtype))), _host_backend(backend))
 
 
-def zeros(shape: Any, dtype: Any, backend: CompileBackend) -> Buffer:
+def zeros(shape: Any, dtype: Any, backend: CompileBackend, device: int | None = None) -> Buffer:
+    """A buffer of zeros; on Cuda on CUDA device `device` (default: the current one)."""
+    dev = _device(backend, device)
     if backend == CompileBackend.Cuda:
-        b = _cuda_alloc(_shape(shape), _dtype(dtype))
+        b = _cuda_alloc(_shape(shape), _dtype(dtype), device=dev)
         _native._cuda_memset(b.ptr, 0, b.size())
         return b
     return _host(np.zeros(shape, dtype=_np_dtype(_dtype(dtype))), _host_backend(backend))
@@ -468,11 +487,12 @@ def zeros_like(b: Buffer) -> Buffer:
     return zeros(b.shape, b.dtype, getattr(b, "backend", CompileBackend.Cpu))
 
 
-def from_array(t: Any, backend: CompileBackend | None) -> Buffer:
+def from_array(t: Any, backend: CompileBackend | None, device: int | None = None) -> Buffer:
     """Wraps an array for ``backend`` (``None``: a DummyBuffer for code generation).
 
-    Cuda: ``__cuda_array_interface__`` objects are used in place; host arrays are copied to a
-    new allocation that remembers them as ``src`` and copies its data back when it goes.
+    Cuda: ``__cuda_array_interface__`` objects are used in place (on ``device`` if given, else
+    ValueError); host arrays are copied to a new allocation on CUDA device ``device`` (default:
+    the current one) that remembers them as ``src`` and copies its data back when it goes.
     """
     if backend is None:
         try:
@@ -480,7 +500,9 @@ def from_array(t: Any, backend: CompileBackend | None) -> Buffer:
         except Exception as e:
             raise RuntimeError(f"Cannot convert argument {t} to CPU buffer") from e
     if backend == CompileBackend.Cuda:
-        return _cuda_from_array(t)
+        return _cuda_from_array(t, None if device is None else _device(backend, device))
+    if device is not None:
+        _device(backend if backend is not None else CompileBackend.Cpu, device)
     if backend not in (CompileBackend.Cpu, CompileBackend.Metal):
         raise ValueError(f"Cannot convert to buffer of unknown backend {backend}")
     kind = MetalBuffer if backend == CompileBackend.Metal else CpuBuffer

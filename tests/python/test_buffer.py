@@ -216,12 +216,16 @@ class FakeDevice:
         self.blocks = {}
         self.freed = []
         self.syncs = 0
+        self.alloc_devices = []  # the device of each allocation (-1: the current one)
+        self.block_device = {}
 
     def _cuda_alloc(self, n, device=-1):
+        self.alloc_devices.append(device)
         if n == 0:
             return 0
         block = ctypes.create_string_buffer(n)
         self.blocks[ctypes.addressof(block)] = block
+        self.block_device[ctypes.addressof(block)] = max(device, 0)
         return ctypes.addressof(block)
 
     def _cuda_free(self, ptr):
@@ -243,7 +247,7 @@ class FakeDevice:
 
     def _cuda_pointer_device(self, ptr):
         assert ptr in self.blocks, "not memory of this device"
-        return 0
+        return self.block_device[ptr]
 
     def _cuda_current_device(self):
         return 0
@@ -449,3 +453,29 @@ def test_cuda_copy_in_failure_keeps_src(fake_device, monkeypatch):
         buffer.from_array(a, CUDA)
     np.testing.assert_array_equal(a, np.arange(4, dtype=np.float32))  # not overwritten
     assert not fake_device.blocks  # the allocation was freed
+
+
+def test_cuda_buffers_on_a_chosen_device(fake_device):
+    z = buffer.zeros(8, ElemSize.F32, CUDA, device=1)
+    e = buffer.empty((2, 3), ElemSize.I32, CUDA, device=0)
+    a = np.arange(6, dtype=np.float64)
+    f = buffer.from_array(a, CUDA, device=1)
+    d = buffer.zeros(4, ElemSize.F32, CUDA)  # the current device
+    assert fake_device.alloc_devices == [1, 0, 1, -1]
+    assert z.device == 1 and e.device == 0 and f.device == 1 and not z.numpy().any()
+    np.testing.assert_array_equal(f.numpy(), a)
+    assert f.copy().device == 1  # a copy stays on its device
+    # A buffer of a device array is that array, in place: on another device it is an error.
+    assert buffer.from_array(f, CUDA, device=1) is f
+    with pytest.raises(ValueError, match=r"Cannot make a buffer on CUDA device 0 of an array on device 1: it is "
+                                         r"used in place\. Copy it to that device first"):
+        buffer.from_array(f, CUDA, device=0)
+    for bad in (-1, True, 1.0, "1"):
+        with pytest.raises(ValueError, match="A CUDA device is a non-negative int"):
+            buffer.zeros(4, ElemSize.F32, CUDA, device=bad)
+    for backend in (CPU, CompileBackend.Metal):
+        with pytest.raises(ValueError, match="Only Cuda buffers are made on a chosen device"):
+            buffer.zeros(4, ElemSize.F32, backend, device=0)
+        with pytest.raises(ValueError, match="Only Cuda buffers are made on a chosen device"):
+            buffer.from_array(np.zeros(4), backend, device=0)
+    del z, e, f, d
