@@ -58,6 +58,24 @@ def _cuda_driver() -> tuple[ctypes.CDLL | None, str]:
     return lib, ""
 
 
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+def _driver_origin(lib: ctypes.CDLL) -> str:
+    """Where the driver library was loaded from, and why that one."""
+    why = "$PARPY_LIBCUDA" if os.environ.get("PARPY_LIBCUDA") else "the system library path"
+    try:
+        info = _DlInfo()
+        symbol = ctypes.cast(lib.cuInit, ctypes.c_void_p)
+        if ctypes.CDLL(None).dladdr(symbol, ctypes.byref(info)) and info.dli_fname:
+            return f"{os.path.realpath(info.dli_fname.decode())} ({why})"
+    except (OSError, AttributeError):
+        pass
+    return why
+
+
 def _cuda_devices(lib: ctypes.CDLL) -> list[str]:
     count = ctypes.c_int(0)
     if lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
@@ -147,7 +165,7 @@ def main() -> None:
         if lib is not None:
             ver = ctypes.c_int(0)
             lib.cuDriverGetVersion(ctypes.byref(ver))
-            print(f"  driver: CUDA {ver.value // 1000}.{(ver.value % 1000) // 10}")
+            print(f"  driver: CUDA {ver.value // 1000}.{(ver.value % 1000) // 10} at {_driver_origin(lib)}")
         for d in devices:
             print(f"  {d}")
         if not devices:

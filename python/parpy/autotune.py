@@ -220,6 +220,7 @@ class _Search:
         self.progress = sys.stderr.isatty() or os.environ.get("PARPY_AUTOTUNE_PROGRESS") == "1"
         self.shown = False
         self.keys: list[bytes] = []  # the candidates' entries in the function's memory cache
+        self.tried_before = False  # whether the candidate being timed is not the first (the user's)
 
     def left(self) -> float:
         return self.budget - (time.perf_counter() - self.start)

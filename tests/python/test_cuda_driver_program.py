@@ -273,3 +273,11 @@ def test_autotuning_on_cuda_tries_thread_counts_blocks_and_clusters(tmp_path):
     launches = [json.loads(line) for line in (tmp_path / "driver.log").read_text().splitlines()
                 if '"launch"' in line]
     assert len(launches) >= 4 * len(tried)
+
+
+def test_diagnostics_say_where_the_driver_came_from(tmp_path):
+    # python -m parpy names the driver library it loaded and why that one (README, "Backends").
+    r = fake_driver.run(tmp_path, "import runpy, sys\nsys.argv = ['parpy']\n"
+                                  "runpy.run_module('parpy', run_name='__main__')\n")
+    lib = os.path.realpath(tmp_path / "driver" / "libcuda.so.1")
+    assert f"  driver: CUDA 13.0 at {lib} ($PARPY_LIBCUDA)" in r.stdout, r.stdout
