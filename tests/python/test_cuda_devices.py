@@ -181,3 +181,21 @@ def test_zero_dim_tensors_on_the_second_device():
     want = np.zeros(n)
     want[:1000] = 2.0 * x[:1000]
     np.testing.assert_array_equal(yt.cpu().numpy(), want)
+
+
+def test_buffers_on_a_chosen_device():
+    # parpy.buffer(..., device=1) from device 0: the memory is on device 1 and calls run there.
+    rng = np.random.default_rng(6)
+    n = 7000
+    x, y = rng.standard_normal(n), rng.standard_normal(n)
+    assert parpy.parpy._cuda_current_device() == 0
+    xb = parpy.buffer.from_array(x, CUDA, device=1)
+    yb = parpy.buffer.zeros(n, parpy.ElemSize.F64, CUDA, device=1)
+    assert xb.device == 1 and yb.device == 1
+    assert torch.as_tensor(yb, device="cuda:1").device.index == 1
+    axpy(2.0, xb, yb, n, opts=axpy_opts(n))
+    np.testing.assert_allclose(yb.numpy(), 2.0 * x, rtol=1e-12, atol=1e-12)
+    zb = parpy.buffer.from_array(y, CUDA, device=0)
+    with pytest.raises(RuntimeError, match=r"Arguments #2 and #3 are on different CUDA devices \(cuda:1 and cuda:0\)"):
+        axpy(1.0, xb, zb, n, opts=axpy_opts(n))
+    assert parpy.parpy._cuda_current_device() == 0
