@@ -167,9 +167,24 @@ def _on_gpu(a: Any) -> bool:
     return hasattr(a, "__cuda_array_interface__")
 
 
-def _sync(backend: CompileBackend) -> None:
+def _gpu_device(args: tuple[Any, ...]) -> int:
+    """The CUDA device of the first GPU array among `args` (where the call runs), else -1 (the
+    current device)."""
+    for a in args:
+        if isinstance(a, dict):
+            d = _gpu_device(tuple(a.values()))
+            if d >= 0:
+                return d
+        elif hasattr(a, "__cuda_array_interface__"):
+            ptr = a.__cuda_array_interface__["data"][0]
+            if ptr:
+                return int(_native._cuda_pointer_device(ptr))
+    return -1
+
+
+def _sync(backend: CompileBackend, device: int = -1) -> None:
     if backend == CompileBackend.Cuda:
-        _native._cuda_sync()
+        _native._cuda_sync(device)
 
 
 # ---- candidates ------------------------------------------------------------------------------
@@ -216,6 +231,8 @@ class _Search:
         # device the call must run on: the copies would go to the current device).
         host_only = self.backend if not any(_on_gpu(a) for a in args) else CompileBackend.Cpu
         self.copies = tuple(_copy(a, f"#{i + 1}", host_only) for i, a in enumerate(args))
+        # The candidates run on the device of the GPU arrays: that device is waited for.
+        self.device = _gpu_device(self.copies) if self.backend == CompileBackend.Cuda else -1
         self.tried: dict[tuple[tuple[tuple[str, tuple[int, bool, int]], ...], bool], Candidate] = {}
         self.progress = sys.stderr.isatty() or os.environ.get("PARPY_AUTOTUNE_PROGRESS") == "1"
         self.shown = False
@@ -236,14 +253,14 @@ class _Search:
             o = _options(self.opts, spec, clusters)
             self.keys.append(self.fn._call_key(*self.copies, opts=o))
             self.fn(*self.copies, opts=o)  # builds (or finds) it, and warms up
-            _sync(self.backend)
+            _sync(self.backend, self.device)
             runs: list[float] = []
             spent = 0.0
             # At least three runs; more while they are short, within a share of the budget.
             while len(runs) < 3 or (spent < min(0.05, self.left() / 8) and len(runs) < 50):
                 t0 = time.perf_counter()
                 self.fn(*self.copies, opts=o)
-                _sync(self.backend)
+                _sync(self.backend, self.device)
                 runs.append(time.perf_counter() - t0)
                 spent += runs[-1]
             c.seconds = statistics.median(runs)

@@ -247,3 +247,29 @@ def test_clear_cache_forgets_the_choice():
     assert parpy.tuned(scale_add, [x, y, n], o) is not None
     parpy.clear_cache()
     assert parpy.tuned(scale_add, [x, y, n], o) is None
+
+
+def test_the_search_waits_for_the_device_of_the_arrays(monkeypatch):
+    # Candidates run on the device of the GPU arrays: timing waits for that device, not the
+    # current one (a stand-in for the native functions; the arrays are never touched).
+    waited = []
+
+    class Native:
+        @staticmethod
+        def _cuda_sync(device=-1):
+            waited.append(device)
+
+        @staticmethod
+        def _cuda_pointer_device(ptr):
+            return {0x1000: 1, 0x2000: 0}[ptr]
+
+    class GpuArray:
+        def __init__(self, ptr):
+            self.__cuda_array_interface__ = {"data": (ptr, False), "shape": (4,), "typestr": "<f4", "version": 3}
+
+    monkeypatch.setattr(parpy.autotune, "_native", Native)
+    assert parpy.autotune._gpu_device((3, {"a": GpuArray(0x1000)}, GpuArray(0x2000))) == 1
+    assert parpy.autotune._gpu_device((np.zeros(3), 2.0)) == -1
+    parpy.autotune._sync(CompileBackend.Cuda, 1)
+    parpy.autotune._sync(CompileBackend.Cpu, 1)  # nothing to wait for on Cpu
+    assert waited == [1]
