@@ -6,14 +6,13 @@ is built. Candidates around the user's spec are timed on copies of the arguments
 time (coordinate search: the number of threads, then the threads per block on Cuda, then
 thread-block clusters), within ``opts.autotune_budget_s`` seconds, builds included. The fastest is
 returned to the call, which runs it once on the arguments themselves and keeps it under the call's
-key: later calls pay nothing. The choice is also written to the disk cache (``tuned/``), keyed by
-the function's source, the specialisation, the device and parpy's version, so that later processes
-reuse it without timing anything.
+key: later calls pay nothing. The choice is also an entry of the disk cache (``<key>-tuned.json``,
+with the cache's trust checks), keyed by the function's source, the specialisation, the device and
+parpy's version, so that later processes reuse it without timing anything.
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import logging
@@ -21,7 +20,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -378,76 +376,57 @@ def _function_id(fn: Any) -> str:
     return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}\n{source}"
 
 
-def _record_path(fn: Any, key: bytes, backend: CompileBackend) -> str:
-    from . import __version__
-
-    h = hashlib.sha256()
-    for part in (f"parpy {__version__} tuning v{_RECORD_VERSION}", _function_id(fn), _device(backend)):
-        h.update(part.encode() + b"\0")
-    h.update(key)
-    return os.path.join(_native.cache_dir(), "tuned", h.hexdigest() + ".json")
+def _record_key(fn: Any, key: bytes, backend: CompileBackend) -> list[str]:
+    """The disk cache's key of the record of a call's choice (the cache adds parpy's version)."""
+    return [f"tuning v{_RECORD_VERSION}", _function_id(fn), _device(backend), key.hex()]
 
 
-def _trusted(path: str) -> bool:
-    """A record this user wrote that no one else may change (the cache's own rule)."""
+_RECORD_SUFFIX = "-tuned.json"
+
+
+def _encode(t: Tuning) -> bytes:
+    def spec(s: Spec) -> dict[str, list[Any]]:
+        return {k: list(v) for k, v in s.items()}
+
+    return json.dumps({"spec": spec(t.spec), "clusters": t.clusters, "search_seconds": t.search_seconds,
+                       "candidates": [{"spec": spec(c.spec), "clusters": c.clusters, "seconds": c.seconds,
+                                       "error": c.error} for c in t.candidates]}).encode()
+
+
+def _decode(payload: bytes, from_disk: bool) -> Tuning | None:
+    def spec_of(d: dict[str, Any]) -> Spec:
+        return {str(k): (int(v[0]), bool(v[1]), int(v[2])) for k, v in d.items()}
+
     try:
-        st = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return False
-    import stat
-
-    return stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
-
-
-def _load(path: str) -> Tuning | None:
-    if not _trusted(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        def spec_of(d: dict[str, Any]) -> Spec:
-            return {str(k): (int(v[0]), bool(v[1]), int(v[2])) for k, v in d.items()}
-
+        data = json.loads(payload)
         candidates = [Candidate(spec_of(c["spec"]), bool(c["clusters"]), c.get("seconds"), c.get("error"))
                       for c in data.get("candidates", [])]
         return Tuning(spec_of(data["spec"]), bool(data["clusters"]), candidates,
-                      float(data.get("search_seconds", 0.0)), True)
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return None  # damaged: tuned again, and rewritten
-
-
-def _store(path: str, t: Tuning) -> None:
-    data = {"spec": {k: list(v) for k, v in t.spec.items()}, "clusters": t.clusters,
-            "search_seconds": t.search_seconds,
-            "candidates": [{"spec": {k: list(v) for k, v in c.spec.items()}, "clusters": c.clusters,
-                            "seconds": c.seconds, "error": c.error} for c in t.candidates]}
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:  # a read-only cache: the choice stays in memory
-        log.debug("autotune: could not store %s: %s", path, e)
+                      float(data.get("search_seconds", 0.0)), from_disk)
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
 
 
 # ---- entry points ----------------------------------------------------------------------------
 
 
 def choose(fn: Any, args: tuple[Any, ...], opts: CompileOptions, key: bytes) -> CompileOptions:
-    """Called by a jit function's first call with opts.autotune for this key: the options to use."""
+    """Called by a jit function's first call with opts.autotune for this key: the options to use.
+    The choice is a record of the disk cache (its trust checks, one search per key at a time
+    across processes, atomic publication): a valid one is used, else the search makes it."""
     known = _memory.setdefault(fn, {})
     t = known.get(key)
     if t is None:
-        path = _record_path(fn, key, opts.backend)
-        t = _load(path)
-        if t is None:
-            t = _Search(fn, args, opts).run()
+        def search() -> bytes:
+            found = _Search(fn, args, opts).run()
             log.info("autotune %s: %s in %.2f s over %d candidates", getattr(fn, "__qualname__", "?"),
-                     t.source(), t.search_seconds, len(t.candidates))
-            _store(path, t)
+                     found.source(), found.search_seconds, len(found.candidates))
+            return _encode(found)
+
+        payload, searched = _native._cache_record(_record_key(fn, key, opts.backend), _RECORD_SUFFIX, search)
+        t = _decode(payload, from_disk=not searched)
+        if t is None:
+            raise RuntimeError(f"Autotuning record of {getattr(fn, '__qualname__', '?')} is not readable")
         known[key] = t
     return _options(opts, t.spec, t.clusters)
 
@@ -460,5 +439,6 @@ def tuned(fn: Any, args: list[Any] | tuple[Any, ...], opts: CompileOptions) -> T
     if t is None:
         from .backend import resolve
 
-        t = _load(_record_path(fn, key, resolve(opts.backend, True)))
+        payload = _native._cached_record(_record_key(fn, key, resolve(opts.backend, True)), _RECORD_SUFFIX)
+        t = _decode(payload, from_disk=True) if payload is not None else None
     return t

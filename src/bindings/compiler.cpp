@@ -24,6 +24,7 @@
 #include "gpu/host_program.h"
 #include "frontend/python_to_ir.h"
 #include "ir/options.h"
+#include "jit/cached_build.h"
 #include "jit/disk_cache.h"
 #include "jit/host_compiler.h"
 #include "jit/nvcc.h"
@@ -603,6 +604,40 @@ void bind_compiler(nb::module_& m) {
     nb::gil_scoped_release release;
     jit::forget_precompiled_headers();
     jit::clear_disk_cache();
+  });
+  // Records of the disk cache made by Python (autotuning's choices): the entry keyed by
+  // `key_parts`, with the disk cache's trust checks, single flight and atomic publication; made
+  // by `make()` (bytes) when there is no valid one. Returns (payload, whether make ran).
+  m.def("_cache_record", [](const std::vector<std::string>& key_parts, const std::string& suffix, nb::callable make) {
+    struct PythonFailed {};
+    jit::BuildResult r;
+    try {
+      nb::gil_scoped_release release;  // waiting for another maker of the entry
+      r = jit::build_cached_entry("", key_parts, suffix,
+                                  [&](const jit::BuildDirectory&, double, uint64_t, std::vector<jit::Dependency>&) {
+                                    nb::gil_scoped_acquire acquire;
+                                    try {
+                                      nb::bytes b = nb::cast<nb::bytes>(make());
+                                      return std::string(b.c_str(), b.size());
+                                    } catch (nb::python_error& e) {
+                                      e.restore();  // raised again below, with the GIL
+                                      throw PythonFailed{};
+                                    }
+                                  });
+    } catch (const PythonFailed&) {
+      throw nb::python_error();
+    }
+    return nb::make_tuple(nb::bytes(r.payload->data(), r.payload->size()), r.built);
+  });
+  // The same record, looked up only (None when there is no valid one).
+  m.def("_cached_record", [](const std::vector<std::string>& key_parts, const std::string& suffix) -> nb::object {
+    std::optional<std::string> payload;
+    {
+      nb::gil_scoped_release release;
+      payload = jit::find_cached_entry("", key_parts, suffix);
+    }
+    if (!payload) return nb::none();
+    return nb::bytes(payload->data(), payload->size());
   });
   m.def("_set_autotuner", [](nb::callable fn) {
     Py_XDECREF(autotuner());

@@ -173,6 +173,45 @@ std::string with_kept_source(std::string message, const std::string& code,
   return message;
 }
 
+namespace {
+
+// A valid entry `name` whose recorded headers are unchanged, in `directory`, else in the
+// configured cache that this process cannot write: fills result's library, payload and
+// dependencies (library: `directory`/name when none is found).
+bool look_up_entry(const fs::path& directory, const std::string& name, BuildResult& result) {
+  auto found = [&](const fs::path& entry) {
+    std::vector<Dependency> dependencies;
+    std::optional<std::string> payload = read_entry(entry, nullptr, &dependencies);
+    if (!payload || changed_dependency(dependencies)) {
+      return false;
+    }
+    result.library = entry;
+    result.payload = std::make_shared<const std::string>(std::move(*payload));
+    result.dependencies = std::move(dependencies);
+    return true;
+  };
+  if (found(directory / name)) {
+    return true;
+  }
+  std::optional<fs::path> read_only = read_only_cache_dir();
+  if (read_only && found(*read_only / name)) {
+    return true;
+  }
+  result.library = directory / name;
+  return false;
+}
+
+} // namespace
+
+std::optional<std::string> find_cached_entry(const std::string& code, const std::vector<std::string>& key_parts,
+                                             const std::string& suffix) {
+  BuildResult result;
+  if (!look_up_entry(cache_dir(), cache_key(code, key_parts) + suffix, result)) {
+    return std::nullopt;
+  }
+  return *result.payload;
+}
+
 BuildResult build_cached_entry(const std::string& code, const std::vector<std::string>& key_parts,
                                const std::string& suffix, const EntryCompiler& compile) {
   BuildResult result;
@@ -180,33 +219,9 @@ BuildResult build_cached_entry(const std::string& code, const std::vector<std::s
   const std::string name = result.key + suffix;
   const double timeout = compile_timeout_seconds();
   const uint64_t epoch = interrupt_epoch();
-  // A valid entry whose recorded headers are unchanged.
-  auto found = [&](const fs::path& entry) {
-    std::vector<Dependency> dependencies;
-    std::optional<std::string> payload = read_entry(entry, nullptr, &dependencies);
-    if (!payload || changed_dependency(dependencies)) {
-      return false;
-    }
-    result.payload = std::make_shared<const std::string>(std::move(*payload));
-    result.dependencies = std::move(dependencies);
-    return true;
-  };
   for (int attempt = 1;; ++attempt) {
     fs::path directory = cache_dir();
-    // The entry in the cache, else in the configured one that this process cannot write.
-    auto look_up = [&] {
-      result.library = directory / name;
-      if (found(result.library)) {
-        return true;
-      }
-      std::optional<fs::path> read_only = read_only_cache_dir();
-      if (read_only && found(*read_only / name)) {
-        result.library = *read_only / name;
-        return true;
-      }
-      result.library = directory / name;
-      return false;
-    };
+    auto look_up = [&] { return look_up_entry(directory, name, result); };
     if (look_up()) {
       return result;
     }

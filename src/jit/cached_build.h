@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -102,6 +103,11 @@ using EntryCompiler = std::function<std::string(const BuildDirectory& work, doub
 // locking, retries and trust checks of build_cached_library (which is this with a compiler run).
 BuildResult build_cached_entry(const std::string& code, const std::vector<std::string>& key_parts,
                                const std::string& suffix, const EntryCompiler& compile);
+
+// The same entry, looked up only: its verified payload (in the cache, else in the read-only
+// configured one), or nullopt when there is no valid one. Nothing is built or locked.
+std::optional<std::string> find_cached_entry(const std::string& code, const std::vector<std::string>& key_parts,
+                                             const std::string& suffix);
 
 // `message`, and where `keep` (BuildFlags::write_output), a copy of the failed `code` written to
 // the working directory as <random><source_suffix>, with where it went.

@@ -232,16 +232,11 @@ def test_nvrtc_alone_enables_cuda_and_says_what_needs_nvcc(tmp_path):
 
 
 AUTOTUNE = r"""
-import json
+import json, sys
 import numpy as np
 import parpy
-
-@parpy.jit
-def row_sum(x, y, N, M):
-    parpy.label("rows")
-    for i in range(N):
-        parpy.label("cols")
-        y[i] = parpy.operators.sum(x[i, :])
+sys.path.insert(0, %r)
+from common import row_sum
 
 N, M = 8, 4096
 x, y = np.ones((N, M), np.float32), np.zeros(N, np.float32)
@@ -258,7 +253,7 @@ def test_autotuning_on_cuda_tries_thread_counts_blocks_and_clusters(tmp_path):
     # nothing): every candidate builds with NVRTC and launches; the thread counts are the user's
     # and the powers of two from 32 below it, then blocks of fewer threads, with clusters as given
     # and the other way.
-    r = fake_driver.run(tmp_path, AUTOTUNE, PARPY_AUTOTUNE_PROGRESS="0")
+    r = fake_driver.run(tmp_path, AUTOTUNE % os.path.dirname(os.path.abspath(__file__)), PARPY_AUTOTUNE_PROGRESS="0")
     tried = json.loads(r.stdout.strip().splitlines()[-1])
     assert all(error is None for _, _, error in tried), [e for _, _, e in tried if e]
     cols = {tuple(spec["cols"]) for spec, _, _ in tried}
