@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -13,6 +14,7 @@
 #include <dlfcn.h>
 
 #include "jit/cache_entry.h"
+#include "jit/occupancy.h"
 
 namespace parpy::cuda {
 
@@ -344,6 +346,41 @@ const Nvrtc& state() {
 
 std::atomic<uint64_t> compiles{0};
 
+// The cubin of `code` compiled again with the next occupancy step for each kernel just over one
+// (jit/occupancy.h), from the first compile's ptxas `log`; kernels that then spill more than 16
+// bytes keep their first form. Empty when no kernel changes.
+std::string next_occupancy_step(const NvrtcApi& api, const std::string& code, const std::string& log,
+                                const std::vector<std::string>& options, int sm) {
+  const std::map<std::string, KernelUsage> usage = parse_ptxas_usage(log);
+  std::map<std::string, int> steps;
+  for (const auto& [name, threads] : launch_bounds(code)) {
+    auto u = usage.find(name);
+    if (u == usage.end()) continue;
+    if (int blocks = occupancy_step(u->second.registers, threads, sm)) steps[name] = blocks;
+  }
+  constexpr int kMaxSpillBytes = 16;
+  while (!steps.empty()) {
+    Program program(api, with_min_blocks(code, steps), "parpy_kernels.cu");
+    if (program.compile(options) != NVRTC_SUCCESS) return "";
+    const std::map<std::string, KernelUsage> stepped = parse_ptxas_usage(program.log());
+    bool spilled = false;
+    for (auto it = steps.begin(); it != steps.end();) {
+      auto u = stepped.find(it->first);
+      if (u == stepped.end() || u->second.spill_bytes > kMaxSpillBytes) {
+        it = steps.erase(it);
+        spilled = true;
+      } else {
+        ++it;
+      }
+    }
+    if (!spilled) {
+      std::string why;
+      return program.image(ImageKind::Cubin, &why);
+    }
+  }
+  return "";
+}
+
 std::string version_text(const NvrtcInfo& info) {
   return std::to_string(info.major) + "." + std::to_string(info.minor);
 }
@@ -425,8 +462,11 @@ NvrtcImage nvrtc_compile(const std::string& code, int major, int minor,
   for (const std::string& dir : flags.untracked_dirs) options.push_back("-I" + dir + "/rtc");
   if (fast_math) options.push_back("--use_fast_math");
 
+  // ptxas reports each kernel's registers (-v) for the occupancy step (jit/occupancy.h).
+  std::vector<std::string> with_usage = options;
+  if (out.target.kind == ImageKind::Cubin) with_usage.push_back("-Xptxas=-v");
   std::vector<std::string> key_parts = {"NVRTC " + version_text(info),
-                                        image_kind_name(out.target.kind)};
+                                        image_kind_name(out.target.kind), "occupancy steps"};
   key_parts.insert(key_parts.end(), options.begin(), options.end());
   const ImageKind kind = out.target.kind;
   const std::string suffix = kind == ImageKind::Cubin ? "-nvrtc.cubin" : "-nvrtc.ptx";
@@ -434,7 +474,7 @@ NvrtcImage nvrtc_compile(const std::string& code, int major, int minor,
       code, key_parts, suffix, [&](const jit::BuildDirectory&, double, uint64_t, std::vector<jit::Dependency>&) {
         compiles.fetch_add(1);
         Program program(nv.api, code, "parpy_kernels.cu");
-        nvrtcResult result = program.compile(options);
+        nvrtcResult result = program.compile(with_usage);
         if (result != NVRTC_SUCCESS) {
           std::string log = program.log();
           std::string message = "Compilation of generated CUDA code with NVRTC " +
@@ -459,6 +499,10 @@ NvrtcImage nvrtc_compile(const std::string& code, int major, int minor,
         if (image.empty())
           throw jit::BuildError("NVRTC " + version_text(info) + " compiled the generated CUDA code " +
                                 "for " + arch + " but gave no " + image_kind_name(kind) + ": " + why);
+        if (kind == ImageKind::Cubin) {
+          std::string stepped = next_occupancy_step(nv.api, code, program.log(), with_usage, out.target.arch);
+          if (!stepped.empty()) return stepped;
+        }
         return image;
       });
   return out;
