@@ -33,6 +33,7 @@ from .parpy import (
     ElemSize,
     JitFunction,
     LoopPar,
+    ParallelismError,
     Target,
     par,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "CompileBackend",
     "CompileOptions",
     "ElemSize",
+    "ParallelismError",
     "Target",
     "backend",
     "buffer",

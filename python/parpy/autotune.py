@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import parpy as _native
-from .parpy import CompileBackend, CompileOptions, LoopPar
+from .parpy import CompileBackend, CompileOptions, LoopPar, ParallelismError
 
 log = logging.getLogger("parpy.autotune")
 
@@ -236,6 +236,7 @@ class _Search:
         self.shown = False
         self.keys: list[bytes] = []  # the candidates' entries in the function's memory cache
         self.tried_before = False  # whether the candidate being timed is not the first (the user's)
+        self.user_error: Exception | None = None  # the user's spec's ParallelismError, if any
 
     def left(self) -> float:
         return self.budget - (time.perf_counter() - self.start)
@@ -252,23 +253,39 @@ class _Search:
             self.keys.append(self.fn._call_key(*self.copies, opts=o))
             self.fn(*self.copies, opts=o)  # builds (or finds) it, and warms up
             _sync(self.backend, self.device)
-            runs: list[float] = []
-            spent = 0.0
-            # At least three runs; more while they are short, within a share of the budget.
-            while len(runs) < 3 or (spent < min(0.05, self.left() / 8) and len(runs) < 50):
-                t0 = time.perf_counter()
-                self.fn(*self.copies, opts=o)
-                _sync(self.backend, self.device)
-                runs.append(time.perf_counter() - t0)
-                spent += runs[-1]
-            c.seconds = statistics.median(runs)
+            c.seconds = self.measure(o)
         except Exception as e:  # a candidate that does not build or run is skipped
             if not self.tried_before:
-                raise  # the user's own spec fails: that error, as without autotuning
+                # The user's own spec fails: that error, as without autotuning, unless it asks
+                # for more parallelism than the target gives (a ParallelismError): the search
+                # then looks below it, and the error is raised if nothing runs.
+                if not isinstance(e, ParallelismError):
+                    raise
+                self.user_error = e
             c.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             log.debug("autotune %s: %s failed: %s", self.name(), spec, c.error)
         self.show(c)
         return c
+
+    def measure(self, o: CompileOptions) -> float:
+        """Seconds per call: the median of at least three runs, more while they are short, within
+        a share of the budget. A run is a batch of calls with one wait for the device at its end,
+        as calls in a loop go, so that a GPU kernel's time is not lost in the wait's latency."""
+        t0 = time.perf_counter()
+        self.fn(*self.copies, opts=o)
+        _sync(self.backend, self.device)
+        once = time.perf_counter() - t0
+        batch = max(1, min(100, int(0.002 / max(once, 1e-7))))  # about 2 ms per run
+        runs: list[float] = []
+        spent = once
+        while len(runs) < 3 or (spent < min(0.05, self.left() / 8) and len(runs) < 50):
+            t0 = time.perf_counter()
+            for _ in range(batch):
+                self.fn(*self.copies, opts=o)
+            _sync(self.backend, self.device)
+            runs.append((time.perf_counter() - t0) / batch)
+            spent += runs[-1] * batch
+        return statistics.median(runs)
 
     def name(self) -> str:
         return getattr(self.fn, "__qualname__", "function")
@@ -347,6 +364,8 @@ class _Search:
         if self.shown:
             sys.stderr.write("\n")
         if best is None:
+            if self.user_error is not None:
+                raise self.user_error
             errors = "; ".join(f"{c.spec}: {c.error}" for c in self.tried.values())
             raise RuntimeError(f"Autotuning {self.name()} found no candidate that runs: {errors}")
         return Tuning(best.spec, best.clusters, list(self.tried.values()), time.perf_counter() - self.start)

@@ -47,8 +47,13 @@ std::atomic<uint64_t> g_compiles{0};
 std::atomic<uint64_t> g_builds{0};
 std::atomic<uint64_t> g_cache_epoch{0};
 
+// parpy.ParallelismError (a RuntimeError): the spec asks for more parallelism than the target
+// gives a loop nest; autotuning searches below it (python/parpy/autotune.py).
+PyObject* g_parallelism_error = nullptr;
+
 PyObject* exception_class(ErrorKind k) {
   switch (k) {
+    case ErrorKind::Parallelism: return g_parallelism_error;
     case ErrorKind::Type: return PyExc_TypeError;
     case ErrorKind::Name: return PyExc_NameError;
     case ErrorKind::Index: return PyExc_IndexError;
@@ -466,6 +471,12 @@ static std::vector<std::string> linecache_lines(const std::string& file) {
 
 void bind_compiler(nb::module_& m) {
   set_fallback_source(&linecache_lines);
+  g_parallelism_error = PyErr_NewExceptionWithDoc(
+      "parpy.ParallelismError",
+      "The parallel spec asks for more parallelism than the target gives a loop nest (for "
+      "example more threads than a block holds where the nest needs a barrier across them).",
+      PyExc_RuntimeError, nullptr);
+  m.attr("ParallelismError") = nb::handle(g_parallelism_error);
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
     try {
       std::rethrow_exception(p);

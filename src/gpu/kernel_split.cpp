@@ -156,11 +156,11 @@ Block KernelBuilder::split(const Stmt& root_in) {
   if (pieces.back().empty()) pieces.pop_back();
   if (pieces.size() == 1 && !host_loop(pieces[0][0])) {
     if (g_.k == 1)
-      fail("This parallel loop nest needs a barrier across thread blocks inside a statement, which "
+      parallelism_fail("This parallel loop nest needs a barrier across thread blocks inside a statement, which "
            "the GPU backends do not support. Use at most " + std::to_string(tpb_) +
                " threads for the inner loops.",
            root->span);
-    fail("This parallel loop nest needs a barrier across thread blocks inside a parallel loop that is "
+    parallelism_fail("This parallel loop nest needs a barrier across thread blocks inside a parallel loop that is "
          "nested in another parallel loop, which the GPU backends do not support: they split only the "
          "body of the outermost parallel loop into kernels. Make the middle parallel loops sequential, "
          "or use at most " + std::to_string(tpb_) + " threads for the innermost loops.",

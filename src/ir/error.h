@@ -26,7 +26,9 @@ std::string source_text(const Span& span);
 Span merge(const Span& a, const Span& b);
 
 // Index: an index proved out of range (Python's IndexError).
-enum class ErrorKind { Runtime, Type, Name, Index, Internal };
+// Parallelism: the parallel spec asks for more than the target gives this loop nest (more
+// threads than a block holds where the nest needs a barrier across them); the program is fine.
+enum class ErrorKind { Runtime, Type, Name, Index, Parallelism, Internal };
 
 class CompileError : public std::runtime_error {
  public:
@@ -55,6 +57,9 @@ class CompileError : public std::runtime_error {
 }
 [[noreturn]] inline void index_fail(const std::string& msg, const Span& span = {}) {
   throw CompileError(ErrorKind::Index, msg, span);
+}
+[[noreturn]] inline void parallelism_fail(const std::string& msg, const Span& span = {}) {
+  throw CompileError(ErrorKind::Parallelism, msg, span);
 }
 [[noreturn]] inline void internal_fail(const std::string& msg, const Span& span = {}) {
   throw CompileError(ErrorKind::Internal, "Internal error: " + msg, span);

@@ -90,6 +90,8 @@ def test_labels_are_tuned_outer_first():
     x, y = RNG.standard_normal((n, m)), np.zeros((n, m))
     o = parpy.par({"z_rows": parpy.threads(n), "a_cols": parpy.threads(m)}, autotune=True)
     o.backend = CompileBackend.Cpu
+    # Time enough for every candidate of both labels (on 16 cores z_rows alone has 6, each a build).
+    o.autotune_budget_s = 600.0
     rows_then_cols(x, y, n, m, opts=o)
     np.testing.assert_allclose(y, x * 3.0, rtol=1e-15, atol=0)
     t = parpy.tuned(rows_then_cols, [x, y, n, m], o)
@@ -152,6 +154,41 @@ def test_errors_of_the_users_spec_are_raised_as_without_autotuning():
     with pytest.raises(RuntimeError) as got:
         racy(x, out, 64, opts=tuning_opts(64))
     assert str(got.value) == str(want.value) and parpy.tuned(racy, [x, out, 64], tuning_opts(64)) is None
+
+
+def test_a_spec_asking_too_much_parallelism_is_an_upper_bound(monkeypatch):
+    # The user's spec raises ParallelismError (more parallelism than the target gives the nest;
+    # a stand-in here, as only the GPU backends raise it): the search goes on below it.
+    real = parpy.autotune._options
+    n = 30001  # a key no other test tuned (choices stay in memory)
+
+    def options(base, spec, clusters):
+        if spec["N"][0] == n:
+            raise parpy.ParallelismError("too many threads for this nest")
+        return real(base, spec, clusters)
+
+    monkeypatch.setattr(parpy.autotune, "_options", options)
+    x, y = RNG.standard_normal(n), RNG.standard_normal(n)
+    want = y + 2.0 * x
+    o = tuning_opts(n)
+    scale_add(x, y, n, opts=o)
+    np.testing.assert_allclose(y, want, rtol=1e-15, atol=0)
+    t = parpy.tuned(scale_add, [x, y, n], o)
+    assert t.candidates[0].spec["N"][0] == n and t.candidates[0].error.startswith("ParallelismError")
+    assert t.spec["N"][0] < n
+
+
+def test_a_spec_asking_too_much_parallelism_raises_if_nothing_runs(monkeypatch):
+    def options(base, spec, clusters):
+        raise parpy.ParallelismError(f"too many threads: {spec['N'][0]}")
+
+    monkeypatch.setattr(parpy.autotune, "_options", options)
+    n = 30002
+    x, y = RNG.standard_normal(n), RNG.standard_normal(n)
+    before = y.copy()
+    with pytest.raises(parpy.ParallelismError, match=f"too many threads: {n}$"):
+        scale_add(x, y, n, opts=tuning_opts(n))
+    assert np.array_equal(y, before)  # never written
 
 
 def test_print_compiled_shows_the_choice():

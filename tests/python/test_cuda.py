@@ -228,8 +228,43 @@ def test_wide_loop_under_a_branch_after_a_shared_local_is_an_error_not_a_crash()
                     y[i, j] = c
 
     x = np.zeros((8, 3000), np.float32)
-    with pytest.raises(RuntimeError, match="needs a barrier across thread blocks inside a statement"):
+    # A ParallelismError (a RuntimeError): the spec asks for more than a block gives the nest.
+    with pytest.raises(parpy.ParallelismError, match="needs a barrier across thread blocks inside a statement"):
         parpy.print_compiled(branchy, [x, x, 8, 3000], opts_for({"N": parpy.threads(8), "M": parpy.threads(2048).tpb(512)}))
+    assert issubclass(parpy.ParallelismError, RuntimeError)
+
+
+@parpy.jit
+def layer_norm_plain(x, out, N, M):
+    parpy.label("rows")
+    for i in range(N):
+        parpy.label("cols")
+        mean = parpy.operators.sum(x[i, :]) / M
+        parpy.label("cols")
+        var = parpy.operators.sum((x[i, :] - mean) * (x[i, :] - mean)) / M
+        parpy.label("cols")
+        out[i, :] = (x[i, :] - mean) / parpy.operators.sqrt(var + 1e-5)
+
+
+@needs_gpu
+def test_autotuning_searches_below_a_spec_asking_too_many_threads():
+    # threads(M) on the inner loops asks for more threads than a block holds where the nest needs
+    # a barrier across them (a ParallelismError without autotuning); autotuning takes the user's
+    # counts as upper bounds and finds a spec that runs.
+    N, M = 64, 4096
+    x = np.random.default_rng(3).standard_normal((N, M)).astype(np.float32)
+    out = np.zeros_like(x)
+    plain = {"rows": parpy.threads(N), "cols": parpy.threads(M)}
+    with pytest.raises(parpy.ParallelismError):
+        layer_norm_plain(x, out, N, M, opts=opts_for(plain))
+    o = parpy.par(plain, autotune=True)
+    o.backend = CompileBackend.Cuda
+    layer_norm_plain(x, out, N, M, opts=o)
+    mean = x.mean(axis=1, keepdims=True)
+    want = (x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+    t = parpy.tuned(layer_norm_plain, [x, out, N, M], o)
+    assert t.candidates[0].error.startswith("ParallelismError") and t.spec["cols"][0] <= M
 
 
 @parpy.jit
