@@ -33,34 +33,58 @@ const Backend& backend_of(CompileBackend b) {
   throw std::runtime_error(std::string("CompileBackend.") + backend_name(b) + " is not a concrete backend");
 }
 
-const std::vector<CompileBackend>& available_backends() {
-  // Availability is worked out once per process (Backend::unavailable_reason).
-  static const std::vector<CompileBackend> avail = [] {
-    std::vector<CompileBackend> out;
-    for (const Backend* b : backends())
-      if (b->available()) out.push_back(b->id());
-    return out;
-  }();
-  return avail;
+const std::string& Backend::blocked_reason() const {
+  static const std::string none;
+  return none;
 }
 
-CompileBackend resolve_backend(CompileBackend requested, bool strict,
-                               const std::vector<CompileBackend>& available) {
-  auto is_available = [&](CompileBackend b) {
-    return std::find(available.begin(), available.end(), b) != available.end();
+namespace {
+
+// resolve_backend's rules, with `is_available` asked only about the backends they need.
+template <typename IsAvailable>
+CompileBackend resolve_with(CompileBackend requested, bool strict, IsAvailable is_available) {
+  auto blocked = [](const Backend& b) {
+    const std::string& why = b.blocked_reason();
+    if (!why.empty()) throw std::runtime_error(why);
   };
   if (requested == CompileBackend::Auto) {
-    for (const Backend* b : backends())
-      if (b->generates_code() && is_available(b->id())) return b->id();
+    for (const Backend* b : backends()) {
+      if (!b->generates_code()) continue;
+      if (is_available(b->id())) return b->id();
+      // A GPU that this process sees but cannot use: running elsewhere instead would surprise.
+      blocked(*b);
+    }
     throw std::runtime_error(
         "Found no enabled GPU backends. For detailed information on why this is, enable the "
         "'verbose_backend_resolution' flag in the compiler options.");
   }
-  if (strict && !is_available(requested))
+  if (strict && !is_available(requested)) {
+    blocked(backend_of(requested));
     throw std::runtime_error(std::string("Specified backend CompileBackend.") + backend_name(requested) +
                              " is not available. For more information, enable the "
                              "'verbose_backend_resolution' flag in the compiler options.");
+  }
   return requested;
+}
+
+}  // namespace
+
+CompileBackend resolve_backend(CompileBackend requested, bool strict,
+                               const std::vector<CompileBackend>& available) {
+  return resolve_with(requested, strict, [&](CompileBackend b) {
+    return std::find(available.begin(), available.end(), b) != available.end();
+  });
+}
+
+CompileBackend resolve_backend(CompileBackend requested, bool strict) {
+  return resolve_with(requested, strict, [](CompileBackend b) { return backend_of(b).available(); });
+}
+
+std::vector<CompileBackend> available_backends() {
+  std::vector<CompileBackend> out;
+  for (const Backend* b : backends())
+    if (b->available()) out.push_back(b->id());
+  return out;
 }
 
 namespace {

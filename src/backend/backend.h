@@ -103,9 +103,15 @@ class Backend {
   virtual CompileBackend id() const = 0;
   const char* name() const { return backend_name(id()); }
 
-  // Empty when this backend can compile and run code here, else why not. Worked out once.
+  // Empty when this backend can compile and run code here, else why not. Worked out once (but
+  // see blocked_reason).
   virtual const std::string& unavailable_reason() const = 0;
   bool available() const { return unavailable_reason().empty(); }
+  // Non-empty when the machine has this backend but this process cannot use it: a GPU whose
+  // driver the parent process had initialised before forking this one. Resolution then fails with
+  // this reason rather than choosing another backend (Auto) or saying "not available" (README,
+  // "Backends"); unavailable_reason is this reason too. Cheap: asked at every resolution.
+  virtual const std::string& blocked_reason() const;
   // Whether this version of parpy generates code for it.
   virtual bool generates_code() const { return true; }
   // Throws std::runtime_error saying so where it does not.
@@ -144,14 +150,18 @@ const std::vector<const Backend*>& backends();
 const Backend& backend_of(CompileBackend b);
 
 // The backend to compile for (README, "Backends"): Auto picks the first of `available` this
-// version generates code for; in strict mode (jit calls, compile_string) a named backend must be
-// available, otherwise it is accepted as is, so code can be printed for a backend this machine
-// cannot run (the caller then asks require_code_generation). Throws std::runtime_error with the
-// message and the way out.
+// version generates code for, but stops at a blocked backend (Backend::blocked_reason); in strict
+// mode (jit calls, compile_string) a named backend must be available, otherwise it is accepted as
+// is, so code can be printed for a backend this machine cannot run (the caller then asks
+// require_code_generation). Throws std::runtime_error with the message and the way out.
 CompileBackend resolve_backend(CompileBackend requested, bool strict,
                                const std::vector<CompileBackend>& available);
-// The backends available here (worked out once per process).
-const std::vector<CompileBackend>& available_backends();
+// The same, asking the backends themselves, and only those the resolution needs: an explicit
+// backend's check looks at that backend alone (none for a non-strict one), so an explicit Cpu
+// never loads the CUDA driver, whose cuInit would keep processes forked later from using CUDA.
+CompileBackend resolve_backend(CompileBackend requested, bool strict);
+// The backends available here, each asked (its answer is worked out once per process).
+std::vector<CompileBackend> available_backends();
 
 // The directory of parpy's support headers (set once by the Python package), and the include
 // directories, library directories and flags of a build of `opts`, the headers' hash among them.

@@ -75,7 +75,8 @@ void explain_backends() {
 CompileBackend resolve(const CompileOptions& opts, bool strict) {
   if (opts.verbose_backend_resolution) explain_backends();
   try {
-    CompileBackend b = resolve_backend(opts.backend, strict, available_backends());
+    // Asks only the backends the resolution needs: an explicit Cpu never loads the CUDA driver.
+    CompileBackend b = resolve_backend(opts.backend, strict);
     backend_of(b).require_code_generation();
     return b;
   } catch (const std::runtime_error& e) {
@@ -199,7 +200,9 @@ const CompileOptions* with_backend(const CompileOptions* opts, bool strict,
     return opts;
   }
   hold = memo;
-  if (hold && hold->source_key == opts->key()) {
+  // A memo made before a fork may name a backend the forked process cannot use (CUDA): resolved
+  // again, it says why.
+  if (hold && hold->source_key == opts->key() && backend_of(hold->opts.backend).available()) {
     if (opts->verbose_backend_resolution) explain_backends();
     return &hold->opts;
   }

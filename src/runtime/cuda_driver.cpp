@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include <dlfcn.h>
+#include <pthread.h>
 
 namespace parpy::cuda {
 
@@ -30,6 +31,9 @@ struct CUgraphExecUpdateResultInfo {
 };
 
 constexpr CUresult CUDA_SUCCESS = 0;
+constexpr CUresult CUDA_ERROR_NOT_INITIALIZED = 3;
+// launch()'s result in a process that cannot use CUDA since it was forked (never a driver code).
+constexpr int kForkedResult = -2;
 constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
 constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
 constexpr int CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED = 115;
@@ -103,6 +107,16 @@ struct Driver {
   std::unique_ptr<std::atomic<CUcontext>[]> primaries;
   std::mutex primaries_mutex;
 };
+
+// Fork (see cuda_driver.h): whether this process's driver ran cuInit successfully, and whether
+// it is a child forked after that (set by the atfork handler, which may only do what is safe
+// between fork and exec: store to a lock-free atomic). Both are inherited by later forks.
+std::atomic<bool> g_initialised{false};
+std::atomic<bool> g_forked{false};
+
+void mark_forked_child() {
+  if (g_initialised.load(std::memory_order_relaxed)) g_forked.store(true, std::memory_order_relaxed);
+}
 
 template <typename Fn> bool bind(void* handle, const char* name, Fn& fn) {
   fn = reinterpret_cast<Fn>(dlsym(handle, name));
@@ -205,8 +219,20 @@ void load(Driver& driver) {
     info.why_unavailable = std::string(operation) + ": " + error_text(api, result);
     return true;
   };
-  if (failed("cuInit", api.cuInit(0)) ||
-      failed("cuDriverGetVersion", api.cuDriverGetVersion(&info.driver_version)) ||
+  // Registered before cuInit, so no fork can come between the two unseen.
+  pthread_atfork(nullptr, nullptr, &mark_forked_child);
+  CUresult init = api.cuInit(0);
+  if (failed("cuInit", init)) {
+    // The driver's answer in a process forked after some other library (torch, CuPy) had
+    // initialised CUDA in the parent, which parpy cannot see.
+    if (init == CUDA_ERROR_NOT_INITIALIZED)
+      info.why_unavailable +=
+          " (a process forked from one that had already used CUDA, through any library, cannot use "
+          "it: start worker processes with multiprocessing's 'spawn' or 'forkserver' method)";
+    return;
+  }
+  g_initialised.store(true, std::memory_order_relaxed);
+  if (failed("cuDriverGetVersion", api.cuDriverGetVersion(&info.driver_version)) ||
       failed("cuDeviceGetCount", api.cuDeviceGetCount(&info.device_count))) {
     return;
   }
@@ -265,6 +291,9 @@ const DriverApi& loaded() {
   if (!driver.info.available) {
     throw CudaError("CUDA driver not available: " + driver.info.why_unavailable);
   }
+  if (forked_after_init()) {
+    throw CudaError(forked_message());
+  }
   return driver.api;
 }
 
@@ -319,6 +348,17 @@ CUstream as_stream(void* stream) { return static_cast<CUstream>(stream); }
 } // namespace
 
 const DeviceInfo& device_info() { return driver_state().info; }
+
+bool forked_after_init() { return g_forked.load(std::memory_order_relaxed); }
+
+const std::string& forked_message() {
+  static const std::string message =
+      "CUDA was initialised in the parent process before it forked this one; a forked process "
+      "cannot use CUDA. Start worker processes with multiprocessing's 'spawn' or 'forkserver' "
+      "method (multiprocessing.get_context('spawn').Pool(...)), or fork them before the parent's "
+      "first CUDA call.";
+  return message;
+}
 
 std::string arch_flag() {
   const DeviceInfo& info = device_info();
@@ -375,7 +415,7 @@ DeviceScope::DeviceScope(int device) {
 }
 
 DeviceScope::~DeviceScope() {
-  if (restore_) {
+  if (restore_ && !forked_after_init()) {
     driver_state().api.cuCtxSetCurrent(static_cast<CUcontext>(previous_));
   }
 }
@@ -494,7 +534,8 @@ void* module_load(const std::string& image) {
 
 void module_unload(void* module) noexcept {
   const DriverApi& api = driver_state().api;
-  if (module != nullptr && api.cuModuleUnload != nullptr) {
+  // In a forked child the module belongs to the parent's driver: nothing to unload here.
+  if (module != nullptr && api.cuModuleUnload != nullptr && !forked_after_init()) {
     api.cuModuleUnload(static_cast<CUmodule>(module));
   }
 }
@@ -531,6 +572,9 @@ int launch(void* function, uint32_t grid, uint32_t block, void* stream, void** p
   if (api.cuLaunchKernel == nullptr) {
     return -1;
   }
+  if (forked_after_init()) {
+    return kForkedResult;
+  }
   return api.cuLaunchKernel(static_cast<CUfunction>(function), grid, 1, 1, block, 1, 1, 0,
                             as_stream(stream), params, nullptr);
 }
@@ -539,12 +583,15 @@ std::string error_string(int result) {
   if (result == -1) {
     return "the CUDA driver lacks cuLaunchKernel";
   }
+  if (result == kForkedResult) {
+    return forked_message();
+  }
   return error_text(driver_state().api, result);
 }
 
 Graph::~Graph() {
   const DriverApi& api = driver_state().api;
-  if (exec_ != nullptr && api.cuGraphExecDestroy != nullptr) {
+  if (exec_ != nullptr && api.cuGraphExecDestroy != nullptr && !forked_after_init()) {
     api.cuGraphExecDestroy(static_cast<CUgraphExec>(exec_));
   }
 }

@@ -17,6 +17,12 @@
 //
 // Every failure throws CudaError; nothing here aborts. Without a usable driver or device, every
 // operation throws CudaError("CUDA driver not available: <why>").
+//
+// Fork: the driver's state does not survive fork(), so a process forked after this one ran cuInit
+// cannot use CUDA. A pthread_atfork child handler (registered when the driver is first loaded)
+// marks such a child, and every operation there throws CudaError(forked_message()) instead of the
+// driver's own "initialization error". Loading the driver is the only thing that runs cuInit:
+// nothing here runs before the first call below.
 namespace parpy::cuda {
 
 class CudaError : public std::runtime_error {
@@ -34,8 +40,16 @@ struct DeviceInfo {
 };
 
 // Loads the driver and queries device 0 once per process; later calls return the cached result.
-// Never throws. $PARPY_LIBCUDA, if set, names the library to load instead of libcuda.so.1.
+// Never throws. $PARPY_LIBCUDA, if set, names the library to load instead of libcuda.so.1. In a
+// process forked after the driver was initialised, this is the parent's result (no driver call).
 const DeviceInfo& device_info();
+
+// Whether this process was forked from one whose driver parpy had initialised (cuInit ran and
+// succeeded there): CUDA cannot be used here, and every operation throws
+// CudaError(forked_message()). Never loads the driver.
+bool forked_after_init();
+// What a process forked after CUDA was initialised is told, with the way out.
+const std::string& forked_message();
 
 // The compute capability of device `ordinal` (major * 10 + minor, e.g. 90); throws CudaError.
 int compute_capability(int ordinal);

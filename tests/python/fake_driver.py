@@ -1,8 +1,10 @@
 """A stand-in CUDA driver for tests without a GPU: a libcuda.so.1 reporting one device of compute
 capability 9.0 whose memory is host memory. Enough for backend detection, builds, parpy's copies
 and the calls of the toolchain-free path (modules, launches, graphs), which it writes to
-$FAKE_CUDA_LOG as JSON lines; it runs no kernel, and the CUDA runtime inside a program built by
-nvcc finds it lacking. cuModuleGetFunction finds a kernel only if its name is in the image."""
+$FAKE_CUDA_LOG as JSON lines, cuInit among them (with the process id); it runs no kernel, and the
+CUDA runtime inside a program built by nvcc finds it lacking. cuModuleGetFunction finds a kernel
+only if its name is in the image. Like a real driver, it refuses to work (CUDA_ERROR_NOT_INITIALIZED)
+in a process forked after cuInit."""
 
 import os
 import subprocess
@@ -14,6 +16,8 @@ SOURCE = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <unistd.h>
 #define _GNU_SOURCE
 typedef unsigned long long u64;
 static __thread void* current = 0;
@@ -22,23 +26,40 @@ static size_t image_len = 0;
 static int capturing = 0;
 static FILE* out(void) {
   static FILE* f = 0;
-  if (!f) f = fopen(getenv("FAKE_CUDA_LOG") ? getenv("FAKE_CUDA_LOG") : "/dev/null", "a");
+  if (!f) {
+    f = fopen(getenv("FAKE_CUDA_LOG") ? getenv("FAKE_CUDA_LOG") : "/dev/null", "a");
+    setvbuf(f, 0, _IOLBF, 0);  /* each line written at once: nothing buffered is copied by fork */
+  }
   return f;
 }
-int cuGetErrorName(int e, const char** s) { *s = "CUDA_ERROR_FAKE"; return 0; }
-int cuGetErrorString(int e, const char** s) { *s = "fake driver"; return 0; }
-int cuInit(unsigned f) { return 0; }
+/* Fork after cuInit: the child's driver state is unusable, as with the real driver. */
+static int initialised = 0, forked = 0;
+static void forked_child(void) { forked = initialised; }
+int cuGetErrorName(int e, const char** s) { *s = e == 3 ? "CUDA_ERROR_NOT_INITIALIZED" : "CUDA_ERROR_FAKE"; return 0; }
+int cuGetErrorString(int e, const char** s) { *s = e == 3 ? "initialization error" : "fake driver"; return 0; }
+int cuInit(unsigned f) {
+  fprintf(out(), "{\"op\": \"init\", \"pid\": %d}\n", (int)getpid());
+  if (forked) return 3;
+  if (!initialised) pthread_atfork(0, 0, forked_child);
+  initialised = 1;
+  return 0;
+}
 int cuDriverGetVersion(int* v) { *v = 13000; return 0; }
 int cuDeviceGetCount(int* n) { *n = 1; return 0; }
 int cuDeviceGet(int* d, int i) { *d = i; return 0; }
 int cuDeviceGetName(char* s, int n, int d) { strncpy(s, "Fake GPU", n); return 0; }
 int cuDeviceGetAttribute(int* v, int a, int d) { *v = a == 75 ? 9 : 0; return 0; }
 int cuDevicePrimaryCtxRetain(void** c, int d) { *c = (void*)0x1234; return 0; }
-int cuCtxGetCurrent(void** c) { *c = current; return 0; }
+int cuCtxGetCurrent(void** c) { if (forked) return 3; *c = current; return 0; }
 int cuCtxSetCurrent(void* c) { current = c; return 0; }
 int cuCtxGetDevice(int* d) { *d = 0; return 0; }
 int cuCtxSynchronize(void) { return 0; }
-int cuMemAlloc_v2(u64* p, size_t n) { *p = (u64)calloc(1, n ? n : 1); fprintf(out(), "{\"op\": \"alloc\", \"bytes\": %zu}\n", n); return 0; }
+int cuMemAlloc_v2(u64* p, size_t n) {
+  if (forked) return 3;
+  *p = (u64)calloc(1, n ? n : 1);
+  fprintf(out(), "{\"op\": \"alloc\", \"bytes\": %zu}\n", n);
+  return 0;
+}
 int cuMemFree_v2(u64 p) { free((void*)p); return 0; }
 int cuMemcpyHtoD_v2(u64 d, const void* s, size_t n) { memcpy((void*)d, s, n); return 0; }
 int cuMemcpyDtoH_v2(void* d, u64 s, size_t n) { memcpy(d, (void*)s, n); return 0; }

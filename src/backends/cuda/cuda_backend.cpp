@@ -22,10 +22,8 @@ using EntryFn = int32_t (*)(void**, void*, int32_t);
 bool nvrtc_loadable() { return cuda::nvrtc().found; }
 
 class CudaBackend final : public Backend {
- public:
-  CompileBackend id() const override { return CompileBackend::Cuda; }
-
-  const std::string& unavailable_reason() const override {
+  // Why not, fork aside: a driver with a device, and a compiler. Worked out once.
+  static const std::string& machine_reason() {
     static const std::string reason = []() -> std::string {
 #ifdef __APPLE__
       return "CUDA is not supported on macOS";
@@ -38,6 +36,21 @@ class CudaBackend final : public Backend {
       return "";
     }();
     return reason;
+  }
+
+ public:
+  CompileBackend id() const override { return CompileBackend::Cuda; }
+
+  const std::string& unavailable_reason() const override {
+    const std::string& why = machine_reason();
+    return why.empty() ? blocked_reason() : why;
+  }
+
+  // A GPU this process would use but cannot, forked after its parent had initialised the driver.
+  // Asked at every call: the parent's answers are inherited by fork.
+  const std::string& blocked_reason() const override {
+    static const std::string none;
+    return cuda::forked_after_init() && machine_reason().empty() ? cuda::forked_message() : none;
   }
 
   bool device_memory() const override { return true; }
