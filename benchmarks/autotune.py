@@ -27,8 +27,8 @@ os.environ["PARPY_CACHE_DIR"] = tempfile.mkdtemp(prefix="parpy-autotune-")
 atexit.register(shutil.rmtree, os.environ["PARPY_CACHE_DIR"], ignore_errors=True)
 
 import parpy  # noqa: E402
-from kernels import (colsum_by_column, colsum_by_row, layer_norm, power_law_csr, row_sum, softmax,  # noqa: E402
-                     spmv_csr, stencil2d)
+from kernels import (axpy, colsum_by_column, colsum_by_row, layer_norm, power_law_csr, row_sum,  # noqa: E402
+                     softmax, spmv_csr, stencil2d, stencil3d)
 
 T = parpy.threads
 
@@ -60,6 +60,15 @@ def cases(small: bool) -> list[tuple[str, Any, Callable[[], tuple[Any, ...]], di
 
         out.append((f"softmax {N}x{M}", softmax, sm_args, {"rows": T(N), "cols": T(M)},
                     {"rows": T(N), "cols": T(min(sm_cols, M)).tpb(sm_tpb)}, sm_check))
+    A = 2**16 if small else 2**27
+
+    def ax_args():  # y starts at zero: after one call it is a * x
+        return 2.0, rng.standard_normal(A).astype(f32), np.zeros(A, f32), A
+
+    def ax_check(a, x, y, N):
+        np.testing.assert_allclose(y, a * x, rtol=1e-6, atol=0)
+
+    out.append((f"axpy 2^{A.bit_length() - 1}", axpy, ax_args, {"N": T(A)}, {"N": T(A // 8)}, ax_check))
     N = M = 512 if small else 8192
 
     def ln_args():
@@ -96,6 +105,18 @@ def cases(small: bool) -> list[tuple[str, Any, Callable[[], tuple[Any, ...]], di
 
     out.append((f"5-point stencil {N}x{M}", stencil2d, st_args, {"rows": T(N), "cols": T(M)},
                 {"rows": T(N), "cols": T(1024)}, st_check))
+    P = 64 if small else 512
+
+    def s3_args():
+        return rng.standard_normal((P, P, P)).astype(f32), np.zeros((P, P, P), f32), P
+
+    def s3_check(x, y, P):
+        w = (x[:-2, 1:-1, 1:-1] + x[2:, 1:-1, 1:-1] + x[1:-1, :-2, 1:-1] + x[1:-1, 2:, 1:-1]
+             + x[1:-1, 1:-1, :-2] + x[1:-1, 1:-1, 2:]) / 6.0
+        np.testing.assert_allclose(y[1:-1, 1:-1, 1:-1], w, rtol=1e-4, atol=1e-5)
+
+    out.append((f"7-point stencil {P}^3", stencil3d, s3_args, {"planes": T(P), "cols": T(P)},
+                {"planes": T(P), "cols": T(P)}, s3_check))
     R = 2**12 if small else 2**20
 
     def sp_args():
