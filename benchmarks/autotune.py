@@ -28,7 +28,7 @@ atexit.register(shutil.rmtree, os.environ["PARPY_CACHE_DIR"], ignore_errors=True
 
 import parpy  # noqa: E402
 from kernels import (colsum_by_column, colsum_by_row, layer_norm, power_law_csr, row_sum, softmax,  # noqa: E402
-                     spmv_csr, stencil2d)
+                     spmv_csr, spmv_csr_warp, stencil2d)
 
 T = parpy.threads
 
@@ -108,6 +108,8 @@ def cases(small: bool) -> list[tuple[str, Any, Callable[[], tuple[Any, ...]], di
         np.testing.assert_allclose(y, want, rtol=1e-3, atol=1e-3)
 
     out.append((f"CSR SpMV {R} rows", spmv_csr, sp_args, {"rows": T(R)}, {"rows": T(R)}, sp_check))
+    out.append((f"CSR SpMV, a warp per row {R} rows", spmv_csr_warp, sp_args, {"rows": T(R), "nz": T(32).reduce()},
+                {"rows": T(R), "nz": T(32).reduce()}, sp_check))
     return out
 
 
