@@ -28,7 +28,7 @@ atexit.register(shutil.rmtree, os.environ["PARPY_CACHE_DIR"], ignore_errors=True
 
 import parpy  # noqa: E402
 from kernels import (axpy, colsum_by_column, colsum_by_row, layer_norm, power_law_csr, row_sum,  # noqa: E402
-                     softmax, spmv_csr, stencil2d, stencil3d)
+                     softmax, spmv_csr, spmv_csr_warp, stencil2d, stencil3d)
 
 T = parpy.threads
 
@@ -129,6 +129,8 @@ def cases(small: bool) -> list[tuple[str, Any, Callable[[], tuple[Any, ...]], di
         np.testing.assert_allclose(y, want, rtol=1e-3, atol=1e-3)
 
     out.append((f"CSR SpMV {R} rows", spmv_csr, sp_args, {"rows": T(R)}, {"rows": T(R)}, sp_check))
+    out.append((f"CSR SpMV, a warp per row {R} rows", spmv_csr_warp, sp_args, {"rows": T(R), "nz": T(32).reduce()},
+                {"rows": T(R), "nz": T(32).reduce()}, sp_check))
     return out
 
 

@@ -4,9 +4,10 @@ Run on a machine with an NVIDIA GPU: python benchmarks/gpu.py [--first-call | --
 Prints a markdown table: median kernel time of repeated calls on torch CUDA tensors (zero copy)
 measured with CUDA events after a warm-up call (which compiles), and the effective bandwidth
 (ideal bytes read + written / time). Also the first-call latency and the cached per-call host
-overhead of a tiny kernel. --user-loops: only the table of stencils and a CSR sparse
-matrix-vector product written as users write them, beside torch and the copy bandwidth (the
-ceiling of a kernel that reads and writes each byte once).
+overhead of a tiny kernel. --user-loops: only the table of stencils and CSR sparse
+matrix-vector products (a thread per row; a warp, or 8 lanes, per row) written as users write
+them, beside torch and the copy bandwidth (the ceiling of a kernel that reads and writes each byte
+once).
 """
 
 import atexit
@@ -26,7 +27,7 @@ atexit.register(shutil.rmtree, os.environ["PARPY_CACHE_DIR"], ignore_errors=True
 import parpy
 import torch
 from kernels import (axpy, colsum_by_column, colsum_by_row, layer_norm, power_law_csr, row_sum, softmax, spmv_csr,
-                     stencil2d, stencil3d, tiny)
+                     spmv_csr_warp, stencil2d, stencil3d, tiny)
 
 CUDA = parpy.CompileBackend.Cuda
 
@@ -149,6 +150,14 @@ def user_loop_rows():
     nbytes = 8 * (N + 1) + 12 * nnz + 8 * N  # indptr, indices and values, x and y once each
     rows.append((f"CSR SpMV (nnz {nnz / N:.1f}/row, power law)", "2^20 rows", nbytes, tp, tt, None,
                  "rows threads(N)"))
+    # The loop over a row's values labelled: its lanes of one warp per row, several rows per block.
+    for lanes, name in [(32, "a warp per row"), (8, "8 lanes per row")]:
+        o = opts({"rows": parpy.threads(N), "nz": parpy.threads(lanes).reduce()})
+        y.zero_()
+        tp, tt = paired_times(lambda o=o: spmv_csr_warp(ip, ix, d, x, y, N, opts=o), peer)
+        torch.testing.assert_close(y, peer(), rtol=1e-3, atol=1e-3)
+        rows.append((f"CSR SpMV, {name} (nnz {nnz / N:.1f}/row)", "2^20 rows", nbytes, tp, tt, None,
+                     f"rows threads(N), nz threads({lanes}).reduce()"))
 
     print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, parpy {parpy.__version__}\n")
     print("| program | shape (f32) | parpy ms | parpy GB/s | torch ms | parpy/torch | copy GB/s | parpy/copy | "

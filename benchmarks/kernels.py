@@ -106,6 +106,19 @@ def spmv_csr(indptr, indices, data, x, y, N):
         y[i] = s
 
 
+@parpy.jit
+def spmv_csr_warp(indptr, indices, data, x, y, N):
+    """spmv_csr with a label on the loop over a row's values: with `nz: threads(32).reduce()` a
+    warp per row (rows packed into blocks, docs/gpu.md, Grid and blocks)."""
+    parpy.label("rows")
+    for i in range(N):
+        s = 0.0
+        parpy.label("nz")
+        for k in range(indptr[i], indptr[i + 1]):
+            s += data[k] * x[indices[k]]
+        y[i] = s
+
+
 def power_law_csr(rows, mean, seed=0):
     """A random CSR matrix (indptr, indices, data) with power-law row lengths of about `mean`."""
     rng = np.random.default_rng(seed)

@@ -70,11 +70,11 @@ for step in $steps; do
     bench)
       python3 benchmarks/gpu.py 2>&1 | tee "$logs/bench.txt" ;;
     sanitize)
-      K="(softmax or normalize or row_sum or row_max or seed or split or cluster or graph or cached or fused) and not 10000000 and not 1000003 and not 50001"
+      K="(softmax or normalize or row_sum or row_max or seed or split or cluster or graph or cached or fused or spmv or several_steps) and not 10000000 and not 1000003 and not 50001"
       for tool in memcheck racecheck; do
         compute-sanitizer --tool $tool --target-processes all python3 -m pytest -q -p no:cacheprovider \
           ${xdist:+-n 4} tests/python/test_cuda.py tests/python/test_cuda_clusters_graphs.py \
-          tests/python/test_gpu_fusion.py -k "$K" > "$logs/$tool.log" 2>&1 &
+          tests/python/test_gpu_fusion.py tests/python/test_warp_rows.py -k "$K" > "$logs/$tool.log" 2>&1 &
       done
       wait
       tail -q -n 2 "$logs/memcheck.log" "$logs/racecheck.log" ;;

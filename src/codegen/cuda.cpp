@@ -53,6 +53,7 @@ class CudaPrinter : public CPrinter {
     os << ") {\n";
     os << "  const int64_t " << c_ident(kThreadIdx) << " = threadIdx.x;\n";
     os << "  const int64_t " << c_ident(kBlockIdx) << " = blockIdx.x;\n";
+    if (!k.note.empty()) os << "  // " << k.note << "\n";
     // The host launched this variant because these hold: the compiler may merge accesses.
     for (const auto& [array, bytes] : alignment) {
       std::string n = c_ident(array), t = type_str(param_type(k, array));

@@ -193,6 +193,8 @@ class MslPrinter : public CPrinter {
       case Intrinsic::BoundsCheck: return "parpy_bounds_check(parpy_bounds, " + args() + ")";
       case Intrinsic::ClusterReduce:
       case Intrinsic::ClusterSync: internal_fail("thread-block clusters on the Metal backend", e->span);
+      case Intrinsic::GroupReduce:
+      case Intrinsic::GroupSync: internal_fail("rows packed into threadgroups on the Metal backend", e->span);
       default: return CPrinter::call_expr(e);
     }
   }

@@ -144,6 +144,8 @@ Block KernelBuilder::make_kernels(const Stmt& root_in) {
   if (tpb_ != 1024 && calls_par_external({root})) root = with_tpb(root);
   g_ = geometry(layers_stmt(root), tpb_, target_, root->span);
   if (needs_grid_barrier(root)) return split(root);
+  // A parallel external may synchronise the whole block, which rows packed into it cannot.
+  if (target_.pack_rows && !calls_par_external({root})) g_ = pack_rows(g_, tpb_);
 
   Kernel kern;
   kern.name = prog_.name + "_k" + std::to_string(prog_.kernels.size());
@@ -151,7 +153,15 @@ Block KernelBuilder::make_kernels(const Stmt& root_in) {
   kern.grid_blocks = g_.grid_blocks();
   kern.cluster_blocks = g_.cluster_blocks();
   Block body = prologue();
-  for (const auto& s : transform_stmt(root, 0)) body.push_back(s);
+  Block work = transform_stmt(root, 0);
+  if (g_.packed() && g_.outer % g_.rows != 0)  // rows past the last do nothing
+    body.push_back(if_stmt(iop(BinOp::Lt, ivar("$outer"), ilit(g_.outer)), std::move(work), {}, root->span));
+  else
+    body.insert(body.end(), work.begin(), work.end());
+  if (g_.packed())
+    kern.note = "rows packed: " + std::to_string(g_.rows) + " rows per block of " + std::to_string(g_.threads) +
+                " threads, each on " + std::to_string(g_.group) + " lanes of one warp (" +
+                std::to_string(g_.layers[g_.k]) + " workers; warp-shuffle reductions, no block barriers)";
   kern.body = load_device_scalars(constant_fold(body));
   track_device_arrays(kern.body, root->span);
   kern.inner_worker = worker(g_.k);
@@ -200,12 +210,16 @@ Block KernelBuilder::prologue() {
     b.push_back(s);
   };
   Expr tid = ivar(kThreadIdx), bid = ivar(kBlockIdx);
-  if (g_.inner_blocks == 1)
+  if (g_.packed()) {
+    // Row r of the block runs on lanes r * group .. r * group + group - 1.
+    def(worker(g_.k), iop(BinOp::Mod, tid, ilit(g_.group)));
+    def("$outer", iop(BinOp::Add, iop(BinOp::Mul, bid, ilit(g_.rows)), iop(BinOp::FloorDiv, tid, ilit(g_.group))));
+  } else if (g_.inner_blocks == 1)
     def(worker(g_.k), tid);
   else
     def(worker(g_.k), iop(BinOp::Add, iop(BinOp::Mul, iop(BinOp::Mod, bid, ilit(g_.inner_blocks)), ilit(g_.threads)), tid));
   if (g_.k > 0) {
-    def("$outer", g_.inner_blocks == 1 ? bid : iop(BinOp::FloorDiv, bid, ilit(g_.inner_blocks)));
+    if (!g_.packed()) def("$outer", g_.inner_blocks == 1 ? bid : iop(BinOp::FloorDiv, bid, ilit(g_.inner_blocks)));
     Expr rest = ivar("$outer");
     for (size_t d = g_.k; d-- > 0;) {
       def(worker(d), d == 0 ? rest : iop(BinOp::Mod, rest, ilit(g_.layers[d])));

@@ -18,14 +18,28 @@ struct Geometry {
   // The inner_blocks of a row form a thread-block cluster: they synchronise and reduce together
   // through distributed shared memory (docs/gpu.md, Synchronisation and kernel splits).
   bool cluster = false;
+  // Rows packed into blocks (docs/gpu.md, Grid and blocks): each iteration of the outer layers (a
+  // row) runs on `group` consecutive lanes of one warp (a power of two, at most 32), `rows` rows
+  // per block of `threads`; 0: every row has its own inner_blocks blocks.
+  int64_t group = 0;
+  int64_t rows = 1;
 
-  int64_t grid_blocks() const { return inner_blocks * outer; }
+  bool packed() const { return group > 0; }
+  int64_t grid_blocks() const { return packed() ? (outer + rows - 1) / rows : inner_blocks * outer; }
   int64_t cluster_blocks() const { return cluster ? inner_blocks : 1; }
+  // The threads that run one row.
+  int64_t row_threads() const { return packed() ? group : threads * inner_blocks; }
 };
 
 // The geometry of layers `layers` (not empty) with at most `tpb` threads per block, on `target`.
 // Fails at `span` when the grid would exceed what a GPU holds.
 Geometry geometry(const std::vector<int64_t>& layers, int64_t tpb, const GpuTarget& target, const Span& span);
+
+// g with its rows packed into blocks of `tpb` threads (256 when the user gave none: 1024), where
+// that helps: at least two rows, and an innermost layer of at most 32 workers, which a group of
+// lanes of one warp runs. Fewer rows than a block holds get the smallest block of whole warps that
+// holds them.
+Geometry pack_rows(Geometry g, int64_t tpb);
 
 // n rounded up to a multiple of m.
 inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }

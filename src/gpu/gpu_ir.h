@@ -30,6 +30,9 @@ struct GpuTarget {
   // sequential accumulation, is split across blocks (gpu/split_rows.h); 0: never split.
   int64_t fill_threads = 0;
   bool atomics64 = true;  // 64-bit atomic updates exist (not on Metal)
+  // Rows may be packed into blocks (gpu/geometry.h, pack_rows): groups of lanes of one warp
+  // synchronise and reduce on their own (intrinsics GroupSync, GroupReduce), in divergent code.
+  bool pack_rows = false;
 };
 
 struct Kernel {
@@ -47,6 +50,9 @@ struct Kernel {
   // passes over kernel bodies (gpu/vectorize.h, gpu/cache_rows.h).
   std::string inner_worker;
   int64_t inner_workers = 1;
+  // How the kernel maps its loops when that is not the plain mapping (rows packed into blocks),
+  // shown as a comment at the top of its body; empty otherwise.
+  std::string note;
 };
 
 // A device buffer owned by the generated module, allocated on first use.

@@ -15,17 +15,21 @@
 namespace parpy::gpu {
 
 Expr KernelBuilder::leader() {
+  if (g_.packed()) return iop(BinOp::Eq, ivar(worker(g_.k)), ilit(0));  // the row's first lane
   Expr first = iop(BinOp::Eq, ivar(kThreadIdx), ilit(0));
   if (g_.inner_blocks == 1) return first;
   return iop(BinOp::And, first, iop(BinOp::Eq, iop(BinOp::Mod, ivar(kBlockIdx), ilit(g_.inner_blocks)), ilit(0)));
 }
 
 Stmt KernelBuilder::barrier() const {
+  // Packed rows: the lanes of the row's group, which may be in divergent code.
+  if (g_.packed()) return call_stmt(intrinsic(Intrinsic::GroupSync, {ilit(g_.group)}, {}), {});
   return call_stmt(intrinsic(g_.cluster ? Intrinsic::ClusterSync : Intrinsic::SyncThreads, {}, {}), {});
 }
 
 bool KernelBuilder::is_barrier(const Stmt& s) {
-  return calls_intrinsic(s, Intrinsic::SyncThreads) || calls_intrinsic(s, Intrinsic::ClusterSync);
+  return calls_intrinsic(s, Intrinsic::SyncThreads) || calls_intrinsic(s, Intrinsic::ClusterSync) ||
+         calls_intrinsic(s, Intrinsic::GroupSync);
 }
 
 // Whether b synchronises the block (or cluster) somewhere: a barrier or an all-reduction.
@@ -35,7 +39,8 @@ bool KernelBuilder::holds_barrier(const Block& b) {
     if (is_barrier(x)) found = true;
     visit_stmt_exprs(x, [&](const Expr& y) {
       Intrinsic i = intrinsic_of(y);
-      if (i == Intrinsic::BlockReduce || i == Intrinsic::ClusterReduce || i == Intrinsic::MultiblockReduce)
+      if (i == Intrinsic::BlockReduce || i == Intrinsic::ClusterReduce || i == Intrinsic::MultiblockReduce ||
+          i == Intrinsic::GroupReduce)
         found = true;
     });
   });
@@ -150,7 +155,7 @@ Stmt KernelBuilder::counted_grid_stride(const Stmt& s, const Expr& w, int64_t n,
 // Threads beyond the n workers of an innermost loop skip it; they still reach the barriers and
 // block reductions after it, which stay outside the guard.
 Stmt KernelBuilder::guarded(const Stmt& loop, size_t d, int64_t n) {
-  if (d == g_.k && g_.threads * g_.inner_blocks != n)
+  if (d == g_.k && g_.row_threads() != n)
     return if_stmt(iop(BinOp::Lt, ivar(worker(d)), ilit(n)), {loop}, {}, loop->span);
   return loop;
 }

@@ -56,8 +56,9 @@ Block KernelBuilder::reduction(const Stmt& s, size_t d) {
          st->span);
   ReduceOp rop = reduction_of(op);
   if (g_.inner_blocks == 1 || g_.cluster) {
-    Expr total_all = g_.cluster ? intrinsic(Intrinsic::ClusterReduce, {accv, ne}, s->span, {}, rop)
-                              : intrinsic(Intrinsic::BlockReduce, {accv}, s->span, {}, rop);
+    Expr total_all = g_.cluster    ? intrinsic(Intrinsic::ClusterReduce, {accv, ne}, s->span, {}, rop)
+                     : g_.packed() ? intrinsic(Intrinsic::GroupReduce, {accv, ilit(g_.group)}, s->span, {}, rop)
+                                   : intrinsic(Intrinsic::BlockReduce, {accv}, s->span, {}, rop);
     out.push_back(assign(accv, total_all, s->span));
     if (dst->kind == ExprKind::Access)
       out.push_back(if_stmt(leader(), {update}, {}, s->span));

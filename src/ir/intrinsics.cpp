@@ -24,6 +24,8 @@ constexpr Entry kIntrinsics[] = {
     {Intrinsic::BlockReduce, "block_reduce", true},
     {Intrinsic::ClusterReduce, "cluster_reduce", true},
     {Intrinsic::MultiblockReduce, "multiblock_reduce", true},
+    {Intrinsic::GroupSync, "group_sync", false},
+    {Intrinsic::GroupReduce, "group_reduce", true},
 };
 
 const Entry* entry(Intrinsic i) {

@@ -26,12 +26,18 @@ enum class Intrinsic : uint8_t {
   // GPU barriers: the threads of a block, the blocks of a thread-block cluster.
   SyncThreads,
   ClusterSync,
+  // `$group_sync(width)`: a barrier of the calling thread's group of `width` consecutive lanes of
+  // its warp (a power of two, at most 32) that orders their memory accesses; valid where other
+  // groups of the warp take other paths (rows packed into blocks, gpu/geometry.h).
+  GroupSync,
   // GPU all-reductions of a value over a block `(v)`, a cluster `(v, neutral)`, and over the
   // blocks of a group without a grid barrier `(v, neutral, partials, counters, slot, block, blocks)`,
   // which is true in the last block to arrive (docs/gpu.md, Reductions).
   BlockReduce,
   ClusterReduce,
   MultiblockReduce,
+  // All-reduction over the calling thread's group of lanes `(v, width)`, as for GroupSync.
+  GroupReduce,
 };
 
 // A call of intrinsic i with the given arguments and type; `op` names a reduction intrinsic's

@@ -376,12 +376,24 @@ TEST(GpuReduce, BlockReduction) {
   EXPECT_TRUE(has(code, "parpy_tid == 0")) << code;
 }
 
-TEST(GpuReduce, WarpSizedReductionIsStillABlockReduce) {
+// A reduction over at most 32 threads under parallel rows: on Cuda 8 rows of 32 lanes share a
+// block of 256 threads (2 blocks for 10 rows), reducing within each row's warp; on Metal every row
+// keeps a threadgroup of its own.
+TEST(GpuReduce, WarpSizedReductionPacksRowsIntoBlocks) {
   auto opts = cuda_opts({{"O", threads(10)}, {"R", reduce_threads(20)}});
   GpuProgram p = gpu_program(row_sums(10, 64), {f32({10, 64}), f32({10})}, opts);
   ASSERT_EQ(p.kernels.size(), 1u);
-  EXPECT_EQ(p.kernels[0].block_threads, 32);
-  EXPECT_TRUE(names_call(p.kernels[0].body, "$block_reduce_add")) << all_kernels(p);
+  EXPECT_EQ(p.kernels[0].block_threads, 256);
+  EXPECT_EQ(p.kernels[0].grid_blocks, 2);
+  EXPECT_TRUE(names_call(p.kernels[0].body, "$group_reduce_add")) << all_kernels(p);
+  EXPECT_FALSE(names_call(p.kernels[0].body, "$block_reduce_add")) << all_kernels(p);
+  EXPECT_FALSE(names_call(p.kernels[0].body, "$syncthreads")) << all_kernels(p);
+  opts.backend = CompileBackend::Metal;
+  GpuProgram m = gpu_program(row_sums(10, 64), {f32({10, 64}), f32({10})}, opts);
+  ASSERT_EQ(m.kernels.size(), 1u);
+  EXPECT_EQ(m.kernels[0].block_threads, 32);
+  EXPECT_EQ(m.kernels[0].grid_blocks, 10);
+  EXPECT_TRUE(names_call(m.kernels[0].body, "$block_reduce_add")) << all_kernels(m);
 }
 
 TEST(GpuReduce, MaxReductionUsesItsSuffix) {
@@ -672,7 +684,9 @@ TEST(GpuSplit, StatementAfterAParallelLoopOverBlocksInAGpuBlockIsItsOwnKernel) {
   auto opts = cuda_opts({{"N", threads(8)}, {"R", reduce_threads(32)}});
   GpuProgram p = gpu_program(f, {f32({4}), f32({4}), f32({1})}, opts);
   ASSERT_EQ(p.kernels.size(), 2u) << all_kernels(p);
-  EXPECT_EQ(p.kernels[0].grid_blocks, 8) << all_kernels(p);
+  // The 8 rows of 32 lanes share one block (rows packed into blocks).
+  EXPECT_EQ(p.kernels[0].grid_blocks, 1) << all_kernels(p);
+  EXPECT_EQ(p.kernels[0].block_threads, 256) << all_kernels(p);
   EXPECT_EQ(p.kernels[1].grid_blocks, 1) << all_kernels(p);
   EXPECT_TRUE(has(print_block(p.kernels[1].body), "z[0]")) << all_kernels(p);
   EXPECT_FALSE(has(print_block(p.kernels[0].body), "z[0]")) << all_kernels(p);
@@ -1135,6 +1149,35 @@ TEST(GpuGeometry, LayersToThreadsBlocksAndClusters) {
   EXPECT_EQ(tpb.grid_blocks(), 12);
   CompileError e = error_of([&] { geometry({INT64_MAX / 2, 1 << 20}, 1024, none, sp()); });
   EXPECT_NE(e.message().find("thread blocks, more than a GPU grid can hold"), std::string::npos) << e.message();
+}
+
+TEST(GpuGeometry, RowsPackedIntoBlocks) {
+  GpuTarget none;
+  auto packed = [&](std::vector<int64_t> layers, int64_t tpb) { return pack_rows(geometry(layers, tpb, none, sp()), tpb); };
+  Geometry g = packed({1003, 8}, 1024);  // 32 rows of 8 lanes per block of 256 threads
+  EXPECT_TRUE(g.packed());
+  EXPECT_EQ(g.group, 8);
+  EXPECT_EQ(g.rows, 32);
+  EXPECT_EQ(g.threads, 256);
+  EXPECT_EQ(g.grid_blocks(), 32);  // ceil(1003 / 32)
+  EXPECT_EQ(g.row_threads(), 8);
+  Geometry odd = packed({1000, 24}, 1024);  // groups of whole powers of two
+  EXPECT_EQ(odd.group, 32);
+  EXPECT_EQ(odd.rows, 8);
+  Geometry tpb = packed({1000, 16}, 128);  // the user's block size
+  EXPECT_EQ(tpb.threads, 128);
+  EXPECT_EQ(tpb.rows, 8);
+  Geometry few = packed({3, 4}, 1024);  // the smallest block of whole warps that holds them
+  EXPECT_EQ(few.threads, 32);
+  EXPECT_EQ(few.rows, 8);
+  EXPECT_EQ(few.grid_blocks(), 1);
+  Geometry nest = packed({10, 20, 32}, 1024);  // the rows are the iterations of every outer layer
+  EXPECT_EQ(nest.outer, 200);
+  EXPECT_EQ(nest.grid_blocks(), 25);
+  EXPECT_FALSE(packed({1000, 33}, 1024).packed());  // more than a warp: a block per row
+  EXPECT_FALSE(packed({1, 32}, 1024).packed());     // one row
+  EXPECT_FALSE(packed({32}, 1024).packed());        // no rows
+  EXPECT_FALSE(packed({1000, 32}, 32).packed());    // one row per block anyway
 }
 
 }  // namespace

@@ -117,6 +117,37 @@ PARPY_REDUCE_FNS(min)
 
 #define parpy_syncthreads() __syncthreads()
 
+// ---- Rows packed into blocks (docs/gpu.md, Grid and blocks) ----
+// A row runs on a group of `width` consecutive lanes of one warp (a power of two, at most 32);
+// other groups of the warp may be elsewhere (another row, or past the last one), so the group
+// synchronises and shuffles with the mask of its own lanes only.
+__device__ __forceinline__ unsigned parpy_group_mask(int width) {
+  if (width >= 32) return 0xffffffffu;
+  return ((1u << width) - 1u) << ((threadIdx.x % 32u) & ~static_cast<unsigned>(width - 1));
+}
+
+// All-reduce over the calling thread's group: every lane of it gets the result.
+template <class T, class Op>
+__device__ __forceinline__ T parpy_group_allreduce(T v, Op op, int width) {
+  const unsigned mask = parpy_group_mask(width);
+  for (int s = width / 2; s > 0; s >>= 1) v = op(v, __shfl_xor_sync(mask, v, s, width));
+  return v;
+}
+
+#define PARPY_GROUP_REDUCE_FN(name)                                           \
+  template <class T>                                                          \
+  __device__ __forceinline__ T parpy_group_reduce_##name(T v, int64_t width) { \
+    return parpy_group_allreduce(v, parpy_op_##name(), static_cast<int>(width)); \
+  }
+PARPY_GROUP_REDUCE_FN(add)
+PARPY_GROUP_REDUCE_FN(mul)
+PARPY_GROUP_REDUCE_FN(max)
+PARPY_GROUP_REDUCE_FN(min)
+#undef PARPY_GROUP_REDUCE_FN
+
+// A barrier of the calling thread's group that also orders the memory accesses of its lanes.
+#define parpy_group_sync(width) __syncwarp(parpy_group_mask(static_cast<int>(width)))
+
 #ifdef PARPY_USE_CLUSTERS
 #ifdef __CUDACC_RTC__
 // NVRTC has no cooperative_groups.h: the same operations by the intrinsics that it calls.

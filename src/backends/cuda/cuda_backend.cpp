@@ -64,6 +64,9 @@ class CudaBackend final : public Backend {
     // Enough threads to keep every SM of a large GPU (132 SMs x 2048 threads on an H100/H200)
     // streaming memory.
     t.fill_threads = 1 << 18;
+    // Warps' lanes synchronise and shuffle in groups in divergent code (__syncwarp and
+    // __shfl_xor_sync with a mask of the group).
+    t.pack_rows = true;
     return t;
   }
 

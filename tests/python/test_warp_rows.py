@@ -1,0 +1,291 @@
+"""Rows packed into thread blocks on the Cuda backend (docs/gpu.md, Grid and blocks): when the
+innermost parallel loops of a nest use at most 32 threads, each iteration of the outer loops (a
+row) runs on a group of lanes of one warp, several rows per block, reducing with warp shuffles
+and no block-wide barrier.
+
+The numeric tests run on every enabled backend (on Cuda where a GPU is present) and compare every
+element with numpy; the code tests print the Cuda program and compile it with nvcc (no GPU
+needed); Metal keeps one row per threadgroup, run in the Metal emulator."""
+
+import re
+
+import metal_emu
+import numpy as np
+import parpy
+import pytest
+from common import needs_nvcc, nvcc_compile
+from parpy import CompileBackend
+from parpy import operators as op
+
+CUDA = CompileBackend.Cuda
+RNG = np.random.default_rng()
+
+
+# ----- programs, as users write them -----------------------------------------------------------
+
+
+@parpy.jit
+def spmv(indptr, indices, data, x, y, N):
+    parpy.label("rows")
+    for i in range(N):
+        s = 0.0
+        parpy.label("nz")
+        for k in range(indptr[i], indptr[i + 1]):
+            s += data[k] * x[indices[k]]
+        y[i] = s
+
+
+@parpy.jit
+def spmv_into(indptr, indices, data, x, y, N):
+    """The sum accumulated into y[i] itself (in y's element type)."""
+    parpy.label("rows")
+    for i in range(N):
+        y[i] = 0.0
+        parpy.label("nz")
+        for k in range(indptr[i], indptr[i + 1]):
+            y[i] += data[k] * x[indices[k]]
+
+
+@parpy.jit
+def row_max(indptr, data, y, N):
+    parpy.label("rows")
+    for i in range(N):
+        parpy.label("nz")
+        for k in range(indptr[i], indptr[i + 1]):
+            y[i] = op.max(y[i], data[k])
+
+
+@parpy.jit
+def centre_rows(x, y, N, M):
+    """Two steps per row: its mean (a reduction), then every element less the mean (a parallel
+    loop), and a row-dependent branch whose condition reads memory."""
+    parpy.label("rows")
+    for i in range(N):
+        s = 0.0
+        parpy.label("sum")
+        for j in range(M):
+            s += x[i, j]
+        m = s / M
+        parpy.label("cols")
+        for j in range(M):
+            y[i, j] = x[i, j] - m
+        if y[i, 0] > 0.0:
+            parpy.label("cols")
+            for j in range(M):
+                y[i, j] = 2.0 * y[i, j]
+
+
+# ----- data ------------------------------------------------------------------------------------
+
+
+def power_law_csr(rows, dtype, mean=12):
+    """A CSR matrix with random power-law row lengths: empty rows, rows of a few entries and rows
+    far longer than 32."""
+    p = RNG.pareto(1.5, rows)
+    lens = np.minimum(np.round(p / p.mean() * mean), 40 * mean).astype(np.int64)
+    lens[RNG.choice(rows, rows // 10, replace=False)] = 0
+    lens[RNG.choice(rows, 3, replace=False)] = [33, 100, 257]
+    indptr = np.zeros(rows + 1, np.int64)
+    indptr[1:] = np.cumsum(lens)
+    indices = RNG.integers(0, rows, indptr[-1]).astype(np.int64)
+    data = RNG.standard_normal(indptr[-1]).astype(dtype)
+    return indptr, indices, data
+
+
+def spmv_ref(indptr, indices, data, x):
+    rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    prods = (data * x[indices]).astype(np.float64)  # each product in the element type, as the program
+    return np.bincount(rows, weights=prods, minlength=len(indptr) - 1)
+
+
+def opts(backend, k, rows, tpb=None):
+    r = parpy.threads(rows) if tpb is None else parpy.threads(rows).tpb(tpb)
+    o = parpy.par({"rows": r, "nz": parpy.threads(k).reduce()})
+    o.backend = backend
+    return o
+
+
+def centre_opts(k):
+    return parpy.par({"rows": parpy.threads(N), "sum": parpy.threads(k).reduce(), "cols": parpy.threads(k)})
+
+
+# N is no multiple of any rows-per-block count, so the last block has rows past the end.
+N = 1003
+
+
+# ----- numbers, on every enabled backend (Cuda on a GPU) ---------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [4, 8, 16, 32])
+def test_spmv(backend, k, dtype):
+    indptr, indices, data = power_law_csr(N, dtype)
+    x = RNG.standard_normal(N).astype(dtype)
+    y = np.full(N, np.nan, dtype)
+    spmv(indptr, indices, data, x, y, N, opts=opts(backend, k, N))
+    np.testing.assert_allclose(y, spmv_ref(indptr, indices, data, x), rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [4, 8, 16, 32])
+def test_spmv_into_the_output(backend, k, dtype):
+    indptr, indices, data = power_law_csr(N, dtype)
+    x = RNG.standard_normal(N).astype(dtype)
+    y = np.full(N, np.nan, dtype)
+    spmv_into(indptr, indices, data, x, y, N, opts=opts(backend, k, N))
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, spmv_ref(indptr, indices, data, x), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [4, 8, 16, 32])
+def test_row_max(backend, k, dtype):
+    indptr, _, data = power_law_csr(N, dtype)
+    y0 = RNG.standard_normal(N).astype(dtype) - 2.0  # empty rows keep their value
+    y = y0.copy()
+    row_max(indptr, data, y, N, opts=opts(backend, k, N))
+    want = np.array([max([y0[i], *data[indptr[i]:indptr[i + 1]]]) for i in range(N)], dtype)
+    np.testing.assert_array_equal(y, want)
+
+
+@pytest.mark.parametrize("k,rows,tpb", [(32, N, 128), (24, N, None), (8, 300, None), (4, 5, None)])
+def test_spmv_other_shapes(backend, k, rows, tpb):
+    # The outer label's tpb, a thread count that is no power of two, fewer outer workers than rows
+    # (grid-stride over rows), and fewer rows than a block holds.
+    indptr, indices, data = power_law_csr(N, np.float64)
+    x = RNG.standard_normal(N)
+    y = np.full(N, np.nan)
+    spmv(indptr, indices, data, x, y, N, opts=opts(backend, k, rows, tpb))
+    np.testing.assert_allclose(y, spmv_ref(indptr, indices, data, x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("M", [3, 16, 45])
+def test_several_steps_per_row(backend, M):
+    x = RNG.standard_normal((N, M))
+    y = np.full((N, M), np.nan)
+    o = centre_opts(16)
+    o.backend = backend
+    centre_rows(x, y, N, M, opts=o)
+    want = x - x.mean(axis=1, keepdims=True)
+    want[want[:, 0] > 0] *= 2.0
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+
+
+# ----- the Cuda code, here without a GPU -------------------------------------------------------
+
+
+def cuda_code(fun, args, o):
+    o.backend = CUDA
+    return parpy.print_compiled(fun, args, o)
+
+
+def spmv_args(dtype=np.float32, rows=N):
+    indptr, indices, data = power_law_csr(rows, dtype)
+    return [indptr, indices, data, np.zeros(rows, dtype), np.zeros(rows, dtype), rows]
+
+
+def kernel_of(code):
+    return code[code.index("__global__"):code.index("static int32_t")]
+
+
+@pytest.mark.parametrize("k,group,rows_per_block", [(4, 4, 64), (8, 8, 32), (16, 16, 16), (32, 32, 8), (24, 32, 8),
+                                                    (1, 1, 256)])
+def test_cuda_packs_rows(k, group, rows_per_block):
+    code = cuda_code(spmv, spmv_args(), opts(CUDA, k, N))
+    blocks = -(-N // rows_per_block)
+    assert f"<<<dim3({blocks}), dim3({rows_per_block * group}), 0, parpy_stream>>>" in code
+    kern = kernel_of(code)
+    assert f"// rows packed: {rows_per_block} rows per block of {rows_per_block * group} threads, each on " in kern
+    assert f"__launch_bounds__({rows_per_block * group})" in kern
+    assert f"parpy_group_reduce_add(" in kern and f", {group});" in kern
+    assert "parpy_block_reduce" not in kern and "parpy_syncthreads" not in kern and "__syncthreads" not in kern
+    # Rows past the end do nothing.
+    assert f"if ((parpy_outer < {N}))" in kern
+    # One lane of the row's group stores.
+    assert "if ((parpy_w1 == 0))" in kern and "parpy_tid == 0" not in kern
+
+
+def test_cuda_uses_the_outer_tpb():
+    code = cuda_code(spmv, spmv_args(), opts(CUDA, 16, N, tpb=128))
+    assert f"<<<dim3({-(-N // 8)}), dim3(128), 0, parpy_stream>>>" in code
+
+
+def test_cuda_no_guard_when_rows_fill_the_blocks():
+    code = cuda_code(spmv, spmv_args(rows=1024), opts(CUDA, 32, 1024))
+    assert "<<<dim3(128), dim3(256), 0, parpy_stream>>>" in code
+    assert "parpy_outer < " not in kernel_of(code)
+
+
+def test_cuda_few_rows_use_a_smaller_block():
+    code = cuda_code(spmv, spmv_args(rows=5), opts(CUDA, 4, 5))
+    assert "<<<dim3(1), dim3(32), 0, parpy_stream>>>" in code  # 8 rows of 4 lanes, 3 of them idle
+
+
+def test_cuda_barriers_become_group_barriers():
+    M = 45
+    code = cuda_code(centre_rows, [np.zeros((N, M)), np.zeros((N, M)), N, M], centre_opts(16))
+    kern = kernel_of(code)
+    assert "parpy_group_sync(16);" in kern
+    assert "parpy_syncthreads" not in kern and "parpy_block_reduce" not in kern
+
+
+@pytest.mark.parametrize("labels", [
+    {"rows": parpy.threads(N), "nz": parpy.threads(64).reduce()},  # more than a warp: a block per row
+    {"rows": parpy.threads(1), "nz": parpy.threads(32).reduce()},  # one row at a time
+])
+def test_cuda_other_kernels_keep_a_block_per_row(labels):
+    o = parpy.par(labels)
+    code = cuda_code(spmv, spmv_args(), o)
+    assert "rows packed" not in code and "parpy_group_" not in code
+
+
+@parpy.jit
+def one_row(indptr, indices, data, x, y):
+    with parpy.gpu:
+        s = 0.0
+        parpy.label("nz")
+        for k in range(indptr[0], indptr[1]):
+            s += data[k] * x[indices[k]]
+        y[0] = s
+
+
+def test_cuda_a_single_row_is_not_packed():
+    indptr, indices, data = power_law_csr(4, np.float32)
+    code = cuda_code(one_row, [indptr, indices, data, np.zeros(4, np.float32), np.zeros(4, np.float32)],
+                     parpy.par({"nz": parpy.threads(32).reduce()}))
+    assert "rows packed" not in code and "parpy_block_reduce_add" in code
+
+
+@needs_nvcc
+@pytest.mark.parametrize("k", [4, 8, 16, 32])
+def test_cuda_packed_code_compiles(tmp_path, k):
+    progs = []
+    for dtype in (np.float32, np.float64):
+        a = spmv_args(dtype)
+        progs.append(cuda_code(spmv, a, opts(CUDA, k, N)))
+        progs.append(cuda_code(spmv_into, a, opts(CUDA, k, N)))
+        progs.append(cuda_code(row_max, [a[0], a[2], a[4], N], opts(CUDA, k, N)))
+    progs.append(cuda_code(centre_rows, [np.zeros((N, 45)), np.zeros((N, 45)), N, 45], centre_opts(k)))
+    for i, code in enumerate(progs):
+        assert "rows packed" in code
+        d = tmp_path / str(i)
+        d.mkdir()
+        nvcc_compile(code, d)
+
+
+# ----- Metal: one row per threadgroup, run in the emulator --------------------------------------
+
+
+@pytest.mark.skipif(not metal_emu.available, reason="no C++ compiler (g++) for the Metal emulator")
+@pytest.mark.parametrize("k", [8, 32])
+def test_metal_keeps_a_threadgroup_per_row(k):
+    indptr, indices, data = power_law_csr(N, np.float32)
+    x = RNG.standard_normal(N).astype(np.float32)
+    y = np.full(N, np.nan, np.float32)
+    o = opts(CompileBackend.Metal, k, N)
+    code = parpy.print_compiled(spmv_into, [indptr.astype(np.int32), indices.astype(np.int32), data, x, y, N], o)
+    assert "rows packed" not in code and re.search(r"launch\(0, 1003, 32,", code)
+    (prog,) = metal_emu.build([code])
+    prog(spmv_into, [indptr.astype(np.int32), indices.astype(np.int32), data, x, y, N])
+    np.testing.assert_allclose(y, spmv_ref(indptr, indices, data, x), rtol=1e-4, atol=1e-4)
