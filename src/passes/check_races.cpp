@@ -126,6 +126,7 @@ class ParallelLoop {
       find_dependent(loop_.body, false, changed);
     }
     collect(loop_.body, Place{});
+    check_outer_local_updates();
     check_invariant_stores();
     check_carried();
     find_atomic();
@@ -301,6 +302,31 @@ class ParallelLoop {
   }
 
   // A store at an index that is the same in every iteration.
+  // An update `s = s + v` (s += v, s = max(s, v), ...) of a scalar local defined outside the
+  // loop: each thread would update its own copy (on a GPU, a register), so the value after the
+  // loop would be one thread's.
+  void check_outer_local_updates() const {
+    std::set<std::string> inside = {i_};
+    visit_block(loop_.body, [&](const Stmt& st) {
+      if (st->kind == StmtKind::Assign && st->defines && st->lhs->kind == ExprKind::Var) inside.insert(st->lhs->name);
+      if (st->kind == StmtKind::For) inside.insert(st->var);
+    });
+    visit_block(loop_.body, [&](const Stmt& st) {
+      if (st->kind != StmtKind::Assign || st->lhs->kind != ExprKind::Var || st->lhs->ty.is_array()) return;
+      const std::string& name = st->lhs->name;
+      if (inside.count(name) || name.empty() || name[0] == '$') return;
+      bool reads_itself = false;
+      visit_expr(st->rhs, [&](const Expr& x) { reads_itself = reads_itself || (x->kind == ExprKind::Var && x->name == name); });
+      if (!reads_itself) return;
+      fail("This statement updates " + name + ", a local defined outside " + loop_name() +
+               ", in every iteration, but the iterations run in parallel: each thread would update its own "
+               "copy of " + name + " and the value after the loop would be one thread's. To combine the "
+               "values of all iterations, make the loop a reduction (label it with parpy.threads(n).reduce()), "
+               "or leave the loop sequential (no threads in its label).",
+           st->span);
+    });
+  }
+
   void check_invariant_stores() const {
     for (const auto& w : sites_) {
       if (!w.write || w.at.guarded || depends(w.access) || dependent_.count(w.access->name)) continue;

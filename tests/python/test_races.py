@@ -217,6 +217,34 @@ def test_race_error_at_call(backend):
     assert not y.any()
 
 
+@parpy.jit
+def local_sums(x, y, N, M):
+    parpy.label("rows")
+    for i in range(N):
+        s = 0.0
+        parpy.label("cols")
+        for j in range(M):
+            s += x[i, j]  # local_sums_update
+        y[i] = s
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.name)
+def test_update_of_an_outer_local_in_a_parallel_loop_is_an_error(backend):
+    # Each thread would accumulate its own copy of s: on a GPU, the row's value was one thread's
+    # partial sum, silently. A reduce() label makes the same program right.
+    x, y = np.random.default_rng(4).random((4, 64)), np.zeros(4)
+    with pytest.raises(RuntimeError) as e:
+        parpy.print_compiled(local_sums, [x, y, 4, 64], make_opts(backend, rows=4, cols=32))
+    assert str(e.value).startswith("This statement updates s, a local defined outside the parallel loop over j")
+    assert "parpy.threads(n).reduce()" in str(e.value) and "s += x[i, j]" in str(e.value)
+    if parpy.backend.is_enabled(backend):
+        with pytest.raises(RuntimeError, match="This statement updates s"):
+            local_sums(x, y, 4, 64, opts=make_opts(backend, rows=4, cols=32))
+        assert not y.any()
+        local_sums(x, y, 4, 64, opts=make_opts(backend, {"cols": parpy.threads(32).reduce()}, rows=4))
+        np.testing.assert_allclose(y, x.sum(axis=1), rtol=1e-12, atol=0)
+
+
 # ===== Valid programs stay valid ===============================================================
 
 
