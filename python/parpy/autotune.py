@@ -197,16 +197,17 @@ def _powers_of_two(low: int, high: int) -> list[int]:
     return out
 
 
-def _thread_counts(n: int, backend: CompileBackend) -> list[int]:
+def _thread_counts(n: int, backend: CompileBackend, reduce: bool = False) -> list[int]:
     """Candidate thread counts for a label the user gave `n` threads: n itself and the powers of
     two below it, the user's first. On Cpu a team never has more threads than cores (and an inner
     label is a SIMD loop for any count above 1): the powers of two up to the core count, and the
-    core count."""
+    core count. On a GPU, from 32 up; a reduce() label (an inner reduction, whose rows the GPU
+    packs several to a block below 32 threads: docs/gpu.md) from 4 up."""
     if backend == CompileBackend.Cpu:
         cores = os.cpu_count() or 1
         others = _powers_of_two(1, min(n, cores)) + ([cores] if cores <= n else [])
     else:
-        others = _powers_of_two(32, n)
+        others = _powers_of_two(4 if reduce else 32, n)
     return [n] + sorted(set(others) - {n}, reverse=True)
 
 
@@ -348,7 +349,7 @@ class _Search:
             threads, reduce, tpb = spec[label]
             if threads <= 0:
                 continue
-            for t in _thread_counts(threads, self.backend):
+            for t in _thread_counts(threads, self.backend, reduce):
                 if self.left() <= 0:
                     return
                 self.time({**spec, label: (t, reduce, tpb)}, clusters)
