@@ -315,8 +315,10 @@ class _Search:
                 self.fn._drop_cached(key)
 
     def labels(self, spec: Spec) -> list[str]:
-        """The labels in the order they first appear in the function's source (outer loops
-        first, usually), the others after them by name."""
+        """The labels with the most threads first (their choice usually matters most, and they
+        have the most candidates: searched first, they are searched within a small budget too);
+        labels with as many threads in the order they first appear in the function's source,
+        the others after them by name."""
         try:
             source = inspect.getsource(self.fn.__wrapped__)
         except (AttributeError, OSError, TypeError):
@@ -326,7 +328,7 @@ class _Search:
             i = min((j for j in (source.find(f'"{label}"'), source.find(f"'{label}'")) if j >= 0), default=-1)
             return i if i >= 0 else len(source) + 1
 
-        return sorted(spec, key=lambda label: (first(label), label))
+        return sorted(spec, key=lambda label: (-spec[label][0], first(label), label))
 
     def search(self) -> None:
         user, clusters = _spec_of(self.opts), self.opts.use_cuda_thread_block_clusters
@@ -341,18 +343,27 @@ class _Search:
             self.coordinate_search(user, c)
 
     def coordinate_search(self, spec: Spec, clusters: bool) -> None:
-        """The thread counts of one label at a time, the others at their best so far; then the
-        threads per block, one value for every label (the labels of a parallel nest must agree
-        on it)."""
+        """The thread counts of one label at a time, the others at their best so far: the user's
+        count and every other power of two below it (steps of 4), then the two counts beside the
+        best of those; then the threads per block, one value for every label (the labels of a
+        parallel nest must agree on it)."""
         self.time(spec, clusters)
         for label in self.labels(spec):
             threads, reduce, tpb = spec[label]
             if threads <= 0:
                 continue
-            for t in _thread_counts(threads, self.backend, reduce):
+            counts = _thread_counts(threads, self.backend, reduce)
+            for t in counts[:1] + counts[2::2]:
                 if self.left() <= 0:
                     return
                 self.time({**spec, label: (t, reduce, tpb)}, clusters)
+            best = self.best_spec(spec, clusters)[label][0]
+            if best in counts:
+                k = counts.index(best)
+                for t in counts[max(k - 1, 0):k + 2]:
+                    if self.left() <= 0:
+                        return
+                    self.time({**spec, label: (t, reduce, tpb)}, clusters)
             spec = self.best_spec(spec, clusters)
         widest = max((t for t, _, _ in spec.values()), default=0)
         for b in _block_sizes(widest, self.backend):

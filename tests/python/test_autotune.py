@@ -75,33 +75,68 @@ def test_search_picks_the_fastest_and_the_call_runs_once():
     assert len(parpy.tuned(scale_add, [x, y, n], o).candidates) == before
 
 
-def test_labels_are_tuned_outer_first():
-    # The labels in the order they appear in the function: the outer loop's threads are tuned
-    # before the inner loop's (not by name).
-    @parpy.jit
-    def rows_then_cols(x, y, N, M):
-        parpy.label("z_rows")
-        for i in range(N):
-            parpy.label("a_cols")
-            for j in range(M):
-                y[i, j] = x[i, j] * 3.0
+@parpy.jit
+def rows_then_cols(x, y, N, M):
+    parpy.label("z_rows")
+    for i in range(N):
+        parpy.label("a_cols")
+        for j in range(M):
+            y[i, j] = x[i, j] * 3.0
 
+
+def search_order(monkeypatch, spec):
+    """The specs a Cuda search from `spec` times, in order, with a stand-in timer whose fastest
+    spec is a_cols = 4096 threads, z_rows = 64 (nothing is built)."""
+    import math
+
+    S = parpy.autotune._Search
+    s = S.__new__(S)
+    s.fn, s.backend, s.budget, s.start, s.tried = rows_then_cols, CompileBackend.Cuda, 1e9, 0.0, {}
+    monkeypatch.setattr(parpy.autotune.time, "perf_counter", lambda: 0.0)
+    order = []
+
+    def fake_time(self, sp, clusters):
+        key = (tuple(sorted(sp.items())), clusters)
+        if key not in self.tried:
+            cost = abs(math.log2(sp["a_cols"][0]) - 12) + abs(math.log2(sp["z_rows"][0]) - 6) + 1
+            self.tried[key] = parpy.autotune.Candidate(dict(sp), clusters, cost)
+            order.append((sp["z_rows"][0], sp["a_cols"][0], sp["a_cols"][2]))
+        return self.tried[key]
+
+    monkeypatch.setattr(S, "time", fake_time)
+    s.coordinate_search(spec, False)
+    return order
+
+
+def test_the_widest_label_is_tuned_first_coarse_then_fine(monkeypatch):
+    # a_cols has more threads than z_rows: it is tuned first (within a small budget its choice
+    # matters most), in steps of 4 from the user's count, then the counts beside the best; then
+    # z_rows with a_cols at its best; then the threads per block.
+    order = search_order(monkeypatch, {"z_rows": (1024, False, 1024), "a_cols": (65536, False, 1024)})
+    assert order[:9] == [(1024, c, 1024) for c in (65536, 16384, 4096, 1024, 256, 64, 8192, 2048)] + [
+        (256, 4096, 1024)]
+    assert order[8:13] == [(r, 4096, 1024) for r in (256, 64, 128, 32)] + [(64, 4096, 512)]
+
+
+def test_labels_with_as_many_threads_are_tuned_in_source_order(monkeypatch):
+    # The same counts: the order of the labels in the function (z_rows first), not their names.
+    order = search_order(monkeypatch, {"z_rows": (1024, False, 1024), "a_cols": (1024, False, 1024)})
+    assert [r for r, c, _ in order[:4]] == [1024, 256, 64, 128] and {c for _, c, _ in order[:4]} == {1024}
+
+
+def test_labels_and_candidates_on_cpu():
+    # A real search on Cpu: results are right and both labels were tuned.
     n, m = 64, 256
     x, y = RNG.standard_normal((n, m)), np.zeros((n, m))
     o = parpy.par({"z_rows": parpy.threads(n), "a_cols": parpy.threads(m)}, autotune=True)
     o.backend = CompileBackend.Cpu
-    # Time enough for every candidate of both labels (on 16 cores z_rows alone has 6, each a build).
+    # Time enough for every candidate of both labels (on 16 cores each label has several builds).
     o.autotune_budget_s = 600.0
     rows_then_cols(x, y, n, m, opts=o)
     np.testing.assert_allclose(y, x * 3.0, rtol=1e-15, atol=0)
-    t = parpy.tuned(rows_then_cols, [x, y, n, m], o)
-    # Right after the user's spec come the other thread counts of z_rows, a_cols as given; then
-    # a_cols varies with z_rows at its best.
-    c = t.candidates
-    assert c[1].spec["z_rows"][0] != n and c[1].spec["a_cols"][0] == m
-    later = [k for k, x in enumerate(c) if x.spec["a_cols"][0] != m]
-    assert later and all(x.spec["a_cols"][0] == m for x in c[:later[0]])
-    assert len({x.spec["z_rows"] for x in c[later[0]:]}) == 1
+    c = parpy.tuned(rows_then_cols, [x, y, n, m], o).candidates
+    assert c[1].spec["a_cols"][0] != m and c[1].spec["z_rows"][0] == n  # the wider label first
+    assert any(x.spec["z_rows"][0] != n for x in c)
 
 
 def test_gpu_thread_counts_go_below_a_warp_for_reductions():
