@@ -162,22 +162,29 @@ def test_budget_bounds_the_search():
     assert [c.spec for c in t.candidates] == [{"N": (n, False, 1024)}] and t.spec == {"N": (n, False, 1024)}
 
 
-def test_a_broken_candidate_is_skipped_with_its_reason(monkeypatch):
+def tune_with_failures(monkeypatch, n, failure):
+    """Tunes scale_add on n elements where candidates for which `failure(spec)` gives an exception
+    raise it instead of building; checks the call's result; returns the tuning."""
     real = parpy.autotune._options
 
     def options(base, spec, clusters):
-        if spec["N"][0] == 2:
-            raise RuntimeError("this candidate does not build\nsecond line")
+        e = failure(spec)
+        if e is not None:
+            raise e
         return real(base, spec, clusters)
 
     monkeypatch.setattr(parpy.autotune, "_options", options)
-    n = 30000
     x, y = RNG.standard_normal(n), RNG.standard_normal(n)
     want = y + 2.0 * x
     o = tuning_opts(n)
     scale_add(x, y, n, opts=o)
     np.testing.assert_allclose(y, want, rtol=1e-15, atol=0)
-    t = parpy.tuned(scale_add, [x, y, n], o)
+    return parpy.tuned(scale_add, [x, y, n], o)
+
+
+def test_a_broken_candidate_is_skipped_with_its_reason(monkeypatch):
+    t = tune_with_failures(monkeypatch, 30000, lambda spec: RuntimeError(
+        "this candidate does not build\nsecond line") if spec["N"][0] == 2 else None)
     broken = [c for c in t.candidates if c.spec["N"][0] == 2]
     assert len(broken) == 1 and broken[0].seconds is None
     assert broken[0].error == "RuntimeError: this candidate does not build"
@@ -205,21 +212,9 @@ def test_errors_of_the_users_spec_are_raised_as_without_autotuning():
 def test_a_spec_asking_too_much_parallelism_is_an_upper_bound(monkeypatch):
     # The user's spec raises ParallelismError (more parallelism than the target gives the nest;
     # a stand-in here, as only the GPU backends raise it): the search goes on below it.
-    real = parpy.autotune._options
     n = 30001  # a key no other test tuned (choices stay in memory)
-
-    def options(base, spec, clusters):
-        if spec["N"][0] == n:
-            raise parpy.ParallelismError("too many threads for this nest")
-        return real(base, spec, clusters)
-
-    monkeypatch.setattr(parpy.autotune, "_options", options)
-    x, y = RNG.standard_normal(n), RNG.standard_normal(n)
-    want = y + 2.0 * x
-    o = tuning_opts(n)
-    scale_add(x, y, n, opts=o)
-    np.testing.assert_allclose(y, want, rtol=1e-15, atol=0)
-    t = parpy.tuned(scale_add, [x, y, n], o)
+    t = tune_with_failures(monkeypatch, n, lambda spec: parpy.ParallelismError(
+        "too many threads for this nest") if spec["N"][0] == n else None)
     assert t.candidates[0].spec["N"][0] == n and t.candidates[0].error.startswith("ParallelismError")
     assert t.spec["N"][0] < n
 
