@@ -16,7 +16,9 @@
 #   sanitize-all  memcheck and racecheck ($PARPY_SAN_TOOLS, default both), side by side, over the whole suite ($PARPY_SAN_K selects
 #             tests, default every test that may use the GPU; $PARPY_SAN_WORKERS pytest-xdist workers each, default 6;
 #             $PARPY_SAN_FILES the test files, default tests/python: a 10-minute command covers less
-#             than half; each test's outcome goes to $tool-tests.log as it ends)
+#             than half; each test's outcome goes to $tool-tests.log as it ends; $PARPY_SAN_DONE, a
+#             folder of such logs from earlier cut runs, $tool-tests*.log: the tests they record are
+#             not run again)
 # Wheels the machine lacks go in .whl/ first (optional), e.g.
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl nanobind pytest
 # Usage: bash tools/gpu_check.sh [log-dir]   (PARPY_CXX selects the host compiler; default
@@ -86,7 +88,8 @@ for step in $steps; do
       # per tool starve: 15 memcheck workers finished no test in 540 s.
       ngpu=$(nvidia-smi -L | wc -l); g=0
       for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
-        PARPY_TEST_LOG="$logs/$tool-tests.log" CUDA_VISIBLE_DEVICES=$(( g % ngpu )) compute-sanitizer --tool $tool --report-api-errors no \
+        skip=$( [ -n "${PARPY_SAN_DONE:-}" ] && ls "$PARPY_SAN_DONE"/$tool-tests*.log 2>/dev/null | paste -sd: )
+        PARPY_TEST_SKIP="$skip" PARPY_TEST_LOG="$logs/$tool-tests.log" CUDA_VISIBLE_DEVICES=$(( g % ngpu )) compute-sanitizer --tool $tool --report-api-errors no \
           --target-processes all --print-limit 50 python3 -m pytest -q -rf -p no:cacheprovider \
           -n "${PARPY_SAN_WORKERS:-6}" ${PARPY_SAN_FILES:-tests/python} -k "${PARPY_SAN_K:-not Cpu and not fuzz and not built_by_nvcc}" \
           > "$logs/$tool-all.log" 2>&1 &

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gpu/gpu_ir.h"
@@ -40,6 +41,20 @@ struct Lowered {
   // gpu/host_program.h).
   std::shared_ptr<const GpuProgram> gpu;
 };
+
+// The Lowered of a GPU program printed by a backend (`printed`: its CudaProgram or MetalProgram,
+// moved from): code, entry and error symbols, parameters and written arrays.
+template <class Printed>
+Lowered lowered_gpu(Printed& printed, const GpuProgram& gpu) {
+  Lowered low;
+  low.code = std::move(printed.code);
+  low.entry_symbol = std::move(printed.entry_symbol);
+  low.params = gpu.params;
+  low.error_symbol = std::move(printed.error_symbol);
+  low.written = gpu.written;
+  low.bounds_symbol = std::move(printed.bounds_symbol);
+  return low;
+}
 
 // What an entry returns when an index checked at run time was out of bounds (PARPY_INDEX_ERROR in
 // parpy_common.h).

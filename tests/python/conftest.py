@@ -42,6 +42,31 @@ def backend(request):
 # (a sanitizer run on the GPU machine) still says which tests ended and how.
 _TEST_LOG = os.environ.get("PARPY_TEST_LOG")
 
+# PARPY_TEST_SKIP=<log>[:<log>...]: tests that such logs record as ended (any outcome) are
+# deselected, so a run cut by a time limit goes on where it stopped.
+_SKIP_LOGS = [p for p in os.environ.get("PARPY_TEST_SKIP", "").split(os.pathsep) if p]
+
+
+def _ended_tests(paths):
+    ended = set()
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and not line.startswith(" ") and "::" in parts[-1]:
+                    ended.add(parts[-1])
+    return ended
+
+
+def pytest_collection_modifyitems(config, items):
+    if not _SKIP_LOGS:
+        return
+    ended = _ended_tests(_SKIP_LOGS)
+    keep = [item for item in items if item.nodeid not in ended]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.nodeid in ended])
+        items[:] = keep
+
 
 def pytest_runtest_logreport(report):
     # Under pytest-xdist the controller sees each worker's reports again (with report.node set):

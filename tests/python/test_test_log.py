@@ -36,3 +36,29 @@ def test_outcomes_are_logged_as_tests_end(tmp_path):
     assert starts[1].startswith("failed ") and starts[1].endswith("test_sample.py::test_fails")
     assert starts[2].startswith("skipped ") and starts[2].endswith("test_sample.py::test_skipped")
     assert any("the marker of this failure" in line for line in lines)
+
+
+def test_tests_in_a_skip_log_are_deselected(tmp_path):
+    here = pathlib.Path(__file__).parent
+    (tmp_path / "conftest.py").write_text((here / "conftest.py").read_text())
+    (tmp_path / "test_sample.py").write_text(textwrap.dedent("""
+        def test_one():
+            pass
+
+        def test_two():
+            pass
+
+        def test_three():
+            pass
+    """))
+    done = tmp_path / "done.log"
+    done.write_text("passed 0.1s test_sample.py::test_one\n"
+                    "failed 2.0s test_sample.py::test_three\n    assert 0\n")
+    log = tmp_path / "tests.log"
+    env = dict(os.environ, PARPY_TEST_LOG=str(log), PARPY_TEST_SKIP=str(done))
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                        str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 passed, 2 deselected" in r.stdout, r.stdout
+    assert [line.split()[-1] for line in log.read_text().splitlines()] == ["test_sample.py::test_two"]

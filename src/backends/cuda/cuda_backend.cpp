@@ -72,15 +72,9 @@ class CudaBackend final : public Backend {
 
   Lowered print_gpu(const GpuProgram& gpu, const CompileOptions&) const override {
     CudaProgram prog = print_cuda(gpu);
-    Lowered low;
-    low.code = std::move(prog.code);
-    low.entry_symbol = std::move(prog.entry_symbol);
-    low.params = gpu.params;
-    low.error_symbol = std::move(prog.error_symbol);
-    low.written = gpu.written;
+    Lowered low = lowered_gpu(prog, gpu);
     low.device_code = std::move(prog.device_code);
     low.host_code = std::move(prog.host_code);
-    low.bounds_symbol = std::move(prog.bounds_symbol);
     return low;
   }
 

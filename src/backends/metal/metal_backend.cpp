@@ -61,14 +61,7 @@ class MetalBackend final : public Backend {
     GpuProgram gpu = narrow_weak_doubles(program);
     check_metal_program(gpu);
     MetalProgram prog = print_metal(gpu, opts);
-    Lowered low;
-    low.code = std::move(prog.code);
-    low.entry_symbol = std::move(prog.entry_symbol);
-    low.params = gpu.params;
-    low.error_symbol = std::move(prog.error_symbol);
-    low.written = gpu.written;
-    low.bounds_symbol = std::move(prog.bounds_symbol);
-    return low;
+    return lowered_gpu(prog, gpu);
   }
 
   // Reached only where the backend is available (macOS with metal-cpp): the call path resolves
