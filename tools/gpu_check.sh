@@ -88,9 +88,9 @@ for step in $steps; do
       # per tool starve: 15 memcheck workers finished no test in 540 s.
       ngpu=$(nvidia-smi -L | wc -l); g=0
       for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
-        skip=$( [ -n "${PARPY_SAN_DONE:-}" ] && ls "$PARPY_SAN_DONE"/$tool-tests*.log 2>/dev/null | paste -sd: )
+        skip=$( [ -n "${PARPY_SAN_DONE:-}" ] && ls "$(realpath "$PARPY_SAN_DONE")"/$tool-tests*.log 2>/dev/null | paste -sd: )
         PARPY_TEST_SKIP="$skip" PARPY_TEST_LOG="$logs/$tool-tests.log" CUDA_VISIBLE_DEVICES=$(( g % ngpu )) compute-sanitizer --tool $tool --report-api-errors no \
-          --target-processes all --print-limit 50 python3 -m pytest -q -rf -p no:cacheprovider \
+          --target-processes "${PARPY_SAN_TARGETS:-all}" --print-limit 50 python3 -m pytest -q -rf -p no:cacheprovider \
           -n "${PARPY_SAN_WORKERS:-6}" ${PARPY_SAN_FILES:-tests/python} -k "${PARPY_SAN_K:-not Cpu and not fuzz and not built_by_nvcc}" \
           > "$logs/$tool-all.log" 2>&1 &
         g=$(( g + 1 ))

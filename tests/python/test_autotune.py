@@ -57,11 +57,17 @@ def test_search_picks_the_fastest_and_the_call_runs_once():
     t = parpy.tuned(scale_add, [x, y, n], o)
     assert t is not None and not t.from_disk
     timed = [c for c in t.candidates if c.seconds is not None]
-    # The user's spec first, then the other thread counts: n itself, powers of two, the core count.
+    # The user's spec first, then the other thread counts (powers of two up to the core count, and
+    # the core count), coarse to fine: every other count, then the two beside the fastest of those.
     assert t.candidates[0].spec == {"N": (n, False, 1024)}
     tried = {c.spec["N"][0] for c in t.candidates}
     cores = os.cpu_count() or 1
-    assert {n, 1, 2, cores} <= tried and len(timed) == len(t.candidates)
+    counts = [n] + sorted(set([2 ** k for k in range(cores.bit_length()) if 2 ** k <= cores] + [cores]), reverse=True)
+    coarse = set(counts[:1] + counts[2::2])
+    assert coarse <= tried <= set(counts) and len(timed) == len(t.candidates)
+    best_coarse = min((c for c in timed if c.spec["N"][0] in coarse), key=lambda c: c.seconds).spec["N"][0]
+    k = counts.index(best_coarse)
+    assert set(counts[max(k - 1, 0):k + 2]) <= tried
     fastest = min(timed, key=lambda c: c.seconds)
     assert t.spec == fastest.spec and t.par()["N"].__getstate__() == (t.spec["N"][0], False, 1024)
     assert t.source() == f"parpy.par({{'N': parpy.threads({t.spec['N'][0]})}})"

@@ -25,6 +25,7 @@ def test_outcomes_are_logged_as_tests_end(tmp_path):
     """))
     log = tmp_path / "tests.log"
     env = dict(os.environ, PARPY_TEST_LOG=str(log))
+    env.pop("PARPY_TEST_SKIP", None)  # the outer run's (a sanitizer run's resumption)
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
                         str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=300)
