@@ -18,7 +18,9 @@
 #             $PARPY_SAN_FILES the test files, default tests/python: a 10-minute command covers less
 #             than half; each test's outcome goes to $tool-tests.log as it ends; $PARPY_SAN_DONE, a
 #             folder of such logs from earlier cut runs, $tool-tests*.log: the tests they record are
-#             not run again)
+#             not run again; the sanitizer instruments child processes too ($PARPY_SAN_TARGETS,
+#             default all), whose tests' time limits are multiplied by $PARPY_SAN_TIMEOUT_SCALE,
+#             default 5: children under the sanitizer ran out of 120-300 s limits)
 # Wheels the machine lacks go in .whl/ first (optional), e.g.
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl nanobind pytest
 # Usage: bash tools/gpu_check.sh [log-dir]   (PARPY_CXX selects the host compiler; default
@@ -89,7 +91,7 @@ for step in $steps; do
       ngpu=$(nvidia-smi -L | wc -l); g=0
       for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
         skip=$( [ -n "${PARPY_SAN_DONE:-}" ] && ls "$(realpath "$PARPY_SAN_DONE")"/$tool-tests*.log 2>/dev/null | paste -sd: )
-        PARPY_TEST_SKIP="$skip" PARPY_TEST_LOG="$logs/$tool-tests.log" CUDA_VISIBLE_DEVICES=$(( g % ngpu )) compute-sanitizer --tool $tool --report-api-errors no \
+        PARPY_TEST_TIMEOUT_SCALE=${PARPY_SAN_TIMEOUT_SCALE:-5} PARPY_TEST_SKIP="$skip" PARPY_TEST_LOG="$logs/$tool-tests.log" CUDA_VISIBLE_DEVICES=$(( g % ngpu )) compute-sanitizer --tool $tool --report-api-errors no \
           --target-processes "${PARPY_SAN_TARGETS:-all}" --print-limit 50 python3 -m pytest -q -rf -p no:cacheprovider \
           -n "${PARPY_SAN_WORKERS:-6}" ${PARPY_SAN_FILES:-tests/python} -k "${PARPY_SAN_K:-not Cpu and not fuzz and not built_by_nvcc}" \
           > "$logs/$tool-all.log" 2>&1 &

@@ -1,5 +1,6 @@
 """Helpers shared by the test files: compiler options for a backend and labels, and kernels."""
 
+import os
 import shutil
 import subprocess
 
@@ -13,6 +14,12 @@ def make_opts(backend, par=None, **labels):
     o = parpy.par(dict(par or {}, **{k: parpy.threads(v) for k, v in labels.items()}))
     o.backend = backend
     return o
+
+
+def child_timeout(seconds):
+    """A time limit for a child process, scaled by PARPY_TEST_TIMEOUT_SCALE (a sanitizer run, which
+    instruments the children too, sets it: their CUDA work is many times slower there)."""
+    return seconds * float(os.environ.get("PARPY_TEST_TIMEOUT_SCALE", "1"))
 
 
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import parpy
+from common import child_timeout
 
 SOURCE = r"""
 #include <stdio.h>
@@ -150,7 +151,8 @@ def run(tmp_path, script, source=SOURCE, **env):
     full = dict(os.environ, PARPY_LIBCUDA=str(lib), PARPY_CACHE_DIR=str(tmp_path / "cache"),
                 FAKE_CUDA_LOG=str(tmp_path / "driver.log"), **env)
     full.pop("PARPY_CUDA_BUILD", None)
-    r = subprocess.run([sys.executable, str(path)], env=full, capture_output=True, text=True, timeout=600,
+    r = subprocess.run([sys.executable, str(path)], env=full, capture_output=True, text=True,
+                       timeout=child_timeout(600),
                        check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     return r

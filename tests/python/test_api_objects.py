@@ -12,6 +12,7 @@ import parpy.operators as ops
 import parpy.types
 import pytest
 from parpy import parpy as native
+from common import child_timeout
 
 CompileBackend = native.CompileBackend
 CompileOptions = native.CompileOptions
@@ -455,7 +456,7 @@ def test_main_diagnostics(tmp_path):
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=child_timeout(120),
     )
     assert r.returncode == 0, r.stderr
     out = r.stdout
@@ -468,7 +469,7 @@ def test_main_diagnostics(tmp_path):
         assert ("  Cuda build: kernels by NVRTC" if nvrtc else "  Cuda build: two parts: kernels by nvcc -cubin") \
             in out or "  Cuda build: nvcc builds" in out, out
         r = subprocess.run([sys.executable, "-m", "parpy"], check=False, capture_output=True, text=True,
-                           env=dict(env, PARPY_CUDA_BUILD="nvcc"), timeout=120)
+                           env=dict(env, PARPY_CUDA_BUILD="nvcc"), timeout=child_timeout(120))
         assert "  Cuda build: nvcc builds the whole program: PARPY_CUDA_BUILD=nvcc" in r.stdout, r.stdout
     assert str(tmp_path) in out and "1 files" in out
 

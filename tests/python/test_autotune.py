@@ -13,6 +13,7 @@ import numpy as np
 import parpy
 import pytest
 from parpy import CompileBackend
+from common import child_timeout
 
 pytestmark = [pytest.mark.usefixtures("fresh_cache"),
               pytest.mark.skipif(not parpy.backend.is_enabled(CompileBackend.Cpu), reason="needs the Cpu backend")]
@@ -305,7 +306,7 @@ def test_a_second_process_reuses_the_choice_from_disk(fresh_cache):
     outs = []
     for which in ("first", "second"):
         r = subprocess.run([sys.executable, "-c", script, which], capture_output=True, text=True, env=env,
-                           timeout=300, check=False)
+                           timeout=child_timeout(300), check=False)
         assert r.returncode == 0, r.stdout + r.stderr
         outs.append(r.stdout.split()[-3:])
     (disk1, spec1, n1), (disk2, spec2, n2) = outs
@@ -315,11 +316,11 @@ def test_a_second_process_reuses_the_choice_from_disk(fresh_cache):
     assert len(records) == 1
     records[0].write_bytes(records[0].read_bytes().replace(b'"spec"', b'"spek"', 1))  # damaged
     r = subprocess.run([sys.executable, "-c", script, "first"], capture_output=True, text=True, env=env,
-                       timeout=300, check=False)
+                       timeout=child_timeout(300), check=False)
     assert r.returncode == 0 and r.stdout.split()[-3] == "False", r.stdout + r.stderr
     os.chmod(records[0], 0o666)
     r = subprocess.run([sys.executable, "-c", script, "second"], capture_output=True, text=True, env=env,
-                       timeout=300, check=False)
+                       timeout=child_timeout(300), check=False)
     assert r.returncode != 0 and "the second process timed candidates" in r.stderr
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import parpy
 import pytest
 from conftest import backends
+from common import child_timeout
 
 RNG = np.random.default_rng(7)
 
@@ -184,7 +185,7 @@ def run_child(tmp_path, cache_dir, backend, mode):
     env["PYTHONPATH"] = os.pathsep.join(
         [os.path.dirname(here)] + [p for p in [env.get("PYTHONPATH")] if p])
     proc = subprocess.run([sys.executable, str(script), backend.name, mode], check=False, env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=child_timeout(120))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("STATS "))
     return json.loads(line[len("STATS "):])
@@ -552,9 +553,9 @@ def test_clear_cache_never_breaks_builds_in_other_processes(tmp_path):
 
     clearer = start(0, 0, "clear", stop)
     builders = [start(i, rounds, "build") for i in range(8)]
-    outputs = [b.communicate(timeout=600)[0] for b in builders]
+    outputs = [b.communicate(timeout=child_timeout(600))[0] for b in builders]
     stop.touch()
-    cleared = clearer.communicate(timeout=60)[0]
+    cleared = clearer.communicate(timeout=child_timeout(60))[0]
     for b, out in zip(builders, outputs):
         assert b.returncode == 0, out
     assert clearer.returncode == 0, cleared
@@ -625,7 +626,7 @@ def test_a_hanging_compiler_is_stopped(tmp_path, mode):
     if mode == "interrupt":
         env["PARPY_COMPILE_TIMEOUT"] = "30"
     proc = subprocess.run([sys.executable, str(script), mode, str(pid_file)], env=env,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=child_timeout(60))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     if mode == "interrupt":
         assert "KEYBOARD-INTERRUPT" in proc.stdout, proc.stdout + proc.stderr
@@ -673,7 +674,7 @@ def test_a_compiler_without_openmp_is_named_with_the_fix(tmp_path):
     script = tmp_path / "no_openmp.py"
     script.write_text(NO_OPENMP)
     proc = subprocess.run([sys.executable, str(script)], env=child_env(tmp_path / "cache", CXX=str(fake)),
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=child_timeout(120))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert f"ERROR The C++ compiler {fake} (" in out, out
@@ -738,7 +739,7 @@ def test_read_only_cache_dir_falls_back_to_a_private_one():
         os.chmod(script, 0o644)
         proc = subprocess.run([sys.executable, str(script)],
                               env=child_env(cache, TMPDIR=str(private_tmp)),
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=child_timeout(120))
         assert proc.returncode == 0, proc.stdout + proc.stderr
         if "SKIP: " in proc.stdout:
             pytest.skip(proc.stdout[proc.stdout.index("SKIP: ") + 6:].strip())
@@ -784,7 +785,7 @@ def test_relative_cache_dir_is_made_absolute(tmp_path):
     work.mkdir()
     for _ in range(2):  # builds, then finds the library there
         proc = subprocess.run([sys.executable, str(script)], env=child_env("relcache"), cwd=work,
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=child_timeout(120))
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert f"CACHE {work / 'relcache'}\n" in proc.stdout, proc.stdout
     assert "'builds': 0" in proc.stdout, proc.stdout
@@ -840,7 +841,8 @@ def test_editing_a_header_rebuilds_in_a_new_process(tmp_path):
 
     def child(k):
         proc = subprocess.run([sys.executable, str(script), str(include), repr(k)],
-                              env=child_env(cache), capture_output=True, text=True, timeout=120)
+                              env=child_env(cache), capture_output=True, text=True,
+                              timeout=child_timeout(120))
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return int(next(ln for ln in proc.stdout.splitlines() if ln.startswith("BUILDS "))[7:])
 
@@ -992,7 +994,7 @@ def test_read_only_cache_dir_is_used_for_lookups():
         def child(mode):
             proc = subprocess.run([sys.executable, str(script), mode, str(log)],
                                   env=child_env(cache, TMPDIR=str(private_tmp), CXX=str(cxx)),
-                                  capture_output=True, text=True, timeout=120)
+                                  capture_output=True, text=True, timeout=child_timeout(120))
             assert proc.returncode == 0, proc.stdout + proc.stderr
             if "SKIP: " in proc.stdout:
                 pytest.skip(proc.stdout[proc.stdout.index("SKIP: ") + 6:].strip())

@@ -15,7 +15,7 @@ import fake_driver
 import parpy
 import pytest
 from parpy import CompileBackend
-from common import axpy, row_sum
+from common import child_timeout, axpy, row_sum
 
 CUDA = CompileBackend.Cuda
 needs_gpu = pytest.mark.skipif(not parpy.backend.is_enabled(CUDA), reason="no CUDA GPU here")
@@ -151,7 +151,8 @@ def test_cuda_source_is_built_by_nvcc(tmp_path):
     """)
     env = dict(os.environ, LD_LIBRARY_PATH=str(lib_dir), PARPY_LIBCUDA=str(lib_dir / "libcuda.so.1"),
                PARPY_CACHE_DIR=str(tmp_path / "cache"))
-    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600,
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                       timeout=child_timeout(600),
                        check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     # nvcc's front end reports the missing semicolon (g++ would already reject __global__).

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import parpy
 import pytest
+from common import child_timeout
 
 CUDA = parpy.CompileBackend.Cuda
 pytestmark = pytest.mark.skipif(not parpy.backend.is_enabled(CUDA), reason="needs a CUDA GPU")
@@ -81,7 +82,8 @@ def test_programs_run_with_no_nvcc(tmp_path):
     env.pop("CUDA_PATH", None)
     env["PARPY_CACHE_DIR"] = str(tmp_path / "cache")
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
-    r = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                       timeout=child_timeout(600))
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.startswith("OK"), r.stdout
     assert "nvrtc" in r.stdout.lower(), r.stdout

@@ -11,6 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from common import child_timeout
 
 pytest.importorskip("dask")
 pytest.importorskip("distributed")
@@ -56,7 +57,8 @@ def test_dask_local_cluster_computes_a_chunked_result_equal_to_numpy(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     r = subprocess.run([sys.executable, str(script), str(tmp_path / "x.npy"), str(tmp_path / "s.npy"),
                         str(tmp_path / "y.npy"), str(tmp_path / "dask")],
-                       env=env, capture_output=True, text=True, timeout=300, check=False)
+                       env=env, capture_output=True, text=True,
+                       timeout=child_timeout(300), check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), s * x)
 
@@ -64,7 +66,8 @@ def test_dask_local_cluster_computes_a_chunked_result_equal_to_numpy(tmp_path):
 def test_the_dask_example_runs():
     # examples/dask_chunks.py (docs/howto/distributed.md) as a user runs it.
     example = HERE.parents[1] / "examples" / "dask_chunks.py"
-    r = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=300, check=False,
+    r = subprocess.run([sys.executable, str(example)], capture_output=True, text=True,
+                       timeout=child_timeout(300), check=False,
                        cwd=HERE.parents[1])
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "8 chunks on 2 worker processes: equal to numpy" in r.stdout

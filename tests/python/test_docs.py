@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from common import child_timeout
 
 ROOT = Path(__file__).resolve().parents[2]
 # Each Python example of a page, with the text block the page says it prints (after "prints"), if any.
@@ -54,7 +55,8 @@ def test_example_runs(page, index, code, printed, tmp_path):
             pytest.skip(f"the example needs the {needs.group(1)} backend")
     script = tmp_path / f"{page.stem}_{index}.py"
     script.write_text(code)
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=child_timeout(600),
                        check=False)
     assert r.returncode == 0, f"{page_id(page)}.md, example {index + 1}:\n{code}\n{r.stdout}{r.stderr}"
     # What the page shows it printing, up to the location line (whose file name differs).
@@ -68,7 +70,8 @@ def test_site_builds_strictly(tmp_path):
                 "." in module and importlib.util.find_spec(module) is None):
             pytest.skip(f"{module} is not installed")
     r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
-                       capture_output=True, text=True, cwd=ROOT, timeout=600, check=False,
+                       capture_output=True, text=True, cwd=ROOT,
+                       timeout=child_timeout(600), check=False,
                        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert r.returncode == 0, r.stdout + r.stderr
     # Every page is in the navigation (mkdocs lists the others in its output) and built.

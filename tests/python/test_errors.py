@@ -21,7 +21,7 @@ import numpy as np
 import parpy
 import pytest
 from locations import SourceLocations
-from common import cpu
+from common import child_timeout, cpu
 
 LOCATIONS = SourceLocations(__file__)
 THIS, SRC = LOCATIONS.path, LOCATIONS.src
@@ -1251,7 +1251,7 @@ def test_no_input_crashes_the_process(seed, tmp_path):
     )
     r = subprocess.run(
         [sys.executable, str(driver), str(mod), "50"],
-        capture_output=True, text=True, timeout=300, env=env, check=False,
+        capture_output=True, text=True, timeout=child_timeout(300), env=env, check=False,
     )  # fmt: skip
     assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}\n{mod}"
     # Both accepted and rejected programs occurred.

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from common import child_timeout
+
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = [sys.executable, str(ROOT / "tools" / "golden.py")]
 
@@ -75,7 +77,7 @@ def test_dump_code_writes_each_program_under_its_test_and_turn(tmp_path):
     env = dict(os.environ, PARPY_DUMP_CODE=str(tmp_path / "dump"), PARPY_CACHE_DIR=str(tmp_path / "cache"),
                PYTEST_CURRENT_TEST="tests/python/test_x.py::test_y (call)")
     r = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, check=False,
-                       timeout=300)
+                       timeout=child_timeout(300))
     assert r.returncode == 0, r.stdout + r.stderr
     files = {}
     for f in (tmp_path / "dump").glob("*.txt"):

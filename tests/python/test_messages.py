@@ -18,7 +18,7 @@ import numpy as np
 import parpy
 import pytest
 from locations import SourceLocations
-from common import cpu
+from common import child_timeout, cpu
 
 LOCATIONS = SourceLocations(__file__)
 loc = LOCATIONS.loc
@@ -369,7 +369,7 @@ def test_exec_without_source_says_what_works():
 def test_interactive_prompt_says_what_works():
     # Code read from standard input has no source, as at the interactive prompt.
     r = subprocess.run([sys.executable, "-"], input=JIT_SOURCE, capture_output=True, text=True,
-                       check=False, timeout=120)
+                       check=False, timeout=child_timeout(120))
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1] == "OSError: " + NO_SOURCE.format(file="<stdin>")
 

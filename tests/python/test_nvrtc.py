@@ -18,6 +18,7 @@ import parpy
 import pytest
 from parpy import CompileBackend, Target
 from parpy.types import F32, I64, pointer
+from common import child_timeout
 
 ROOT = Path(__file__).resolve().parents[2]
 INFO = parpy._nvrtc_info()
@@ -382,7 +383,7 @@ print(json.dumps([len(image), kind, arch, built, parpy._nvrtc_info()["compiles"]
 
 def run_python(script, env=None, stdin=""):
     r = subprocess.run([sys.executable, "-c", script], input=stdin, capture_output=True, text=True,
-                       env={**os.environ, **(env or {})}, timeout=300, check=False)
+                       env={**os.environ, **(env or {})}, timeout=child_timeout(300), check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     return last_line(r.stdout)
 
@@ -429,7 +430,7 @@ else:
 def nvrtc_info_in_subprocess(env=None, paths=None):
     argv = [sys.executable, "-c", _INFO] + ([json.dumps(paths)] if paths is not None else [])
     r = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})},
-                       timeout=300, check=False)
+                       timeout=child_timeout(300), check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     return json.loads(last_line(r.stdout))
 
@@ -450,7 +451,8 @@ def test_bogus_parpy_nvrtc_says_why_missing(bogus, tmp_path):
     script = "import parpy\ntry:\n    parpy._nvrtc_compile('', 9, 0)\nexcept RuntimeError as e:\n    print(e)\n"
     out = run_python(script, {"PARPY_NVRTC": str(path)})
     assert out.startswith(f"NVRTC is not available: PARPY_NVRTC names '{path}'")
-    diag = subprocess.run([sys.executable, "-m", "parpy"], capture_output=True, text=True, timeout=300,
+    diag = subprocess.run([sys.executable, "-m", "parpy"], capture_output=True, text=True,
+                          timeout=child_timeout(300),
                           env={**os.environ, "PARPY_NVRTC": str(path)}, check=False).stdout
     assert f"  NVRTC: not found: PARPY_NVRTC names '{path}'" in diag
 
@@ -517,7 +519,8 @@ def test_unusable_wheel_is_skipped_and_reported(tmp_path):
 
 
 def test_diagnostics_say_which_nvrtc():
-    out = subprocess.run([sys.executable, "-m", "parpy"], capture_output=True, text=True, timeout=300,
+    out = subprocess.run([sys.executable, "-m", "parpy"], capture_output=True, text=True,
+                         timeout=child_timeout(300),
                          check=False).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("  NVRTC: "))
     if INFO["found"]:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+from common import child_timeout
+
 
 def test_outcomes_are_logged_as_tests_end(tmp_path):
     here = pathlib.Path(__file__).parent
@@ -28,7 +30,7 @@ def test_outcomes_are_logged_as_tests_end(tmp_path):
     env.pop("PARPY_TEST_SKIP", None)  # the outer run's (a sanitizer run's resumption)
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
                         str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
-                       timeout=300)
+                       timeout=child_timeout(300))
     assert r.returncode == 1, r.stdout + r.stderr
     lines = log.read_text().splitlines()
     starts = [line for line in lines if not line.startswith("    ")]
@@ -59,7 +61,7 @@ def test_tests_in_a_skip_log_are_deselected(tmp_path):
     env = dict(os.environ, PARPY_TEST_LOG=str(log), PARPY_TEST_SKIP=str(done))
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
                         str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
-                       timeout=300)
+                       timeout=child_timeout(300))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 passed, 2 deselected" in r.stdout, r.stdout
     assert [line.split()[-1] for line in log.read_text().splitlines()] == ["test_sample.py::test_two"]

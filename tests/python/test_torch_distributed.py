@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from common import child_timeout
 
 torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
@@ -17,6 +18,6 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available in this torch")
 def test_the_torch_distributed_example_runs():
     r = subprocess.run([sys.executable, str(ROOT / "examples" / "torch_distributed.py")], capture_output=True,
-                       text=True, timeout=600, check=False, cwd=ROOT)
+                       text=True, timeout=child_timeout(600), check=False, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "parpy kernels between collectives, equal to torch" in r.stdout

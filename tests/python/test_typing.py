@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from common import child_timeout
 
 pytest.importorskip("mypy")
 
@@ -17,7 +18,8 @@ TYPING = os.path.join(ROOT, "tests", "typing")
 
 def mypy(*paths):
     r = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", os.devnull, *paths],
-                       capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
+                       capture_output=True, text=True, cwd=ROOT,
+                       timeout=child_timeout(600), check=False)
     return r.returncode, r.stdout + r.stderr
 
 
@@ -38,5 +40,5 @@ def test_wrong_uses_are_reported():
 
 def test_the_checked_use_runs():
     r = subprocess.run([sys.executable, os.path.join(TYPING, "usage.py")], capture_output=True, text=True,
-                       timeout=600, check=False)
+                       timeout=child_timeout(600), check=False)
     assert r.returncode == 0, r.stdout + r.stderr
