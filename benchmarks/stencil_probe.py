@@ -1,0 +1,290 @@
+"""What code the user-loop stencils and CSR SpMV need to reach the copy bandwidth (and cuSPARSE):
+parpy's own kernels as printed, beside hand-written variants of the same loops, each a candidate
+for what the compiler could generate, timed in one run with a device-to-device copy of the same
+bytes (and cuSPARSE through CuPy for SpMV). Each variant's output is compared with the printed
+kernel's, every element.
+
+Variants (a name says what changed from the printed kernel):
+- with barriers: the printed kernel of a call whose arrays may share memory (the same array
+           passed twice), which keeps a barrier after each parallel loop
+- i32:     32-bit index arithmetic, no barrier at the end of a row (the kernels use no shared memory)
+- i32+ldg: that, with the read-only array's loads through the read-only cache (`__ldg`)
+- rot R:   each thread keeps a column (2-D) or a (j, k) line (3-D) and walks R rows or planes,
+           keeping the two it read before in registers: one new row read per row written
+- shfl R:  rot R, with the left and right neighbours taken from the next lanes (`__shfl_*`)
+           instead of loaded (2-D only)
+- lanes L: SpMV with L lanes of a warp per row, 32-bit row indices, `__ldg`, a shuffle reduction
+
+Run on a machine with an NVIDIA GPU and CuPy: python benchmarks/stencil_probe.py
+"""
+import sys
+
+import cupy
+import numpy as np
+import parpy
+from kernels import power_law_csr, spmv_csr, spmv_csr_warp, stencil2d, stencil3d
+from restrict_probe import kernels, launches, load, opts, time_ms
+
+HEAD = "#include <cstdint>\n"
+
+STENCIL2D = HEAD + r"""
+extern "C" __global__ void __launch_bounds__(1024) s2_i32(const float* x, float* y, int n, int m, int ldg) {
+  int i = 1 + blockIdx.x;
+  if (i >= n - 1) return;
+  for (int j = 1 + threadIdx.x; j < m - 1; j += blockDim.x) {
+    const float* r = x + i * m + j;
+    float v = ldg ? (__ldg(r - m) + __ldg(r + m)) + __ldg(r - 1) + __ldg(r + 1)
+                  : (r[-m] + r[m]) + r[-1] + r[1];
+    y[i * m + j] = 0.25f * v;
+  }
+}
+
+// A block of blockDim.x columns walks rows [i0, i0 + R): one new row loaded per row written.
+extern "C" __global__ void __launch_bounds__(256) s2_rot(const float* __restrict__ x, float* __restrict__ y,
+                                                          int n, int m, int R) {
+  int j = blockIdx.x * blockDim.x + threadIdx.x + 1;
+  int i0 = 1 + blockIdx.y * R;
+  if (j >= m - 1 || i0 >= n - 1) return;
+  int i1 = min(i0 + R, n - 1);
+  float up = __ldg(x + (i0 - 1) * m + j), mid = __ldg(x + i0 * m + j);
+  for (int i = i0; i < i1; ++i) {
+    const float* r = x + i * m + j;
+    float dn = __ldg(r + m);
+    y[i * m + j] = 0.25f * (((up + dn) + __ldg(r - 1)) + __ldg(r + 1));
+    up = mid;
+    mid = dn;
+  }
+}
+
+// rot, with the row's left and right neighbours from the next lanes; a warp's edge lanes load theirs.
+extern "C" __global__ void __launch_bounds__(256) s2_shfl(const float* __restrict__ x, float* __restrict__ y,
+                                                           int n, int m, int R) {
+  int j = blockIdx.x * blockDim.x + threadIdx.x + 1;
+  int i0 = 1 + blockIdx.y * R;
+  if (i0 >= n - 1) return;
+  bool in = j < m - 1;
+  int jj = in ? j : m - 2;  // every lane takes part in the shuffles
+  int i1 = min(i0 + R, n - 1);
+  int lane = threadIdx.x & 31;
+  float up = __ldg(x + (i0 - 1) * m + jj), mid = __ldg(x + i0 * m + jj);
+  for (int i = i0; i < i1; ++i) {
+    const float* r = x + i * m + jj;
+    float dn = __ldg(r + m);
+    float l = __shfl_up_sync(0xffffffffu, mid, 1), rr = __shfl_down_sync(0xffffffffu, mid, 1);
+    if (lane == 0) l = __ldg(r - 1);
+    if (lane == 31) rr = __ldg(r + 1);
+    if (in) y[i * m + j] = 0.25f * (((up + dn) + l) + rr);
+    up = mid;
+    mid = dn;
+  }
+}
+"""
+
+STENCIL3D = HEAD + r"""
+extern "C" __global__ void __launch_bounds__(512) s3_i32(const float* x, float* y, int n, int ldg) {
+  int i = 1 + blockIdx.x;
+  if (i >= n - 1) return;
+  int p = n * n;
+  for (int j = 1; j < n - 1; ++j) {
+    for (int k = 1 + threadIdx.x; k < n - 1; k += blockDim.x) {
+      const float* r = x + i * p + j * n + k;
+      float v = ldg ? ((((__ldg(r - p) + __ldg(r + p)) + __ldg(r - n)) + __ldg(r + n)) + __ldg(r - 1)) + __ldg(r + 1)
+                    : ((((r[-p] + r[p]) + r[-n]) + r[n]) + r[-1]) + r[1];
+      y[i * p + j * n + k] = v / 6.0f;
+    }
+  }
+}
+
+// A thread keeps the line (j, k) and walks planes [i0, i0 + R).
+extern "C" __global__ void __launch_bounds__(256) s3_rot(const float* __restrict__ x, float* __restrict__ y,
+                                                          int n, int R) {
+  int k = blockIdx.x * blockDim.x + threadIdx.x + 1;
+  int j = blockIdx.y * blockDim.y + threadIdx.y + 1;
+  int i0 = 1 + blockIdx.z * R;
+  if (k >= n - 1 || j >= n - 1 || i0 >= n - 1) return;
+  int p = n * n;
+  int i1 = min(i0 + R, n - 1);
+  float up = __ldg(x + (i0 - 1) * p + j * n + k), mid = __ldg(x + i0 * p + j * n + k);
+  for (int i = i0; i < i1; ++i) {
+    const float* r = x + i * p + j * n + k;
+    float dn = __ldg(r + p);
+    y[i * p + j * n + k] = (((((up + dn) + __ldg(r - n)) + __ldg(r + n)) + __ldg(r - 1)) + __ldg(r + 1)) / 6.0f;
+    up = mid;
+    mid = dn;
+  }
+}
+"""
+
+SPMV = HEAD + r"""
+// L lanes per row (L divides 32), rows packed into the block's warps.
+template <int L>
+__device__ void spmv_lanes(const int64_t* __restrict__ ip, const int64_t* __restrict__ ix, const float* __restrict__ d,
+                           const float* __restrict__ x, float* __restrict__ y, int n) {
+  int t = blockIdx.x * blockDim.x + threadIdx.x;
+  int row = t / L, lane = t % L;
+  float s = 0.0f;
+  if (row < n) {
+    int64_t b = __ldg(ip + row), e = __ldg(ip + row + 1);
+    for (int64_t k = b + lane; k < e; k += L) s += __ldg(d + k) * __ldg(x + __ldg(ix + k));
+  }
+  for (int o = L / 2; o > 0; o /= 2) s += __shfl_down_sync(0xffffffffu, s, o, L);
+  if (row < n && lane == 0) y[row] = s;
+}
+extern "C" __global__ void __launch_bounds__(256) spmv_l1(const int64_t* ip, const int64_t* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<1>(ip, ix, d, x, y, n); }
+extern "C" __global__ void __launch_bounds__(256) spmv_l2(const int64_t* ip, const int64_t* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<2>(ip, ix, d, x, y, n); }
+extern "C" __global__ void __launch_bounds__(256) spmv_l4(const int64_t* ip, const int64_t* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<4>(ip, ix, d, x, y, n); }
+extern "C" __global__ void __launch_bounds__(256) spmv_l8(const int64_t* ip, const int64_t* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<8>(ip, ix, d, x, y, n); }
+extern "C" __global__ void __launch_bounds__(256) spmv_l16(const int64_t* ip, const int64_t* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<16>(ip, ix, d, x, y, n); }
+"""
+
+
+def module(src):
+    return cupy.RawModule(code=src, options=("-std=c++17",))
+
+
+def row(name, ms, nbytes, copy, extra=""):
+    print(f"| {name} | {ms:.3f} | {nbytes / ms / 1e6:.0f} | {copy / ms:.2f}x |{extra}", flush=True)
+
+
+def printed(fn, host_args, spec, device_args):
+    """(kernel name, launch, callable) of each kernel parpy prints for this call."""
+    code = parpy.print_compiled(fn, host_args, opts(spec))
+    grid = launches(code)
+    out = []
+    for kname, _, src in kernels(code):
+        if kname in grid:
+            k = load(src.replace("__global__ void", 'extern "C" __global__ void'), kname)
+            g, t = grid[kname]
+            out.append((kname, (g, t), lambda k=k, g=g, t=t: k((g,), (t,), device_args)))
+    return out
+
+
+def copy_ms(nbytes):
+    a = cupy.empty(nbytes // 8, dtype=cupy.float32)
+    b = cupy.empty_like(a)
+    return time_ms(lambda: b.__setitem__(slice(None), a))
+
+
+def check(name, got, want, tol=1e-5):
+    if not cupy.allclose(got, want, rtol=tol, atol=tol):
+        print(f"  {name}: WRONG (max error {float(cupy.abs(got - want).max())})", flush=True)
+
+
+def probe_2d():
+    f32 = np.float32
+    N = M = 8192
+    nbytes = 8 * N * M
+    x = cupy.random.standard_normal((N, M), dtype=f32)
+    y = cupy.zeros_like(x)
+    copy = copy_ms(nbytes)
+    print(f"\n5-point stencil {N}x{M} f32 (copy of the same bytes: {copy:.3f} ms)\n")
+    print("| variant | ms | GB/s | of copy |\n|---|---|---|---|")
+    want = None
+    for spec in ({"rows": parpy.threads(N), "cols": parpy.threads(1024)},
+                 {"rows": parpy.threads(32), "cols": parpy.threads(M)}):
+        for kname, launch, f in printed(stencil2d, [np.zeros((N, M), f32), np.zeros((N, M), f32), N, M], spec, (x, y)):
+            y.fill(0)
+            ms = time_ms(f)
+            if want is None:
+                want = y.copy()
+            check(kname, y, want)
+            row(f"printed, {' '.join(f'{k} threads({v.__getstate__()[0]})' for k, v in spec.items())}, {launch}", ms, nbytes,
+                copy)
+    mod = module(STENCIL2D)
+    k = mod.get_function("s2_i32")
+    for ldg in (0, 1):
+        y.fill(0)
+        ms = time_ms(lambda: k((N - 2,), (1024,), (x, y, np.int32(N), np.int32(M), np.int32(ldg))))
+        check("i32", y, want)
+        row("i32" + ("+ldg" if ldg else ""), ms, nbytes, copy)
+    for name in ("s2_rot", "s2_shfl"):
+        k = mod.get_function(name)
+        for R in (8, 32, 128, 512):
+            grid = ((M - 2 + 255) // 256, (N - 2 + R - 1) // R)
+            y.fill(0)
+            ms = time_ms(lambda: k(grid, (256,), (x, y, np.int32(N), np.int32(M), np.int32(R))))
+            check(f"{name} {R}", y, want)
+            row(f"{'rot' if name == 's2_rot' else 'shfl'} {R}", ms, nbytes, copy)
+
+
+def probe_3d():
+    f32 = np.float32
+    P = 512
+    nbytes = 8 * P**3
+    x = cupy.random.standard_normal((P, P, P), dtype=f32)
+    y = cupy.zeros_like(x)
+    copy = copy_ms(nbytes)
+    print(f"\n7-point stencil {P}^3 f32 (copy: {copy:.3f} ms)\n")
+    print("| variant | ms | GB/s | of copy |\n|---|---|---|---|")
+    want = None
+    spec = {"planes": parpy.threads(P), "cols": parpy.threads(P)}
+    host = np.zeros((P,) * 3, f32)
+    # Printed for two arrays, the kernel has no barriers; for one array passed twice (which may
+    # share memory), a barrier after each row: the same kernel otherwise.
+    for what, host_args in (("printed", [host, host.copy(), P]), ("printed with barriers", [host, host, P])):
+        for kname, launch, f in printed(stencil3d, host_args, spec, (x, y)):
+            y.fill(0)
+            ms = time_ms(f)
+            if want is None:
+                want = y.copy()
+            check(kname, y, want, 1e-4)
+            row(f"{what} {launch}", ms, nbytes, copy)
+    mod = module(STENCIL3D)
+    k = mod.get_function("s3_i32")
+    for ldg in (0, 1):
+        y.fill(0)
+        ms = time_ms(lambda: k((P - 2,), (512,), (x, y, np.int32(P), np.int32(ldg))))
+        check("i32", y, want, 1e-4)
+        row("i32" + ("+ldg" if ldg else ""), ms, nbytes, copy)
+    k = mod.get_function("s3_rot")
+    for bx, by in ((128, 2), (64, 4), (32, 8)):
+        for R in (16, 64, 510):
+            grid = ((P - 2 + bx - 1) // bx, (P - 2 + by - 1) // by, (P - 2 + R - 1) // R)
+            y.fill(0)
+            ms = time_ms(lambda: k(grid, (bx, by), (x, y, np.int32(P), np.int32(R))))
+            check(f"rot {R}", y, want, 1e-4)
+            row(f"rot {R}, blocks {bx}x{by}", ms, nbytes, copy)
+
+
+def probe_spmv():
+    f32 = np.float32
+    R = 2**20
+    ip, ix, d = power_law_csr(R, 16)
+    nbytes = int(ip.nbytes + ix.nbytes + d.nbytes + 8 * R)
+    xs = np.random.default_rng(1).random(R).astype(f32)
+    args = (cupy.asarray(ip), cupy.asarray(ix), cupy.asarray(d), cupy.asarray(xs), cupy.zeros(R, f32))
+    copy = copy_ms(nbytes)
+    print(f"\nCSR SpMV {R} rows, {len(d) / R:.1f} nonzeros per row (copy: {copy:.3f} ms)\n")
+    print("| variant | ms | GB/s | of copy | vs cuSPARSE |\n|---|---|---|---|---|")
+    import cupyx.scipy.sparse as sp
+    A = sp.csr_matrix((args[2], args[1], args[0]), shape=(R, R))
+    xv = args[3]
+    ms_cusparse = time_ms(lambda: A @ xv)
+    want = A @ xv
+    row("cuSPARSE (CuPy)", ms_cusparse, nbytes, copy)
+    for fn, spec in ((spmv_csr, {"rows": parpy.threads(R)}),
+                     (spmv_csr_warp, {"rows": parpy.threads(R), "nz": parpy.threads(8).reduce()}),
+                     (spmv_csr_warp, {"rows": parpy.threads(R), "nz": parpy.threads(4).reduce()})):
+        for kname, launch, f in printed(fn, [ip, ix, d, xs, xs.copy(), R], spec, args):
+            args[4].fill(0)
+            ms = time_ms(f)
+            check(kname, args[4], want, 1e-4)
+            row(f"printed {kname} {launch}", ms, nbytes, copy, f" {ms_cusparse / ms:.2f}x cuSPARSE |")
+    mod = module(SPMV)
+    for L in (1, 2, 4, 8, 16):
+        k = mod.get_function(f"spmv_l{L}")
+        grid = ((R * L + 255) // 256,)
+        args[4].fill(0)
+        ms = time_ms(lambda: k(grid, (256,), (*args, np.int32(R))))
+        check(f"lanes {L}", args[4], want, 1e-4)
+        row(f"lanes {L}", ms, nbytes, copy, f" {ms_cusparse / ms:.2f}x cuSPARSE |")
+
+
+def main():
+    probe_2d()
+    probe_3d()
+    probe_spmv()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Barriers a GPU kernel leaves out (docs/gpu.md, Synchronisation and kernel splits): a kernel whose
+iterations cannot touch one element where one of them writes it (no array it writes is read in
+it, no two arguments share memory, each written array written at an index that differs in every
+iteration) has none; every other kernel keeps them. Each program runs on every enabled backend
+and in the Metal emulator against plain Python or numpy, every element; the Cuda code is checked
+for its barriers (no GPU needed to print it)."""
+
+import metal_emu
+import numpy as np
+import parpy
+import pytest
+from conftest import backends
+from parpy import CompileBackend
+
+CUDA, METAL = CompileBackend.Cuda, CompileBackend.Metal
+CUDA_BARRIER, METAL_BARRIER = "parpy_syncthreads()", "threadgroup_barrier("
+RNG = np.random.default_rng()
+
+
+def f32(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def opts(backend, **labels):
+    o = parpy.par({k: parpy.threads(v) for k, v in labels.items()})
+    o.backend = backend
+    return o
+
+
+@parpy.jit
+def stencil3d(x, y, N):
+    parpy.label("planes")
+    for i in range(1, N - 1):
+        for j in range(1, N - 1):
+            parpy.label("cols")
+            for k in range(1, N - 1):
+                y[i, j, k] = (x[i - 1, j, k] + x[i + 1, j, k] + x[i, j - 1, k] + x[i, j + 1, k]
+                              + x[i, j, k - 1] + x[i, j, k + 1]) / 6.0
+
+
+def stencil3d_ref(x, y):
+    y = y.copy()
+    y[1:-1, 1:-1, 1:-1] = (x[:-2, 1:-1, 1:-1] + x[2:, 1:-1, 1:-1] + x[1:-1, :-2, 1:-1] + x[1:-1, 2:, 1:-1]
+                           + x[1:-1, 1:-1, :-2] + x[1:-1, 1:-1, 2:]) / np.float32(6.0)
+    return y
+
+
+@parpy.jit
+def sweep(x, y, B, N, M):
+    """Row j of y from row j - 1 of x: called with x and y the same array, each row depends on the
+    row the previous iteration of the sequential j loop wrote."""
+    parpy.label("B")
+    for b in range(B):
+        for j in range(1, N):
+            parpy.label("M")
+            for k in range(M):
+                y[b, j, k] = x[b, j - 1, k] + 1.0
+
+
+def sweep_ref(x, y):
+    y = y.copy()
+    y[:, 1:, :] = x[:, :-1, :] + np.float32(1.0)
+    return y
+
+
+def sweep_in_place_ref(a):
+    a = a.copy()
+    for j in range(1, a.shape[1]):
+        a[:, j, :] = a[:, j - 1, :] + np.float32(1.0)
+    return a
+
+
+@parpy.jit
+def running(x, y, B, N, M):
+    """y's row j reads y's row j - 1, which other threads wrote in the previous iteration."""
+    parpy.label("B")
+    for b in range(B):
+        for j in range(1, N):
+            parpy.label("M")
+            for k in range(M):
+                y[b, j, k] = y[b, j - 1, k] + x[b, j, k]
+
+
+def running_ref(x, y):
+    y = y.copy()
+    for j in range(1, x.shape[1]):
+        y[:, j, :] = y[:, j - 1, :] + x[:, j, :]
+    return y
+
+
+@parpy.jit
+def diagonals(x, y, B, N, M):
+    """Iterations j and j + 1 write the same elements of y (at j + k): the last j's value stays."""
+    parpy.label("B")
+    for b in range(B):
+        for j in range(N):
+            parpy.label("M")
+            for k in range(M):
+                y[b, j + k] = x[b, j, k]
+
+
+def diagonals_ref(x, y):
+    y = y.copy()
+    for j in range(x.shape[1]):
+        for k in range(x.shape[2]):
+            y[:, j + k] = x[:, j, k]
+    return y
+
+
+B, N, M = 3, 9, 64
+
+
+def cases():
+    """(name, function, fresh args, labels, reference of the written array, barriers expected)"""
+    def same():
+        a = f32(B, N, M)
+        return [a, a, B, N, M]
+    return [
+        ("stencil3d", stencil3d, lambda: [f32(12, 12, 12), np.zeros((12, 12, 12), np.float32), 12],
+         {"planes": 12, "cols": 12}, lambda a: stencil3d_ref(a[0], a[1]), False),
+        ("sweep", sweep, lambda: [f32(B, N, M), np.zeros((B, N, M), np.float32), B, N, M],
+         {"B": B, "M": M}, lambda a: sweep_ref(a[0], a[1]), False),
+        ("sweep in place", sweep, same, {"B": B, "M": M}, lambda a: sweep_in_place_ref(a[0]), True),
+        ("running", running, lambda: [f32(B, N, M), f32(B, N, M), B, N, M], {"B": B, "M": M},
+         lambda a: running_ref(a[0], a[1]), True),
+        ("diagonals", diagonals, lambda: [f32(B, N, M), np.zeros((B, N + M), np.float32), B, N, M],
+         {"B": B, "M": M}, lambda a: diagonals_ref(a[0], a[1]), True),
+    ]
+
+
+CASES = cases()
+IDS = [c[0] for c in CASES]
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_barriers_in_the_cuda_code(case):
+    _, fn, make, labels, _, barriers = case
+    code = parpy.print_compiled(fn, make(), opts(CUDA, **labels))
+    kernel = code[code.index("__global__"):code.index("static int32_t")]
+    assert (CUDA_BARRIER in kernel) == barriers, kernel
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("backend", backends, ids=lambda b: b.name)
+def test_results(case, backend):
+    _, fn, make, labels, ref, _ = case
+    args = make()
+    want = ref([a.copy() if isinstance(a, np.ndarray) else a for a in args])
+    fn(*args, opts=opts(backend, **labels))
+    np.testing.assert_allclose(args[1], want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(not metal_emu.available, reason="no C++ compiler (g++) for the Metal emulator")
+def test_results_in_the_metal_emulator():
+    programs, wants = [], []
+    for _, fn, make, labels, ref, barriers in CASES:
+        args = make()
+        wants.append(ref([a.copy() if isinstance(a, np.ndarray) else a for a in args]))
+        programs.append((fn, args, opts(METAL, **labels)))
+        code = parpy.print_compiled(fn, args, opts(METAL, **labels))
+        assert (METAL_BARRIER in code[code.index("kernel void"):]) == barriers, code
+    results = metal_emu.run_all(programs)
+    for args, want in zip(results, wants):
+        np.testing.assert_allclose(args[1], want, rtol=1e-6, atol=1e-6)
