@@ -7,6 +7,10 @@
 #   devices   the tests that need several GPUs, in one process, and examples/torch_distributed.py
 #             (one process per GPU over NCCL)
 #   bench     benchmarks/gpu.py
+#   userloops benchmarks/gpu.py --user-loops (the stencils and CSR SpMV beside torch)
+#   probes    benchmarks/stencil_probe.py (hand-written stencil and SpMV variants) and
+#             tools/probe_local_memory.py
+#   autotune  benchmarks/autotune.py with $PARPY_AUTOTUNE_BUDGET seconds per program (default 5)
 #   fuzz      tools/fuzz.py in the background, beside the steps after it: $PARPY_FUZZ_CUDA Cuda
 #             programs (default 5000) and $PARPY_FUZZ_CPU Cpu programs (default 0), each within
 #             $PARPY_FUZZ_SECONDS (default 400) on $PARPY_FUZZ_JOBS workers (default 12), from
@@ -73,6 +77,13 @@ for step in $steps; do
       fuzz_pid=$! ;;
     bench)
       python3 benchmarks/gpu.py 2>&1 | tee "$logs/bench.txt" ;;
+    userloops)
+      python3 benchmarks/gpu.py --user-loops 2>&1 | tee "$logs/user-loops.txt" ;;
+    probes)
+      (cd benchmarks && python3 stencil_probe.py) 2>&1 | tee "$logs/stencil-probe.txt"
+      python3 tools/probe_local_memory.py 2>&1 | tee "$logs/local-memory-probe.txt" ;;
+    autotune)
+      python3 benchmarks/autotune.py --budget "${PARPY_AUTOTUNE_BUDGET:-5}" 2>&1 | tee "$logs/autotune.txt" ;;
     sanitize)
       K="(softmax or normalize or row_sum or row_max or seed or split or cluster or graph or cached or fused or spmv or several_steps) and not 10000000 and not 1000003 and not 50001"
       for tool in memcheck racecheck; do
