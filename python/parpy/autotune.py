@@ -268,7 +268,8 @@ class _Search:
         self.user_error: Exception | None = None  # the user's spec's ParallelismError, if any
         self.build_threads = _build_threads()
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self.builds: dict[Key, concurrent.futures.Future[None]] = {}  # built ahead, not timed yet
+        self.builds: dict[Key, concurrent.futures.Future[bool]] = {}  # built ahead, not timed yet
+        self.ready: set[Key] = set()  # candidates built ahead within the budget
 
     def left(self) -> float:
         return self.budget - (time.perf_counter() - self.start)
@@ -300,13 +301,19 @@ class _Search:
         for key, o in todo.items():
             self.builds[key] = self.pool.submit(self.build_ahead, o)
         concurrent.futures.wait([self.builds[key] for key in todo], timeout=max(self.left(), 0.0))
+        for key in todo:
+            f = self.builds[key]
+            if f.done() and (f.exception() is not None or f.result()):
+                self.ready.add(key)
 
-    def build_ahead(self, o: CompileOptions) -> None:
+    def build_ahead(self, o: CompileOptions) -> bool:
         """On a thread of the pool: builds a candidate and keeps it in the function's memory
         cache, where its timing finds it; not once the budget has run out (time() builds it then,
-        if it times it)."""
-        if self.left() > 0:
-            self.fn._build(*self.copies, opts=o)
+        if it times it). Whether it built it."""
+        if self.left() <= 0:
+            return False
+        self.fn._build(*self.copies, opts=o)
+        return True
 
     def time(self, spec: Spec, clusters: bool) -> Candidate:
         key = _key(spec, clusters)
@@ -446,9 +453,10 @@ class _Search:
 
     def time_all(self, specs: list[Spec], clusters: bool) -> bool:
         """Times `specs` in order (built together first), while the budget lasts: False when it
-        ran out. The first candidate not tried yet is started within the budget: it is timed even
-        where the budget runs out while the candidates are built, as a candidate being built when
-        the budget runs out is finished without threads."""
+        ran out. Where it runs out while they build, the candidates built within it are timed
+        still (their builds took the budget, timing is the lesser part), and the first one not
+        tried yet, started within the budget, is finished, as the candidate in progress is
+        without threads."""
         if self.left() <= 0:
             return False
         self.prebuild(specs, clusters)
@@ -456,7 +464,7 @@ class _Search:
         for spec in specs:
             if _key(spec, clusters) in self.tried:
                 continue
-            if started and self.left() <= 0:
+            if started and self.left() <= 0 and _key(spec, clusters) not in self.ready:
                 return False
             started = True
             self.time(spec, clusters)

@@ -409,7 +409,7 @@ def tune_two_loops(monkeypatch, build_threads, n, budget=600.0, fail=None, build
     def spy(self, o):
         assert threading.current_thread().name.startswith("parpy-autotune-build")
         ahead.append(parpy.autotune._spec_of(o))
-        build_ahead(self, o)
+        return build_ahead(self, o)
 
     monkeypatch.setattr(parpy.autotune._Search, "build_ahead", spy)
     parpy.autotune.forget()
@@ -478,14 +478,34 @@ def test_builds_running_when_the_budget_runs_out(monkeypatch):
         if parpy.autotune._spec_of(o)["first"][0] == 4:
             time.sleep(0.5)
             self.fn._build(*self.copies, opts=o)  # whatever the budget
-        else:
-            _build_ahead(self, o)
+            return True
+        return _build_ahead(self, o)
 
     monkeypatch.setattr(parpy.autotune._Search, "prebuild", prebuild)
     n = 4096
     t, _, _ = tune_two_loops(monkeypatch, 2, n, build_ahead=build_ahead)
     assert [c.spec["first"][0] for c in t.candidates] == [n, 16]
     assert all(c.seconds is not None for c in t.candidates)
+
+
+def test_candidates_built_within_the_budget_are_timed(monkeypatch):
+    # The budget runs out once the first label's coarse counts are built, before they are timed:
+    # all of them are timed (on one thread, where the first is built when timed, only the first),
+    # and the search stops there.
+    import time
+
+    def prebuild(self, specs, clusters):
+        _prebuild(self, specs, clusters)
+        self.budget = time.perf_counter() - self.start
+
+    monkeypatch.setattr(parpy.autotune._Search, "prebuild", prebuild)
+    n = 4096
+    two, _, _ = tune_two_loops(monkeypatch, 2, n)
+    one, _, _ = tune_two_loops(monkeypatch, 1, n)
+    assert [c.spec for c in two.candidates] == [{"first": (t, False, 1024), "second": (n, False, 1024)}
+                                                for t in (n, 16, 4, 1)]
+    assert [c.spec for c in one.candidates] == [c.spec for c in two.candidates[:2]]
+    assert all(c.seconds is not None for c in two.candidates)
 
 
 def test_the_number_of_build_threads_is_checked(monkeypatch):
