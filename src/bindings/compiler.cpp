@@ -279,7 +279,7 @@ class JitFunction {
 
   // What a call with these arguments and options does before it runs: the code built (or found
   // in the disk cache) and kept under the call's key, where the call will find it. Nothing runs.
-  // Autotuning builds candidates this way on other threads while it times others.
+  // Autotuning builds a step's candidates this way, several threads at once, before it times them.
   void build(nb::args args, nb::kwargs kwargs) { run(args, kwargs, Mode::Build); }
 
  private:
