@@ -4,7 +4,9 @@ With ``opts.autotune`` (or ``parpy.par(spec, autotune=True)``), the first call o
 for a specialisation (argument types, shapes, int values and options) comes here before anything
 is built. Candidates around the user's spec are timed on copies of the arguments, one label at a
 time (coordinate search: the number of threads, then the threads per block on Cuda, then
-thread-block clusters), within ``opts.autotune_budget_s`` seconds, builds included. The fastest is
+thread-block clusters), within ``opts.autotune_budget_s`` seconds, builds included. The candidates
+of a step whose specs are known together (a label's thread counts, the block sizes) are built at
+once on a few threads, then timed one at a time, as the search would time them. The fastest is
 returned to the call, which runs it once on the arguments themselves and keeps it under the call's
 key: later calls pay nothing. The choice is also an entry of the disk cache (``<key>-tuned.json``,
 with the cache's trust checks), keyed by the function's source, the specialisation, the device and
@@ -13,6 +15,7 @@ parpy's version, so that later processes reuse it without timing anything.
 
 from __future__ import annotations
 
+import concurrent.futures
 import inspect
 import json
 import logging
@@ -220,6 +223,31 @@ def _block_sizes(threads: int, backend: CompileBackend) -> list[int]:
 # ---- the search ------------------------------------------------------------------------------
 
 
+def _build_threads() -> int:
+    """How many candidates are built at once: $PARPY_AUTOTUNE_BUILD_THREADS, else the number of
+    cores, at most 8. With 1, each candidate is built when it is timed."""
+    given = os.environ.get("PARPY_AUTOTUNE_BUILD_THREADS", "").strip()
+    if not given:
+        return max(1, min(os.cpu_count() or 1, 8))
+    try:
+        n = int(given)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise RuntimeError(
+            f"PARPY_AUTOTUNE_BUILD_THREADS is {given!r}; it must be a whole number of threads of at "
+            "least 1 (1: autotuning builds each candidate when it times it). Set it so, or unset it.")
+    return n
+
+
+Key = tuple[tuple[tuple[str, tuple[int, bool, int]], ...], bool]
+
+
+def _key(spec: Spec, clusters: bool) -> Key:
+    """A candidate as a dict key."""
+    return tuple(sorted(spec.items())), clusters
+
+
 class _Search:
     def __init__(self, fn: Any, args: tuple[Any, ...], opts: CompileOptions) -> None:
         self.fn, self.opts = fn, opts
@@ -232,26 +260,74 @@ class _Search:
         self.copies = tuple(_copy(a, f"#{i + 1}", host_only) for i, a in enumerate(args))
         # The candidates run on the device of the GPU arrays: that device is waited for.
         self.device = _gpu_device(self.copies) if self.backend == CompileBackend.Cuda else -1
-        self.tried: dict[tuple[tuple[tuple[str, tuple[int, bool, int]], ...], bool], Candidate] = {}
+        self.tried: dict[Key, Candidate] = {}
         self.progress = sys.stderr.isatty() or os.environ.get("PARPY_AUTOTUNE_PROGRESS") == "1"
         self.shown = False
         self.keys: list[bytes] = []  # the candidates' entries in the function's memory cache
         self.tried_before = False  # whether the candidate being timed is not the first (the user's)
         self.user_error: Exception | None = None  # the user's spec's ParallelismError, if any
+        self.build_threads = _build_threads()
+        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.builds: dict[Key, concurrent.futures.Future[bool]] = {}  # built ahead, not timed yet
+        self.ready: set[Key] = set()  # candidates built ahead within the budget
 
     def left(self) -> float:
         return self.budget - (time.perf_counter() - self.start)
 
+    def prebuild(self, specs: list[Spec], clusters: bool) -> None:
+        """Builds the candidates of `specs` not tried yet on several threads at once (a build
+        releases the GIL), in their order, and waits for them within the budget; time() then
+        times them one at a time, in the search's order, with no build beside them to disturb the
+        timing. A build that fails is not reported here: time() raises its error, and the
+        candidate is skipped as a candidate that fails to build when timed is."""
+        if self.build_threads < 2 or len(specs) < 2:
+            return  # each built when timed
+        todo: dict[Key, CompileOptions] = {}
+        for spec in specs:
+            key = _key(spec, clusters)
+            if key in self.tried or key in self.builds or key in todo:
+                continue
+            try:
+                o = _options(self.opts, spec, clusters)
+                call_key = self.fn._call_key(*self.copies, opts=o)
+            except Exception:  # time() meets the same error and skips the candidate
+                continue
+            self.keys.append(call_key)
+            todo[key] = o
+        if len(todo) < 2:
+            return
+        if self.pool is None:
+            self.pool = concurrent.futures.ThreadPoolExecutor(self.build_threads, "parpy-autotune-build")
+        for key, o in todo.items():
+            self.builds[key] = self.pool.submit(self.build_ahead, o)
+        concurrent.futures.wait([self.builds[key] for key in todo], timeout=max(self.left(), 0.0))
+        for key in todo:
+            f = self.builds[key]
+            if f.done() and (f.exception() is not None or f.result()):
+                self.ready.add(key)
+
+    def build_ahead(self, o: CompileOptions) -> bool:
+        """On a thread of the pool: builds a candidate and keeps it in the function's memory
+        cache, where its timing finds it; not once the budget has run out (time() builds it then,
+        if it times it). Whether it built it."""
+        if self.left() <= 0:
+            return False
+        self.fn._build(*self.copies, opts=o)
+        return True
+
     def time(self, spec: Spec, clusters: bool) -> Candidate:
-        key = (tuple(sorted(spec.items())), clusters)
+        key = _key(spec, clusters)
         if key in self.tried:
             return self.tried[key]
         c = Candidate(dict(spec), clusters)
         self.tried_before = bool(self.tried)
         self.tried[key] = c
+        built = self.builds.pop(key, None)
         try:
             o = _options(self.opts, spec, clusters)
             self.keys.append(self.fn._call_key(*self.copies, opts=o))
+            if built is not None:
+                built.result()  # the error of a build that failed
             self.fn(*self.copies, opts=o)  # builds (or finds) it, and warms up
             _sync(self.backend, self.device)
             c.seconds = self.measure(o)
@@ -309,6 +385,14 @@ class _Search:
             self.search()
             return self.result()
         finally:
+            if self.pool is not None:
+                # Builds the budget left no time for: those not started are cancelled, those
+                # running are waited for. That is at most about one build's time (the running
+                # builds started together), as the search without threads runs over its budget by
+                # the candidate it started last; in exchange no build outlives the call, to add
+                # an entry to the function's memory cache after the one below or to compete for
+                # the cores with the call's own run.
+                self.pool.shutdown(wait=True, cancel_futures=True)
             # The candidates' compiled code leaves memory (the chosen one stays in the disk cache
             # and is loaded again for the call).
             for key in self.keys:
@@ -353,23 +437,38 @@ class _Search:
             if threads <= 0:
                 continue
             counts = _thread_counts(threads, self.backend, reduce)
-            for t in counts[:1] + counts[2::2]:
-                if self.left() <= 0:
-                    return
-                self.time({**spec, label: (t, reduce, tpb)}, clusters)
+            coarse = [{**spec, label: (t, reduce, tpb)} for t in counts[:1] + counts[2::2]]
+            if not self.time_all(coarse, clusters):
+                return
             best = self.best_spec(spec, clusters)[label][0]
             if best in counts:
                 k = counts.index(best)
-                for t in counts[max(k - 1, 0):k + 2]:
-                    if self.left() <= 0:
-                        return
-                    self.time({**spec, label: (t, reduce, tpb)}, clusters)
+                beside = [{**spec, label: (t, reduce, tpb)} for t in counts[max(k - 1, 0):k + 2]]
+                if not self.time_all(beside, clusters):
+                    return
             spec = self.best_spec(spec, clusters)
         widest = max((t for t, _, _ in spec.values()), default=0)
-        for b in _block_sizes(widest, self.backend):
-            if self.left() <= 0:
-                return
-            self.time({label: (t, r, b) for label, (t, r, _) in spec.items()}, clusters)
+        self.time_all([{label: (t, r, b) for label, (t, r, _) in spec.items()}
+                       for b in _block_sizes(widest, self.backend)], clusters)
+
+    def time_all(self, specs: list[Spec], clusters: bool) -> bool:
+        """Times `specs` in order (built together first), while the budget lasts: False when it
+        ran out. Where it runs out while they build, the candidates built within it are timed
+        still (their builds took the budget, timing is the lesser part), and the first one not
+        tried yet, started within the budget, is finished, as the candidate in progress is
+        without threads."""
+        if self.left() <= 0:
+            return False
+        self.prebuild(specs, clusters)
+        started = False
+        for spec in specs:
+            if _key(spec, clusters) in self.tried:
+                continue
+            if started and self.left() <= 0 and _key(spec, clusters) not in self.ready:
+                return False
+            started = True
+            self.time(spec, clusters)
+        return True
 
     def result(self) -> Tuning:
         best = self.best()

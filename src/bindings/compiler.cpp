@@ -267,18 +267,25 @@ class JitFunction {
   // Whether this thread is converting this function now: a call to it is recursive.
   bool resolving() const { return resolving_.count(std::this_thread::get_id()) > 0; }
 
-  nb::object call(nb::args args, nb::kwargs kwargs) { return run(args, kwargs, false); }
+  nb::object call(nb::args args, nb::kwargs kwargs) { return run(args, kwargs, Mode::Call); }
 
   // The key a call with these arguments and options is cached under in memory (argument types,
   // shapes and int values, then the options), without running anything: what autotuning stores
   // its choice under.
   nb::bytes call_key(nb::args args, nb::kwargs kwargs) {
-    nb::object key = run(args, kwargs, true);
+    nb::object key = run(args, kwargs, Mode::Key);
     return nb::cast<nb::bytes>(key);
   }
 
+  // What a call with these arguments and options does before it runs: the code built (or found
+  // in the disk cache) and kept under the call's key, where the call will find it. Nothing runs.
+  // Autotuning builds a step's candidates this way, several threads at once, before it times them.
+  void build(nb::args args, nb::kwargs kwargs) { run(args, kwargs, Mode::Build); }
+
  private:
-  nb::object run(nb::args args, nb::kwargs kwargs, bool key_only) {
+  enum class Mode { Call, Key, Build };
+
+  nb::object run(nb::args args, nb::kwargs kwargs, Mode mode) {
     CompileOptions* opts = nullptr;
     CompileOptions local;
     for (auto [k, v] : kwargs) {
@@ -320,7 +327,7 @@ class JitFunction {
       packed->key += o->key();
     };
     marshal();
-    if (key_only) return nb::bytes(packed->key.data(), packed->key.size());
+    if (mode == Mode::Key) return nb::bytes(packed->key.data(), packed->key.size());
     auto it = cache_.find(packed->key);
     std::shared_ptr<Entry> entry;
     if (it != cache_.end()) {
@@ -345,6 +352,7 @@ class JitFunction {
       if (reads_.size() != known) marshal();
       cache_.emplace(packed->key, entry);
     }
+    if (mode == Mode::Build) return nb::none();
     call_entry(*entry, *packed, o->backend, "The generated code");
     return nb::none();
   }
@@ -521,6 +529,7 @@ void bind_compiler(nb::module_& m) {
       .def(nb::init<nb::callable>())
       .def("__call__", &JitFunction::call)
       .def("_call_key", &JitFunction::call_key)
+      .def("_build", &JitFunction::build)
       .def("_drop_cached", &JitFunction::drop_cached)
       .def_prop_ro("_ir", &JitFunction::ir)
       .def("_cache_size", &JitFunction::cache_size);

@@ -111,6 +111,7 @@ def search_order(monkeypatch, spec):
         return self.tried[key]
 
     monkeypatch.setattr(S, "time", fake_time)
+    monkeypatch.setattr(S, "prebuild", lambda self, specs, clusters: None)
     s.coordinate_search(spec, False)
     return order
 
@@ -358,3 +359,160 @@ def test_the_search_waits_for_the_device_of_the_arrays(monkeypatch):
     parpy.autotune._sync(CompileBackend.Cuda, 1)
     parpy.autotune._sync(CompileBackend.Cpu, 1)  # nothing to wait for on Cpu
     assert waited == [1]
+
+
+# ---- candidates built on several threads ------------------------------------------------------
+
+
+@parpy.jit
+def two_loops(x, y, z, N):
+    parpy.label("first")
+    for i in range(N):
+        y[i] = y[i] + 2.0 * x[i]
+    parpy.label("second")
+    for i in range(N):
+        z[i] = z[i] - 0.5 * x[i]
+
+
+_options, _build_ahead, _prebuild = (parpy.autotune._options, parpy.autotune._Search.build_ahead,
+                                     parpy.autotune._Search.prebuild)
+
+
+def tune_two_loops(monkeypatch, build_threads, n, budget=600.0, fail=None, build_ahead=_build_ahead):
+    """Tunes two_loops on n elements (every candidate timed unless `budget` runs out) with
+    PARPY_AUTOTUNE_BUILD_THREADS=`build_threads`, from an empty cache and nothing in memory;
+    candidates for which `fail(spec)` is true get a compiler flag that does not exist. The thread
+    counts are those of a 32-core host, so that a label has several candidates to build at once,
+    and a candidate's time is a stand-in given by its spec (the same in every search), fastest at
+    8 threads on `first` and 2 on `second`. Checks the call's result; returns the tuning, the
+    specs built on a build thread, and the number of builds."""
+    import math
+    import threading
+
+    monkeypatch.setenv("PARPY_AUTOTUNE_BUILD_THREADS", str(build_threads))
+    monkeypatch.setattr(parpy.autotune, "_thread_counts",
+                        lambda n, backend, reduce=False: [n] + [t for t in (32, 16, 8, 4, 2, 1) if t < n])
+
+    def measure(self, o):
+        s = parpy.autotune._spec_of(o)
+        return 1e-3 * (1 + abs(math.log2(s["first"][0]) - 3) + abs(math.log2(s["second"][0]) - 1))
+
+    monkeypatch.setattr(parpy.autotune._Search, "measure", measure)
+    def options(base, spec, clusters):
+        o = _options(base, spec, clusters)
+        if fail is not None and fail(spec):
+            o.extra_flags = ["-fparpy-no-such-option"]
+        return o
+
+    monkeypatch.setattr(parpy.autotune, "_options", options)
+    ahead = []
+
+    def spy(self, o):
+        assert threading.current_thread().name.startswith("parpy-autotune-build")
+        ahead.append(parpy.autotune._spec_of(o))
+        return build_ahead(self, o)
+
+    monkeypatch.setattr(parpy.autotune._Search, "build_ahead", spy)
+    parpy.autotune.forget()
+    parpy.clear_cache()
+    x, y, z = RNG.standard_normal(n), RNG.standard_normal(n), RNG.standard_normal(n)
+    want_y, want_z = y + 2.0 * x, z - 0.5 * x
+    o = parpy.par({"first": parpy.threads(n), "second": parpy.threads(n)}, autotune=True)
+    o.backend = CompileBackend.Cpu
+    o.autotune_budget_s = budget
+    builds = parpy.parpy.stats()["builds"]
+    two_loops(x, y, z, n, opts=o)
+    builds = parpy.parpy.stats()["builds"] - builds
+    # Each array was written by exactly one run.
+    np.testing.assert_allclose(y, want_y, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(z, want_z, rtol=1e-15, atol=0)
+    # No build outlives the call, and the candidates' compiled code left memory: the function
+    # keeps one entry, the choice's (clear_cache emptied its memory cache).
+    assert not [t for t in threading.enumerate() if t.name.startswith("parpy-autotune-build")]
+    assert two_loops._cache_size() == 1
+    return parpy.tuned(two_loops, [x, y, z, n], o), ahead, builds
+
+
+def outcomes(t):
+    return [(c.spec, c.clusters, c.seconds, c.error) for c in t.candidates]
+
+
+def test_candidates_built_on_threads_give_the_search_of_one_thread(monkeypatch):
+    n = 4096
+    one, ahead1, builds1 = tune_two_loops(monkeypatch, 1, n)
+    two, ahead2, builds2 = tune_two_loops(monkeypatch, 2, n)
+    assert ahead1 == [] and len(ahead2) > 2  # built when timed, or ahead on build threads
+    # The same candidates in the same order, the same choice, each built once.
+    assert outcomes(two) == outcomes(one) and two.spec == one.spec == {
+        "first": (8, False, 1024), "second": (2, False, 1024)}
+    assert builds2 == builds1 == len(one.candidates)
+    # The first label's coarse counts were built together: every other count below n.
+    assert [s["first"][0] for s in ahead2[:3]] == [16, 4, 1]
+
+
+def test_a_candidate_that_fails_to_build_on_a_build_thread_is_skipped(monkeypatch):
+    n = 4096
+
+    def fail(spec):
+        return spec["first"][0] == 4
+
+    one, _, _ = tune_two_loops(monkeypatch, 1, n, fail=fail)
+    two, ahead, _ = tune_two_loops(monkeypatch, 2, n, fail=fail)
+    assert {"first": (4, False, 1024), "second": (n, False, 1024)} in ahead
+    assert outcomes(two) == outcomes(one) and two.spec == one.spec
+    broken = [c for c in two.candidates if c.spec["first"][0] == 4]
+    assert len(broken) == 1 and broken[0].seconds is None
+    assert broken[0].error == "RuntimeError: Compilation of generated C++ code failed with exit code 1:"
+
+
+def test_builds_running_when_the_budget_runs_out(monkeypatch):
+    # The budget runs out while the first label's coarse counts build (one of them slow): the
+    # first of them is still timed, as the candidate in progress; the search stops there. The
+    # slow build, running still, is waited for and its entry dropped (tune_two_loops checks).
+    import time
+
+    def prebuild(self, specs, clusters):
+        self.budget = time.perf_counter() - self.start + 0.05
+        _prebuild(self, specs, clusters)
+
+    def build_ahead(self, o):
+        if parpy.autotune._spec_of(o)["first"][0] == 4:
+            time.sleep(0.5)
+            self.fn._build(*self.copies, opts=o)  # whatever the budget
+            return True
+        return _build_ahead(self, o)
+
+    monkeypatch.setattr(parpy.autotune._Search, "prebuild", prebuild)
+    n = 4096
+    t, _, _ = tune_two_loops(monkeypatch, 2, n, build_ahead=build_ahead)
+    assert [c.spec["first"][0] for c in t.candidates] == [n, 16]
+    assert all(c.seconds is not None for c in t.candidates)
+
+
+def test_candidates_built_within_the_budget_are_timed(monkeypatch):
+    # The budget runs out once the first label's coarse counts are built, before they are timed:
+    # all of them are timed (on one thread, where the first is built when timed, only the first),
+    # and the search stops there.
+    import time
+
+    def prebuild(self, specs, clusters):
+        _prebuild(self, specs, clusters)
+        self.budget = time.perf_counter() - self.start
+
+    monkeypatch.setattr(parpy.autotune._Search, "prebuild", prebuild)
+    n = 4096
+    two, _, _ = tune_two_loops(monkeypatch, 2, n)
+    one, _, _ = tune_two_loops(monkeypatch, 1, n)
+    assert [c.spec for c in two.candidates] == [{"first": (t, False, 1024), "second": (n, False, 1024)}
+                                                for t in (n, 16, 4, 1)]
+    assert [c.spec for c in one.candidates] == [c.spec for c in two.candidates[:2]]
+    assert all(c.seconds is not None for c in two.candidates)
+
+
+def test_the_number_of_build_threads_is_checked(monkeypatch):
+    n = 4096
+    x, y = RNG.standard_normal(n), RNG.standard_normal(n)
+    for bad in ("0", "two"):
+        monkeypatch.setenv("PARPY_AUTOTUNE_BUILD_THREADS", bad)
+        with pytest.raises(RuntimeError, match="PARPY_AUTOTUNE_BUILD_THREADS is .* it must be a whole number"):
+            scale_add(x, y, n, opts=tuning_opts(n + int(bad == "0")))
