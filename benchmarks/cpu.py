@@ -28,7 +28,8 @@ try:
     import numba_kernels as nb
 except ImportError:  # Numba is optional: its column shows "-"
     nb = None
-from kernels import axpy, colsum_by_column, colsum_by_row, layer_norm, row_sum, softmax, tiny
+from kernels import (axpy, colsum_by_column, colsum_by_row, layer_norm, power_law_csr, row_sum, softmax,
+                     spmv_csr, stencil2d, stencil3d, tiny)
 
 
 def np_softmax(x):
@@ -129,6 +130,52 @@ def main():
         check()
         tb = numba_time(lambda: getattr(nb, g)(x, y), reps, check)
         rows.append((name, f"{N}x{M} f32", x.nbytes + y.nbytes, tp, tn, tb))
+
+    # The GPU table's user loops (benchmarks/gpu.py --user-loops), written the same way.
+    N = 1024 if quick else 4096
+    x = np.random.randn(N, N).astype(np.float32)
+    y = np.zeros_like(x)
+    want = np.zeros_like(x)
+    want[1:-1, 1:-1] = np.float32(0.25) * (x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:])
+    check = lambda: np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)  # noqa: E731
+    opts = parpy.par({"rows": parpy.threads(N), "cols": parpy.threads(N)})
+    tp = timeit(lambda: stencil2d(x, y, N, N, opts=opts), reps)
+    check()
+    tn = timeit(lambda: np.float32(0.25) * (x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:]), reps)
+    tb = numba_time(lambda: nb.stencil2d(x, y), reps, check)
+    rows.append(("5-point stencil", f"{N}x{N} f32", 2 * x.nbytes, tp, tn, tb))
+
+    P = 128 if quick else 256
+    x = np.random.randn(P, P, P).astype(np.float32)
+    y = np.zeros_like(x)
+    c = (slice(1, -1),) * 3
+
+    def np_stencil3d():
+        return (x[:-2, 1:-1, 1:-1] + x[2:, 1:-1, 1:-1] + x[1:-1, :-2, 1:-1] + x[1:-1, 2:, 1:-1]
+                + x[1:-1, 1:-1, :-2] + x[1:-1, 1:-1, 2:]) / np.float32(6.0)
+
+    want = np_stencil3d()
+    check = lambda: np.testing.assert_allclose(y[c], want, rtol=1e-5, atol=1e-5)  # noqa: E731
+    opts = parpy.par({"planes": parpy.threads(P), "cols": parpy.threads(P)})
+    tp = timeit(lambda: stencil3d(x, y, P, opts=opts), reps)
+    check()
+    tn = timeit(np_stencil3d, reps)
+    tb = numba_time(lambda: nb.stencil3d(x, y), reps, check)
+    rows.append(("7-point stencil", f"{P}^3 f32", 2 * x.nbytes, tp, tn, tb))
+
+    R = 2**16 if quick else 2**20
+    ip, ix, d = power_law_csr(R, 16)
+    xs = np.random.rand(R).astype(np.float32)
+    y = np.zeros(R, np.float32)
+    want = np.add.reduceat(d.astype(np.float64) * xs[ix], ip[:-1])  # every row has a nonzero
+    check = lambda: np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)  # noqa: E731
+    opts = parpy.par({"rows": parpy.threads(R)})
+    tp = timeit(lambda: spmv_csr(ip, ix, d, xs, y, R, opts=opts), reps)
+    check()
+    tn = timeit(lambda: np.add.reduceat(d * xs[ix], ip[:-1]), reps)
+    tb = numba_time(lambda: nb.spmv_csr(ip, ix, d, xs, y), reps, check)
+    rows.append((f"CSR SpMV (nnz {len(d) / R:.1f}/row)", f"{R} rows", ip.nbytes + ix.nbytes + d.nbytes + 2 * xs.nbytes,
+                 tp, tn, tb))
 
     print(f"Machine: {platform.processor() or platform.machine()}, {cores} cores, "
           f"numpy {np.__version__}, parpy {parpy.__version__} (Cpu backend)\n")

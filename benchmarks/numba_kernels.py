@@ -65,3 +65,29 @@ def colsum_by_row(x, y):
     for i in range(x.shape[0]):
         for j in prange(x.shape[1]):
             y[j] += x[i, j]
+
+
+@njit(parallel=True)
+def stencil2d(x, y):
+    for i in prange(1, x.shape[0] - 1):
+        for j in range(1, x.shape[1] - 1):
+            y[i, j] = 0.25 * (x[i - 1, j] + x[i + 1, j] + x[i, j - 1] + x[i, j + 1])
+
+
+@njit(parallel=True)
+def stencil3d(x, y):
+    n = x.shape[0]
+    for i in prange(1, n - 1):
+        for j in range(1, n - 1):
+            for k in range(1, n - 1):
+                y[i, j, k] = (x[i - 1, j, k] + x[i + 1, j, k] + x[i, j - 1, k] + x[i, j + 1, k]
+                              + x[i, j, k - 1] + x[i, j, k + 1]) / 6.0
+
+
+@njit(parallel=True)
+def spmv_csr(indptr, indices, data, x, y):
+    for i in prange(indptr.shape[0] - 1):
+        s = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            s += data[k] * x[indices[k]]
+        y[i] = s
