@@ -24,7 +24,9 @@
 #             folder of such logs from earlier cut runs, $tool-tests*.log: the tests they record are
 #             not run again; the sanitizer instruments child processes too ($PARPY_SAN_TARGETS,
 #             default all), whose tests' time limits are multiplied by $PARPY_SAN_TIMEOUT_SCALE,
-#             default 5: children under the sanitizer ran out of 120-300 s limits)
+#             default 5: children under the sanitizer ran out of 120-300 s limits; each tool is
+#             stopped after $PARPY_SAN_SECONDS, so that a run within a time limit still prints its
+#             summary: how many tests ended, the failures, every sanitizer report)
 # Wheels the machine lacks go in .whl/ first (optional), e.g.
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl nanobind pytest
 # Usage: bash tools/gpu_check.sh [log-dir]   (PARPY_CXX selects the host compiler; default
@@ -102,7 +104,8 @@ for step in $steps; do
       ngpu=$(nvidia-smi -L | wc -l); g=0
       for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
         skip=$( [ -n "${PARPY_SAN_DONE:-}" ] && ls "$(realpath "$PARPY_SAN_DONE")"/$tool-tests*.log 2>/dev/null | paste -sd: )
-        PARPY_TEST_TIMEOUT_SCALE=${PARPY_SAN_TIMEOUT_SCALE:-5} PARPY_TEST_SKIP="$skip" PARPY_TEST_LOG="$logs/$tool-tests.log" CUDA_VISIBLE_DEVICES=$(( g % ngpu )) compute-sanitizer --tool $tool --report-api-errors no \
+        PARPY_TEST_TIMEOUT_SCALE=${PARPY_SAN_TIMEOUT_SCALE:-5} PARPY_TEST_SKIP="$skip" PARPY_TEST_LOG="$logs/$tool-tests.log" CUDA_VISIBLE_DEVICES=$(( g % ngpu )) \
+          timeout "${PARPY_SAN_SECONDS:-36000}" compute-sanitizer --tool $tool --report-api-errors no \
           --target-processes "${PARPY_SAN_TARGETS:-all}" --print-limit 50 python3 -m pytest -q -rf -p no:cacheprovider \
           -n "${PARPY_SAN_WORKERS:-6}" ${PARPY_SAN_FILES:-tests/python} -k "${PARPY_SAN_K:-not Cpu and not fuzz and not built_by_nvcc}" \
           > "$logs/$tool-all.log" 2>&1 &
@@ -112,6 +115,8 @@ for step in $steps; do
       for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
         echo "== $tool"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|========= (Invalid|Error|Race|Program hit)" "$logs/$tool-all.log" | sort | uniq -c | head -20
         grep -E "^FAILED|passed|failed" "$logs/$tool-all.log" | tail -12
+        echo "tests ended: $(grep -c -v '^ ' "$logs/$tool-tests.log" 2>/dev/null || echo 0)"
+        grep -E "^(failed|error)" "$logs/$tool-tests.log" 2>/dev/null | head -20
       done ;;
   esac
 done
