@@ -38,9 +38,11 @@ def backend(request):
 
 
 # PARPY_TEST_LOG=<file>: each test's outcome is appended to the file as it ends ("passed 1.2s
-# tests/python/test_x.py::test_y"), failures with their report, so a run stopped by a time limit
-# (a sanitizer run on the GPU machine) still says which tests ended and how.
+# tests/python/test_x.py::test_y", or "passed 1.2s+30.5s ..." where its fixtures' setup took half
+# a second or more), failures with their report, so a run stopped by a time limit (a sanitizer
+# run on the GPU machine) still says which tests ended, how, and where the time went.
 _TEST_LOG = os.environ.get("PARPY_TEST_LOG")
+_setup_seconds = {}
 
 # PARPY_TEST_SKIP=<log>[:<log>...]: tests that such logs record as ended (any outcome) are
 # deselected, so a run cut by a time limit goes on where it stopped.
@@ -52,9 +54,9 @@ def _ended_tests(paths):
     for path in paths:
         with open(path, encoding="utf-8") as f:
             for line in f:
-                parts = line.split()
-                if len(parts) >= 3 and not line.startswith(" ") and "::" in parts[-1]:
-                    ended.add(parts[-1])
+                parts = line.rstrip("\n").split(" ", 2)  # outcome, seconds, test id (may hold spaces)
+                if len(parts) == 3 and not line.startswith(" ") and "::" in parts[2]:
+                    ended.add(parts[2])
     return ended
 
 
@@ -71,13 +73,22 @@ def pytest_collection_modifyitems(config, items):
 def pytest_runtest_logreport(report):
     # Under pytest-xdist the controller sees each worker's reports again (with report.node set):
     # the worker that ran the test writes the line.
-    if not _TEST_LOG or (report.when != "call" and report.passed) or getattr(report, "node", None) is not None:
+    if not _TEST_LOG or getattr(report, "node", None) is not None:
+        return
+    if report.when == "setup" and report.passed:
+        _setup_seconds[report.nodeid] = report.duration
+        return
+    if report.when != "call" and report.passed:
         return
     if report.when != "call" and report.skipped:
         outcome = "skipped"
     else:
-        outcome = report.outcome if report.when == "call" else f"{report.outcome} in {report.when}"
-    line = f"{outcome} {report.duration:.1f}s {report.nodeid}\n"
+        outcome = report.outcome if report.when == "call" else f"{report.outcome}-in-{report.when}"
+    seconds = f"{report.duration:.1f}s"
+    setup = _setup_seconds.pop(report.nodeid, 0.0)
+    if setup >= 0.5:
+        seconds += f"+{setup:.1f}s"
+    line = f"{outcome} {seconds} {report.nodeid}\n"
     if report.failed:
         line += "".join("    " + l + "\n" for l in str(report.longrepr).splitlines()[-30:])
     with open(_TEST_LOG, "a", encoding="utf-8") as f:

@@ -45,23 +45,38 @@ def test_tests_in_a_skip_log_are_deselected(tmp_path):
     here = pathlib.Path(__file__).parent
     (tmp_path / "conftest.py").write_text((here / "conftest.py").read_text())
     (tmp_path / "test_sample.py").write_text(textwrap.dedent("""
+        import time
+
+        import pytest
+
+        @pytest.fixture
+        def slow():
+            time.sleep(0.6)
+
         def test_one():
             pass
 
-        def test_two():
+        def test_two(slow):
             pass
 
         def test_three():
             pass
+
+        @pytest.mark.parametrize("v", ["a b", "c d"])
+        def test_four(v):
+            pass
     """))
     done = tmp_path / "done.log"
-    done.write_text("passed 0.1s test_sample.py::test_one\n"
-                    "failed 2.0s test_sample.py::test_three\n    assert 0\n")
+    done.write_text("passed 0.1s+3.5s test_sample.py::test_one\n"
+                    "failed 2.0s test_sample.py::test_three\n    assert 0\n"
+                    "passed 0.2s test_sample.py::test_four[a b]\n")
     log = tmp_path / "tests.log"
     env = dict(os.environ, PARPY_TEST_LOG=str(log), PARPY_TEST_SKIP=str(done))
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
                         str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=child_timeout(300))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "1 passed, 2 deselected" in r.stdout, r.stdout
-    assert [line.split()[-1] for line in log.read_text().splitlines()] == ["test_sample.py::test_two"]
+    assert "2 passed, 3 deselected" in r.stdout, r.stdout
+    lines = [line.split(" ", 2) for line in log.read_text().splitlines()]
+    assert [line[2] for line in lines] == ["test_sample.py::test_two", "test_sample.py::test_four[c d]"]
+    assert "+" in lines[0][1] and "+" not in lines[1][1], lines  # the slow fixture's setup time
