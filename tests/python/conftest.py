@@ -3,6 +3,7 @@
 import os
 import shutil
 import tempfile
+import time
 
 import parpy
 import pytest
@@ -43,6 +44,27 @@ def backend(request):
 # run on the GPU machine) still says which tests ended, how, and where the time went.
 _TEST_LOG = os.environ.get("PARPY_TEST_LOG")
 _setup_seconds = {}
+_imported_at = time.perf_counter()
+
+
+def _process_age():
+    """Seconds since this process started (Linux), else since this file was loaded."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as f:
+            return float(f.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _imported_at
+
+
+def pytest_collection_finish(session):
+    # How long this process (an xdist worker) took from its start to a collected suite: a line
+    # without a test id, which PARPY_TEST_SKIP ignores.
+    if _TEST_LOG:
+        with open(_TEST_LOG, "a", encoding="utf-8") as f:
+            f.write(f"collected {_process_age():.1f}s {len(session.items)} tests in "
+                    f"{os.environ.get('PYTEST_XDIST_WORKER', 'the main process')}\n")
 
 # PARPY_TEST_SKIP=<log>[:<log>...]: tests that such logs record as ended (any outcome) are
 # deselected, so a run cut by a time limit goes on where it stopped.

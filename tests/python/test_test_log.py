@@ -33,7 +33,8 @@ def test_outcomes_are_logged_as_tests_end(tmp_path):
                        timeout=child_timeout(300))
     assert r.returncode == 1, r.stdout + r.stderr
     lines = log.read_text().splitlines()
-    starts = [line for line in lines if not line.startswith("    ")]
+    assert lines[0].startswith("collected ") and " 3 tests in " in lines[0], lines
+    starts = [line for line in lines[1:] if not line.startswith("    ")]
     assert len(starts) == 3, lines
     assert starts[0].startswith("passed ") and starts[0].endswith("test_sample.py::test_passes")
     assert starts[1].startswith("failed ") and starts[1].endswith("test_sample.py::test_fails")
@@ -77,6 +78,6 @@ def test_tests_in_a_skip_log_are_deselected(tmp_path):
                        timeout=child_timeout(300))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 passed, 3 deselected" in r.stdout, r.stdout
-    lines = [line.split(" ", 2) for line in log.read_text().splitlines()]
+    lines = [line.split(" ", 2) for line in log.read_text().splitlines() if not line.startswith("collected ")]
     assert [line[2] for line in lines] == ["test_sample.py::test_two", "test_sample.py::test_four[c d]"]
     assert "+" in lines[0][1] and "+" not in lines[1][1], lines  # the slow fixture's setup time
