@@ -263,7 +263,8 @@ class _Search:
         self.tried: dict[Key, Candidate] = {}
         self.progress = sys.stderr.isatty() or os.environ.get("PARPY_AUTOTUNE_PROGRESS") == "1"
         self.shown = False
-        self.keys: list[bytes] = []  # the candidates' entries in the function's memory cache
+        # The candidates' entries in the function's memory cache, by candidate.
+        self.keys: dict[Key, bytes] = {}
         self.tried_before = False  # whether the candidate being timed is not the first (the user's)
         self.user_error: Exception | None = None  # the user's spec's ParallelismError, if any
         self.build_threads = _build_threads()
@@ -292,7 +293,7 @@ class _Search:
                 call_key = self.fn._call_key(*self.copies, opts=o)
             except Exception:  # time() meets the same error and skips the candidate
                 continue
-            self.keys.append(call_key)
+            self.keys[key] = call_key
             todo[key] = o
         if len(todo) < 2:
             return
@@ -325,7 +326,8 @@ class _Search:
         built = self.builds.pop(key, None)
         try:
             o = _options(self.opts, spec, clusters)
-            self.keys.append(self.fn._call_key(*self.copies, opts=o))
+            if key not in self.keys:  # else computed when it was built ahead
+                self.keys[key] = self.fn._call_key(*self.copies, opts=o)
             if built is not None:
                 built.result()  # the error of a build that failed
             self.fn(*self.copies, opts=o)  # builds (or finds) it, and warms up
@@ -395,8 +397,8 @@ class _Search:
                 self.pool.shutdown(wait=True, cancel_futures=True)
             # The candidates' compiled code leaves memory (the chosen one stays in the disk cache
             # and is loaded again for the call).
-            for key in self.keys:
-                self.fn._drop_cached(key)
+            for call_key in self.keys.values():
+                self.fn._drop_cached(call_key)
 
     def labels(self, spec: Spec) -> list[str]:
         """The labels with the most threads first (their choice usually matters most, and they

@@ -111,11 +111,9 @@ struct LoopRange {
 
 std::optional<LoopRange> loop_range(const Stmt& s) {
   if (s->lo->kind != ExprKind::Int || s->hi->kind != ExprKind::Int || s->step == 0) return std::nullopt;
-  __int128 span = static_cast<__int128>(s->hi->ival) - s->lo->ival;
-  __int128 trips = s->step > 0 ? (span + s->step - 1) / s->step : (span + s->step + 1) / s->step;
-  if (trips < 0) trips = 0;
-  if (trips > INT64_MAX) return std::nullopt;
-  return LoopRange{s->var, s->step, static_cast<int64_t>(trips)};
+  int64_t trips = range_trips(s->lo->ival, s->hi->ival, s->step);
+  if (trips == kMaxTrips) return std::nullopt;  // capped: the true count may be larger
+  return LoopRange{s->var, s->step, trips};
 }
 
 // Whether `index` takes a different value in every iteration of `loops`: affine in their variables,
