@@ -61,6 +61,17 @@ bool parse_format(const char* fmt, Py_ssize_t itemsize, ElemSize& out) {
   return elem_from_code(kind, static_cast<int>(itemsize), out);
 }
 
+// Whether byte `strides` (null: none given) describe C-contiguous memory.
+bool c_contiguous(Py_ssize_t itemsize, int ndim, const Py_ssize_t* shape, const Py_ssize_t* strides) {
+  if (!strides) return true;
+  Py_ssize_t expect = itemsize;
+  for (int d = ndim - 1; d >= 0; --d) {
+    if (shape[d] != 1 && strides[d] != expect) return false;
+    expect *= shape[d];
+  }
+  return true;
+}
+
 // The buffer-protocol format of an element type, so every array kind shares add_array.
 const char* format_of(ElemSize e) {
   static const char* fmts[] = {"?", "b", "h", "i", "q", "B", "H", "I", "Q", "e", "f", "d"};
@@ -330,16 +341,9 @@ void ArgPack::add_array(void* data, const char* fmt, Py_ssize_t itemsize, int nd
                                     std::string(fmt ? fmt : "?") + "'");
   if (ndim > 0 && readonly)
     py_fail(PyExc_RuntimeError, "Argument " + name + ": Cannot construct buffer from read-only memory");
-  bool contiguous = true;
-  if (strides) {
-    Py_ssize_t expect = itemsize;
-    for (int d = ndim - 1; d >= 0; --d) {
-      if (shape[d] != 1 && strides[d] != expect) contiguous = false;
-      expect *= shape[d];
-    }
-  }
-  // Device memory is used in place; host memory may be copied (the code reads it contiguous).
-  if (!contiguous && ndim > 0 && on_device_) not_contiguous(name);
+  // The code reads arrays contiguous: others run on a contiguous copy (a CUDA array's is made by
+  // add_cuda_array, the same for every call: the key is that of the copy).
+  bool contiguous = c_contiguous(itemsize, ndim, shape, strides);
   key.push_back('a');
   key.push_back(static_cast<char>(elem));
   key.push_back(static_cast<char>(ndim));
@@ -390,7 +394,8 @@ void ArgPack::add_array(void* data, const char* fmt, Py_ssize_t itemsize, int nd
       if (reach < 0) lo += reach; else hi += reach;
     }
     if (contiguous) hi = lo + bytes;
-    Memory m{lo, hi, !contiguous, name, args_added_, static_cast<char*>(data), {}, {}, static_cast<size_t>(itemsize)};
+    Memory m{lo, hi, !contiguous, name, args_added_, static_cast<char*>(data), {}, {},
+             static_cast<size_t>(itemsize), on_device_ ? device_lib_ : 'n'};
     if (!contiguous) {
       m.shape.assign(shape, shape + ndim);
       m.strides.assign(strides, strides + ndim);
@@ -398,7 +403,9 @@ void ArgPack::add_array(void* data, const char* fmt, Py_ssize_t itemsize, int nd
     memory_.push_back(std::move(m));
   }
   if (!contiguous && !describe_)
-    data = staged_copy(static_cast<char*>(data), ndim, shape, strides, static_cast<size_t>(itemsize));
+    data = on_device_ ? device_copy_
+                      : staged_copy(static_cast<char*>(data), ndim, shape, strides,
+                                    static_cast<size_t>(itemsize));
   void* s = slot();
   *static_cast<void**>(s) = data;
   if (device_memory_ && !on_device_) host_arrays.push_back({argv.size(), data, bytes});
@@ -448,12 +455,30 @@ void* ArgPack::staged_copy(char* data, int ndim, const Py_ssize_t* shape, const 
   return st.copy.get();
 }
 
-void ArgPack::write_back() {
+void ArgPack::write_back(const Entry& e, bool ok) {
   for (Staged& st : staged_) {
     bool empty = std::find(st.shape.begin(), st.shape.end(), 0) != st.shape.end();
     if (!empty)
       copy_strided(st.original, st.copy.get(), static_cast<int>(st.shape.size()), st.shape.data(),
                    st.strides.data(), st.itemsize, false);
+  }
+  if (device_staged_.empty()) return;
+  // The copies the code may write, back into their arrays by their libraries, each on the stream
+  // it made the copy on: the call's stream, unless the call has arrays of two libraries, whose
+  // launches are then waited for first. A broadcast array is never written (check_written).
+  nb::object write = nb::module_::import_("parpy._device_copies").attr("write_back");
+  bool waited = false;
+  for (const DeviceStaged& s : device_staged_) {
+    if (s.broadcast || !(e.write_all || (s.index < e.written.size() && e.written[s.index]))) continue;
+    try {
+      if (s.stream != stream && !waited) {
+        waited = true;
+        wait_for_stream(stream, device);
+      }
+      write(s.array, s.copy);
+    } catch (const nb::python_error&) {
+      if (ok) throw;
+    }
   }
 }
 
@@ -506,10 +531,13 @@ void ArgPack::check_copies_alone() const {
       if (!intersect(intervals(a), intervals(b))) continue;
       Who wa = who(a.name, a.arg), wb = who(b.name, b.arg);
       std::string other = "a" + wb.who.substr(1);
+      std::string copy = a.lib == 't'   ? wa.param + ".contiguous()"
+                         : a.lib == 'c' ? "cupy.ascontiguousarray(" + wa.param + ")"
+                                        : "np.ascontiguousarray(" + wa.param + ")";
       std::string msg = wa.who + " is a non-contiguous array, which the function reads and writes through a "
                         "contiguous copy, and it shares memory with " + other +
                         ": writes through one would not be seen through the other.\nPass arrays that do not "
-                        "share memory, or a contiguous copy of one (np.ascontiguousarray(" + wa.param + ")).";
+                        "share memory, or a contiguous copy of one (" + copy + ").";
       py_fail(PyExc_RuntimeError, CompileError(ErrorKind::Runtime, msg, wa.where).render());
     }
   }
@@ -530,23 +558,74 @@ ArgPack::Who ArgPack::who(const std::string& name, size_t arg) const {
   return w;
 }
 
-// Names the parameter and says how to get contiguous memory.
+// A non-contiguous CUDA array of a library other than torch and CuPy: names the parameter and
+// says how to get contiguous memory.
 void ArgPack::not_contiguous(const std::string& name) const {
   Who w = who(name, args_added_);
-  std::string msg = w.who + ": Buffers must only operate on contiguous memory.\nPass a contiguous copy, as in "
-                    "np.ascontiguousarray(" + w.param + ") for numpy or " + w.param + ".contiguous() for torch "
-                    "(the function then writes to the copy, not to the original array).";
+  std::string msg = w.who + ": Buffers must only operate on contiguous memory.\nA non-contiguous CUDA array "
+                    "runs on a contiguous copy only where it is a torch or CuPy array; pass a contiguous copy "
+                    "of this one (the function then writes to the copy, not to the original array), or a "
+                    "torch or CuPy view of it.";
   py_fail(PyExc_RuntimeError, CompileError(ErrorKind::Runtime, msg, w.where).render());
 }
 
-// Device memory used in place: never copied in or out.
+// Device memory used in place, or for a non-contiguous array, its contiguous `copy` made by
+// library `lib` (device_copy).
 void ArgPack::add_device_array(void* data, ElemSize elem, const std::vector<Py_ssize_t>& shape,
                                const Py_ssize_t* strides, bool readonly, const std::string& name,
-                               ArgValue& v) {
+                               ArgValue& v, void* copy, char lib) {
   on_device_ = true;
+  device_copy_ = copy;
+  device_lib_ = lib;
   add_array(data, format_of(elem), elem_bytes(elem), static_cast<int>(shape.size()), shape.data(), strides,
             readonly, name, v);
   on_device_ = false;
+}
+
+// A non-contiguous torch or CuPy array `a` runs on a contiguous copy that its library makes on
+// the GPU, on the stream it works on (python/parpy/_device_copies.py); other CUDA arrays must be
+// contiguous. Returns the copy's pointer (nullptr when only describing: the
+// code is that of the copy, which has the array's dtype and shape) and sets `lib`.
+void* ArgPack::device_copy(nb::handle a, const std::vector<Py_ssize_t>& shape,
+                           const std::vector<Py_ssize_t>& strides, const std::string& name, char& lib) {
+  nb::module_ copies = nb::module_::import_("parpy._device_copies");
+  nb::object library = copies.attr("library")(a);
+  if (library.is_none()) not_contiguous(name);
+  lib = nb::cast<std::string>(library) == "torch" ? 't' : 'c';
+  if (describe_) return nullptr;
+  nb::tuple made = nb::cast<nb::tuple>(copies.attr("copy")(a));
+  bool broadcast = false;
+  for (size_t d = 0; d < shape.size(); ++d) broadcast |= shape[d] > 1 && strides[d] == 0;
+  device_staged_.push_back({nb::borrow(a), made[0], argv.size(), as_stream(nb::cast<uintptr_t>(made[2])),
+                            broadcast, lib, name, args_added_});
+  return reinterpret_cast<void*>(nb::cast<uintptr_t>(made[1]));
+}
+
+// The code writes through the copy of a broadcast array: writing it back would store several
+// results in each shared element.
+void ArgPack::check_broadcast_written(const Entry& e) const {
+  for (const DeviceStaged& s : device_staged_) {
+    if (!s.broadcast || e.write_all || s.index >= e.written.size() || !e.written[s.index]) continue;
+    Who w = who(s.name, s.arg);
+    std::string copy = s.lib == 't' ? w.param + ".contiguous()" : "cupy.ascontiguousarray(" + w.param + ")";
+    std::string msg = w.who + " is a broadcast array (a dimension of stride 0, as from expand or broadcast_to), "
+                      "whose elements are shared, and the function writes it: writes to a shared element "
+                      "would overwrite each other.\nWrite into an array with an element of its own for each "
+                      "value, such as the copy " + copy + ", which the function then writes instead.";
+    py_fail(PyExc_RuntimeError, CompileError(ErrorKind::Runtime, msg, w.where).render());
+  }
+}
+
+// Waits for the work queued on stream `s` of device `dev`.
+void ArgPack::wait_for_stream(void* s, int dev) {
+  try {
+    nb::gil_scoped_release release;
+    cuda::DeviceScope scope(dev);
+    cuda::stream_synchronize(s);
+  } catch (const cuda::CudaError& e) {
+    py_fail(PyExc_RuntimeError,
+            std::string("Waiting for the contiguous copy of a CUDA array failed: ") + e.what());
+  }
 }
 
 // DLPack producers without the buffer protocol (torch CPU tensors, JAX, ...): host memory only.
@@ -606,8 +685,15 @@ void ArgPack::add_cuda_array(nb::handle a, const std::string& name, ArgValue& v)
   if (dev >= 0) on_device(dev, name);
   if (!stream && names_stream) stream = array_stream;
   if (!stream && torch_without_stream && dev >= 0) read_torch_stream(dev);
-  add_device_array(ptr, elem, shape, strides.empty() ? nullptr : strides.data(), nb::cast<bool>(data[1]), name,
-                   v);
+  bool readonly = nb::cast<bool>(data[1]);
+  const Py_ssize_t* st = strides.empty() ? nullptr : strides.data();
+  void* copy = nullptr;
+  char lib = 0;
+  // (An empty array has no elements to copy.)
+  if (st && !readonly && !c_contiguous(elem_bytes(elem), static_cast<int>(shape.size()), shape.data(), st) &&
+      std::find(shape.begin(), shape.end(), 0) == shape.end())
+    copy = device_copy(a, shape, strides, name, lib);
+  add_device_array(ptr, elem, shape, st, readonly, name, v, copy, lib);
 }
 
 // A 0-dim CUDA array whose value decides code is a typed scalar like a 0-dim host array: its
@@ -650,7 +736,7 @@ void ArgPack::add_device_element(void* data, ElemSize elem, int dev, void* array
 }
 
 void ArgPack::finish() {
-  if (!staged_.empty()) check_copies_alone();
+  if (!staged_.empty() || !device_staged_.empty()) check_copies_alone();
   // Arrays that share memory get code that does not assume otherwise: the call is keyed on it.
   bool shared = false;
   for (size_t a = 0; a < memory_.size(); ++a)
@@ -663,7 +749,14 @@ void ArgPack::finish() {
           if (arg >= 1 && arg <= values.size()) values[arg - 1].shares_memory = true;
     }
   if (shared) key.push_back('o');
-  if (device_elements_.empty()) return;
+  if (!device_elements_.empty()) settle_device_elements();
+  // A copy made on another stream than the call's (arrays of two libraries in one call) is waited
+  // for before the launch.
+  for (const DeviceStaged& s : device_staged_)
+    if (s.stream != stream) wait_for_stream(s.stream, device);
+}
+
+void ArgPack::settle_device_elements() {
   if (device < 0) {
     const DeviceElement& first = device_elements_.front();
     on_device(first.device, first.name);

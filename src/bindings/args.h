@@ -35,11 +35,18 @@ class ArgPack : public CallArgs {
   // Appends argument `a`, named `name` ("#1", ...) in error messages.
   void add(nanobind::handle a, const std::string& name);
   // After the last argument of a call: settles the device and stream that the 0-dim CUDA arrays
-  // left on the GPU leave open (see add_device_element), and checks that no array run on a copy
-  // shares memory with another argument.
+  // left on the GPU leave open (see add_device_element), checks that no array run on a copy
+  // shares memory with another argument, and orders the copies of CUDA arrays before the call.
   void finish();
-  // After the call: writes the contiguous copies of non-contiguous host arrays back into them.
-  void write_back();
+  // Before calling entry `e`: refuses a broadcast CUDA array (a dimension of stride 0) that the
+  // code writes.
+  void check_written(const Entry& e) const {
+    if (!device_staged_.empty()) check_broadcast_written(e);
+  }
+  // After the call: writes the contiguous copies of non-contiguous arrays back into them (CUDA
+  // arrays only where `e` may write them). Where the call failed (`ok` false), a failed write-back
+  // of a CUDA array is ignored: the call's error is the one raised.
+  void write_back(const Entry& e, bool ok);
 
   std::string key;
   std::vector<ArgValue> values;  // only when describing
@@ -83,7 +90,22 @@ class ArgPack : public CallArgs {
     std::unique_ptr<char, void (*)(void*)> copy{nullptr, &std::free};
   };
   std::deque<Staged> staged_;
-  // The memory of each host array argument, to find a copied one sharing memory with another.
+  // A non-contiguous torch or CuPy array runs on a contiguous copy that its library makes on the
+  // GPU (python/parpy/_device_copies.py), written back after the call where the code may write it.
+  struct DeviceStaged {
+    nanobind::object array, copy;
+    size_t index;    // in argv
+    void* stream;    // the stream its library made the copy on, and writes it back on
+    bool broadcast;  // a dimension of stride 0 (torch's expand): its elements share memory
+    char lib;        // 't' torch, 'c' CuPy
+    std::string name;
+    size_t arg;
+  };
+  std::vector<DeviceStaged> device_staged_;
+  // What add_array passes for the non-contiguous CUDA array being added (add_device_array).
+  void* device_copy_ = nullptr;
+  char device_lib_ = 0;
+  // The memory of each array argument, to find a copied one sharing memory with another.
   struct Memory {
     uintptr_t lo, hi;  // [lo, hi): from its lowest element to the end of its highest
     bool copied;
@@ -92,6 +114,7 @@ class ArgPack : public CallArgs {
     char* data;  // for a copied array: where its elements are
     std::vector<Py_ssize_t> shape, strides;
     size_t itemsize;
+    char lib;  // for a copied array, whose copy the fix names: 'n' numpy, 't' torch, 'c' CuPy
   };
   std::vector<Memory> memory_;
 
@@ -103,6 +126,11 @@ class ArgPack : public CallArgs {
   [[noreturn]] void not_contiguous(const std::string& name) const;
   void* staged_copy(char* data, int ndim, const Py_ssize_t* shape, const Py_ssize_t* strides, size_t itemsize);
   void check_copies_alone() const;
+  void* device_copy(nanobind::handle a, const std::vector<Py_ssize_t>& shape,
+                    const std::vector<Py_ssize_t>& strides, const std::string& name, char& lib);
+  void check_broadcast_written(const Entry& e) const;
+  void settle_device_elements();
+  void wait_for_stream(void* s, int dev);
 
   void* slot();
   void put_bytes(const void* p, size_t n) { key.append(static_cast<const char*>(p), n); }
@@ -114,7 +142,8 @@ class ArgPack : public CallArgs {
   void add_array(void* data, const char* fmt, Py_ssize_t itemsize, int ndim, const Py_ssize_t* shape,
                  const Py_ssize_t* strides, bool readonly, const std::string& name, ArgValue& v);
   void add_device_array(void* data, ElemSize elem, const std::vector<Py_ssize_t>& shape,
-                        const Py_ssize_t* strides, bool readonly, const std::string& name, ArgValue& v);
+                        const Py_ssize_t* strides, bool readonly, const std::string& name, ArgValue& v,
+                        void* copy = nullptr, char lib = 0);
   void add_dlpack(nanobind::handle a, const std::string& name, ArgValue& v);
   void add_cuda_array(nanobind::handle a, const std::string& name, ArgValue& v);
   bool add_torch_cuda(PyObject* o, const std::string& name, ArgValue& v);

@@ -120,13 +120,14 @@ std::shared_ptr<Entry> built(Build&& build) {
 // Calls an entry without the GIL; raises the IndexError of a failed run-time index check, or a
 // RuntimeError with the backend's message (else `failed` and the status).
 void call_entry(const Entry& e, ArgPack& args, CompileBackend b, const char* failed) {
+  args.check_written(e);
   CallResult r;
   {
     nb::gil_scoped_release release;
     r = backend_of(b).call(e, args);
   }
   // Whatever the outcome, what the code wrote is in the arrays, as if it had run on them.
-  args.write_back();
+  args.write_back(e, r.status == 0);
   if (r.status == 0) return;
   if (r.status == kIndexErrorStatus)
     if (auto msg = index_error(e)) py_fail(PyExc_IndexError, *msg);
