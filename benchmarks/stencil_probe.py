@@ -18,6 +18,7 @@ Variants (a name says what changed from the printed kernel):
 Run on a machine with an NVIDIA GPU and CuPy: python benchmarks/stencil_probe.py
 """
 import sys
+import traceback
 
 import cupy
 import numpy as np
@@ -25,7 +26,8 @@ import parpy
 from kernels import power_law_csr, spmv_csr, spmv_csr_warp, stencil2d, stencil3d
 from restrict_probe import kernels, launches, load, opts, time_ms
 
-HEAD = "#include <cstdint>\n"
+# NVRTC through CuPy finds no C++ standard headers here; the fixed-width types the kernels use.
+HEAD = "typedef long long i64;\ntypedef int i32;\ntypedef unsigned int u32;\n"
 
 STENCIL2D = HEAD + r"""
 extern "C" __global__ void __launch_bounds__(1024) s2_i32(const float* x, float* y, int n, int m, int ldg) {
@@ -118,23 +120,23 @@ extern "C" __global__ void __launch_bounds__(256) s3_rot(const float* __restrict
 SPMV = HEAD + r"""
 // L lanes per row (L divides 32), rows packed into the block's warps.
 template <int L>
-__device__ void spmv_lanes(const int64_t* __restrict__ ip, const int64_t* __restrict__ ix, const float* __restrict__ d,
+__device__ void spmv_lanes(const i64* __restrict__ ip, const i64* __restrict__ ix, const float* __restrict__ d,
                            const float* __restrict__ x, float* __restrict__ y, int n) {
   int t = blockIdx.x * blockDim.x + threadIdx.x;
   int row = t / L, lane = t % L;
   float s = 0.0f;
   if (row < n) {
-    int64_t b = __ldg(ip + row), e = __ldg(ip + row + 1);
-    for (int64_t k = b + lane; k < e; k += L) s += __ldg(d + k) * __ldg(x + __ldg(ix + k));
+    i64 b = __ldg(ip + row), e = __ldg(ip + row + 1);
+    for (i64 k = b + lane; k < e; k += L) s += __ldg(d + k) * __ldg(x + __ldg(ix + k));
   }
   for (int o = L / 2; o > 0; o /= 2) s += __shfl_down_sync(0xffffffffu, s, o, L);
   if (row < n && lane == 0) y[row] = s;
 }
-extern "C" __global__ void __launch_bounds__(256) spmv_l1(const int64_t* ip, const int64_t* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<1>(ip, ix, d, x, y, n); }
-extern "C" __global__ void __launch_bounds__(256) spmv_l2(const int64_t* ip, const int64_t* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<2>(ip, ix, d, x, y, n); }
-extern "C" __global__ void __launch_bounds__(256) spmv_l4(const int64_t* ip, const int64_t* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<4>(ip, ix, d, x, y, n); }
-extern "C" __global__ void __launch_bounds__(256) spmv_l8(const int64_t* ip, const int64_t* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<8>(ip, ix, d, x, y, n); }
-extern "C" __global__ void __launch_bounds__(256) spmv_l16(const int64_t* ip, const int64_t* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<16>(ip, ix, d, x, y, n); }
+extern "C" __global__ void __launch_bounds__(256) spmv_l1(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<1>(ip, ix, d, x, y, n); }
+extern "C" __global__ void __launch_bounds__(256) spmv_l2(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<2>(ip, ix, d, x, y, n); }
+extern "C" __global__ void __launch_bounds__(256) spmv_l4(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<4>(ip, ix, d, x, y, n); }
+extern "C" __global__ void __launch_bounds__(256) spmv_l8(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<8>(ip, ix, d, x, y, n); }
+extern "C" __global__ void __launch_bounds__(256) spmv_l16(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<16>(ip, ix, d, x, y, n); }
 """
 
 
@@ -281,9 +283,14 @@ def probe_spmv():
 
 
 def main():
-    probe_2d()
-    probe_3d()
-    probe_spmv()
+    failed = 0
+    for probe in (probe_2d, probe_3d, probe_spmv):
+        try:
+            probe()
+        except Exception:  # one probe's failure leaves the others' numbers
+            traceback.print_exc()
+            failed += 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

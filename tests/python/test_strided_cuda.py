@@ -271,13 +271,15 @@ def test_contiguous_and_strided_share_one_specialisation(lib):
     a = RNG.standard_normal((n, 2))
     x, xs, y = lib.asarray(a[:, 1]), lib.asarray(a)[:, 1], lib.asarray(np.zeros(n))
     assert scale_into._call_key(x, y, n, opts=o) == scale_into._call_key(xs, y, n, opts=o)
-    entries = scale_into._cache_size()
     scale_into(x, y, n, opts=o)
     np.testing.assert_array_equal(lib.numpy(y), 2.0 * a[:, 1] + 1.0)
+    # Counted after the contiguous call: another parametrisation of this test in the same process
+    # may have built the entry already.
+    entries = scale_into._cache_size()
     y *= 0.0
     scale_into(xs, y, n, opts=o)
     np.testing.assert_array_equal(lib.numpy(y), 2.0 * a[:, 1] + 1.0)
-    assert scale_into._cache_size() - entries == 1
+    assert scale_into._cache_size() == entries
 
 
 class Interface:
