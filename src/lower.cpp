@@ -182,15 +182,11 @@ Checked check(const Function& f, const std::vector<ArgValue>& args, const Compil
 }
 
 // What the GPU layer may use for this call: the backend's target, without the row splits (which
-// read one array while atomically updating another) and without assuming that arrays of different
-// names are different memory when array arguments share memory.
+// read one array while atomically updating another) when array arguments share memory.
 GpuTarget gpu_target(const Backend& b, const CompileOptions& opts, const std::vector<ArgValue>& args) {
   GpuTarget t = b.gpu_target(opts);
   for (const ArgValue& a : args)
-    if (a.shares_memory) {
-      t.fill_threads = 0;
-      t.distinct_arrays = false;
-    }
+    if (a.shares_memory) t.fill_threads = 0;
   return t;
 }
 

@@ -153,9 +153,7 @@ Block KernelBuilder::make_kernels(const Stmt& root_in) {
   kern.grid_blocks = g_.grid_blocks();
   kern.cluster_blocks = g_.cluster_blocks();
   Block body = prologue();
-  independent_ = iterations_independent(root);
   Block work = transform_stmt(root, 0);
-  independent_ = false;
   if (g_.packed() && g_.outer % g_.rows != 0)  // rows past the last do nothing
     body.push_back(if_stmt(iop(BinOp::Lt, ivar("$outer"), ilit(g_.outer)), std::move(work), {}, root->span));
   else

@@ -33,9 +33,6 @@ struct GpuTarget {
   // Rows may be packed into blocks (gpu/geometry.h, pack_rows): groups of lanes of one warp
   // synchronise and reduce on their own (intrinsics GroupSync, GroupReduce), in divergent code.
   bool pack_rows = false;
-  // No two array arguments of the call share memory: arrays of different names are different
-  // memory (ir/abi.h, ArgValue::shares_memory).
-  bool distinct_arrays = true;
 };
 
 struct Kernel {

@@ -3,13 +3,10 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <functional>
 #include <map>
-#include <optional>
 #include <set>
 
 #include "gpu/kernel_builder.h"
-#include "ir/affine.h"
 #include "ir/intrinsics.h"
 #include "ir/reductions.h"
 #include "passes/array_locals.h"
@@ -93,119 +90,11 @@ Block KernelBuilder::transform_block(const Block& b, size_t d) {
     // Statements run by the whole block order their memory accesses against the parallel
     // loops of other threads around them.
     bool after_barrier = !out.empty() && (is_barrier(out.back()) || allreduce_into_local(s, d));
-    if (d >= 1 && d <= g_.k && (g_.inner_blocks == 1 || g_.cluster) && !after_barrier && !independent_ &&
+    if (d >= 1 && d <= g_.k && (g_.inner_blocks == 1 || g_.cluster) && !after_barrier &&
         (contains_parallel(s) || contains_array_access(s)))
       out.push_back(barrier());
   }
   return out;
-}
-
-namespace {
-
-// The iterations of a loop with constant bounds: its variable is lo + step * t, 0 <= t < trips.
-struct LoopRange {
-  std::string var;
-  int64_t step = 1;
-  int64_t trips = 0;
-};
-
-std::optional<LoopRange> loop_range(const Stmt& s) {
-  if (s->lo->kind != ExprKind::Int || s->hi->kind != ExprKind::Int || s->step == 0) return std::nullopt;
-  int64_t trips = range_trips(s->lo->ival, s->hi->ival, s->step);
-  if (trips == kMaxTrips) return std::nullopt;  // capped: the true count may be larger
-  return LoopRange{s->var, s->step, trips};
-}
-
-// Whether `index` takes a different value in every iteration of `loops`: affine in their variables,
-// and, with the coefficients (times the steps) sorted by size, each larger than the most that
-// the smaller ones together can add (a mixed-radix number).
-bool injective(const Expr& index, const std::vector<LoopRange>& loops) {
-  std::set<std::string> vars;
-  for (const auto& l : loops) vars.insert(l.var);
-  auto a = affine(index, [&](const Expr& e) -> std::optional<Affine> {
-    if (e->kind == ExprKind::Var && vars.count(e->name)) return affine_atom(e->name);
-    return std::nullopt;
-  });
-  if (!a) return false;
-  std::vector<std::pair<__int128, int64_t>> digits;  // |coefficient * step|, trips
-  for (const auto& l : loops) {
-    if (l.trips <= 1) continue;
-    __int128 b = static_cast<__int128>(a->coef(l.var)) * l.step;
-    if (b == 0) return false;  // every iteration of this loop writes the same element
-    digits.push_back({b < 0 ? -b : b, l.trips});
-  }
-  std::sort(digits.begin(), digits.end());
-  __int128 reach = 0;  // the largest difference the smaller digits make
-  for (const auto& [b, trips] : digits) {
-    if (b <= reach) return false;
-    reach += b * (trips - 1);
-    if (reach > (static_cast<__int128>(1) << 100)) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
-// The threads of a kernel order their memory accesses with barriers only where two iterations
-// may touch one element and one of them writes it. They cannot when no array the kernel writes
-// is read in it (no name it writes is read, nor may name or share memory with another), and each
-// written array is written by one statement whose flat index differs in every iteration of the
-// loops around it, parallel or not (all with constant bounds). Calls (which may read or write
-// memory), reductions and `while` loops keep the barriers.
-bool KernelBuilder::iterations_independent(const Stmt& root) const {
-  if (!target_.distinct_arrays) return false;
-  std::set<std::string> read, written;
-  bool ok = true;
-  auto reads_of = [&](const Expr& e) {
-    if (!e) return;
-    visit_expr(e, [&](const Expr& x) {
-      if (x->kind == ExprKind::Access) read.insert(x->name);
-      if (x->kind == ExprKind::Call || x->kind == ExprKind::Reduce || x->kind == ExprKind::Subscript) ok = false;
-    });
-  };
-  std::vector<LoopRange> loops;
-  std::function<void(const Stmt&)> walk = [&](const Stmt& s) {
-    if (!ok) return;
-    switch (s->kind) {
-      case StmtKind::For: {
-        auto r = loop_range(s);
-        if (!r || s->par.reduction) {
-          ok = false;
-          return;
-        }
-        loops.push_back(*r);
-        for (const auto& t : s->body) walk(t);
-        loops.pop_back();
-        return;
-      }
-      case StmtKind::If:
-        reads_of(s->cond);
-        for (const auto& t : s->body) walk(t);
-        for (const auto& t : s->orelse) walk(t);
-        return;
-      case StmtKind::WithGpu:
-        for (const auto& t : s->body) walk(t);
-        return;
-      case StmtKind::Assign:
-        reads_of(s->rhs);
-        if (s->lhs->kind == ExprKind::Access) {
-          for (const auto& i : s->lhs->args) reads_of(i);
-          if (!written.insert(s->lhs->name).second || s->lhs->args.size() != 1 || !injective(s->lhs->args[0], loops))
-            ok = false;
-        } else if (s->lhs->kind != ExprKind::Var) {
-          ok = false;
-        }
-        return;
-      default: ok = false;  // while loops, calls, returns
-    }
-  };
-  walk(root);
-  if (!ok) return false;
-  for (const auto& n : written)
-    if (read.count(n) || aliased_.count(n)) return false;
-  for (const auto& n : read)
-    if (aliased_.count(n)) return false;
-  return true;
 }
 
 // A reduction that every thread of the block (or cluster) completes together and that writes

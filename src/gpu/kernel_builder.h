@@ -162,12 +162,6 @@ class KernelBuilder {
 
   Block transform_block(const Block& b, size_t d);
 
-  // Whether no two iterations of the kernel's loops touch one element where one of them writes
-  // it (docs/gpu.md, Synchronisation and kernel splits): then its threads need no barriers to
-  // order their memory accesses. Set per kernel by make_kernels.
-  bool independent_ = false;
-  bool iterations_independent(const Stmt& root) const;
-
   // A reduction that every thread of the block (or cluster) completes together and that writes
   // only a local: its all-reduce already ordered every memory access before it against every
   // access after it, so no barrier is needed behind it.

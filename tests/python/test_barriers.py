@@ -1,9 +1,9 @@
-"""Barriers a GPU kernel leaves out (docs/gpu.md, Synchronisation and kernel splits): a kernel whose
-iterations cannot touch one element where one of them writes it (no array it writes is read in
-it, no two arguments share memory, each written array written at an index that differs in every
-iteration) has none; every other kernel keeps them. Each program runs on every enabled backend
-and in the Metal emulator against plain Python or numpy, every element; the Cuda code is checked
-for its barriers (no GPU needed to print it)."""
+"""Sequential loops between parallel loops of a GPU kernel (docs/gpu.md, Synchronisation and kernel
+splits): a barrier follows each of their iterations, whether or not one iteration reads what
+another writes (the 7-point stencil ran faster on an H200 with them than without). The programs
+write disjoint or overlapping elements, in place or not; each runs on every enabled backend and
+in the Metal emulator against plain Python or numpy, every element; the Cuda and Metal code is
+checked for its barriers (no GPU needed to print it)."""
 
 import metal_emu
 import numpy as np
@@ -139,16 +139,16 @@ def cases():
         return [a, a, B, N, M]
     return [
         ("stencil3d", stencil3d, lambda: [f32(12, 12, 12), np.zeros((12, 12, 12), np.float32), 12],
-         {"planes": 12, "cols": 12}, lambda a: stencil3d_ref(a[0], a[1]), False),
+         {"planes": 12, "cols": 12}, lambda a: stencil3d_ref(a[0], a[1]), True),
         ("sweep", sweep, lambda: [f32(B, N, M), np.zeros((B, N, M), np.float32), B, N, M],
-         {"B": B, "M": M}, lambda a: sweep_ref(a[0], a[1]), False),
+         {"B": B, "M": M}, lambda a: sweep_ref(a[0], a[1]), True),
         ("sweep in place", sweep, same, {"B": B, "M": M}, lambda a: sweep_in_place_ref(a[0]), True),
         ("running", running, lambda: [f32(B, N, M), f32(B, N, M), B, N, M], {"B": B, "M": M},
          lambda a: running_ref(a[0], a[1]), True),
         ("diagonals", diagonals, lambda: [f32(B, N, M), np.zeros((B, N + M), np.float32), B, N, M],
          {"B": B, "M": M}, lambda a: diagonals_ref(a[0], a[1]), True),
         ("disjoint tiles", tiles, lambda: [f32(B, T, W), np.zeros((B, T * W), np.float32), B, T, W, W],
-         {"B": B, "W": W}, lambda a: tiles_ref(a[0], a[1], W), False),
+         {"B": B, "W": W}, lambda a: tiles_ref(a[0], a[1], W), True),
         ("overlapping tiles", tiles, lambda: [f32(B, T, W), np.zeros((B, T * W), np.float32), B, T, W, W - 1],
          {"B": B, "W": W}, lambda a: tiles_ref(a[0], a[1], W - 1), True),
     ]
