@@ -39,6 +39,8 @@ log = logging.getLogger("parpy.autotune")
 Spec = dict[str, tuple[int, bool, int]]
 
 _RECORD_VERSION = 1
+# How many times the search goes over the labels at most (coordinate_search).
+_SWEEPS = 3
 
 
 @dataclass
@@ -431,24 +433,36 @@ class _Search:
     def coordinate_search(self, spec: Spec, clusters: bool) -> None:
         """The thread counts of one label at a time, the others at their best so far: the user's
         count and every other power of two below it (steps of 4), then the two counts beside the
-        best of those; then the threads per block, one value for every label (the labels of a
-        parallel nest must agree on it)."""
+        best of those. A label is searched again (up to _SWEEPS times in all) while the best
+        counts of the other labels differ from those it was searched with: the best rows count
+        for 32 lanes per row is not the one for 8. Then the threads per block, one value for
+        every label (the labels of a parallel nest must agree on it)."""
         self.time(spec, clusters)
-        for label in self.labels(spec):
-            threads, reduce, tpb = spec[label]
-            if threads <= 0:
-                continue
-            counts = _thread_counts(threads, self.backend, reduce)
-            coarse = [{**spec, label: (t, reduce, tpb)} for t in counts[:1] + counts[2::2]]
-            if not self.time_all(coarse, clusters):
-                return
-            best = self.best_spec(spec, clusters)[label][0]
-            if best in counts:
-                k = counts.index(best)
-                beside = [{**spec, label: (t, reduce, tpb)} for t in counts[max(k - 1, 0):k + 2]]
-                if not self.time_all(beside, clusters):
+        user = dict(spec)
+        searched_with: dict[str, Spec] = {}  # the other labels' values when a label was searched
+        for _ in range(_SWEEPS):
+            changed = False
+            for label in self.labels(spec):
+                threads, reduce, tpb = spec[label]
+                others = {k: v for k, v in spec.items() if k != label}
+                if threads <= 0 or searched_with.get(label) == others:
+                    continue
+                searched_with[label] = others
+                counts = _thread_counts(user[label][0], self.backend, reduce)
+                coarse = [{**spec, label: (t, reduce, tpb)} for t in counts[:1] + counts[2::2]]
+                if not self.time_all(coarse, clusters):
                     return
-            spec = self.best_spec(spec, clusters)
+                best = self.best_spec(spec, clusters)[label][0]
+                if best in counts:
+                    k = counts.index(best)
+                    beside = [{**spec, label: (t, reduce, tpb)} for t in counts[max(k - 1, 0):k + 2]]
+                    if not self.time_all(beside, clusters):
+                        return
+                new = self.best_spec(spec, clusters)
+                changed = changed or new != spec
+                spec = new
+            if not changed:
+                break
         widest = max((t for t, _, _ in spec.values()), default=0)
         self.time_all([{label: (t, r, b) for label, (t, r, _) in spec.items()}
                        for b in _block_sizes(widest, self.backend)], clusters)
