@@ -65,7 +65,7 @@ extern "C" __global__ void __launch_bounds__(256) s2_shfl(const float* __restric
   int i0 = 1 + blockIdx.y * R;
   if (i0 >= n - 1) return;
   bool in = j < m - 1;
-  int jj = in ? j : m - 2;  // every lane takes part in the shuffles
+  int jj = in ? j : m - 1;  // every lane takes part in the shuffles; column m - 1 is read, not written
   int i1 = min(i0 + R, n - 1);
   int lane = threadIdx.x & 31;
   float up = __ldg(x + (i0 - 1) * m + jj), mid = __ldg(x + i0 * m + jj);
@@ -118,25 +118,33 @@ extern "C" __global__ void __launch_bounds__(256) s3_rot(const float* __restrict
 """
 
 SPMV = HEAD + r"""
-// L lanes per row (L divides 32), rows packed into the block's warps.
-template <int L>
+// L lanes per row (L divides 32), rows packed into the block's warps, accumulated in A; U: the
+// unroll factor of the loop over a row's values (parpy prints `#pragma unroll 4`).
+template <int L, typename A, int U>
 __device__ void spmv_lanes(const i64* __restrict__ ip, const i64* __restrict__ ix, const float* __restrict__ d,
                            const float* __restrict__ x, float* __restrict__ y, int n) {
   int t = blockIdx.x * blockDim.x + threadIdx.x;
   int row = t / L, lane = t % L;
-  float s = 0.0f;
+  A s = 0;
   if (row < n) {
     i64 b = __ldg(ip + row), e = __ldg(ip + row + 1);
-    for (i64 k = b + lane; k < e; k += L) s += __ldg(d + k) * __ldg(x + __ldg(ix + k));
+    #pragma unroll U
+    for (i64 k = b + lane; k < e; k += L) s += (A)(__ldg(d + k) * __ldg(x + __ldg(ix + k)));
   }
   for (int o = L / 2; o > 0; o /= 2) s += __shfl_down_sync(0xffffffffu, s, o, L);
-  if (row < n && lane == 0) y[row] = s;
+  if (row < n && lane == 0) y[row] = (float)s;
 }
-extern "C" __global__ void __launch_bounds__(256) spmv_l1(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<1>(ip, ix, d, x, y, n); }
-extern "C" __global__ void __launch_bounds__(256) spmv_l2(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<2>(ip, ix, d, x, y, n); }
-extern "C" __global__ void __launch_bounds__(256) spmv_l4(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<4>(ip, ix, d, x, y, n); }
-extern "C" __global__ void __launch_bounds__(256) spmv_l8(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<8>(ip, ix, d, x, y, n); }
-extern "C" __global__ void __launch_bounds__(256) spmv_l16(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<16>(ip, ix, d, x, y, n); }
+#define SPMV_KERNEL(name, L, A, U) extern "C" __global__ void __launch_bounds__(256) name( \
+    const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_lanes<L, A, U>(ip, ix, d, x, y, n); }
+SPMV_KERNEL(spmv_l1, 1, float, 1)
+SPMV_KERNEL(spmv_l2, 2, float, 1)
+SPMV_KERNEL(spmv_l4, 4, float, 1)
+SPMV_KERNEL(spmv_l8, 8, float, 1)
+SPMV_KERNEL(spmv_l16, 16, float, 1)
+SPMV_KERNEL(spmv_l4_f64, 4, double, 1)
+SPMV_KERNEL(spmv_l8_f64, 8, double, 1)
+SPMV_KERNEL(spmv_l4_f64_u4, 4, double, 4)
+SPMV_KERNEL(spmv_l8_f64_u4, 8, double, 4)
 """
 
 
@@ -264,6 +272,13 @@ def probe_spmv():
     ms_cusparse = time_ms(lambda: A @ xv)
     want = A @ xv
     row("cuSPARSE (CuPy)", ms_cusparse, nbytes, copy)
+    try:  # torch's CSR product (int64 indices, as parpy's), the acceptance's peer
+        import torch
+        At = torch.sparse_csr_tensor(*(torch.from_dlpack(a) for a in args[:3]), (R, R))
+        xt = torch.from_dlpack(xv).reshape(R, 1)
+        row("torch CSR A @ x", time_ms(lambda: At @ xt), nbytes, copy, f" {ms_cusparse / time_ms(lambda: At @ xt):.2f}x cuSPARSE |")
+    except Exception as e:  # noqa: BLE001 (the probe goes on without torch)
+        print(f"  torch: {type(e).__name__}: {e}")
     for fn, spec in ((spmv_csr, {"rows": parpy.threads(R)}),
                      (spmv_csr_warp, {"rows": parpy.threads(R), "nz": parpy.threads(8).reduce()}),
                      (spmv_csr_warp, {"rows": parpy.threads(R), "nz": parpy.threads(4).reduce()})):
@@ -273,9 +288,10 @@ def probe_spmv():
             check(kname, args[4], want, 1e-4)
             row(f"printed {kname} {launch}", ms, nbytes, copy, f" {ms_cusparse / ms:.2f}x cuSPARSE |")
     mod = module(SPMV)
-    for L in (1, 2, 4, 8, 16):
+    # f64: parpy accumulates `s = 0.0` in double (a Python float); u4: with its `#pragma unroll 4`.
+    for L in ("1", "2", "4", "8", "16", "4_f64", "8_f64", "4_f64_u4", "8_f64_u4"):
         k = mod.get_function(f"spmv_l{L}")
-        grid = ((R * L + 255) // 256,)
+        grid = ((R * int(L.split("_")[0]) + 255) // 256,)
         args[4].fill(0)
         ms = time_ms(lambda: k(grid, (256,), (*args, np.int32(R))))
         check(f"lanes {L}", args[4], want, 1e-4)
