@@ -58,6 +58,19 @@ extern "C" __global__ void __launch_bounds__(256) s2_rot(const float* __restrict
   }
 }
 
+// rot without the registers: every neighbour loaded in every row, plain loads as parpy prints them
+// (does walking a short strip of rows, with the rows reused through L1, gain by itself?).
+extern "C" __global__ void __launch_bounds__(256) s2_strip(const float* x, float* y, int n, int m, int R) {
+  int j = blockIdx.x * blockDim.x + threadIdx.x + 1;
+  int i0 = 1 + blockIdx.y * R;
+  if (j >= m - 1 || i0 >= n - 1) return;
+  int i1 = min(i0 + R, n - 1);
+  for (int i = i0; i < i1; ++i) {
+    const float* r = x + (i64)i * m + j;
+    y[(i64)i * m + j] = 0.25f * (((r[-m] + r[m]) + r[-1]) + r[1]);
+  }
+}
+
 // rot, with the row's left and right neighbours from the next lanes; a warp's edge lanes load theirs.
 extern "C" __global__ void __launch_bounds__(256) s2_shfl(const float* __restrict__ x, float* __restrict__ y,
                                                            int n, int m, int R) {
@@ -94,6 +107,54 @@ extern "C" __global__ void __launch_bounds__(512) s3_i32(const float* x, float* 
                     : ((((r[-p] + r[p]) + r[-n]) + r[n]) + r[-1]) + r[1];
       y[i * p + j * n + k] = v / 6.0f;
     }
+  }
+}
+
+// A thread walks planes [i0, i0 + R) of its line (j, k), every neighbour loaded (no registers).
+extern "C" __global__ void __launch_bounds__(256) s3_strip(const float* x, float* y, int n, int R) {
+  int k = blockIdx.x * blockDim.x + threadIdx.x + 1;
+  int j = blockIdx.y * blockDim.y + threadIdx.y + 1;
+  int i0 = 1 + blockIdx.z * R;
+  if (k >= n - 1 || j >= n - 1 || i0 >= n - 1) return;
+  int p = n * n;
+  int i1 = min(i0 + R, n - 1);
+  for (int i = i0; i < i1; ++i) {
+    const float* r = x + (i64)i * p + j * n + k;
+    y[(i64)i * p + j * n + k] = (((((r[-p] + r[p]) + r[-n]) + r[n]) + r[-1]) + r[1]) / 6.0f;
+  }
+}
+
+// Planes marched as in s3_rot, the plane's (j, k) neighbours from a shared-memory tile of the
+// block's (blockDim.y + 2) x (blockDim.x + 2) elements (the classic 2.5-D blocking).
+extern "C" __global__ void __launch_bounds__(256) s3_smem(const float* __restrict__ x, float* __restrict__ y,
+                                                           int n, int R) {
+  extern __shared__ float t[];
+  int tx = threadIdx.x, ty = threadIdx.y, W = blockDim.x + 2;
+  int k = blockIdx.x * blockDim.x + tx + 1;
+  int j = blockIdx.y * blockDim.y + ty + 1;
+  int i0 = 1 + blockIdx.z * R;
+  if (i0 >= n - 1) return;
+  bool in = k < n - 1 && j < n - 1;
+  int p = n * n;
+  int i1 = min(i0 + R, n - 1);
+  i64 c = (i64)j * n + k;
+  float up = in ? __ldg(x + (i64)(i0 - 1) * p + c) : 0.0f, mid = in ? __ldg(x + (i64)i0 * p + c) : 0.0f;
+  float* me = t + (ty + 1) * W + tx + 1;
+  for (int i = i0; i < i1; ++i) {
+    const float* r = x + (i64)i * p + c;
+    __syncthreads();  // the previous plane's tile is read by all
+    if (in) {
+      me[0] = mid;
+      if (tx == 0) me[-1] = __ldg(r - 1);
+      if (tx == blockDim.x - 1 || k == n - 2) me[1] = __ldg(r + 1);
+      if (ty == 0) me[-W] = __ldg(r - n);
+      if (ty == blockDim.y - 1 || j == n - 2) me[W] = __ldg(r + n);
+    }
+    __syncthreads();
+    float dn = in ? __ldg(r + p) : 0.0f;
+    if (in) y[(i64)i * p + c] = (((((up + dn) + me[-W]) + me[W]) + me[-1]) + me[1]) / 6.0f;
+    up = mid;
+    mid = dn;
   }
 }
 
@@ -207,14 +268,14 @@ def probe_2d():
         ms = time_ms(lambda: k((N - 2,), (1024,), (x, y, np.int32(N), np.int32(M), np.int32(ldg))))
         check("i32", y, want)
         row("i32" + ("+ldg" if ldg else ""), ms, nbytes, copy)
-    for name in ("s2_rot", "s2_shfl"):
+    for name in ("s2_strip", "s2_rot", "s2_shfl"):
         k = mod.get_function(name)
-        for R in (8, 32, 128, 512):
+        for R in (4, 8, 16, 32, 128):
             grid = ((M - 2 + 255) // 256, (N - 2 + R - 1) // R)
             y.fill(0)
             ms = time_ms(lambda: k(grid, (256,), (x, y, np.int32(N), np.int32(M), np.int32(R))))
             check(f"{name} {R}", y, want)
-            row(f"{'rot' if name == 's2_rot' else 'shfl'} {R}", ms, nbytes, copy)
+            row(f"{name[3:]} {R}", ms, nbytes, copy)
 
 
 def probe_3d():
@@ -246,14 +307,16 @@ def probe_3d():
         ms = time_ms(lambda: k((P - 2,), (512,), (x, y, np.int32(P), np.int32(ldg))))
         check("i32", y, want, 1e-4)
         row("i32" + ("+ldg" if ldg else ""), ms, nbytes, copy)
-    k = mod.get_function("s3_rot")
-    for bx, by in ((128, 2), (64, 4), (32, 8)):
-        for R in (16, 64, 510):
-            grid = ((P - 2 + bx - 1) // bx, (P - 2 + by - 1) // by, (P - 2 + R - 1) // R)
-            y.fill(0)
-            ms = time_ms(lambda: k(grid, (bx, by), (x, y, np.int32(P), np.int32(R))))
-            check(f"rot {R}", y, want, 1e-4)
-            row(f"rot {R}, blocks {bx}x{by}", ms, nbytes, copy)
+    for name in ("s3_strip", "s3_rot", "s3_smem"):
+        k = mod.get_function(name)
+        for bx, by in ((128, 2), (64, 4), (32, 8)):
+            for R in (4, 8, 16, 64):
+                grid = ((P - 2 + bx - 1) // bx, (P - 2 + by - 1) // by, (P - 2 + R - 1) // R)
+                smem = 4 * (bx + 2) * (by + 2) if name == "s3_smem" else 0
+                y.fill(0)
+                ms = time_ms(lambda: k(grid, (bx, by), (x, y, np.int32(P), np.int32(R)), shared_mem=smem))
+                check(f"{name} {R}", y, want, 1e-4)
+                row(f"{name[3:]} {R}, blocks {bx}x{by}", ms, nbytes, copy)
 
 
 def probe_spmv():
