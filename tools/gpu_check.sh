@@ -115,8 +115,27 @@ for step in $steps; do
       for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
         echo "== $tool"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|========= (Invalid|Error|Race|Program hit)" "$logs/$tool-all.log" | sort | uniq -c | head -20
         grep -E "^FAILED|passed|failed" "$logs/$tool-all.log" | tail -12
-        echo "tests ended: $(grep -c -v '^ ' "$logs/$tool-tests.log" 2>/dev/null || echo 0)"
+        echo "tests ended: $(grep -c -E '^(passed|failed|skipped|error)' "$logs/$tool-tests.log" 2>/dev/null || echo 0)"
         grep -E "^(failed|error)" "$logs/$tool-tests.log" 2>/dev/null | head -20
+        # Started and not ended: the tests the time limit cut (the log's "started" lines).
+        python3 - "$logs/$tool-tests.log" <<'PY'
+import sys
+started, ended = [], set()
+try:
+    lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
+except OSError:
+    lines = []
+for line in lines:
+    parts = line.split(" ", 2)
+    if parts[0] == "started" and len(parts) > 1:
+        started.append(line.split(" ", 1)[1])
+    elif len(parts) == 3 and not line.startswith(" ") and "::" in line:
+        ended.add(parts[2])
+cut = [t for t in started if t not in ended]
+print(f"in flight when stopped: {len(cut)}")
+for t in cut:
+    print(f"  {t}")
+PY
       done ;;
   esac
 done

@@ -66,6 +66,23 @@ def pytest_collection_finish(session):
             f.write(f"collected {_process_age():.1f}s {len(session.items)} tests in "
                     f"{os.environ.get('PYTEST_XDIST_WORKER', 'the main process')}\n")
 
+# Each test's start too ("started tests/python/test_x.py::test_y"): the tests a run cut by a time
+# limit had started and not ended are those it was cut in. Under pytest-xdist the worker running
+# the test writes the line (the controller hears of the start again).
+_XDIST_CONTROLLER = False
+
+
+def pytest_configure(config):
+    global _XDIST_CONTROLLER
+    _XDIST_CONTROLLER = not os.environ.get("PYTEST_XDIST_WORKER") and bool(getattr(config.option, "numprocesses", None))
+
+
+def pytest_runtest_logstart(nodeid, location):
+    if _TEST_LOG and not _XDIST_CONTROLLER:
+        with open(_TEST_LOG, "a", encoding="utf-8") as f:
+            f.write(f"started {nodeid}\n")
+
+
 # PARPY_TEST_SKIP=<log>[:<log>...]: tests that such logs record as ended (any outcome) are
 # deselected, so a run cut by a time limit goes on where it stopped.
 _SKIP_LOGS = [p for p in os.environ.get("PARPY_TEST_SKIP", "").split(os.pathsep) if p]
@@ -77,7 +94,7 @@ def _ended_tests(paths):
         with open(path, encoding="utf-8") as f:
             for line in f:
                 parts = line.rstrip("\n").split(" ", 2)  # outcome, seconds, test id (may hold spaces)
-                if len(parts) == 3 and not line.startswith(" ") and "::" in parts[2]:
+                if len(parts) == 3 and parts[0] != "started" and not line.startswith(" ") and "::" in parts[2]:
                     ended.add(parts[2])
     return ended
 

@@ -34,7 +34,12 @@ def test_outcomes_are_logged_as_tests_end(tmp_path):
     assert r.returncode == 1, r.stdout + r.stderr
     lines = log.read_text().splitlines()
     assert lines[0].startswith("collected ") and " 3 tests in " in lines[0], lines
-    starts = [line for line in lines[1:] if not line.startswith("    ")]
+    # Each test's start, then its outcome.
+    started = [line for line in lines[1:] if line.startswith("started ")]
+    assert [line.split(" ", 1)[1] for line in started] == [
+        f"test_sample.py::test_{name}" for name in ("passes", "fails", "skipped")], lines
+    assert lines.index(started[1]) > lines.index(next(x for x in lines if x.startswith("passed "))), lines
+    starts = [line for line in lines[1:] if not line.startswith("    ") and not line.startswith("started ")]
     assert len(starts) == 3, lines
     assert starts[0].startswith("passed ") and starts[0].endswith("test_sample.py::test_passes")
     assert starts[1].startswith("failed ") and starts[1].endswith("test_sample.py::test_fails")
@@ -68,9 +73,11 @@ def test_tests_in_a_skip_log_are_deselected(tmp_path):
             pass
     """))
     done = tmp_path / "done.log"
-    done.write_text("passed 0.1s+3.5s test_sample.py::test_one\n"
+    # test_two and test_four[c d] started and did not end (a cut run): they run again.
+    done.write_text("started test_sample.py::test_one\npassed 0.1s+3.5s test_sample.py::test_one\n"
+                    "started test_sample.py::test_two\n"
                     "failed 2.0s test_sample.py::test_three\n    assert 0\n"
-                    "passed 0.2s test_sample.py::test_four[a b]\n")
+                    "passed 0.2s test_sample.py::test_four[a b]\nstarted test_sample.py::test_four[c d]\n")
     log = tmp_path / "tests.log"
     env = dict(os.environ, PARPY_TEST_LOG=str(log), PARPY_TEST_SKIP=str(done))
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
@@ -78,6 +85,7 @@ def test_tests_in_a_skip_log_are_deselected(tmp_path):
                        timeout=child_timeout(300))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 passed, 3 deselected" in r.stdout, r.stdout
-    lines = [line.split(" ", 2) for line in log.read_text().splitlines() if not line.startswith("collected ")]
+    lines = [line.split(" ", 2) for line in log.read_text().splitlines()
+             if not line.startswith("collected ") and not line.startswith("started ")]
     assert [line[2] for line in lines] == ["test_sample.py::test_two", "test_sample.py::test_four[c d]"]
     assert "+" in lines[0][1] and "+" not in lines[1][1], lines  # the slow fixture's setup time
