@@ -110,6 +110,51 @@ extern "C" __global__ void __launch_bounds__(512) s3_i32(const float* x, float* 
   }
 }
 
+// parpy's layout (a block per plane, its threads over k, walking the rows j) with a barrier after
+// every U rows instead of every row; R: the pointers __restrict__ (loads of the next rows may then
+// move above the stores of this one).
+template <int U>
+__device__ void rows_u(const float* x, float* y, int n) {
+  int i = 1 + blockIdx.x;
+  if (i >= n - 1) return;
+  int p = n * n;
+  for (int j = 1; j < n - 1; j += U) {
+    #pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (j + u >= n - 1) break;
+      for (int k = 1 + threadIdx.x; k < n - 1; k += blockDim.x) {
+        const float* r = x + (i64)i * p + (j + u) * n + k;
+        y[(i64)i * p + (j + u) * n + k] = (((((r[-p] + r[p]) + r[-n]) + r[n]) + r[-1]) + r[1]) / 6.0f;
+      }
+    }
+    __syncthreads();
+  }
+}
+template <int U>
+__device__ void rows_u_r(const float* __restrict__ x, float* __restrict__ y, int n) {
+  int i = 1 + blockIdx.x;
+  if (i >= n - 1) return;
+  int p = n * n;
+  for (int j = 1; j < n - 1; j += U) {
+    #pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (j + u >= n - 1) break;
+      for (int k = 1 + threadIdx.x; k < n - 1; k += blockDim.x) {
+        const float* r = x + (i64)i * p + (j + u) * n + k;
+        y[(i64)i * p + (j + u) * n + k] = (((((r[-p] + r[p]) + r[-n]) + r[n]) + r[-1]) + r[1]) / 6.0f;
+      }
+    }
+    __syncthreads();
+  }
+}
+#define ROWS_KERNEL(U) \
+  extern "C" __global__ void __launch_bounds__(512) s3_rows##U(const float* x, float* y, int n) { rows_u<U>(x, y, n); } \
+  extern "C" __global__ void __launch_bounds__(512) s3_rows##U##r(const float* x, float* y, int n) { rows_u_r<U>(x, y, n); }
+ROWS_KERNEL(1)
+ROWS_KERNEL(2)
+ROWS_KERNEL(4)
+ROWS_KERNEL(8)
+
 // A thread walks planes [i0, i0 + R) of its line (j, k), every neighbour loaded (no registers).
 extern "C" __global__ void __launch_bounds__(256) s3_strip(const float* x, float* y, int n, int R) {
   int k = blockIdx.x * blockDim.x + threadIdx.x + 1;
@@ -307,6 +352,13 @@ def probe_3d():
         ms = time_ms(lambda: k((P - 2,), (512,), (x, y, np.int32(P), np.int32(ldg))))
         check("i32", y, want, 1e-4)
         row("i32" + ("+ldg" if ldg else ""), ms, nbytes, copy)
+    for U in (1, 2, 4, 8):
+        for r in ("", "r"):
+            k = mod.get_function(f"s3_rows{U}{r}")
+            y.fill(0)
+            ms = time_ms(lambda: k((P - 2,), (512,), (x, y, np.int32(P))))
+            check(f"rows {U}{r}", y, want, 1e-4)
+            row(f"a barrier every {U} rows{', restrict' if r else ''}", ms, nbytes, copy)
     for name in ("s3_strip", "s3_rot", "s3_smem"):
         k = mod.get_function(name)
         for bx, by in ((128, 2), (64, 4), (32, 8)):
