@@ -24,7 +24,7 @@ import cupy
 import numpy as np
 import parpy
 from kernels import power_law_csr, spmv_csr, spmv_csr_warp, stencil2d, stencil3d
-from restrict_probe import kernels, launches, load, opts, time_ms
+from restrict_probe import kernels, launches, load, opts, restrict, time_ms
 
 # NVRTC through CuPy finds no C++ standard headers here; the fixed-width types the kernels use.
 HEAD = "typedef long long i64;\ntypedef int i32;\ntypedef unsigned int u32;\n"
@@ -262,13 +262,15 @@ def row(name, ms, nbytes, copy, extra=""):
     print(f"| {name} | {ms:.3f} | {nbytes / ms / 1e6:.0f} | {copy / ms:.2f}x |{extra}", flush=True)
 
 
-def printed(fn, host_args, spec, device_args):
-    """(kernel name, launch, callable) of each kernel parpy prints for this call."""
+def printed(fn, host_args, spec, device_args, restricted=False):
+    """(kernel name, launch, callable) of each kernel parpy prints for this call (with every pointer
+    parameter `__restrict__` for `restricted`)."""
     code = parpy.print_compiled(fn, host_args, opts(spec))
     grid = launches(code)
     out = []
     for kname, _, src in kernels(code):
         if kname in grid:
+            src = restrict(src) if restricted else src
             k = load(src.replace("__global__ void", 'extern "C" __global__ void'), kname)
             g, t = grid[kname]
             out.append((kname, (g, t), lambda k=k, g=g, t=t: k((g,), (t,), device_args)))
@@ -397,11 +399,13 @@ def probe_spmv():
     for fn, spec in ((spmv_csr, {"rows": parpy.threads(R)}),
                      (spmv_csr_warp, {"rows": parpy.threads(R), "nz": parpy.threads(8).reduce()}),
                      (spmv_csr_warp, {"rows": parpy.threads(R), "nz": parpy.threads(4).reduce()})):
-        for kname, launch, f in printed(fn, [ip, ix, d, xs, xs.copy(), R], spec, args):
-            args[4].fill(0)
-            ms = time_ms(f)
-            check(kname, args[4], want, 1e-4)
-            row(f"printed {kname} {launch}", ms, nbytes, copy, f" {ms_cusparse / ms:.2f}x cuSPARSE |")
+        for restricted in (False, True):
+            for kname, launch, f in printed(fn, [ip, ix, d, xs, xs.copy(), R], spec, args, restricted):
+                args[4].fill(0)
+                ms = time_ms(f)
+                check(kname, args[4], want, 1e-4)
+                what = f"printed{' __restrict__' if restricted else ''} {kname} {launch}"
+                row(what, ms, nbytes, copy, f" {ms_cusparse / ms:.2f}x cuSPARSE |")
     mod = module(SPMV)
     # f64: parpy accumulates `s = 0.0` in double (a Python float); u4: with its `#pragma unroll 4`.
     for L in ("1", "2", "4", "8", "16", "4_f64", "8_f64", "4_f64_u4", "8_f64_u4"):
