@@ -27,7 +27,7 @@ atexit.register(shutil.rmtree, os.environ["PARPY_CACHE_DIR"], ignore_errors=True
 import parpy
 import torch
 from kernels import (axpy, colsum_by_column, colsum_by_row, layer_norm, power_law_csr, row_sum, softmax, spmv_csr,
-                     spmv_csr_warp, stencil2d, stencil3d, tiny)
+                     spmv_csr_warp, stencil2d, stencil3d, stencil3d_par, tiny)
 
 CUDA = parpy.CompileBackend.Cuda
 
@@ -135,6 +135,13 @@ def user_loop_rows():
     torch.testing.assert_close(y[1:-1, 1:-1, 1:-1], peer()[0, 0], rtol=1e-4, atol=1e-5)
     rows.append(("7-point stencil (conv3d)", f"{N}^3", 8 * N**3, tp, tt, copy_time(4 * N**3),
                  "planes threads(N), cols threads(N)"))
+    # The loop over a plane's rows labelled too.
+    o = opts({"planes": parpy.threads(N), "rows": parpy.threads(N), "cols": parpy.threads(N)})
+    y.zero_()
+    tp, tt = paired_times(lambda: stencil3d_par(x, y, N, opts=o), peer)
+    torch.testing.assert_close(y[1:-1, 1:-1, 1:-1], peer()[0, 0], rtol=1e-4, atol=1e-5)
+    rows.append(("7-point stencil (conv3d), every loop parallel", f"{N}^3", 8 * N**3, tp, tt, copy_time(4 * N**3),
+                 "planes, rows, cols threads(N)"))
 
     N = 2**20
     indptr, indices, data = power_law_csr(N, 16)

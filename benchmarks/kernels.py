@@ -95,6 +95,19 @@ def stencil3d(x, y, N):
 
 
 @parpy.jit
+def stencil3d_par(x, y, N):
+    """stencil3d with the loop over a plane's rows labelled too (every loop parallel)."""
+    parpy.label("planes")
+    for i in range(1, N - 1):
+        parpy.label("rows")
+        for j in range(1, N - 1):
+            parpy.label("cols")
+            for k in range(1, N - 1):
+                y[i, j, k] = (x[i - 1, j, k] + x[i + 1, j, k] + x[i, j - 1, k] + x[i, j + 1, k]
+                              + x[i, j, k - 1] + x[i, j, k + 1]) / 6.0
+
+
+@parpy.jit
 def spmv_csr(indptr, indices, data, x, y, N):
     """y = A x for A in CSR form (row i's values are data[indptr[i]:indptr[i + 1]]), a row per
     thread, as a user writes it first."""
