@@ -2,12 +2,15 @@
 
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <vector>
 
 #include "ir/c_names.h"
 #include "codegen/c_printer.h"
+#include "ir/affine.h"
 #include "ir/bounds.h"
 #include "ir/intrinsics.h"
 
@@ -16,6 +19,12 @@ namespace parpy {
 const char* cpu_type(ElemSize e) { return c_elem_type(e, "parpy_f16"); }
 
 namespace {
+
+// An array written with streaming stores is at least this large: larger than the last-level
+// caches of common CPUs (docs/performance.md, Cpu).
+constexpr int64_t kStreamBytes = int64_t{32} << 20;
+// Elements a streamed loop computes into its buffer at a time: 2 KiB of floats.
+constexpr int kStreamChunk = 512;
 
 bool contains_loop(const Block& b) {
   bool found = false;
@@ -44,6 +53,7 @@ class CpuPrinter : public CPrinter {
     os << ") {\n";
     for (const auto& p : params)
       if (p.type.is_scalar()) os << "  (void)" << c_ident(p.name) << ";\n";
+    note_arrays(params, body);
     // Index checks record the call's first failure here (docs/language.md, Index bounds).
     bool checked = has_bounds_checks(body);
     if (checked) os << "  parpy_bounds_record parpy_bounds = {0, 0, 0};\n";
@@ -94,6 +104,10 @@ class CpuPrinter : public CPrinter {
       reduction_loop(s, indent, pragma);
       return;
     }
+    if (simd && parallel && streamable(s)) {
+      streaming_loop(s, indent);
+      return;
+    }
     bool saved = in_parallel_;
     in_parallel_ = in_parallel_ || outer;
     print_loop(s, indent, pragma, !pragma.empty());
@@ -117,7 +131,97 @@ class CpuPrinter : public CPrinter {
 
  private:
   int acc_counter_ = 0;
+  int stream_loops_ = 0;
   bool in_parallel_ = false;
+  std::map<std::string, int64_t> array_bytes_;  // array parameters' sizes
+  std::set<std::string> read_arrays_;           // arrays the function reads anywhere
+
+  void note_arrays(const std::vector<AbiParam>& params, const Block& body) {
+    array_bytes_.clear();
+    read_arrays_.clear();
+    for (const auto& p : params) {
+      if (p.type.kind != Type::Kind::Tensor || p.type.is_scalar()) continue;
+      int64_t n = elem_bytes(p.type.elem);
+      for (int64_t d : p.type.shape) n = d > 0 && n <= INT64_MAX / d ? n * d : 0;
+      array_bytes_[p.name] = n;
+    }
+    auto reads = [&](const Expr& e) {
+      if (e)
+        visit_expr(e, [&](const Expr& x) {
+          if (x->kind == ExprKind::Access || x->kind == ExprKind::Var) read_arrays_.insert(x->name);
+        });
+    };
+    visit_block(body, [&](const Stmt& st) {
+      reads(st->rhs);
+      reads(st->cond);
+      reads(st->lo);
+      reads(st->hi);
+      if (st->lhs && st->lhs->kind == ExprKind::Access)
+        for (const auto& i : st->lhs->args) reads(i);
+      else
+        reads(st->lhs);
+    });
+  }
+
+  // The innermost parallel loop `for j: y[a + j] = e` (step 1) that only writes y, an array of
+  // float or double of kStreamBytes or more that the function reads nowhere (so that keeping its
+  // lines in the caches gains nothing): streaming_loop prints it.
+  bool streamable(const Stmt& s) const {
+    if (s->step != 1 || s->body.size() != 1 || s->par.reduction) return false;
+    const Stmt& st = s->body[0];
+    if (st->kind != StmtKind::Assign || st->defines || st->atomic || st->lhs->kind != ExprKind::Access ||
+        st->lhs->args.size() != 1)
+      return false;
+    ElemSize t = st->lhs->ty.elem;
+    if (t != ElemSize::F32 && t != ElemSize::F64) return false;
+    auto size = array_bytes_.find(st->lhs->name);
+    if (size == array_bytes_.end() || size->second < kStreamBytes || read_arrays_.count(st->lhs->name) ||
+        has_bounds_checks(s->body))
+      return false;
+    auto a = affine(st->lhs->args[0], [](const Expr& e) -> std::optional<Affine> {
+      if (e->kind == ExprKind::Var) return affine_atom(e->name);
+      return std::nullopt;
+    });
+    return a && a->coef(s->var) == 1;
+  }
+
+  // The loop in chunks: each chunk's values computed into an aligned buffer by the vectorised
+  // loop, then stored with non-temporal stores (parpy_cpu.h, parpy_stream_store), which do not
+  // read y's lines into the caches first; chunks end at 64-byte boundaries of y. Where the
+  // compiler has no streaming stores, the plain loop.
+  void streaming_loop(const Stmt& s, int indent) {
+    const Stmt& st = s->body[0];
+    std::string k = std::to_string(stream_loops_++);
+    std::string lo = "parpy_slo" + k, n = "parpy_sn" + k, c = "parpy_sc" + k, m = "parpy_sm" + k,
+                buf = "parpy_sbuf" + k, dst = "parpy_sdst" + k, t = "parpy_st" + k;
+    std::string T = cpu_type(st->lhs->ty.elem);
+    std::string p = pad(indent), q = pad(indent + 1), r = pad(indent + 2), u = pad(indent + 3);
+    Expr first = map_expr(st->lhs, [&](const Expr& x) {
+      return x->kind == ExprKind::Var && x->name == s->var ? var("$slo" + k, x->span, x->ty) : x;
+    });
+    os << "#if PARPY_STREAM_STORES\n";
+    os << p << "{\n";
+    os << q << "const int64_t " << lo << " = " << expr(s->lo) << ";\n";
+    os << q << "const int64_t " << n << " = parpy_trips(" << lo << ", " << expr(s->hi) << ", 1);\n";
+    os << q << T << "* " << dst << " = &" << expr(first) << ";\n";
+    os << q << "for (int64_t " << c << " = 0; " << c << " < " << n << ";) {\n";
+    os << r << "alignas(64) " << T << " " << buf << "[" << kStreamChunk << "];\n";
+    os << r << "const int64_t " << m << " = parpy_stream_chunk(" << dst << " + " << c << ", sizeof(" << T << "), "
+       << n << " - " << c << ", " << kStreamChunk << ");\n";
+    os << r << "#pragma omp simd\n";
+    os << r << "for (int64_t " << t << " = 0; " << t << " < " << m << "; ++" << t << ") {\n";
+    os << u << "const int64_t " << c_ident(s->var) << " = " << lo << " + " << c << " + " << t << ";\n";
+    os << u << buf << "[" << t << "] = " << expr(st->rhs) << ";\n";
+    os << r << "}\n";
+    os << r << "parpy_stream_store(" << dst << " + " << c << ", " << buf << ", " << m << ");\n";
+    os << r << c << " += " << m << ";\n";
+    os << q << "}\n";
+    os << q << "parpy_stream_fence();\n";
+    os << p << "}\n";
+    os << "#else\n";
+    print_loop(s, indent, "#pragma omp simd", true);
+    os << "#endif\n";
+  }
 
   // dst = dst op e over the loop becomes a private accumulator combined by OpenMP.
   void reduction_loop(const Stmt& s, int indent, const std::string& pragma) {
