@@ -126,41 +126,49 @@ static inline void parpy_atomic_min(T* p, T v) {
 }
 
 // Streaming stores (docs/performance.md, Cpu): a loop that only writes an array larger than the
-// caches computes each chunk of its elements into a buffer and stores the chunk with
-// non-temporal stores, which do not read the destination's cache lines first. On x86 with SSE2;
-// elsewhere the generated code keeps its plain loop.
-#if defined(__SSE2__)
+// caches computes whole vectors of its elements (GCC's generic vector types) and stores each with
+// a non-temporal store, which does not read the destination's cache line first. On x86 with
+// SSE2; elsewhere the generated code keeps its plain loop.
+#if defined(__SSE2__) && defined(__GNUC__)
 #include <immintrin.h>
 #define PARPY_STREAM_STORES 1
-// Elements of a chunk starting at dst: up to the next 64-byte boundary, else `most`; at most `left`.
-static inline int64_t parpy_stream_chunk(const void* dst, int64_t elem, int64_t left, int64_t most) {
-  int64_t off = static_cast<int64_t>(reinterpret_cast<uintptr_t>(dst) & 63);
-  int64_t n = off && off % elem == 0 ? (64 - off) / elem : most;
-  return n < left ? n : left;
-}
-// dst[0..n) = src[0..n), src 64-byte aligned; whole vectors with non-temporal stores where dst
-// is aligned to them.
-template <typename T>
-static inline void parpy_stream_store(T* dst, const T* src, int64_t n) {
-  int64_t i = 0;
-  char* d = reinterpret_cast<char*>(dst);
-  const char* s = reinterpret_cast<const char*>(src);
-  const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
-  int64_t b = 0;
 #if defined(__AVX512F__)
-  if (!(reinterpret_cast<uintptr_t>(d) & 63))
-    for (; b + 64 <= bytes; b += 64)
-      _mm512_stream_si512(reinterpret_cast<__m512i*>(d + b), _mm512_load_si512(reinterpret_cast<const void*>(s + b)));
+#define PARPY_VBYTES 64
 #elif defined(__AVX__)
-  if (!(reinterpret_cast<uintptr_t>(d) & 31))
-    for (; b + 32 <= bytes; b += 32)
-      _mm256_stream_si256(reinterpret_cast<__m256i*>(d + b), _mm256_load_si256(reinterpret_cast<const __m256i*>(s + b)));
+#define PARPY_VBYTES 32
 #else
-  if (!(reinterpret_cast<uintptr_t>(d) & 15))
-    for (; b + 16 <= bytes; b += 16)
-      _mm_stream_si128(reinterpret_cast<__m128i*>(d + b), _mm_load_si128(reinterpret_cast<const __m128i*>(s + b)));
+#define PARPY_VBYTES 16
 #endif
-  for (i = b / static_cast<int64_t>(sizeof(T)); i < n; ++i) dst[i] = src[i];
+typedef float parpy_vf32 __attribute__((vector_size(PARPY_VBYTES)));
+typedef double parpy_vf64 __attribute__((vector_size(PARPY_VBYTES)));
+static inline parpy_vf32 parpy_vload(const float* p) {
+  parpy_vf32 v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline parpy_vf64 parpy_vload(const double* p) {
+  parpy_vf64 v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+// *p = v without reading p's cache line; p aligned to PARPY_VBYTES.
+static inline void parpy_vstream(float* p, parpy_vf32 v) {
+#if defined(__AVX512F__)
+  _mm512_stream_ps(p, (__m512)v);
+#elif defined(__AVX__)
+  _mm256_stream_ps(p, (__m256)v);
+#else
+  _mm_stream_ps(p, (__m128)v);
+#endif
+}
+static inline void parpy_vstream(double* p, parpy_vf64 v) {
+#if defined(__AVX512F__)
+  _mm512_stream_pd(p, (__m512d)v);
+#elif defined(__AVX__)
+  _mm256_stream_pd(p, (__m256d)v);
+#else
+  _mm_stream_pd(p, (__m128d)v);
+#endif
 }
 // Orders the thread's non-temporal stores before its later stores (and the barrier after them).
 static inline void parpy_stream_fence() { _mm_sfence(); }
