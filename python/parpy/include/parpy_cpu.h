@@ -125,4 +125,55 @@ static inline void parpy_atomic_min(T* p, T v) {
   parpy_atomic_cas(p, v, [](T a, T b) { return parpy_min(a, b); });
 }
 
+// Streaming stores (docs/performance.md, Cpu): a loop that only writes an array larger than the
+// caches computes whole vectors of its elements (GCC's generic vector types) and stores each with
+// a non-temporal store, which does not read the destination's cache line first. On x86 with
+// SSE2; elsewhere the generated code keeps its plain loop.
+#if defined(__SSE2__) && defined(__GNUC__)
+#include <immintrin.h>
+#define PARPY_STREAM_STORES 1
+#if defined(__AVX512F__)
+#define PARPY_VBYTES 64
+#elif defined(__AVX__)
+#define PARPY_VBYTES 32
+#else
+#define PARPY_VBYTES 16
+#endif
+typedef float parpy_vf32 __attribute__((vector_size(PARPY_VBYTES)));
+typedef double parpy_vf64 __attribute__((vector_size(PARPY_VBYTES)));
+static inline parpy_vf32 parpy_vload(const float* p) {
+  parpy_vf32 v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline parpy_vf64 parpy_vload(const double* p) {
+  parpy_vf64 v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+// *p = v without reading p's cache line; p aligned to PARPY_VBYTES.
+static inline void parpy_vstream(float* p, parpy_vf32 v) {
+#if defined(__AVX512F__)
+  _mm512_stream_ps(p, (__m512)v);
+#elif defined(__AVX__)
+  _mm256_stream_ps(p, (__m256)v);
+#else
+  _mm_stream_ps(p, (__m128)v);
+#endif
+}
+static inline void parpy_vstream(double* p, parpy_vf64 v) {
+#if defined(__AVX512F__)
+  _mm512_stream_pd(p, (__m512d)v);
+#elif defined(__AVX__)
+  _mm256_stream_pd(p, (__m256d)v);
+#else
+  _mm_stream_pd(p, (__m128d)v);
+#endif
+}
+// Orders the thread's non-temporal stores before its later stores (and the barrier after them).
+static inline void parpy_stream_fence() { _mm_sfence(); }
+#else
+#define PARPY_STREAM_STORES 0
+#endif
+
 #endif  // PARPY_CPU_H
