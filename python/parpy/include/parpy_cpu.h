@@ -130,7 +130,8 @@ static inline void parpy_atomic_min(T* p, T v) {
 // a non-temporal store, which does not read the destination's cache line first. On x86 with
 // SSE2; elsewhere the generated code keeps its plain loop.
 #if defined(__SSE2__) && defined(__GNUC__)
-#include <immintrin.h>
+// The compilers' builtins, not <immintrin.h>: that header would add about a second to building
+// this header's precompiled copy.
 #define PARPY_STREAM_STORES 1
 #if defined(__AVX512F__)
 #define PARPY_VBYTES 64
@@ -152,26 +153,21 @@ static inline parpy_vf64 parpy_vload(const double* p) {
   return v;
 }
 // *p = v without reading p's cache line; p aligned to PARPY_VBYTES.
-static inline void parpy_vstream(float* p, parpy_vf32 v) {
-#if defined(__AVX512F__)
-  _mm512_stream_ps(p, (__m512)v);
+#if defined(__clang__)
+static inline void parpy_vstream(float* p, parpy_vf32 v) { __builtin_nontemporal_store(v, reinterpret_cast<parpy_vf32*>(p)); }
+static inline void parpy_vstream(double* p, parpy_vf64 v) { __builtin_nontemporal_store(v, reinterpret_cast<parpy_vf64*>(p)); }
+#elif defined(__AVX512F__)
+static inline void parpy_vstream(float* p, parpy_vf32 v) { __builtin_ia32_movntps512(p, v); }
+static inline void parpy_vstream(double* p, parpy_vf64 v) { __builtin_ia32_movntpd512(p, v); }
 #elif defined(__AVX__)
-  _mm256_stream_ps(p, (__m256)v);
+static inline void parpy_vstream(float* p, parpy_vf32 v) { __builtin_ia32_movntps256(p, v); }
+static inline void parpy_vstream(double* p, parpy_vf64 v) { __builtin_ia32_movntpd256(p, v); }
 #else
-  _mm_stream_ps(p, (__m128)v);
+static inline void parpy_vstream(float* p, parpy_vf32 v) { __builtin_ia32_movntps(p, v); }
+static inline void parpy_vstream(double* p, parpy_vf64 v) { __builtin_ia32_movntpd(p, v); }
 #endif
-}
-static inline void parpy_vstream(double* p, parpy_vf64 v) {
-#if defined(__AVX512F__)
-  _mm512_stream_pd(p, (__m512d)v);
-#elif defined(__AVX__)
-  _mm256_stream_pd(p, (__m256d)v);
-#else
-  _mm_stream_pd(p, (__m128d)v);
-#endif
-}
 // Orders the thread's non-temporal stores before its later stores (and the barrier after them).
-static inline void parpy_stream_fence() { _mm_sfence(); }
+static inline void parpy_stream_fence() { __builtin_ia32_sfence(); }
 #else
 #define PARPY_STREAM_STORES 0
 #endif
