@@ -1,0 +1,26 @@
+// Rows in strips (docs/gpu.md, Optimisations): a parallel loop over rows around a parallel loop
+// over columns whose body reads an array at neighbouring rows,
+//
+//   for i in range(lo, hi) (parallel):           for s in range(S) (parallel):
+//     for j in ... (parallel):            ->        for j in ... (parallel):
+//       y[i, j] = x[i - 1, j] + x[i + 1, j]           for i in strip s: lo + s*C .. min(lo + s*C + C, hi):
+//                                                       y[i, j] = x[i - 1, j] + x[i + 1, j]
+//
+// walks each thread down C consecutive rows of its columns (strips of kStripRows), so that the
+// rows it read for one row are in its SM's cache for the next, instead of one row per thread with
+// its neighbours in other blocks. The iterations of both loops are independent (they are
+// parallel), so any order of them is the program's. The rows loop gets one worker per strip, at most the threads the
+// user gave it. Only where the body is that plain: the columns loop is the rows loop's only
+// statement, and holds only stores to array elements, one of which reads an array at two rows
+// 1 to C apart (indices affine in the row, with the same coefficient).
+#pragma once
+#include "gpu/gpu_ir.h"
+
+namespace parpy {
+
+// Rows per strip.
+constexpr int64_t kStripRows = 8;
+
+Block strip_row_loops(const Block& b);
+
+}  // namespace parpy

@@ -1,0 +1,160 @@
+"""Rows in strips on the GPU (docs/gpu.md, Optimisations): a parallel loop over rows around a
+parallel loop over columns whose stores read an array at neighbouring rows runs each thread down
+a strip of consecutive rows of its columns. Each program runs on every enabled backend and in
+the Metal emulator (which runs the GPU layer's kernels) against numpy or plain Python, every
+element; the Cuda code (printed without a GPU) shows where the strips apply and where not."""
+
+import metal_emu
+import numpy as np
+import parpy
+import pytest
+from conftest import backends
+from parpy import CompileBackend
+
+CUDA, METAL = CompileBackend.Cuda, CompileBackend.Metal
+RNG = np.random.default_rng()
+STRIP = "parpy_strip"
+
+
+def f32(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def opts(backend, **labels):
+    o = parpy.par({k: parpy.threads(v) for k, v in labels.items()})
+    o.backend = backend
+    return o
+
+
+@parpy.jit
+def five_point(x, y, N, M):
+    parpy.label("rows")
+    for i in range(1, N - 1):
+        parpy.label("cols")
+        for j in range(1, M - 1):
+            y[i, j] = 0.25 * (x[i - 1, j] + x[i + 1, j] + x[i, j - 1] + x[i, j + 1])
+
+
+def five_point_ref(x, y):
+    y = y.copy()
+    y[1:-1, 1:-1] = np.float32(0.25) * (x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:])
+    return y
+
+
+@parpy.jit
+def two_outputs(x, y, z, N, M):
+    """Two stores, rows two apart and a column stride of 2."""
+    parpy.label("rows")
+    for i in range(2, N - 2):
+        parpy.label("cols")
+        for j in range(M):
+            y[i, j] = x[i - 2, 2 * j] - x[i + 2, 2 * j]
+            z[i, j] = x[i, 2 * j + 1] * 2.0
+
+
+def two_outputs_ref(x, y, z):
+    y, z = y.copy(), z.copy()
+    y[2:-2, :] = x[:-4, 0::2] - x[4:, 0::2]
+    z[2:-2, :] = x[2:-2, 1::2] * np.float32(2.0)
+    return y, z
+
+
+@parpy.jit
+def far_rows(x, y, N, M):
+    """Rows 9 apart: farther than a strip, no strips."""
+    parpy.label("rows")
+    for i in range(N - 9):
+        parpy.label("cols")
+        for j in range(M):
+            y[i, j] = x[i, j] + x[i + 9, j]
+
+
+def far_rows_ref(x, y):
+    y = y.copy()
+    y[:-9, :] = x[:-9, :] + x[9:, :]
+    return y
+
+
+@parpy.jit
+def one_row(x, y, N, M):
+    """Each row reads only itself: no strips."""
+    parpy.label("rows")
+    for i in range(N):
+        parpy.label("cols")
+        for j in range(M - 1):
+            y[i, j] = x[i, j] + x[i, j + 1]
+
+
+def one_row_ref(x, y):
+    y = y.copy()
+    y[:, :-1] = x[:, :-1] + x[:, 1:]
+    return y
+
+
+def cases():
+    """(name, function, fresh args, labels, reference of the written arrays, strips expected)"""
+    return [
+        # 61 interior rows: 7 strips of 8 and one of 5; rows threads beyond the strips and fewer.
+        ("five point", five_point, lambda: [f32(63, 70), np.zeros((63, 70), np.float32), 63, 70],
+         {"rows": 63, "cols": 70}, lambda a: [five_point_ref(a[0], a[1])], True),
+        ("five point, 3 rows threads", five_point, lambda: [f32(63, 70), np.zeros((63, 70), np.float32), 63, 70],
+         {"rows": 3, "cols": 32}, lambda a: [five_point_ref(a[0], a[1])], True),
+        ("five point, 2048 columns", five_point, lambda: [f32(40, 2050), np.zeros((40, 2050), np.float32), 40, 2050],
+         {"rows": 40, "cols": 2048}, lambda a: [five_point_ref(a[0], a[1])], True),
+        ("five point, too few rows", five_point, lambda: [f32(17, 40), np.zeros((17, 40), np.float32), 17, 40],
+         {"rows": 17, "cols": 40}, lambda a: [five_point_ref(a[0], a[1])], False),
+        ("two outputs", two_outputs, lambda: [f32(50, 66), np.zeros((50, 33), np.float32),
+                                              np.zeros((50, 33), np.float32), 50, 33],
+         {"rows": 50, "cols": 33}, lambda a: list(two_outputs_ref(a[0], a[1], a[2])), True),
+        ("far rows", far_rows, lambda: [f32(40, 64), np.zeros((40, 64), np.float32), 40, 64],
+         {"rows": 40, "cols": 64}, lambda a: [far_rows_ref(a[0], a[1])], False),
+        ("one row", one_row, lambda: [f32(40, 64), np.zeros((40, 64), np.float32), 40, 64],
+         {"rows": 40, "cols": 64}, lambda a: [one_row_ref(a[0], a[1])], False),
+    ]
+
+
+CASES = cases()
+IDS = [c[0] for c in CASES]
+
+
+def outputs(fn, args):
+    return [args[1], args[2]] if fn is two_outputs else [args[1]]
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_strips_in_the_cuda_code(case):
+    _, fn, make, labels, _, strips = case
+    code = parpy.print_compiled(fn, make(), opts(CUDA, **labels))
+    assert (STRIP in code) == strips, code
+
+
+def test_the_rows_label_gets_one_thread_per_strip():
+    # 61 rows in 8 strips: rows threads(63) launches 8 row workers (one block each), not 63.
+    code = parpy.print_compiled(five_point, [f32(63, 70), np.zeros((63, 70), np.float32), 63, 70],
+                                opts(CUDA, rows=63, cols=70))
+    assert "<<<dim3(8), dim3(96)" in code, code
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("backend", backends, ids=lambda b: b.name)
+def test_results(case, backend):
+    _, fn, make, labels, ref, _ = case
+    args = make()
+    want = ref([a.copy() if isinstance(a, np.ndarray) else a for a in args])
+    fn(*args, opts=opts(backend, **labels))
+    for got, w in zip(outputs(fn, args), want):
+        np.testing.assert_allclose(got, w, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(not metal_emu.available, reason="no C++ compiler (g++) for the Metal emulator")
+def test_results_in_the_metal_emulator():
+    programs, wants = [], []
+    for _, fn, make, labels, ref, strips in CASES:
+        args = make()
+        wants.append((fn, ref([a.copy() if isinstance(a, np.ndarray) else a for a in args])))
+        programs.append((fn, args, opts(METAL, **labels)))
+        assert (STRIP in parpy.print_compiled(fn, args, opts(METAL, **labels))) == strips
+    results = metal_emu.run_all(programs)
+    for args, (fn, want) in zip(results, wants):
+        for got, w in zip(outputs(fn, args), want):
+            np.testing.assert_allclose(got, w, rtol=1e-6, atol=1e-6)
