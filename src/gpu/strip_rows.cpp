@@ -79,6 +79,8 @@ class RowStripper {
     if (n < 2 * kStripRows) return p;
     const Stmt& q = p->body[0];
     if (q->kind != StmtKind::For || !q->par.is_parallel() || q->par.reduction || q->body.empty()) return p;
+    // The columns loop moves outside the row loop: its range may not depend on the row.
+    if (mentions(q->lo, p->var) || mentions(q->hi, p->var)) return p;
     for (const auto& s : q->body)
       if (!plain_store(s)) return p;
     if (!reads_neighbouring_rows(q->body, p->var)) return p;

@@ -11,7 +11,7 @@
 // its neighbours in other blocks. The iterations of both loops are independent (they are
 // parallel), so any order of them is the program's. The rows loop gets one worker per strip, at most the threads the
 // user gave it. Only where the body is that plain: the columns loop is the rows loop's only
-// statement, and holds only stores to array elements, one of which reads an array at two rows
+// statement, over a range that does not depend on the row, and holds only stores to array elements, one of which reads an array at two rows
 // 1 to C apart (indices affine in the row, with the same coefficient).
 #pragma once
 #include "gpu/gpu_ir.h"

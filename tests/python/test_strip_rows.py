@@ -91,6 +91,23 @@ def one_row_ref(x, y):
     return y
 
 
+@parpy.jit
+def triangle(x, y, N):
+    """The columns loop's range depends on the row: no strips (the columns loop cannot move out)."""
+    parpy.label("rows")
+    for i in range(1, N - 1):
+        parpy.label("cols")
+        for j in range(i):
+            y[i, j] = x[i - 1, j] + x[i + 1, j]
+
+
+def triangle_ref(x, y):
+    y = y.copy()
+    for i in range(1, x.shape[0] - 1):
+        y[i, :i] = x[i - 1, :i] + x[i + 1, :i]
+    return y
+
+
 def cases():
     """(name, function, fresh args, labels, reference of the written arrays, strips expected)"""
     return [
@@ -108,6 +125,8 @@ def cases():
          {"rows": 50, "cols": 33}, lambda a: list(two_outputs_ref(a[0], a[1], a[2])), True),
         ("far rows", far_rows, lambda: [f32(40, 64), np.zeros((40, 64), np.float32), 40, 64],
          {"rows": 40, "cols": 64}, lambda a: [far_rows_ref(a[0], a[1])], False),
+        ("triangle", triangle, lambda: [f32(40, 40), np.zeros((40, 40), np.float32), 40],
+         {"rows": 40, "cols": 40}, lambda a: [triangle_ref(a[0], a[1])], False),
         ("one row", one_row, lambda: [f32(40, 64), np.zeros((40, 64), np.float32), 40, 64],
          {"rows": 40, "cols": 64}, lambda a: [one_row_ref(a[0], a[1])], False),
     ]
