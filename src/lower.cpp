@@ -198,7 +198,7 @@ GpuProgram gpu_layer(const Checked& c, const GpuTarget& target, Stages& st) {
   check_device_calls(c.body, c.helpers);
   Block ir = split_row_loops(c.body, target);
   st.dump("split_row_loops", name, ir);
-  ir = strip_row_loops(ir);
+  ir = strip_row_loops(ir, target);
   st.dump("strip_row_loops", name, ir);
   ir = fuse_map_reduce(ir);
   st.dump("fuse_map_reduce", name, ir);

@@ -49,6 +49,8 @@ bool reads_neighbouring_rows(const Block& stores, const std::string& row) {
 
 class RowStripper {
  public:
+  explicit RowStripper(int64_t min_threads) : min_threads_(min_threads) {}
+
   Block block(const Block& b) {
     Block out;
     for (const auto& s : b) {
@@ -70,6 +72,7 @@ class RowStripper {
   }
 
  private:
+  int64_t min_threads_;
   int next_ = 0;  // per function: the same program always gets the same names
 
   // The rows loop `p` in strips, or as it is.
@@ -85,6 +88,9 @@ class RowStripper {
       if (!plain_store(s)) return p;
     if (!reads_neighbouring_rows(q->body, p->var)) return p;
     int64_t strips = (n + kStripRows - 1) / kStripRows;
+    int64_t width = trips(q);
+    int64_t threads = std::min(p->par.nthreads, strips) * std::min(width < 0 ? q->par.nthreads : width, q->par.nthreads);
+    if (threads < min_threads_) return p;
     const Span& sp = p->span;
     Type it = p->lo->ty;
     std::string sv = "$strip" + std::to_string(next_++);
@@ -110,6 +116,9 @@ class RowStripper {
 
 }  // namespace
 
-Block strip_row_loops(const Block& b) { return RowStripper().block(b); }
+Block strip_row_loops(const Block& b, const GpuTarget& target) {
+  if (target.fill_threads <= 0) return b;
+  return RowStripper(target.fill_threads / 2).block(b);
+}
 
 }  // namespace parpy

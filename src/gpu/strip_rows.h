@@ -9,10 +9,14 @@
 // walks each thread down C consecutive rows of its columns (strips of kStripRows), so that the
 // rows it read for one row are in its SM's cache for the next, instead of one row per thread with
 // its neighbours in other blocks. The iterations of both loops are independent (they are
-// parallel), so any order of them is the program's. The rows loop gets one worker per strip, at most the threads the
-// user gave it. Only where the body is that plain: the columns loop is the rows loop's only
-// statement, over a range that does not depend on the row, and holds only stores to array elements, one of which reads an array at two rows
-// 1 to C apart (indices affine in the row, with the same coefficient).
+// parallel), so any order of them is the program's. The rows loop gets one worker per strip, at
+// most the threads the user gave it. Only where the body is that plain: the columns loop is the
+// rows loop's only statement, over a range that does not depend on the row, and holds only stores
+// to array elements, one of which reads an array at two rows 1 to C apart (indices affine in the
+// row, with the same coefficient); and where the strips still run on half the threads that fill
+// the GPU (GpuTarget::fill_threads) or more: a 3-D stencil with a sequential loop over a plane's
+// rows is left alone (its 510 planes would run on 64 blocks). Not where arrays share memory
+// (fill_threads is 0 then).
 #pragma once
 #include "gpu/gpu_ir.h"
 
@@ -21,6 +25,6 @@ namespace parpy {
 // Rows per strip.
 constexpr int64_t kStripRows = 8;
 
-Block strip_row_loops(const Block& b);
+Block strip_row_loops(const Block& b, const GpuTarget& target);
 
 }  // namespace parpy

@@ -108,31 +108,85 @@ def triangle_ref(x, y):
     return y
 
 
-def cases():
-    """(name, function, fresh args, labels, reference of the written arrays, strips expected)"""
+@parpy.jit
+def seven_point(x, y, N):
+    """A sequential loop over a plane's rows between the planes and the columns: no strips."""
+    parpy.label("planes")
+    for i in range(1, N - 1):
+        for j in range(1, N - 1):
+            parpy.label("cols")
+            for k in range(1, N - 1):
+                y[i, j, k] = (x[i - 1, j, k] + x[i + 1, j, k] + x[i, j - 1, k] + x[i, j + 1, k]
+                              + x[i, j, k - 1] + x[i, j, k + 1]) / 6.0
+
+
+def seven_point_ref(x, y):
+    y = y.copy()
+    y[1:-1, 1:-1, 1:-1] = (x[:-2, 1:-1, 1:-1] + x[2:, 1:-1, 1:-1] + x[1:-1, :-2, 1:-1] + x[1:-1, 2:, 1:-1]
+                           + x[1:-1, 1:-1, :-2] + x[1:-1, 1:-1, 2:]) / np.float32(6.0)
+    return y
+
+
+@parpy.jit
+def plane_sweep(x, y, N, M):
+    """Row j of each plane adds row j - 1 of the same plane of y (written in the previous iteration
+    of the sequential loop) to the neighbouring planes of x: no strips."""
+    parpy.label("planes")
+    for i in range(1, N - 1):
+        for j in range(1, M):
+            parpy.label("cols")
+            for k in range(M):
+                y[i, j, k] = y[i, j - 1, k] + x[i - 1, j, k] - x[i + 1, j, k]
+
+
+def plane_sweep_ref(x, y):
+    y = y.copy()
+    for j in range(1, x.shape[1]):
+        y[1:-1, j, :] = y[1:-1, j - 1, :] + x[:-2, j, :] - x[2:, j, :]
+    return y
+
+
+def cases(cols):
+    """(name, function, fresh args, labels, reference of the written arrays, strips expected) with
+    `cols` columns: enough, with 8 strips, for half the threads that fill the GPU (2^17 on Cuda,
+    2^14 on Metal), where strips apply."""
+    C = cols + 2
+
+    def grid(n, m=C):
+        return lambda: [f32(n, m), np.zeros((n, m), np.float32), n, m]
+
     return [
-        # 61 interior rows: 7 strips of 8 and one of 5; rows threads beyond the strips and fewer.
-        ("five point", five_point, lambda: [f32(63, 70), np.zeros((63, 70), np.float32), 63, 70],
-         {"rows": 63, "cols": 70}, lambda a: [five_point_ref(a[0], a[1])], True),
-        ("five point, 3 rows threads", five_point, lambda: [f32(63, 70), np.zeros((63, 70), np.float32), 63, 70],
-         {"rows": 3, "cols": 32}, lambda a: [five_point_ref(a[0], a[1])], True),
-        ("five point, 2048 columns", five_point, lambda: [f32(40, 2050), np.zeros((40, 2050), np.float32), 40, 2050],
-         {"rows": 40, "cols": 2048}, lambda a: [five_point_ref(a[0], a[1])], True),
-        ("five point, too few rows", five_point, lambda: [f32(17, 40), np.zeros((17, 40), np.float32), 17, 40],
-         {"rows": 17, "cols": 40}, lambda a: [five_point_ref(a[0], a[1])], False),
-        ("two outputs", two_outputs, lambda: [f32(50, 66), np.zeros((50, 33), np.float32),
-                                              np.zeros((50, 33), np.float32), 50, 33],
-         {"rows": 50, "cols": 33}, lambda a: list(two_outputs_ref(a[0], a[1], a[2])), True),
-        ("far rows", far_rows, lambda: [f32(40, 64), np.zeros((40, 64), np.float32), 40, 64],
-         {"rows": 40, "cols": 64}, lambda a: [far_rows_ref(a[0], a[1])], False),
+        # 61 interior rows: 7 strips of 8 and one of 5.
+        ("five point", five_point, grid(63), {"rows": 63, "cols": cols}, lambda a: [five_point_ref(a[0], a[1])],
+         True),
+        # 128 rows in 16 strips on 8 rows threads: two strips each.
+        ("five point, 8 rows threads", five_point, grid(130), {"rows": 8, "cols": cols},
+         lambda a: [five_point_ref(a[0], a[1])], True),
+        # Fewer columns threads than columns (each thread runs several columns of its strip).
+        ("five point, more columns", five_point, grid(63, 2 * cols + 2), {"rows": 63, "cols": cols},
+         lambda a: [five_point_ref(a[0], a[1])], True),
+        ("five point, too few rows", five_point, grid(17), {"rows": 17, "cols": cols},
+         lambda a: [five_point_ref(a[0], a[1])], False),
+        ("five point, too few columns", five_point, grid(63, 66), {"rows": 63, "cols": 64},
+         lambda a: [five_point_ref(a[0], a[1])], False),
+        ("two outputs", two_outputs, lambda: [f32(68, 2 * cols), np.zeros((68, cols), np.float32),
+                                              np.zeros((68, cols), np.float32), 68, cols],
+         {"rows": 68, "cols": cols}, lambda a: list(two_outputs_ref(a[0], a[1], a[2])), True),
+        ("far rows", far_rows, lambda: [f32(73, cols), np.zeros((73, cols), np.float32), 73, cols],
+         {"rows": 73, "cols": cols}, lambda a: [far_rows_ref(a[0], a[1])], False),
         ("triangle", triangle, lambda: [f32(40, 40), np.zeros((40, 40), np.float32), 40],
          {"rows": 40, "cols": 40}, lambda a: [triangle_ref(a[0], a[1])], False),
-        ("one row", one_row, lambda: [f32(40, 64), np.zeros((40, 64), np.float32), 40, 64],
-         {"rows": 40, "cols": 64}, lambda a: [one_row_ref(a[0], a[1])], False),
+        ("seven point", seven_point, lambda: [f32(21, 21, 21), np.zeros((21, 21, 21), np.float32), 21],
+         {"planes": 21, "cols": 21}, lambda a: [seven_point_ref(a[0], a[1])], False),
+        ("plane sweep", plane_sweep, lambda: [f32(20, 12, 12), f32(20, 12, 12), 20, 12],
+         {"planes": 20, "cols": 12}, lambda a: [plane_sweep_ref(a[0], a[1])], False),
+        ("one row", one_row, lambda: [f32(64, cols + 1), np.zeros((64, cols + 1), np.float32), 64, cols + 1],
+         {"rows": 64, "cols": cols}, lambda a: [one_row_ref(a[0], a[1])], False),
     ]
 
 
-CASES = cases()
+CASES = cases(1 << 14)  # Cuda
+METAL_CASES = cases(1 << 11)
 IDS = [c[0] for c in CASES]
 
 
@@ -148,10 +202,16 @@ def test_strips_in_the_cuda_code(case):
 
 
 def test_the_rows_label_gets_one_thread_per_strip():
-    # 61 rows in 8 strips: rows threads(63) launches 8 row workers (one block each), not 63.
-    code = parpy.print_compiled(five_point, [f32(63, 70), np.zeros((63, 70), np.float32), 63, 70],
-                                opts(CUDA, rows=63, cols=70))
-    assert "<<<dim3(8), dim3(96)" in code, code
+    # 61 rows in 8 strips: rows threads(63) launches 8 rows of 16 blocks of 1024 threads.
+    args = [f32(63, 16386), np.zeros((63, 16386), np.float32), 63, 16386]
+    code = parpy.print_compiled(five_point, args, opts(CUDA, rows=63, cols=16384))
+    assert "<<<dim3(128), dim3(1024)" in code, code
+
+
+def test_no_strips_where_arrays_share_memory():
+    a = f32(63, 16386)
+    code = parpy.print_compiled(five_point, [a, a, 63, 16386], opts(CUDA, rows=63, cols=16384))
+    assert STRIP not in code, code
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -168,7 +228,7 @@ def test_results(case, backend):
 @pytest.mark.skipif(not metal_emu.available, reason="no C++ compiler (g++) for the Metal emulator")
 def test_results_in_the_metal_emulator():
     programs, wants = [], []
-    for _, fn, make, labels, ref, strips in CASES:
+    for _, fn, make, labels, ref, strips in METAL_CASES:
         args = make()
         wants.append((fn, ref([a.copy() if isinstance(a, np.ndarray) else a for a in args])))
         programs.append((fn, args, opts(METAL, **labels)))
