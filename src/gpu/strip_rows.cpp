@@ -47,6 +47,79 @@ bool reads_neighbouring_rows(const Block& stores, const std::string& row) {
   return false;
 }
 
+// Reads of one array at rows i + d of a strip's row loop (the same index otherwise): the
+// registers that keep rows dmin..dmax while the loop walks down, one new row loaded per row.
+struct RowGroup {
+  std::string array;
+  Expr index;    // the index of one of the reads, at row offset d0
+  int64_t d0 = 0;
+  ElemSize elem = ElemSize::F32;
+  std::map<int64_t, int> offsets;  // d -> reads
+};
+
+// Whether e may skip evaluating part of itself (a conditional expression, `and`, `or`): a read
+// inside it may not happen in the program, so it may not be loaded ahead.
+bool conditional(const Expr& e) {
+  bool c = false;
+  visit_expr(e, [&](const Expr& x) {
+    if (x->kind == ExprKind::IfExpr || (x->kind == ExprKind::BinOp && (x->binop == BinOp::And || x->binop == BinOp::Or)))
+      c = true;
+  });
+  return c;
+}
+
+// A read's group (the array, the row's coefficient c, the residue of the constant modulo c and
+// the other terms) and its row offset d: index = c * (row + d) + residue + other terms.
+std::optional<std::pair<std::string, int64_t>> row_read(const Expr& x, const std::string& row) {
+  if (x->kind != ExprKind::Access || x->args.size() != 1) return std::nullopt;
+  auto a = affine_index(x->args[0]);
+  if (!a || a->coef(row) == 0) return std::nullopt;
+  int64_t c = a->coef(row), k = a->constant, m = c < 0 ? -c : c;
+  int64_t r = ((k % m) + m) % m;
+  int64_t d = (k - r) / c;
+  std::string key = x->name + "|" + std::to_string(c) + "|" + std::to_string(r) + "|";
+  for (const auto& [atom, coef] : a->terms)
+    if (atom != row && coef != 0) key += atom + "*" + std::to_string(coef) + ",";
+  return std::make_pair(key, d);
+}
+
+// The groups of float reads at neighbouring rows of `row` in `stores`, of arrays the stores do
+// not write: those with reads at two rows or more, at most kStripRows apart.
+std::map<std::string, RowGroup> row_groups(const Block& stores, const std::string& row) {
+  std::map<std::string, bool> written;
+  for (const auto& s : stores) written[s->lhs->name] = true;
+  std::map<std::string, RowGroup> groups;
+  for (const auto& s : stores) {
+    if (conditional(s->rhs)) return {};
+    visit_expr(s->rhs, [&](const Expr& x) {
+      if (x->kind != ExprKind::Access || written.count(x->name) || !is_float(x->ty.elem)) return;
+      auto rd = row_read(x, row);
+      if (!rd) return;
+      RowGroup& g = groups[rd->first];
+      if (!g.index) {
+        g.array = x->name;
+        g.index = x->args[0];
+        g.d0 = rd->second;
+        g.elem = x->ty.elem;
+      }
+      g.offsets[rd->second]++;
+    });
+  }
+  for (auto it = groups.begin(); it != groups.end();) {
+    const auto& o = it->second.offsets;
+    if (o.size() < 2 || o.rbegin()->first - o.begin()->first > kStripRows)
+      it = groups.erase(it);
+    else
+      ++it;
+  }
+  return groups;
+}
+
+// e with the variable `v` replaced by `by`.
+Expr substitute(const Expr& e, const std::string& v, const Expr& by) {
+  return map_expr(e, [&](const Expr& x) { return x->kind == ExprKind::Var && x->name == v ? by : x; });
+}
+
 class RowStripper {
  public:
   explicit RowStripper(int64_t min_threads) : min_threads_(min_threads) {}
@@ -72,7 +145,56 @@ class RowStripper {
   }
 
  private:
+  // The strip's row loop `rows` with the reads of each group of neighbouring rows in registers
+  // (row_groups): registers for rows i + dmin .. i + dmax - 1 loaded before the loop, row i + dmax
+  // loaded at the top of each iteration, the reads taken from the registers, and the registers
+  // moved down one row at the end. Every row it loads is one the loop reads (rows dmin and dmax
+  // are read at its first row, those between them lie between in memory). Returns the statements
+  // that replace the loop.
+  Block rotate(const std::shared_ptr<StmtNode>& rows, const Span& sp) {
+    std::map<std::string, RowGroup> groups = row_groups(rows->body, rows->var);
+    if (groups.empty()) return {Stmt(rows)};
+    Type it = rows->lo->ty;
+    Expr i = var(rows->var, sp, it);
+    auto at = [&](const RowGroup& g, const Expr& row, int64_t d) {  // the read at row + d
+      Expr shifted = binop(BinOp::Add, row, int_lit(d - g.d0, sp, false, it.elem), sp, it);
+      return access(g.array, substitute(g.index, rows->var, shifted), g.elem, sp);
+    };
+    Block before, top, bottom;
+    std::map<std::string, std::map<int64_t, Expr>> regs;  // group -> row offset -> register
+    for (const auto& [key, g] : groups) {
+      int64_t dmin = g.offsets.begin()->first, dmax = g.offsets.rbegin()->first;
+      std::map<int64_t, Expr>& r = regs[key];
+      int n = next_rot_++;
+      for (int64_t d = dmin; d <= dmax; ++d) {
+        r[d] = var("$rot" + std::to_string(n) + "_" + std::to_string(d - dmin), sp, Type::scalar(g.elem));
+        // Row dmax is loaded at the top of the loop; its register starts at zero.
+        Expr init = d < dmax ? at(g, rows->lo, d) : float_lit(0.0, sp, false, g.elem);
+        auto def = copy(assign(r[d], init, sp));
+        def->defines = true;
+        before.push_back(def);
+      }
+      top.push_back(assign(r[dmax], at(g, i, dmax), sp));
+      for (int64_t d = dmin; d < dmax; ++d) bottom.push_back(assign(r[d], r[d + 1], sp));
+    }
+    Block body = top;
+    for (const auto& s : rows->body) {
+      auto n = copy(s);
+      n->rhs = map_expr(s->rhs, [&](const Expr& x) -> Expr {
+        auto rd = row_read(x, rows->var);
+        if (!rd || !regs.count(rd->first)) return x;
+        return regs[rd->first].at(rd->second);
+      });
+      body.push_back(n);
+    }
+    body.insert(body.end(), bottom.begin(), bottom.end());
+    rows->body = std::move(body);
+    before.push_back(rows);
+    return before;
+  }
+
   int64_t min_threads_;
+  int next_rot_ = 0;
   int next_ = 0;  // per function: the same program always gets the same names
 
   // The rows loop `p` in strips, or as it is.
@@ -103,7 +225,7 @@ class RowStripper {
     rows->par = LoopPar{};
     rows->body = q->body;
     auto columns = copy(q);
-    columns->body = {Stmt(rows)};
+    columns->body = rotate(rows, sp);
     auto outer = copy(p);  // the strips, in parallel: the user's label and block size
     outer->var = sv;
     outer->lo = ilit(0);

@@ -6,9 +6,9 @@
 //       y[i, j] = x[i - 1, j] + x[i + 1, j]           for i in strip s: lo + s*C .. min(lo + s*C + C, hi):
 //                                                       y[i, j] = x[i - 1, j] + x[i + 1, j]
 //
-// walks each thread down C consecutive rows of its columns (strips of kStripRows), so that the
-// rows it read for one row are in its SM's cache for the next, instead of one row per thread with
-// its neighbours in other blocks. The iterations of both loops are independent (they are
+// walks each thread down C consecutive rows of its columns (strips of kStripRows), keeping the
+// rows it reads of each array in registers (one new row loaded per row), instead of one row per
+// thread with its neighbours in other blocks. The iterations of both loops are independent (they are
 // parallel), so any order of them is the program's. The rows loop gets one worker per strip, at
 // most the threads the user gave it. Only where the body is that plain: the columns loop is the
 // rows loop's only statement, over a range that does not depend on the row, and holds only stores

@@ -1,6 +1,7 @@
 """Rows in strips on the GPU (docs/gpu.md, Optimisations): a parallel loop over rows around a
 parallel loop over columns whose stores read an array at neighbouring rows runs each thread down
-a strip of consecutive rows of its columns. Each program runs on every enabled backend and in
+a strip of consecutive rows of its columns, the rows it reads of each array kept in registers as it
+goes (one row loaded per row). Each program runs on every enabled backend and in
 the Metal emulator (which runs the GPU layer's kernels) against numpy or plain Python, every
 element; the Cuda code (printed without a GPU) shows where the strips apply and where not."""
 
@@ -146,6 +147,42 @@ def plane_sweep_ref(x, y):
     return y
 
 
+@parpy.jit
+def wide(x, y, N, M):
+    """Rows i - 2 .. i + 2 of x, and a row of x read in reverse (a negative row coefficient)."""
+    parpy.label("rows")
+    for i in range(2, N - 2):
+        parpy.label("cols")
+        for j in range(M):
+            y[i, j] = x[i - 2, j] - x[i + 2, j] + 0.5 * x[i + 1, j] + x[N - 1 - i, j] * x[N - 2 - i, j]
+
+
+def wide_ref(x, y):
+    y = y.copy()
+    n = x.shape[0]
+    for i in range(2, n - 2):
+        y[i] = x[i - 2] - x[i + 2] + np.float32(0.5) * x[i + 1] + x[n - 1 - i] * x[n - 2 - i]
+    return y
+
+
+@parpy.jit
+def guarded(x, y, N, M):
+    """A read of the next row only where a condition holds: not loaded ahead (no registers)."""
+    parpy.label("rows")
+    for i in range(N):
+        parpy.label("cols")
+        for j in range(M):
+            y[i, j] = x[i + 1, j] if i + 1 < N - 1 else x[i - 1, j]
+
+
+def guarded_ref(x, y):
+    y = y.copy()
+    n = y.shape[0]
+    for i in range(n):
+        y[i] = x[i + 1] if i + 1 < n - 1 else x[i - 1]
+    return y
+
+
 def cases(cols):
     """(name, function, fresh args, labels, reference of the written arrays, strips expected) with
     `cols` columns: enough, with 8 strips, for half the threads that fill the GPU (2^17 on Cuda,
@@ -172,6 +209,9 @@ def cases(cols):
         ("two outputs", two_outputs, lambda: [f32(68, 2 * cols), np.zeros((68, cols), np.float32),
                                               np.zeros((68, cols), np.float32), 68, cols],
          {"rows": 68, "cols": cols}, lambda a: list(two_outputs_ref(a[0], a[1], a[2])), True),
+        ("wide", wide, grid(67), {"rows": 67, "cols": cols}, lambda a: [wide_ref(a[0], a[1])], True),
+        ("guarded", guarded, lambda: [f32(65, cols), np.zeros((64, cols), np.float32), 64, cols],
+         {"rows": 64, "cols": cols}, lambda a: [guarded_ref(a[0], a[1])], True),
         ("far rows", far_rows, lambda: [f32(73, cols), np.zeros((73, cols), np.float32), 73, cols],
          {"rows": 73, "cols": cols}, lambda a: [far_rows_ref(a[0], a[1])], False),
         ("triangle", triangle, lambda: [f32(40, 40), np.zeros((40, 40), np.float32), 40],
@@ -206,6 +246,25 @@ def test_the_rows_label_gets_one_thread_per_strip():
     args = [f32(63, 16386), np.zeros((63, 16386), np.float32), 63, 16386]
     code = parpy.print_compiled(five_point, args, opts(CUDA, rows=63, cols=16384))
     assert "<<<dim3(128), dim3(1024)" in code, code
+
+
+def registers(code):
+    """The rows kept in registers: the names of the registers parpy declares."""
+    import re
+    return sorted(set(re.findall(r"float (parpy_rot\d+_\d+);", code)))
+
+
+def test_rows_are_kept_in_registers():
+    args = [f32(63, 16386), np.zeros((63, 16386), np.float32), 63, 16386]
+    code = parpy.print_compiled(five_point, args, opts(CUDA, rows=63, cols=16384))
+    # Rows i - 1, i and i + 1 of x's column j (x[i, j - 1] and x[i, j + 1] are loaded).
+    assert registers(code) == ["parpy_rot0_0", "parpy_rot0_1", "parpy_rot0_2"], code
+    args = [f32(67, 16384), np.zeros((67, 16384), np.float32), 67, 16384]
+    code = parpy.print_compiled(wide, args, opts(CUDA, rows=67, cols=16384))
+    # Rows i - 2 .. i + 2, and the two rows read in reverse (N - 2 - i, N - 1 - i).
+    assert len(registers(code)) == 5 + 2, code
+    args = [f32(65, 16384), np.zeros((64, 16384), np.float32), 64, 16384]
+    assert registers(parpy.print_compiled(guarded, args, opts(CUDA, rows=64, cols=16384))) == []
 
 
 def test_no_strips_where_arrays_share_memory():
