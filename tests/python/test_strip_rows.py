@@ -296,3 +296,73 @@ def test_results_in_the_metal_emulator():
     for args, (fn, want) in zip(results, wants):
         for got, w in zip(outputs(fn, args), want):
             np.testing.assert_allclose(got, w, rtol=1e-6, atol=1e-6)
+
+
+def random_stencil(rng, k):
+    """The source of a random stencil `s{k}(x, z, y, N, M)`: y[i, j] is a sum of reads of x and z
+    at rows i + d (or N - 1 - i + d) and columns j + e, and its numpy reference."""
+    terms, ref_terms, lo, hi, clo, chi = [], [], 0, 0, 0, 0
+    reads = []
+    for t in range(int(rng.integers(2, 6))):
+        a = str(rng.choice(["x", "z"]))
+        d, e = int(rng.integers(-3, 4)), (0 if rng.random() < 0.6 else int(rng.integers(-2, 3)))
+        reverse = rng.random() < 0.2
+        if t == 1 and k % 3 == 0:  # every third program: the row below the first read
+            a, d, e, reverse = reads[0][0], reads[0][1] + 1, reads[0][2], reads[0][3]
+        reads.append((a, d, e, reverse))
+        c = round(float(rng.uniform(-2, 2)), 2)
+        row = f"N - 1 - i + {d}" if reverse else f"i + {d}"
+        terms.append(f"{c} * {a}[{row}, j + {e}]")
+        ref_terms.append((a, d, e, c, reverse))
+        # Rows read: i + d in [0, N) for i in [lo, N - hi); reversed: N - 1 - i + d likewise.
+        lo, hi = max(lo, -d, d if reverse else 0), max(hi, d, -d if reverse else 0)
+        clo, chi = max(clo, -e), max(chi, e)
+    src = (f"@parpy.jit\ndef s{k}(x, z, y, N, M):\n"
+           f"    parpy.label(\"rows\")\n    for i in range({lo}, N - {hi + 1}):\n"
+           f"        parpy.label(\"cols\")\n        for j in range({clo}, M - {chi}):\n"
+           f"            y[i, j] = {' + '.join(terms)}\n")
+
+    def ref(x, z, y):
+        y = y.copy()
+        n, m = y.shape
+        for i in range(lo, n - hi - 1):
+            acc = np.zeros(m - chi - clo, np.float64)
+            for a, d, e, c, reverse in ref_terms:
+                r = n - 1 - i + d if reverse else i + d
+                acc += c * (x if a == "x" else z)[r, clo + e:m - chi + e].astype(np.float64)
+            y[i, clo:m - chi] = acc
+        return y
+
+    return src, ref
+
+
+@pytest.mark.skipif(not metal_emu.available, reason="no C++ compiler (g++) for the Metal emulator")
+def test_random_stencils_in_the_metal_emulator(tmp_path, monkeypatch):
+    # Random stencils in strips, with their rows in registers, against numpy, every element; the
+    # seed is printed on failure.
+    import importlib
+
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    rng = np.random.default_rng(seed)
+    sources, refs = [], []
+    for k in range(12):
+        src, ref = random_stencil(rng, k)
+        sources.append(src)
+        refs.append(ref)
+    (tmp_path / "random_stencils.py").write_text("import parpy\n\n\n" + "\n\n".join(sources))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("random_stencils")
+    N, M = 76, 2048 + 8
+    programs, wants = [], []
+    strips = 0
+    for k in range(12):
+        fn = getattr(mod, f"s{k}")
+        x, z, y = f32(N, M), f32(N, M), np.zeros((N, M), np.float32)
+        wants.append(refs[k](x, z, y))
+        o = opts(METAL, rows=N, cols=2048)
+        strips += STRIP in parpy.print_compiled(fn, [x, z, y, N, M], o)
+        programs.append((fn, [x, z, y, N, M], o))
+    results = metal_emu.run_all(programs)
+    for k, (args, want) in enumerate(zip(results, wants)):
+        np.testing.assert_allclose(args[2], want, rtol=1e-4, atol=1e-4, err_msg=f"seed {seed}, program {k}:\n{sources[k]}")
+    assert strips >= 4, f"seed {seed}: {strips} programs ran in strips"
