@@ -23,30 +23,6 @@ std::optional<Affine> affine_index(const Expr& index) {
   });
 }
 
-// Whether the statements read one array at two rows of `row` 1 to kStripRows apart: indices
-// a*row + rest and a*row + rest + d*a (a != 0, the same rest).
-bool reads_neighbouring_rows(const Block& stores, const std::string& row) {
-  std::map<std::string, std::vector<Affine>> reads;
-  for (const auto& s : stores)
-    visit_expr(s->rhs, [&](const Expr& x) {
-      if (x->kind != ExprKind::Access || x->args.size() != 1) return;
-      if (auto a = affine_index(x->args[0]); a && a->coef(row) != 0) reads[x->name].push_back(*a);
-    });
-  for (const auto& [name, indices] : reads) {
-    (void)name;
-    for (size_t p = 0; p < indices.size(); ++p)
-      for (size_t q = p + 1; q < indices.size(); ++q) {
-        int64_t a = indices[p].coef(row);
-        if (indices[q].coef(row) != a) continue;
-        auto diff = combined(indices[p], indices[q], -1);
-        if (!diff || !diff->is_constant() || diff->constant == 0 || diff->constant % a != 0) continue;
-        int64_t d = diff->constant / a;
-        if (d >= -kStripRows && d <= kStripRows) return true;
-      }
-  }
-  return false;
-}
-
 // Reads of one array at rows i + d of a strip's row loop (the same index otherwise): the
 // registers that keep rows dmin..dmax while the loop walks down, one new row loaded per row.
 struct RowGroup {
@@ -83,16 +59,18 @@ std::optional<std::pair<std::string, int64_t>> row_read(const Expr& x, const std
   return std::make_pair(key, d);
 }
 
-// The groups of float reads at neighbouring rows of `row` in `stores`, of arrays the stores do
-// not write: those with reads at two rows or more, at most kStripRows apart.
-std::map<std::string, RowGroup> row_groups(const Block& stores, const std::string& row) {
+// The groups of reads at neighbouring rows of `row` in `stores`: those with reads at two rows or
+// more, at most kStripRows apart. For `registers`, only the groups that may be kept in registers:
+// float reads of arrays the stores do not write, none of them in a conditional expression.
+std::map<std::string, RowGroup> row_groups(const Block& stores, const std::string& row, bool registers) {
   std::map<std::string, bool> written;
   for (const auto& s : stores) written[s->lhs->name] = true;
   std::map<std::string, RowGroup> groups;
   for (const auto& s : stores) {
-    if (conditional(s->rhs)) return {};
+    if (registers && conditional(s->rhs)) return {};
     visit_expr(s->rhs, [&](const Expr& x) {
-      if (x->kind != ExprKind::Access || written.count(x->name) || !is_float(x->ty.elem)) return;
+      if (x->kind != ExprKind::Access) return;
+      if (registers && (written.count(x->name) || !is_float(x->ty.elem))) return;
       auto rd = row_read(x, row);
       if (!rd) return;
       RowGroup& g = groups[rd->first];
@@ -152,7 +130,7 @@ class RowStripper {
   // are read at its first row, those between them lie between in memory). Returns the statements
   // that replace the loop.
   Block rotate(const std::shared_ptr<StmtNode>& rows, const Span& sp) {
-    std::map<std::string, RowGroup> groups = row_groups(rows->body, rows->var);
+    std::map<std::string, RowGroup> groups = row_groups(rows->body, rows->var, true);
     if (groups.empty()) return {Stmt(rows)};
     Type it = rows->lo->ty;
     Expr i = var(rows->var, sp, it);
@@ -208,7 +186,7 @@ class RowStripper {
     if (mentions(q->lo, p->var) || mentions(q->hi, p->var)) return p;
     for (const auto& s : q->body)
       if (!plain_store(s)) return p;
-    if (!reads_neighbouring_rows(q->body, p->var)) return p;
+    if (row_groups(q->body, p->var, false).empty()) return p;
     int64_t strips = (n + kStripRows - 1) / kStripRows;
     int64_t width = trips(q);
     int64_t threads = std::min(p->par.nthreads, strips) * std::min(width < 0 ? q->par.nthreads : width, q->par.nthreads);
