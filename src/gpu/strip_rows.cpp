@@ -103,23 +103,10 @@ class RowStripper {
   explicit RowStripper(int64_t min_threads) : min_threads_(min_threads) {}
 
   Block block(const Block& b) {
-    Block out;
-    for (const auto& s : b) {
-      if (s->kind == StmtKind::For && s->par.is_parallel()) {
-        out.push_back(strip(s));
-        continue;
-      }
-      // (Not into `with parpy.gpu:` blocks, whose body is one kernel's.)
-      if (s->kind == StmtKind::For || s->kind == StmtKind::While || s->kind == StmtKind::If) {
-        auto n = copy(s);
-        n->body = block(s->body);
-        n->orelse = block(s->orelse);
-        out.push_back(n);
-        continue;
-      }
-      out.push_back(s);
-    }
-    return out;
+    return map_host_statements(b, [&](const Stmt& s) -> std::optional<Block> {
+      if (s->kind == StmtKind::For && s->par.is_parallel()) return Block{strip(s)};
+      return std::nullopt;
+    });
   }
 
  private:

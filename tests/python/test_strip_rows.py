@@ -11,6 +11,8 @@ import parpy
 import pytest
 from conftest import backends
 from parpy import CompileBackend
+from test_barriers import stencil3d as seven_point  # a sequential loop over a plane's rows: no strips
+from test_barriers import stencil3d_ref as seven_point_ref
 
 CUDA, METAL = CompileBackend.Cuda, CompileBackend.Metal
 RNG = np.random.default_rng()
@@ -106,25 +108,6 @@ def triangle_ref(x, y):
     y = y.copy()
     for i in range(1, x.shape[0] - 1):
         y[i, :i] = x[i - 1, :i] + x[i + 1, :i]
-    return y
-
-
-@parpy.jit
-def seven_point(x, y, N):
-    """A sequential loop over a plane's rows between the planes and the columns: no strips."""
-    parpy.label("planes")
-    for i in range(1, N - 1):
-        for j in range(1, N - 1):
-            parpy.label("cols")
-            for k in range(1, N - 1):
-                y[i, j, k] = (x[i - 1, j, k] + x[i + 1, j, k] + x[i, j - 1, k] + x[i, j + 1, k]
-                              + x[i, j, k - 1] + x[i, j, k + 1]) / 6.0
-
-
-def seven_point_ref(x, y):
-    y = y.copy()
-    y[1:-1, 1:-1, 1:-1] = (x[:-2, 1:-1, 1:-1] + x[2:, 1:-1, 1:-1] + x[1:-1, :-2, 1:-1] + x[1:-1, 2:, 1:-1]
-                           + x[1:-1, 1:-1, :-2] + x[1:-1, 1:-1, 2:]) / np.float32(6.0)
     return y
 
 
