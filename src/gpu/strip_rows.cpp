@@ -167,36 +167,48 @@ class RowStripper {
     if (p->par.reduction || p->par.nthreads <= 1 || p->body.size() != 1) return p;
     int64_t n = trips(p);
     if (n < 2 * kStripRows) return p;
-    const Stmt& q = p->body[0];
-    if (q->kind != StmtKind::For || !q->par.is_parallel() || q->par.reduction || q->body.empty()) return p;
-    // The columns loop moves outside the row loop: its range may not depend on the row.
-    if (mentions(q->lo, p->var) || mentions(q->hi, p->var)) return p;
-    for (const auto& s : q->body)
+    // The parallel loops inside the rows loop, outer to inner (the columns; in a 3-D stencil with
+    // every loop parallel, a plane's rows and its columns): each the only statement of the one
+    // around it, the innermost holding only stores. They move outside the row loop: their ranges
+    // may not depend on the row.
+    std::vector<Stmt> inner;
+    int64_t threads = std::min(p->par.nthreads, (n + kStripRows - 1) / kStripRows);
+    for (Stmt q = p->body[0];; q = q->body[0]) {
+      if (q->kind != StmtKind::For || !q->par.is_parallel() || q->par.reduction || q->body.empty()) return p;
+      if (mentions(q->lo, p->var) || mentions(q->hi, p->var)) return p;
+      inner.push_back(q);
+      int64_t width = trips(q);
+      threads *= std::min(width < 0 ? q->par.nthreads : width, q->par.nthreads);
+      if (q->body.size() != 1 || q->body[0]->kind != StmtKind::For) break;
+    }
+    const Block& stores = inner.back()->body;
+    for (const auto& s : stores)
       if (!plain_store(s)) return p;
-    if (row_groups(q->body, p->var, false).empty()) return p;
+    if (row_groups(stores, p->var, false).empty() || threads < min_threads_) return p;
     int64_t strips = (n + kStripRows - 1) / kStripRows;
-    int64_t width = trips(q);
-    int64_t threads = std::min(p->par.nthreads, strips) * std::min(width < 0 ? q->par.nthreads : width, q->par.nthreads);
-    if (threads < min_threads_) return p;
     const Span& sp = p->span;
     Type it = p->lo->ty;
     std::string sv = "$strip" + std::to_string(next_++);
     auto ilit = [&](int64_t v) { return int_lit(v, sp, false, it.elem); };
     Expr lo = binop(BinOp::Add, ilit(p->lo->ival), binop(BinOp::Mul, var(sv, sp, it), ilit(kStripRows), sp, it), sp, it);
     Expr hi = binop(BinOp::Min, binop(BinOp::Add, lo, ilit(kStripRows), sp, it), ilit(p->hi->ival), sp, it);
-    auto rows = copy(p);  // the rows of one strip, in order, in each thread of the columns
+    auto rows = copy(p);  // the rows of one strip, in order, in each thread of the inner loops
     rows->lo = lo;
     rows->hi = hi;
     rows->par = LoopPar{};
-    rows->body = q->body;
-    auto columns = copy(q);
-    columns->body = rotate(rows, sp);
+    rows->body = stores;
+    Block body = rotate(rows, sp);
+    for (auto q = inner.rbegin(); q != inner.rend(); ++q) {
+      auto l = copy(*q);
+      l->body = std::move(body);
+      body = {Stmt(l)};
+    }
     auto outer = copy(p);  // the strips, in parallel: the user's label and block size
     outer->var = sv;
     outer->lo = ilit(0);
     outer->hi = ilit(strips);
     outer->par.nthreads = std::min(p->par.nthreads, strips);
-    outer->body = {Stmt(columns)};
+    outer->body = std::move(body);
     return outer;
   }
 };

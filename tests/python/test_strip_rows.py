@@ -112,6 +112,20 @@ def triangle_ref(x, y):
 
 
 @parpy.jit
+def seven_point_all(x, y, N, M):
+    """The 7-point stencil with its three loops parallel: planes in strips, the rows and columns
+    loops moved outside the strip's loop over planes."""
+    parpy.label("planes")
+    for i in range(1, N - 1):
+        parpy.label("rows")
+        for j in range(1, N - 1):
+            parpy.label("cols")
+            for k in range(1, M - 1):
+                y[i, j, k] = (x[i - 1, j, k] + x[i + 1, j, k] + x[i, j - 1, k] + x[i, j + 1, k]
+                              + x[i, j, k - 1] + x[i, j, k + 1]) / 6.0
+
+
+@parpy.jit
 def plane_sweep(x, y, N, M):
     """Row j of each plane adds row j - 1 of the same plane of y (written in the previous iteration
     of the sequential loop) to the neighbouring planes of x: no strips."""
@@ -201,6 +215,10 @@ def cases(cols):
          {"rows": 40, "cols": 40}, lambda a: [triangle_ref(a[0], a[1])], False),
         ("seven point", seven_point, lambda: [f32(21, 21, 21), np.zeros((21, 21, 21), np.float32), 21],
          {"planes": 21, "cols": 21}, lambda a: [seven_point_ref(a[0], a[1])], False),
+        # 4 strips of 8 planes x 32 rows x cols / 16 columns: half of what fills the GPU.
+        ("seven point, all parallel", seven_point_all,
+         lambda: [f32(34, 34, cols // 16 + 2), np.zeros((34, 34, cols // 16 + 2), np.float32), 34, cols // 16 + 2],
+         {"planes": 34, "rows": 32, "cols": cols // 16}, lambda a: [seven_point_ref(a[0], a[1])], True),
         ("plane sweep", plane_sweep, lambda: [f32(20, 12, 12), f32(20, 12, 12), 20, 12],
          {"planes": 20, "cols": 12}, lambda a: [plane_sweep_ref(a[0], a[1])], False),
         ("one row", one_row, lambda: [f32(64, cols + 1), np.zeros((64, cols + 1), np.float32), 64, cols + 1],
