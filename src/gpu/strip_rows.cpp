@@ -197,10 +197,37 @@ class RowStripper {
     rows->hi = hi;
     rows->par = LoopPar{};
     rows->body = stores;
+    // The threads the rows label asked for beyond one per strip go to chunks of the columns
+    // where each columns thread would otherwise walk several columns: chunk c of the first inner
+    // loop runs its columns lo + c*C .. lo + c*C + C, C a multiple of its threads.
+    const Stmt& cols = inner.front();
+    int64_t width = trips(cols), chunks = 1, chunk = 0;
+    if (width > 0 && cols->par.nthreads > 0) {
+      int64_t per_thread = (width + cols->par.nthreads - 1) / cols->par.nthreads;
+      chunks = std::max<int64_t>(1, std::min(p->par.nthreads / std::min(p->par.nthreads, strips), per_thread));
+      int64_t steps = (per_thread + chunks - 1) / chunks;  // columns per thread in a chunk
+      chunk = steps * cols->par.nthreads;
+      chunks = (width + chunk - 1) / chunk;
+    }
     Block body = rotate(rows, sp);
     for (auto q = inner.rbegin(); q != inner.rend(); ++q) {
       auto l = copy(*q);
       l->body = std::move(body);
+      if (*q == cols && chunks > 1) {
+        std::string cv = "$chunk" + std::to_string(next_ - 1);
+        Expr c = var(cv, sp, it);
+        Expr clo = binop(BinOp::Add, ilit(cols->lo->ival), binop(BinOp::Mul, c, ilit(chunk), sp, it), sp, it);
+        l->lo = clo;
+        l->hi = binop(BinOp::Min, binop(BinOp::Add, clo, ilit(chunk), sp, it), ilit(cols->hi->ival), sp, it);
+        auto ch = copy(p);  // the chunks, on the rows label's threads
+        ch->var = cv;
+        ch->lo = ilit(0);
+        ch->hi = ilit(chunks);
+        ch->par.nthreads = chunks;
+        ch->body = {Stmt(l)};
+        body = {Stmt(ch)};
+        continue;
+      }
       body = {Stmt(l)};
     }
     auto outer = copy(p);  // the strips, in parallel: the user's label and block size

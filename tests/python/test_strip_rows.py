@@ -199,6 +199,9 @@ def cases(cols):
         # Fewer columns threads than columns (each thread runs several columns of its strip).
         ("five point, more columns", five_point, grid(63, 2 * cols + 2), {"rows": 63, "cols": cols},
          lambda a: [five_point_ref(a[0], a[1])], True),
+        # Columns in 4 chunks on the rows threads beyond one per strip, the last of 5 columns.
+        ("five point, uneven column chunks", five_point, grid(63, 3 * cols + 7), {"rows": 63, "cols": cols},
+         lambda a: [five_point_ref(a[0], a[1])], True),
         ("five point, too few rows", five_point, grid(17), {"rows": 17, "cols": cols},
          lambda a: [five_point_ref(a[0], a[1])], False),
         ("five point, too few columns", five_point, grid(63, 66), {"rows": 63, "cols": 64},
@@ -247,6 +250,17 @@ def test_the_rows_label_gets_one_thread_per_strip():
     args = [f32(63, 16386), np.zeros((63, 16386), np.float32), 63, 16386]
     code = parpy.print_compiled(five_point, args, opts(CUDA, rows=63, cols=16384))
     assert "<<<dim3(128), dim3(1024)" in code, code
+
+
+def test_spare_rows_threads_run_chunks_of_the_columns():
+    # 61 rows in 8 strips on rows threads(63): the 7 threads per strip beyond the first take
+    # chunks of the 4 columns each columns thread would walk, one column each: 8 x 4 x 16 blocks.
+    args = [f32(63, 4 * 16384 + 2), np.zeros((63, 4 * 16384 + 2), np.float32), 63, 4 * 16384 + 2]
+    code = parpy.print_compiled(five_point, args, opts(CUDA, rows=63, cols=16384))
+    assert "parpy_chunk" in code and "<<<dim3(512), dim3(1024)" in code, code
+    # With a thread per strip (rows threads(8)) the columns stay whole.
+    code = parpy.print_compiled(five_point, args, opts(CUDA, rows=8, cols=16384))
+    assert STRIP in code and "parpy_chunk" not in code and "<<<dim3(128), dim3(1024)" in code, code
 
 
 def registers(code):
