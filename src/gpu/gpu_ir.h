@@ -1,7 +1,9 @@
 // The GPU program shared by every GPU backend: kernels with their launch geometry, device
 // scratch buffers, and the host code as data (a Block whose Launch statements run kernels).
 #pragma once
+#include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -81,5 +83,27 @@ struct GpuProgram {
   // kernel passes leave their accesses alone.
   std::set<std::string> aliased;
 };
+
+// Host code (before kernels are extracted) with the statements that `f` takes replaced by what it
+// returns: f sees each statement of the host code, and where it returns nothing the statement is
+// kept, sequential loops and branches entered; `with parpy.gpu:` blocks (one kernel's body) are
+// not entered. The passes that rewrite a kernel's outermost parallel loop (split_rows,
+// strip_rows) walk the host code with it.
+inline Block map_host_statements(const Block& b, const std::function<std::optional<Block>(const Stmt&)>& f) {
+  Block out;
+  for (const auto& s : b) {
+    if (std::optional<Block> r = f(s)) {
+      out.insert(out.end(), r->begin(), r->end());
+    } else if (s->kind == StmtKind::For || s->kind == StmtKind::While || s->kind == StmtKind::If) {
+      auto n = copy(s);
+      n->body = map_host_statements(s->body, f);
+      n->orelse = map_host_statements(s->orelse, f);
+      out.push_back(n);
+    } else {
+      out.push_back(s);
+    }
+  }
+  return out;
+}
 
 }  // namespace parpy

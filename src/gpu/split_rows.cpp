@@ -23,27 +23,13 @@ class RowSplitter {
   explicit RowSplitter(const GpuTarget& t) : target_(t) {}
 
   Block block(const Block& b) {
-    Block out;
-    for (const auto& s : b) {
+    return map_host_statements(b, [&](const Stmt& s) -> std::optional<Block> {
       // A loop over rows around a parallel loop over columns runs as one parallel loop over
       // the columns, each looping over the rows (one kernel instead of one per row).
       std::optional<Stmt> swapped = interchange_rows(s);
-      if (swapped || (s->kind == StmtKind::For && s->par.is_parallel())) {
-        Block split = this->split(swapped ? *swapped : s);
-        out.insert(out.end(), split.begin(), split.end());
-        continue;
-      }
-      // (Not into `with parpy.gpu:` blocks, whose body is one kernel's.)
-      if (s->kind == StmtKind::For || s->kind == StmtKind::While || s->kind == StmtKind::If) {
-        auto n = copy(s);
-        n->body = block(s->body);
-        n->orelse = block(s->orelse);
-        out.push_back(n);
-        continue;
-      }
-      out.push_back(s);
-    }
-    return out;
+      if (swapped || (s->kind == StmtKind::For && s->par.is_parallel())) return split(swapped ? *swapped : s);
+      return std::nullopt;
+    });
   }
 
  private:
