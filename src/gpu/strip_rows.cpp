@@ -209,9 +209,16 @@ class RowStripper {
       chunk = steps * cols->par.nthreads;
       chunks = (width + chunk - 1) / chunk;
     }
+    // Where the user left the block size to parpy (1024 on every loop of the nest), blocks of
+    // kStripBlock threads (H200, 5-point stencil 8192x8192: 0.193 ms in blocks of 1024, 0.172 in
+    // blocks of 256).
+    bool default_tpb = p->par.tpb == 1024;
+    for (const auto& q : inner) default_tpb = default_tpb && q->par.tpb == 1024;
+    int64_t tpb = default_tpb ? kStripBlock : p->par.tpb;
     Block body = rotate(rows, sp);
     for (auto q = inner.rbegin(); q != inner.rend(); ++q) {
       auto l = copy(*q);
+      l->par.tpb = tpb;
       l->body = std::move(body);
       if (*q == cols && chunks > 1) {
         std::string cv = "$chunk" + std::to_string(next_ - 1);
@@ -224,6 +231,7 @@ class RowStripper {
         ch->lo = ilit(0);
         ch->hi = ilit(chunks);
         ch->par.nthreads = chunks;
+        ch->par.tpb = tpb;
         ch->body = {Stmt(l)};
         body = {Stmt(ch)};
         continue;
@@ -235,6 +243,7 @@ class RowStripper {
     outer->lo = ilit(0);
     outer->hi = ilit(strips);
     outer->par.nthreads = std::min(p->par.nthreads, strips);
+    outer->par.tpb = tpb;
     outer->body = std::move(body);
     return outer;
   }

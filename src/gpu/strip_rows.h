@@ -25,6 +25,8 @@ namespace parpy {
 
 // Rows per strip.
 constexpr int64_t kStripRows = 8;
+// Threads per block of the strips where the user gave no block size.
+constexpr int64_t kStripBlock = 256;
 
 Block strip_row_loops(const Block& b, const GpuTarget& target);
 

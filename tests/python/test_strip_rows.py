@@ -246,21 +246,26 @@ def test_strips_in_the_cuda_code(case):
 
 
 def test_the_rows_label_gets_one_thread_per_strip():
-    # 61 rows in 8 strips: rows threads(63) launches 8 rows of 16 blocks of 1024 threads.
+    # 61 rows in 8 strips: rows threads(63) launches 8 rows of 64 blocks of 256 threads (the
+    # strips' block size where the user gave none).
     args = [f32(63, 16386), np.zeros((63, 16386), np.float32), 63, 16386]
     code = parpy.print_compiled(five_point, args, opts(CUDA, rows=63, cols=16384))
-    assert "<<<dim3(128), dim3(1024)" in code, code
+    assert "<<<dim3(512), dim3(256)" in code, code
+    # The user's block size holds.
+    o = parpy.par({"rows": parpy.threads(63).tpb(512), "cols": parpy.threads(16384).tpb(512)})
+    o.backend = CUDA
+    assert "<<<dim3(256), dim3(512)" in parpy.print_compiled(five_point, args, o)
 
 
 def test_spare_rows_threads_run_chunks_of_the_columns():
     # 61 rows in 8 strips on rows threads(63): the 7 threads per strip beyond the first take
-    # chunks of the 4 columns each columns thread would walk, one column each: 8 x 4 x 16 blocks.
+    # chunks of the 4 columns each columns thread would walk, one column each: 8 x 4 x 64 blocks.
     args = [f32(63, 4 * 16384 + 2), np.zeros((63, 4 * 16384 + 2), np.float32), 63, 4 * 16384 + 2]
     code = parpy.print_compiled(five_point, args, opts(CUDA, rows=63, cols=16384))
-    assert "parpy_chunk" in code and "<<<dim3(512), dim3(1024)" in code, code
+    assert "parpy_chunk" in code and "<<<dim3(2048), dim3(256)" in code, code
     # With a thread per strip (rows threads(8)) the columns stay whole.
     code = parpy.print_compiled(five_point, args, opts(CUDA, rows=8, cols=16384))
-    assert STRIP in code and "parpy_chunk" not in code and "<<<dim3(128), dim3(1024)" in code, code
+    assert STRIP in code and "parpy_chunk" not in code and "<<<dim3(512), dim3(256)" in code, code
 
 
 def registers(code):
