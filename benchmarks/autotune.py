@@ -28,7 +28,7 @@ atexit.register(shutil.rmtree, os.environ["PARPY_CACHE_DIR"], ignore_errors=True
 
 import parpy  # noqa: E402
 from kernels import (axpy, colsum_by_column, colsum_by_row, layer_norm, power_law_csr, row_sum,  # noqa: E402
-                     softmax, spmv_csr, spmv_csr_warp, stencil2d, stencil3d)
+                     softmax, spmv_csr, spmv_csr_warp, stencil2d, stencil3d, stencil3d_par)
 
 T = parpy.threads
 
@@ -117,6 +117,8 @@ def cases(small: bool) -> list[tuple[str, Any, Callable[[], tuple[Any, ...]], di
 
     out.append((f"7-point stencil {P}^3", stencil3d, s3_args, {"planes": T(P), "cols": T(P)},
                 {"planes": T(P), "cols": T(P)}, s3_check))
+    out.append((f"7-point stencil, every loop parallel {P}^3", stencil3d_par, s3_args,
+                {"planes": T(P), "rows": T(P), "cols": T(P)}, {"planes": T(P), "rows": T(P), "cols": T(P)}, s3_check))
     R = 2**12 if small else 2**20
 
     def sp_args():

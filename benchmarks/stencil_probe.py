@@ -13,17 +13,20 @@ Variants (a name says what changed from the printed kernel):
            keeping the two it read before in registers: one new row read per row written
 - shfl R:  rot R, with the left and right neighbours taken from the next lanes (`__shfl_*`)
            instead of loaded (2-D only)
+- printed, <edits>: the printed kernel with the named EDITS made (its unroll pragmas removed, its
+           barriers removed, 32-bit indices; for SpMV: float accumulators, unrolled by 8)
 - lanes L: SpMV with L lanes of a warp per row, 32-bit row indices, `__ldg`, a shuffle reduction
 
 Run on a machine with an NVIDIA GPU and CuPy: python benchmarks/stencil_probe.py
 """
+import re
 import sys
 import traceback
 
 import cupy
 import numpy as np
 import parpy
-from kernels import power_law_csr, spmv_csr, spmv_csr_warp, stencil2d, stencil3d
+from kernels import power_law_csr, spmv_csr, spmv_csr_warp, stencil2d, stencil3d, stencil3d_par
 from restrict_probe import kernels, launches, load, opts, restrict, time_ms
 
 # NVRTC through CuPy finds no C++ standard headers here; the fixed-width types the kernels use.
@@ -262,15 +265,29 @@ def row(name, ms, nbytes, copy, extra=""):
     print(f"| {name} | {ms:.3f} | {nbytes / ms / 1e6:.0f} | {copy / ms:.2f}x |{extra}", flush=True)
 
 
-def printed(fn, host_args, spec, device_args, restricted=False):
+# Edits of a printed kernel's source, each isolating one difference from the hand-written
+# variants: its loops' unroll pragmas, its barriers, 64-bit index arithmetic (stencils only: their
+# pointers are all float), double accumulators (SpMV).
+EDITS = {
+    "no unroll": lambda src: re.sub(r"#pragma unroll \d+\n", "", src),
+    "no barriers": lambda src: src.replace("parpy_syncthreads();", ""),
+    "i32": lambda src: src.replace("int64_t", "int32_t"),
+    "float sums": lambda src: src.replace("double", "float"),
+    "unroll 8": lambda src: src.replace("#pragma unroll 4", "#pragma unroll 8"),
+}
+
+
+def printed(fn, host_args, spec, device_args, restricted=False, edits=()):
     """(kernel name, launch, callable) of each kernel parpy prints for this call (with every pointer
-    parameter `__restrict__` for `restricted`)."""
+    parameter `__restrict__` for `restricted`, and the EDITS named in `edits` made)."""
     code = parpy.print_compiled(fn, host_args, opts(spec))
     grid = launches(code)
     out = []
     for kname, _, src in kernels(code):
         if kname in grid:
             src = restrict(src) if restricted else src
+            for e in edits:
+                src = EDITS[e](src)
             k = load(src.replace("__global__ void", 'extern "C" __global__ void'), kname)
             g, t = grid[kname]
             out.append((kname, (g, t), lambda k=k, g=g, t=t: k((g,), (t,), device_args)))
@@ -308,6 +325,17 @@ def probe_2d():
             check(kname, y, want)
             row(f"printed, {' '.join(f'{k} threads({v.__getstate__()[0]})' for k, v in spec.items())}, {launch}", ms, nbytes,
                 copy)
+    # The printed kernels (strips) with one difference from the hand-written rot R removed at a time.
+    for spec in ({"rows": parpy.threads(N), "cols": parpy.threads(1024)},
+                 {"rows": parpy.threads(N), "cols": parpy.threads(M)}):
+        for edits in (("no unroll",), ("no barriers",), ("i32",), ("no unroll", "no barriers", "i32")):
+            for kname, launch, f in printed(stencil2d, [np.zeros((N, M), f32), np.zeros((N, M), f32), N, M], spec,
+                                            (x, y), restricted=True, edits=edits):
+                y.fill(0)
+                ms = time_ms(f)
+                check(kname, y, want)
+                row(f"printed __restrict__, {', '.join(edits)}, cols threads({spec['cols'].__getstate__()[0]}), {launch}",
+                    ms, nbytes, copy)
     mod = module(STENCIL2D)
     k = mod.get_function("s2_i32")
     for ldg in (0, 1):
@@ -347,6 +375,15 @@ def probe_3d():
                 want = y.copy()
             check(kname, y, want, 1e-4)
             row(f"{what} {launch}", ms, nbytes, copy)
+    spec = {"planes": parpy.threads(P), "rows": parpy.threads(P), "cols": parpy.threads(P)}
+    for edits in ((), ("no unroll",), ("no barriers",), ("i32",), ("no unroll", "no barriers", "i32")):
+        for kname, launch, f in printed(stencil3d_par, [host, host.copy(), P], spec, (x, y), restricted=bool(edits),
+                                        edits=edits):
+            y.fill(0)
+            ms = time_ms(f)
+            check(kname, y, want, 1e-4)
+            row(f"printed, every loop parallel{' __restrict__, ' if edits else ''}{', '.join(edits)} {launch}", ms,
+                nbytes, copy)
     mod = module(STENCIL3D)
     k = mod.get_function("s3_i32")
     for ldg in (0, 1):
@@ -406,6 +443,14 @@ def probe_spmv():
                 check(kname, args[4], want, 1e-4)
                 what = f"printed{' __restrict__' if restricted else ''} {kname} {launch}"
                 row(what, ms, nbytes, copy, f" {ms_cusparse / ms:.2f}x cuSPARSE |")
+    spec = {"rows": parpy.threads(R), "nz": parpy.threads(8).reduce()}
+    for edits in (("float sums",), ("unroll 8",), ("float sums", "unroll 8")):
+        for kname, launch, f in printed(spmv_csr_warp, [ip, ix, d, xs, xs.copy(), R], spec, args, True, edits):
+            args[4].fill(0)
+            ms = time_ms(f)
+            check(kname, args[4], want, 1e-4)
+            row(f"printed __restrict__, {', '.join(edits)}, {kname} {launch}", ms, nbytes, copy,
+                f" {ms_cusparse / ms:.2f}x cuSPARSE |")
     mod = module(SPMV)
     # f64: parpy accumulates `s = 0.0` in double (a Python float); u4: with its `#pragma unroll 4`.
     for L in ("1", "2", "4", "8", "16", "4_f64", "8_f64", "4_f64_u4", "8_f64_u4"):
