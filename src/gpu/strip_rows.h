@@ -10,14 +10,16 @@
 // rows it reads of each array in registers (one new row loaded per row), instead of one row per
 // thread with its neighbours in other blocks. The iterations of both loops are independent (they are
 // parallel), so any order of them is the program's. The rows loop gets one worker per strip, at
-// most the threads the user gave it. Only where the body is that plain: the columns loop is the
-// rows loop's only statement (or a nest of parallel loops is, each the only statement of the one
-// around it: a 3-D stencil with all three loops parallel), over ranges that do not depend on the
-// row, and the innermost holds only stores to array elements, one of which reads an array at two rows 1 to C apart (indices affine in the
-// row, with the same coefficient); and where the strips still run on half the threads that fill
-// the GPU (GpuTarget::fill_threads) or more: a 3-D stencil with a sequential loop over a plane's
-// rows is left alone (its 510 planes would run on 64 blocks). Not where arrays share memory
-// (fill_threads is 0 then).
+// most the threads the user gave it; the threads it has beyond one per strip take chunks of the
+// columns where each columns thread would walk several. Blocks of kStripBlock threads where the
+// user set no tpb. Only where the body is that plain: the columns loop is the rows loop's only
+// statement (or a nest of parallel loops is, each the only statement of the one around it: a 3-D
+// stencil with all three loops parallel), over ranges that do not depend on the row, and the
+// innermost holds only stores to array elements, one of which reads an array at two rows 1 to C
+// apart (indices affine in the row, with the same coefficient); and where the strips still run on
+// half the threads that fill the GPU (GpuTarget::fill_threads) or more: a 3-D stencil with a
+// sequential loop over a plane's rows is left alone (its 510 planes would run on 64 blocks). Not
+// where arrays share memory (fill_threads is 0 then).
 #pragma once
 #include "gpu/gpu_ir.h"
 
