@@ -328,13 +328,14 @@ def probe_2d():
     # The printed kernels (strips) with one difference from the hand-written rot R removed at a time.
     for spec in ({"rows": parpy.threads(N), "cols": parpy.threads(1024)},
                  {"rows": parpy.threads(N), "cols": parpy.threads(M)}):
-        for edits in (("no unroll",), ("no barriers",), ("i32",), ("no unroll", "no barriers", "i32")):
+        for edits in ((), ("no unroll",), ("no barriers",), ("i32",), ("no unroll", "no barriers", "i32")):
             for kname, launch, f in printed(stencil2d, [np.zeros((N, M), f32), np.zeros((N, M), f32), N, M], spec,
                                             (x, y), restricted=True, edits=edits):
                 y.fill(0)
                 ms = time_ms(f)
                 check(kname, y, want)
-                row(f"printed __restrict__, {', '.join(edits)}, cols threads({spec['cols'].__getstate__()[0]}), {launch}",
+                row(f"printed __restrict__{', ' if edits else ''}{', '.join(edits)}, "
+                    f"cols threads({spec['cols'].__getstate__()[0]}), {launch}",
                     ms, nbytes, copy)
     mod = module(STENCIL2D)
     k = mod.get_function("s2_i32")
