@@ -15,7 +15,9 @@ Variants (a name says what changed from the printed kernel):
            instead of loaded (2-D only)
 - printed, <edits>: the printed kernel with the named EDITS made (its unroll pragmas removed, its
            barriers removed, 32-bit indices; for SpMV: float accumulators, unrolled by 8)
-- lanes L: SpMV with L lanes of a warp per row, 32-bit row indices, `__ldg`, a shuffle reduction
+- lanes L: SpMV with L lanes of a warp per row, 32-bit row indices, `__ldg`, a shuffle reduction;
+           L_gP: P values per lane at a time through guarded loads (all in flight together), plain
+           loads, double sums
 
 Run on a machine with an NVIDIA GPU and CuPy: python benchmarks/stencil_probe.py
 """
@@ -254,6 +256,39 @@ SPMV_KERNEL(spmv_l4_f64, 4, double, 1)
 SPMV_KERNEL(spmv_l8_f64, 8, double, 1)
 SPMV_KERNEL(spmv_l4_f64_u4, 4, double, 4)
 SPMV_KERNEL(spmv_l8_f64_u4, 8, double, 4)
+
+// L lanes per row, each lane's values taken P at a time with guarded loads (a value past the row's
+// end reads nothing and adds 0), so that a lane's loads for up to P values are all in flight at
+// once, where the unrolled loop above loads a short row's values one branch after another. Plain
+// loads and a double accumulator, as parpy prints them.
+template <int L, int P>
+__device__ void spmv_guarded(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) {
+  int t = blockIdx.x * blockDim.x + threadIdx.x;
+  int row = t / L, lane = t % L;
+  double s = 0;
+  if (row < n) {
+    i64 b = ip[row], e = ip[row + 1];
+    for (i64 k = b + lane; k < e; k += L * P) {
+      float v[P];
+      #pragma unroll
+      for (int u = 0; u < P; ++u) {
+        i64 kk = k + u * L;
+        v[u] = kk < e ? d[kk] * x[ix[kk]] : 0.0f;
+      }
+      #pragma unroll
+      for (int u = 0; u < P; ++u) s += (double)v[u];
+    }
+  }
+  for (int o = L / 2; o > 0; o /= 2) s += __shfl_down_sync(0xffffffffu, s, o, L);
+  if (row < n && lane == 0) y[row] = (float)s;
+}
+#define SPMV_GUARDED(name, L, P) extern "C" __global__ void __launch_bounds__(256) name( \
+    const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_guarded<L, P>(ip, ix, d, x, y, n); }
+SPMV_GUARDED(spmv_l4_g2, 4, 2)
+SPMV_GUARDED(spmv_l4_g4, 4, 4)
+SPMV_GUARDED(spmv_l8_g2, 8, 2)
+SPMV_GUARDED(spmv_l8_g4, 8, 4)
+SPMV_GUARDED(spmv_l16_g2, 16, 2)
 """
 
 
@@ -454,7 +489,8 @@ def probe_spmv():
                 f" {ms_cusparse / ms:.2f}x cuSPARSE |")
     mod = module(SPMV)
     # f64: parpy accumulates `s = 0.0` in double (a Python float); u4: with its `#pragma unroll 4`.
-    for L in ("1", "2", "4", "8", "16", "4_f64", "8_f64", "4_f64_u4", "8_f64_u4"):
+    for L in ("1", "2", "4", "8", "16", "4_f64", "8_f64", "4_f64_u4", "8_f64_u4", "4_g2", "4_g4", "8_g2", "8_g4",
+              "16_g2"):
         k = mod.get_function(f"spmv_l{L}")
         grid = ((R * int(L.split("_")[0]) + 255) // 256,)
         args[4].fill(0)
