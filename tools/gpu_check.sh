@@ -17,6 +17,9 @@
 #             program $PARPY_FUZZ_FIRST (default 0: to go on where a run stopped by its time
 #             limit ended, give its program count)
 #   sanitize  compute-sanitizer memcheck and racecheck over the GPU reduction tests
+#   sanitize-examples  memcheck and racecheck ($PARPY_SAN_TOOLS) side by side over
+#             examples/torch_distributed.py run directly, every process instrumented, each within
+#             $PARPY_SAN_SECONDS (default 540)
 #   sanitize-all  memcheck and racecheck ($PARPY_SAN_TOOLS, default both), side by side, over the whole suite ($PARPY_SAN_K selects
 #             tests, default every test that may use the GPU; $PARPY_SAN_WORKERS pytest-xdist workers each, default 6;
 #             $PARPY_SAN_FILES the test files, default tests/python: a 10-minute command covers less
@@ -136,6 +139,19 @@ print(f"in flight when stopped: {len(cut)}")
 for t in cut:
     print(f"  {t}")
 PY
+      done ;;
+    sanitize-examples)
+      # The examples whose tests run them in child processes that outlast a sanitize-all call
+      # (examples/torch_distributed.py), run directly under each tool, every process instrumented.
+      for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
+        timeout "${PARPY_SAN_SECONDS:-540}" compute-sanitizer --tool $tool --report-api-errors no \
+          --target-processes all --print-limit 50 python3 examples/torch_distributed.py \
+          > "$logs/$tool-examples.log" 2>&1 &
+      done
+      wait
+      for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
+        echo "== $tool"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|========= (Invalid|Error|Race|Program hit)" "$logs/$tool-examples.log" | sort | uniq -c | head -20
+        grep -v "^=========" "$logs/$tool-examples.log" | tail -3
       done ;;
   esac
 done
