@@ -11,6 +11,8 @@ Variants (a name says what changed from the printed kernel):
 - i32+ldg: that, with the read-only array's loads through the read-only cache (`__ldg`)
 - rot R:   each thread keeps a column (2-D) or a (j, k) line (3-D) and walks R rows or planes,
            keeping the two it read before in registers: one new row read per row written
+- rotp R:  rot R (3-D) with the next plane's five loads issued one plane ahead; rotu R: rot R
+           with its plane loop unrolled by 4
 - shfl R:  rot R, with the left and right neighbours taken from the next lanes (`__shfl_*`)
            instead of loaded (2-D only)
 - printed, <edits>: the printed kernel with the named EDITS made (its unroll pragmas removed, its
@@ -218,6 +220,51 @@ extern "C" __global__ void __launch_bounds__(256) s3_rot(const float* __restrict
   int p = n * n;
   int i1 = min(i0 + R, n - 1);
   float up = __ldg(x + (i0 - 1) * p + j * n + k), mid = __ldg(x + i0 * p + j * n + k);
+  for (int i = i0; i < i1; ++i) {
+    const float* r = x + i * p + j * n + k;
+    float dn = __ldg(r + p);
+    y[i * p + j * n + k] = (((((up + dn) + __ldg(r - n)) + __ldg(r + n)) + __ldg(r - 1)) + __ldg(r + 1)) / 6.0f;
+    up = mid;
+    mid = dn;
+  }
+}
+
+// s3_rot with the loads of the next plane's five values issued one plane ahead (software
+// pipelining: they are in flight while this plane's sum is computed and stored).
+extern "C" __global__ void __launch_bounds__(256) s3_rotp(const float* __restrict__ x, float* __restrict__ y,
+                                                           int n, int R) {
+  int k = blockIdx.x * blockDim.x + threadIdx.x + 1;
+  int j = blockIdx.y * blockDim.y + threadIdx.y + 1;
+  int i0 = 1 + blockIdx.z * R;
+  if (k >= n - 1 || j >= n - 1 || i0 >= n - 1) return;
+  int p = n * n;
+  int i1 = min(i0 + R, n - 1);
+  const float* r = x + i0 * p + j * n + k;
+  float up = __ldg(r - p), mid = __ldg(r);
+  float dn = __ldg(r + p), a = __ldg(r - n), b = __ldg(r + n), c = __ldg(r - 1), d = __ldg(r + 1);
+  for (int i = i0; i < i1; ++i) {
+    float dn2 = 0.0f, a2 = 0.0f, b2 = 0.0f, c2 = 0.0f, d2 = 0.0f;
+    if (i + 1 < i1) {
+      const float* q = r + p;
+      dn2 = __ldg(q + p); a2 = __ldg(q - n); b2 = __ldg(q + n); c2 = __ldg(q - 1); d2 = __ldg(q + 1);
+    }
+    y[i * p + j * n + k] = (((((up + dn) + a) + b) + c) + d) / 6.0f;
+    up = mid; mid = dn; dn = dn2; a = a2; b = b2; c = c2; d = d2;
+    r += p;
+  }
+}
+
+// s3_rot with its plane loop unrolled by 4.
+extern "C" __global__ void __launch_bounds__(256) s3_rotu(const float* __restrict__ x, float* __restrict__ y,
+                                                           int n, int R) {
+  int k = blockIdx.x * blockDim.x + threadIdx.x + 1;
+  int j = blockIdx.y * blockDim.y + threadIdx.y + 1;
+  int i0 = 1 + blockIdx.z * R;
+  if (k >= n - 1 || j >= n - 1 || i0 >= n - 1) return;
+  int p = n * n;
+  int i1 = min(i0 + R, n - 1);
+  float up = __ldg(x + (i0 - 1) * p + j * n + k), mid = __ldg(x + i0 * p + j * n + k);
+  #pragma unroll 4
   for (int i = i0; i < i1; ++i) {
     const float* r = x + i * p + j * n + k;
     float dn = __ldg(r + p);
@@ -434,7 +481,7 @@ def probe_3d():
             ms = time_ms(lambda: k((P - 2,), (512,), (x, y, np.int32(P))))
             check(f"rows {U}{r}", y, want, 1e-4)
             row(f"a barrier every {U} rows{', restrict' if r else ''}", ms, nbytes, copy)
-    for name in ("s3_strip", "s3_rot", "s3_smem"):
+    for name in ("s3_strip", "s3_rot", "s3_rotp", "s3_rotu", "s3_smem"):
         k = mod.get_function(name)
         for bx, by in ((128, 2), (64, 4), (32, 8)):
             for R in (4, 8, 16, 64):
