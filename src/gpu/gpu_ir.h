@@ -1,6 +1,7 @@
 // The GPU program shared by every GPU backend: kernels with their launch geometry, device
 // scratch buffers, and the host code as data (a Block whose Launch statements run kernels).
 #pragma once
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <optional>
@@ -83,6 +84,13 @@ struct GpuProgram {
   // kernel passes leave their accesses alone.
   std::set<std::string> aliased;
 };
+
+// The iterations of `loop` when its range is range(lo, hi) with literal bounds and step 1; -1
+// otherwise.
+inline int64_t constant_trips(const Stmt& loop) {
+  if (loop->lo->kind != ExprKind::Int || loop->hi->kind != ExprKind::Int || loop->step != 1) return -1;
+  return std::max<int64_t>(0, loop->hi->ival - loop->lo->ival);
+}
 
 // Host code (before kernels are extracted) with the statements that `f` takes replaced by what it
 // returns: f sees each statement of the host code, and where it returns nothing the statement is

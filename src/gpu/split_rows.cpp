@@ -13,11 +13,6 @@ namespace {
 // the rows.
 constexpr int64_t kMinChunk = 64;
 
-int64_t trips(const Stmt& loop) {
-  if (loop->lo->kind != ExprKind::Int || loop->hi->kind != ExprKind::Int || loop->step != 1) return -1;
-  return std::max<int64_t>(0, loop->hi->ival - loop->lo->ival);
-}
-
 class RowSplitter {
  public:
   explicit RowSplitter(const GpuTarget& t) : target_(t) {}
@@ -39,7 +34,7 @@ class RowSplitter {
   // The parallel loop `p` split, or as it is.
   Block split(const Stmt& p) {
     if (p->par.reduction || p->par.nthreads <= 1) return {p};
-    int64_t columns = trips(p);
+    int64_t columns = constant_trips(p);
     if (columns < 1) return {p};
     int64_t workers = std::min(columns, p->par.nthreads);
     if (workers >= target_.fill_threads) return {p};
@@ -55,7 +50,7 @@ class RowSplitter {
     }
     if (!rows) return {p};
     const Stmt& q = *rows;
-    int64_t n = trips(q);
+    int64_t n = constant_trips(q);
     if (q->par.is_parallel() || q->par.reduction || n < 2 * kMinChunk || q->body.size() != 1) return {p};
     const Stmt& u = q->body[0];
     if (!plain_store(u) || mentions(u->lhs->args[0], q->var)) return {p};

@@ -7,14 +7,10 @@
 
 #include "ir/affine.h"
 #include "passes/column_loops.h"
+#include "passes/inline_calls.h"
 
 namespace parpy {
 namespace {
-
-int64_t trips(const Stmt& loop) {
-  if (loop->lo->kind != ExprKind::Int || loop->hi->kind != ExprKind::Int || loop->step != 1) return -1;
-  return std::max<int64_t>(0, loop->hi->ival - loop->lo->ival);
-}
 
 std::optional<Affine> affine_index(const Expr& index) {
   return affine(index, [](const Expr& e) -> std::optional<Affine> {
@@ -93,11 +89,6 @@ std::map<std::string, RowGroup> row_groups(const Block& stores, const std::strin
   return groups;
 }
 
-// e with the variable `v` replaced by `by`.
-Expr substitute(const Expr& e, const std::string& v, const Expr& by) {
-  return map_expr(e, [&](const Expr& x) { return x->kind == ExprKind::Var && x->name == v ? by : x; });
-}
-
 class RowStripper {
  public:
   explicit RowStripper(int64_t min_threads) : min_threads_(min_threads) {}
@@ -123,7 +114,7 @@ class RowStripper {
     Expr i = var(rows->var, sp, it);
     auto at = [&](const RowGroup& g, const Expr& row, int64_t d) {  // the read at row + d
       Expr shifted = binop(BinOp::Add, row, int_lit(d - g.d0, sp, false, it.elem), sp, it);
-      return access(g.array, substitute(g.index, rows->var, shifted), g.elem, sp);
+      return access(g.array, substitute(g.index, {{rows->var, shifted}}), g.elem, sp);
     };
     Block before, top, bottom;
     std::map<std::string, std::map<int64_t, Expr>> regs;  // group -> row offset -> register
@@ -165,7 +156,7 @@ class RowStripper {
   // The rows loop `p` in strips, or as it is.
   Stmt strip(const Stmt& p) {
     if (p->par.reduction || p->par.nthreads <= 1 || p->body.size() != 1) return p;
-    int64_t n = trips(p);
+    int64_t n = constant_trips(p);
     if (n < 2 * kStripRows) return p;
     // The parallel loops inside the rows loop, outer to inner (the columns; in a 3-D stencil with
     // every loop parallel, a plane's rows and its columns): each the only statement of the one
@@ -177,7 +168,7 @@ class RowStripper {
       if (q->kind != StmtKind::For || !q->par.is_parallel() || q->par.reduction || q->body.empty()) return p;
       if (mentions(q->lo, p->var) || mentions(q->hi, p->var)) return p;
       inner.push_back(q);
-      int64_t width = trips(q);
+      int64_t width = constant_trips(q);
       threads *= std::min(width < 0 ? q->par.nthreads : width, q->par.nthreads);
       if (q->body.size() != 1 || q->body[0]->kind != StmtKind::For) break;
     }
@@ -201,7 +192,7 @@ class RowStripper {
     // where each columns thread would otherwise walk several columns: chunk c of the first inner
     // loop runs its columns lo + c*C .. lo + c*C + C, C a multiple of its threads.
     const Stmt& cols = inner.front();
-    int64_t width = trips(cols), chunks = 1, chunk = 0;
+    int64_t width = constant_trips(cols), chunks = 1, chunk = 0;
     if (width > 0 && cols->par.nthreads > 0) {
       int64_t per_thread = (width + cols->par.nthreads - 1) / cols->par.nthreads;
       chunks = std::max<int64_t>(1, std::min(p->par.nthreads / std::min(p->par.nthreads, strips), per_thread));

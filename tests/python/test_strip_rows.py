@@ -13,20 +13,10 @@ from conftest import backends
 from parpy import CompileBackend
 from test_barriers import stencil3d as seven_point  # a sequential loop over a plane's rows: no strips
 from test_barriers import stencil3d_ref as seven_point_ref
+from test_barriers import f32, opts
 
 CUDA, METAL = CompileBackend.Cuda, CompileBackend.Metal
-RNG = np.random.default_rng()
 STRIP = "parpy_strip"
-
-
-def f32(*shape):
-    return RNG.standard_normal(shape).astype(np.float32)
-
-
-def opts(backend, **labels):
-    o = parpy.par({k: parpy.threads(v) for k, v in labels.items()})
-    o.backend = backend
-    return o
 
 
 @parpy.jit
