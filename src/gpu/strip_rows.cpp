@@ -1,6 +1,7 @@
 #include "gpu/strip_rows.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <optional>
 #include <vector>
@@ -89,6 +90,39 @@ std::map<std::string, RowGroup> row_groups(const Block& stores, const std::strin
   return groups;
 }
 
+// A sequential loop `q` over a plane's rows around a parallel loop over its columns whose body
+// is plain stores, as a parallel loop, where its iterations are independent: every array the
+// stores write is accessed at one index only (columns_independent), affine in the row j and the
+// column k, b*j + a*k + terms of neither, with a and b nonzero and |b| at least a row's reach
+// |a| * columns (or |a| at least |b| * rows), so that each (row, column) iteration has elements
+// of its own (the arrays do not share memory where strips apply). Subexpressions that are not
+// affine may not mention j or k (`y[j + j % 2]` writes element 2 at rows 1 and 2). nullopt
+// otherwise.
+std::optional<Stmt> independent_rows(const Stmt& q) {
+  if (q->kind != StmtKind::For || q->par.is_parallel() || q->par.reduction || q->body.size() != 1 || constant_trips(q) < 1)
+    return std::nullopt;
+  const Stmt& cols = q->body[0];
+  if (cols->kind != StmtKind::For || !cols->par.is_parallel() || cols->par.reduction || cols->body.empty() ||
+      constant_trips(cols) < 1)
+    return std::nullopt;
+  __int128 rows = constant_trips(q), width = constant_trips(cols);
+  for (const auto& s : cols->body) {
+    if (!plain_store(s)) return std::nullopt;
+    auto a = affine(s->lhs->args[0], [&](const Expr& e) -> std::optional<Affine> {
+      if (e->kind == ExprKind::Var) return affine_atom(e->name);
+      if (mentions(e, q->var) || mentions(e, cols->var)) return std::nullopt;
+      return affine_atom("$" + print_expr(e));
+    });
+    if (!a) return std::nullopt;
+    __int128 b = std::llabs(a->coef(q->var)), c = std::llabs(a->coef(cols->var));
+    if (b == 0 || c == 0 || (b < c * width && c < b * rows)) return std::nullopt;
+  }
+  if (!columns_independent(q, cols)) return std::nullopt;
+  auto par = copy(q);
+  par->par.nthreads = constant_trips(q);
+  return Stmt(par);
+}
+
 class RowStripper {
  public:
   explicit RowStripper(int64_t min_threads) : min_threads_(min_threads) {}
@@ -165,6 +199,7 @@ class RowStripper {
     std::vector<Stmt> inner;
     int64_t threads = std::min(p->par.nthreads, (n + kStripRows - 1) / kStripRows);
     for (Stmt q = p->body[0];; q = q->body[0]) {
+      if (auto par = independent_rows(q)) q = *par;
       if (q->kind != StmtKind::For || !q->par.is_parallel() || q->par.reduction || q->body.empty()) return p;
       if (mentions(q->lo, p->var) || mentions(q->hi, p->var)) return p;
       inner.push_back(q);

@@ -17,9 +17,11 @@
 // stencil with all three loops parallel), over ranges that do not depend on the row, and the
 // innermost holds only stores to array elements, one of which reads an array at two rows 1 to C
 // apart (indices affine in the row, with the same coefficient); and where the strips still run on
-// half the threads that fill the GPU (GpuTarget::fill_threads) or more: a 3-D stencil with a
-// sequential loop over a plane's rows is left alone (its 510 planes would run on 64 blocks). Not
-// where arrays share memory (fill_threads is 0 then).
+// half the threads that fill the GPU (GpuTarget::fill_threads) or more. A sequential loop just
+// outside the innermost parallel loop (a 3-D stencil's loop over a plane's rows) joins the nest as
+// a parallel loop where its iterations are independent (each row and column writes elements of
+// its own, and reads no element another writes). Not where arrays share memory (fill_threads is 0
+// then).
 #pragma once
 #include "gpu/gpu_ir.h"
 

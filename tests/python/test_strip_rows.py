@@ -11,7 +11,7 @@ import parpy
 import pytest
 from conftest import backends
 from parpy import CompileBackend
-from test_barriers import stencil3d as seven_point  # a sequential loop over a plane's rows: no strips
+from test_barriers import stencil3d as seven_point  # a sequential loop over a plane's rows
 from test_barriers import stencil3d_ref as seven_point_ref
 from test_barriers import f32, opts
 
@@ -170,6 +170,76 @@ def guarded_ref(x, y):
     return y
 
 
+@parpy.jit
+def seven_point_rows(x, y, N, M):
+    """The 7-point stencil with the loop over a plane's rows sequential, as a user writes it: its
+    iterations are independent (each writes its own row of y), so it runs in parallel."""
+    parpy.label("planes")
+    for i in range(1, N - 1):
+        for j in range(1, N - 1):
+            parpy.label("cols")
+            for k in range(1, M - 1):
+                y[i, j, k] = (x[i - 1, j, k] + x[i + 1, j, k] + x[i, j - 1, k] + x[i, j + 1, k]
+                              + x[i, j, k - 1] + x[i, j, k + 1]) / 6.0
+
+
+@parpy.jit
+def running_rows(x, y, N, M):
+    """Each row of a plane adds the row before it of y: the sequential loop's iterations depend on
+    each other, so it stays sequential (and the planes are not stripped)."""
+    parpy.label("planes")
+    for i in range(1, N - 1):
+        for j in range(1, N - 1):
+            parpy.label("cols")
+            for k in range(M):
+                y[i, j, k] = y[i, j - 1, k] + x[i - 1, j, k] + x[i + 1, j, k]
+
+
+def running_rows_ref(x, y):
+    y = y.copy()
+    for j in range(1, x.shape[1] - 1):
+        y[1:-1, j, :] = y[1:-1, j - 1, :] + x[:-2, j, :] + x[2:, j, :]
+    return y
+
+
+@parpy.jit
+def last_row(x, y, N, M):
+    """Every row of a plane writes the same row of y: the last one's values stay, so the loop over
+    rows stays sequential."""
+    parpy.label("planes")
+    for i in range(1, N - 1):
+        for j in range(1, N - 1):
+            parpy.label("cols")
+            for k in range(M):
+                y[i, k] = x[i - 1, j, k] + x[i + 1, j, k] * 2.0
+
+
+def last_row_ref(x, y):
+    y = y.copy()
+    j = x.shape[1] - 2
+    y[1:-1, :] = x[:-2, j, :] + x[2:, j, :] * np.float32(2.0)
+    return y
+
+
+@parpy.jit
+def folded_rows(x, y, N, M):
+    """Rows 1 and 2 of a plane both write row 2 of y (j + j % 2): the loop over rows stays
+    sequential, so the later row's values stay."""
+    parpy.label("planes")
+    for i in range(1, N - 1):
+        for j in range(1, N - 1):
+            parpy.label("cols")
+            for k in range(M):
+                y[i, j + j % 2, k] = x[i - 1, j, k] + x[i + 1, j, k]
+
+
+def folded_rows_ref(x, y):
+    y = y.copy()
+    for j in range(1, x.shape[1] - 1):
+        y[1:-1, j + j % 2, :] = x[:-2, j, :] + x[2:, j, :]
+    return y
+
+
 def cases(cols):
     """(name, function, fresh args, labels, reference of the written arrays, strips expected) with
     `cols` columns: enough, with 8 strips, for half the threads that fill the GPU (2^17 on Cuda,
@@ -207,11 +277,24 @@ def cases(cols):
         ("triangle", triangle, lambda: [f32(40, 40), np.zeros((40, 40), np.float32), 40],
          {"rows": 40, "cols": 40}, lambda a: [triangle_ref(a[0], a[1])], False),
         ("seven point", seven_point, lambda: [f32(21, 21, 21), np.zeros((21, 21, 21), np.float32), 21],
-         {"planes": 21, "cols": 21}, lambda a: [seven_point_ref(a[0], a[1])], False),
+         {"planes": 21, "cols": 21}, lambda a: [seven_point_ref(a[0], a[1])], False),  # too small
         # 4 strips of 8 planes x 32 rows x cols / 16 columns: half of what fills the GPU.
         ("seven point, all parallel", seven_point_all,
          lambda: [f32(34, 34, cols // 16 + 2), np.zeros((34, 34, cols // 16 + 2), np.float32), 34, cols // 16 + 2],
          {"planes": 34, "rows": 32, "cols": cols // 16}, lambda a: [seven_point_ref(a[0], a[1])], True),
+        # The same with the rows loop sequential: independent rows, run in parallel, in strips.
+        ("seven point, rows sequential", seven_point_rows,
+         lambda: [f32(34, 34, cols // 16 + 2), np.zeros((34, 34, cols // 16 + 2), np.float32), 34, cols // 16 + 2],
+         {"planes": 34, "cols": cols // 16}, lambda a: [seven_point_ref(a[0], a[1])], True),
+        ("running rows", running_rows,
+         lambda: [f32(34, 34, cols // 16), f32(34, 34, cols // 16), 34, cols // 16],
+         {"planes": 34, "cols": cols // 16}, lambda a: [running_rows_ref(a[0], a[1])], False),
+        ("last row", last_row,
+         lambda: [f32(34, 34, cols // 16), np.zeros((34, cols // 16), np.float32), 34, cols // 16],
+         {"planes": 34, "cols": cols // 16}, lambda a: [last_row_ref(a[0], a[1])], False),
+        ("folded rows", folded_rows,
+         lambda: [f32(34, 34, cols // 16), np.zeros((34, 34, cols // 16), np.float32), 34, cols // 16],
+         {"planes": 34, "cols": cols // 16}, lambda a: [folded_rows_ref(a[0], a[1])], False),
         ("plane sweep", plane_sweep, lambda: [f32(20, 12, 12), f32(20, 12, 12), 20, 12],
          {"planes": 20, "cols": 12}, lambda a: [plane_sweep_ref(a[0], a[1])], False),
         ("one row", one_row, lambda: [f32(64, cols + 1), np.zeros((64, cols + 1), np.float32), 64, cols + 1],
