@@ -459,3 +459,62 @@ def test_random_stencils_in_the_metal_emulator(tmp_path, monkeypatch):
     for k, (args, want) in enumerate(zip(results, wants)):
         np.testing.assert_allclose(args[2], want, rtol=1e-4, atol=1e-4, err_msg=f"seed {seed}, program {k}:\n{sources[k]}")
     assert strips >= 4, f"seed {seed}: {strips} programs ran in strips"
+
+
+# The rows of y a plane's sequential loop over rows j may write, and whether distinct rows j write
+# distinct rows of y (so that, with no row reading another's, the loop runs in parallel).
+ROW_FORMS = [("j", True), ("j + 1", True), ("N - 2 - j", True), ("j // 2", False), ("1", False),
+             ("j + j % 2", False)]
+
+
+def random_rows_program(rng, k):
+    """The source of `r{k}(x, y, N, M)`, a 7-point-like stencil whose sequential loop over rows
+    writes row ROW_FORMS[...] of y, sometimes reading y at the row it writes or at row j - 1, and
+    whether that loop's iterations are independent."""
+    form, distinct = ROW_FORMS[int(rng.integers(len(ROW_FORMS)))]
+    read = str(rng.choice(["", "same", "previous"]))
+    c = round(float(rng.uniform(-2, 2)), 2)
+    rhs = f"x[i - 1, j, k] + x[i + 1, j, k] * {c} + x[i, j, k]"
+    if read == "same":
+        rhs += f" + y[i, {form}, k] * 0.5"
+    elif read == "previous":
+        rhs += " + y[i, j - 1, k] * 0.5"
+    src = (f"def r{k}(x, y, N, M):\n"
+           f"    parpy.label('planes')\n"
+           f"    for i in range(1, N - 1):\n"
+           f"        for j in range(1, N - 1):\n"
+           f"            parpy.label('cols')\n"
+           f"            for k in range(M):\n"
+           f"                y[i, {form}, k] = {rhs}\n")
+    independent = distinct and read != "previous"
+    return src, independent
+
+
+@pytest.mark.skipif(not metal_emu.available, reason="no C++ compiler (g++) for the Metal emulator")
+def test_random_row_loops_in_the_metal_emulator(tmp_path, monkeypatch):
+    # Sequential loops over a plane's rows that write and read y in random ways: those whose rows
+    # are independent run in parallel (in strips), the others stay sequential; every program gives
+    # plain Python's result, every element. The seed is printed on failure.
+    import importlib
+
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    rng = np.random.default_rng(seed)
+    programs = [random_rows_program(rng, k) for k in range(10)]
+    text = "\n\n".join(src for src, _ in programs)
+    (tmp_path / "random_rows.py").write_text("import parpy\n\n\n" + text.replace("def r", "@parpy.jit\ndef r"))
+    (tmp_path / "random_rows_py.py").write_text("import parpy\n\n\n" + text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    jit, plain = importlib.import_module("random_rows"), importlib.import_module("random_rows_py")
+    N, M = 34, 128  # 4 strips x 32 rows x 128 columns: half of what fills the GPU on Metal
+    runs, wants = [], []
+    for k, (src, independent) in enumerate(programs):
+        x, y = f32(N, N, M), f32(N, N, M)
+        want = y.astype(np.float64)
+        getattr(plain, f"r{k}")(x.astype(np.float64), want, N, M)
+        wants.append(want)
+        o = opts(METAL, planes=N, cols=M)
+        strips = STRIP in parpy.print_compiled(getattr(jit, f"r{k}"), [x, y, N, M], o)
+        assert strips == independent, f"seed {seed}, program {k}:\n{src}"
+        runs.append((getattr(jit, f"r{k}"), [x, y, N, M], o))
+    for k, (args, want) in enumerate(zip(metal_emu.run_all(runs), wants)):
+        np.testing.assert_allclose(args[1], want, rtol=1e-4, atol=1e-4, err_msg=f"seed {seed}, program {k}:\n{programs[k][0]}")
