@@ -8,6 +8,7 @@
 #include "ir/c_names.h"
 #include "codegen/c_printer.h"
 #include "ir/bounds.h"
+#include "ir/intrinsics.h"
 
 namespace parpy {
 namespace {
@@ -234,8 +235,92 @@ class CudaPrinter : public CPrinter {
     visit_block(s->body, [&](const Stmt& x) {
       if (x->kind == StmtKind::For || x->kind == StmtKind::While) innermost = false;
     });
-    print_loop(s, indent, in_kernel_ && innermost ? "#pragma unroll 4" : "", false);
+    if (in_kernel_ && innermost && guarded_unroll_applies(s))
+      guarded_unroll(s, indent);
+    else
+      print_loop(s, indent, in_kernel_ && innermost ? "#pragma unroll 4" : "", false);
   }
+
+  // Loops that only compute values in registers (a CSR row's lanes accumulating `data[k] *
+  // x[indices[k]]`) run kGuardedUnroll iterations at a time, each under its own guard:
+  //
+  //   for (v = lo; v < hi; v += 4 * step)
+  //     #pragma unroll
+  //     for (u = 0; u < 4; ++u) { w = v + u * step; if (w < hi) { body(w) } }
+  //
+  // the same iterations in the same order, but the loads of all four issued together (the
+  // compiler predicates the guarded bodies), where `#pragma unroll 4` runs a loop of one to three
+  // iterations (a short row) one branch after another (docs/gpu.md, Optimisations). Only for bodies of
+  // assignments to local variables and conditionals, whose calls are index arithmetic and bounds
+  // checks: no stores, no barriers or other collective operations that must not be guarded.
+  static constexpr int64_t kGuardedUnroll = 4;
+
+  static bool guarded_unroll_applies(const Stmt& s) {
+    if (s->kind != StmtKind::For || s->step <= 0 || !plain_loop_is_exact(s, false)) return false;
+    bool ok = true;
+    auto pure = [&](const Expr& e) {
+      if (!e) return;
+      visit_expr(e, [&](const Expr& x) {
+        if (x->kind != ExprKind::Call) return;
+        Intrinsic i = intrinsic_of(x);
+        if (i != Intrinsic::Trips && i != Intrinsic::Iter && i != Intrinsic::BoundsCheck &&
+            i != Intrinsic::SliceIndex)
+          ok = false;
+      });
+    };
+    visit_block(s->body, [&](const Stmt& x) {
+      if (x->kind == StmtKind::Assign && !x->atomic && x->lhs->kind == ExprKind::Var) {
+        pure(x->rhs);
+      } else if (x->kind == StmtKind::If) {
+        pure(x->cond);
+      } else {
+        ok = false;
+      }
+    });
+    return ok && !s->body.empty();
+  }
+
+  // Where `v += 4 * step` may pass INT64_MAX (an upper bound not known to be far below it), the
+  // loop counts its iterations instead (parpy_trips, parpy_iter; bounds evaluated once, as range's).
+  void guarded_unroll(const Stmt& s, int indent) {
+    int64_t stride = s->step * kGuardedUnroll;
+    const Expr& hi = s->hi;
+    bool fits = intrinsic_of(hi) == Intrinsic::Trips ? increment_stays_in_range(kMaxTrips, stride)
+                : hi->kind == ExprKind::Int        ? increment_stays_in_range(hi->ival, stride)
+                                                   : false;
+    std::string k = std::to_string(guarded_loops_++);
+    std::string v = "parpy_g" + k, u = "parpy_u" + k, w = c_ident(s->var);
+    std::string step = int_literal(s->step, ElemSize::I64);
+    std::string p = pad(indent), lo = expr(s->lo), bound = expr(hi);
+    if (!fits) {  // v counts iterations 0, 1, ... < n; the variable is parpy_iter(lo, v, step)
+      os << p << "{\n";
+      ++indent;
+      p = pad(indent);
+      std::string l = "parpy_glo" + k, n = "parpy_gn" + k;
+      os << p << "const int64_t " << l << " = " << lo << ";\n";
+      os << p << "const int64_t " << n << " = parpy_trips(" << l << ", " << bound << ", " << step << ");\n";
+      lo = "0";
+      bound = n;
+      step = "1";
+      stride = kGuardedUnroll;
+    }
+    std::string q = pad(indent + 1), r = pad(indent + 2);
+    os << p << "for (int64_t " << v << " = " << lo << "; " << v << " < " << bound << "; " << v
+       << " += " << int_literal(stride, ElemSize::I64) << ") {\n";
+    os << q << "#pragma unroll\n";
+    os << q << "for (int64_t " << u << " = 0; " << u << " < " << kGuardedUnroll << "; ++" << u << ") {\n";
+    std::string t = fits ? w : "parpy_gt" + k;
+    os << r << "int64_t " << t << " = " << v << " + " << u << " * " << step << ";\n";
+    os << r << "if (" << t << " < " << bound << ") {\n";
+    if (!fits)
+      os << pad(indent + 3) << "int64_t " << w << " = parpy_iter(parpy_glo" << k << ", " << t << ", "
+         << int_literal(s->step, ElemSize::I64) << ");\n";
+    declarations(s->body, indent + 3);
+    block(s->body, indent + 3);
+    os << r << "}\n" << q << "}\n" << p << "}\n";
+    if (!fits) os << pad(indent - 1) << "}\n";
+  }
+  int guarded_loops_ = 0;
 
   // parpy_cuda.h: the hardware's atomics, else a compare-and-swap loop.
   void atomic_update(const Stmt& s, int indent) override {
