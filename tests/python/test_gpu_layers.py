@@ -240,12 +240,14 @@ def test_guards_and_block_width_in_cuda_code():
     code = parpy.print_compiled(map_then_reduce, [x, x, np.zeros(100, np.float32), 100, 300], make_opts(CUDA, EXAMPLE))
     [k] = kernels(code)
     assert "__launch_bounds__(64)" in k and "dim3(100), dim3(64)" in code
-    # The 32-thread loop is guarded and strides by 32; the 64-thread reduction strides by 64 and all
-    # threads reach the barrier and the block reduction.
+    # The 32-thread loop is guarded and strides by 32; the 64-thread reduction strides by 64 (four
+    # of its iterations per round: it only adds in a register) and all threads reach the barrier
+    # and the block reduction.
     guard = k.index("if ((parpy_w1 < 32)) {")
     assert k.index("k += 32)") > guard
     assert k.index("parpy_syncthreads();") > k.index("k += 32)")
-    assert "k += 64)" in k and "parpy_acc0 = parpy_block_reduce_add(parpy_acc0);" in k
+    assert "parpy_g0 += 256)" in k and "parpy_u0 * 64;" in k
+    assert "parpy_acc0 = parpy_block_reduce_add(parpy_acc0);" in k
     assert "if ((parpy_w1 < 64))" not in k
     # Branches: the block has the wider branch's 160 threads; the narrower branch guards its 32.
     code = parpy.print_compiled(branch_siblings, [x, x, 30, 300],
