@@ -8,6 +8,7 @@
 #include "ir/c_names.h"
 #include "codegen/c_printer.h"
 #include "ir/bounds.h"
+#include "gpu/strip_rows.h"
 #include "ir/intrinsics.h"
 
 namespace parpy {
@@ -49,8 +50,14 @@ class CudaPrinter : public CPrinter {
     os << "__global__ void __launch_bounds__(" << k.block_threads << ") ";
     if (k.cluster_blocks > 1) os << "__cluster_dims__(" << k.cluster_blocks << ", 1, 1) ";
     os << kernel_ident(name) << "(";
-    for (size_t i = 0; i < k.params.size(); ++i)
-      os << (i ? ", " : "") << type_str(k.params[i].type) << " " << c_ident(k.params[i].name);
+    // Kernels with rows in strips: their arrays share no memory, and marked so their loads take
+    // the read-only path.
+    bool restrict = runs_strips(body);
+    for (size_t i = 0; i < k.params.size(); ++i) {
+      const Type& t = k.params[i].type;
+      os << (i ? ", " : "") << type_str(t) << (restrict && !t.is_scalar() ? " __restrict__ " : " ")
+         << c_ident(k.params[i].name);
+    }
     os << ") {\n";
     os << "  const int64_t " << c_ident(kThreadIdx) << " = threadIdx.x;\n";
     os << "  const int64_t " << c_ident(kBlockIdx) << " = blockIdx.x;\n";

@@ -13,6 +13,9 @@
 namespace parpy {
 namespace {
 
+// The strip loops' variables: $strip0, $strip1, ...
+const std::string kStripVar = "$strip";
+
 std::optional<Affine> affine_index(const Expr& index) {
   return affine(index, [](const Expr& e) -> std::optional<Affine> {
     if (e->kind == ExprKind::Var) return affine_atom(e->name);
@@ -214,7 +217,7 @@ class RowStripper {
     int64_t strips = (n + kStripRows - 1) / kStripRows;
     const Span& sp = p->span;
     Type it = p->lo->ty;
-    std::string sv = "$strip" + std::to_string(next_++);
+    std::string sv = kStripVar + std::to_string(next_++);
     auto ilit = [&](int64_t v) { return int_lit(v, sp, false, it.elem); };
     Expr lo = binop(BinOp::Add, ilit(p->lo->ival), binop(BinOp::Mul, var(sv, sp, it), ilit(kStripRows), sp, it), sp, it);
     Expr hi = binop(BinOp::Min, binop(BinOp::Add, lo, ilit(kStripRows), sp, it), ilit(p->hi->ival), sp, it);
@@ -276,6 +279,14 @@ class RowStripper {
 };
 
 }  // namespace
+
+bool runs_strips(const Block& body) {
+  bool strips = false;
+  visit_block(body, [&](const Stmt& s) {
+    if (s->kind == StmtKind::For && s->var.rfind(kStripVar, 0) == 0) strips = true;
+  });
+  return strips;
+}
 
 Block strip_row_loops(const Block& b, const GpuTarget& target) {
   if (target.fill_threads <= 0) return b;

@@ -34,4 +34,8 @@ constexpr int64_t kStripBlock = 256;
 
 Block strip_row_loops(const Block& b, const GpuTarget& target);
 
+// Whether a kernel body runs rows in strips. Its arrays share no memory then (strips apply only
+// where they do not), so the Cuda code marks its pointers `__restrict__` (docs/gpu.md).
+bool runs_strips(const Block& body);
+
 }  // namespace parpy

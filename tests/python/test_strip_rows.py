@@ -316,6 +316,8 @@ def test_strips_in_the_cuda_code(case):
     _, fn, make, labels, _, strips = case
     code = parpy.print_compiled(fn, make(), opts(CUDA, **labels))
     assert (STRIP in code) == strips, code
+    # A kernel with strips marks its arrays __restrict__ (they share no memory where strips apply).
+    assert ("__restrict__" in code) == strips, code
 
 
 def test_the_rows_label_gets_one_thread_per_strip():
@@ -363,7 +365,7 @@ def test_rows_are_kept_in_registers():
 def test_no_strips_where_arrays_share_memory():
     a = f32(63, 16386)
     code = parpy.print_compiled(five_point, [a, a, 63, 16386], opts(CUDA, rows=63, cols=16384))
-    assert STRIP not in code, code
+    assert STRIP not in code and "__restrict__" not in code, code
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
