@@ -8,6 +8,9 @@
 #             (one process per GPU over NCCL)
 #   bench     benchmarks/gpu.py
 #   userloops benchmarks/gpu.py --user-loops (the stencils and CSR SpMV beside torch)
+#   sweep     benchmarks/spec_sweep.py (the lanes-per-row SpMV and the layer norm under several specs)
+#   ncu       Nsight Compute's DRAM, L2 and L1 bytes and throughputs of the user-loop kernels and their
+#             peers, each launched twice (tools/ncu_kernels.py)
 #   probes    benchmarks/stencil_probe.py (hand-written stencil and SpMV variants) and
 #             tools/probe_local_memory.py
 #   autotune  benchmarks/autotune.py with $PARPY_AUTOTUNE_BUDGET seconds per program (default 5)
@@ -84,6 +87,16 @@ for step in $steps; do
       python3 benchmarks/gpu.py 2>&1 | tee "$logs/bench.txt" ;;
     userloops)
       python3 benchmarks/gpu.py --user-loops 2>&1 | tee "$logs/user-loops.txt" ;;
+    sweep)
+      python3 benchmarks/spec_sweep.py 2>&1 | grep -v Warning | tee "$logs/spec-sweep.txt" ;;
+    ncu)
+      m=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_bytes.sum,l1tex__t_bytes.sum
+      m=$m,sm__warps_active.avg.pct_of_peak_sustained_active,dram__throughput.avg.pct_of_peak_sustained_elapsed
+      m=$m,lts__throughput.avg.pct_of_peak_sustained_elapsed
+      ncu --clock-control none -k regex:'parpy|copy|csr|conv|elementwise' --metrics "$m" \
+        python3 tools/ncu_kernels.py > "$logs/ncu.txt" 2>&1
+      grep -E "MiB|parpy_kernel|copy|csr|conv|elementwise|duration|dram__|lts__|l1tex__|warps_active" "$logs/ncu.txt" |
+        grep -v "^==PROF==" | cut -c1-160 | head -150 ;;
     probes)
       (cd benchmarks && python3 stencil_probe.py) 2>&1 | tee "$logs/stencil-probe.txt"
       python3 tools/probe_local_memory.py 2>&1 | tee "$logs/local-memory-probe.txt" ;;
