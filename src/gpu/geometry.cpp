@@ -32,7 +32,7 @@ Geometry pack_rows(Geometry g, int64_t tpb) {
   if (g.k == 0 || g.inner_blocks != 1 || g.layers[g.k] > 32 || g.outer < 2) return g;
   int64_t group = 1;
   while (group < g.layers[g.k]) group *= 2;
-  int64_t rows = (tpb == 1024 ? 256 : tpb) / group, fit = 1;
+  int64_t rows = (tpb == 1024 ? kPackedBlock : tpb) / group, fit = 1;
   while (fit < g.outer && fit < rows) fit *= 2;
   rows = std::max(std::min(rows, fit), 32 / group);
   if (rows < 2) return g;

@@ -35,8 +35,13 @@ struct Geometry {
 // Fails at `span` when the grid would exceed what a GPU holds.
 Geometry geometry(const std::vector<int64_t>& layers, int64_t tpb, const GpuTarget& target, const Span& span);
 
-// g with its rows packed into blocks of `tpb` threads (256 when the user gave none: 1024), where
-// that helps: at least two rows, and an innermost layer of at most 32 workers, which a group of
+// Threads per block of packed rows where the user gave no `tpb` (H200, CSR SpMV of 2^20 rows with
+// 4, 8 or 16 lanes per row: 0.120 / 0.109 / 0.138 ms in blocks of 128, against 0.122 / 0.119 /
+// 0.143 in blocks of 256 and 0.131 / 0.127 / 0.166 in blocks of 512; benchmarks/spec_sweep.py).
+constexpr int64_t kPackedBlock = 128;
+
+// g with its rows packed into blocks of `tpb` threads (kPackedBlock when the user gave none: 1024),
+// where that helps: at least two rows, and an innermost layer of at most 32 workers, which a group of
 // lanes of one warp runs. Fewer rows than a block holds get the smallest block of whole warps that
 // holds them.
 Geometry pack_rows(Geometry g, int64_t tpb);

@@ -1155,26 +1155,26 @@ TEST(GpuGeometry, LayersToThreadsBlocksAndClusters) {
 TEST(GpuGeometry, RowsPackedIntoBlocks) {
   GpuTarget none;
   auto packed = [&](std::vector<int64_t> layers, int64_t tpb) { return pack_rows(geometry(layers, tpb, none, sp()), tpb); };
-  Geometry g = packed({1003, 8}, 1024);  // 32 rows of 8 lanes per block of 256 threads
+  Geometry g = packed({1003, 8}, 1024);  // 16 rows of 8 lanes per block of 128 threads (kPackedBlock)
   EXPECT_TRUE(g.packed());
   EXPECT_EQ(g.group, 8);
-  EXPECT_EQ(g.rows, 32);
-  EXPECT_EQ(g.threads, 256);
-  EXPECT_EQ(g.grid_blocks(), 32);  // ceil(1003 / 32)
+  EXPECT_EQ(g.rows, 16);
+  EXPECT_EQ(g.threads, kPackedBlock);
+  EXPECT_EQ(g.grid_blocks(), 63);  // ceil(1003 / 16)
   EXPECT_EQ(g.row_threads(), 8);
   Geometry odd = packed({1000, 24}, 1024);  // groups of whole powers of two
   EXPECT_EQ(odd.group, 32);
-  EXPECT_EQ(odd.rows, 8);
-  Geometry tpb = packed({1000, 16}, 128);  // the user's block size
-  EXPECT_EQ(tpb.threads, 128);
-  EXPECT_EQ(tpb.rows, 8);
+  EXPECT_EQ(odd.rows, 4);
+  Geometry tpb = packed({1000, 16}, 256);  // the user's block size
+  EXPECT_EQ(tpb.threads, 256);
+  EXPECT_EQ(tpb.rows, 16);
   Geometry few = packed({3, 4}, 1024);  // the smallest block of whole warps that holds them
   EXPECT_EQ(few.threads, 32);
   EXPECT_EQ(few.rows, 8);
   EXPECT_EQ(few.grid_blocks(), 1);
   Geometry nest = packed({10, 20, 32}, 1024);  // the rows are the iterations of every outer layer
   EXPECT_EQ(nest.outer, 200);
-  EXPECT_EQ(nest.grid_blocks(), 25);
+  EXPECT_EQ(nest.grid_blocks(), 50);
   EXPECT_FALSE(packed({1000, 33}, 1024).packed());  // more than a warp: a block per row
   EXPECT_FALSE(packed({1, 32}, 1024).packed());     // one row
   EXPECT_FALSE(packed({32}, 1024).packed());        // no rows

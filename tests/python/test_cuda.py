@@ -561,8 +561,8 @@ def test_statement_after_a_loop_over_blocks_is_a_kernel_of_its_own():
     code = parpy.print_compiled(gpu_block_store_after_blocks, [x, x[0], x[0, :1], 4],
                                 opts_for({"N": parpy.threads(8), "R": parpy.threads(32).reduce()}))
     launches = set(re.findall(r"_k(\d+)(?:_vec)?<<<dim3\((\d+)\), dim3\((\d+)\)", code))
-    # The 8 rows of the first kernel share one block of 256 threads (rows packed into blocks).
-    assert launches == {("0", "1", "256"), ("1", "1", "32")}, code
+    # The 8 rows of the first kernel run 4 to a block of 128 threads (rows packed into blocks).
+    assert launches == {("0", "2", "128"), ("1", "1", "32")}, code
     k1 = code[code.index("void __launch_bounds__(32) parpy_kernel_gpu_block_store_after_blocks_k1"):]
     assert "v_z[" in k1 and "v_z[" not in code[: code.index("parpy_kernel_gpu_block_store_after_blocks_k1")], code
 

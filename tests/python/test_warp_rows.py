@@ -189,8 +189,8 @@ def kernel_of(code):
     return code[code.index("__global__"):code.index("static int32_t")]
 
 
-@pytest.mark.parametrize("k,group,rows_per_block", [(4, 4, 64), (8, 8, 32), (16, 16, 16), (32, 32, 8), (24, 32, 8),
-                                                    (1, 1, 256)])
+@pytest.mark.parametrize("k,group,rows_per_block", [(4, 4, 32), (8, 8, 16), (16, 16, 8), (32, 32, 4), (24, 32, 4),
+                                                    (1, 1, 128)])
 def test_cuda_packs_rows(k, group, rows_per_block):
     code = cuda_code(spmv, spmv_args(), opts(CUDA, k, N))
     blocks = -(-N // rows_per_block)
@@ -207,13 +207,13 @@ def test_cuda_packs_rows(k, group, rows_per_block):
 
 
 def test_cuda_uses_the_outer_tpb():
-    code = cuda_code(spmv, spmv_args(), opts(CUDA, 16, N, tpb=128))
-    assert f"<<<dim3({-(-N // 8)}), dim3(128), 0, parpy_stream>>>" in code
+    code = cuda_code(spmv, spmv_args(), opts(CUDA, 16, N, tpb=256))
+    assert f"<<<dim3({-(-N // 16)}), dim3(256), 0, parpy_stream>>>" in code
 
 
 def test_cuda_no_guard_when_rows_fill_the_blocks():
     code = cuda_code(spmv, spmv_args(rows=1024), opts(CUDA, 32, 1024))
-    assert "<<<dim3(128), dim3(256), 0, parpy_stream>>>" in code
+    assert "<<<dim3(256), dim3(128), 0, parpy_stream>>>" in code
     assert "parpy_outer < " not in kernel_of(code)
 
 
