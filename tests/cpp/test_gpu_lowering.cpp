@@ -376,15 +376,15 @@ TEST(GpuReduce, BlockReduction) {
   EXPECT_TRUE(has(code, "parpy_tid == 0")) << code;
 }
 
-// A reduction over at most 32 threads under parallel rows: on Cuda 8 rows of 32 lanes share a
-// block of 256 threads (2 blocks for 10 rows), reducing within each row's warp; on Metal every row
+// A reduction over at most 32 threads under parallel rows: on Cuda 4 rows of 32 lanes share a
+// block of 128 threads (3 blocks for 10 rows), reducing within each row's warp; on Metal every row
 // keeps a threadgroup of its own.
 TEST(GpuReduce, WarpSizedReductionPacksRowsIntoBlocks) {
   auto opts = cuda_opts({{"O", threads(10)}, {"R", reduce_threads(20)}});
   GpuProgram p = gpu_program(row_sums(10, 64), {f32({10, 64}), f32({10})}, opts);
   ASSERT_EQ(p.kernels.size(), 1u);
-  EXPECT_EQ(p.kernels[0].block_threads, 256);
-  EXPECT_EQ(p.kernels[0].grid_blocks, 2);
+  EXPECT_EQ(p.kernels[0].block_threads, 128);
+  EXPECT_EQ(p.kernels[0].grid_blocks, 3);
   EXPECT_TRUE(names_call(p.kernels[0].body, "$group_reduce_add")) << all_kernels(p);
   EXPECT_FALSE(names_call(p.kernels[0].body, "$block_reduce_add")) << all_kernels(p);
   EXPECT_FALSE(names_call(p.kernels[0].body, "$syncthreads")) << all_kernels(p);
@@ -684,9 +684,9 @@ TEST(GpuSplit, StatementAfterAParallelLoopOverBlocksInAGpuBlockIsItsOwnKernel) {
   auto opts = cuda_opts({{"N", threads(8)}, {"R", reduce_threads(32)}});
   GpuProgram p = gpu_program(f, {f32({4}), f32({4}), f32({1})}, opts);
   ASSERT_EQ(p.kernels.size(), 2u) << all_kernels(p);
-  // The 8 rows of 32 lanes share one block (rows packed into blocks).
-  EXPECT_EQ(p.kernels[0].grid_blocks, 1) << all_kernels(p);
-  EXPECT_EQ(p.kernels[0].block_threads, 256) << all_kernels(p);
+  // The 8 rows of 32 lanes run 4 to a block (rows packed into blocks).
+  EXPECT_EQ(p.kernels[0].grid_blocks, 2) << all_kernels(p);
+  EXPECT_EQ(p.kernels[0].block_threads, 128) << all_kernels(p);
   EXPECT_EQ(p.kernels[1].grid_blocks, 1) << all_kernels(p);
   EXPECT_TRUE(has(print_block(p.kernels[1].body), "z[0]")) << all_kernels(p);
   EXPECT_FALSE(has(print_block(p.kernels[0].body), "z[0]")) << all_kernels(p);
