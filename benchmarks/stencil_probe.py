@@ -11,6 +11,8 @@ Variants (a name says what changed from the printed kernel):
 - i32+ldg: that, with the read-only array's loads through the read-only cache (`__ldg`)
 - rot R:   each thread keeps a column (2-D) or a (j, k) line (3-D) and walks R rows or planes,
            keeping the two it read before in registers: one new row read per row written
+- tiled S: parpy's strips of S rows in registers (3-D), in blocks of columns by planes, so that
+           a thread's planes i - 1 and i + 1 are its block's own (L1) rather than fetched from L2
 - rotp R:  rot R (3-D) with the next plane's five loads issued one plane ahead; rotu R: rot R
            with its plane loop unrolled by 4
 - shfl R:  rot R, with the left and right neighbours taken from the next lanes (`__shfl_*`)
@@ -21,7 +23,8 @@ Variants (a name says what changed from the printed kernel):
            L_gP: P values per lane at a time through guarded loads (all in flight together), plain
            loads, double sums
 
-Run on a machine with an NVIDIA GPU and CuPy: python benchmarks/stencil_probe.py
+Run on a machine with an NVIDIA GPU and CuPy: python benchmarks/stencil_probe.py [2d] [3d] [spmv]
+(all three by default; PARPY_PROBE_ONCE=1 launches each kernel once, untimed, for a profiler)
 """
 import re
 import sys
@@ -273,6 +276,35 @@ extern "C" __global__ void __launch_bounds__(256) s3_rotu(const float* __restric
     mid = dn;
   }
 }
+// parpy's strips of S rows (a thread: column k of rows j0 .. j0 + S - 1 of plane i, the rows kept
+// in registers), in blocks of bx columns by bz planes, so that the planes i - 1 and i + 1 a thread
+// reads are the planes its block's other threads read as theirs (L1 hits), where parpy's blocks
+// of one plane's columns (bz = 1) fetch them again from L2. blockIdx.y: the strip; blockIdx.z: the
+// block's planes.
+template <int S>
+__device__ void tiled(const float* __restrict__ x, float* __restrict__ y, int n) {
+  int k = blockIdx.x * blockDim.x + threadIdx.x + 1;
+  int i = blockIdx.z * blockDim.y + threadIdx.y + 1;
+  int j0 = 1 + blockIdx.y * S;
+  if (k >= n - 1 || i >= n - 1) return;
+  int p = n * n;
+  const float* c = x + (i64)i * p + k;
+  float up = __ldg(c + (j0 - 1) * n), mid = __ldg(c + j0 * n);
+  #pragma unroll
+  for (int s = 0; s < S; ++s) {
+    int j = j0 + s;
+    if (j < n - 1) {
+      const float* r = c + j * n;
+      float dn = __ldg(r + n);
+      y[(i64)i * p + j * n + k] = (((((__ldg(r - p) + __ldg(r + p)) + up) + dn) + __ldg(r - 1)) + __ldg(r + 1)) / 6.0f;
+      up = mid;
+      mid = dn;
+    }
+  }
+}
+extern "C" __global__ void __launch_bounds__(256) s3_tiled4(const float* x, float* y, int n) { tiled<4>(x, y, n); }
+extern "C" __global__ void __launch_bounds__(256) s3_tiled8(const float* x, float* y, int n) { tiled<8>(x, y, n); }
+
 """
 
 SPMV = HEAD + r"""
@@ -491,6 +523,14 @@ def probe_3d():
                 ms = time_ms(lambda: k(grid, (bx, by), (x, y, np.int32(P), np.int32(R)), shared_mem=smem))
                 check(f"{name} {R}", y, want, 1e-4)
                 row(f"{name[3:]} {R}, blocks {bx}x{by}", ms, nbytes, copy)
+    for S in (4, 8):
+        k = mod.get_function(f"s3_tiled{S}")
+        for bx, bz in ((256, 1), (128, 2), (64, 4), (32, 8)):
+            grid = ((P - 2 + bx - 1) // bx, (P - 2 + S - 1) // S, (P - 2 + bz - 1) // bz)
+            y.fill(0)
+            ms = time_ms(lambda: k(grid, (bx, bz), (x, y, np.int32(P))))
+            check(f"tiled {S}", y, want, 1e-4)
+            row(f"tiled {S}, blocks {bx} columns x {bz} planes", ms, nbytes, copy)
 
 
 def probe_spmv():
@@ -548,7 +588,10 @@ def probe_spmv():
 
 def main():
     failed = 0
+    chosen = sys.argv[1:]  # e.g. `3d`: only that probe
     for probe in (probe_2d, probe_3d, probe_spmv):
+        if chosen and probe.__name__.removeprefix("probe_") not in chosen:
+            continue
         try:
             probe()
         except Exception:  # one probe's failure leaves the others' numbers

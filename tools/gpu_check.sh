@@ -11,6 +11,7 @@
 #   sweep     benchmarks/spec_sweep.py (the lanes-per-row SpMV and the layer norm under several specs)
 #   ncu       Nsight Compute's DRAM, L2 and L1 bytes and throughputs of the user-loop kernels and their
 #             peers, each launched twice (tools/ncu_kernels.py)
+#   ncu-probe the 3-D stencil probe's kernels under Nsight Compute, each launched once
 #   probes    benchmarks/stencil_probe.py (hand-written stencil and SpMV variants) and
 #             tools/probe_local_memory.py
 #   autotune  benchmarks/autotune.py with $PARPY_AUTOTUNE_BUDGET seconds per program (default 5)
@@ -97,6 +98,15 @@ for step in $steps; do
         python3 tools/ncu_kernels.py > "$logs/ncu.txt" 2>&1
       grep -E "MiB|parpy_kernel|copy|csr|conv|elementwise|duration|dram__|lts__|l1tex__|warps_active" "$logs/ncu.txt" |
         grep -v "^==PROF==" | cut -c1-160 | head -150 ;;
+    ncu-probe)
+      # The 3-D probe's kernels, each launched once under Nsight Compute: the bytes each moves
+      # through DRAM, L2 and L1.
+      m=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_bytes.sum,l1tex__t_bytes.sum
+      m=$m,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__throughput.avg.pct_of_peak_sustained_elapsed
+      (cd benchmarks && PARPY_PROBE_ONCE=1 ncu --clock-control none -k regex:'s3_|parpy_kernel' --metrics "$m" \
+        python3 stencil_probe.py 3d) > "$logs/ncu-probe.txt" 2>&1
+      grep -E "^  [a-z_0-9]+.*\(|duration|dram__bytes|lts__t_bytes|l1tex__t_bytes|throughput" "$logs/ncu-probe.txt" |
+        sed 's/  */ /g' | cut -c1-120 | head -400 ;;
     probes)
       (cd benchmarks && python3 stencil_probe.py) 2>&1 | tee "$logs/stencil-probe.txt"
       python3 tools/probe_local_memory.py 2>&1 | tee "$logs/local-memory-probe.txt" ;;
