@@ -13,6 +13,7 @@ Variants (a name says what changed from the printed kernel):
            keeping the two it read before in registers: one new row read per row written
 - tiled S: parpy's strips of S rows in registers (3-D), in blocks of columns by planes, so that
            a thread's planes i - 1 and i + 1 are its block's own (L1) rather than fetched from L2
+- rotv R:  rot R (3-D) with 4 columns a thread: 128-bit loads and stores
 - rotp R:  rot R (3-D) with the next plane's five loads issued one plane ahead; rotu R: rot R
            with its plane loop unrolled by 4
 - shfl R:  rot R, with the left and right neighbours taken from the next lanes (`__shfl_*`)
@@ -305,6 +306,42 @@ __device__ void tiled(const float* __restrict__ x, float* __restrict__ y, int n)
 extern "C" __global__ void __launch_bounds__(256) s3_tiled4(const float* x, float* y, int n) { tiled<4>(x, y, n); }
 extern "C" __global__ void __launch_bounds__(256) s3_tiled8(const float* x, float* y, int n) { tiled<8>(x, y, n); }
 
+__device__ __forceinline__ float4 ld4(const float* q) { return __ldg(reinterpret_cast<const float4*>(q)); }
+
+// rot R with 4 columns per thread (k0 .. k0 + 3, n a multiple of 4): the centre line, its
+// neighbouring rows and the next plane in 128-bit loads (a quarter of the load instructions of
+// rot), the columns k0 - 1 and k0 + 4 as scalars. Blocks of bx x by threads over (k, j).
+extern "C" __global__ void __launch_bounds__(256) s3_rotv(const float* __restrict__ x, float* __restrict__ y,
+                                                           int n, int R) {
+  int k0 = 4 * (blockIdx.x * blockDim.x + threadIdx.x);
+  int j = blockIdx.y * blockDim.y + threadIdx.y + 1;
+  int i0 = 1 + blockIdx.z * R;
+  if (k0 >= n || j >= n - 1 || i0 >= n - 1) return;
+  i64 p = (i64)n * n;
+  int i1 = min(i0 + R, n - 1);
+  const float* r = x + i0 * p + (i64)j * n + k0;
+  float* w = y + i0 * p + (i64)j * n + k0;
+  float4 up = ld4(r - p), mid = ld4(r);
+  for (int i = i0; i < i1; ++i, r += p, w += p) {
+    float4 dn = ld4(r + p), a = ld4(r - n), b = ld4(r + n);
+    float l = k0 > 0 ? __ldg(r - 1) : 0.0f, rr = k0 + 4 < n ? __ldg(r + 4) : 0.0f;
+    float4 o;
+    o.x = (((((up.x + dn.x) + a.x) + b.x) + l) + mid.y) / 6.0f;
+    o.y = (((((up.y + dn.y) + a.y) + b.y) + mid.x) + mid.z) / 6.0f;
+    o.z = (((((up.z + dn.z) + a.z) + b.z) + mid.y) + mid.w) / 6.0f;
+    o.w = (((((up.w + dn.w) + a.w) + b.w) + mid.z) + rr) / 6.0f;
+    if (k0 > 0 && k0 + 4 < n) {
+      *reinterpret_cast<float4*>(w) = o;
+    } else if (k0 == 0) {  // column 0 is the boundary
+      w[1] = o.y; w[2] = o.z; w[3] = o.w;
+    } else {  // column n - 1 is the boundary
+      w[0] = o.x; w[1] = o.y; w[2] = o.z;
+    }
+    up = mid;
+    mid = dn;
+  }
+}
+
 """
 
 SPMV = HEAD + r"""
@@ -523,6 +560,14 @@ def probe_3d():
                 ms = time_ms(lambda: k(grid, (bx, by), (x, y, np.int32(P), np.int32(R)), shared_mem=smem))
                 check(f"{name} {R}", y, want, 1e-4)
                 row(f"{name[3:]} {R}, blocks {bx}x{by}", ms, nbytes, copy)
+    k = mod.get_function("s3_rotv")
+    for bx, by in ((128, 2), (64, 4), (32, 8), (16, 16)):
+        for R in (8, 16, 64):
+            grid = ((P // 4 + bx - 1) // bx, (P - 2 + by - 1) // by, (P - 2 + R - 1) // R)
+            y.fill(0)
+            ms = time_ms(lambda: k(grid, (bx, by), (x, y, np.int32(P), np.int32(R))))
+            check(f"rotv {R}", y, want, 1e-4)
+            row(f"rotv {R}, blocks {bx}x{by} (4 columns a thread)", ms, nbytes, copy)
     for S in (4, 8):
         k = mod.get_function(f"s3_tiled{S}")
         for bx, bz in ((256, 1), (128, 2), (64, 4), (32, 8)):
