@@ -425,6 +425,9 @@ EDITS = {
     "i32": lambda src: src.replace("int64_t", "int32_t"),
     "float sums": lambda src: src.replace("double", "float"),
     "unroll 8": lambda src: src.replace("#pragma unroll 4", "#pragma unroll 8"),
+    # SpMV: its locals (row, lane, positions) in 32 bits, its int64 index arrays as they are.
+    "i32 locals": lambda src: re.sub(r"\bint64_t(?=\s)", "int32_t", src),
+    "no group sync": lambda src: re.sub(r"parpy_group_sync\(\d+\);", "", src),
 }
 
 
@@ -612,7 +615,8 @@ def probe_spmv():
                 what = f"printed{' __restrict__' if restricted else ''} {kname} {launch}"
                 row(what, ms, nbytes, copy, f" {ms_cusparse / ms:.2f}x cuSPARSE |")
     spec = {"rows": parpy.threads(R), "nz": parpy.threads(8).reduce()}
-    for edits in (("float sums",), ("unroll 8",), ("float sums", "unroll 8")):
+    for edits in (("float sums",), ("unroll 8",), ("float sums", "unroll 8"), ("i32 locals",), ("no group sync",),
+                  ("i32 locals", "no group sync", "float sums")):
         for kname, launch, f in printed(spmv_csr_warp, [ip, ix, d, xs, xs.copy(), R], spec, args, True, edits):
             args[4].fill(0)
             ms = time_ms(f)
