@@ -10,6 +10,7 @@ import parpy
 import pytest
 from conftest import backends
 from parpy import CompileBackend
+from test_warp_rows import spmv
 
 CUDA = CompileBackend.Cuda
 RNG = np.random.default_rng()
@@ -18,17 +19,6 @@ GUARDED = re.compile(r"for \(int64_t parpy_g\d+ = .*\+= (\d+)\) \{\n\s*#pragma u
                      r"\s*for \(int64_t parpy_u\d+ = 0; parpy_u\d+ < 4; \+\+parpy_u\d+\) \{\n"
                      r"\s*int64_t (\w+) = parpy_g\d+ \+ parpy_u\d+ \* (\d+);\n"
                      r"\s*if \(\2 < ")
-
-
-@parpy.jit
-def spmv(indptr, indices, data, x, y, N):
-    parpy.label("rows")
-    for i in range(N):
-        s = 0.0
-        parpy.label("nz")
-        for k in range(indptr[i], indptr[i + 1]):
-            s += data[k] * x[indices[k]]
-        y[i] = s
 
 
 @parpy.jit
