@@ -11,8 +11,8 @@ Variants (a name says what changed from the printed kernel):
 - i32+ldg: that, with the read-only array's loads through the read-only cache (`__ldg`)
 - rot R:   each thread keeps a column (2-D) or a (j, k) line (3-D) and walks R rows or planes,
            keeping the two it read before in registers: one new row read per row written
-- tiled S: parpy's strips of S rows in registers (3-D), in blocks of columns by planes, so that
-           a thread's planes i - 1 and i + 1 are its block's own (L1) rather than fetched from L2
+- tiled S: strips of S rows in registers (3-D), in blocks of columns by planes, so that a
+           thread's planes i - 1 and i + 1 are its block's own (L1) rather than fetched from L2
 - rotv R:  rot R (3-D) with 4 columns a thread: 128-bit loads and stores
 - rotp R:  rot R (3-D) with the next plane's five loads issued one plane ahead; rotu R: rot R
            with its plane loop unrolled by 4
@@ -277,11 +277,12 @@ extern "C" __global__ void __launch_bounds__(256) s3_rotu(const float* __restric
     mid = dn;
   }
 }
-// parpy's strips of S rows (a thread: column k of rows j0 .. j0 + S - 1 of plane i, the rows kept
-// in registers), in blocks of bx columns by bz planes, so that the planes i - 1 and i + 1 a thread
-// reads are the planes its block's other threads read as theirs (L1 hits), where parpy's blocks
-// of one plane's columns (bz = 1) fetch them again from L2. blockIdx.y: the strip; blockIdx.z: the
-// block's planes.
+// Strips of S rows (a thread: column k of rows j0 .. j0 + S - 1 of plane i, the rows kept in
+// registers, as parpy's 2-D strips), in blocks of bx columns by bz planes, so that the planes
+// i - 1 and i + 1 a thread reads are the planes its block's other threads read as theirs (L1
+// hits), where blocks of one plane's columns (bz = 1) fetch them again from L2 (as parpy's 3-D
+// strips, planes in registers, fetch the rows j - 1 and j + 1). blockIdx.y: the strip;
+// blockIdx.z: the block's planes.
 template <int S>
 __device__ void tiled(const float* __restrict__ x, float* __restrict__ y, int n) {
   int k = blockIdx.x * blockDim.x + threadIdx.x + 1;
