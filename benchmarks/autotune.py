@@ -6,7 +6,8 @@ or on the Cpu backend, with small shapes:  python benchmarks/autotune.py --cpu
 For each program: the time per call of the hand-picked spec (the one benchmarks/gpu.py uses), the
 time per call of the spec autotuning chose starting from the plain spec (threads(n) on each
 label, with .reduce() where the label reduces, no tpb, no clusters), the ratio, the tuning time of
-the first call and the chosen spec. Every result is checked against numpy.
+the first call (the whole call) and of its search alone (what `opts.autotune_budget_s` bounds),
+the candidates tried and the chosen spec. Every result is checked against numpy.
 """
 
 from __future__ import annotations
@@ -177,8 +178,8 @@ def main() -> None:
         return float(np.median(ts))
 
     print(f"parpy {parpy.__version__}, backend {backend}, budget {a.budget} s per program\n")
-    print("| program | hand-picked ms | autotuned ms | hand/auto | tuning s | candidates | chosen |")
-    print("|---|---|---|---|---|---|---|")
+    print("| program | hand-picked ms | autotuned ms | hand/auto | tuning s | search s | candidates | chosen |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, f, make, plain, hand, check in cases(a.cpu):
         host = make()
         args = to_device(host)
@@ -200,9 +201,9 @@ def main() -> None:
             f(*check_args, opts=oa)
             check(*to_host(check_args))
             print(f"| {name} | {th * 1e3:.3f} | {ta * 1e3:.3f} | {th / ta:.2f}x | {tuning:.1f} | "
-                  f"{len(t.candidates)} | {t.source()} |")
+                  f"{t.search_seconds:.1f} | {len(t.candidates)} | {t.source()} |")
         except Exception as e:  # noqa: BLE001 - a row that fails says why and the table goes on
-            print(f"| {name} | failed: {type(e).__name__}: {str(e).splitlines()[0]} | | | | | |")
+            print(f"| {name} | failed: {type(e).__name__}: {str(e).splitlines()[0]} | | | | | | |")
         sys.stdout.flush()
 
 
