@@ -2,8 +2,9 @@
 same run.
 
 Run: python benchmarks/cpu.py [--quick]
-Prints a markdown table: median wall time of repeated calls (after a warm-up call that compiles)
-and effective bandwidth (bytes read + written by the ideal kernel / time), and parpy's speed-up
+Prints a markdown table: median wall time of repeated calls (after a warm-up call that compiles;
+one call of parpy, numpy and Numba in turn per round, so that the machine's drift reaches all
+three alike) and effective bandwidth (bytes read + written by the ideal kernel / time), and parpy's speed-up
 over each peer. Then the first-call latency and the cached per-call host overhead of a tiny
 function.
 """
@@ -43,25 +44,33 @@ def np_layer_norm(x, g, b):
     return (x - mean) / np.sqrt(var + np.float32(1e-5)) * g + b
 
 
-def timeit(f, reps):
-    f()  # warm-up (compiles on first parpy call)
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
-
-
-def numba_time(f, reps, check=None):
-    """timeit of the Numba version (its warm-up call compiles), checked like parpy's; None
-    without Numba."""
-    if nb is None:
-        return None
-    t = timeit(f, reps)
+def paired(fp, fn, fb, reps, check=None):
+    """Median times of parpy's `fp`, numpy's `fn` and Numba's `fb` (None without Numba: its time
+    is None), one call of each in turn per round, so that the machine's drift during the run
+    (other load, clocks) reaches all three alike. Each is warmed up first (parpy and Numba
+    compile), parpy's and Numba's results checked by `check` after their warm-up calls, and
+    parpy's again after the timing."""
+    fb = fb if nb is not None else None
+    fp()
     if check:
         check()
-    return t
+    fn()
+    if fb is not None:
+        fb()
+        if check:
+            check()
+    ts = {0: [], 1: [], 2: []}
+    for _ in range(reps):
+        for k, f in enumerate((fp, fn, fb)):
+            if f is None:
+                continue
+            t0 = time.perf_counter()
+            f()
+            ts[k].append(time.perf_counter() - t0)
+    fp()
+    if check:
+        check()
+    return (float(np.median(ts[0])), float(np.median(ts[1])), float(np.median(ts[2])) if ts[2] else None)
 
 
 def main():
@@ -74,21 +83,17 @@ def main():
     x = np.random.randn(N, M).astype(np.float32)
     y = np.zeros(N, dtype=np.float32)
     opts = parpy.par({"rows": parpy.threads(N), "cols": parpy.threads(M)})
-    tp = timeit(lambda: row_sum(x, y, N, M, opts=opts), reps)
-    tn = timeit(lambda: x.sum(axis=1), reps)
-    np.testing.assert_allclose(y, x.sum(axis=1), rtol=1e-3, atol=1e-2)
-    tb = numba_time(lambda: nb.row_sum(x, y), reps, lambda: np.testing.assert_allclose(y, x.sum(axis=1), rtol=1e-3, atol=1e-2))
+    tp, tn, tb = paired(lambda: row_sum(x, y, N, M, opts=opts), lambda: x.sum(axis=1), lambda: nb.row_sum(x, y), reps,
+                        lambda: np.testing.assert_allclose(y, x.sum(axis=1), rtol=1e-3, atol=1e-2))
     rows.append(("row sum", f"{N}x{M} f32", x.nbytes + y.nbytes, tp, tn, tb))
 
     N, M = (1024, 2048) if quick else (4096, 8192)
     x = np.random.randn(N, M).astype(np.float32)
     out = np.empty_like(x)
     opts = parpy.par({"rows": parpy.threads(N), "cols": parpy.threads(M)})
-    tp = timeit(lambda: softmax(x, out, N, M, opts=opts), reps)
-    tn = timeit(lambda: np_softmax(x), reps)
-    np.testing.assert_allclose(out, np_softmax(x), rtol=1e-4, atol=1e-7)
-    tb = numba_time(lambda: nb.softmax(x, out), reps,
-                    lambda: np.testing.assert_allclose(out, np_softmax(x), rtol=1e-4, atol=1e-7))
+    want = np_softmax(x)
+    tp, tn, tb = paired(lambda: softmax(x, out, N, M, opts=opts), lambda: np_softmax(x), lambda: nb.softmax(x, out), reps,
+                        lambda: np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-7))
     rows.append(("softmax", f"{N}x{M} f32", 2 * x.nbytes, tp, tn, tb))
 
     N = 2**22 if quick else 2**26
@@ -98,9 +103,8 @@ def main():
     opts = parpy.par({"N": parpy.threads(N)})
     axpy(2.5, x, y, N, opts=opts)
     np.testing.assert_allclose(y, np.float32(2.5) * x + y0, rtol=1e-5, atol=1e-6)
-    tp = timeit(lambda: axpy(2.5, x, y, N, opts=opts), reps)
-    tn = timeit(lambda: np.add(np.float32(2.5) * x, y, out=y), reps)
-    tb = numba_time(lambda: nb.axpy(np.float32(2.5), x, y), reps)
+    tp, tn, tb = paired(lambda: axpy(2.5, x, y, N, opts=opts), lambda: np.add(np.float32(2.5) * x, y, out=y),
+                        lambda: nb.axpy(np.float32(2.5), x, y), reps)
     rows.append(("axpy", f"{N} f32", 3 * x.nbytes, tp, tn, tb))
 
     # Written with the reductions inside expressions (kernels.layer_norm).
@@ -109,11 +113,10 @@ def main():
     g, b = np.random.randn(M).astype(np.float32), np.random.randn(M).astype(np.float32)
     out = np.empty_like(x)
     opts = parpy.par({"rows": parpy.threads(N), "cols": parpy.threads(M)})
-    tp = timeit(lambda: layer_norm(x, g, b, out, N, M, opts=opts), reps)
-    tn = timeit(lambda: np_layer_norm(x, g, b), reps)
-    np.testing.assert_allclose(out, np_layer_norm(x, g, b), rtol=1e-3, atol=1e-3)
-    tb = numba_time(lambda: nb.layer_norm(x, g, b, out), reps,
-                    lambda: np.testing.assert_allclose(out, np_layer_norm(x, g, b), rtol=1e-3, atol=1e-3))
+    want = np_layer_norm(x, g, b)
+    tp, tn, tb = paired(lambda: layer_norm(x, g, b, out, N, M, opts=opts), lambda: np_layer_norm(x, g, b),
+                        lambda: nb.layer_norm(x, g, b, out), reps,
+                        lambda: np.testing.assert_allclose(out, want, rtol=1e-3, atol=1e-3))
     rows.append(("layer norm", f"{N}x{M} f32", 2 * x.nbytes, tp, tn, tb))
 
     # Column sums written the two ways users write them, against numpy's x.sum(axis=0).
@@ -121,14 +124,12 @@ def main():
     x = np.random.randn(N, M).astype(np.float32)
     y = np.zeros(M, dtype=np.float32)
     opts = parpy.par({"cols": parpy.threads(M)})
-    tn = timeit(lambda: x.sum(axis=0), reps)
     want = x.sum(axis=0, dtype=np.float64)
     check = lambda: np.testing.assert_allclose(y, want, rtol=1e-3, atol=1e-1)  # noqa: E731
     for name, f, g in [("column sum (loop per column)", colsum_by_column, "colsum_by_column"),
                        ("column sum (rows added)", colsum_by_row, "colsum_by_row")]:
-        tp = timeit(lambda: f(x, y, N, M, opts=opts), reps)
-        check()
-        tb = numba_time(lambda: getattr(nb, g)(x, y), reps, check)
+        tp, tn, tb = paired(lambda: f(x, y, N, M, opts=opts), lambda: x.sum(axis=0), lambda: getattr(nb, g)(x, y), reps,
+                            check)
         rows.append((name, f"{N}x{M} f32", x.nbytes + y.nbytes, tp, tn, tb))
 
     # The GPU table's user loops (benchmarks/gpu.py --user-loops), written the same way.
@@ -139,10 +140,9 @@ def main():
     want[1:-1, 1:-1] = np.float32(0.25) * (x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:])
     check = lambda: np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)  # noqa: E731
     opts = parpy.par({"rows": parpy.threads(N), "cols": parpy.threads(N)})
-    tp = timeit(lambda: stencil2d(x, y, N, N, opts=opts), reps)
-    check()
-    tn = timeit(lambda: np.float32(0.25) * (x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:]), reps)
-    tb = numba_time(lambda: nb.stencil2d(x, y), reps, check)
+    tp, tn, tb = paired(lambda: stencil2d(x, y, N, N, opts=opts),
+                        lambda: np.float32(0.25) * (x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:]),
+                        lambda: nb.stencil2d(x, y), reps, check)
     rows.append(("5-point stencil", f"{N}x{N} f32", 2 * x.nbytes, tp, tn, tb))
 
     P = 128 if quick else 256
@@ -157,10 +157,7 @@ def main():
     want = np_stencil3d()
     check = lambda: np.testing.assert_allclose(y[c], want, rtol=1e-5, atol=1e-5)  # noqa: E731
     opts = parpy.par({"planes": parpy.threads(P), "cols": parpy.threads(P)})
-    tp = timeit(lambda: stencil3d(x, y, P, opts=opts), reps)
-    check()
-    tn = timeit(np_stencil3d, reps)
-    tb = numba_time(lambda: nb.stencil3d(x, y), reps, check)
+    tp, tn, tb = paired(lambda: stencil3d(x, y, P, opts=opts), np_stencil3d, lambda: nb.stencil3d(x, y), reps, check)
     rows.append(("7-point stencil", f"{P}^3 f32", 2 * x.nbytes, tp, tn, tb))
 
     R = 2**16 if quick else 2**20
@@ -170,10 +167,8 @@ def main():
     want = np.add.reduceat(d.astype(np.float64) * xs[ix], ip[:-1])  # every row has a nonzero
     check = lambda: np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)  # noqa: E731
     opts = parpy.par({"rows": parpy.threads(R)})
-    tp = timeit(lambda: spmv_csr(ip, ix, d, xs, y, R, opts=opts), reps)
-    check()
-    tn = timeit(lambda: np.add.reduceat(d * xs[ix], ip[:-1]), reps)
-    tb = numba_time(lambda: nb.spmv_csr(ip, ix, d, xs, y), reps, check)
+    tp, tn, tb = paired(lambda: spmv_csr(ip, ix, d, xs, y, R, opts=opts), lambda: np.add.reduceat(d * xs[ix], ip[:-1]),
+                        lambda: nb.spmv_csr(ip, ix, d, xs, y), reps, check)
     rows.append((f"CSR SpMV (nnz {len(d) / R:.1f}/row)", f"{R} rows", ip.nbytes + ix.nbytes + d.nbytes + 2 * xs.nbytes,
                  tp, tn, tb))
 
