@@ -49,17 +49,21 @@ def paired_times(f, g, rounds=3):
     return float(np.median(tf)), float(np.median(tg))
 
 
-def gpu_time(f, reps=20):
+def gpu_time(f, reps=20, calls=1):
+    """Median seconds per call of f over `reps` measurements, each of `calls` calls back to back
+    between two CUDA events (one call: its host work before the launch counts; a burst: the
+    kernel's own time where the host keeps ahead of the GPU)."""
     f()
     torch.cuda.synchronize()
     ts = []
     for _ in range(reps):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
-        f()
+        for _ in range(calls):
+            f()
         b.record()
         b.synchronize()
-        ts.append(a.elapsed_time(b) / 1e3)
+        ts.append(a.elapsed_time(b) / 1e3 / calls)
     return float(np.median(ts))
 
 

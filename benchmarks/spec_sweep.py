@@ -9,36 +9,18 @@ torch measured both ways in the same run. What the defaults should be is read fr
 """
 
 import os
-import shutil
 import sys
-import tempfile
-import atexit
-
-os.environ["PARPY_CACHE_DIR"] = tempfile.mkdtemp(prefix="parpy-sweep-")
-atexit.register(shutil.rmtree, os.environ["PARPY_CACHE_DIR"], ignore_errors=True)
-
-import numpy as np
-import parpy
-import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from gpu import gpu_time, opts  # noqa: E402
+from gpu import gpu_time, opts  # noqa: E402  (first: it gives the run a private disk cache)
 from kernels import layer_norm, power_law_csr, spmv_csr_warp  # noqa: E402
 
+import parpy  # noqa: E402
+import torch  # noqa: E402
 
-def burst_time(f, reps=20, rounds=5):
-    f()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(rounds):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        for _ in range(reps):
-            f()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b) / 1e3 / reps)
-    return float(np.median(ts))
+
+def burst_time(f):
+    return gpu_time(f, reps=5, calls=20)
 
 
 def row(name, f, peer_single, peer_burst):

@@ -18,13 +18,8 @@ import parpy
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+from gpu import opts  # noqa: E402
 from kernels import power_law_csr, spmv_csr_warp, stencil2d, stencil3d, stencil3d_par  # noqa: E402
-
-
-def opts(par):
-    o = parpy.par(par)
-    o.backend = parpy.CompileBackend.Cuda
-    return o
 
 
 def twice(f):
