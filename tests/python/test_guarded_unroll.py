@@ -8,9 +8,10 @@ import re
 import numpy as np
 import parpy
 import pytest
+from common import make_opts as opts
 from conftest import backends
 from parpy import CompileBackend
-from test_warp_rows import spmv
+from test_warp_rows import spmv, spmv_ref
 
 CUDA = CompileBackend.Cuda
 RNG = np.random.default_rng()
@@ -51,17 +52,6 @@ def csr(rows, cols):
     indices = RNG.integers(0, cols, int(indptr[-1])).astype(np.int64)
     data = RNG.standard_normal(int(indptr[-1])).astype(np.float32)
     return indptr, indices, data
-
-
-def spmv_ref(indptr, indices, data, x):
-    rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-    return np.bincount(rows, weights=data.astype(np.float64) * x[indices].astype(np.float64), minlength=len(indptr) - 1)
-
-
-def opts(backend, spec):
-    o = parpy.par(spec)
-    o.backend = backend
-    return o
 
 
 @pytest.mark.parametrize("lanes", [1, 4, 8, 32])
