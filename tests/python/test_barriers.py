@@ -30,12 +30,12 @@ def opts(backend, **labels):
 
 
 @parpy.jit
-def stencil3d(x, y, N):
+def stencil3d(x, y, N, M):
     parpy.label("planes")
     for i in range(1, N - 1):
         for j in range(1, N - 1):
             parpy.label("cols")
-            for k in range(1, N - 1):
+            for k in range(1, M - 1):
                 y[i, j, k] = (x[i - 1, j, k] + x[i + 1, j, k] + x[i, j - 1, k] + x[i, j + 1, k]
                               + x[i, j, k - 1] + x[i, j, k + 1]) / 6.0
 
@@ -138,7 +138,7 @@ def cases():
         a = f32(B, N, M)
         return [a, a, B, N, M]
     return [
-        ("stencil3d", stencil3d, lambda: [f32(12, 12, 12), np.zeros((12, 12, 12), np.float32), 12],
+        ("stencil3d", stencil3d, lambda: [f32(12, 12, 12), np.zeros((12, 12, 12), np.float32), 12, 12],
          {"planes": 12, "cols": 12}, lambda a: stencil3d_ref(a[0], a[1]), True),
         ("sweep", sweep, lambda: [f32(B, N, M), np.zeros((B, N, M), np.float32), B, N, M],
          {"B": B, "M": M}, lambda a: sweep_ref(a[0], a[1]), True),
