@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import parpy as _native
-from .parpy import CompileBackend, CompileOptions, LoopPar, ParallelismError
+from .parpy import CompileBackend, CompileOptions, DataType, LoopPar, ParallelismError
 
 log = logging.getLogger("parpy.autotune")
 
@@ -135,9 +135,10 @@ def _copy(a: Any, where: str, backend: CompileBackend) -> Any:
         return {k: _copy(v, f"{where}[{k!r}]", backend) for k, v in a.items()}
     if isinstance(a, np.ndarray):
         if backend == CompileBackend.Cuda and a.ndim > 0 and a.flags.c_contiguous:
-            from .buffer import _cuda_from_array
+            from .buffer import _cuda_from_host
 
-            return _cuda_from_array(a.copy())
+            # Copied to the device only: no host copy first, and none back when the copy goes.
+            return _cuda_from_host(a, DataType(a.dtype.str), None)
         return a.copy()
     module = type(a).__module__.split(".")[0]
     if module == "torch" and hasattr(a, "clone"):

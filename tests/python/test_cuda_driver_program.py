@@ -272,6 +272,29 @@ def test_autotuning_on_cuda_tries_thread_counts_blocks_and_clusters(tmp_path):
     assert len(launches) >= 4 * len(tried)
 
 
+COPIES = """
+import numpy as np
+from parpy import CompileBackend
+from parpy.autotune import _copy
+
+x = np.arange(6, dtype=np.float32).reshape(2, 3)
+b = _copy(x, "#1", CompileBackend.Cuda)
+assert b.src is None, "the candidates' copy writes back into a host array"
+np.testing.assert_array_equal(b.numpy(), x)
+del b
+np.testing.assert_array_equal(x, np.arange(6, dtype=np.float32).reshape(2, 3))
+print("ok")
+"""
+
+
+def test_autotuning_copies_host_arrays_to_the_device_only(tmp_path):
+    # The candidates run on device copies of a host array: made from the array itself, with no
+    # host copy first and nothing copied back when they go (for 2^27 floats the host copies took
+    # more than the search's budget).
+    r = fake_driver.run(tmp_path, COPIES)
+    assert r.stdout.strip().endswith("ok"), r.stdout + r.stderr
+
+
 def test_diagnostics_say_where_the_driver_came_from(tmp_path):
     # python -m parpy names the driver library it loaded and why that one (README, "Backends").
     r = fake_driver.run(tmp_path, "import runpy, sys\nsys.argv = ['parpy']\n"
