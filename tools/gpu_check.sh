@@ -21,6 +21,8 @@
 #             program $PARPY_FUZZ_FIRST (default 0: to go on where a run stopped by its time
 #             limit ended, give its program count)
 #   sanitize  compute-sanitizer memcheck and racecheck over the GPU reduction tests
+#   sanitize-probe  whether a child process that initialises CUDA runs under each tool, directly and
+#             as the child of an instrumented process (all processes instrumented, then the parent only)
 #   sanitize-examples  memcheck and racecheck ($PARPY_SAN_TOOLS) side by side over
 #             examples/torch_distributed.py run directly, every process instrumented, each within
 #             $PARPY_SAN_SECONDS (default 540)
@@ -122,15 +124,15 @@ for step in $steps; do
       wait
       tail -q -n 2 "$logs/memcheck.log" "$logs/racecheck.log" ;;
     sanitize-all)
-      # Tests that run only on the Cpu backend never touch the GPU: deselected by default; so is
-      # the test whose child process runs against a stand-in CUDA driver (the sanitizer, injected
-      # into the child too, crashes there). Four tests run out of GPU memory on purpose (API
+      # Tests that run only on the Cpu backend never touch the GPU: deselected by default; tests
+      # whose child process runs against a stand-in CUDA driver skip themselves (PARPY_TEST_SANITIZER:
+      # the child has no GPU code, and the sanitizer, injected into it too, crashed or hung there). Four tests run out of GPU memory on purpose (API
       # errors, not reported). With two GPUs, each tool gets its own. More than about 6 workers
       # per tool starve: 15 memcheck workers finished no test in 540 s.
       ngpu=$(nvidia-smi -L | wc -l); g=0
       for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
         skip=$( [ -n "${PARPY_SAN_DONE:-}" ] && ls "$(realpath "$PARPY_SAN_DONE")"/$tool-tests*.log 2>/dev/null | paste -sd: )
-        PARPY_TEST_TIMEOUT_SCALE=${PARPY_SAN_TIMEOUT_SCALE:-5} PARPY_TEST_SKIP="$skip" PARPY_TEST_LOG="$logs/$tool-tests.log" CUDA_VISIBLE_DEVICES=$(( g % ngpu )) \
+        PARPY_TEST_SANITIZER=$tool PARPY_TEST_TIMEOUT_SCALE=${PARPY_SAN_TIMEOUT_SCALE:-5} PARPY_TEST_SKIP="$skip" PARPY_TEST_LOG="$logs/$tool-tests.log" CUDA_VISIBLE_DEVICES=$(( g % ngpu )) \
           timeout "${PARPY_SAN_SECONDS:-36000}" compute-sanitizer --tool $tool --report-api-errors no \
           --target-processes "${PARPY_SAN_TARGETS:-all}" --print-limit 50 python3 -m pytest -q -rf -p no:cacheprovider \
           -n "${PARPY_SAN_WORKERS:-6}" ${PARPY_SAN_FILES:-tests/python} -k "${PARPY_SAN_K:-not Cpu and not fuzz and not built_by_nvcc}" \
@@ -162,6 +164,24 @@ print(f"in flight when stopped: {len(cut)}")
 for t in cut:
     print(f"  {t}")
 PY
+      done ;;
+    sanitize-probe)
+      # Whether a child process that initialises CUDA runs under each tool: `python3 -m parpy` run
+      # directly, then as a child of an instrumented process (every process instrumented, then the
+      # parent alone), each within 120 s. On 2026-12-02 tests whose children initialise CUDA ran
+      # past 9 minutes under sanitize-all.
+      for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
+        for how in direct all application-only; do
+          t0=$(date +%s)
+          if [ $how = direct ]; then
+            timeout 120 compute-sanitizer --tool $tool python3 -m parpy > "$logs/probe-$tool-$how.log" 2>&1
+          else
+            timeout 120 compute-sanitizer --tool $tool --target-processes $how python3 -c \
+              "import subprocess, sys; print(subprocess.run([sys.executable, '-m', 'parpy'], timeout=110).returncode)" \
+              > "$logs/probe-$tool-$how.log" 2>&1
+          fi
+          echo "$tool $how: exit $? in $(( $(date +%s) - t0 )) s; $(grep -c 'CUDA devices' "$logs/probe-$tool-$how.log") device lists"
+        done
       done ;;
     sanitize-examples)
       # The examples whose tests run them in child processes that outlast a sanitize-all call

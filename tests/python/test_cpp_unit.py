@@ -1,5 +1,6 @@
 """Builds the C++ unit tests (GoogleTest, tests/cpp) and runs them with ctest."""
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -21,6 +22,16 @@ def _have_gtest() -> bool:
 @pytest.mark.skipif(not _have_gtest(), reason="GoogleTest headers are not installed")
 def test_cpp_unit_tests():
     build = ROOT / "build" / "cpp-tests"
+    build.parent.mkdir(parents=True, exist_ok=True)
+    # Two test runs in one checkout at once (memcheck and racecheck side by side on the GPU machine)
+    # share the build folder: one rebuilt the binary while the other's ctest started it ("permission
+    # denied"). They take turns.
+    with open(build.parent / "cpp-tests.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _build_and_run(build)
+
+
+def _build_and_run(build):
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
     env = dict(os.environ)
     subprocess.run(
