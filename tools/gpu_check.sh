@@ -167,22 +167,28 @@ PY
       done ;;
     sanitize-probe)
       # Whether a child process that initialises CUDA runs under each tool: `python3 -m parpy` run
-      # directly, then as a child of an instrumented process (every process instrumented, then the
-      # parent alone), each within 120 s. On 2026-12-02 tests whose children initialise CUDA ran
-      # past 9 minutes under sanitize-all.
+      # directly, then as the child of an instrumented process (every process instrumented, then
+      # the parent alone); the six runs side by side. Where one is still running after 80 s, its
+      # Python stacks are printed (faulthandler) and it ends. On 2026-12-02 tests whose children
+      # initialise CUDA ran past 9 minutes under sanitize-all.
+      main="import faulthandler, runpy; faulthandler.dump_traceback_later(80, exit=True); runpy.run_module('parpy', run_name='__main__')"
       for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
         for how in direct all application-only; do
-          t0=$(date +%s)
-          if [ $how = direct ]; then
-            timeout 120 compute-sanitizer --tool $tool python3 -m parpy > "$logs/probe-$tool-$how.log" 2>&1
-          else
-            timeout 120 compute-sanitizer --tool $tool --target-processes $how python3 -c \
-              "import subprocess, sys; print(subprocess.run([sys.executable, '-m', 'parpy'], timeout=110).returncode)" \
-              > "$logs/probe-$tool-$how.log" 2>&1
-          fi
-          echo "$tool $how: exit $? in $(( $(date +%s) - t0 )) s; $(grep -c 'CUDA devices' "$logs/probe-$tool-$how.log") device lists"
+          (
+            t0=$(date +%s)
+            if [ $how = direct ]; then
+              timeout 110 compute-sanitizer --tool $tool python3 -c "$main" > "$logs/probe-$tool-$how.log" 2>&1
+            else
+              timeout 110 compute-sanitizer --tool $tool --target-processes $how python3 -c \
+                "import subprocess, sys; print('child exit', subprocess.run([sys.executable, '-c', sys.argv[1]]).returncode)" \
+                "$main" > "$logs/probe-$tool-$how.log" 2>&1
+            fi
+            echo "$tool $how: exit $? in $(( $(date +%s) - t0 )) s; $(grep -c 'CUDA devices' "$logs/probe-$tool-$how.log") device lists"
+            grep -E "^(Thread|Current thread|  File)" "$logs/probe-$tool-$how.log" | head -12
+          ) &
         done
-      done ;;
+      done
+      wait ;;
     sanitize-examples)
       # The examples whose tests run them in child processes that outlast a sanitize-all call
       # (examples/torch_distributed.py), run directly under each tool, every process instrumented.
