@@ -215,7 +215,7 @@ extern "C" __global__ void __launch_bounds__(256) s3_smem(const float* __restric
 }
 
 // A thread keeps the line (j, k) and walks planes [i0, i0 + R).
-extern "C" __global__ void __launch_bounds__(256) s3_rot(const float* __restrict__ x, float* __restrict__ y,
+extern "C" __global__ void __launch_bounds__(1024) s3_rot(const float* __restrict__ x, float* __restrict__ y,
                                                           int n, int R) {
   int k = blockIdx.x * blockDim.x + threadIdx.x + 1;
   int j = blockIdx.y * blockDim.y + threadIdx.y + 1;
@@ -235,7 +235,7 @@ extern "C" __global__ void __launch_bounds__(256) s3_rot(const float* __restrict
 
 // s3_rot with the loads of the next plane's five values issued one plane ahead (software
 // pipelining: they are in flight while this plane's sum is computed and stored).
-extern "C" __global__ void __launch_bounds__(256) s3_rotp(const float* __restrict__ x, float* __restrict__ y,
+extern "C" __global__ void __launch_bounds__(1024) s3_rotp(const float* __restrict__ x, float* __restrict__ y,
                                                            int n, int R) {
   int k = blockIdx.x * blockDim.x + threadIdx.x + 1;
   int j = blockIdx.y * blockDim.y + threadIdx.y + 1;
@@ -562,6 +562,18 @@ def probe_3d():
                 smem = 4 * (bx + 2) * (by + 2) if name == "s3_smem" else 0
                 y.fill(0)
                 ms = time_ms(lambda: k(grid, (bx, by), (x, y, np.int32(P), np.int32(R)), shared_mem=smem))
+                check(f"{name} {R}", y, want, 1e-4)
+                row(f"{name[3:]} {R}, blocks {bx}x{by}", ms, nbytes, copy)
+    # Larger 2-D blocks: a block's rows j - 1 and j + 1 and columns k - 1 and k + 1 are its own but
+    # for the edges (2 / by of the rows, 2 sectors of each row's 4 * bx bytes), so more of the loads
+    # can come from the L1 instead of the L2, which bounds these kernels.
+    for name in ("s3_rot", "s3_rotp"):
+        k = mod.get_function(name)
+        for bx, by in ((128, 4), (128, 8), (64, 8), (64, 16), (256, 4), (32, 32)):
+            for R in (16, 64):
+                grid = ((P - 2 + bx - 1) // bx, (P - 2 + by - 1) // by, (P - 2 + R - 1) // R)
+                y.fill(0)
+                ms = time_ms(lambda: k(grid, (bx, by), (x, y, np.int32(P), np.int32(R))))
                 check(f"{name} {R}", y, want, 1e-4)
                 row(f"{name[3:]} {R}, blocks {bx}x{by}", ms, nbytes, copy)
     k = mod.get_function("s3_rotv")
