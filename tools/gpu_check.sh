@@ -168,22 +168,30 @@ PY
     sanitize-probe)
       # Whether a child process that initialises CUDA runs under each tool: `python3 -m parpy` run
       # directly, then as the child of an instrumented process (every process instrumented, then
-      # the parent alone); the six runs side by side. Where one is still running after 80 s, its
-      # Python stacks are printed (faulthandler) and it ends. On 2026-12-02 tests whose children
-      # initialise CUDA ran past 9 minutes under sanitize-all.
+      # the parent alone; ten children at once, all instrumented); the runs side by side. Where
+      # one is still running after 80 s, its Python stacks are printed (faulthandler) and it ends.
+      # On 2026-12-02 tests whose children initialise CUDA ran past 9 minutes under sanitize-all.
       main="import faulthandler, runpy; faulthandler.dump_traceback_later(80, exit=True); runpy.run_module('parpy', run_name='__main__')"
       for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
-        for how in direct all application-only; do
+        for how in direct all application-only many; do
           (
             t0=$(date +%s)
             if [ $how = direct ]; then
               timeout 110 compute-sanitizer --tool $tool python3 -c "$main" > "$logs/probe-$tool-$how.log" 2>&1
+            elif [ $how = many ]; then
+              # Ten children at once, every process instrumented: whether the sanitizer serves only
+              # so many processes at a time (the others waiting for one to end).
+              timeout 110 compute-sanitizer --tool $tool --target-processes all python3 -c \
+                "import subprocess, sys, time; t = time.time(); ps = [subprocess.Popen([sys.executable, '-c', sys.argv[1]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(10)]
+[print('CUDA devices: child', i, 'exit', p.wait(), 'at', round(time.time() - t, 1), 's', flush=True) for i, p in enumerate(ps)]" \
+                "$main" > "$logs/probe-$tool-$how.log" 2>&1
             else
               timeout 110 compute-sanitizer --tool $tool --target-processes $how python3 -c \
                 "import subprocess, sys; print('child exit', subprocess.run([sys.executable, '-c', sys.argv[1]]).returncode)" \
                 "$main" > "$logs/probe-$tool-$how.log" 2>&1
             fi
             echo "$tool $how: exit $? in $(( $(date +%s) - t0 )) s; $(grep -c 'CUDA devices' "$logs/probe-$tool-$how.log") device lists"
+            grep "^CUDA devices: child" "$logs/probe-$tool-$how.log" | sed "s/^CUDA devices:/  $tool:/" | head -10
             grep -E "^(Thread|Current thread|  File)" "$logs/probe-$tool-$how.log" | head -12
           ) &
         done
