@@ -31,7 +31,8 @@
 #             $PARPY_SAN_FILES the test files, default tests/python: a 10-minute command covers less
 #             than half; each test's outcome goes to $tool-tests.log as it ends; $PARPY_SAN_DONE, a
 #             folder of such logs from earlier cut runs, $tool-tests*.log: the tests they record are
-#             not run again; the sanitizer instruments child processes too ($PARPY_SAN_TARGETS,
+#             not run again; $PARPY_SAN_CUT=skip leaves out the tests they record as cut by the time
+#             limit too, =only runs those alone (with PARPY_SAN_WORKERS=1, say); the sanitizer instruments child processes too ($PARPY_SAN_TARGETS,
 #             default all), whose tests' time limits are multiplied by $PARPY_SAN_TIMEOUT_SCALE,
 #             default 5: children under the sanitizer ran out of 120-300 s limits; each tool is
 #             stopped after $PARPY_SAN_SECONDS, so that a run within a time limit still prints its
@@ -132,7 +133,7 @@ for step in $steps; do
       ngpu=$(nvidia-smi -L | wc -l); g=0
       for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
         skip=$( [ -n "${PARPY_SAN_DONE:-}" ] && ls "$(realpath "$PARPY_SAN_DONE")"/$tool-tests*.log 2>/dev/null | paste -sd: )
-        PARPY_TEST_SANITIZER=$tool PARPY_TEST_TIMEOUT_SCALE=${PARPY_SAN_TIMEOUT_SCALE:-5} PARPY_TEST_SKIP="$skip" PARPY_TEST_LOG="$logs/$tool-tests.log" CUDA_VISIBLE_DEVICES=$(( g % ngpu )) \
+        PARPY_TEST_CUT=${PARPY_SAN_CUT:-} PARPY_TEST_SANITIZER=$tool PARPY_TEST_TIMEOUT_SCALE=${PARPY_SAN_TIMEOUT_SCALE:-5} PARPY_TEST_SKIP="$skip" PARPY_TEST_LOG="$logs/$tool-tests.log" CUDA_VISIBLE_DEVICES=$(( g % ngpu )) \
           timeout "${PARPY_SAN_SECONDS:-36000}" compute-sanitizer --tool $tool --report-api-errors no \
           --target-processes "${PARPY_SAN_TARGETS:-all}" --print-limit 50 python3 -m pytest -q -rf -p no:cacheprovider \
           -n "${PARPY_SAN_WORKERS:-6}" ${PARPY_SAN_FILES:-tests/python} -k "${PARPY_SAN_K:-not Cpu and not fuzz and not built_by_nvcc}" \

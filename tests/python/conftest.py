@@ -84,25 +84,38 @@ def pytest_runtest_logstart(nodeid, location):
 
 
 # PARPY_TEST_SKIP=<log>[:<log>...]: tests that such logs record as ended (any outcome) are
-# deselected, so a run cut by a time limit goes on where it stopped.
+# deselected, so a run cut by a time limit goes on where it stopped. PARPY_TEST_CUT=skip deselects
+# the tests the logs record as started and never ended too (those a time limit cut: in a sanitizer
+# run, tests whose child processes waited past it), and PARPY_TEST_CUT=only runs only those.
 _SKIP_LOGS = [p for p in os.environ.get("PARPY_TEST_SKIP", "").split(os.pathsep) if p]
+_CUT = os.environ.get("PARPY_TEST_CUT", "")
 
 
-def _ended_tests(paths):
-    ended = set()
+def _logged_tests(paths):
+    """(ended, started) test ids of the logs."""
+    ended, started = set(), set()
     for path in paths:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 parts = line.rstrip("\n").split(" ", 2)  # outcome, seconds, test id (may hold spaces)
-                if len(parts) == 3 and parts[0] != "started" and not line.startswith(" ") and "::" in parts[2]:
+                if parts[0] == "started" and len(parts) > 1:
+                    started.add(line.rstrip("\n").split(" ", 1)[1])
+                elif len(parts) == 3 and not line.startswith(" ") and "::" in parts[2]:
                     ended.add(parts[2])
-    return ended
+    return ended, started
 
 
 def pytest_collection_modifyitems(config, items):
     if not _SKIP_LOGS:
         return
-    ended = _ended_tests(_SKIP_LOGS)
+    if _CUT not in ("", "skip", "only"):
+        raise pytest.UsageError(f"PARPY_TEST_CUT is {_CUT!r}; it must be 'skip', 'only' or unset")
+    ended, started = _logged_tests(_SKIP_LOGS)
+    cut = started - ended
+    if _CUT == "skip":
+        ended |= cut
+    elif _CUT == "only":
+        ended = {item.nodeid for item in items} - cut
     keep = [item for item in items if item.nodeid not in ended]
     if len(keep) != len(items):
         config.hook.pytest_deselected(items=[item for item in items if item.nodeid in ended])

@@ -80,6 +80,7 @@ def test_tests_in_a_skip_log_are_deselected(tmp_path):
                     "passed 0.2s test_sample.py::test_four[a b]\nstarted test_sample.py::test_four[c d]\n")
     log = tmp_path / "tests.log"
     env = dict(os.environ, PARPY_TEST_LOG=str(log), PARPY_TEST_SKIP=str(done))
+    env.pop("PARPY_TEST_CUT", None)  # the outer run's
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
                         str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=child_timeout(300))
@@ -89,3 +90,42 @@ def test_tests_in_a_skip_log_are_deselected(tmp_path):
              if not line.startswith("collected ") and not line.startswith("started ")]
     assert [line[2] for line in lines] == ["test_sample.py::test_two", "test_sample.py::test_four[c d]"]
     assert "+" in lines[0][1] and "+" not in lines[1][1], lines  # the slow fixture's setup time
+
+
+def test_tests_a_time_limit_cut_are_deselected_or_run_alone(tmp_path):
+    # PARPY_TEST_CUT: "skip" leaves out the tests a skip log records as started and never ended as
+    # well; "only" runs those alone.
+    here = pathlib.Path(__file__).parent
+    (tmp_path / "conftest.py").write_text((here / "conftest.py").read_text())
+    (tmp_path / "test_sample.py").write_text(textwrap.dedent("""
+        def test_ended():
+            pass
+
+        def test_cut():
+            pass
+
+        def test_new():
+            pass
+    """))
+    done = tmp_path / "done.log"
+    done.write_text("started test_sample.py::test_ended\npassed 0.1s test_sample.py::test_ended\n"
+                    "started test_sample.py::test_cut\n")
+
+    def run(cut):
+        log = tmp_path / f"tests-{cut}.log"
+        env = dict(os.environ, PARPY_TEST_LOG=str(log), PARPY_TEST_SKIP=str(done), PARPY_TEST_CUT=cut)
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                            str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=child_timeout(300))
+        ran = [line.split(" ", 2)[2] for line in log.read_text().splitlines() if line.startswith("passed ")] \
+            if log.exists() else []
+        return r, ran
+
+    r, ran = run("")
+    assert r.returncode == 0 and ran == ["test_sample.py::test_cut", "test_sample.py::test_new"], r.stdout
+    r, ran = run("skip")
+    assert r.returncode == 0 and ran == ["test_sample.py::test_new"], r.stdout
+    r, ran = run("only")
+    assert r.returncode == 0 and ran == ["test_sample.py::test_cut"], r.stdout
+    r, _ = run("all")
+    assert r.returncode != 0 and "PARPY_TEST_CUT is 'all'" in r.stdout + r.stderr, r.stdout + r.stderr
