@@ -21,8 +21,9 @@
 #             program $PARPY_FUZZ_FIRST (default 0: to go on where a run stopped by its time
 #             limit ended, give its program count)
 #   sanitize  compute-sanitizer memcheck and racecheck over the GPU reduction tests
-#   sanitize-probe  whether a child process that initialises CUDA runs under each tool, directly and
-#             as the child of an instrumented process (all processes instrumented, then the parent only)
+#   sanitize-probe  whether a child process that initialises CUDA runs under each tool: directly,
+#             as the child of an instrumented process (all processes instrumented, then the parent
+#             only), and as one of ten such children at once
 #   sanitize-examples  memcheck and racecheck ($PARPY_SAN_TOOLS) side by side over
 #             examples/torch_distributed.py run directly, every process instrumented, each within
 #             $PARPY_SAN_SECONDS (default 540)
@@ -32,8 +33,8 @@
 #             than half; each test's outcome goes to $tool-tests.log as it ends; $PARPY_SAN_DONE, a
 #             folder of such logs from earlier cut runs, $tool-tests*.log: the tests they record are
 #             not run again; $PARPY_SAN_CUT=skip leaves out the tests they record as cut by the time
-#             limit too, =only runs those alone (with PARPY_SAN_WORKERS=1, say); the sanitizer instruments child processes too ($PARPY_SAN_TARGETS,
-#             default all), whose tests' time limits are multiplied by $PARPY_SAN_TIMEOUT_SCALE,
+#             limit too, =only runs those alone (with PARPY_SAN_WORKERS=1, say); the sanitizer
+#             instruments child processes too ($PARPY_SAN_TARGETS, default all), whose tests' time limits are multiplied by $PARPY_SAN_TIMEOUT_SCALE,
 #             default 5: children under the sanitizer ran out of 120-300 s limits; each tool is
 #             stopped after $PARPY_SAN_SECONDS, so that a run within a time limit still prints its
 #             summary: how many tests ended, the failures, every sanitizer report)
@@ -126,9 +127,10 @@ for step in $steps; do
       tail -q -n 2 "$logs/memcheck.log" "$logs/racecheck.log" ;;
     sanitize-all)
       # Tests that run only on the Cpu backend never touch the GPU: deselected by default; tests
-      # whose child process runs against a stand-in CUDA driver skip themselves (PARPY_TEST_SANITIZER:
-      # the child has no GPU code, and the sanitizer, injected into it too, crashed or hung there). Four tests run out of GPU memory on purpose (API
-      # errors, not reported). With two GPUs, each tool gets its own. More than about 6 workers
+      # whose child process runs against a stand-in CUDA driver skip themselves
+      # (PARPY_TEST_SANITIZER: the child has no GPU code, and the sanitizer, injected into it too,
+      # crashed or hung there). Four tests run out of GPU memory on purpose (API errors, not
+      # reported). With two GPUs, each tool gets its own. More than about 6 workers
       # per tool starve: 15 memcheck workers finished no test in 540 s.
       ngpu=$(nvidia-smi -L | wc -l); g=0
       for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do

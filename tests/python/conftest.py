@@ -106,10 +106,12 @@ def _logged_tests(paths):
 
 
 def pytest_collection_modifyitems(config, items):
-    if not _SKIP_LOGS:
-        return
     if _CUT not in ("", "skip", "only"):
         raise pytest.UsageError(f"PARPY_TEST_CUT is {_CUT!r}; it must be 'skip', 'only' or unset")
+    if _CUT and not _SKIP_LOGS:
+        raise pytest.UsageError("PARPY_TEST_CUT needs the logs that record the cut tests: set PARPY_TEST_SKIP")
+    if not _SKIP_LOGS:
+        return
     ended, started = _logged_tests(_SKIP_LOGS)
     cut = started - ended
     if _CUT == "skip":

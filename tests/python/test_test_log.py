@@ -28,6 +28,7 @@ def test_outcomes_are_logged_as_tests_end(tmp_path):
     log = tmp_path / "tests.log"
     env = dict(os.environ, PARPY_TEST_LOG=str(log))
     env.pop("PARPY_TEST_SKIP", None)  # the outer run's (a sanitizer run's resumption)
+    env.pop("PARPY_TEST_CUT", None)
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
                         str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=child_timeout(300))
@@ -129,3 +130,9 @@ def test_tests_a_time_limit_cut_are_deselected_or_run_alone(tmp_path):
     assert r.returncode == 0 and ran == ["test_sample.py::test_cut"], r.stdout
     r, _ = run("all")
     assert r.returncode != 0 and "PARPY_TEST_CUT is 'all'" in r.stdout + r.stderr, r.stdout + r.stderr
+    env = dict(os.environ, PARPY_TEST_CUT="only")
+    env.pop("PARPY_TEST_SKIP", None)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                        str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=child_timeout(300))
+    assert r.returncode != 0 and "set PARPY_TEST_SKIP" in r.stdout + r.stderr, r.stdout + r.stderr
