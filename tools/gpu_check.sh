@@ -24,11 +24,14 @@
 #   sanitize-probe  whether a child process that initialises CUDA runs under each tool: directly,
 #             as the child of an instrumented process (all processes instrumented, then the parent
 #             only), and as one of ten such children at once
+#   sanitize-hang  where a test's child stalls under memcheck (the tests $PARPY_HANG_TESTS)
 #   sanitize-examples  memcheck and racecheck ($PARPY_SAN_TOOLS) side by side over
 #             examples/torch_distributed.py run directly, every process instrumented, each within
 #             $PARPY_SAN_SECONDS (default 540)
 #   sanitize-all  memcheck and racecheck ($PARPY_SAN_TOOLS, default both), side by side, over the whole suite ($PARPY_SAN_K selects
-#             tests, default every test that may use the GPU; $PARPY_SAN_WORKERS pytest-xdist workers each, default 6;
+#             tests, default every test that may use the GPU; $PARPY_SAN_WORKERS pytest-xdist workers each, default 6,
+#             0 for one pytest process; $PARPY_SAN_SHARDS sanitizer processes per tool, default 1, each
+#             over its share of the tests;
 #             $PARPY_SAN_FILES the test files, default tests/python: a 10-minute command covers less
 #             than half; each test's outcome goes to $tool-tests.log as it ends; $PARPY_SAN_DONE, a
 #             folder of such logs from earlier cut runs, $tool-tests*.log: the tests they record are
@@ -132,30 +135,47 @@ for step in $steps; do
       # crashed or hung there). Four tests run out of GPU memory on purpose (API errors, not
       # reported). With two GPUs, each tool gets its own. More than about 6 workers
       # per tool starve: 15 memcheck workers finished no test in 540 s.
-      ngpu=$(nvidia-smi -L | wc -l); g=0
+      # The C++ unit tests' build (tests/python/test_cpp_unit.py) is made first, uninstrumented:
+      # its compilers, every process instrumented, did not end in 300 s (2026-12-02); the test then
+      # finds it up to date and runs the tests under the tool.
+      if ! cat "${PARPY_SAN_DONE:-/nonexistent}"/*-tests*.log 2>/dev/null | grep -q "^passed.*test_cpp_unit_tests"; then
+        python3 -m pytest -q -p no:cacheprovider tests/python/test_cpp_unit.py > "$logs/cpp-unit-prebuild.log" 2>&1
+        tail -1 "$logs/cpp-unit-prebuild.log"
+      fi
+      # $PARPY_SAN_SHARDS (default 1) sanitizer processes per tool, each over its share of the
+      # tests (PARPY_TEST_SHARD): with PARPY_SAN_WORKERS=0, one pytest process each, the way to run
+      # the tests whose children initialise CUDA (under xdist workers those children ran 10-30
+      # times slower: `sanitize-hang`).
+      ngpu=$(nvidia-smi -L | wc -l); g=0; shards=${PARPY_SAN_SHARDS:-1}
       for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
         skip=$( [ -n "${PARPY_SAN_DONE:-}" ] && ls "$(realpath "$PARPY_SAN_DONE")"/$tool-tests*.log 2>/dev/null | paste -sd: )
-        PARPY_TEST_CUT=${PARPY_SAN_CUT:-} PARPY_TEST_SANITIZER=$tool PARPY_TEST_TIMEOUT_SCALE=${PARPY_SAN_TIMEOUT_SCALE:-5} PARPY_TEST_SKIP="$skip" PARPY_TEST_LOG="$logs/$tool-tests.log" CUDA_VISIBLE_DEVICES=$(( g % ngpu )) \
-          timeout "${PARPY_SAN_SECONDS:-36000}" compute-sanitizer --tool $tool --report-api-errors no \
-          --target-processes "${PARPY_SAN_TARGETS:-all}" --print-limit 50 python3 -m pytest -q -rf -p no:cacheprovider \
-          -n "${PARPY_SAN_WORKERS:-6}" ${PARPY_SAN_FILES:-tests/python} -k "${PARPY_SAN_K:-not Cpu and not fuzz and not built_by_nvcc}" \
-          > "$logs/$tool-all.log" 2>&1 &
+        for (( sh = 0; sh < shards; sh++ )); do
+          sfx=$( [ "$shards" -gt 1 ] && echo "-s$sh" )
+          PARPY_TEST_SHARD=$( [ "$shards" -gt 1 ] && echo "$sh/$shards" ) \
+          PARPY_TEST_CUT=${PARPY_SAN_CUT:-} PARPY_TEST_SANITIZER=$tool PARPY_TEST_TIMEOUT_SCALE=${PARPY_SAN_TIMEOUT_SCALE:-5} PARPY_TEST_SKIP="$skip" PARPY_TEST_LOG="$logs/$tool-tests$sfx.log" CUDA_VISIBLE_DEVICES=$(( g % ngpu )) \
+            timeout "${PARPY_SAN_SECONDS:-36000}" compute-sanitizer --tool $tool --report-api-errors no \
+            --target-processes "${PARPY_SAN_TARGETS:-all}" --print-limit 50 python3 -m pytest -q -rf -p no:cacheprovider \
+            -n "${PARPY_SAN_WORKERS:-6}" ${PARPY_SAN_FILES:-tests/python} -k "${PARPY_SAN_K:-not Cpu and not fuzz and not built_by_nvcc}" \
+            > "$logs/$tool-all$sfx.log" 2>&1 &
+        done
         g=$(( g + 1 ))
       done
       wait
       for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
-        echo "== $tool"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|========= (Invalid|Error|Race|Program hit)" "$logs/$tool-all.log" | sort | uniq -c | head -20
-        grep -E "^FAILED|passed|failed" "$logs/$tool-all.log" | tail -12
-        echo "tests ended: $(grep -c -E '^(passed|failed|skipped|error)' "$logs/$tool-tests.log" 2>/dev/null || echo 0)"
-        grep -E "^(failed|error)" "$logs/$tool-tests.log" 2>/dev/null | head -20
-        # Started and not ended: the tests the time limit cut (the log's "started" lines).
-        python3 - "$logs/$tool-tests.log" <<'PY'
+        echo "== $tool"; cat "$logs/$tool-all"*.log | grep -E "ERROR SUMMARY|RACECHECK SUMMARY|========= (Invalid|Error|Race|Program hit)" | sort | uniq -c | head -20
+        grep -h -E "^FAILED|passed|failed" "$logs/$tool-all"*.log | tail -12
+        echo "tests ended: $(cat "$logs/$tool-tests"*.log 2>/dev/null | grep -c -E '^(passed|failed|skipped|error)')"
+        cat "$logs/$tool-tests"*.log 2>/dev/null | grep -E "^(failed|error)" | head -20
+        # Started and not ended: the tests the time limit cut (the logs' "started" lines).
+        python3 - "$logs/$tool-tests"*.log <<'PY'
 import sys
 started, ended = [], set()
-try:
-    lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
-except OSError:
-    lines = []
+lines = []
+for path in sys.argv[1:]:
+    try:
+        lines += open(path, encoding="utf-8").read().splitlines()
+    except OSError:
+        pass
 for line in lines:
     parts = line.split(" ", 2)
     if parts[0] == "started" and len(parts) > 1:
@@ -200,6 +220,36 @@ PY
         done
       done
       wait ;;
+    sanitize-hang)
+      # Where a test's child process stalls under a sanitizer (seen 2026-12-02: tests whose child
+      # runs an example sat till the limit under sanitize-all, while `python3 -m parpy` as a child
+      # ran in 3 s): the tests $PARPY_HANG_TESTS under memcheck, every process instrumented, once in
+      # one pytest process and once over 2 pytest-xdist workers, side by side; after
+      # $PARPY_HANG_SECONDS (default 90) the process tree, the native stacks of its Python processes
+      # (gdb, where present), then SIGABRT to the tests' children, whose Python stacks
+      # (PYTHONFAULTHANDLER) reach the tests' failure messages in the logs.
+      hang_tests=${PARPY_HANG_TESTS:-tests/python/test_readme.py::test_examples_run[sum.py]}
+      for how in single xdist; do
+        x=$( [ $how = xdist ] && echo "-n 2" )
+        PYTHONFAULTHANDLER=1 PARPY_TEST_SANITIZER=memcheck PARPY_TEST_LOG="$logs/hang-$how-tests.log" \
+          timeout $(( ${PARPY_HANG_SECONDS:-90} + 60 )) compute-sanitizer --tool memcheck --report-api-errors no \
+          --target-processes all python3 -m pytest -q -rf -p no:cacheprovider $x $hang_tests > "$logs/hang-$how.log" 2>&1 &
+      done
+      sleep "${PARPY_HANG_SECONDS:-90}"
+      ps -eo pid,ppid,etimes,stat,wchan:24,args --forest | grep -v -E "ps -eo|grep" | grep -E "python|sanitizer" | cut -c1-220
+      for pid in $(pgrep python3); do
+        if command -v gdb >/dev/null; then
+          echo "== native stacks of $pid: $(tr '\0' ' ' < /proc/$pid/cmdline | cut -c1-150)"
+          timeout 30 gdb -p "$pid" -batch -ex "thread apply all bt 12" 2>/dev/null | grep -E "^#|^Thread" | cut -c1-200 | head -60
+        fi
+      done
+      # The tests' children: Python processes whose parent is a Python process other than a worker.
+      for pid in $(pgrep python3); do
+        ppid=$(ps -o ppid= -p "$pid" | tr -d ' ')
+        if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qv pytest; then kill -ABRT "$pid" 2>/dev/null && echo "SIGABRT to $pid (parent $ppid)"; fi
+      done
+      wait
+      for how in single xdist; do echo "== $how"; tail -5 "$logs/hang-$how.log"; grep -E "^(passed|failed)|^    E |File|Thread|Current" "$logs/hang-$how-tests.log" | head -60; done ;;
     sanitize-examples)
       # The examples whose tests run them in child processes that outlast a sanitize-all call
       # (examples/torch_distributed.py), run directly under each tool, every process instrumented.

@@ -105,23 +105,48 @@ def _logged_tests(paths):
     return ended, started
 
 
+# PARPY_TEST_SHARD=<i>/<k> (0 <= i < k): after the deselections above, only every k-th test from
+# the i-th on runs, so k processes share a suite without pytest-xdist (under a sanitizer, the child
+# processes of xdist workers ran 10-30 times slower than those of one pytest process).
+_SHARD = os.environ.get("PARPY_TEST_SHARD", "")
+
+
+def _shard():
+    """(i, k) of PARPY_TEST_SHARD, or None."""
+    if not _SHARD:
+        return None
+    try:
+        i, k = (int(v) for v in _SHARD.split("/"))
+    except ValueError:
+        i, k = -1, 0
+    if not 0 <= i < k:
+        raise pytest.UsageError(f"PARPY_TEST_SHARD is {_SHARD!r}; it must be i/k with 0 <= i < k, as 0/3")
+    return i, k
+
+
+def _deselect(config, items, keep):
+    if len(keep) != len(items):
+        kept = set(id(item) for item in keep)
+        config.hook.pytest_deselected(items=[item for item in items if id(item) not in kept])
+        items[:] = keep
+
+
 def pytest_collection_modifyitems(config, items):
+    shard = _shard()
     if _CUT not in ("", "skip", "only"):
         raise pytest.UsageError(f"PARPY_TEST_CUT is {_CUT!r}; it must be 'skip', 'only' or unset")
     if _CUT and not _SKIP_LOGS:
         raise pytest.UsageError("PARPY_TEST_CUT needs the logs that record the cut tests: set PARPY_TEST_SKIP")
-    if not _SKIP_LOGS:
-        return
-    ended, started = _logged_tests(_SKIP_LOGS)
-    cut = started - ended
-    if _CUT == "skip":
-        ended |= cut
-    elif _CUT == "only":
-        ended = {item.nodeid for item in items} - cut
-    keep = [item for item in items if item.nodeid not in ended]
-    if len(keep) != len(items):
-        config.hook.pytest_deselected(items=[item for item in items if item.nodeid in ended])
-        items[:] = keep
+    if _SKIP_LOGS:
+        ended, started = _logged_tests(_SKIP_LOGS)
+        cut = started - ended
+        if _CUT == "skip":
+            ended |= cut
+        elif _CUT == "only":
+            ended = {item.nodeid for item in items} - cut
+        _deselect(config, items, [item for item in items if item.nodeid not in ended])
+    if shard:
+        _deselect(config, items, items[shard[0]::shard[1]])
 
 
 def pytest_runtest_logreport(report):

@@ -136,3 +136,36 @@ def test_tests_a_time_limit_cut_are_deselected_or_run_alone(tmp_path):
                         str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=child_timeout(300))
     assert r.returncode != 0 and "set PARPY_TEST_SKIP" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_shards_split_the_suite(tmp_path):
+    # PARPY_TEST_SHARD=i/k: k processes run disjoint parts of what is left after PARPY_TEST_SKIP,
+    # together all of it.
+    here = pathlib.Path(__file__).parent
+    (tmp_path / "conftest.py").write_text((here / "conftest.py").read_text())
+    names = [f"t{n}" for n in range(7)]
+    (tmp_path / "test_sample.py").write_text("".join(f"def test_{name}():\n    pass\n\n" for name in names))
+    done = tmp_path / "done.log"
+    done.write_text("passed 0.1s test_sample.py::test_t2\n")
+
+    def run(shard):
+        log = tmp_path / f"tests-{shard.replace('/', '-')}.log"
+        env = dict(os.environ, PARPY_TEST_LOG=str(log), PARPY_TEST_SKIP=str(done), PARPY_TEST_SHARD=shard)
+        env.pop("PARPY_TEST_CUT", None)
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                            str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=child_timeout(300))
+        ran = [line.split(" ", 2)[2] for line in log.read_text().splitlines() if line.startswith("passed ")] \
+            if log.exists() else []
+        return r, ran
+
+    parts = []
+    for i in range(3):
+        r, ran = run(f"{i}/3")
+        assert r.returncode == 0, r.stdout + r.stderr
+        parts.append(ran)
+    assert sorted(t for part in parts for t in part) == [f"test_sample.py::test_{n}" for n in names if n != "t2"]
+    assert [len(part) for part in parts] == [2, 2, 2], parts
+    for bad in ("3/3", "1", "a/b"):
+        r, _ = run(bad)
+        assert r.returncode != 0 and "PARPY_TEST_SHARD is" in r.stdout + r.stderr, r.stdout + r.stderr
