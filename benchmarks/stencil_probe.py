@@ -17,15 +17,19 @@ Variants (a name says what changed from the printed kernel):
 - rotp R:  rot R (3-D) with the next plane's five loads issued one plane ahead; rotu R: rot R
            with its plane loop unrolled by 4
 - shfl R:  rot R, with the left and right neighbours taken from the next lanes (`__shfl_*`)
-           instead of loaded (2-D only)
+           instead of loaded (2-D)
+- shflk R: the same for the 3-D rot R (`3dnext`)
+- 2.5-D R: blocks of BX x BY threads walk R planes of their tile, the plane's tile and halo
+           through shared memory (double-buffered, one barrier a plane), the planes above and
+           below in registers, the centre values D planes ahead in flight (`3dnext`)
 - printed, <edits>: the printed kernel with the named EDITS made (its unroll pragmas removed, its
            barriers removed, 32-bit indices; for SpMV: float accumulators, unrolled by 8)
 - lanes L: SpMV with L lanes of a warp per row, 32-bit row indices, `__ldg`, a shuffle reduction;
            L_gP: P values per lane at a time through guarded loads (all in flight together), plain
            loads, double sums
 
-Run on a machine with an NVIDIA GPU and CuPy: python benchmarks/stencil_probe.py [2d] [3d] [spmv]
-(all three by default; PARPY_PROBE_ONCE=1 launches each kernel once, untimed, for a profiler)
+Run on a machine with an NVIDIA GPU and CuPy: python benchmarks/stencil_probe.py [2d] [3d] [3dnext] [spmv]
+(2d, 3d and spmv by default; PARPY_PROBE_ONCE=1 launches each kernel once, untimed, for a profiler)
 """
 import re
 import sys
@@ -345,6 +349,101 @@ extern "C" __global__ void __launch_bounds__(256) s3_rotv(const float* __restric
 
 """
 
+STENCIL3D_NEXT = HEAD + r"""
+#define FULL 0xffffffffu
+// rot R (planes in registers, a block of bx x by threads over (k, j)) with the columns k - 1 and
+// k + 1 taken from the next lanes' centre values (warp shuffles) instead of loaded: a warp's lanes
+// are consecutive columns (blockDim.x a multiple of 32), lane 0 and lane 31 (and the last interior
+// column) load theirs. By the count of bytes, the loads of k - 1 and k + 1 are what takes the
+// printed kernel's L2 traffic (3.2 GB) past its 2.3 GB of the other loads and the stores.
+extern "C" __global__ void __launch_bounds__(256) s3_shflk(const float* __restrict__ x, float* __restrict__ y,
+                                                            int n, int R) {
+  int k = blockIdx.x * blockDim.x + threadIdx.x + 1;
+  int j = blockIdx.y * blockDim.y + threadIdx.y + 1;
+  int i0 = 1 + blockIdx.z * R;
+  if (j >= n - 1 || i0 >= n - 1) return;  // whole warps: j is one per warp
+  bool in = k < n - 1;
+  int lane = threadIdx.x & 31;
+  i64 p = (i64)n * n, c = (i64)j * n + k;
+  int i1 = min(i0 + R, n - 1);
+  float up = in ? __ldg(x + (i0 - 1) * p + c) : 0.0f, mid = in ? __ldg(x + i0 * p + c) : 0.0f;
+  for (int i = i0; i < i1; ++i) {
+    i64 o = i * p + c;
+    float dn = in ? __ldg(x + o + p) : 0.0f;
+    float a = in ? __ldg(x + o - n) : 0.0f, b = in ? __ldg(x + o + n) : 0.0f;
+    float l = __shfl_up_sync(FULL, mid, 1), r = __shfl_down_sync(FULL, mid, 1);
+    if (in && lane == 0) l = __ldg(x + o - 1);
+    if (in && (lane == 31 || k == n - 2)) r = __ldg(x + o + 1);
+    if (in) y[o] = (((((up + dn) + a) + b) + l) + r) / 6.0f;
+    up = mid;
+    mid = dn;
+  }
+}
+
+// The classic 2.5-D blocking: a block of BX x BY threads owns a BX x BY tile of every plane and
+// walks planes [i0, i0 + R); the plane's tile and its one-element halo go through shared memory
+// (two buffers: one barrier per plane), the planes i - 1 and i + 1 of a thread's own (j, k) stay in
+// registers, the centre values of the next D planes are loaded ahead (D loads in flight per
+// thread; a block's L2 traffic is its tile plus halo, about 1.3x the tile, against the printed
+// kernel's 3x), and the halo of the next plane one plane ahead.
+template <int BX, int BY, int D>
+__device__ void s25(const float* __restrict__ x, float* __restrict__ y, int n, int R) {
+  __shared__ float t[2][BY + 2][BX + 2];
+  int tx = threadIdx.x, ty = threadIdx.y;
+  int k = blockIdx.x * BX + tx + 1, j = blockIdx.y * BY + ty + 1;
+  int i0 = 1 + blockIdx.z * R;
+  if (i0 >= n - 1) return;  // the whole block
+  bool in = k < n - 1 && j < n - 1;
+  bool hl = in && tx == 0, hr = in && (tx == BX - 1 || k == n - 2);
+  bool ht = in && ty == 0, hb = in && (ty == BY - 1 || j == n - 2);
+  i64 p = (i64)n * n, c = (i64)j * n + k;
+  int i1 = min(i0 + R, n - 1);
+  // q[0] = plane i - 1, q[1] = plane i, q[2 ..] = planes i + 1 .. i + D (loaded ahead).
+  float q[D + 2];
+  #pragma unroll
+  for (int d = 0; d < D + 2; ++d) q[d] = in && i0 - 1 + d < n ? __ldg(x + (i0 - 1 + d) * p + c) : 0.0f;
+  i64 o = i0 * p + c;
+  float vl = hl ? __ldg(x + o - 1) : 0.0f, vr = hr ? __ldg(x + o + 1) : 0.0f;
+  float vt = ht ? __ldg(x + o - n) : 0.0f, vb = hb ? __ldg(x + o + n) : 0.0f;
+  int b = 0;
+  for (int i = i0; i < i1; ++i, b ^= 1) {
+    o = i * p + c;
+    if (in) t[b][ty + 1][tx + 1] = q[1];  // (a thread past the last column would overwrite its halo)
+    if (hl) t[b][ty + 1][tx] = vl;
+    if (hr) t[b][ty + 1][tx + 2] = vr;
+    if (ht) t[b][ty][tx + 1] = vt;
+    if (hb) t[b][ty + 2][tx + 1] = vb;
+    // The next plane's halo, and the centre value D + 1 planes ahead, in flight across the barrier.
+    bool more = i + 1 < i1;
+    vl = hl && more ? __ldg(x + o + p - 1) : 0.0f;
+    vr = hr && more ? __ldg(x + o + p + 1) : 0.0f;
+    vt = ht && more ? __ldg(x + o + p - n) : 0.0f;
+    vb = hb && more ? __ldg(x + o + p + n) : 0.0f;
+    float ahead = in && i + D + 1 < n ? __ldg(x + o + (D + 1) * p) : 0.0f;
+    __syncthreads();
+    if (in)
+      y[o] = (((((q[0] + q[2]) + t[b][ty][tx + 1]) + t[b][ty + 2][tx + 1]) + t[b][ty + 1][tx]) + t[b][ty + 1][tx + 2]) / 6.0f;
+    #pragma unroll
+    for (int d = 0; d < D + 1; ++d) q[d] = q[d + 1];
+    q[D + 1] = ahead;
+  }
+}
+#define S25(BX, BY, D) extern "C" __global__ void __launch_bounds__(BX * BY) s25_##BX##x##BY##_d##D( \
+    const float* x, float* y, int n, int R) { s25<BX, BY, D>(x, y, n, R); }
+S25(32, 8, 1)
+S25(32, 8, 2)
+S25(32, 8, 4)
+S25(32, 16, 1)
+S25(32, 16, 2)
+S25(64, 4, 2)
+S25(64, 8, 1)
+S25(64, 8, 2)
+S25(64, 8, 4)
+S25(128, 4, 2)
+S25(128, 8, 2)
+S25(256, 2, 2)
+"""
+
 SPMV = HEAD + r"""
 // L lanes per row (L divides 32), rows packed into the block's warps, accumulated in A; U: the
 // unroll factor of the loop over a row's values (parpy prints `#pragma unroll 4`).
@@ -594,6 +693,63 @@ def probe_3d():
             row(f"tiled {S}, blocks {bx} columns x {bz} planes", ms, nbytes, copy)
 
 
+def probe_3dnext():
+    """The 3-D variants not yet measured: k - 1 and k + 1 by warp shuffles (`shflk`), 2.5-D blocking
+    with loads ahead (`s25 BXxBY dD`), rot and rotp in larger 2-D blocks, and rotv."""
+    f32 = np.float32
+    P = 512
+    nbytes = 8 * P**3
+    x = cupy.random.standard_normal((P, P, P), dtype=f32)
+    y = cupy.zeros_like(x)
+    copy = copy_ms(nbytes)
+    print(f"\n7-point stencil {P}^3 f32, the variants not yet measured (copy: {copy:.3f} ms)\n")
+    print("| variant | ms | GB/s | of copy |\n|---|---|---|---|")
+    host = np.zeros((P,) * 3, f32)
+    spec = {"planes": parpy.threads(P), "rows": parpy.threads(P), "cols": parpy.threads(P)}
+    want = None
+    for kname, launch, f in printed(stencil3d_par, [host, host.copy(), P], spec, (x, y)):
+        y.fill(0)
+        ms = time_ms(f)
+        want = y.copy()
+        row(f"printed, every loop parallel {launch}", ms, nbytes, copy)
+    nxt = module(STENCIL3D_NEXT)
+    k = nxt.get_function("s3_shflk")
+    for bx, by in ((256, 1), (128, 2), (64, 4), (32, 8)):
+        for R in (8, 16, 32):
+            grid = ((P - 2 + bx - 1) // bx, (P - 2 + by - 1) // by, (P - 2 + R - 1) // R)
+            y.fill(0)
+            ms = time_ms(lambda: k(grid, (bx, by), (x, y, np.int32(P), np.int32(R))))
+            check(f"shflk {R} {bx}x{by}", y, want, 1e-4)
+            row(f"shflk {R}, blocks {bx}x{by}", ms, nbytes, copy)
+    for name in re.findall(r"^S25\((\d+), (\d+), (\d+)\)$", STENCIL3D_NEXT, re.MULTILINE):
+        bx, by, d = (int(v) for v in name)
+        k = nxt.get_function(f"s25_{bx}x{by}_d{d}")
+        for R in (32, 64, 128, 510):
+            grid = ((P - 2 + bx - 1) // bx, (P - 2 + by - 1) // by, (P - 2 + R - 1) // R)
+            y.fill(0)
+            ms = time_ms(lambda: k(grid, (bx, by), (x, y, np.int32(P), np.int32(R))))
+            check(f"s25 {bx}x{by} d{d} {R}", y, want, 1e-4)
+            row(f"2.5-D {R} planes, blocks {bx}x{by}, {d} ahead", ms, nbytes, copy)
+    mod = module(STENCIL3D)
+    for name in ("s3_rot", "s3_rotp"):
+        k = mod.get_function(name)
+        for bx, by in ((128, 4), (64, 8), (32, 32)):
+            for R in (8, 16):
+                grid = ((P - 2 + bx - 1) // bx, (P - 2 + by - 1) // by, (P - 2 + R - 1) // R)
+                y.fill(0)
+                ms = time_ms(lambda: k(grid, (bx, by), (x, y, np.int32(P), np.int32(R))))
+                check(f"{name} {R}", y, want, 1e-4)
+                row(f"{name[3:]} {R}, blocks {bx}x{by}", ms, nbytes, copy)
+    k = mod.get_function("s3_rotv")
+    for bx, by in ((128, 2), (32, 8)):
+        for R in (8, 16):
+            grid = ((P // 4 + bx - 1) // bx, (P - 2 + by - 1) // by, (P - 2 + R - 1) // R)
+            y.fill(0)
+            ms = time_ms(lambda: k(grid, (bx, by), (x, y, np.int32(P), np.int32(R))))
+            check(f"rotv {R}", y, want, 1e-4)
+            row(f"rotv {R}, blocks {bx}x{by} (4 columns a thread)", ms, nbytes, copy)
+
+
 def probe_spmv():
     f32 = np.float32
     R = 2**20
@@ -650,9 +806,9 @@ def probe_spmv():
 
 def main():
     failed = 0
-    chosen = sys.argv[1:]  # e.g. `3d`: only that probe
-    for probe in (probe_2d, probe_3d, probe_spmv):
-        if chosen and probe.__name__.removeprefix("probe_") not in chosen:
+    chosen = sys.argv[1:] or ["2d", "3d", "spmv"]  # e.g. `3d`: only that probe; `3dnext`: the new 3-D variants
+    for probe in (probe_2d, probe_3d, probe_3dnext, probe_spmv):
+        if probe.__name__.removeprefix("probe_") not in chosen:
             continue
         try:
             probe()

@@ -29,14 +29,14 @@
 #             examples/torch_distributed.py run directly, every process instrumented, each within
 #             $PARPY_SAN_SECONDS (default 540)
 #   sanitize-all  memcheck and racecheck ($PARPY_SAN_TOOLS, default both), side by side, over the whole suite ($PARPY_SAN_K selects
-#             tests, default every test that may use the GPU; $PARPY_SAN_WORKERS pytest-xdist workers each, default 6,
-#             0 for one pytest process; $PARPY_SAN_SHARDS sanitizer processes per tool, default 1, each
-#             over its share of the tests;
+#             tests, default every test that may use the GPU; $PARPY_SAN_SHARDS sanitizer processes per tool, default 6,
+#             each over its share of the tests in one pytest process ($PARPY_SAN_WORKERS pytest-xdist
+#             workers each instead, default 0: the children of xdist workers ran 10-30x slower);
 #             $PARPY_SAN_FILES the test files, default tests/python: a 10-minute command covers less
 #             than half; each test's outcome goes to $tool-tests.log as it ends; $PARPY_SAN_DONE, a
 #             folder of such logs from earlier cut runs, $tool-tests*.log: the tests they record are
 #             not run again; $PARPY_SAN_CUT=skip leaves out the tests they record as cut by the time
-#             limit too, =only runs those alone (with PARPY_SAN_WORKERS=1, say); the sanitizer
+#             limit too, =only runs those alone; the sanitizer
 #             instruments child processes too ($PARPY_SAN_TARGETS, default all), whose tests' time limits are multiplied by $PARPY_SAN_TIMEOUT_SCALE,
 #             default 5: children under the sanitizer ran out of 120-300 s limits; each tool is
 #             stopped after $PARPY_SAN_SECONDS, so that a run within a time limit still prints its
@@ -142,11 +142,10 @@ for step in $steps; do
         python3 -m pytest -q -p no:cacheprovider tests/python/test_cpp_unit.py > "$logs/cpp-unit-prebuild.log" 2>&1
         tail -1 "$logs/cpp-unit-prebuild.log"
       fi
-      # $PARPY_SAN_SHARDS (default 1) sanitizer processes per tool, each over its share of the
-      # tests (PARPY_TEST_SHARD): with PARPY_SAN_WORKERS=0, one pytest process each, the way to run
-      # the tests whose children initialise CUDA (under xdist workers those children ran 10-30
-      # times slower: `sanitize-hang`).
-      ngpu=$(nvidia-smi -L | wc -l); g=0; shards=${PARPY_SAN_SHARDS:-1}
+      # $PARPY_SAN_SHARDS (default 6) sanitizer processes per tool, each over its share of the
+      # tests (PARPY_TEST_SHARD), in one pytest process each (PARPY_SAN_WORKERS=0): under xdist
+      # workers, the tests' children that initialise CUDA ran 10-30 times slower (`sanitize-hang`).
+      ngpu=$(nvidia-smi -L | wc -l); g=0; shards=${PARPY_SAN_SHARDS:-6}
       for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
         skip=$( [ -n "${PARPY_SAN_DONE:-}" ] && ls "$(realpath "$PARPY_SAN_DONE")"/$tool-tests*.log 2>/dev/null | paste -sd: )
         for (( sh = 0; sh < shards; sh++ )); do
@@ -155,7 +154,7 @@ for step in $steps; do
           PARPY_TEST_CUT=${PARPY_SAN_CUT:-} PARPY_TEST_SANITIZER=$tool PARPY_TEST_TIMEOUT_SCALE=${PARPY_SAN_TIMEOUT_SCALE:-5} PARPY_TEST_SKIP="$skip" PARPY_TEST_LOG="$logs/$tool-tests$sfx.log" CUDA_VISIBLE_DEVICES=$(( g % ngpu )) \
             timeout "${PARPY_SAN_SECONDS:-36000}" compute-sanitizer --tool $tool --report-api-errors no \
             --target-processes "${PARPY_SAN_TARGETS:-all}" --print-limit 50 python3 -m pytest -q -rf -p no:cacheprovider \
-            -n "${PARPY_SAN_WORKERS:-6}" ${PARPY_SAN_FILES:-tests/python} -k "${PARPY_SAN_K:-not Cpu and not fuzz and not built_by_nvcc}" \
+            -n "${PARPY_SAN_WORKERS:-0}" ${PARPY_SAN_FILES:-tests/python} -k "${PARPY_SAN_K:-not Cpu and not fuzz and not built_by_nvcc}" \
             > "$logs/$tool-all$sfx.log" 2>&1 &
         done
         g=$(( g + 1 ))
