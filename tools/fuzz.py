@@ -837,6 +837,7 @@ class Program:
     rejected: int = 0  # candidates before this one that the Cuda backend rejected (user errors)
     N: int = 0
     M: int = 0
+    layouts: dict = field(default_factory=dict)  # argument name -> LAYOUTS key, where not contiguous
 
     @property
     def filename(self):
@@ -851,11 +852,86 @@ class Program:
             f"# Reproduce: python tools/fuzz.py --backend {self.backend} --seed {self.seed} "
             f"--only {self.index}\n" + HEADER + "\n@parpy.jit\n" + self.src + "\n\n"
             f"# N = {self.N}, M = {self.M}; parallel options: {self.spec}\n"
+            + (f"# arrays passed as non-contiguous views: {self.layouts}\n" if self.layouts else "")
         )
 
 
 def copy_inputs(inputs):
     return [v.copy() if isinstance(v, (np.ndarray, dict)) else v for v in inputs]
+
+
+# Non-contiguous views an array argument may be passed as (docs/language.md, Non-contiguous
+# arrays: the call runs on a contiguous copy, written back after): each holds the same values as
+# the contiguous array, inside a larger array whose other elements hold a sentinel that the call
+# must leave alone. name -> (dimensions it applies to, function (array, sentinel) -> (view, base)).
+def _stepped(v, fill):
+    base = np.full(v.shape[:-1] + (2 * v.shape[-1] + 1,), fill, dtype=v.dtype)
+    view = base[..., 1::2]
+    view[...] = v
+    return view, base
+
+
+def _column(v, fill):
+    base = np.full((v.shape[0], 3), fill, dtype=v.dtype)
+    base[:, 1] = v
+    return base[:, 1], base
+
+
+def _reversed(v, fill):
+    base = np.full((2 * v.shape[0],) + v.shape[1:], fill, dtype=v.dtype)
+    view = base[2 * v.shape[0] - 1::-2]
+    view[...] = v
+    return view, base
+
+
+LAYOUTS = {
+    "fortran": ((2,), lambda v, fill: (np.asfortranarray(v), None)),
+    "transposed": ((2,), lambda v, fill: (np.ascontiguousarray(v.T).T, None)),
+    "stepped": ((1, 2), _stepped),
+    "column": ((1,), _column),
+    "reversed": ((1, 2), _reversed),
+}
+LAYOUT_CHANCE = 0.3  # of a program passing some of its arrays as views
+SENTINEL = {np.dtype(np.float64): -7.25e300, np.dtype(np.int64): -(2**62) + 3}
+
+
+def choose_layouts(seed, index, attempt, inputs):
+    """Which array arguments of the candidate go as which views (from their own random stream, so
+    that the programs of a seed are those it generated before layouts existed)."""
+    rng = random.Random(f"parpy-fuzz-layout/{seed}/{index}/{attempt}")
+    if rng.random() >= LAYOUT_CHANCE:
+        return {}
+    out = {}
+    for name, v in zip("xyzukw", inputs[:6]):
+        options = [k for k, (dims, _) in LAYOUTS.items() if v.ndim in dims]
+        if rng.random() < 0.6:
+            out[name] = rng.choice(options)
+    return out
+
+
+def as_layouts(args, layouts):
+    """`args` (fresh copies) with the arrays named in `layouts` replaced by such views, and the
+    (base, view) pairs whose sentinel elements must stay."""
+    args = list(args)
+    bases = []
+    for pos, name in enumerate("xyzukw"):
+        if name in layouts:
+            v = args[pos]
+            view, base = LAYOUTS[layouts[name]][1](v, SENTINEL[v.dtype])
+            np.testing.assert_array_equal(view, v)
+            args[pos] = view
+            if base is not None:
+                bases.append((name, base, layouts[name], v.shape))
+    return args, bases
+
+
+def sentinels_changed(bases):
+    """A description of the first base array whose elements outside its view changed, or None."""
+    for name, base, kind, shape in bases:
+        _, inside = LAYOUTS[kind][1](np.ones(shape, dtype=bool), False)  # True where the view is
+        if np.any(base[~inside] != SENTINEL[base.dtype]):
+            return f"argument {name}: elements outside the {kind} view it was passed as were written"
+    return None
 
 
 def reference(f, inputs):
@@ -905,8 +981,9 @@ def candidate(seed, index, attempt, backend=CPU):
         # Array accesses outside parallel loops are host code, which the Cuda backend rejects.
         head, body = src.split("\n", 1)
         src = head + "\n    with parpy.gpu:\n" + textwrap.indent(body, "    ")
-    return Program(seed, index, backend, name, src, make_inputs(nrng, N, M), None,
-                   opts_spec(rng, backend), attempt, 0, N, M)  # fmt: skip
+    inputs = make_inputs(nrng, N, M)
+    return Program(seed, index, backend, name, src, inputs, None, opts_spec(rng, backend), attempt, 0, N, M,
+                   choose_layouts(seed, index, attempt, inputs))  # fmt: skip
 
 
 def rejection(p):
@@ -965,7 +1042,7 @@ def execute(p, codegen_only=False, inject=None):
             raise RuntimeError("Internal error: injected by the fuzzer's test")
         f = _load(p.module(), p.name, p.filename)
         opts = make_opts(p.spec, p.backend)
-        got = copy_inputs(p.inputs)
+        got, bases = as_layouts(copy_inputs(p.inputs), p.layouts)
         if codegen_only:
             parpy.print_compiled(f, got, opts)
             return "ok", "", 0
@@ -979,7 +1056,7 @@ def execute(p, codegen_only=False, inject=None):
         linecache.cache.pop(p.filename, None)
     if inject == "mismatch":
         got[1].flat[0] += 1.0
-    problem = differences(got, p.ref)
+    problem = differences(got, p.ref) or sentinels_changed(bases)
     return ("mismatch", problem, built) if problem else ("ok", "", built)
 
 

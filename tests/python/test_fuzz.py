@@ -32,6 +32,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import parpy
 import pytest
 
@@ -209,6 +210,30 @@ def test_fuzz_programs_are_reproducible():
         assert (u == v).all() if hasattr(u, "shape") else u == v
     assert fuzz.generate(5, 18).src != a.src and fuzz.generate(6, 17).src != a.src
 
+
+def test_fuzz_passes_arrays_as_non_contiguous_views():
+    # Some programs get their arrays as views (Fortran-ordered, transposed, stepped, a column,
+    # reversed) holding the same values, inside larger arrays whose other elements must stay.
+    rng = np.random.default_rng(3)
+    inputs = fuzz.make_inputs(rng, 5, 3)
+    for kind, (dims, _) in fuzz.LAYOUTS.items():
+        for pos, name in enumerate("xyzukw"):
+            if inputs[pos].ndim not in dims:
+                continue
+            args, bases = fuzz.as_layouts(fuzz.copy_inputs(inputs), {name: kind})
+            assert not args[pos].flags.c_contiguous, (kind, name)
+            np.testing.assert_array_equal(args[pos], inputs[pos])
+            assert fuzz.sentinels_changed(bases) is None
+            if bases:  # a write outside the view is reported
+                base = bases[0][1]
+                _, inside = fuzz.LAYOUTS[kind][1](np.ones(inputs[pos].shape, dtype=bool), False)
+                base[tuple(np.argwhere(~inside)[0])] = 0
+                assert "outside the" in fuzz.sentinels_changed(bases), (kind, name)
+    with_views = [p for p in (fuzz.generate(12, i) for i in range(40)) if p.layouts]
+    assert 4 <= len(with_views) <= 30, len(with_views)
+    p = with_views[0]
+    assert fuzz.execute(p)[0] == "ok"
+    assert "non-contiguous views" in p.reproducer()
 
 def test_fuzz_command_line(tmp_path):
     cmd = [sys.executable, str(ROOT / "tools" / "fuzz.py"), "--programs", "4", "--jobs", "2",
