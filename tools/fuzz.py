@@ -906,6 +906,8 @@ def choose_layouts(seed, index, attempt, inputs):
         options = [k for k, (dims, _) in LAYOUTS.items() if v.ndim in dims]
         if rng.random() < 0.6:
             out[name] = rng.choice(options)
+    if rng.random() < 0.2:  # x and y as the even and odd columns of one matrix (they interleave)
+        out["x"] = out["y"] = "interleaved"
     return out
 
 
@@ -914,8 +916,13 @@ def as_layouts(args, layouts):
     (base, view) pairs whose sentinel elements must stay."""
     args = list(args)
     bases = []
+    if layouts.get("x") == "interleaved":
+        x, y = args[0], args[1]
+        both = np.empty((x.shape[0], 2 * x.shape[1]), dtype=x.dtype)
+        both[:, 0::2], both[:, 1::2] = x, y
+        args[0], args[1] = both[:, 0::2], both[:, 1::2]
     for pos, name in enumerate("xyzukw"):
-        if name in layouts:
+        if name in layouts and layouts[name] != "interleaved":
             v = args[pos]
             view, base = LAYOUTS[layouts[name]][1](v, SENTINEL[v.dtype])
             np.testing.assert_array_equal(view, v)

@@ -213,7 +213,8 @@ def test_fuzz_programs_are_reproducible():
 
 def test_fuzz_passes_arrays_as_non_contiguous_views():
     # Some programs get their arrays as views (Fortran-ordered, transposed, stepped, a column,
-    # reversed) holding the same values, inside larger arrays whose other elements must stay.
+    # reversed) holding the same values, inside larger arrays whose other elements must stay; or x
+    # and y as the even and odd columns of one matrix.
     rng = np.random.default_rng(3)
     inputs = fuzz.make_inputs(rng, 5, 3)
     for kind, (dims, _) in fuzz.LAYOUTS.items():
@@ -229,6 +230,10 @@ def test_fuzz_passes_arrays_as_non_contiguous_views():
                 _, inside = fuzz.LAYOUTS[kind][1](np.ones(inputs[pos].shape, dtype=bool), False)
                 base[tuple(np.argwhere(~inside)[0])] = 0
                 assert "outside the" in fuzz.sentinels_changed(bases), (kind, name)
+    args, _ = fuzz.as_layouts(fuzz.copy_inputs(inputs), {"x": "interleaved", "y": "interleaved"})
+    assert args[0].base is args[1].base and not np.shares_memory(args[0], args[1])
+    np.testing.assert_array_equal(args[0], inputs[0])
+    np.testing.assert_array_equal(args[1], inputs[1])
     with_views = [p for p in (fuzz.generate(12, i) for i in range(40)) if p.layouts]
     assert 4 <= len(with_views) <= 30, len(with_views)
     p = with_views[0]
