@@ -11,7 +11,10 @@ fresh random inputs and random parallel options. Candidates whose plain-Python r
 a non-finite output are replaced (counted as skipped), and so are those the Cuda backend rejects
 with a user error (counted as rejected). Each program is compiled and called through the public
 API (`@parpy.jit`, then a call with `opts=`), and every element of every array argument is
-compared with the undecorated function run on copies of the same inputs.
+compared with the undecorated function run on copies of the same inputs. Three programs in ten
+pass some arrays as non-contiguous views holding the same values (`LAYOUTS`; the elements of the
+larger arrays outside the views must stay unwritten); each program is then called a second time
+with new values of its float arguments, which must build nothing and match plain Python again.
 
 The programs run in `--jobs` worker processes, so a crash (a segfault in the native core or in
 generated code) or a hang kills only its worker: the program is reported with its seed and index,
@@ -1064,7 +1067,44 @@ def execute(p, codegen_only=False, inject=None):
     if inject == "mismatch":
         got[1].flat[0] += 1.0
     problem = differences(got, p.ref) or sentinels_changed(bases)
+    if not problem:
+        try:
+            problem = second_call(p, f, opts)
+        except Exception as e:  # noqa: BLE001 - as above
+            status = "internal" if str(e).startswith("Internal error") else "error"
+            return status, "".join(traceback.format_exception(e))[-6000:], built
     return ("mismatch", problem, built) if problem else ("ok", "", built)
+
+
+def second_values(p):
+    """New values of the program's float arguments `a` and `d["s"]` for a second call."""
+    rng = random.Random(f"parpy-fuzz-second/{p.seed}/{p.index}")
+    a = p.inputs[7] + rng.randint(1, 8) / 8.0 * rng.choice([-1, 1])
+    s = p.inputs[6]["s"] + rng.randint(1, 8) / 4.0 * rng.choice([-1, 1])
+    return a, s
+
+
+def second_call(p, f, opts):
+    """Calls the compiled `f` again with new values of its float arguments (Python floats are
+    passed when the code runs, never compiled in: docs/language.md) and compares with plain Python
+    run with them. A description of what went wrong, or None (also when plain Python fails with
+    them: nothing to compare)."""
+    a, s = second_values(p)
+    inputs = copy_inputs(p.inputs)
+    inputs[6]["s"], inputs[7] = s, a
+    try:
+        ref = reference(_load(p.module(jit=False), p.name, p.filename), inputs)
+    finally:
+        linecache.cache.pop(p.filename, None)
+    if ref is None:
+        return None
+    got, bases = as_layouts(copy_inputs(inputs), p.layouts)
+    before = parpy._native.stats()["builds"]
+    f(*got, opts=opts)
+    if parpy._native.stats()["builds"] != before:
+        return f"a second call with new float arguments (a={a}, d['s']={s}) built the program again"
+    problem = differences(got, ref) or sentinels_changed(bases)
+    return f"a second call with a={a}, d['s']={s}: {problem}" if problem else None
 
 
 # ===== Worker processes ==========================================================================

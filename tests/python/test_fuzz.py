@@ -240,6 +240,30 @@ def test_fuzz_passes_arrays_as_non_contiguous_views():
     assert fuzz.execute(p)[0] == "ok"
     assert "non-contiguous views" in p.reproducer()
 
+def test_fuzz_calls_again_with_new_float_arguments():
+    # Python floats are passed when the code runs: each program is called a second time with new
+    # values of `a` and `d["s"]`, which must compile nothing and match plain Python run with them.
+    def depends_on_floats(p):
+        inputs = fuzz.copy_inputs(p.inputs)
+        inputs[6]["s"], inputs[7] = fuzz.second_values(p)[1], fuzz.second_values(p)[0]
+        plain = fuzz._load(p.module(jit=False), p.name, p.filename)
+        again = fuzz.reference(plain, inputs)
+        return again is not None and any(not np.array_equal(u, v) for u, v in zip(again[:6], p.ref[:6]))
+
+    p = next(q for q in (fuzz.generate(13, i) for i in range(80)) if depends_on_floats(q))
+    assert fuzz.execute(p)[0] == "ok"
+    f = fuzz._load(p.module(), p.name, p.filename)
+    opts = fuzz.make_opts(p.spec, p.backend)
+    assert fuzz.second_call(p, f, opts) is None
+
+    def stale(*args, opts):  # a function that kept the first call's floats
+        args = list(args)
+        args[6] = dict(args[6], s=p.inputs[6]["s"])
+        args[7] = p.inputs[7]
+        f(*args, opts=opts)
+
+    assert "a second call with a=" in fuzz.second_call(p, stale, opts)
+
 def test_fuzz_command_line(tmp_path):
     cmd = [sys.executable, str(ROOT / "tools" / "fuzz.py"), "--programs", "4", "--jobs", "2",
            "--seed", "3", "--fail-dir", str(tmp_path / "f"), "--progress", "0"]  # fmt: skip
