@@ -338,7 +338,9 @@ class Gen:
             if "M" not in self.par:
                 kinds += ["parM"]
         if depth == 0 and not self.par and not self.in_reduce:
-            kinds += ["cols"]
+            kinds += ["cols", "ared"]
+        if "N" in self.par and "M" not in self.par and not self.in_reduce:
+            kinds += ["xred"]
         k = rng.choice(kinds)
         getattr(self, "s_" + k)(ind)
 
@@ -630,6 +632,58 @@ class Gen:
                 self.emit(ind, "parpy.label('M')")
             ax = rng.choice(["0", "-2"])
             self.emit(ind, f"u[:] = {P}{red}({rng.choice(['x[:, :]', 'y[:, :]'])}, axis={ax})")
+
+    def s_xred(self, ind):
+        """Full reductions of a row inside an expression (docs/language.md, Reductions): each is
+        computed first into a local of its own; a label before a statement with no slices of its
+        own outside its reductions goes to them."""
+        rng = self.rng
+        i = self.par["N"]
+
+        def red():
+            self.slice_target = "z"
+            src = rng.choice([f"x[{self.index('N', 2)}, :]", f"y[{i}, :]", f"(x[{i}, :] * {self.fexpr(2)})"])
+            self.slice_target = None
+            return f"{P}{rng.choice(['sum', 'max', 'min'])}({src})"
+
+        form = rng.choice(["local", "store", "two", "cond"])
+        if form != "cond" and rng.random() < 0.5:
+            self.emit(ind, "parpy.label('M')")
+        if form == "local":
+            name = self.fresh("q")
+            self.emit(ind, f"{name} = ({red()} {rng.choice(['+', '-', '*'])} {self.fexpr(1)})")
+            self.define(name, "f", None)
+        elif form == "store":
+            self.emit(ind, f"z[{i}] {rng.choice(['', '+', '-'])}= ({self.fexpr(1)} * {red()})")
+        elif form == "two":
+            name = self.fresh("q")
+            self.emit(ind, f"{name} = ({red()} - {red()}) / (abs({self.fexpr(1)}) + 1.0)")
+            self.define(name, "f", None)
+        else:
+            self.emit(ind, f"if {red()} > {self.fexpr(1)}:")
+            self.push()
+            self.block(ind + 1, rng.randint(1, 2))
+            self.pop()
+
+    def s_ared(self, ind):
+        """An array reduction across a loop labelled reduce(): the rows of x (times a factor)
+        combined into u, each element reduced on its own (docs/language.md, Reductions)."""
+        rng = self.rng
+        v = self.fresh("r")
+        op = rng.choice(["+", "+", "max", "min"])
+        self.emit(ind, "parpy.label('R')")
+        self.emit(ind, f"for {v} in range(N):")
+        self.loops.append((v, "N", self.N))
+        self.in_reduce = True
+        self.slice_target = "u"
+        e = rng.choice([f"x[{v}, :]", f"(x[{v}, :] * {self.fexpr(2)})", f"y[{v}, :]"])
+        self.slice_target = None
+        self.in_reduce = False
+        self.loops.pop()
+        if op == "+":
+            self.emit(ind + 1, rng.choice([f"u[:] += {e}", f"u[:] = u[:] + {e}"]))
+        else:
+            self.emit(ind + 1, f"u[:] = {P}{op}(u[:], {e})")
 
     def program(self, name, nstmts):
         """Source of one jit function; it always has a top-level parallel 'N' loop."""
