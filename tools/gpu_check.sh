@@ -135,12 +135,13 @@ for step in $steps; do
       # crashed or hung there). Four tests run out of GPU memory on purpose (API errors, not
       # reported). With two GPUs, each tool gets its own. More than about 6 workers
       # per tool starve: 15 memcheck workers finished no test in 540 s.
-      # The C++ unit tests' build (tests/python/test_cpp_unit.py) is made first, uninstrumented:
-      # its compilers, every process instrumented, did not end in 300 s (2026-12-02); the test then
-      # finds it up to date and runs the tests under the tool.
+      # The C++ unit tests' build (tests/python/test_cpp_unit.py) is made uninstrumented, beside
+      # the sanitizers' start: its compilers, every process instrumented, did not end in 300 s
+      # (2026-12-02). It holds the test's lock on the build folder, so the test under a tool waits
+      # for it, finds the build up to date and runs the tests under the tool.
       if ! cat "${PARPY_SAN_DONE:-/nonexistent}"/*-tests*.log 2>/dev/null | grep -q "^passed.*test_cpp_unit_tests"; then
-        python3 -m pytest -q -p no:cacheprovider tests/python/test_cpp_unit.py > "$logs/cpp-unit-prebuild.log" 2>&1
-        tail -1 "$logs/cpp-unit-prebuild.log"
+        python3 -m pytest -q -p no:cacheprovider tests/python/test_cpp_unit.py > "$logs/cpp-unit-prebuild.log" 2>&1 &
+        sleep 2
       fi
       # $PARPY_SAN_SHARDS (default 6) sanitizer processes per tool, each over its share of the
       # tests (PARPY_TEST_SHARD), in one pytest process each (PARPY_SAN_WORKERS=0): under xdist
@@ -160,6 +161,7 @@ for step in $steps; do
         g=$(( g + 1 ))
       done
       wait
+      [ -f "$logs/cpp-unit-prebuild.log" ] && echo "C++ unit tests built (uninstrumented): $(tail -1 "$logs/cpp-unit-prebuild.log")"
       for tool in ${PARPY_SAN_TOOLS:-memcheck racecheck}; do
         echo "== $tool"; cat "$logs/$tool-all"*.log | grep -E "ERROR SUMMARY|RACECHECK SUMMARY|========= (Invalid|Error|Race|Program hit)" | sort | uniq -c | head -20
         grep -h -E "^FAILED|passed|failed" "$logs/$tool-all"*.log | tail -12
