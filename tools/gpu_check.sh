@@ -155,7 +155,7 @@ for step in $steps; do
           PARPY_TEST_CUT=${PARPY_SAN_CUT:-} PARPY_TEST_SANITIZER=$tool PARPY_TEST_TIMEOUT_SCALE=${PARPY_SAN_TIMEOUT_SCALE:-5} PARPY_TEST_SKIP="$skip" PARPY_TEST_LOG="$logs/$tool-tests$sfx.log" CUDA_VISIBLE_DEVICES=$(( g % ngpu )) \
             timeout "${PARPY_SAN_SECONDS:-36000}" compute-sanitizer --tool $tool --report-api-errors no \
             --target-processes "${PARPY_SAN_TARGETS:-all}" --print-limit 50 python3 -m pytest -q -rf -p no:cacheprovider \
-            -n "${PARPY_SAN_WORKERS:-0}" ${PARPY_SAN_FILES:-tests/python} -k "${PARPY_SAN_K:-not Cpu and not fuzz and not built_by_nvcc}" \
+            $( [ "${PARPY_SAN_WORKERS:-0}" -gt 0 ] && echo "-n $PARPY_SAN_WORKERS" ) ${PARPY_SAN_FILES:-tests/python} -k "${PARPY_SAN_K:-not Cpu and not fuzz and not built_by_nvcc}" \
             > "$logs/$tool-all$sfx.log" 2>&1 &
         done
         g=$(( g + 1 ))

@@ -9,6 +9,15 @@ import textwrap
 from common import child_timeout
 
 
+def child_env(**settings):
+    """This process's environment without the outer run's test-selection settings (a sanitizer
+    run's PARPY_TEST_SKIP, _CUT, _SHARD and _LOG), with `settings` added."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PARPY_TEST_SKIP", "PARPY_TEST_CUT", "PARPY_TEST_SHARD", "PARPY_TEST_LOG")}
+    env.update(settings)
+    return env
+
+
 def test_outcomes_are_logged_as_tests_end(tmp_path):
     here = pathlib.Path(__file__).parent
     (tmp_path / "conftest.py").write_text((here / "conftest.py").read_text())
@@ -26,9 +35,7 @@ def test_outcomes_are_logged_as_tests_end(tmp_path):
             pass
     """))
     log = tmp_path / "tests.log"
-    env = dict(os.environ, PARPY_TEST_LOG=str(log))
-    env.pop("PARPY_TEST_SKIP", None)  # the outer run's (a sanitizer run's resumption)
-    env.pop("PARPY_TEST_CUT", None)
+    env = child_env(PARPY_TEST_LOG=str(log))
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
                         str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=child_timeout(300))
@@ -80,8 +87,7 @@ def test_tests_in_a_skip_log_are_deselected(tmp_path):
                     "failed 2.0s test_sample.py::test_three\n    assert 0\n"
                     "passed 0.2s test_sample.py::test_four[a b]\nstarted test_sample.py::test_four[c d]\n")
     log = tmp_path / "tests.log"
-    env = dict(os.environ, PARPY_TEST_LOG=str(log), PARPY_TEST_SKIP=str(done))
-    env.pop("PARPY_TEST_CUT", None)  # the outer run's
+    env = child_env(PARPY_TEST_LOG=str(log), PARPY_TEST_SKIP=str(done))
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
                         str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=child_timeout(300))
@@ -114,7 +120,7 @@ def test_tests_a_time_limit_cut_are_deselected_or_run_alone(tmp_path):
 
     def run(cut):
         log = tmp_path / f"tests-{cut}.log"
-        env = dict(os.environ, PARPY_TEST_LOG=str(log), PARPY_TEST_SKIP=str(done), PARPY_TEST_CUT=cut)
+        env = child_env(PARPY_TEST_LOG=str(log), PARPY_TEST_SKIP=str(done), PARPY_TEST_CUT=cut)
         r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
                             str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True,
                            text=True, timeout=child_timeout(300))
@@ -130,8 +136,7 @@ def test_tests_a_time_limit_cut_are_deselected_or_run_alone(tmp_path):
     assert r.returncode == 0 and ran == ["test_sample.py::test_cut"], r.stdout
     r, _ = run("all")
     assert r.returncode != 0 and "PARPY_TEST_CUT is 'all'" in r.stdout + r.stderr, r.stdout + r.stderr
-    env = dict(os.environ, PARPY_TEST_CUT="only")
-    env.pop("PARPY_TEST_SKIP", None)
+    env = child_env(PARPY_TEST_CUT="only")
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
                         str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=child_timeout(300))
@@ -150,8 +155,7 @@ def test_shards_split_the_suite(tmp_path):
 
     def run(shard):
         log = tmp_path / f"tests-{shard.replace('/', '-')}.log"
-        env = dict(os.environ, PARPY_TEST_LOG=str(log), PARPY_TEST_SKIP=str(done), PARPY_TEST_SHARD=shard)
-        env.pop("PARPY_TEST_CUT", None)
+        env = child_env(PARPY_TEST_LOG=str(log), PARPY_TEST_SKIP=str(done), PARPY_TEST_SHARD=shard)
         r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
                             str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True,
                            text=True, timeout=child_timeout(300))
