@@ -693,18 +693,37 @@ def probe_3d():
             row(f"tiled {S}, blocks {bx} columns x {bz} planes", ms, nbytes, copy)
 
 
+def setup_3d(P, what):
+    """A P^3 grid x, its output y, the bytes one stencil pass moves and a copy's time of them; the
+    table's heading printed."""
+    nbytes = 8 * P**3
+    x = cupy.random.standard_normal((P, P, P), dtype=np.float32)
+    y = cupy.zeros_like(x)
+    copy = copy_ms(nbytes)
+    print(f"\n7-point stencil {P}^3 f32{what} (copy: {copy:.3f} ms)\n")
+    print("| variant | ms | GB/s | of copy |\n|---|---|---|---|")
+    return x, y, nbytes, copy
+
+
+def variant(label, launch, y, want, nbytes, copy):
+    """Times `launch` (which writes y), checks y against `want` and prints the table row."""
+    y.fill(0)
+    ms = time_ms(launch)
+    check(label, y, want, 1e-4)
+    row(label, ms, nbytes, copy)
+
+
+def grid_3d(P, bx, by, R):
+    """The grid of blocks of bx x by threads over a plane's interior (k, j), R planes each."""
+    return ((P - 2 + bx - 1) // bx, (P - 2 + by - 1) // by, (P - 2 + R - 1) // R)
+
+
 def probe_3dnext():
     """The 3-D variants not yet measured: k - 1 and k + 1 by warp shuffles (`shflk`), 2.5-D blocking
     with loads ahead (`s25 BXxBY dD`), rot and rotp in larger 2-D blocks, and rotv."""
-    f32 = np.float32
     P = 512
-    nbytes = 8 * P**3
-    x = cupy.random.standard_normal((P, P, P), dtype=f32)
-    y = cupy.zeros_like(x)
-    copy = copy_ms(nbytes)
-    print(f"\n7-point stencil {P}^3 f32, the variants not yet measured (copy: {copy:.3f} ms)\n")
-    print("| variant | ms | GB/s | of copy |\n|---|---|---|---|")
-    host = np.zeros((P,) * 3, f32)
+    x, y, nbytes, copy = setup_3d(P, ", the variants not yet measured")
+    host = np.zeros((P,) * 3, np.float32)
     spec = {"planes": parpy.threads(P), "rows": parpy.threads(P), "cols": parpy.threads(P)}
     want = None
     for kname, launch, f in printed(stencil3d_par, [host, host.copy(), P], spec, (x, y)):
@@ -712,43 +731,30 @@ def probe_3dnext():
         ms = time_ms(f)
         want = y.copy()
         row(f"printed, every loop parallel {launch}", ms, nbytes, copy)
-    nxt = module(STENCIL3D_NEXT)
+    p, nxt, mod = np.int32(P), module(STENCIL3D_NEXT), module(STENCIL3D)
     k = nxt.get_function("s3_shflk")
     for bx, by in ((256, 1), (128, 2), (64, 4), (32, 8)):
         for R in (8, 16, 32):
-            grid = ((P - 2 + bx - 1) // bx, (P - 2 + by - 1) // by, (P - 2 + R - 1) // R)
-            y.fill(0)
-            ms = time_ms(lambda: k(grid, (bx, by), (x, y, np.int32(P), np.int32(R))))
-            check(f"shflk {R} {bx}x{by}", y, want, 1e-4)
-            row(f"shflk {R}, blocks {bx}x{by}", ms, nbytes, copy)
+            variant(f"shflk {R}, blocks {bx}x{by}", lambda: k(grid_3d(P, bx, by, R), (bx, by), (x, y, p, np.int32(R))),
+                    y, want, nbytes, copy)
     for name in re.findall(r"^S25\((\d+), (\d+), (\d+)\)$", STENCIL3D_NEXT, re.MULTILINE):
         bx, by, d = (int(v) for v in name)
         k = nxt.get_function(f"s25_{bx}x{by}_d{d}")
         for R in (32, 64, 128, 510):
-            grid = ((P - 2 + bx - 1) // bx, (P - 2 + by - 1) // by, (P - 2 + R - 1) // R)
-            y.fill(0)
-            ms = time_ms(lambda: k(grid, (bx, by), (x, y, np.int32(P), np.int32(R))))
-            check(f"s25 {bx}x{by} d{d} {R}", y, want, 1e-4)
-            row(f"2.5-D {R} planes, blocks {bx}x{by}, {d} ahead", ms, nbytes, copy)
-    mod = module(STENCIL3D)
+            variant(f"2.5-D {R} planes, blocks {bx}x{by}, {d} ahead",
+                    lambda: k(grid_3d(P, bx, by, R), (bx, by), (x, y, p, np.int32(R))), y, want, nbytes, copy)
     for name in ("s3_rot", "s3_rotp"):
         k = mod.get_function(name)
         for bx, by in ((128, 4), (64, 8), (32, 32)):
             for R in (8, 16):
-                grid = ((P - 2 + bx - 1) // bx, (P - 2 + by - 1) // by, (P - 2 + R - 1) // R)
-                y.fill(0)
-                ms = time_ms(lambda: k(grid, (bx, by), (x, y, np.int32(P), np.int32(R))))
-                check(f"{name} {R}", y, want, 1e-4)
-                row(f"{name[3:]} {R}, blocks {bx}x{by}", ms, nbytes, copy)
+                variant(f"{name[3:]} {R}, blocks {bx}x{by}",
+                        lambda: k(grid_3d(P, bx, by, R), (bx, by), (x, y, p, np.int32(R))), y, want, nbytes, copy)
     k = mod.get_function("s3_rotv")
     for bx, by in ((128, 2), (32, 8)):
         for R in (8, 16):
             grid = ((P // 4 + bx - 1) // bx, (P - 2 + by - 1) // by, (P - 2 + R - 1) // R)
-            y.fill(0)
-            ms = time_ms(lambda: k(grid, (bx, by), (x, y, np.int32(P), np.int32(R))))
-            check(f"rotv {R}", y, want, 1e-4)
-            row(f"rotv {R}, blocks {bx}x{by} (4 columns a thread)", ms, nbytes, copy)
-
+            variant(f"rotv {R}, blocks {bx}x{by} (4 columns a thread)",
+                    lambda: k(grid, (bx, by), (x, y, p, np.int32(R))), y, want, nbytes, copy)
 
 def probe_spmv():
     f32 = np.float32

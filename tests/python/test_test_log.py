@@ -18,6 +18,18 @@ def child_env(**settings):
     return env
 
 
+def run_sample(tmp_path, log, **settings):
+    """Runs tmp_path/test_sample.py in a child pytest, logging to `log`, with `settings` in its
+    environment: the finished process and the tests the log records as passed."""
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                        str(tmp_path / "test_sample.py")], cwd=tmp_path,
+                       env=child_env(PARPY_TEST_LOG=str(log), **settings), capture_output=True, text=True,
+                       timeout=child_timeout(300))
+    ran = [line.split(" ", 2)[2] for line in log.read_text().splitlines() if line.startswith("passed ")] \
+        if log.exists() else []
+    return r, ran
+
+
 def test_outcomes_are_logged_as_tests_end(tmp_path):
     here = pathlib.Path(__file__).parent
     (tmp_path / "conftest.py").write_text((here / "conftest.py").read_text())
@@ -119,14 +131,7 @@ def test_tests_a_time_limit_cut_are_deselected_or_run_alone(tmp_path):
                     "started test_sample.py::test_cut\n")
 
     def run(cut):
-        log = tmp_path / f"tests-{cut}.log"
-        env = child_env(PARPY_TEST_LOG=str(log), PARPY_TEST_SKIP=str(done), PARPY_TEST_CUT=cut)
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-                            str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True,
-                           text=True, timeout=child_timeout(300))
-        ran = [line.split(" ", 2)[2] for line in log.read_text().splitlines() if line.startswith("passed ")] \
-            if log.exists() else []
-        return r, ran
+        return run_sample(tmp_path, tmp_path / f"tests-{cut}.log", PARPY_TEST_SKIP=str(done), PARPY_TEST_CUT=cut)
 
     r, ran = run("")
     assert r.returncode == 0 and ran == ["test_sample.py::test_cut", "test_sample.py::test_new"], r.stdout
@@ -154,14 +159,8 @@ def test_shards_split_the_suite(tmp_path):
     done.write_text("passed 0.1s test_sample.py::test_t2\n")
 
     def run(shard):
-        log = tmp_path / f"tests-{shard.replace('/', '-')}.log"
-        env = child_env(PARPY_TEST_LOG=str(log), PARPY_TEST_SKIP=str(done), PARPY_TEST_SHARD=shard)
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-                            str(tmp_path / "test_sample.py")], cwd=tmp_path, env=env, capture_output=True,
-                           text=True, timeout=child_timeout(300))
-        ran = [line.split(" ", 2)[2] for line in log.read_text().splitlines() if line.startswith("passed ")] \
-            if log.exists() else []
-        return r, ran
+        return run_sample(tmp_path, tmp_path / f"tests-{shard.replace('/', '-')}.log", PARPY_TEST_SKIP=str(done),
+                          PARPY_TEST_SHARD=shard)
 
     parts = []
     for i in range(3):
