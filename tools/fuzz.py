@@ -620,7 +620,11 @@ class Gen:
         elif form == "vec":
             if rng.random() < 0.5:
                 self.emit(ind, "parpy.label('N')")
-            self.emit(ind, f"u[{self.index('M', 1)}] = {P}{red}(x[:, {self.index('M', 1)}])")
+            # Neither index may read u: the target is set to the neutral element first.
+            self.slice_target = "u"
+            target, column = self.index("M", 1), self.index("M", 1)
+            self.slice_target = None
+            self.emit(ind, f"u[{target}] = {P}{red}(x[:, {column}])")
         elif form == "axis1":
             if rng.random() < 0.5:
                 self.emit(ind, "parpy.label('N')")
@@ -654,7 +658,12 @@ class Gen:
             self.emit(ind, f"{name} = ({red()} {rng.choice(['+', '-', '*'])} {self.fexpr(1)})")
             self.define(name, "f", None)
         elif form == "store":
-            self.emit(ind, f"z[{i}] {rng.choice(['', '+', '-'])}= ({self.fexpr(1)} * {red()})")
+            # The factor may not read z: `z[i] -= f(z[i]) * m`, repeated by enclosing loops, can
+            # amplify the last-bit differences of fused multiply-adds (docs/language.md, Parallel
+            # semantics) past any tolerance.
+            self.slice_target = "z"
+            e = self.fexpr(1)
+            self.emit(ind, f"z[{i}] {rng.choice(['', '+', '-'])}= ({e} * {red()})")
         elif form == "two":
             name = self.fresh("q")
             self.emit(ind, f"{name} = ({red()} - {red()}) / (abs({self.fexpr(1)}) + 1.0)")
