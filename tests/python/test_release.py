@@ -51,6 +51,50 @@ def released(ref, seconds=10.0):
         time.sleep(0.05)
 
 
+def holders(obj, depth=6):
+    """What still refers to `obj`, for a failure message: its referrers (a frame's function, line
+    and references, a dict's keys), `depth` levels up, each with its reference count; a count above
+    its tracked referrers means references held from native code."""
+    import sys
+    import types
+
+    mine = set()
+
+    def describe(o):
+        n = sys.getrefcount(o) - 3  # getrefcount's argument, describe's and walk's loop variable
+        if isinstance(o, types.FrameType):
+            what = f"frame {o.f_code.co_name} at {o.f_code.co_filename}:{o.f_lineno}"
+        elif isinstance(o, types.TracebackType):
+            what = f"traceback at line {o.tb_lineno}"
+        elif isinstance(o, dict):
+            what = f"dict with keys {list(o)[:8]}"
+        elif isinstance(o, (list, tuple)):
+            what = f"{type(o).__name__} of {len(o)}"
+        elif isinstance(o, BaseException):
+            what = f"{type(o).__qualname__}: {o}"
+        else:
+            what = type(o).__qualname__
+        return f"{what} ({n} references)"
+
+    lines, seen = [], set()
+
+    def walk(o, level):
+        refs = [r for r in gc.get_referrers(o) if id(r) not in mine]
+        mine.add(id(refs))
+        for r in refs:
+            lines.append("  " * level + describe(r))
+            if level + 1 < depth and id(r) not in seen:
+                seen.add(id(r))
+                walk(r, level + 1)
+
+    mine.update({id(lines), id(seen), id(mine)})
+    me = sys._getframe()
+    mine.add(id(me))
+    lines.append(f"{sys.getrefcount(obj) - 2} references, tracked referrers:")
+    walk(obj, 1)
+    return "\n".join(lines[:60])
+
+
 def call(f, backend, a):
     x = np.arange(64, dtype=np.float64)
     y = np.zeros(64)
@@ -104,5 +148,5 @@ def test_a_call_in_flight_keeps_the_function_and_its_library(backend):
         t.join()
     assert not errors
     threads = None
-    assert released(ref)
+    assert released(ref), holders(ref())
     assert loaded() == base
