@@ -38,9 +38,11 @@ def mapped_libraries():
 
 
 def released(ref, seconds=10.0):
-    """Whether the object behind weak reference `ref` is gone within `seconds` of collections. Once,
-    under compute-sanitizer's racecheck on an H200, the function was still there at the first
-    collection after its calling threads had been joined; one that stays is a leak."""
+    """Whether the object behind weak reference `ref` is gone within `seconds` of collections; one
+    that stays is a leak. Under compute-sanitizer with host backtraces on (its default), it stays:
+    the tool keeps a reference to the Python frame of every CUDA launch, here the calling threads'
+    frames that hold the function (benchmarks/frameleak_probe.py); tools/gpu_check.sh runs this
+    file with --show-backtrace no."""
     deadline = time.monotonic() + seconds
     while True:
         gc.collect()
