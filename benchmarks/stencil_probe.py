@@ -14,6 +14,8 @@ Variants (a name says what changed from the printed kernel):
 - tiled S: strips of S rows in registers (3-D), in blocks of columns by planes, so that a
            thread's planes i - 1 and i + 1 are its block's own (L1) rather than fetched from L2
 - rotv R:  rot R (3-D) with 4 columns a thread: 128-bit loads and stores
+- rot4s R: rot R (3-D) with 4 consecutive interior columns a thread from column 1 (unaligned),
+           scalar loads, the centre plane's columns shared by the four (`3dnext`)
 - rotp R:  rot R (3-D) with the next plane's five loads issued one plane ahead; rotu R: rot R
            with its plane loop unrolled by 4
 - shfl R:  rot R, with the left and right neighbours taken from the next lanes (`__shfl_*`)
@@ -28,7 +30,7 @@ Variants (a name says what changed from the printed kernel):
            L_gP: P values per lane at a time through guarded loads (all in flight together), plain
            loads, double sums
 
-Run on a machine with an NVIDIA GPU and CuPy: python benchmarks/stencil_probe.py [2d] [3d] [3dnext] [spmv]
+Run on a machine with an NVIDIA GPU and CuPy: python benchmarks/stencil_probe.py [2d] [3d] [3dnext] [3dvec] [spmv]
 (2d, 3d and spmv by default; PARPY_PROBE_ONCE=1 launches each kernel once, untimed, for a profiler)
 """
 import re
@@ -344,6 +346,45 @@ extern "C" __global__ void __launch_bounds__(256) s3_rotv(const float* __restric
     }
     up = mid;
     mid = dn;
+  }
+}
+
+// rot R with 4 consecutive interior columns a thread (k0 = 1 + 4t .. k0 + 3, the last group cut at
+// column n - 2), each column a scalar load: what unrolling the columns loop of parpy's strips by 4
+// and jamming it into the plane loop gives without 128-bit accesses. Columns k0 - 1 .. k0 + 4 of
+// the centre plane are loaded once each and shared by the four columns.
+extern "C" __global__ void __launch_bounds__(256) s3_rot4s(const float* __restrict__ x, float* __restrict__ y,
+                                                            int n, int R) {
+  int k0 = 1 + 4 * (blockIdx.x * blockDim.x + threadIdx.x);
+  int j = blockIdx.y * blockDim.y + threadIdx.y + 1;
+  int i0 = 1 + blockIdx.z * R;
+  if (k0 >= n - 1 || j >= n - 1 || i0 >= n - 1) return;
+  i64 p = (i64)n * n;
+  int i1 = min(i0 + R, n - 1);
+  int m = min(4, n - 1 - k0);  // columns of this group
+  const float* r = x + i0 * p + (i64)j * n + k0;
+  float* w = y + i0 * p + (i64)j * n + k0;
+  float up[4], mid[6];
+  #pragma unroll
+  for (int u = 0; u < 4; ++u) up[u] = u < m ? __ldg(r - p + u) : 0.0f;
+  #pragma unroll
+  for (int u = 0; u < 6; ++u) mid[u] = u <= m + 1 ? __ldg(r - 1 + u) : 0.0f;
+  for (int i = i0; i < i1; ++i, r += p, w += p) {
+    float dn[6], a[4], b[4];
+    #pragma unroll
+    for (int u = 0; u < 6; ++u) dn[u] = u <= m + 1 ? __ldg(r + p - 1 + u) : 0.0f;
+    #pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      a[u] = u < m ? __ldg(r - n + u) : 0.0f;
+      b[u] = u < m ? __ldg(r + n + u) : 0.0f;
+    }
+    #pragma unroll
+    for (int u = 0; u < 4; ++u)
+      if (u < m) w[u] = (((((up[u] + dn[u + 1]) + a[u]) + b[u]) + mid[u]) + mid[u + 2]) / 6.0f;
+    #pragma unroll
+    for (int u = 0; u < 4; ++u) up[u] = mid[u + 1];
+    #pragma unroll
+    for (int u = 0; u < 6; ++u) mid[u] = dn[u];
   }
 }
 
@@ -749,12 +790,43 @@ def probe_3dnext():
             for R in (8, 16):
                 variant(f"{name[3:]} {R}, blocks {bx}x{by}",
                         lambda: k(grid_3d(P, bx, by, R), (bx, by), (x, y, p, np.int32(R))), y, want, nbytes, copy)
+    probe_3dvec(x, y, want, nbytes, copy)
+
+
+def probe_3dvec(x=None, y=None, want=None, nbytes=None, copy=None):
+    """Several columns a thread: rotv (128-bit, aligned groups) in the compiler's launch geometry
+    too, and rot4s (interior groups, scalar loads)."""
+    P = 512
+    if x is None:
+        x, y, nbytes, copy = setup_3d(P, ", several columns a thread")
+        host = np.zeros((P,) * 3, np.float32)
+        spec = {"planes": parpy.threads(P), "rows": parpy.threads(P), "cols": parpy.threads(P)}
+        for kname, launch, f in printed(stencil3d_par, [host, host.copy(), P], spec, (x, y)):
+            y.fill(0)
+            ms = time_ms(f)
+            want = y.copy()
+            row(f"printed, every loop parallel {launch}", ms, nbytes, copy)
+    p, mod = np.int32(P), module(STENCIL3D)
     k = mod.get_function("s3_rotv")
     for bx, by in ((128, 2), (32, 8)):
         for R in (8, 16):
             grid = ((P // 4 + bx - 1) // bx, (P - 2 + by - 1) // by, (P - 2 + R - 1) // R)
             variant(f"rotv {R}, blocks {bx}x{by} (4 columns a thread)",
                     lambda: k(grid, (bx, by), (x, y, p, np.int32(R))), y, want, nbytes, copy)
+    # As the compiler would launch it without changing its geometry: one thread for each column
+    # of the spec's threads(P), three in four of them with no group of columns.
+    for bx, by in ((256, 1), (128, 2)):
+        for R in (8,):
+            grid = ((P + bx - 1) // bx, (P - 2 + by - 1) // by, (P - 2 + R - 1) // R)
+            variant(f"rotv {R}, blocks {bx}x{by}, threads for every column (3 in 4 idle)",
+                    lambda: k(grid, (bx, by), (x, y, p, np.int32(R))), y, want, nbytes, copy)
+    k = mod.get_function("s3_rot4s")
+    for bx, by in ((128, 2), (32, 8), (256, 1)):
+        for R in (8, 16):
+            grid = ((P // 4 + bx - 1) // bx, (P - 2 + by - 1) // by, (P - 2 + R - 1) // R)
+            variant(f"rot4s {R}, blocks {bx}x{by} (4 interior columns a thread, scalar loads)",
+                    lambda: k(grid, (bx, by), (x, y, p, np.int32(R))), y, want, nbytes, copy)
+
 
 def probe_spmv():
     f32 = np.float32
@@ -813,7 +885,7 @@ def probe_spmv():
 def main():
     failed = 0
     chosen = sys.argv[1:] or ["2d", "3d", "spmv"]  # e.g. `3d`: only that probe; `3dnext`: the new 3-D variants
-    for probe in (probe_2d, probe_3d, probe_3dnext, probe_spmv):
+    for probe in (probe_2d, probe_3d, probe_3dnext, probe_3dvec, probe_spmv):
         if probe.__name__.removeprefix("probe_") not in chosen:
             continue
         try:
