@@ -203,6 +203,9 @@ GpuProgram gpu_layer(const Checked& c, const GpuTarget& target, Stages& st) {
   ir = fuse_map_reduce(ir);
   st.dump("fuse_map_reduce", name, ir);
   GpuProgram gpu = extract_kernels(name, c.params, ir, target, parallel_externals(c.helpers));
+  // Array arguments that share memory are other names of the same elements to the kernel passes.
+  for (const auto& p : c.params)
+    if (p.shares_memory) gpu.aliased.insert(p.name);
   for (const auto& k : gpu.kernels) st.dump(("extract_kernels: " + k.name).c_str(), k.name, k.body);
   st.dump("extract_kernels: host", name, gpu.host);
   vectorize_kernels(gpu);

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "gpu/index_expr.h"
+#include "ir/affine.h"
 
 namespace parpy {
 namespace {
@@ -192,20 +193,385 @@ class LoopVectorizer {
   int& counter_;  // numbers the loads' locals within one kernel
 };
 
-Block rewrite(const Block& b, const std::string& worker, int64_t workers,
-              const std::set<std::string>& aliased, std::map<std::string, int64_t>& alignment, bool& changed,
+
+int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+
+// Whether e holds a read that may not happen when the program runs (under a conditional
+// expression, `and` or `or`): such a read may not be loaded ahead.
+bool conditional_read(const Expr& e) {
+  bool found = false;
+  visit_expr(e, [&](const Expr& x) {
+    if (x->kind == ExprKind::IfExpr || (x->kind == ExprKind::BinOp && (x->binop == BinOp::And || x->binop == BinOp::Or)))
+      visit_expr(x, [&](const Expr& y) { found = found || y->kind == ExprKind::Access; });
+  });
+  return found;
+}
+
+// The masked form, for the grid-stride loops LoopVectorizer leaves: a lower bound that is not a
+// multiple of the lanes (the interior columns 1 .. n - 2 of a stencil), and bodies that hold
+// sequential loops (a strip of rows walked down in each column, gpu/strip_rows.h), which are
+// unrolled by the lanes and jammed into those loops. Each thread takes the groups of `lanes`
+// consecutive columns that start at multiples of the lanes (aligned to 16 bytes), v = 4t, 4t + 1,
+// ... (f32); lane u of a group is active when its column lies in the loop's range. Per run of
+// straight-line statements:
+// - every read is loaded once, at the front of the run; a read of `base + v + c` (base a multiple
+//   of the lanes) is a position of its 16-byte chunk. A chunk that every lane reads some position
+//   of, in an array whose size is a multiple of the lanes, holds only elements of the array
+//   (a group always has an active lane), so all of its positions are loaded unconditionally (the
+//   CUDA compiler merges them into one 128-bit load); any other read is loaded only when a lane
+//   that reads it is active;
+// - the lanes' statements follow, one lane after the other, their locals renamed per lane;
+// - the stores come last: all lanes' stores where the whole group is active (merged into 128-bit
+//   stores), each active lane's otherwise.
+// Valid because the loop is parallel (its iterations may run in any order) and no array it reads
+// is written in it.
+class GroupVectorizer {
+ public:
+  GroupVectorizer(const Stmt& loop, const std::string& worker, int64_t workers, const std::set<std::string>& aliased,
+                  const std::map<std::string, int64_t>& sizes, int& counter)
+      : s_(loop), v_(loop->var), worker_(worker), workers_(workers), aliased_(aliased), sizes_(sizes),
+        counter_(counter) {}
+
+  std::optional<Block> run(std::map<std::string, int64_t>& alignment) {
+    const Expr& lo = s_->lo;
+    if (s_->step != workers_ || s_->hi->kind != ExprKind::Int || lo->kind != ExprKind::BinOp ||
+        lo->binop != BinOp::Add || lo->args[0]->kind != ExprKind::Int || lo->args[1]->kind != ExprKind::Var ||
+        lo->args[1]->name != worker_)
+      return std::nullopt;
+    lo_ = lo->args[0]->ival;
+    hi_ = s_->hi->ival;
+    if (hi_ <= lo_ || !collect(s_->body) || !scan(s_->body) || widest_ == 0 || widest_ > 8) return std::nullopt;
+    lanes_ = 16 / widest_;
+    glo_ = floor_div(lo_, lanes_) * lanes_;
+    int64_t step = 0, end = 0;
+    if (__builtin_mul_overflow(lanes_, workers_, &step) || __builtin_add_overflow(hi_, step, &end) ||
+        __builtin_sub_overflow(hi_, glo_, &end))
+      return std::nullopt;
+    Block body = gen(s_->body);
+    if (aligned_.empty()) return std::nullopt;  // no 128-bit access
+    for (const auto& [name, bytes] : aligned_) alignment[name] = std::max(alignment[name], bytes);
+    auto vec = copy(for_loop(v_, iadd(ilit(glo_), iop(BinOp::Mul, ilit(lanes_), ivar(worker_))), ilit(hi_), step,
+                             body, s_->span));
+    return Block{Stmt(vec)};
+  }
+
+ private:
+  const Stmt& s_;
+  const std::string& v_;
+  const std::string& worker_;
+  int64_t workers_;
+  const std::set<std::string>& aliased_;
+  const std::map<std::string, int64_t>& sizes_;
+  int& counter_;
+  int64_t lo_ = 0, hi_ = 0, glo_ = 0, lanes_ = 1, widest_ = 0;
+  std::set<std::string> locals_, read_, written_;
+  std::map<std::string, int64_t> aligned_;
+
+  // The locals the body defines and the arrays it reads and writes.
+  bool collect(const Block& b) {
+    for (const auto& st : b) {
+      if (st->kind == StmtKind::For) {
+        if (!collect(st->body)) return false;
+        continue;
+      }
+      if (st->kind != StmtKind::Assign) return false;
+      visit_expr(st->rhs, [&](const Expr& x) {
+        if (x->kind == ExprKind::Access) read_.insert(x->name);
+      });
+      if (st->lhs->kind == ExprKind::Access) {
+        written_.insert(st->lhs->name);
+        visit_expr(st->lhs->args[0], [&](const Expr& x) {
+          if (x->kind == ExprKind::Access) read_.insert(x->name);
+        });
+      } else if (st->defines) {
+        locals_.insert(st->lhs->name);
+      }
+    }
+    return true;
+  }
+
+  // The index of an array access in affine form: variables are atoms, any other term that does
+  // not mention the loop's variable an atom of its own; nothing when a term that is not affine
+  // mentions the variable.
+  std::optional<Affine> index_form(const Expr& idx) const {
+    return affine(idx, [&](const Expr& e) -> std::optional<Affine> {
+      if (e->kind == ExprKind::Var) return affine_atom(e->name);
+      if (mentions(e, v_)) return std::nullopt;
+      return affine_atom("$" + print_expr(e));
+    });
+  }
+
+  bool access_ok(const Expr& a) {
+    const Expr& idx = a->args[0];
+    if (aliased_.count(a->name) || mentions_any(idx, locals_)) return false;
+    bool nested = false;
+    visit_expr(idx, [&](const Expr& x) { nested = nested || x->kind == ExprKind::Access; });
+    std::optional<Affine> form = index_form(idx);
+    if (nested || !form) return false;
+    // Columns next to each other in memory, or the same element in every column; a stride
+    // (a transposed read) stays in the scalar kernel.
+    if (form->coef(v_) != 0 && form->coef(v_) != 1) return false;
+    if (mentions(idx, v_)) widest_ = std::max<int64_t>(widest_, elem_bytes(a->ty.elem));
+    return true;
+  }
+
+  // Straight-line assignments and sequential loops whose ranges are the same in every column;
+  // locals defined in the body; no array both read and written.
+  bool scan(const Block& b) {
+    for (const auto& r : read_)
+      if (written_.count(r)) return false;
+    for (const auto& st : b) {
+      if (st->kind == StmtKind::For) {
+        if (st->par.is_parallel() || st->par.reduction || st->step <= 0 || mentions(st->lo, v_) ||
+            mentions(st->hi, v_) || mentions_any(st->lo, locals_) || mentions_any(st->hi, locals_) ||
+            st->var == v_ || !scan(st->body))
+          return false;
+        continue;
+      }
+      if (st->kind != StmtKind::Assign || st->atomic || refers_to_arrays(st->rhs) || conditional_read(st->rhs))
+        return false;
+      bool ok = true;
+      visit_expr(st->rhs, [&](const Expr& x) {
+        if (x->kind == ExprKind::Access) ok = ok && access_ok(x);
+      });
+      if (st->lhs->kind == ExprKind::Access) {
+        // Every column writes its own elements.
+        ok = ok && access_ok(st->lhs) && mentions(st->lhs->args[0], v_);
+      } else if (st->lhs->kind != ExprKind::Var || !locals_.count(st->lhs->name)) {
+        return false;
+      }
+      if (!ok) return false;
+    }
+    return true;
+  }
+
+  Expr at(const Expr& e, int64_t off) const {
+    return map_expr(e, [&](const Expr& x) -> Expr {
+      if (x->kind == ExprKind::Var && x->name == v_) return off == 0 ? x : iadd(x, ilit(off));
+      return x;
+    });
+  }
+
+  // Lane u lies in the loop's range (nothing: always).
+  Expr active(int64_t u) const {
+    Expr c;
+    if (u < lo_ - glo_) c = iop(BinOp::Ge, iadd(ivar(v_), ilit(u)), ilit(lo_));
+    if (u > 0 && (hi_ - glo_) % lanes_ != 0) {
+      Expr h = iop(BinOp::Lt, iadd(ivar(v_), ilit(u)), ilit(hi_));
+      c = c ? iop(BinOp::And, c, h) : h;
+    }
+    return c;
+  }
+
+  // Some lane of `lanes` is active (nothing: always; every group has an active lane).
+  Expr any_active(const std::set<int64_t>& lanes) const {
+    if (static_cast<int64_t>(lanes.size()) == lanes_) return nullptr;
+    Expr c;
+    for (int64_t u : lanes) {
+      Expr a = active(u);
+      if (!a) return nullptr;
+      c = c ? iop(BinOp::Or, c, a) : a;
+    }
+    return c;
+  }
+
+  static Expr zero(ElemSize e) {
+    if (e == ElemSize::Bool) return bool_lit(false, {});
+    if (is_float(e)) return float_lit(0.0, {}, false, e);
+    return int_lit(0, {}, false, e);
+  }
+
+  std::string key(const std::string& array, const Affine& a, bool drop_v) const {
+    std::string k = array + "|";
+    for (const auto& [atom, coef] : a.terms)
+      if (coef != 0 && !(drop_v && atom == v_)) k += atom + "*" + std::to_string(coef) + ",";
+    return k;
+  }
+
+  struct Read {
+    Expr access;             // at lane 0
+    int64_t shift = 0;       // ... shifted by this many columns
+    std::set<int64_t> users;  // the lanes that read it
+  };
+
+  // The statements of a run, vectorised (see the class comment).
+  void flush(const Block& run, Block& out) {
+    if (run.empty()) return;
+    // Reads: chunked ones by group (array and index without the loop variable and constant) and
+    // position (flat offset from the group's base + v); the others by lane and printed form.
+    std::map<std::string, std::map<int64_t, Read>> groups;
+    std::map<std::string, std::string> group_array;
+    std::map<std::string, Read> others;
+    std::vector<std::map<std::string, std::pair<std::string, int64_t>>> place(static_cast<size_t>(lanes_));
+    for (int64_t u = 0; u < lanes_; ++u)
+      for (const auto& st : run)
+        visit_expr(st->rhs, [&](const Expr& x) {
+          if (!x || x->kind != ExprKind::Access) return;
+          Affine a = *index_form(x->args[0]);
+          int64_t c = a.coef(v_);
+          bool chunked = c == 1;
+          for (const auto& [atom, coef] : a.terms)
+            if (atom != v_ && coef % lanes_ != 0) chunked = false;
+          std::string printed = print_expr(at(x, u));
+          if (chunked) {
+            std::string g = key(x->name, a, true);
+            int64_t pos = a.constant + u;
+            Read& r = groups[g][pos];
+            if (!r.access) {
+              r.access = x;
+              r.shift = u;
+            }
+            r.users.insert(u);
+            group_array[g] = x->name;
+            place[static_cast<size_t>(u)][printed] = {g, pos};
+          } else {
+            Affine at_u = *index_form(at(x, u)->args[0]);
+            std::string g = key(x->name, at_u, false) + "#" + std::to_string(at_u.constant);
+            Read& r = others[g];
+            if (!r.access) {
+              r.access = x;
+              r.shift = u;
+            }
+            r.users.insert(u);
+            place[static_cast<size_t>(u)][printed] = {g, INT64_MIN};
+          }
+        });
+    std::map<std::pair<std::string, int64_t>, Expr> local;  // (group, position) -> local
+    auto load = [&](const Expr& access, Expr guard, std::pair<std::string, int64_t> where) {
+      Expr v = var("$vl" + std::to_string(counter_++), access->span, Type::scalar(access->ty.elem));
+      Expr rhs = guard ? if_expr(guard, access, zero(access->ty.elem), access->span) : access;
+      auto def = copy(assign(v, rhs, access->span));
+      def->defines = true;
+      out.push_back(def);
+      local[where] = v;
+    };
+    for (auto& [g, positions] : groups) {
+      const std::string& array = group_array[g];
+      auto size = sizes_.find(array);
+      bool whole = size != sizes_.end() && size->second % lanes_ == 0;
+      std::set<int64_t> chunks;
+      for (const auto& [pos, r] : positions) chunks.insert(floor_div(pos, lanes_));
+      for (int64_t q : chunks) {
+        std::set<int64_t> readers;
+        for (const auto& [pos, r] : positions)
+          if (floor_div(pos, lanes_) == q) readers.insert(r.users.begin(), r.users.end());
+        if (whole && static_cast<int64_t>(readers.size()) == lanes_) {
+          // Each position from a read of the chunk (the index as the program writes it).
+          const auto& [p0, r0] = *positions.lower_bound(q * lanes_);
+          aligned_[array] = std::max<int64_t>(aligned_[array], elem_bytes(r0.access->ty.elem) * lanes_);
+          for (int64_t pos = q * lanes_; pos < (q + 1) * lanes_; ++pos)
+            load(at(r0.access, pos - p0 + r0.shift), nullptr, {g, pos});
+          continue;
+        }
+        for (const auto& [pos, r] : positions)
+          if (floor_div(pos, lanes_) == q) load(at(r.access, r.shift), any_active(r.users), {g, pos});
+      }
+    }
+    for (auto& [g, r] : others) load(at(r.access, r.shift), any_active(r.users), {g, INT64_MIN});
+    // The lanes' statements, the stores' values into locals.
+    struct Store {
+      Expr target;  // lane 0's
+      std::vector<Expr> values;
+    };
+    std::vector<Store> stores;
+    for (int64_t u = 0; u < lanes_; ++u) {
+      auto rewrite = [&](const Expr& e) {
+        return map_expr(at(e, u), [&](const Expr& x) -> Expr {
+          if (x->kind == ExprKind::Var && locals_.count(x->name)) return var(renamed(x->name, u), x->span, x->ty);
+          if (x->kind == ExprKind::Access) {
+            auto it = place[static_cast<size_t>(u)].find(print_expr(x));
+            if (it != place[static_cast<size_t>(u)].end()) return local.at(it->second);
+          }
+          return x;
+        });
+      };
+      size_t nstore = 0;
+      for (const auto& st : run) {
+        auto n = copy(st);
+        n->rhs = rewrite(st->rhs);
+        if (st->lhs->kind == ExprKind::Access) {
+          Expr t = var("$vs" + std::to_string(counter_++), st->span, Type::scalar(st->lhs->ty.elem));
+          n->lhs = t;
+          n->defines = true;
+          if (u == 0) stores.push_back({st->lhs, {}});
+          stores[nstore++].values.push_back(t);
+        } else {
+          n->lhs = var(renamed(st->lhs->name, u), st->lhs->span, st->lhs->ty);
+        }
+        out.push_back(n);
+      }
+    }
+    if (stores.empty()) return;
+    auto store = [&](const Store& s, int64_t u) {
+      return assign(with_args(s.target, {at(s.target->args[0], u)}), s.values[static_cast<size_t>(u)], s.target->span);
+    };
+    Block all, each;
+    for (const auto& s : stores) {
+      Affine a = *index_form(s.target->args[0]);
+      bool chunked = a.coef(v_) == 1;
+      for (const auto& [atom, coef] : a.terms)
+        if (atom != v_ && coef % lanes_ != 0) chunked = false;
+      if (chunked)
+        aligned_[s.target->name] =
+            std::max<int64_t>(aligned_[s.target->name], elem_bytes(s.target->ty.elem) * lanes_);
+      for (int64_t u = 0; u < lanes_; ++u) {
+        all.push_back(store(s, u));
+        Expr c = active(u);
+        each.push_back(c ? if_stmt(c, {store(s, u)}, {}, s.target->span) : store(s, u));
+      }
+    }
+    Expr full;
+    if (lo_ != glo_) full = iop(BinOp::Ge, ivar(v_), ilit(lo_));
+    if ((hi_ - glo_) % lanes_ != 0) {
+      Expr h = iop(BinOp::Le, iadd(ivar(v_), ilit(lanes_)), ilit(hi_));
+      full = full ? iop(BinOp::And, full, h) : h;
+    }
+    if (!full) {
+      out.insert(out.end(), all.begin(), all.end());
+    } else {
+      out.push_back(if_stmt(full, all, each, s_->span));
+    }
+  }
+
+  std::string renamed(const std::string& name, int64_t u) const {
+    // A user's `a` becomes `$a_v1`, a compiler temporary `$a` becomes `$$a_v1`: never the same.
+    return "$" + name + "_v" + std::to_string(u);
+  }
+
+  Block gen(const Block& b) {
+    Block out, run;
+    for (const auto& st : b) {
+      if (st->kind != StmtKind::For) {
+        run.push_back(st);
+        continue;
+      }
+      flush(run, out);
+      run.clear();
+      auto n = copy(st);
+      n->body = gen(st->body);
+      out.push_back(n);
+    }
+    flush(run, out);
+    return out;
+  }
+};
+
+Block rewrite(const Block& b, const std::string& worker, int64_t workers, const std::set<std::string>& aliased,
+              const std::map<std::string, int64_t>& sizes, std::map<std::string, int64_t>& alignment, bool& changed,
               int& counter) {
   Block out;
   for (const auto& s : b) {
     if (s->kind == StmtKind::For) {
-      if (auto v = LoopVectorizer(s, worker, workers, aliased, counter).run(alignment)) {
+      auto v = LoopVectorizer(s, worker, workers, aliased, counter).run(alignment);
+      if (!v) v = GroupVectorizer(s, worker, workers, aliased, sizes, counter).run(alignment);
+      if (v) {
         out.insert(out.end(), v->begin(), v->end());
         changed = true;
         continue;
       }
     }
     auto n = with_blocks(
-        s, [&](const Block& x) { return rewrite(x, worker, workers, aliased, alignment, changed, counter); });
+        s, [&](const Block& x) { return rewrite(x, worker, workers, aliased, sizes, alignment, changed, counter); });
     out.push_back(n);
   }
   return out;
@@ -213,19 +579,54 @@ Block rewrite(const Block& b, const std::string& worker, int64_t workers,
 
 }  // namespace
 
+int64_t column_group_lanes(const Block& body, const std::string& col) {
+  int64_t widest = 0;
+  std::vector<Affine> forms;
+  bool ok = true;
+  visit_block(body, [&](const Stmt& st) {
+    auto check = [&](const Expr& e) {
+      if (!e) return;
+      visit_expr(e, [&](const Expr& x) {
+        if (x->kind != ExprKind::Access || !mentions(x->args[0], col)) return;
+        auto a = affine(x->args[0], [&](const Expr& t) -> std::optional<Affine> {
+          if (t->kind == ExprKind::Var) return affine_atom(t->name);
+          return std::nullopt;
+        });
+        if (!a || a->coef(col) != 1) {
+          ok = false;
+          return;
+        }
+        widest = std::max<int64_t>(widest, elem_bytes(x->ty.elem));
+        forms.push_back(*a);
+      });
+    };
+    check(st->lhs);
+    check(st->rhs);
+  });
+  if (!ok || widest == 0 || widest > 8) return 1;
+  int64_t lanes = 16 / widest;
+  for (const auto& a : forms)
+    for (const auto& [atom, coef] : a.terms)
+      if (atom != col && coef % lanes != 0) return 1;
+  return lanes;
+}
+
 Vectorized vectorize_inner_loops(const Block& body, const std::string& worker, int64_t workers,
-                                 const std::set<std::string>& aliased) {
+                                 const std::set<std::string>& aliased, const std::map<std::string, int64_t>& sizes) {
   Vectorized v;
   bool changed = false;
   int counter = 0;
-  Block b = rewrite(body, worker, workers, aliased, v.alignment, changed, counter);
+  Block b = rewrite(body, worker, workers, aliased, sizes, v.alignment, changed, counter);
   if (changed) v.body = std::move(b);
   return v;
 }
 
 void vectorize_kernels(GpuProgram& prog) {
   for (auto& k : prog.kernels) {
-    Vectorized vec = vectorize_inner_loops(k.body, k.inner_worker, k.inner_workers, prog.aliased);
+    std::map<std::string, int64_t> sizes;
+    for (const auto& p : k.params)
+      if (p.type.is_array()) sizes[p.name] = p.type.numel();
+    Vectorized vec = vectorize_inner_loops(k.body, k.inner_worker, k.inner_workers, prog.aliased, sizes);
     k.vector_body = std::move(vec.body);
     k.alignment = std::move(vec.alignment);
   }

@@ -33,6 +33,8 @@ struct AbiParam {
   std::string name;
   Type type;  // arrays: Tensor with shape; scalars: scalar type (passed, but inlined)
   bool on_device = false;  // a 0-dim array left on the GPU: a one-element array, only read
+  // An array that shares memory with another array argument of the call (ArgValue::shares_memory).
+  bool shares_memory = false;
 };
 
 }  // namespace parpy

@@ -122,13 +122,13 @@ class Specializer {
       if (a.kind == ArgValue::Kind::Dict) {
         dicts_[p.name] = &a;
         for (const auto& [k, v] : a.fields) {
-          out.params.push_back({p.name + "_" + k, param_type(v, opts_), v.on_device});
+          out.params.push_back({p.name + "_" + k, param_type(v, opts_), v.on_device, v.shares_memory || a.shares_memory});
           if (v.kind == ArgValue::Kind::Float) out.runtime_scalars[p.name + "_" + k] = Type::scalar(opts_.float_size());
         }
       } else {
         if (is_scalar_arg(a)) scalars_[p.name] = &a;
         if (a.kind == ArgValue::Kind::Float) out.runtime_scalars[p.name] = Type::scalar(opts_.float_size());
-        out.params.push_back({p.name, param_type(a, opts_), a.on_device});
+        out.params.push_back({p.name, param_type(a, opts_), a.on_device, a.shares_memory});
       }
     }
     check_no_scalar_assignment(f_.body);

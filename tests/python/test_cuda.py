@@ -643,7 +643,7 @@ def test_debug_print_shows_every_kernel_pass(capfd):
     o = opts_for({"rows": parpy.threads(4), "cols": parpy.threads(256)})
     o.debug_print = True
     x = np.zeros((4, 256), np.float32)
-    parpy.print_compiled(softmax, [x, x, 4, 256], o)
+    parpy.print_compiled(softmax, [x, x.copy(), 4, 256], o)
     out, err = capfd.readouterr()
     stages = [ln.split(" (time")[0][6:] for ln in (out + err).splitlines() if ln.startswith("===== ")]
     want = ["extract_kernels: softmax_k0", "extract_kernels: host", "vectorize_kernels: softmax_k0_vec",

@@ -59,7 +59,7 @@ PAR = {"rows": parpy.threads(64), "cols": parpy.threads(256), "red": parpy.threa
 
 def code_of(fun, M=300):
     x = np.zeros((64, M), np.float32)
-    return parpy.print_compiled(fun, [x, x, np.zeros(64, np.float32), 64, M], opts(PAR))
+    return parpy.print_compiled(fun, [x, x.copy(), np.zeros(64, np.float32), 64, M], opts(PAR))
 
 
 def test_map_and_sum_fuse():
@@ -111,17 +111,17 @@ def scale_add(a, x, y, N):
 
 def test_vector_variant_and_alignment_check():
     x = np.zeros(4099, np.float32)
-    code = parpy.print_compiled(scale_add, [2.0, x, x, 4099], opts({"N": parpy.threads(1024)}))
+    code = parpy.print_compiled(scale_add, [2.0, x, x.copy(), 4099], opts({"N": parpy.threads(1024)}))
     assert "scale_add_k0_vec(" in code
     assert "if (parpy_aligned(v_x, 16) && parpy_aligned(v_y, 16))" in code
     d = np.zeros(4099, np.float64)
-    code = parpy.print_compiled(scale_add, [2.0, d, d, 4099], opts({"N": parpy.threads(1024)}))
+    code = parpy.print_compiled(scale_add, [2.0, d, d.copy(), 4099], opts({"N": parpy.threads(1024)}))
     assert "parpy_aligned(v_x, 16)" in code and "parpy_vl1 " in code and "parpy_vl2 " not in code.split("_vec(")[1].split("\n}")[0].replace("parpy_vl2 =", "")
 
 
 def test_rows_not_multiple_of_the_vector_stay_scalar():
     x = np.zeros((64, 301), np.float32)
-    code = parpy.print_compiled(tf_softmax_like, [x, x, 64, 301], opts({"rows": parpy.threads(64), "cols": parpy.threads(256)}))
+    code = parpy.print_compiled(tf_softmax_like, [x, x.copy(), 64, 301], opts({"rows": parpy.threads(64), "cols": parpy.threads(256)}))
     assert "_vec(" not in code
 
 
@@ -193,7 +193,7 @@ def kernel_bodies(code):
 def test_softmax_row_is_read_once_and_written_once():
     x = np.zeros((64, 1024), np.float32)
     for cols in (128, 256):
-        code = parpy.print_compiled(softmax_rows, [x, x, 64, 1024], opts({"rows": parpy.threads(64), "cols": parpy.threads(cols)}))
+        code = parpy.print_compiled(softmax_rows, [x, x.copy(), 64, 1024], opts({"rows": parpy.threads(64), "cols": parpy.threads(cols)}))
         for body in kernel_bodies(code):
             lines = body.splitlines()
             loads = [ln for ln in lines if "x[" in ln]
@@ -205,7 +205,7 @@ def test_softmax_row_is_read_once_and_written_once():
 
 def test_reads_of_other_threads_elements_are_not_cached():
     x = np.zeros((64, 1024), np.float32)
-    code = parpy.print_compiled(reverse_rows, [x, x, 64, 1024], opts({"rows": parpy.threads(64), "cols": parpy.threads(256)}))
+    code = parpy.print_compiled(reverse_rows, [x, x.copy(), 64, 1024], opts({"rows": parpy.threads(64), "cols": parpy.threads(256)}))
     scalar = kernel_bodies(code)[0]
     assert scalar.count("(v_out[((v_i * 1024) + (1023 - ") == 4  # read from memory in each unrolled iteration
 

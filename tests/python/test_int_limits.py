@@ -117,9 +117,9 @@ def test_vectorizer_skips_loops_whose_count_overflows():
     # GPU code generation needs no GPU. The loop's trip count does not fit in int64: it stays a
     # scalar loop (the same loop from 0 gets a vector variant).
     x = np.zeros(4099, np.float32)
-    code = parpy.print_compiled(axpy_from_far_below, [2.0, x, x, 4099], cuda_opts({"N": 1024}))
+    code = parpy.print_compiled(axpy_from_far_below, [2.0, x, x.copy(), 4099], cuda_opts({"N": 1024}))
     assert "_vec(" not in code
-    code = parpy.print_compiled(axpy_from_zero, [2.0, x, x, 4099], cuda_opts({"N": 1024}))
+    code = parpy.print_compiled(axpy_from_zero, [2.0, x, x.copy(), 4099], cuda_opts({"N": 1024}))
     assert "_vec(" in code
 
 
@@ -141,7 +141,7 @@ def test_split_nest_with_bounds_too_far_apart_is_an_error():
     # outer iteration for s: their number must fit in int64 (it wrapped to 0 before).
     x = np.zeros((4, 4096))
     with pytest.raises(RuntimeError) as e:
-        parpy.print_compiled(split_nest_far_below, [x, x, 4, 4096], cuda_opts({"i": 4, "j": 2048}))
+        parpy.print_compiled(split_nest_far_below, [x, x.copy(), 4, 4096], cuda_opts({"i": 4, "j": 2048}))
     msg = str(e.value)
     assert msg.startswith("The bounds of this parallel loop are too far apart: its number of "
                           "iterations does not fit in 64 bits. Use a smaller range.")
