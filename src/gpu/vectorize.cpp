@@ -1,10 +1,14 @@
 #include "gpu/vectorize.h"
 
 #include <functional>
+#include <map>
+#include <optional>
 #include <set>
+#include <variant>
 
 #include "gpu/index_expr.h"
 #include "ir/affine.h"
+#include "passes/inline_calls.h"
 
 namespace parpy {
 namespace {
@@ -395,7 +399,9 @@ class GroupVectorizer {
   };
 
   // The statements of a run, vectorised (see the class comment).
-  void flush(const Block& run, Block& out) {
+  // `held`: elements that registers hold at the top of the run, (group, position) -> register; a
+  // chunk whose every position is held is not loaded.
+  void flush(const Block& run, Block& out, const std::map<std::pair<std::string, int64_t>, std::string>& held) {
     if (run.empty()) return;
     // Reads: chunked ones by group (array and index without the loop variable and constant) and
     // position (flat offset from the group's base + v); the others by lane and printed form.
@@ -437,9 +443,14 @@ class GroupVectorizer {
           }
         });
     std::map<std::pair<std::string, int64_t>, Expr> local;  // (group, position) -> local
-    auto load = [&](const Expr& access, Expr guard, std::pair<std::string, int64_t> where) {
-      Expr v = var("$vl" + std::to_string(counter_++), access->span, Type::scalar(access->ty.elem));
-      Expr rhs = guard ? if_expr(guard, access, zero(access->ty.elem), access->span) : access;
+    // The local of a read: loaded (under `guard` where there is one), or the register that holds it.
+    auto load = [&](const Expr& access, Expr guard, std::pair<std::string, int64_t> where,
+                    const std::string& reg = "") {
+      Type t = Type::scalar(access->ty.elem);
+      Expr v = var("$vl" + std::to_string(counter_++), access->span, t);
+      Expr rhs = !reg.empty() ? var(reg, access->span, t)
+                 : guard      ? if_expr(guard, access, zero(access->ty.elem), access->span)
+                              : access;
       auto def = copy(assign(v, rhs, access->span));
       def->defines = true;
       out.push_back(def);
@@ -455,6 +466,14 @@ class GroupVectorizer {
         std::set<int64_t> readers;
         for (const auto& [pos, r] : positions)
           if (floor_div(pos, lanes_) == q) readers.insert(r.users.begin(), r.users.end());
+        bool in_registers = true;
+        for (int64_t pos = q * lanes_; pos < (q + 1) * lanes_; ++pos) in_registers = in_registers && held.count({g, pos});
+        if (in_registers) {
+          const Read& r0 = positions.lower_bound(q * lanes_)->second;
+          for (int64_t pos = q * lanes_; pos < (q + 1) * lanes_; ++pos)
+            load(r0.access, nullptr, {g, pos}, held.at({g, pos}));
+          continue;
+        }
         if (whole && static_cast<int64_t>(readers.size()) == lanes_) {
           // Each position from a read of the chunk (the index as the program writes it).
           const auto& [p0, r0] = *positions.lower_bound(q * lanes_);
@@ -538,20 +557,114 @@ class GroupVectorizer {
     return "$" + name + "_v" + std::to_string(u);
   }
 
-  Block gen(const Block& b) {
+  // What a register (a local) holds at the top of every iteration of a sequential loop: the element
+  // A[e] with the loop's variable i replaced by i + shift.
+  struct Held {
+    Expr access;
+    int64_t shift = 0;
+  };
+
+  // The registers a sequential loop rotates (gpu/strip_rows.h): the loop's body starts with loads
+  // into registers (`r2 = x[f(i)]`) and ends with moves between registers (`r0 = r1; r1 = r2`),
+  // and nothing between assigns them; each register then holds at the top of iteration i what
+  // the moves gave it at the end of iteration i - 1. Kept are the registers whose value before
+  // the first iteration (their last assignment in `before`, the statements ahead of the loop) is
+  // that element for the loop's first value, so that it holds in every iteration.
+  std::map<std::string, Held> rotated(const Block& before, const Stmt& loop) const {
+    const std::string& i = loop->var;
+    const Block& b = loop->body;
+    if (loop->step != 1 || b.empty()) return {};
+    size_t top = 0, bottom = b.size();
+    auto is_local = [&](const Stmt& st) {
+      return st->kind == StmtKind::Assign && !st->defines && st->lhs->kind == ExprKind::Var && locals_.count(st->lhs->name);
+    };
+    while (top < b.size() && is_local(b[top]) && b[top]->rhs->kind == ExprKind::Access && mentions(b[top]->rhs->args[0], i))
+      ++top;
+    while (bottom > top && is_local(b[bottom - 1]) && b[bottom - 1]->rhs->kind == ExprKind::Var &&
+           locals_.count(b[bottom - 1]->rhs->name))
+      --bottom;
+    std::set<std::string> middle;  // registers the statements between assign
+    for (size_t k = top; k < bottom; ++k)
+      visit_block({b[k]}, [&](const Stmt& st) {
+        if (st->kind == StmtKind::Assign && st->lhs->kind == ExprKind::Var) middle.insert(st->lhs->name);
+      });
+    // At the end of an iteration: a register holds a load of this iteration (shift 0) or what
+    // another held at its top (a name).
+    std::map<std::string, std::variant<Held, std::string>> end;
+    for (size_t k = 0; k < top; ++k) end[b[k]->lhs->name] = Held{b[k]->rhs, 0};
+    for (size_t k = bottom; k < b.size(); ++k) {
+      const std::string& from = b[k]->rhs->name;
+      auto it = end.find(from);
+      if (it != end.end())
+        end[b[k]->lhs->name] = it->second;
+      else
+        end[b[k]->lhs->name] = from;
+    }
+    std::map<std::string, Held> held;
+    std::function<std::optional<Held>(const std::string&, size_t)> at_top = [&](const std::string& r,
+                                                                                 size_t depth) -> std::optional<Held> {
+      auto it = end.find(r);
+      if (it == end.end() || middle.count(r) || depth > end.size()) return std::nullopt;
+      if (const Held* h = std::get_if<Held>(&it->second)) return Held{h->access, h->shift - 1};
+      auto earlier = at_top(std::get<std::string>(it->second), depth + 1);
+      if (!earlier) return std::nullopt;
+      return Held{earlier->access, earlier->shift - 1};
+    };
+    for (const auto& [r, _] : end) {
+      auto h = at_top(r, 0);
+      if (!h) continue;
+      // Its value before the loop: the element at i = lo + shift.
+      Stmt last;
+      for (const auto& st : before)
+        if (st->kind == StmtKind::Assign && st->lhs->kind == ExprKind::Var && st->lhs->name == r) last = st;
+      if (!last || last->rhs->kind != ExprKind::Access || last->rhs->name != h->access->name) continue;
+      Expr first = substitute(h->access->args[0], {{i, iadd(loop->lo, ilit(h->shift))}});
+      auto a = index_form(first), c = index_form(last->rhs->args[0]);
+      if (!a || !c || key(h->access->name, *a, false) != key(h->access->name, *c, false) || a->constant != c->constant)
+        continue;
+      held[r] = *h;
+    }
+    return held;
+  }
+
+  // The elements the rotated registers of each lane hold at the top of the loop `loop`'s body:
+  // (group, position) -> the lane's register (see flush).
+  std::map<std::pair<std::string, int64_t>, std::string> held_elements(const std::map<std::string, Held>& held,
+                                                                       const Stmt& loop) const {
+    std::map<std::pair<std::string, int64_t>, std::string> out;
+    for (const auto& [r, h] : held) {
+      Expr idx = substitute(h.access->args[0], {{loop->var, iadd(ivar(loop->var), ilit(h.shift))}});
+      auto a = index_form(idx);
+      if (!a || a->coef(v_) != 1) continue;
+      // The lanes' registers are loaded from one chunk, whole (unguarded: see flush), so each holds
+      // its element whether or not its lane is in the range.
+      auto size = sizes_.find(h.access->name);
+      bool chunked = size != sizes_.end() && size->second % lanes_ == 0 && a->constant % lanes_ == 0;
+      for (const auto& [atom, coef] : a->terms)
+        if (atom != v_ && coef % lanes_ != 0) chunked = false;
+      if (!chunked) continue;
+      for (int64_t u = 0; u < lanes_; ++u) out[{key(h.access->name, *a, true), a->constant + u}] = renamed(r, u);
+    }
+    return out;
+  }
+
+  Block gen(const Block& b, const std::map<std::pair<std::string, int64_t>, std::string>& held = {}) {
     Block out, run;
+    bool first = true;  // the run at the top of the block: the held elements apply
     for (const auto& st : b) {
       if (st->kind != StmtKind::For) {
         run.push_back(st);
         continue;
       }
-      flush(run, out);
+      auto inner = held_elements(rotated(run, st), st);
+      flush(run, out, first ? held : decltype(inner){});
       run.clear();
+      first = false;
       auto n = copy(st);
-      n->body = gen(st->body);
+      n->body = gen(st->body, inner);
       out.push_back(n);
     }
-    flush(run, out);
+    flush(run, out, first ? held : decltype(held){});
     return out;
   }
 };

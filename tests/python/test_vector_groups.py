@@ -177,6 +177,9 @@ def test_strips_run_in_aligned_groups():
     assert k and "parpy_strip0" in k, k
     # The strip's rows in registers, one set per lane.
     assert all(f"parpy__x24rot0_2_v{u} = " in k for u in range(4)), k
+    # The centre row x[i, j, v .. v + 3] is what the lanes' registers for row i hold (the strip's
+    # rows i - 1, i, i + 1): not loaded again.
+    assert all(re.search(rf"parpy_vl\d+ = parpy__x24rot0_1_v{u};", k) for u in range(4)), k
     # The centre row's neighbours at v - 1 and v + 4 are guarded by lanes 0 and 3.
     assert "(((v_k + 0) >= 1) ? v_x[" in k and "(((v_k + 3) < 2047) ? v_x[" in k, k
     # A thread per group of four columns: 2046 interior columns in 512 groups (not 2046 threads), in
