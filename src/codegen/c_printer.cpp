@@ -61,6 +61,11 @@ void CPrinter::collect_decls(const Block& b, int indent, std::set<std::string>& 
     if (s->kind == StmtKind::Assign && s->defines && s->lhs->kind == ExprKind::Var &&
         seen.insert(s->lhs->name).second)
       os << pad(indent) << type_str(s->lhs->ty) << " " << c_ident(s->lhs->name) << ";\n";
+    // The locals a chunk load defines (its arguments after the first).
+    if (s->kind == StmtKind::Call && intrinsic_of(s->rhs) == Intrinsic::ChunkLoad)
+      for (size_t i = 1; i < s->rhs->args.size(); ++i)
+        if (seen.insert(s->rhs->args[i]->name).second)
+          os << pad(indent) << type_str(s->rhs->args[i]->ty) << " " << c_ident(s->rhs->args[i]->name) << ";\n";
     if (s->kind == StmtKind::For) continue;
     collect_decls(s->body, indent, seen);
     collect_decls(s->orelse, indent, seen);

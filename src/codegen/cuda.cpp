@@ -236,6 +236,14 @@ class CudaPrinter : public CPrinter {
   std::string entry_symbol, error_symbol, bounds_symbol;  // see CudaProgram
 
  protected:
+  // `$chunk_load(x[i], a, b, ...)`: parpy_ldg_chunk(&x[i], a, b, ...) (parpy_cuda.h).
+  std::string call_expr(const Expr& e) override {
+    if (intrinsic_of(e) != Intrinsic::ChunkLoad) return CPrinter::call_expr(e);
+    std::string out = "parpy_ldg_chunk(&" + expr(e->args[0]);
+    for (size_t i = 1; i < e->args.size(); ++i) out += ", " + expr(e->args[i]);
+    return out + ")";
+  }
+
   // Unrolled innermost loops keep several independent loads in flight per thread.
   void loop(const Stmt& s, int indent) override {
     bool innermost = true;

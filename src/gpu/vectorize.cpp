@@ -7,7 +7,9 @@
 #include <variant>
 
 #include "gpu/index_expr.h"
+#include "gpu/strip_rows.h"
 #include "ir/affine.h"
+#include "ir/intrinsics.h"
 #include "passes/inline_calls.h"
 
 namespace parpy {
@@ -231,10 +233,12 @@ bool conditional_read(const Expr& e) {
 // is written in it.
 class GroupVectorizer {
  public:
+  // `read_only`: the kernel's arrays share no memory (gpu/strip_rows.h), so whole chunks are
+  // loaded through the read-only data path.
   GroupVectorizer(const Stmt& loop, const std::string& worker, int64_t workers, const std::set<std::string>& aliased,
-                  const std::map<std::string, int64_t>& sizes, int& counter)
+                  const std::map<std::string, int64_t>& sizes, bool read_only, int& counter)
       : s_(loop), v_(loop->var), worker_(worker), workers_(workers), aliased_(aliased), sizes_(sizes),
-        counter_(counter) {}
+        read_only_(read_only), counter_(counter) {}
 
   std::optional<Block> run(std::map<std::string, int64_t>& alignment) {
     const Expr& lo = s_->lo;
@@ -266,6 +270,7 @@ class GroupVectorizer {
   int64_t workers_;
   const std::set<std::string>& aliased_;
   const std::map<std::string, int64_t>& sizes_;
+  bool read_only_;
   int& counter_;
   int64_t lo_ = 0, hi_ = 0, glo_ = 0, lanes_ = 1, widest_ = 0;
   std::set<std::string> locals_, read_, written_;
@@ -478,6 +483,17 @@ class GroupVectorizer {
           // Each position from a read of the chunk (the index as the program writes it).
           const auto& [p0, r0] = *positions.lower_bound(q * lanes_);
           aligned_[array] = std::max<int64_t>(aligned_[array], elem_bytes(r0.access->ty.elem) * lanes_);
+          if (read_only_) {  // one statement, the 16 bytes through the read-only path
+            Expr first = at(r0.access, q * lanes_ - p0 + r0.shift);
+            std::vector<Expr> args = {first};
+            for (int64_t pos = q * lanes_; pos < (q + 1) * lanes_; ++pos) {
+              Expr v = var("$vl" + std::to_string(counter_++), first->span, Type::scalar(first->ty.elem));
+              local[{g, pos}] = v;
+              args.push_back(v);
+            }
+            out.push_back(call_stmt(intrinsic(Intrinsic::ChunkLoad, std::move(args), first->span), first->span));
+            continue;
+          }
           for (int64_t pos = q * lanes_; pos < (q + 1) * lanes_; ++pos)
             load(at(r0.access, pos - p0 + r0.shift), nullptr, {g, pos});
           continue;
@@ -670,13 +686,13 @@ class GroupVectorizer {
 };
 
 Block rewrite(const Block& b, const std::string& worker, int64_t workers, const std::set<std::string>& aliased,
-              const std::map<std::string, int64_t>& sizes, std::map<std::string, int64_t>& alignment, bool& changed,
-              int& counter) {
+              const std::map<std::string, int64_t>& sizes, bool read_only, std::map<std::string, int64_t>& alignment,
+              bool& changed, int& counter) {
   Block out;
   for (const auto& s : b) {
     if (s->kind == StmtKind::For) {
       auto v = LoopVectorizer(s, worker, workers, aliased, counter).run(alignment);
-      if (!v) v = GroupVectorizer(s, worker, workers, aliased, sizes, counter).run(alignment);
+      if (!v) v = GroupVectorizer(s, worker, workers, aliased, sizes, read_only, counter).run(alignment);
       if (v) {
         out.insert(out.end(), v->begin(), v->end());
         changed = true;
@@ -684,7 +700,7 @@ Block rewrite(const Block& b, const std::string& worker, int64_t workers, const 
       }
     }
     auto n = with_blocks(
-        s, [&](const Block& x) { return rewrite(x, worker, workers, aliased, sizes, alignment, changed, counter); });
+        s, [&](const Block& x) { return rewrite(x, worker, workers, aliased, sizes, read_only, alignment, changed, counter); });
     out.push_back(n);
   }
   return out;
@@ -729,7 +745,7 @@ Vectorized vectorize_inner_loops(const Block& body, const std::string& worker, i
   Vectorized v;
   bool changed = false;
   int counter = 0;
-  Block b = rewrite(body, worker, workers, aliased, sizes, v.alignment, changed, counter);
+  Block b = rewrite(body, worker, workers, aliased, sizes, runs_strips(body), v.alignment, changed, counter);
   if (changed) v.body = std::move(b);
   return v;
 }

@@ -26,6 +26,7 @@ constexpr Entry kIntrinsics[] = {
     {Intrinsic::MultiblockReduce, "multiblock_reduce", true},
     {Intrinsic::GroupSync, "group_sync", false},
     {Intrinsic::GroupReduce, "group_reduce", true},
+    {Intrinsic::ChunkLoad, "chunk_load", false},
 };
 
 const Entry* entry(Intrinsic i) {

@@ -38,6 +38,11 @@ enum class Intrinsic : uint8_t {
   MultiblockReduce,
   // All-reduction over the calling thread's group of lanes `(v, width)`, as for GroupSync.
   GroupReduce,
+  // A statement `$chunk_load(x[i], a, b, c, d)`: the 16 bytes at x[i] (i a multiple of the lanes,
+  // x aligned to 16 bytes, the bytes inside the array) into the locals a, b, ... (x[i], x[i + 1],
+  // ...), one 128-bit load through the read-only data path: the 128-bit groups of kernels whose
+  // arrays share no memory and are not written where they are read (gpu/vectorize.h).
+  ChunkLoad,
 };
 
 // A call of intrinsic i with the given arguments and type; `op` names a reduction intrinsic's

@@ -178,6 +178,13 @@ def feature_programs():
     progs["helper"] = (nv_with_helper, [x[:1000], x[:1000], 1000], cuda({"N": parpy.threads(1000)}))
     progs["external_user_header"] = (nv_ext_user, [np.zeros((40, 17), np.float32), np.zeros(40, np.float32), 40, 17],
                                      cuda({"N": parpy.threads(40), "M": parpy.threads(32)}))
+    # Strips in 128-bit groups of columns, loaded through the read-only path (parpy_ldg_chunk) with
+    # 4, 2 and 8 lanes.
+    from test_barriers import stencil3d
+    for dt in (np.float32, np.float64, np.float16):
+        g = np.zeros((34, 34, 2048), dt)
+        progs[f"strip_groups_{np.dtype(dt).name}"] = (stencil3d, [g, g.copy(), 34, 2048],
+                                                      cuda({"planes": parpy.threads(34), "cols": parpy.threads(2048)}))
     return progs
 
 
@@ -213,6 +220,8 @@ def test_feature_programs_cover_the_features():
     assert "PARPY_BOUNDS_CHECK" in devices["bounds_check"] and "parpy_bounds_check(" in devices["bounds_check"]
     assert "static __device__ inline" in devices["helper"]
     assert len(programs) >= 40
+    for dt in ("float32", "float64", "float16"):
+        assert "parpy_ldg_chunk(&" in device_code(*programs[f"strip_groups_{dt}"])
 
 
 @needs_nvrtc

@@ -148,6 +148,18 @@ PARPY_GROUP_REDUCE_FN(min)
 // A barrier of the calling thread's group that also orders the memory accesses of its lanes.
 #define parpy_group_sync(width) __syncwarp(parpy_group_mask(static_cast<int>(width)))
 
+// The 16 bytes at p (aligned to 16) into the lanes p[0], p[1], ...: one 128-bit load through the
+// read-only data path (a group of columns in a kernel whose arrays share no memory, docs/gpu.md,
+// Optimisations). Four scalar loads through __ldg would stay four loads.
+template <class T, class... L>
+__device__ __forceinline__ void parpy_ldg_chunk(const T* p, L&... lanes) {
+  static_assert(sizeof...(L) * sizeof(T) == 16, "a chunk is 16 bytes");
+  uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
+  const char* bytes = reinterpret_cast<const char*>(&v);
+  int u = 0;
+  ((memcpy(&lanes, bytes + sizeof(T) * u++, sizeof(T))), ...);
+}
+
 #ifdef PARPY_USE_CLUSTERS
 #ifdef __CUDACC_RTC__
 // NVRTC has no cooperative_groups.h: the same operations by the intrinsics that it calls.
