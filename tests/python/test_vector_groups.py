@@ -7,6 +7,7 @@ here); its Cuda code, printed without a GPU, shows the variant and its guards.""
 
 import importlib
 import re
+import shutil
 
 import numpy as np
 import parpy
@@ -260,3 +261,152 @@ def test_a_store_is_seen_through_another_name_of_the_array(fn, backend):
     fn(a, a, z, n, opts=opts(backend, i=n))
     np.testing.assert_array_equal(a, want_a)
     np.testing.assert_array_equal(z, want_z)
+
+
+# ----- the kernels' code run on the CPU ---------------------------------------------------------
+# Kernels without shared memory or communication between threads (strips, groups) give the same
+# result when each thread runs to its end, one after another: their printed CUDA, compiled as C++
+# with the few CUDA names they use defined below, runs here without a GPU, every variant.
+
+CUDA_SHIM = r"""
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(n)
+#define __restrict__ __restrict
+struct parpy_dim3 { unsigned x, y, z; };
+static parpy_dim3 threadIdx, blockIdx;
+struct uint4 { unsigned x, y, z, w; };
+template <class T> static T __ldg(const T* p) { return *p; }
+#define parpy_syncthreads() ((void)0)
+#include "parpy_common.h"
+"""
+
+
+def run_kernels_on_the_cpu(code, arrays, tmp_path):
+    """Runs each kernel of the printed Cuda program `code` (every launch, both variants) over copies
+    of `arrays` (its array parameters by name) on the CPU: {kernel name: {array: result}}."""
+    import ctypes
+    import subprocess
+
+    header = parpy.get_include() + "/parpy_cuda.h"
+    helper = re.search(r"template <class T, class\.\.\. L>\n__device__ __forceinline__ void parpy_ldg_chunk.*?\n}\n",
+                       open(header).read(), re.S).group(0)
+    assert "__shared__" not in code and "parpy_block_" not in code, "threads that communicate"
+    kernels = re.findall(r"(__global__ void [^\n]*? (parpy_kernel_\w+)\(([^)]*)\) \{\n.*?\n}\n)", code, re.S)
+    launches = {name: tuple(map(int, g)) for name, *g in re.findall(r"(parpy_kernel_\w+)<<<dim3\((\d+)\), dim3\((\d+)\)", code)}
+    src = [CUDA_SHIM, helper]
+    for text, name, params in kernels:
+        src.append(text)
+        names = [p.split()[-1] for p in params.split(",")]
+        types = [" ".join(p.split()[:-1]).replace("__restrict__", "") for p in params.split(",")]
+        call = ", ".join(f"({t})args[{i}]" for i, t in enumerate(types))
+        blocks, threads = launches[name]
+        src.append(f'extern "C" void run_{name}(void** args) {{\n'
+                   f"  for (unsigned b = 0; b < {blocks}; ++b)\n"
+                   f"    for (unsigned t = 0; t < {threads}; ++t) {{\n"
+                   f"      blockIdx.x = b; threadIdx.x = t;\n      {name}({call});\n    }}\n}}\n")
+        src.append(f'extern "C" const char* params_{name}() {{ return "{" ".join(names)}"; }}\n')
+    assert launches and kernels, code
+    (tmp_path / "k.cpp").write_text("\n".join(src))
+    lib = tmp_path / "k.so"
+    r = subprocess.run(["g++", "-std=c++17", "-O1", "-shared", "-fPIC", "-I" + parpy.get_include(),
+                        str(tmp_path / "k.cpp"), "-o", str(lib)], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr + "\n".join(src)
+    so = ctypes.CDLL(str(lib))
+    out = {}
+    for _, name, _ in kernels:
+        getattr(so, f"params_{name}").restype = ctypes.c_char_p
+        names = getattr(so, f"params_{name}")().decode().split()
+        copies = {n: arrays[n[2:]].copy() for n in names}  # v_x -> x
+        ptrs = (ctypes.c_void_p * len(names))(*[c.ctypes.data for c in copies.values()])
+        getattr(so, f"run_{name}")(ptrs)
+        out[name] = {n[2:]: a for n, a in copies.items()}
+    return out
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler (g++)")
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(34, 34, 2048), (34, 34, 2052), (19, 26, 2048)])
+def test_strip_groups_run_on_the_cpu(dt, shape, tmp_path):
+    # The 7-point stencil's strips in 128-bit groups (the centre row from the registers, chunks
+    # through parpy_ldg_chunk) and its scalar kernel, each thread in turn, against numpy.
+    n, _, m = shape
+    r = rng()
+    x = r.standard_normal(shape).astype(dt)
+    y = np.zeros(shape, dt)
+    # A cube's planes and rows: the stencil reads x[i, j, k] with i, j < n (here shape[0] == n).
+    code = parpy.print_compiled(seven_point_box, [x, y, n, shape[1], m], opts(CUDA, planes=n, cols=m))
+    assert "_vec(" in code and "parpy_strip0" in code and "parpy_ldg_chunk(&" in code, code
+    want = seven_point_box_ref(x, y)
+    results = run_kernels_on_the_cpu(code, {"x": x, "y": y}, tmp_path)
+    assert len(results) == 2
+    for name, got in results.items():
+        np.testing.assert_allclose(got["y"], want, rtol=1e-5, atol=1e-5, err_msg=name)
+        np.testing.assert_array_equal(got["x"], x)
+
+
+@parpy.jit
+def seven_point_box(x, y, N, R, M):
+    parpy.label("planes")
+    for i in range(1, N - 1):
+        for j in range(1, R - 1):
+            parpy.label("cols")
+            for k in range(1, M - 1):
+                y[i, j, k] = (x[i - 1, j, k] + x[i + 1, j, k] + x[i, j - 1, k] + x[i, j + 1, k]
+                              + x[i, j, k - 1] + x[i, j, k + 1]) / 6.0
+
+
+def seven_point_box_ref(x, y):
+    y = y.copy()
+    y[1:-1, 1:-1, 1:-1] = (x[:-2, 1:-1, 1:-1] + x[2:, 1:-1, 1:-1] + x[1:-1, :-2, 1:-1] + x[1:-1, 2:, 1:-1]
+                           + x[1:-1, 1:-1, :-2] + x[1:-1, 1:-1, 2:]) / x.dtype.type(6.0)
+    return y
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler (g++)")
+@pytest.mark.parametrize("fn", [second_difference, shifted_copy])
+@pytest.mark.parametrize("n", [4096, 4097, 4098, 4099])
+def test_interior_groups_run_on_the_cpu(fn, n, tmp_path):
+    r = rng()
+    x, y = r.standard_normal(n).astype(np.float32), np.zeros(n, np.float32)
+    code = parpy.print_compiled(fn, [x, y, n], opts(CUDA, i=n))
+    assert "_vec(" in code, code
+    want = (second_difference_ref if fn is second_difference else shifted_copy_ref)(x, y)
+    for name, got in run_kernels_on_the_cpu(code, {"x": x, "y": y}, tmp_path).items():
+        np.testing.assert_allclose(got["y"], want, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler (g++)")
+def test_random_strip_groups_run_on_the_cpu(tmp_path, monkeypatch):
+    # Random stencils (columns read up to two to either side, rows reversed, two arrays) in strips
+    # of 128-bit groups, each thread in turn, against numpy; the seed is printed on failure.
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    r = np.random.default_rng(seed)
+    sources, refs = [], []
+    for k in range(12):
+        src, ref = random_stencil(r, k)
+        sources.append(src)
+        refs.append(ref)
+    (tmp_path / "random_cpu_stencils.py").write_text("import parpy\n\n\n" + "\n\n".join(sources))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("random_cpu_stencils")
+    grouped = 0
+    for k in range(12):
+        fn = getattr(mod, f"s{k}")
+        n, m = 80, 16392
+        x, z = (r.standard_normal((n, m)).astype(np.float32) for _ in range(2))
+        y = np.zeros((n, m), np.float32)
+        code = parpy.print_compiled(fn, [x, z, y, n, m], opts(CUDA, rows=n, cols=m))
+        grouped += "parpy_strip0" in code and "_vec(" in code
+        want = refs[k](x, z, y)
+        d = tmp_path / f"s{k}"
+        d.mkdir()
+        for name, got in run_kernels_on_the_cpu(code, {"x": x, "z": z, "y": y}, d).items():
+            np.testing.assert_allclose(got["y"], want, rtol=1e-4, atol=1e-4,
+                                       err_msg=f"seed {seed}, {name}:\n{sources[k]}")
+    assert grouped >= 3, f"seed {seed}: {grouped} programs ran in strips of 128-bit groups"
