@@ -207,7 +207,8 @@ int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 
 bool conditional_read(const Expr& e) {
   bool found = false;
   visit_expr(e, [&](const Expr& x) {
-    if (x->kind == ExprKind::IfExpr || (x->kind == ExprKind::BinOp && (x->binop == BinOp::And || x->binop == BinOp::Or)))
+    bool lazy = x->kind == ExprKind::BinOp && (x->binop == BinOp::And || x->binop == BinOp::Or);
+    if (x->kind == ExprKind::IfExpr || lazy)
       visit_expr(x, [&](const Expr& y) { found = found || y->kind == ExprKind::Access; });
   });
   return found;
@@ -472,7 +473,8 @@ class GroupVectorizer {
         for (const auto& [pos, r] : positions)
           if (floor_div(pos, lanes_) == q) readers.insert(r.users.begin(), r.users.end());
         bool in_registers = true;
-        for (int64_t pos = q * lanes_; pos < (q + 1) * lanes_; ++pos) in_registers = in_registers && held.count({g, pos});
+        for (int64_t pos = q * lanes_; pos < (q + 1) * lanes_; ++pos)
+          in_registers = in_registers && held.count({g, pos});
         if (in_registers) {
           const Read& r0 = positions.lower_bound(q * lanes_)->second;
           for (int64_t pos = q * lanes_; pos < (q + 1) * lanes_; ++pos)
@@ -592,10 +594,13 @@ class GroupVectorizer {
     if (loop->step != 1 || b.empty()) return {};
     size_t top = 0, bottom = b.size();
     auto is_local = [&](const Stmt& st) {
-      return st->kind == StmtKind::Assign && !st->defines && st->lhs->kind == ExprKind::Var && locals_.count(st->lhs->name);
+      return st->kind == StmtKind::Assign && !st->defines && st->lhs->kind == ExprKind::Var &&
+             locals_.count(st->lhs->name);
     };
-    while (top < b.size() && is_local(b[top]) && b[top]->rhs->kind == ExprKind::Access && mentions(b[top]->rhs->args[0], i))
-      ++top;
+    auto loads_row = [&](const Stmt& st) {
+      return is_local(st) && st->rhs->kind == ExprKind::Access && mentions(st->rhs->args[0], i);
+    };
+    while (top < b.size() && loads_row(b[top])) ++top;
     while (bottom > top && is_local(b[bottom - 1]) && b[bottom - 1]->rhs->kind == ExprKind::Var &&
            locals_.count(b[bottom - 1]->rhs->name))
       --bottom;
@@ -700,7 +705,9 @@ Block rewrite(const Block& b, const std::string& worker, int64_t workers, const 
       }
     }
     auto n = with_blocks(
-        s, [&](const Block& x) { return rewrite(x, worker, workers, aliased, sizes, read_only, alignment, changed, counter); });
+        s, [&](const Block& x) {
+          return rewrite(x, worker, workers, aliased, sizes, read_only, alignment, changed, counter);
+        });
     out.push_back(n);
   }
   return out;

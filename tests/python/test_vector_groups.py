@@ -146,7 +146,7 @@ def test_results(case, backend):
 
 def vec_kernel(code):
     """The text of the 128-bit variant of the first kernel, or None."""
-    m = re.search(r"__global__ void [^\n]*_vec\(.*?\n}\n", code, re.S)
+    m = re.search(r"__global__ void [^\n]*_vec\(.*?\n}\n", code, re.DOTALL)
     return m.group(0) if m else None
 
 
@@ -294,13 +294,16 @@ def run_kernels_on_the_cpu(code, arrays, tmp_path):
     of `arrays` (its array parameters by name) on the CPU: {kernel name: {array: result}}."""
     import ctypes
     import subprocess
+    from pathlib import Path
 
-    header = parpy.get_include() + "/parpy_cuda.h"
-    helper = re.search(r"template <class T, class\.\.\. L>\n__device__ __forceinline__ void parpy_ldg_chunk.*?\n}\n",
-                       open(header).read(), re.S).group(0)
+    header = (Path(parpy.get_include()) / "parpy_cuda.h").read_text()
+    helper = re.search(r"template <class T, class\.\.\. L>\n__device__ __forceinline__ void "
+                       r"parpy_ldg_chunk.*?\n}\n", header, re.DOTALL).group(0)
     assert "__shared__" not in code and "parpy_block_" not in code, "threads that communicate"
-    kernels = re.findall(r"(__global__ void [^\n]*? (parpy_kernel_\w+)\(([^)]*)\) \{\n.*?\n}\n)", code, re.S)
-    launches = {name: tuple(map(int, g)) for name, *g in re.findall(r"(parpy_kernel_\w+)<<<dim3\((\d+)\), dim3\((\d+)\)", code)}
+    kernels = re.findall(r"(__global__ void [^\n]*? (parpy_kernel_\w+)\(([^)]*)\) \{\n.*?\n}\n)", code,
+                         re.DOTALL)
+    launch = r"(parpy_kernel_\w+)<<<dim3\((\d+)\), dim3\((\d+)\)"
+    launches = {name: (int(b), int(t)) for name, b, t in re.findall(launch, code)}
     src = [CUDA_SHIM, helper]
     for text, name, params in kernels:
         src.append(text)
