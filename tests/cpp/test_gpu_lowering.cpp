@@ -934,6 +934,62 @@ TEST(GpuVectorize, TransposedAccessStaysScalar) {
   EXPECT_TRUE(p.kernels[0].vector_body.empty());
 }
 
+// y[i, j] = x[i, j - 1] + x[i, j + 1] over the interior columns 1 .. cols - 2: groups of four
+// columns from column 0, the lanes outside the range masked.
+Function interior_columns(int64_t cols) {
+  Expr jm = binop(BinOp::Sub, V("j"), I(1), sp()), jp = add(V("j"), I(1));
+  return fn("f", {"x", "y"},
+            {For("i", 0, 64,
+                 {For("j", 1, cols - 1, {A(S("y", {V("i"), V("j")}), add(S("x", {V("i"), jm}), S("x", {V("i"), jp})))},
+                      {"P"})},
+                 {"O"})});
+}
+
+TEST(GpuVectorize, InteriorColumnsRunInMaskedGroups) {
+  CompileOptions o = cuda_opts({{"O", threads(64)}, {"P", threads(256)}});
+  GpuProgram p = gpu_program(interior_columns(1024), {f32({64, 1024}), f32({64, 1024})}, o);
+  const Kernel& k = p.kernels[0];
+  ASSERT_FALSE(k.vector_body.empty());
+  EXPECT_EQ(k.alignment.at("x"), 16);
+  EXPECT_EQ(k.alignment.at("y"), 16);
+  std::string code = cuda_code(interior_columns(1024), {f32({64, 1024}), f32({64, 1024})}, o);
+  // Groups start at column 0; where the whole group is in range, four plain stores.
+  EXPECT_TRUE(has(code, "v_j = (0 + (4 * parpy_w1)); v_j < 1023; v_j += 1024)")) << code;
+  EXPECT_TRUE(has(code, "if (((v_j >= 1) && ((v_j + 4) <= 1023))) {")) << code;
+  // Column j0 - 1 only where lane 0 is in range; j0 .. j0 + 3 whole (every lane reads one of them).
+  EXPECT_TRUE(has(code, "(((v_j + 0) >= 1) ? v_x[")) << code;
+  EXPECT_TRUE(has(code, "= v_x[((v_i * 1024) + ((v_j + 2) - 1))];")) << code;
+}
+
+TEST(GpuVectorize, RowsNotAMultipleOfTheLanesStayScalar) {
+  // Rows of 1023 columns: a row's first column is not 16 bytes aligned.
+  GpuProgram p = gpu_program(interior_columns(1023), {f32({64, 1023}), f32({64, 1023})},
+                             cuda_opts({{"O", threads(64)}, {"P", threads(256)}}));
+  EXPECT_TRUE(p.kernels[0].vector_body.empty()) << print_block(p.kernels[0].vector_body);
+}
+
+TEST(GpuVectorize, ArraysNotAMultipleOfTheLanesAreReadLaneByLane) {
+  // 4099 elements: no 16 bytes of x are known to lie inside the array, so each read is guarded by
+  // the lanes that read it (x[j0 + 1] by lanes 0 and 2), the stores still merged.
+  Expr im = binop(BinOp::Sub, V("i"), I(1), sp()), ip = add(V("i"), I(1));
+  Function f = fn("f", {"x", "y"}, {For("i", 1, 4098, {A(S("y", {V("i")}), add(S("x", {im}), S("x", {ip})))}, {"N"})});
+  CompileOptions o = cuda_opts({{"N", threads(1024)}});
+  GpuProgram p = gpu_program(f, {f32({4099}), f32({4099})}, o);
+  ASSERT_FALSE(p.kernels[0].vector_body.empty());
+  EXPECT_EQ(p.kernels[0].alignment.count("x"), 0u);
+  EXPECT_EQ(p.kernels[0].alignment.at("y"), 16);
+  std::string code = cuda_code(f, {f32({4099}), f32({4099})}, o);
+  EXPECT_TRUE(has(code, "((((v_i + 0) >= 1) || ((v_i + 2) < 4098)) ? v_x[")) << code;
+}
+
+TEST(GpuVectorize, ArgumentsThatShareMemoryStayScalar) {
+  std::vector<ArgValue> args = {f32({64, 1024}), f32({64, 1024})};
+  args[0].shares_memory = args[1].shares_memory = true;
+  GpuProgram p = gpu_program(interior_columns(1024), args, cuda_opts({{"O", threads(64)}, {"P", threads(256)}}));
+  EXPECT_TRUE(p.kernels[0].vector_body.empty());
+  EXPECT_TRUE(p.aliased.count("x") && p.aliased.count("y"));
+}
+
 TEST(GpuCacheRows, EachElementLoadedOnceAndStoredOnce) {
   // 1024 elements over 256 threads: 4 iterations per thread, unrolled; x read once, y written once.
   GpuProgram p = gpu_program(two_row_loops(), {f32({64, 1024}), f32({64, 1024})},
