@@ -9,6 +9,7 @@
 #include "gpu/vectorize.h"
 #include "ir/affine.h"
 #include "passes/column_loops.h"
+#include "passes/constant_fold.h"
 #include "passes/inline_calls.h"
 
 namespace parpy {
@@ -224,7 +225,7 @@ class RowStripper {
       const Stmt& q = inner.back();
       int64_t lanes = column_group_lanes(stores, q->var);
       if (lanes > 1 && constant_trips(q) > 0) {
-        int64_t first = q->lo->ival - ((q->lo->ival % lanes) + lanes) % lanes;  // the first group's column
+        int64_t first = py_floordiv(q->lo->ival, lanes) * lanes;  // the first group's column
         int64_t groups = (q->hi->ival - first + lanes - 1) / lanes;
         if (groups < q->par.nthreads) {
           auto n = copy(q);

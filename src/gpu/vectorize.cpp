@@ -10,6 +10,7 @@
 #include "gpu/strip_rows.h"
 #include "ir/affine.h"
 #include "ir/intrinsics.h"
+#include "passes/constant_fold.h"
 #include "passes/inline_calls.h"
 
 namespace parpy {
@@ -200,7 +201,15 @@ class LoopVectorizer {
 };
 
 
-int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+// Whether an index `a` reads the next element for the next value of `col`, at a base whose other
+// terms are multiples of `lanes`: the lanes of a group of columns then lie in aligned chunks of
+// `lanes` elements.
+bool in_chunks(const Affine& a, const std::string& col, int64_t lanes) {
+  if (a.coef(col) != 1) return false;
+  for (const auto& [atom, coef] : a.terms)
+    if (atom != col && coef % lanes != 0) return false;
+  return true;
+}
 
 // Whether e holds a read that may not happen when the program runs (under a conditional
 // expression, `and` or `or`): such a read may not be loaded ahead.
@@ -249,9 +258,12 @@ class GroupVectorizer {
       return std::nullopt;
     lo_ = lo->args[0]->ival;
     hi_ = s_->hi->ival;
-    if (hi_ <= lo_ || !collect(s_->body) || !scan(s_->body) || widest_ == 0 || widest_ > 8) return std::nullopt;
+    if (hi_ <= lo_ || !collect(s_->body)) return std::nullopt;
+    for (const auto& r : read_)
+      if (written_.count(r)) return std::nullopt;
+    if (!scan(s_->body) || widest_ == 0 || widest_ > 8) return std::nullopt;
     lanes_ = 16 / widest_;
-    glo_ = floor_div(lo_, lanes_) * lanes_;
+    glo_ = py_floordiv(lo_, lanes_) * lanes_;
     int64_t step = 0, end = 0;
     if (__builtin_mul_overflow(lanes_, workers_, &step) || __builtin_add_overflow(hi_, step, &end) ||
         __builtin_sub_overflow(hi_, glo_, &end))
@@ -326,10 +338,8 @@ class GroupVectorizer {
   }
 
   // Straight-line assignments and sequential loops whose ranges are the same in every column;
-  // locals defined in the body; no array both read and written.
+  // locals defined in the body.
   bool scan(const Block& b) {
-    for (const auto& r : read_)
-      if (written_.count(r)) return false;
     for (const auto& st : b) {
       if (st->kind == StmtKind::For) {
         if (st->par.is_parallel() || st->par.reduction || st->step <= 0 || mentions(st->lo, v_) ||
@@ -420,12 +430,8 @@ class GroupVectorizer {
         visit_expr(st->rhs, [&](const Expr& x) {
           if (!x || x->kind != ExprKind::Access) return;
           Affine a = *index_form(x->args[0]);
-          int64_t c = a.coef(v_);
-          bool chunked = c == 1;
-          for (const auto& [atom, coef] : a.terms)
-            if (atom != v_ && coef % lanes_ != 0) chunked = false;
           std::string printed = print_expr(at(x, u));
-          if (chunked) {
+          if (in_chunks(a, v_, lanes_)) {
             std::string g = key(x->name, a, true);
             int64_t pos = a.constant + u;
             Read& r = groups[g][pos];
@@ -467,11 +473,11 @@ class GroupVectorizer {
       auto size = sizes_.find(array);
       bool whole = size != sizes_.end() && size->second % lanes_ == 0;
       std::set<int64_t> chunks;
-      for (const auto& [pos, r] : positions) chunks.insert(floor_div(pos, lanes_));
+      for (const auto& [pos, r] : positions) chunks.insert(py_floordiv(pos, lanes_));
       for (int64_t q : chunks) {
         std::set<int64_t> readers;
         for (const auto& [pos, r] : positions)
-          if (floor_div(pos, lanes_) == q) readers.insert(r.users.begin(), r.users.end());
+          if (py_floordiv(pos, lanes_) == q) readers.insert(r.users.begin(), r.users.end());
         bool in_registers = true;
         for (int64_t pos = q * lanes_; pos < (q + 1) * lanes_; ++pos)
           in_registers = in_registers && held.count({g, pos});
@@ -501,7 +507,7 @@ class GroupVectorizer {
           continue;
         }
         for (const auto& [pos, r] : positions)
-          if (floor_div(pos, lanes_) == q) load(at(r.access, r.shift), any_active(r.users), {g, pos});
+          if (py_floordiv(pos, lanes_) == q) load(at(r.access, r.shift), any_active(r.users), {g, pos});
       }
     }
     for (auto& [g, r] : others) load(at(r.access, r.shift), any_active(r.users), {g, INT64_MIN});
@@ -544,11 +550,7 @@ class GroupVectorizer {
     };
     Block all, each;
     for (const auto& s : stores) {
-      Affine a = *index_form(s.target->args[0]);
-      bool chunked = a.coef(v_) == 1;
-      for (const auto& [atom, coef] : a.terms)
-        if (atom != v_ && coef % lanes_ != 0) chunked = false;
-      if (chunked)
+      if (in_chunks(*index_form(s.target->args[0]), v_, lanes_))
         aligned_[s.target->name] =
             std::max<int64_t>(aligned_[s.target->name], elem_bytes(s.target->ty.elem) * lanes_);
       for (int64_t u = 0; u < lanes_; ++u) {
@@ -656,14 +658,12 @@ class GroupVectorizer {
     for (const auto& [r, h] : held) {
       Expr idx = substitute(h.access->args[0], {{loop->var, iadd(ivar(loop->var), ilit(h.shift))}});
       auto a = index_form(idx);
-      if (!a || a->coef(v_) != 1) continue;
       // The lanes' registers are loaded from one chunk, whole (unguarded: see flush), so each holds
       // its element whether or not its lane is in the range.
       auto size = sizes_.find(h.access->name);
-      bool chunked = size != sizes_.end() && size->second % lanes_ == 0 && a->constant % lanes_ == 0;
-      for (const auto& [atom, coef] : a->terms)
-        if (atom != v_ && coef % lanes_ != 0) chunked = false;
-      if (!chunked) continue;
+      if (!a || !in_chunks(*a, v_, lanes_) || size == sizes_.end() || size->second % lanes_ != 0 ||
+          a->constant % lanes_ != 0)
+        continue;
       for (int64_t u = 0; u < lanes_; ++u) out[{key(h.access->name, *a, true), a->constant + u}] = renamed(r, u);
     }
     return out;
@@ -728,7 +728,7 @@ int64_t column_group_lanes(const Block& body, const std::string& col) {
           if (t->kind == ExprKind::Var) return affine_atom(t->name);
           return std::nullopt;
         });
-        if (!a || a->coef(col) != 1) {
+        if (!a) {
           ok = false;
           return;
         }
@@ -742,8 +742,7 @@ int64_t column_group_lanes(const Block& body, const std::string& col) {
   if (!ok || widest == 0 || widest > 8) return 1;
   int64_t lanes = 16 / widest;
   for (const auto& a : forms)
-    for (const auto& [atom, coef] : a.terms)
-      if (atom != col && coef % lanes != 0) return 1;
+    if (!in_chunks(a, col, lanes)) return 1;
   return lanes;
 }
 
