@@ -89,7 +89,7 @@ struct GpuProgram {
 // otherwise.
 inline int64_t constant_trips(const Stmt& loop) {
   if (loop->lo->kind != ExprKind::Int || loop->hi->kind != ExprKind::Int || loop->step != 1) return -1;
-  return std::max<int64_t>(0, loop->hi->ival - loop->lo->ival);
+  return range_trips(loop->lo->ival, loop->hi->ival, 1);  // without overflow near the ends of int64
 }
 
 // Host code (before kernels are extracted) with the statements that `f` takes replaced by what it
