@@ -546,6 +546,58 @@ SPMV_GUARDED(spmv_l4_g4, 4, 4)
 SPMV_GUARDED(spmv_l8_g2, 8, 2)
 SPMV_GUARDED(spmv_l8_g4, 8, 4)
 SPMV_GUARDED(spmv_l16_g2, 16, 2)
+
+// spmv_guarded with the long rows (more than T rounds of its L lanes) left to the whole warp: the
+// groups of a warp run their short rows, then the warp runs each of its long rows with all 32
+// lanes, P guarded loads a lane at a time, and a warp reduction.
+template <int L, int P, int T>
+__device__ void spmv_coop(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) {
+  int t = blockIdx.x * blockDim.x + threadIdx.x;
+  int row = t / L, lane = t % L, wl = threadIdx.x % 32;
+  double s = 0;
+  i64 b = 0, e = 0;
+  if (row < n) { b = ip[row]; e = ip[row + 1]; }
+  bool long_row = e - b > (i64)T * L * P;
+  if (!long_row) {
+    for (i64 k = b + lane; k < e; k += L * P) {
+      float v[P];
+      #pragma unroll
+      for (int u = 0; u < P; ++u) {
+        i64 kk = k + u * L;
+        v[u] = kk < e ? d[kk] * x[ix[kk]] : 0.0f;
+      }
+      #pragma unroll
+      for (int u = 0; u < P; ++u) s += (double)v[u];
+    }
+  }
+  for (int o = L / 2; o > 0; o /= 2) s += __shfl_down_sync(0xffffffffu, s, o, L);
+  if (row < n && lane == 0 && !long_row) y[row] = (float)s;
+  unsigned todo = __ballot_sync(0xffffffffu, long_row && lane == 0);
+  while (todo) {
+    int src = __ffs(todo) - 1;
+    todo &= todo - 1;
+    i64 bb = __shfl_sync(0xffffffffu, b, src), ee = __shfl_sync(0xffffffffu, e, src);
+    double ss = 0;
+    for (i64 k = bb + wl; k < ee; k += 32 * P) {
+      float v[P];
+      #pragma unroll
+      for (int u = 0; u < P; ++u) {
+        i64 kk = k + u * 32;
+        v[u] = kk < ee ? d[kk] * x[ix[kk]] : 0.0f;
+      }
+      #pragma unroll
+      for (int u = 0; u < P; ++u) ss += (double)v[u];
+    }
+    for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (wl == src) y[row] = (float)ss;
+  }
+}
+#define SPMV_COOP(name, L, P, T) extern "C" __global__ void __launch_bounds__(256) name( \
+    const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_coop<L, P, T>(ip, ix, d, x, y, n); }
+SPMV_COOP(spmv_l8_c1, 8, 4, 1)
+SPMV_COOP(spmv_l8_c2, 8, 4, 2)
+SPMV_COOP(spmv_l8_c4, 8, 4, 4)
+SPMV_COOP(spmv_l4_c2, 4, 4, 2)
 """
 
 
@@ -872,14 +924,17 @@ def probe_spmv():
                 f" {ms_cusparse / ms:.2f}x cuSPARSE |")
     mod = module(SPMV)
     # f64: parpy accumulates `s = 0.0` in double (a Python float); u4: with its `#pragma unroll 4`.
-    for L in ("1", "2", "4", "8", "16", "4_f64", "8_f64", "4_f64_u4", "8_f64_u4", "4_g2", "4_g4", "8_g2", "8_g4",
-              "16_g2"):
+    # _cT: rows longer than T rounds run on the whole warp after the short ones (spmv_coop).
+    for L, tpb in (("1", 256), ("2", 256), ("4", 256), ("8", 256), ("16", 256), ("4_f64", 256), ("8_f64", 256),
+                   ("4_f64_u4", 256), ("8_f64_u4", 256), ("4_g2", 256), ("4_g4", 256), ("8_g2", 256), ("8_g4", 256),
+                   ("8_g4", 128), ("16_g2", 256), ("8_c1", 256), ("8_c2", 256), ("8_c4", 256), ("8_c1", 128),
+                   ("8_c2", 128), ("4_c2", 128)):
         k = mod.get_function(f"spmv_l{L}")
-        grid = ((R * int(L.split("_")[0]) + 255) // 256,)
+        grid = ((R * int(L.split("_")[0]) + tpb - 1) // tpb,)
         args[4].fill(0)
-        ms = time_ms(lambda: k(grid, (256,), (*args, np.int32(R))))
+        ms = time_ms(lambda: k(grid, (tpb,), (*args, np.int32(R))))
         check(f"lanes {L}", args[4], want, 1e-4)
-        row(f"lanes {L}", ms, nbytes, copy, f" {ms_cusparse / ms:.2f}x cuSPARSE |")
+        row(f"lanes {L}, blocks of {tpb}", ms, nbytes, copy, f" {ms_cusparse / ms:.2f}x cuSPARSE |")
 
 
 def main():

@@ -145,7 +145,23 @@ Block KernelBuilder::make_kernels(const Stmt& root_in) {
   g_ = geometry(layers_stmt(root), tpb_, target_, root->span);
   if (needs_grid_barrier(root)) return split(root);
   // A parallel external may synchronise the whole block, which rows packed into it cannot.
-  if (target_.pack_rows && !calls_par_external({root})) g_ = pack_rows(g_, tpb_);
+  bool packable = target_.pack_rows && !calls_par_external({root});
+  if (packable) g_ = pack_rows(g_, tpb_);
+  Block work;
+  if (Geometry warps = packable ? pack_warps(g_, tpb_) : g_; warps.packed_warps()) {
+    // Rows of whole warps only where they need no barrier or reduction of their own.
+    Geometry plain = g_;
+    int counter = counter_;
+    g_ = warps;
+    work = kernel_work(root);
+    if (holds_barrier(work)) {
+      g_ = plain;
+      counter_ = counter;
+      work = kernel_work(root);
+    }
+  } else {
+    work = kernel_work(root);
+  }
 
   Kernel kern;
   kern.name = prog_.name + "_k" + std::to_string(prog_.kernels.size());
@@ -153,12 +169,15 @@ Block KernelBuilder::make_kernels(const Stmt& root_in) {
   kern.grid_blocks = g_.grid_blocks();
   kern.cluster_blocks = g_.cluster_blocks();
   Block body = prologue();
-  Block work = transform_stmt(root, 0);
   if (g_.packed() && g_.outer % g_.rows != 0)  // rows past the last do nothing
     body.push_back(if_stmt(iop(BinOp::Lt, ivar("$outer"), ilit(g_.outer)), std::move(work), {}, root->span));
   else
     body.insert(body.end(), work.begin(), work.end());
-  if (g_.packed())
+  if (g_.packed_warps())
+    kern.note = "rows packed: " + std::to_string(g_.rows) + " rows per block of " + std::to_string(g_.threads) +
+                " threads, each on " + std::to_string(g_.group / 32) + " warps (" + std::to_string(g_.layers[g_.k]) +
+                " workers; no barriers)";
+  else if (g_.packed())
     kern.note = "rows packed: " + std::to_string(g_.rows) + " rows per block of " + std::to_string(g_.threads) +
                 " threads, each on " + std::to_string(g_.group) + " lanes of one warp (" +
                 std::to_string(g_.layers[g_.k]) + " workers; warp-shuffle reductions, no block barriers)";

@@ -42,4 +42,14 @@ Geometry pack_rows(Geometry g, int64_t tpb) {
   return g;
 }
 
+Geometry pack_warps(Geometry g, int64_t tpb) {
+  if (g.k == 0 || g.inner_blocks != 1 || g.packed() || tpb >= 1024 || g.layers[g.k] <= 32 || g.outer < 2) return g;
+  int64_t rows = std::min(tpb / g.threads, g.outer);
+  if (rows < 2) return g;
+  g.group = g.threads;
+  g.rows = rows;
+  g.threads = rows * g.group;
+  return g;
+}
+
 }  // namespace parpy

@@ -19,12 +19,15 @@ struct Geometry {
   // through distributed shared memory (docs/gpu.md, Synchronisation and kernel splits).
   bool cluster = false;
   // Rows packed into blocks (docs/gpu.md, Grid and blocks): each iteration of the outer layers (a
-  // row) runs on `group` consecutive lanes of one warp (a power of two, at most 32), `rows` rows
-  // per block of `threads`; 0: every row has its own inner_blocks blocks.
+  // row) runs on `group` consecutive threads of the block, `rows` rows per block of `threads`: lanes
+  // of one warp (a power of two, at most 32; pack_rows) or whole warps (pack_warps); 0: every row
+  // has its own inner_blocks blocks.
   int64_t group = 0;
   int64_t rows = 1;
 
   bool packed() const { return group > 0; }
+  // Rows of whole warps (pack_warps): they have no barriers or reductions of their own.
+  bool packed_warps() const { return group > 32; }
   int64_t grid_blocks() const { return packed() ? (outer + rows - 1) / rows : inner_blocks * outer; }
   int64_t cluster_blocks() const { return cluster ? inner_blocks : 1; }
   // The threads that run one row.
@@ -45,6 +48,12 @@ constexpr int64_t kPackedBlock = 128;
 // lanes of one warp runs. Fewer rows than a block holds get the smallest block of whole warps that
 // holds them.
 Geometry pack_rows(Geometry g, int64_t tpb);
+
+// g with rows of whole warps packed into blocks of `tpb` threads, where the user (or a pass) asked
+// for blocks of `tpb` (not 1024) and a row's innermost layer fills at most half of one: more than
+// 32 threads, rounded up to warps, and at least two rows. Only for kernels whose rows need no
+// barrier or reduction (the caller checks): a row's threads cannot synchronise on their own.
+Geometry pack_warps(Geometry g, int64_t tpb);
 
 // n rounded up to a multiple of m.
 inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }

@@ -97,6 +97,25 @@ Block KernelBuilder::transform_block(const Block& b, size_t d) {
   return out;
 }
 
+Block KernelBuilder::kernel_work(const Stmt& root) {
+  once_.clear();
+  Block work = transform_stmt(root, 0);
+  drop_final_barriers(work);
+  return work;
+}
+
+void KernelBuilder::drop_final_barriers(Block& b) const {
+  while (!b.empty() && is_barrier(b.back())) b.pop_back();
+  if (b.empty()) return;
+  const Stmt& s = b.back();
+  if (s->kind == StmtKind::If || (s->kind == StmtKind::For && once_.count(s))) {
+    auto n = copy(s);
+    drop_final_barriers(n->body);
+    drop_final_barriers(n->orelse);
+    b.back() = n;
+  }
+}
+
 // A reduction that every thread of the block (or cluster) completes together and that writes
 // only a local: its all-reduce already ordered every memory access before it against every
 // access after it, so no barrier is needed behind it.
@@ -121,6 +140,8 @@ Stmt KernelBuilder::grid_stride(const Stmt& s, size_t d, Block body) {
   Expr start = s->step == 1 ? w : iop(BinOp::Mul, ilit(s->step), w);
   auto loop = copy(for_loop(s->var, iop(BinOp::Add, s->lo, start), s->hi, s->step * n, std::move(body), s->span));
   loop->par = LoopPar{};
+  int64_t trips = range_trips(s->lo->ival, s->hi->ival, s->step);
+  if (trips <= n) once_.insert(loop);
   return loop;
 }
 

@@ -48,6 +48,9 @@ class KernelBuilder {
   // The kernel being built: its threads per block at most, and its geometry.
   int64_t tpb_ = 1024;
   Geometry g_;
+  // The grid-stride loops of the kernel being built that run at most once in each thread (as many
+  // workers as iterations, or more).
+  std::set<Stmt> once_;  // held, so that no other node takes the address of one
 
   std::string fresh(const std::string& base) { return "$" + base + std::to_string(counter_++); }
   std::string worker(size_t d) const { return "$w" + std::to_string(d); }
@@ -161,6 +164,15 @@ class KernelBuilder {
   static bool contains_array_access(const Stmt& s);
 
   Block transform_block(const Block& b, size_t d);
+
+  // The kernel's work (transform_stmt of its root) under the geometry g_, without the barriers
+  // that are the last thing each thread runs (drop_final_barriers).
+  Block kernel_work(const Stmt& root);
+
+  // Drops the barriers that order nothing because nothing runs after them in any thread: those at
+  // the end of b when b ends the kernel, and, inside its last statement, those ending a branch or
+  // the body of a loop that runs at most once in each thread (once_).
+  void drop_final_barriers(Block& b) const;
 
   // A reduction that every thread of the block (or cluster) completes together and that writes
   // only a local: its all-reduce already ordered every memory access before it against every

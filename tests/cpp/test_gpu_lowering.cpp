@@ -1237,5 +1237,29 @@ TEST(GpuGeometry, RowsPackedIntoBlocks) {
   EXPECT_FALSE(packed({1000, 32}, 32).packed());    // one row per block anyway
 }
 
+TEST(GpuGeometry, RowsOfWholeWarpsPackedIntoTheBlocksAsked) {
+  GpuTarget none;
+  auto packed = [&](std::vector<int64_t> layers, int64_t tpb) { return pack_warps(geometry(layers, tpb, none, sp()), tpb); };
+  Geometry g = packed({64, 510, 128}, 256);  // strips x rows, 128 columns: two rows per block of 256
+  EXPECT_TRUE(g.packed_warps());
+  EXPECT_EQ(g.group, 128);
+  EXPECT_EQ(g.rows, 2);
+  EXPECT_EQ(g.threads, 256);
+  EXPECT_EQ(g.grid_blocks(), 64 * 510 / 2);
+  EXPECT_EQ(g.row_threads(), 128);
+  Geometry odd = packed({1001, 100}, 512);  // rows of whole warps (128 threads), the last block's rows cut
+  EXPECT_EQ(odd.group, 128);
+  EXPECT_EQ(odd.rows, 4);
+  EXPECT_EQ(odd.grid_blocks(), 251);
+  Geometry three = packed({10, 96}, 320);  // as many rows as fit, not a power of two
+  EXPECT_EQ(three.rows, 3);
+  EXPECT_EQ(three.threads, 288);
+  EXPECT_EQ(packed({3, 64}, 1024).packed(), false);     // no block size asked
+  EXPECT_EQ(packed({1000, 32}, 256).packed(), false);   // a warp or less: pack_rows
+  EXPECT_EQ(packed({1000, 160}, 256).packed(), false);  // one row fills more than half a block
+  EXPECT_EQ(packed({1, 64}, 256).packed(), false);      // one row
+  EXPECT_EQ(packed({1000, 2048}, 256).packed(), false); // a row spans blocks
+}
+
 }  // namespace
 }  // namespace parpy

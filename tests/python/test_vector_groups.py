@@ -196,6 +196,19 @@ def test_strips_run_in_aligned_groups():
     assert vec_kernel(parpy.print_compiled(seven_point, [x, x.copy(), n, m], opts(CUDA, planes=n, cols=m))) is None
 
 
+def test_strip_rows_of_whole_warps_share_their_blocks():
+    # 510 interior columns in 128 groups of four: a row's 4 warps fill half a block of 256 (the
+    # strips' block size), so two rows run in each block; nothing after a thread's last row needs a
+    # barrier, so the kernel has none. 65 planes in 9 strips x 65 rows: 585 rows, the last block's
+    # second row past the end.
+    n, m = 67, 512
+    x = np.zeros((n, n, m), np.float32)
+    code = parpy.print_compiled(seven_point, [x, x.copy(), n, m], opts(CUDA, planes=n, cols=m))
+    assert code.count("// rows packed: 2 rows per block of 256 threads, each on 4 warps (128 workers") == 2, code
+    assert code.count("<<<dim3(293), dim3(256)") == 2 and "syncthreads" not in code, code
+    assert code.count("if ((parpy_outer < 585))") == 2, code
+
+
 def test_no_groups_where_arrays_share_memory():
     n = 1 << 16
     a = np.zeros(n, np.float32)
@@ -336,7 +349,7 @@ def run_kernels_on_the_cpu(code, arrays, tmp_path):
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler (g++)")
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(34, 34, 2048), (34, 34, 2052), (26, 26, 2048)])
+@pytest.mark.parametrize("shape", [(34, 34, 2048), (34, 34, 2052), (26, 26, 2048), (67, 67, 512)])
 def test_strip_groups_run_on_the_cpu(dt, shape, tmp_path):
     # The 7-point stencil's strips in 128-bit groups (the centre row from the registers, chunks
     # through parpy_ldg_chunk) and its scalar kernel, each thread in turn, against numpy.

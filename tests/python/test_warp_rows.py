@@ -75,6 +75,25 @@ def centre_rows(x, y, N, M):
                 y[i, j] = 2.0 * y[i, j]
 
 
+@parpy.jit
+def scaled_rows(x, y, N, M):
+    """A row's columns on more than a warp, nothing shared between threads."""
+    parpy.label("rows")
+    for i in range(N):
+        parpy.label("cols")
+        for j in range(M):
+            y[i, j] = 2.0 * x[i, j] + x[i, M - 1 - j]
+
+
+@parpy.jit
+def row_sums(x, y, N, M):
+    parpy.label("rows")
+    for i in range(N):
+        parpy.label("cols")
+        for j in range(M):
+            y[i] += x[i, j]
+
+
 # ----- data ------------------------------------------------------------------------------------
 
 
@@ -172,6 +191,18 @@ def test_several_steps_per_row(backend, M):
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("M,tpb", [(64, 256), (100, 512), (96, 320), (40, 1024)])
+def test_rows_of_whole_warps(backend, M, tpb):
+    # Rows of 2, 4 (100 columns on 128 threads) and 3 warps packed into the blocks the label asks
+    # for (Cuda), the last block's rows past the end; and no block size asked.
+    x = RNG.standard_normal((N, M))
+    y = np.full((N, M), np.nan)
+    o = parpy.par({"rows": parpy.threads(N), "cols": parpy.threads(M).tpb(tpb)})
+    o.backend = backend
+    scaled_rows(x, y, N, M, opts=o)
+    np.testing.assert_array_equal(y, 2.0 * x + x[:, ::-1])
+
+
 # ----- the Cuda code, here without a GPU -------------------------------------------------------
 
 
@@ -257,6 +288,32 @@ def test_cuda_a_single_row_is_not_packed():
     assert "rows packed" not in code and "parpy_block_reduce_add" in code
 
 
+@pytest.mark.parametrize("M,tpb,rows,warps", [(64, 256, 4, 2), (100, 512, 4, 4), (96, 320, 3, 3)])
+def test_cuda_packs_rows_of_whole_warps(M, tpb, rows, warps):
+    # A row's threads are whole warps filling at most half the block the label asks for: several
+    # rows per block, as long as they need no barrier (the one after the columns loop ends the
+    # kernel, so it orders nothing and goes).
+    code = cuda_code(scaled_rows, [np.zeros((N, M)), np.zeros((N, M)), N, M],
+                     parpy.par({"rows": parpy.threads(N), "cols": parpy.threads(M).tpb(tpb)}))
+    kern = kernel_of(code)
+    assert f"// rows packed: {rows} rows per block of {rows * warps * 32} threads, each on {warps} warps" in kern
+    assert f"<<<dim3({-(-N // rows)}), dim3({rows * warps * 32}), 0, parpy_stream>>>" in code
+    assert "syncthreads" not in kern and "parpy_group_" not in kern
+    assert f"if ((parpy_outer < {N}))" in kern
+
+
+def test_cuda_rows_of_whole_warps_that_synchronise_keep_their_block():
+    # A reduction over the row's 64 threads is a block reduction: a block per row.
+    code = cuda_code(row_sums, [np.zeros((N, 64)), np.zeros(N), N, 64],
+                     parpy.par({"rows": parpy.threads(N), "cols": parpy.threads(64).tpb(256).reduce()}))
+    assert "rows packed" not in code and "parpy_block_reduce_add" in code
+    assert f"<<<dim3({N}), dim3(64), 0, parpy_stream>>>" in code
+    # Without a block size asked, a block per row.
+    code = cuda_code(scaled_rows, [np.zeros((N, 64)), np.zeros((N, 64)), N, 64],
+                     parpy.par({"rows": parpy.threads(N), "cols": parpy.threads(64)}))
+    assert "rows packed" not in code and f"<<<dim3({N}), dim3(64), 0, parpy_stream>>>" in code
+
+
 @needs_nvcc
 @pytest.mark.parametrize("k", [4, 8, 16, 32])
 def test_cuda_packed_code_compiles(tmp_path, k):
@@ -267,6 +324,8 @@ def test_cuda_packed_code_compiles(tmp_path, k):
         progs.append(cuda_code(spmv_into, a, opts(CUDA, k, N)))
         progs.append(cuda_code(row_max, [a[0], a[2], a[4], N], opts(CUDA, k, N)))
     progs.append(cuda_code(centre_rows, [np.zeros((N, 45)), np.zeros((N, 45)), N, 45], centre_opts(k)))
+    progs.append(cuda_code(scaled_rows, [np.zeros((N, 8 * k)), np.zeros((N, 8 * k)), N, 8 * k],
+                           parpy.par({"rows": parpy.threads(N), "cols": parpy.threads(8 * k).tpb(512)})))
     for i, code in enumerate(progs):
         assert "rows packed" in code
         d = tmp_path / str(i)
