@@ -621,7 +621,22 @@ EDITS = {
     # SpMV: its locals (row, lane, positions) in 32 bits, its int64 index arrays as they are.
     "i32 locals": lambda src: re.sub(r"\bint64_t(?=\s)", "int32_t", src),
     "no group sync": lambda src: re.sub(r"parpy_group_sync\(\d+\);", "", src),
+    "guarded": lambda src: guarded(src),
 }
+
+
+def guarded(src):
+    """SpMV: the unrolled loop over a lane's values computes each value under its guard (the
+    reduction's 0 past the row's end), then adds them up, as spmv_guarded does."""
+    m = re.search(r"( *)#pragma unroll\n *for \(int64_t (parpy_u\d+) = 0; \2 < (\d+); \+\+\2\) \{\n"
+                  r"(?P<body>(?:.*\n)*?) *(parpy_acc\d+) = \(\5 \+ (?P<val>.*)\);\n *\}\n *\}\n", src)
+    if not m:
+        raise ValueError("guarded: no unrolled reduction loop")
+    ind, u, n, acc = m.group(1), m.group(2), m.group(3), m.group(5)
+    new = (f"{ind}double parpy_v[{n}];\n{ind}#pragma unroll\n{ind}for (int64_t {u} = 0; {u} < {n}; ++{u}) {{\n"
+           f"{ind}  parpy_v[{u}] = 0.0;\n{m.group('body')}{ind}    parpy_v[{u}] = {m.group('val')};\n{ind}  }}\n{ind}}}\n"
+           f"{ind}#pragma unroll\n{ind}for (int64_t {u} = 0; {u} < {n}; ++{u}) {acc} = {acc} + parpy_v[{u}];\n")
+    return src[:m.start()] + new + src[m.end():]
 
 
 def printed(fn, host_args, spec, device_args, restricted=False, edits=()):
@@ -915,7 +930,7 @@ def probe_spmv():
                 row(what, ms, nbytes, copy, f" {ms_cusparse / ms:.2f}x cuSPARSE |")
     spec = {"rows": parpy.threads(R), "nz": parpy.threads(8).reduce()}
     for edits in (("float sums",), ("unroll 8",), ("float sums", "unroll 8"), ("i32 locals",), ("no group sync",),
-                  ("i32 locals", "no group sync", "float sums")):
+                  ("i32 locals", "no group sync", "float sums"), ("guarded",), ("guarded", "float sums")):
         for kname, launch, f in printed(spmv_csr_warp, [ip, ix, d, xs, xs.copy(), R], spec, args, True, edits):
             args[4].fill(0)
             ms = time_ms(f)
@@ -928,7 +943,8 @@ def probe_spmv():
     for L, tpb in (("1", 256), ("2", 256), ("4", 256), ("8", 256), ("16", 256), ("4_f64", 256), ("8_f64", 256),
                    ("4_f64_u4", 256), ("8_f64_u4", 256), ("4_g2", 256), ("4_g4", 256), ("8_g2", 256), ("8_g4", 256),
                    ("8_g4", 128), ("16_g2", 256), ("8_c1", 256), ("8_c2", 256), ("8_c4", 256), ("8_c1", 128),
-                   ("8_c2", 128), ("4_c2", 128)):
+                   ("8_c2", 128), ("4_c2", 128), ("8_f64_u4", 128), ("8_f64_u4", 64), ("8_g4", 64), ("8_c2", 64),
+                   ("8_g4", 32), ("8_c1", 64)):
         k = mod.get_function(f"spmv_l{L}")
         grid = ((R * int(L.split("_")[0]) + tpb - 1) // tpb,)
         args[4].fill(0)

@@ -80,18 +80,28 @@ const char* format_of(ElemSize e) {
 
 std::string type_name_of(nb::handle a) { return nb::cast<std::string>(nb::str(a.type().attr("__name__"))); }
 
+// An interned attribute name, made once per call site.
+#define PARPY_NAME(s)                                          \
+  ([]() -> PyObject* {                                         \
+    static PyObject* name = PyUnicode_InternFromString(s);     \
+    return name;                                               \
+  }())
+
 // Whether `o` has the attribute `name`. Unlike PyObject_HasAttrString, an error of the attribute's
 // getter other than AttributeError (a freed buffer's "Cannot use a buffer after it was freed")
-// propagates instead of reading as "no such attribute".
-bool has_attr(PyObject* o, const char* name) {
-  PyObject* value = PyObject_GetAttrString(o, name);
-  if (value != nullptr) {
-    Py_DECREF(value);
-    return true;
-  }
-  if (!PyErr_ExceptionMatches(PyExc_AttributeError)) throw nb::python_error();
-  PyErr_Clear();
-  return false;
+// propagates instead of reading as "no such attribute". An attribute that is not there is found
+// missing without an AttributeError being made where the type's getattr is the generic one (a
+// numpy array's __cuda_array_interface__, asked for every array of every call).
+bool has_attr(PyObject* o, PyObject* name) {
+  PyObject* value = nullptr;
+#if PY_VERSION_HEX >= 0x030D0000
+  int found = PyObject_GetOptionalAttr(o, name, &value);
+#else
+  int found = _PyObject_LookupAttr(o, name, &value);
+#endif
+  if (found < 0) throw nb::python_error();
+  Py_XDECREF(value);
+  return found == 1;
 }
 
 // ---- torch.Tensor, recognised without importing torch ----
@@ -113,12 +123,6 @@ Torch& torch_state() {
   return t;
 }
 
-// An interned attribute name, made once per call site.
-#define PARPY_NAME(s)                                          \
-  ([]() -> PyObject* {                                         \
-    static PyObject* name = PyUnicode_InternFromString(s);     \
-    return name;                                               \
-  }())
 
 // `o.<name>` as a new reference, or nullptr with the Python error cleared: the fast path then
 // gives way to the generic one, which reports any problem as it always has.
@@ -242,7 +246,7 @@ void ArgPack::add(nb::handle a, const std::string& name, ArgValue& v, bool in_di
   if (device_memory_ && Py_TYPE(o) == torch_tensor_type(Py_TYPE(o)) &&
       add_torch_cuda(o, name, v))
     return;
-  if (has_attr(o, "__cuda_array_interface__")) {
+  if (has_attr(o, PARPY_NAME("__cuda_array_interface__"))) {
     if (!device_memory_)
       py_fail(PyExc_RuntimeError, "Argument " + name + " is a CUDA array, which is not supported in CompileBackend." +
                                       backend_name(opts_.backend) + ".");
@@ -259,8 +263,8 @@ void ArgPack::add(nb::handle a, const std::string& name, ArgValue& v, bool in_di
     return add_array(view.buf, view.format, view.itemsize, view.ndim, view.shape, view.strides,
                      view.readonly, name, v);
   }
-  if (has_attr(o, "__array_interface__")) return add_array_interface(a, name, v);
-  if (has_attr(o, "__dlpack__")) return add_dlpack(a, name, v);
+  if (has_attr(o, PARPY_NAME("__array_interface__"))) return add_array_interface(a, name, v);
+  if (has_attr(o, PARPY_NAME("__dlpack__"))) return add_dlpack(a, name, v);
   py_fail(PyExc_RuntimeError, "Argument " + name + " has unsupported type " + type_name_of(a));
 }
 

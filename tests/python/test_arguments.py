@@ -108,6 +108,35 @@ def test_argument_errors():
         total(x, np.zeros(1), 2**70, opts=OPTS)
 
 
+def test_argument_interfaces_looked_up_as_python_does():
+    # An argument's interfaces are looked up as getattr does: a __getattr__ that answers every
+    # name with AttributeError means "none of them", any other error of a getter reaches the
+    # caller as it is; an interface held in the instance's own dict is found.
+    x = np.random.rand(64)
+
+    class Nothing:
+        def __getattr__(self, name):
+            raise AttributeError(name)
+
+    class Broken:
+        @property
+        def __cuda_array_interface__(self):
+            raise ValueError("the interface's own error")
+
+    class InstanceInterface:
+        def __init__(self, a):
+            self.__array_interface__ = a.__array_interface__
+            self.keep = a
+
+    with pytest.raises(RuntimeError, match="Argument #1 has unsupported type Nothing"):
+        total(Nothing(), np.zeros(1), 64, opts=OPTS)
+    with pytest.raises(ValueError, match="the interface's own error"):
+        total(Broken(), np.zeros(1), 64, opts=OPTS)
+    y = np.zeros(1)
+    total(InstanceInterface(x), y, 64, opts=OPTS)
+    np.testing.assert_allclose(y, [x.sum()], rtol=1e-13)
+
+
 def test_failed_calls_leave_nothing_behind():
     # A rejected argument must not leak a DLPack capsule or break later calls.
     x = np.random.default_rng(3).standard_normal(64)
