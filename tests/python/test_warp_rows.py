@@ -36,6 +36,49 @@ def spmv(indptr, indices, data, x, y, N):
 
 
 @parpy.jit
+def spmv_nonempty(indptr, indices, data, x, y, N):
+    """The reduction under a branch on the row: the rows of a warp part ways."""
+    parpy.label("rows")
+    for i in range(N):
+        if indptr[i + 1] > indptr[i]:
+            s = 0.0
+            parpy.label("nz")
+            for k in range(indptr[i], indptr[i + 1]):
+                s += data[k] * x[indices[k]]
+            y[i] = s
+        else:
+            y[i] = -1.0
+
+
+@parpy.jit
+def spmv_twice(indptr, indices, data, x, y, N):
+    """The reduction in a sequential loop of constant bounds: every row runs it as often."""
+    parpy.label("rows")
+    for i in range(N):
+        y[i] = 0.0
+        for r in range(2):
+            s = 0.0
+            parpy.label("nz")
+            for k in range(indptr[i], indptr[i + 1]):
+                s += data[k] * x[indices[k]]
+            y[i] += s
+
+
+@parpy.jit
+def sums_upto(x, n, y, N, M):
+    """Row i's sum added n[i] times: the reduction in a loop whose bounds are read at run time."""
+    parpy.label("rows")
+    for i in range(N):
+        y[i] = 0.0
+        for r in range(n[i]):
+            s = 0.0
+            parpy.label("cols")
+            for j in range(M):
+                s += x[i, j]
+            y[i] += s
+
+
+@parpy.jit
 def spmv_into(indptr, indices, data, x, y, N):
     """The sum accumulated into y[i] itself (in y's element type)."""
     parpy.label("rows")
@@ -124,12 +167,19 @@ def opts(backend, k, rows, tpb=None):
     return o
 
 
+def upto_opts(k):
+    return parpy.par({"rows": parpy.threads(WHOLE), "cols": parpy.threads(k).reduce()})
+
+
 def centre_opts(k):
     return parpy.par({"rows": parpy.threads(N), "sum": parpy.threads(k).reduce(), "cols": parpy.threads(k)})
 
 
 # N is no multiple of any rows-per-block count, so the last block has rows past the end.
 N = 1003
+# WHOLE rows fill whole warps of rows for every group of lanes: every lane of a warp reaches the
+# row's reduction together (docs/gpu.md, Grid and blocks).
+WHOLE = 1024
 
 
 # ----- numbers, on every enabled backend (Cuda on a GPU) ---------------------------------------
@@ -177,6 +227,36 @@ def test_spmv_other_shapes(backend, k, rows, tpb):
     y = np.full(N, np.nan)
     spmv(indptr, indices, data, x, y, N, opts=opts(backend, k, rows, tpb))
     np.testing.assert_allclose(y, spmv_ref(indptr, indices, data, x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("k,workers", [(4, WHOLE), (8, WHOLE), (16, WHOLE), (8, 256), (8, 300), (32, WHOLE)])
+def test_spmv_rows_filling_whole_warps(backend, k, workers):
+    # Rows that fill whole warps, one or four per worker (the warps' whole mask), 300 workers for
+    # 1024 rows (some run one row more: the groups' own masks), a branch on the row around the
+    # reduction and a sequential loop around it.
+    indptr, indices, data = power_law_csr(WHOLE, np.float64)
+    x = RNG.standard_normal(WHOLE)
+    want = spmv_ref(indptr, indices, data, x)
+    for fun, expect in [(spmv, want), (spmv_nonempty, np.where(np.diff(indptr) > 0, want, -1.0)),
+                        (spmv_twice, 2.0 * want)]:
+        y = np.full(WHOLE, np.nan)
+        fun(indptr, indices, data, x, y, WHOLE, opts=opts(backend, k, workers))
+        np.testing.assert_allclose(y, expect, rtol=1e-12, atol=1e-12, err_msg=fun.__name__)
+    y0 = RNG.standard_normal(WHOLE) - 2.0
+    y = y0.copy()
+    row_max(indptr, data, y, WHOLE, opts=opts(backend, k, workers))
+    np.testing.assert_array_equal(y, [max([y0[i], *data[indptr[i]:indptr[i + 1]]]) for i in range(WHOLE)])
+
+
+@pytest.mark.parametrize("k", [4, 16])
+def test_reduction_in_a_loop_of_run_time_bounds(backend, k):
+    x = RNG.standard_normal((WHOLE, k))
+    n = RNG.integers(0, 4, WHOLE)
+    y = np.full(WHOLE, np.nan)
+    o = upto_opts(k)
+    o.backend = backend
+    sums_upto(x, n, y, WHOLE, k, opts=o)
+    np.testing.assert_allclose(y, n * x.sum(axis=1), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("M", [3, 16, 45])
@@ -235,6 +315,24 @@ def test_cuda_packs_rows(k, group, rows_per_block):
     assert f"if ((parpy_outer < {N}))" in kern
     # One lane of the row's group stores.
     assert "if ((parpy_w1 == 0))" in kern and "parpy_tid == 0" not in kern
+
+
+@pytest.mark.parametrize("k", [4, 8, 16])
+def test_cuda_whole_warps_of_rows_shuffle_with_the_warps_mask(k):
+    # Every lane of the warp reaches the reduction at once: the shuffles name the whole warp, so
+    # the compiler has no lanes elsewhere to wait for.
+    args = spmv_args(rows=WHOLE)
+    for fun, workers in [(spmv, WHOLE), (spmv, 256), (spmv_twice, WHOLE)]:
+        kern = kernel_of(cuda_code(fun, args, opts(CUDA, k, workers)))
+        assert f"parpy_group_reduce_add(parpy_acc0, {k}, 32);" in kern, fun.__name__
+    # Rows past the end in the last warp, workers with one row more than others, a branch on the
+    # row, a loop whose bounds are known only at run time: the group's own lanes.
+    for fun, a, workers in [(spmv, spmv_args(), N), (spmv, args, 300), (spmv_nonempty, args, WHOLE)]:
+        kern = kernel_of(cuda_code(fun, a, opts(CUDA, k, workers)))
+        assert re.search(rf"parpy_group_reduce_add\(parpy_acc\d+, {k}, {k}\);", kern), fun.__name__
+    loop = kernel_of(cuda_code(sums_upto, [np.zeros((WHOLE, k)), np.zeros(WHOLE, np.int64), np.zeros(WHOLE), WHOLE, k],
+                               upto_opts(k)))
+    assert re.search(rf"parpy_group_reduce_add\(parpy_acc\d+, {k}, {k}\);", loop)
 
 
 def test_cuda_uses_the_outer_tpb():
@@ -323,6 +421,7 @@ def test_cuda_packed_code_compiles(tmp_path, k):
         progs.append(cuda_code(spmv, a, opts(CUDA, k, N)))
         progs.append(cuda_code(spmv_into, a, opts(CUDA, k, N)))
         progs.append(cuda_code(row_max, [a[0], a[2], a[4], N], opts(CUDA, k, N)))
+    progs.append(cuda_code(spmv, spmv_args(rows=WHOLE), opts(CUDA, k, WHOLE)))
     progs.append(cuda_code(centre_rows, [np.zeros((N, 45)), np.zeros((N, 45)), N, 45], centre_opts(k)))
     progs.append(cuda_code(scaled_rows, [np.zeros((N, 8 * k)), np.zeros((N, 8 * k)), N, 8 * k],
                            parpy.par({"rows": parpy.threads(N), "cols": parpy.threads(8 * k).tpb(512)})))

@@ -1,6 +1,6 @@
 """Where a single CSR SpMV call's time goes on the GPU: the host's work per call (many calls on
 tiny arrays, wall clock) and one call between two events, for parpy and torch's CSR product.
-Run on a machine with an NVIDIA GPU and torch: python tools/call_overhead_probe.py"""
+Run on a machine with an NVIDIA GPU and torch: python tools/spmv_call_time.py"""
 import sys
 import time
 
