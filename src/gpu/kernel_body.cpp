@@ -193,10 +193,7 @@ Block KernelBuilder::transform_stmt(const Stmt& s, size_t d) {
         return reduction(s, d);
       if (!s->par.is_parallel()) {
         auto n = copy(s);
-        bool uniform = s->lo->kind == ExprKind::Int && s->hi->kind == ExprKind::Int;
-        divergent_ += !uniform;
         n->body = transform_block(s->body, d);
-        divergent_ -= !uniform;
         return {n};
       }
       if (d == g_.k && s->par.reduction) return reduction(s, d);
@@ -208,9 +205,7 @@ Block KernelBuilder::transform_stmt(const Stmt& s, size_t d) {
       return {guarded(grid_stride(s, d, std::move(inner)), d, workers_of(s, d))};
     }
     case StmtKind::While: case StmtKind::If: {
-      ++divergent_;
       auto n = with_blocks(s, [&](const Block& x) { return transform_block(x, d); });
-      --divergent_;
       // Every thread of the block evaluates the condition of an `if` whose branches hold
       // barriers; when it reads memory, a thread that evaluates it late could see a store the
       // branch made (a reduction's target set to its neutral element) and skip the branch and

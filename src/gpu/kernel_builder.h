@@ -44,9 +44,6 @@ class KernelBuilder {
   int counter_ = 0;
   // The parallel loops around the statement being transformed, outer to inner.
   std::vector<Stmt> enclosing_;
-  // The `if`s, `while`s and sequential loops with bounds not known when the function is
-  // specialised around it: where the threads of one warp may part ways.
-  int divergent_ = 0;
 
   // The kernel being built: its threads per block at most, and its geometry.
   int64_t tpb_ = 1024;
@@ -54,8 +51,6 @@ class KernelBuilder {
   // The grid-stride loops of the kernel being built that run at most once in each thread (as many
   // workers as iterations, or more).
   std::set<Stmt> once_;  // held, so that no other node takes the address of one
-
-  bool warp_converged(size_t d) const;
 
   std::string fresh(const std::string& base) { return "$" + base + std::to_string(counter_++); }
   std::string worker(size_t d) const { return "$w" + std::to_string(d); }

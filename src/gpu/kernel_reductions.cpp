@@ -57,9 +57,7 @@ Block KernelBuilder::reduction(const Stmt& s, size_t d) {
   ReduceOp rop = reduction_of(op);
   if (g_.inner_blocks == 1 || g_.cluster) {
     Expr total_all = g_.cluster    ? intrinsic(Intrinsic::ClusterReduce, {accv, ne}, s->span, {}, rop)
-                     : g_.packed() ? intrinsic(Intrinsic::GroupReduce,
-                                               {accv, ilit(g_.group), ilit(warp_converged(d) ? 32 : g_.group)},
-                                               s->span, {}, rop)
+                     : g_.packed() ? intrinsic(Intrinsic::GroupReduce, {accv, ilit(g_.group)}, s->span, {}, rop)
                                    : intrinsic(Intrinsic::BlockReduce, {accv}, s->span, {}, rop);
     out.push_back(assign(accv, total_all, s->span));
     if (dst->kind == ExprKind::Access)
@@ -104,25 +102,6 @@ Block KernelBuilder::reduction(const Stmt& s, size_t d) {
   Stmt write = if_stmt(iop(BinOp::Eq, ivar(kThreadIdx), ilit(0)), {update}, {}, s->span);
   out.push_back(if_stmt(lastn, {write}, {}, s->span));
   return out;
-}
-
-// Whether every lane of a warp of packed rows reaches a reduction at depth d together (the
-// group's all-reduce then shuffles with the warp's whole mask, which the compiler can prove
-// converged: no fallback for lanes that are elsewhere). So when each of the warp's rows exists
-// (whole warps of rows), each enclosing parallel loop runs as many iterations in every worker
-// (constant bounds, a multiple of its workers, every thread of its layer a worker), and nothing
-// between the kernel and the reduction branches on the row (no `if`, `while` or sequential loop
-// with bounds known only at run time).
-bool KernelBuilder::warp_converged(size_t d) const {
-  if (!g_.packed() || g_.packed_warps() || g_.group >= 32 || 32 % g_.group != 0 || divergent_ > 0) return false;
-  if (g_.outer % (32 / g_.group) != 0 || g_.threads % 32 != 0 || enclosing_.size() != d) return false;
-  for (size_t i = 0; i < enclosing_.size(); ++i) {
-    const Stmt& l = enclosing_[i];
-    if (l->lo->kind != ExprKind::Int || l->hi->kind != ExprKind::Int) return false;
-    int64_t n = workers_of(l, i);
-    if (n != g_.layers[i] || range_trips(l->lo->ival, l->hi->ival, l->step) % n != 0) return false;
-  }
-  return true;
 }
 
 }  // namespace parpy::gpu

@@ -177,8 +177,7 @@ def centre_opts(k):
 
 # N is no multiple of any rows-per-block count, so the last block has rows past the end.
 N = 1003
-# WHOLE rows fill whole warps of rows for every group of lanes: every lane of a warp reaches the
-# row's reduction together (docs/gpu.md, Grid and blocks).
+# WHOLE rows fill whole warps of rows for every group of lanes.
 WHOLE = 1024
 
 
@@ -231,9 +230,9 @@ def test_spmv_other_shapes(backend, k, rows, tpb):
 
 @pytest.mark.parametrize("k,workers", [(4, WHOLE), (8, WHOLE), (16, WHOLE), (8, 256), (8, 300), (32, WHOLE)])
 def test_spmv_rows_filling_whole_warps(backend, k, workers):
-    # Rows that fill whole warps, one or four per worker (the warps' whole mask), 300 workers for
-    # 1024 rows (some run one row more: the groups' own masks), a branch on the row around the
-    # reduction and a sequential loop around it.
+    # Rows that fill whole warps, one or four per worker, 300 workers for 1024 rows (some run one
+    # row more than others), a branch on the row around the reduction and a sequential loop
+    # around it.
     indptr, indices, data = power_law_csr(WHOLE, np.float64)
     x = RNG.standard_normal(WHOLE)
     want = spmv_ref(indptr, indices, data, x)
@@ -315,24 +314,6 @@ def test_cuda_packs_rows(k, group, rows_per_block):
     assert f"if ((parpy_outer < {N}))" in kern
     # One lane of the row's group stores.
     assert "if ((parpy_w1 == 0))" in kern and "parpy_tid == 0" not in kern
-
-
-@pytest.mark.parametrize("k", [4, 8, 16])
-def test_cuda_whole_warps_of_rows_shuffle_with_the_warps_mask(k):
-    # Every lane of the warp reaches the reduction at once: the shuffles name the whole warp, so
-    # the compiler has no lanes elsewhere to wait for.
-    args = spmv_args(rows=WHOLE)
-    for fun, workers in [(spmv, WHOLE), (spmv, 256), (spmv_twice, WHOLE)]:
-        kern = kernel_of(cuda_code(fun, args, opts(CUDA, k, workers)))
-        assert f"parpy_group_reduce_add(parpy_acc0, {k}, 32);" in kern, fun.__name__
-    # Rows past the end in the last warp, workers with one row more than others, a branch on the
-    # row, a loop whose bounds are known only at run time: the group's own lanes.
-    for fun, a, workers in [(spmv, spmv_args(), N), (spmv, args, 300), (spmv_nonempty, args, WHOLE)]:
-        kern = kernel_of(cuda_code(fun, a, opts(CUDA, k, workers)))
-        assert re.search(rf"parpy_group_reduce_add\(parpy_acc\d+, {k}, {k}\);", kern), fun.__name__
-    loop = kernel_of(cuda_code(sums_upto, [np.zeros((WHOLE, k)), np.zeros(WHOLE, np.int64), np.zeros(WHOLE), WHOLE, k],
-                               upto_opts(k)))
-    assert re.search(rf"parpy_group_reduce_add\(parpy_acc\d+, {k}, {k}\);", loop)
 
 
 def test_cuda_uses_the_outer_tpb():

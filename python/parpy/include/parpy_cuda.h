@@ -126,20 +126,18 @@ __device__ __forceinline__ unsigned parpy_group_mask(int width) {
   return ((1u << width) - 1u) << ((threadIdx.x % 32u) & ~static_cast<unsigned>(width - 1));
 }
 
-// All-reduce over the calling thread's group: every lane of it gets the result. `together`: 32
-// where the compiler knows that every lane of the warp calls it at once (the warp's whole mask,
-// which needs no fallback for lanes elsewhere), else the group's width.
+// All-reduce over the calling thread's group: every lane of it gets the result.
 template <class T, class Op>
-__device__ __forceinline__ T parpy_group_allreduce(T v, Op op, int width, int together) {
-  const unsigned mask = together >= 32 ? 0xffffffffu : parpy_group_mask(width);
+__device__ __forceinline__ T parpy_group_allreduce(T v, Op op, int width) {
+  const unsigned mask = parpy_group_mask(width);
   for (int s = width / 2; s > 0; s >>= 1) v = op(v, __shfl_xor_sync(mask, v, s, width));
   return v;
 }
 
-#define PARPY_GROUP_REDUCE_FN(name)                                                             \
-  template <class T>                                                                            \
-  __device__ __forceinline__ T parpy_group_reduce_##name(T v, int64_t width, int64_t together) { \
-    return parpy_group_allreduce(v, parpy_op_##name(), static_cast<int>(width), static_cast<int>(together)); \
+#define PARPY_GROUP_REDUCE_FN(name)                                           \
+  template <class T>                                                          \
+  __device__ __forceinline__ T parpy_group_reduce_##name(T v, int64_t width) { \
+    return parpy_group_allreduce(v, parpy_op_##name(), static_cast<int>(width)); \
   }
 PARPY_GROUP_REDUCE_FN(add)
 PARPY_GROUP_REDUCE_FN(mul)
