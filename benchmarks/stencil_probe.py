@@ -514,28 +514,32 @@ SPMV_KERNEL(spmv_l8_f64, 8, double, 1)
 SPMV_KERNEL(spmv_l4_f64_u4, 4, double, 4)
 SPMV_KERNEL(spmv_l8_f64_u4, 8, double, 4)
 
-// L lanes per row, each lane's values taken P at a time with guarded loads (a value past the row's
-// end reads nothing and adds 0), so that a lane's loads for up to P values are all in flight at
-// once, where the unrolled loop above loads a short row's values one branch after another. Plain
-// loads and a double accumulator, as parpy prints them.
+// The sum of a row's values b..e that lane `lane` of S takes: P at a time with guarded loads (a value
+// past the row's end reads nothing and adds 0), so that the lane's loads for up to P values are all
+// in flight at once. Plain loads and a double accumulator, as parpy prints them.
+template <int S, int P>
+__device__ __forceinline__ double spmv_lane_sum(i64 b, i64 e, int lane, const i64* ix, const float* d, const float* x) {
+  double s = 0;
+  for (i64 k = b + lane; k < e; k += S * P) {
+    float v[P];
+    #pragma unroll
+    for (int u = 0; u < P; ++u) {
+      i64 kk = k + u * S;
+      v[u] = kk < e ? d[kk] * x[ix[kk]] : 0.0f;
+    }
+    #pragma unroll
+    for (int u = 0; u < P; ++u) s += (double)v[u];
+  }
+  return s;
+}
+
+// L lanes per row, each lane's values taken P at a time with guarded loads, where the unrolled loop
+// above loads a short row's values one branch after another.
 template <int L, int P>
 __device__ void spmv_guarded(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) {
   int t = blockIdx.x * blockDim.x + threadIdx.x;
   int row = t / L, lane = t % L;
-  double s = 0;
-  if (row < n) {
-    i64 b = ip[row], e = ip[row + 1];
-    for (i64 k = b + lane; k < e; k += L * P) {
-      float v[P];
-      #pragma unroll
-      for (int u = 0; u < P; ++u) {
-        i64 kk = k + u * L;
-        v[u] = kk < e ? d[kk] * x[ix[kk]] : 0.0f;
-      }
-      #pragma unroll
-      for (int u = 0; u < P; ++u) s += (double)v[u];
-    }
-  }
+  double s = row < n ? spmv_lane_sum<L, P>(ip[row], ip[row + 1], lane, ix, d, x) : 0.0;
   for (int o = L / 2; o > 0; o /= 2) s += __shfl_down_sync(0xffffffffu, s, o, L);
   if (row < n && lane == 0) y[row] = (float)s;
 }
@@ -554,22 +558,10 @@ template <int L, int P, int T>
 __device__ void spmv_coop(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) {
   int t = blockIdx.x * blockDim.x + threadIdx.x;
   int row = t / L, lane = t % L, wl = threadIdx.x % 32;
-  double s = 0;
   i64 b = 0, e = 0;
   if (row < n) { b = ip[row]; e = ip[row + 1]; }
   bool long_row = e - b > (i64)T * L * P;
-  if (!long_row) {
-    for (i64 k = b + lane; k < e; k += L * P) {
-      float v[P];
-      #pragma unroll
-      for (int u = 0; u < P; ++u) {
-        i64 kk = k + u * L;
-        v[u] = kk < e ? d[kk] * x[ix[kk]] : 0.0f;
-      }
-      #pragma unroll
-      for (int u = 0; u < P; ++u) s += (double)v[u];
-    }
-  }
+  double s = long_row ? 0.0 : spmv_lane_sum<L, P>(b, e, lane, ix, d, x);
   for (int o = L / 2; o > 0; o /= 2) s += __shfl_down_sync(0xffffffffu, s, o, L);
   if (row < n && lane == 0 && !long_row) y[row] = (float)s;
   unsigned todo = __ballot_sync(0xffffffffu, long_row && lane == 0);
@@ -577,17 +569,7 @@ __device__ void spmv_coop(const i64* ip, const i64* ix, const float* d, const fl
     int src = __ffs(todo) - 1;
     todo &= todo - 1;
     i64 bb = __shfl_sync(0xffffffffu, b, src), ee = __shfl_sync(0xffffffffu, e, src);
-    double ss = 0;
-    for (i64 k = bb + wl; k < ee; k += 32 * P) {
-      float v[P];
-      #pragma unroll
-      for (int u = 0; u < P; ++u) {
-        i64 kk = k + u * 32;
-        v[u] = kk < ee ? d[kk] * x[ix[kk]] : 0.0f;
-      }
-      #pragma unroll
-      for (int u = 0; u < P; ++u) ss += (double)v[u];
-    }
+    double ss = spmv_lane_sum<32, P>(bb, ee, wl, ix, d, x);
     for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     if (wl == src) y[row] = (float)ss;
   }

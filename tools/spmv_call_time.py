@@ -4,12 +4,14 @@ Run on a machine with an NVIDIA GPU and torch: python tools/spmv_call_time.py"""
 import sys
 import time
 
-import numpy as np
 import torch
 
 sys.path.insert(0, "benchmarks")
-import parpy  # noqa: E402
-from kernels import power_law_csr, spmv_csr_warp  # noqa: E402
+import parpy
+from kernels import power_law_csr, spmv_csr_warp
+from parpy import parpy as native
+
+from gpu import gpu_time
 
 
 def wall_us(f, n=20000):
@@ -23,36 +25,20 @@ def wall_us(f, n=20000):
     return t
 
 
-def event_us(f, reps=50):
-    f()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        f()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b) * 1e3)
-    return float(np.median(ts))
-
-
 def setup(N):
     ip, ix, d = (torch.from_numpy(a).cuda() for a in power_law_csr(N, 16))
     x = torch.randn(N, device="cuda")
     y = torch.zeros(N, device="cuda")
     A = torch.sparse_csr_tensor(ip, ix, d, (N, N))
     o = parpy.par({"rows": parpy.threads(N), "nz": parpy.threads(8).reduce()})
-    return (lambda: spmv_csr_warp(ip, ix, d, x, y, N, opts=o)), (lambda: A @ x), (lambda: x.add_(1.0)), o
+    return (lambda: spmv_csr_warp(ip, ix, d, x, y, N, opts=o)), (lambda: A @ x), (lambda: x.add_(1.0))
 
 
 for N in (256, 2**20):
-    p, t, add, o = setup(N)
+    p, t, add = setup(N)
     print(f"N={N}: host us per call (wall, 20000 calls): parpy {wall_us(p):.1f}, torch A@x {wall_us(t):.1f}, "
           f"torch add_ {wall_us(add):.1f}" if N == 256 else f"N={N}:")
-    print(f"  one call between events (us): parpy {event_us(p):.1f}, torch A@x {event_us(t):.1f}, "
-          f"torch add_ {event_us(add):.1f}")
+    print(f"  one call between events (us): parpy {1e6 * gpu_time(p):.1f}, torch A@x {1e6 * gpu_time(t):.1f}, "
+          f"torch add_ {1e6 * gpu_time(add):.1f}")
     if N == 256:
-        o.backend = parpy.CompileBackend.Cuda
-        from parpy import parpy as native
         print("  cuda build:", native.cuda_build())
