@@ -580,6 +580,79 @@ SPMV_COOP(spmv_l8_c1, 8, 4, 1)
 SPMV_COOP(spmv_l8_c2, 8, 4, 2)
 SPMV_COOP(spmv_l8_c4, 8, 4, 4)
 SPMV_COOP(spmv_l4_c2, 4, 4, 2)
+
+// R consecutive rows a group of L lanes, in turn, each row's end loaded one row ahead (while the
+// row before it runs), so that a row waits for its values and x, not for its bounds.
+template <int L, int P, int R>
+__device__ void spmv_ahead(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) {
+  int t = blockIdx.x * blockDim.x + threadIdx.x;
+  int r0 = (t / L) * R, lane = t % L;
+  i64 b = r0 < n ? ip[r0] : 0, e = r0 < n ? ip[r0 + 1] : 0;
+  #pragma unroll 1
+  for (int r = 0; r < R; ++r) {
+    int row = r0 + r;
+    i64 en = row + 1 < n ? ip[row + 2] : e;
+    double s = row < n ? spmv_lane_sum<L, P>(b, e, lane, ix, d, x) : 0.0;
+    for (int o = L / 2; o > 0; o /= 2) s += __shfl_down_sync(0xffffffffu, s, o, L);
+    if (row < n && lane == 0) y[row] = (float)s;
+    b = e;
+    e = en;
+  }
+}
+#define SPMV_AHEAD(name, L, P, R) extern "C" __global__ void __launch_bounds__(256) name( \
+    const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_ahead<L, P, R>(ip, ix, d, x, y, n); }
+SPMV_AHEAD(spmv_l8_a2, 8, 4, 2)
+SPMV_AHEAD(spmv_l8_a4, 8, 4, 4)
+SPMV_AHEAD(spmv_l8_a8, 8, 4, 8)
+SPMV_AHEAD(spmv_l4_a4, 4, 4, 4)
+
+// R consecutive rows a group of L lanes (R < L), jammed: lane j loads the bound ip[r0 + j], the
+// first P values of every lane of every row are loaded before any is used, then each row's rest;
+// the sums are reduced with xor shuffles and lane r stores row r.
+template <int L, int P, int R>
+__device__ void spmv_jam(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) {
+  int t = blockIdx.x * blockDim.x + threadIdx.x;
+  int r0 = (t / L) * R, lane = t % L;
+  i64 bnd = lane <= R && r0 + lane <= n ? ip[r0 + lane] : 0;
+  i64 b[R], e[R];
+  #pragma unroll
+  for (int r = 0; r < R; ++r) {
+    b[r] = __shfl_sync(0xffffffffu, bnd, r, L);
+    e[r] = r0 + r < n ? __shfl_sync(0xffffffffu, bnd, r + 1, L) : b[r];
+  }
+  float v[R][P];
+  #pragma unroll
+  for (int r = 0; r < R; ++r)
+    #pragma unroll
+    for (int u = 0; u < P; ++u) {
+      i64 k = b[r] + lane + u * L;
+      v[r][u] = k < e[r] ? d[k] * x[ix[k]] : 0.0f;
+    }
+  double s[R];
+  #pragma unroll
+  for (int r = 0; r < R; ++r) {
+    s[r] = 0;
+    #pragma unroll
+    for (int u = 0; u < P; ++u) s[r] += (double)v[r][u];
+    if (e[r] - b[r] > L * P) s[r] += spmv_lane_sum<L, P>(b[r] + L * P, e[r], lane, ix, d, x);
+  }
+  #pragma unroll
+  for (int r = 0; r < R; ++r)
+    for (int o = L / 2; o > 0; o /= 2) s[r] += __shfl_xor_sync(0xffffffffu, s[r], o, L);
+  double mine = s[0];
+  #pragma unroll
+  for (int r = 1; r < R; ++r) mine = lane == r ? s[r] : mine;
+  if (lane < R && r0 + lane < n) y[r0 + lane] = (float)mine;
+}
+#define SPMV_JAM(name, L, P, R) extern "C" __global__ void __launch_bounds__(256) name( \
+    const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_jam<L, P, R>(ip, ix, d, x, y, n); }
+SPMV_JAM(spmv_l8_j2, 8, 4, 2)
+SPMV_JAM(spmv_l8_j4, 8, 4, 4)
+SPMV_JAM(spmv_l8_j2p2, 8, 2, 2)
+SPMV_JAM(spmv_l8_j4p2, 8, 2, 4)
+SPMV_JAM(spmv_l4_j2, 4, 4, 2)
+SPMV_JAM(spmv_l4_j3, 4, 4, 3)
+SPMV_JAM(spmv_l16_j4p1, 16, 1, 4)
 """
 
 
@@ -913,7 +986,12 @@ def probe_spmv():
     spec = {"rows": parpy.threads(R), "nz": parpy.threads(8).reduce()}
     for edits in (("float sums",), ("unroll 8",), ("float sums", "unroll 8"), ("i32 locals",), ("no group sync",),
                   ("i32 locals", "no group sync", "float sums"), ("guarded",), ("guarded", "float sums")):
-        for kname, launch, f in printed(spmv_csr_warp, [ip, ix, d, xs, xs.copy(), R], spec, args, True, edits):
+        try:
+            variants = printed(spmv_csr_warp, [ip, ix, d, xs, xs.copy(), R], spec, args, True, edits)
+        except ValueError as e:  # an edit that does not apply to the printed kernel
+            print(f"  {', '.join(edits)}: {e}")
+            continue
+        for kname, launch, f in variants:
             args[4].fill(0)
             ms = time_ms(f)
             check(kname, args[4], want, 1e-4)
@@ -926,9 +1004,13 @@ def probe_spmv():
                    ("4_f64_u4", 256), ("8_f64_u4", 256), ("4_g2", 256), ("4_g4", 256), ("8_g2", 256), ("8_g4", 256),
                    ("8_g4", 128), ("16_g2", 256), ("8_c1", 256), ("8_c2", 256), ("8_c4", 256), ("8_c1", 128),
                    ("8_c2", 128), ("4_c2", 128), ("8_f64_u4", 128), ("8_f64_u4", 64), ("8_g4", 64), ("8_c2", 64),
-                   ("8_g4", 32), ("8_c1", 64)):
+                   ("8_g4", 32), ("8_c1", 64), ("8_a2", 128), ("8_a4", 128), ("8_a8", 128), ("4_a4", 128),
+                   ("8_a2", 256), ("8_j2", 128), ("8_j4", 128), ("8_j2p2", 128), ("8_j4p2", 128), ("4_j2", 128),
+                   ("4_j3", 128), ("16_j4p1", 128), ("8_j2", 256), ("8_j4", 256)):
         k = mod.get_function(f"spmv_l{L}")
-        grid = ((R * int(L.split("_")[0]) + tpb - 1) // tpb,)
+        m = re.search(r"_[aj](\d+)", L)  # _aR, _jR: R rows a group
+        rows_a_group = int(m.group(1)) if m else 1
+        grid = ((-(-R // rows_a_group) * int(L.split("_")[0]) + tpb - 1) // tpb,)
         args[4].fill(0)
         ms = time_ms(lambda: k(grid, (tpb,), (*args, np.int32(R))))
         check(f"lanes {L}", args[4], want, 1e-4)

@@ -42,3 +42,14 @@ for N in (256, 2**20):
           f"torch add_ {1e6 * gpu_time(add):.1f}")
     if N == 256:
         print("  cuda build:", native.cuda_build())
+        t = torch.zeros(N, device="cuda")
+        getters = (lambda: (t.is_cuda, t.requires_grad, t.layout, t.dtype, t.shape, t.is_contiguous(),
+                            t.data_ptr(), t.get_device()))
+        raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+        print(f"  one tensor's 8 getters from Python: {wall_us(getters):.2f} us; the current stream: "
+              f"{wall_us(lambda: raw(0)) if raw else float('nan'):.2f} us; an empty Python call "
+              f"{wall_us(lambda: None):.2f} us")
+        for name in ("is_cuda", "requires_grad", "layout", "dtype", "shape"):
+            print(f"    t.{name}: {wall_us(lambda name=name: getattr(t, name)):.3f} us")
+        for name in ("is_contiguous", "data_ptr", "get_device"):
+            print(f"    t.{name}(): {wall_us(getattr(t, name)):.3f} us")

@@ -143,6 +143,7 @@ Block KernelBuilder::make_kernels(const Stmt& root_in) {
   // the external.
   if (tpb_ != 1024 && calls_par_external({root})) root = with_tpb(root);
   g_ = geometry(layers_stmt(root), tpb_, target_, root->span);
+  find_read_only(root);
   if (needs_grid_barrier(root)) return split(root);
   // A parallel external may synchronise the whole block, which rows packed into it cannot.
   bool packable = target_.pack_rows && !calls_par_external({root});

@@ -83,6 +83,33 @@ bool KernelBuilder::contains_array_access(const Stmt& s) {
   return found;
 }
 
+void KernelBuilder::find_read_only(const Stmt& root) {
+  read_only_.clear();
+  std::set<std::string> written;
+  bool calls = false;
+  visit_block({root}, [&](const Stmt& x) {
+    if (x->kind == StmtKind::Assign && x->lhs && x->lhs->kind == ExprKind::Access) written.insert(x->lhs->name);
+    visit_stmt_exprs(x, [&](const Expr& y) {
+      if (y->kind == ExprKind::Call && intrinsic_of(y) == Intrinsic::None) calls = true;
+    });
+  });
+  if (calls) return;
+  for (const auto& p : prog_.params)
+    if (p.type.is_array() && !p.shares_memory && !written.count(p.name) && !aliased_.count(p.name))
+      read_only_.insert(p.name);
+}
+
+bool KernelBuilder::touches_written_memory(const Stmt& s) const {
+  bool found = false;
+  visit_block({s}, [&](const Stmt& x) {
+    if (x->kind == StmtKind::Assign && x->lhs && x->lhs->kind == ExprKind::Access) found = true;
+    visit_stmt_exprs(x, [&](const Expr& y) {
+      if (y->kind == ExprKind::Access && !read_only_.count(y->name)) found = true;
+    });
+  });
+  return found;
+}
+
 Block KernelBuilder::transform_block(const Block& b, size_t d) {
   Block out;
   for (const auto& s : b) {
@@ -91,7 +118,7 @@ Block KernelBuilder::transform_block(const Block& b, size_t d) {
     // loops of other threads around them.
     bool after_barrier = !out.empty() && (is_barrier(out.back()) || allreduce_into_local(s, d));
     if (d >= 1 && d <= g_.k && (g_.inner_blocks == 1 || g_.cluster) && !after_barrier &&
-        (contains_parallel(s) || contains_array_access(s)))
+        (contains_parallel(s) || touches_written_memory(s)))
       out.push_back(barrier());
   }
   return out;

@@ -163,6 +163,16 @@ class KernelBuilder {
   // earlier) parallel loop of other threads touches.
   static bool contains_array_access(const Stmt& s);
 
+  // Arrays that no thread of the kernel being built writes, under any name: parameters the kernel
+  // stores to nowhere, that share memory with no other argument and that no local names, in a
+  // kernel that calls no function (which might write through a pointer). Reads of them need no
+  // barrier: every thread sees the same values whenever it loads them.
+  std::set<std::string> read_only_;
+  void find_read_only(const Stmt& root);
+  // Whether s writes an array or reads one that the kernel writes (not in read_only_): an access
+  // that the parallel loops of other threads around it may conflict with.
+  bool touches_written_memory(const Stmt& s) const;
+
   Block transform_block(const Block& b, size_t d);
 
   // The kernel's work (transform_stmt of its root) under the geometry g_, without the barriers
