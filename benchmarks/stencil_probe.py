@@ -581,78 +581,54 @@ SPMV_COOP(spmv_l8_c2, 8, 4, 2)
 SPMV_COOP(spmv_l8_c4, 8, 4, 4)
 SPMV_COOP(spmv_l4_c2, 4, 4, 2)
 
-// R consecutive rows a group of L lanes, in turn, each row's end loaded one row ahead (while the
-// row before it runs), so that a row waits for its values and x, not for its bounds.
-template <int L, int P, int R>
-__device__ void spmv_ahead(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) {
-  int t = blockIdx.x * blockDim.x + threadIdx.x;
-  int r0 = (t / L) * R, lane = t % L;
-  i64 b = r0 < n ? ip[r0] : 0, e = r0 < n ? ip[r0 + 1] : 0;
-  #pragma unroll 1
-  for (int r = 0; r < R; ++r) {
-    int row = r0 + r;
-    i64 en = row + 1 < n ? ip[row + 2] : e;
-    double s = row < n ? spmv_lane_sum<L, P>(b, e, lane, ix, d, x) : 0.0;
-    for (int o = L / 2; o > 0; o /= 2) s += __shfl_down_sync(0xffffffffu, s, o, L);
-    if (row < n && lane == 0) y[row] = (float)s;
-    b = e;
-    e = en;
-  }
-}
-#define SPMV_AHEAD(name, L, P, R) extern "C" __global__ void __launch_bounds__(256) name( \
-    const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_ahead<L, P, R>(ip, ix, d, x, y, n); }
-SPMV_AHEAD(spmv_l8_a2, 8, 4, 2)
-SPMV_AHEAD(spmv_l8_a4, 8, 4, 4)
-SPMV_AHEAD(spmv_l8_a8, 8, 4, 8)
-SPMV_AHEAD(spmv_l4_a4, 4, 4, 4)
-
-// R consecutive rows a group of L lanes (R < L), jammed: lane j loads the bound ip[r0 + j], the
-// first P values of every lane of every row are loaded before any is used, then each row's rest;
-// the sums are reduced with xor shuffles and lane r stores row r.
-template <int L, int P, int R>
-__device__ void spmv_jam(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) {
-  int t = blockIdx.x * blockDim.x + threadIdx.x;
-  int r0 = (t / L) * R, lane = t % L;
-  i64 bnd = lane <= R && r0 + lane <= n ? ip[r0 + lane] : 0;
-  i64 b[R], e[R];
-  #pragma unroll
-  for (int r = 0; r < R; ++r) {
-    b[r] = __shfl_sync(0xffffffffu, bnd, r, L);
-    e[r] = r0 + r < n ? __shfl_sync(0xffffffffu, bnd, r + 1, L) : b[r];
-  }
-  float v[R][P];
-  #pragma unroll
-  for (int r = 0; r < R; ++r)
-    #pragma unroll
-    for (int u = 0; u < P; ++u) {
-      i64 k = b[r] + lane + u * L;
-      v[r][u] = k < e[r] ? d[k] * x[ix[k]] : 0.0f;
+// CSR-stream: a block of T threads takes RB consecutive rows, whose values are one contiguous
+// range; the block computes the products of up to CAP of them at a time (P guarded loads a thread
+// in flight, coalesced over the whole block, no lane idle at a row's end) into shared memory, then
+// each row's T / RB lanes add up its part of them there. Rows longer than CAP take several rounds.
+template <int T, int RB, int CAP, int P>
+__device__ void spmv_stream(const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) {
+  constexpr int L = T / RB;
+  __shared__ float prod[CAP];
+  __shared__ i64 bnd[RB + 1];
+  int r0 = blockIdx.x * RB, rows = min(RB, n - r0), t = threadIdx.x;
+  if (t <= rows) bnd[t] = ip[r0 + t];
+  __syncthreads();
+  i64 b = bnd[0], e = bnd[rows];
+  int row = t / L, lane = t % L;
+  i64 rb = row < rows ? bnd[row] : 0, re = row < rows ? bnd[row + 1] : 0;
+  float s = 0.0f;
+  for (i64 c = b; c < e; c += CAP) {
+    i64 ce = min(c + (i64)CAP, e);
+    for (i64 k0 = c + t; k0 < ce; k0 += (i64)T * P) {
+      float v[P];
+      #pragma unroll
+      for (int u = 0; u < P; ++u) {
+        i64 k = k0 + (i64)u * T;
+        v[u] = k < ce ? d[k] * x[ix[k]] : 0.0f;
+      }
+      #pragma unroll
+      for (int u = 0; u < P; ++u) {
+        i64 k = k0 + (i64)u * T;
+        if (k < ce) prod[k - c] = v[u];
+      }
     }
-  double s[R];
-  #pragma unroll
-  for (int r = 0; r < R; ++r) {
-    s[r] = 0;
-    #pragma unroll
-    for (int u = 0; u < P; ++u) s[r] += (double)v[r][u];
-    if (e[r] - b[r] > L * P) s[r] += spmv_lane_sum<L, P>(b[r] + L * P, e[r], lane, ix, d, x);
+    __syncthreads();
+    for (i64 k = max(rb, c) + lane; k < min(re, ce); k += L) s += prod[k - c];
+    __syncthreads();
   }
-  #pragma unroll
-  for (int r = 0; r < R; ++r)
-    for (int o = L / 2; o > 0; o /= 2) s[r] += __shfl_xor_sync(0xffffffffu, s[r], o, L);
-  double mine = s[0];
-  #pragma unroll
-  for (int r = 1; r < R; ++r) mine = lane == r ? s[r] : mine;
-  if (lane < R && r0 + lane < n) y[r0 + lane] = (float)mine;
+  for (int o = L / 2; o > 0; o /= 2) s += __shfl_down_sync(0xffffffffu, s, o, L);
+  if (row < rows && lane == 0) y[r0 + row] = s;
 }
-#define SPMV_JAM(name, L, P, R) extern "C" __global__ void __launch_bounds__(256) name( \
-    const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_jam<L, P, R>(ip, ix, d, x, y, n); }
-SPMV_JAM(spmv_l8_j2, 8, 4, 2)
-SPMV_JAM(spmv_l8_j4, 8, 4, 4)
-SPMV_JAM(spmv_l8_j2p2, 8, 2, 2)
-SPMV_JAM(spmv_l8_j4p2, 8, 2, 4)
-SPMV_JAM(spmv_l4_j2, 4, 4, 2)
-SPMV_JAM(spmv_l4_j3, 4, 4, 3)
-SPMV_JAM(spmv_l16_j4p1, 16, 1, 4)
+#define SPMV_STREAM(name, T, RB, CAP, P) extern "C" __global__ void __launch_bounds__(T) name( \
+    const i64* ip, const i64* ix, const float* d, const float* x, float* y, int n) { spmv_stream<T, RB, CAP, P>(ip, ix, d, x, y, n); }
+SPMV_STREAM(spmv_s256_32, 256, 32, 1024, 4)
+SPMV_STREAM(spmv_s256_64, 256, 64, 2048, 4)
+SPMV_STREAM(spmv_s256_64p8, 256, 64, 2048, 8)
+SPMV_STREAM(spmv_s128_16, 128, 16, 512, 4)
+SPMV_STREAM(spmv_s128_32, 128, 32, 1024, 4)
+SPMV_STREAM(spmv_s512_64, 512, 64, 2048, 4)
+SPMV_STREAM(spmv_s512_128, 512, 128, 4096, 4)
+SPMV_STREAM(spmv_s1024_128, 1024, 128, 4096, 2)
 """
 
 
@@ -1004,17 +980,21 @@ def probe_spmv():
                    ("4_f64_u4", 256), ("8_f64_u4", 256), ("4_g2", 256), ("4_g4", 256), ("8_g2", 256), ("8_g4", 256),
                    ("8_g4", 128), ("16_g2", 256), ("8_c1", 256), ("8_c2", 256), ("8_c4", 256), ("8_c1", 128),
                    ("8_c2", 128), ("4_c2", 128), ("8_f64_u4", 128), ("8_f64_u4", 64), ("8_g4", 64), ("8_c2", 64),
-                   ("8_g4", 32), ("8_c1", 64), ("8_a2", 128), ("8_a4", 128), ("8_a8", 128), ("4_a4", 128),
-                   ("8_a2", 256), ("8_j2", 128), ("8_j4", 128), ("8_j2p2", 128), ("8_j4p2", 128), ("4_j2", 128),
-                   ("4_j3", 128), ("16_j4p1", 128), ("8_j2", 256), ("8_j4", 256)):
+                   ("8_g4", 32), ("8_c1", 64)):
         k = mod.get_function(f"spmv_l{L}")
-        m = re.search(r"_[aj](\d+)", L)  # _aR, _jR: R rows a group
-        rows_a_group = int(m.group(1)) if m else 1
-        grid = ((-(-R // rows_a_group) * int(L.split("_")[0]) + tpb - 1) // tpb,)
+        grid = ((R * int(L.split("_")[0]) + tpb - 1) // tpb,)
         args[4].fill(0)
         ms = time_ms(lambda: k(grid, (tpb,), (*args, np.int32(R))))
         check(f"lanes {L}", args[4], want, 1e-4)
         row(f"lanes {L}, blocks of {tpb}", ms, nbytes, copy, f" {ms_cusparse / ms:.2f}x cuSPARSE |")
+    # CSR-stream: blocks of T threads over RB rows each (spmv_s{T}_{RB}).
+    for name in ("s256_32", "s256_64", "s256_64p8", "s128_16", "s128_32", "s512_64", "s512_128", "s1024_128"):
+        k = mod.get_function(f"spmv_{name}")
+        T, RB = (int(v) for v in re.findall(r"\d+", name)[:2])
+        args[4].fill(0)
+        ms = time_ms(lambda: k(((R + RB - 1) // RB,), (T,), (*args, np.int32(R))))
+        check(f"stream {name}", args[4], want, 1e-4)
+        row(f"stream {name}: blocks of {T} over {RB} rows", ms, nbytes, copy, f" {ms_cusparse / ms:.2f}x cuSPARSE |")
 
 
 def main():

@@ -13,15 +13,31 @@
 #include "passes/inline_calls.h"
 
 namespace parpy {
+namespace {
 
-static std::optional<Affine> affine_index(const Expr& index) {
+// The strip loops' variables: $strip0, $strip1, ...
+const std::string kStripVar = "$strip";
+
+std::optional<Affine> affine_index(const Expr& index) {
   return affine(index, [](const Expr& e) -> std::optional<Affine> {
     if (e->kind == ExprKind::Var) return affine_atom(e->name);
     return std::nullopt;
   });
 }
 
-bool skips_evaluation(const Expr& e) {
+// Reads of one array at rows i + d of a strip's row loop (the same index otherwise): the
+// registers that keep rows dmin..dmax while the loop walks down, one new row loaded per row.
+struct RowGroup {
+  std::string array;
+  Expr index;    // the index of one of the reads, at row offset d0
+  int64_t d0 = 0;
+  ElemSize elem = ElemSize::F32;
+  std::map<int64_t, int> offsets;  // d -> reads
+};
+
+// Whether e may skip evaluating part of itself (a conditional expression, `and`, `or`): a read
+// inside it may not happen in the program, so it may not be loaded ahead.
+bool conditional(const Expr& e) {
   bool c = false;
   visit_expr(e, [&](const Expr& x) {
     if (x->kind == ExprKind::IfExpr || (x->kind == ExprKind::BinOp && (x->binop == BinOp::And || x->binop == BinOp::Or)))
@@ -30,7 +46,8 @@ bool skips_evaluation(const Expr& e) {
   return c;
 }
 
-// The residue r of the constant k modulo c: index = c * (row + d) + r + other terms, d = (k - r) / c.
+// A read's group (the array, the row's coefficient c, the residue of the constant modulo c and
+// the other terms) and its row offset d: index = c * (row + d) + residue + other terms.
 std::optional<std::pair<std::string, int64_t>> row_read(const Expr& x, const std::string& row) {
   if (x->kind != ExprKind::Access || x->args.size() != 1) return std::nullopt;
   auto a = affine_index(x->args[0]);
@@ -44,21 +61,6 @@ std::optional<std::pair<std::string, int64_t>> row_read(const Expr& x, const std
   return std::make_pair(key, d);
 }
 
-namespace {
-
-// The strip loops' variables: $strip0, $strip1, ...
-const std::string kStripVar = "$strip";
-
-// Reads of one array at rows i + d of a strip's row loop (the same index otherwise): the
-// registers that keep rows dmin..dmax while the loop walks down, one new row loaded per row.
-struct RowGroup {
-  std::string array;
-  Expr index;    // the index of one of the reads, at row offset d0
-  int64_t d0 = 0;
-  ElemSize elem = ElemSize::F32;
-  std::map<int64_t, int> offsets;  // d -> reads
-};
-
 // The groups of reads at neighbouring rows of `row` in `stores`: those with reads at two rows or
 // more, at most kStripRows apart. For `registers`, only the groups that may be kept in registers:
 // float reads of arrays the stores do not write, none of them in a conditional expression.
@@ -67,7 +69,7 @@ std::map<std::string, RowGroup> row_groups(const Block& stores, const std::strin
   for (const auto& s : stores) written[s->lhs->name] = true;
   std::map<std::string, RowGroup> groups;
   for (const auto& s : stores) {
-    if (registers && skips_evaluation(s->rhs)) return {};
+    if (registers && conditional(s->rhs)) return {};
     visit_expr(s->rhs, [&](const Expr& x) {
       if (x->kind != ExprKind::Access) return;
       if (registers && (written.count(x->name) || !is_float(x->ty.elem))) return;

@@ -23,10 +23,6 @@
 // its own, and reads no element another writes). Not where arrays share memory (fill_threads is 0
 // then).
 #pragma once
-#include <optional>
-#include <string>
-#include <utility>
-
 #include "gpu/gpu_ir.h"
 
 namespace parpy {
@@ -41,14 +37,5 @@ Block strip_row_loops(const Block& b, const GpuTarget& target);
 // Whether a kernel body runs rows in strips. Its arrays share no memory then (strips apply only
 // where they do not), so the Cuda code marks its pointers `__restrict__` (docs/gpu.md).
 bool runs_strips(const Block& body);
-
-// A one-dimensional read x = a[c * (row + d) + residue + other terms] at row offset d of loop
-// variable `row`: (a key naming the array, c, the residue and the other terms; d). Reads with
-// the same key read one array at rows that differ by their offsets. nullopt for other expressions.
-std::optional<std::pair<std::string, int64_t>> row_read(const Expr& x, const std::string& row);
-
-// Whether e may skip evaluating part of itself (a conditional expression, `and`, `or`): a read
-// inside it may not happen in the program, so it may not be loaded ahead.
-bool skips_evaluation(const Expr& e);
 
 }  // namespace parpy

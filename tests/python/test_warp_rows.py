@@ -90,6 +90,32 @@ def spmv_into(indptr, indices, data, x, y, N):
 
 
 @parpy.jit
+def scaled_spmv(indptr, indices, data, x, scale, y, N):
+    """A row's scale read before its reduction: scale is only read in the kernel."""
+    parpy.label("rows")
+    for i in range(N):
+        c = scale[i]
+        s = 0.0
+        parpy.label("nz")
+        for k in range(indptr[i], indptr[i + 1]):
+            s += data[k] * x[indices[k]]
+        y[i] = c * s
+
+
+@parpy.jit
+def rescaled_spmv(indptr, indices, data, x, y, N):
+    """y[i] read before the reduction and written after it."""
+    parpy.label("rows")
+    for i in range(N):
+        c = y[i]
+        s = 0.0
+        parpy.label("nz")
+        for k in range(indptr[i], indptr[i + 1]):
+            s += data[k] * x[indices[k]]
+        y[i] = c * s
+
+
+@parpy.jit
 def row_max(indptr, data, y, N):
     parpy.label("rows")
     for i in range(N):
@@ -217,6 +243,23 @@ def test_row_max(backend, k, dtype):
     np.testing.assert_array_equal(y, want)
 
 
+@pytest.mark.parametrize("k", [8, 32])
+def test_scaled_rows(backend, k):
+    indptr, indices, data = power_law_csr(N, np.float64)
+    x, scale = RNG.standard_normal(N), RNG.standard_normal(N)
+    want = spmv_ref(indptr, indices, data, x)
+    y = np.full(N, np.nan)
+    scaled_spmv(indptr, indices, data, x, scale, y, N, opts=opts(backend, k, N))
+    np.testing.assert_allclose(y, scale * want, rtol=1e-12, atol=1e-12)
+    y = scale.copy()
+    rescaled_spmv(indptr, indices, data, x, y, N, opts=opts(backend, k, N))
+    np.testing.assert_allclose(y, scale * want, rtol=1e-12, atol=1e-12)
+    # The same array as x and scale: both only read.
+    y = np.full(N, np.nan)
+    scaled_spmv(indptr, indices, data, x, x, y, N, opts=opts(backend, k, N))
+    np.testing.assert_allclose(y, x * want, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("k,rows,tpb", [(32, N, 128), (24, N, None), (8, 300, None), (4, 5, None)])
 def test_spmv_other_shapes(backend, k, rows, tpb):
     # The outer label's tpb, a thread count that is no power of two, fewer outer workers than rows
@@ -338,6 +381,24 @@ def test_cuda_barriers_become_group_barriers():
     kern = kernel_of(code)
     assert "parpy_group_sync(16);" in kern
     assert "parpy_syncthreads" not in kern and "parpy_block_reduce" not in kern
+
+
+def test_cuda_no_barrier_behind_reads_of_arrays_the_kernel_does_not_write():
+    args = spmv_args(np.float64)
+    # scale is read before the reduction and written nowhere: no barrier between the lanes there.
+    code = cuda_code(scaled_spmv, args[:4] + [np.ones(N)] + args[4:], opts(CUDA, 8, N))
+    kern = kernel_of(code)
+    assert "v_c = v_scale[v_i];" in kern and "parpy_group_sync" not in kern, kern
+    # y is read there and written after the reduction: the lanes meet before another lane's store.
+    kern = kernel_of(cuda_code(rescaled_spmv, args, opts(CUDA, 8, N)))
+    assert re.search(r"v_c = v_y\[v_i\];\n\s*parpy_group_sync\(8\);", kern), kern
+    # scale is y under another name: written, so the barrier stays.
+    y = np.zeros(N)
+    kern = kernel_of(cuda_code(scaled_spmv, args[:4] + [y, y, N], opts(CUDA, 8, N)))
+    assert re.search(r"v_c = v_scale\[v_i\];\n\s*parpy_group_sync\(8\);", kern), kern
+    # A block per row (64 lanes): the same rule for block barriers.
+    kern = kernel_of(cuda_code(scaled_spmv, args[:4] + [np.ones(N)] + args[4:], opts(CUDA, 64, N)))
+    assert "parpy_syncthreads" not in kern.split("v_c = v_scale[v_i];")[1].split("for (")[0], kern
 
 
 @pytest.mark.parametrize("labels", [
