@@ -73,11 +73,13 @@ bool KernelBuilder::contains_parallel(const Stmt& s) {
 
 // Any array access: threads of the block read or write memory that a later (or, in a loop,
 // earlier) parallel loop of other threads touches.
-bool KernelBuilder::contains_array_access(const Stmt& s) {
+bool KernelBuilder::contains_array_access(const Stmt& s) { return accesses_other_than(s, {}); }
+
+bool KernelBuilder::accesses_other_than(const Stmt& s, const std::set<std::string>& arrays) {
   bool found = false;
   visit_block({s}, [&](const Stmt& x) {
     visit_stmt_exprs(x, [&](const Expr& y) {
-      if (y->kind == ExprKind::Access) found = true;
+      if (y->kind == ExprKind::Access && !arrays.count(y->name)) found = true;
     });
   });
   return found;
@@ -99,17 +101,6 @@ void KernelBuilder::find_read_only(const Stmt& root) {
       read_only_.insert(p.name);
 }
 
-bool KernelBuilder::touches_written_memory(const Stmt& s) const {
-  bool found = false;
-  visit_block({s}, [&](const Stmt& x) {
-    if (x->kind == StmtKind::Assign && x->lhs && x->lhs->kind == ExprKind::Access) found = true;
-    visit_stmt_exprs(x, [&](const Expr& y) {
-      if (y->kind == ExprKind::Access && !read_only_.count(y->name)) found = true;
-    });
-  });
-  return found;
-}
-
 Block KernelBuilder::transform_block(const Block& b, size_t d) {
   Block out;
   for (const auto& s : b) {
@@ -118,7 +109,7 @@ Block KernelBuilder::transform_block(const Block& b, size_t d) {
     // loops of other threads around them.
     bool after_barrier = !out.empty() && (is_barrier(out.back()) || allreduce_into_local(s, d));
     if (d >= 1 && d <= g_.k && (g_.inner_blocks == 1 || g_.cluster) && !after_barrier &&
-        (contains_parallel(s) || touches_written_memory(s)))
+        (contains_parallel(s) || accesses_other_than(s, read_only_)))
       out.push_back(barrier());
   }
   return out;

@@ -162,6 +162,8 @@ class KernelBuilder {
   // Any array access: threads of the block read or write memory that a later (or, in a loop,
   // earlier) parallel loop of other threads touches.
   static bool contains_array_access(const Stmt& s);
+  // Whether s accesses (reads or writes; a store's target is an access) an array not in `arrays`.
+  static bool accesses_other_than(const Stmt& s, const std::set<std::string>& arrays);
 
   // Arrays that no thread of the kernel being built writes, under any name: parameters the kernel
   // stores to nowhere, that share memory with no other argument and that no local names, in a
@@ -169,9 +171,6 @@ class KernelBuilder {
   // barrier: every thread sees the same values whenever it loads them.
   std::set<std::string> read_only_;
   void find_read_only(const Stmt& root);
-  // Whether s writes an array or reads one that the kernel writes (not in read_only_): an access
-  // that the parallel loops of other threads around it may conflict with.
-  bool touches_written_memory(const Stmt& s) const;
 
   Block transform_block(const Block& b, size_t d);
 
