@@ -683,7 +683,9 @@ def printed(fn, host_args, spec, device_args, restricted=False, edits=()):
                 src = EDITS[e](src)
             k = load(src.replace("__global__ void", 'extern "C" __global__ void'), kname)
             g, t = grid[kname]
-            out.append((kname, (g, t), lambda k=k, g=g, t=t: k((g,), (t,), device_args)))
+            run = lambda k=k, g=g, t=t: k((g,), (t,), device_args)
+            run.regs = k.num_regs  # registers a thread
+            out.append((kname, (g, t), run))
     return out
 
 

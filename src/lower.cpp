@@ -12,6 +12,7 @@
 #include "gpu/extract_kernels.h"
 #include "gpu/fuse_map_reduce.h"
 #include "gpu/split_rows.h"
+#include "gpu/stream_rows.h"
 #include "gpu/strip_rows.h"
 #include "gpu/vectorize.h"
 #include "passes/array_locals.h"
@@ -200,6 +201,8 @@ GpuProgram gpu_layer(const Checked& c, const GpuTarget& target, Stages& st) {
   st.dump("split_row_loops", name, ir);
   ir = strip_row_loops(ir, target);
   st.dump("strip_row_loops", name, ir);
+  ir = stream_row_loops(ir, target);
+  st.dump("stream_row_loops", name, ir);
   ir = fuse_map_reduce(ir);
   st.dump("fuse_map_reduce", name, ir);
   GpuProgram gpu = extract_kernels(name, c.params, ir, target, parallel_externals(c.helpers));

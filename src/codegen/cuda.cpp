@@ -10,6 +10,7 @@
 #include "ir/bounds.h"
 #include "gpu/strip_rows.h"
 #include "ir/intrinsics.h"
+#include "ir/reductions.h"
 
 namespace parpy {
 namespace {
@@ -237,7 +238,17 @@ class CudaPrinter : public CPrinter {
 
  protected:
   // `$chunk_load(x[i], a, b, ...)`: parpy_ldg_chunk(&x[i], a, b, ...) (parpy_cuda.h).
+  // `$stream_reduce_<op>(a[j], rows, k, value, T, RB, CAP, P)`: parpy_stream_reduce<T, RB, CAP,
+  // P>(&a[j], rows, neutral, parpy_op_<op>(), [&](int64_t k) { return value; }) (parpy_cuda.h).
   std::string call_expr(const Expr& e) override {
+    if (intrinsic_of(e) == Intrinsic::StreamReduce) {
+      std::string type = type_name(e->ty.elem);
+      ReduceOp op = *intrinsic_reduce_op(e);
+      return "parpy_stream_reduce<" + expr(e->args[4]) + ", " + expr(e->args[5]) + ", " + expr(e->args[6]) + ", " +
+             expr(e->args[7]) + ">(&" + expr(e->args[0]) + ", " + expr(e->args[1]) + ", (" + type + ")" +
+             expr(neutral_literal(op, e->ty.elem, e->span)) + ", parpy_op_" + combine_name(op) + "(), [&](int64_t " +
+             expr(e->args[2]) + ") -> " + type + " { return " + expr(e->args[3]) + "; })";
+    }
     if (intrinsic_of(e) != Intrinsic::ChunkLoad) return CPrinter::call_expr(e);
     std::string out = "parpy_ldg_chunk(&" + expr(e->args[0]);
     for (size_t i = 1; i < e->args.size(); ++i) out += ", " + expr(e->args[i]);

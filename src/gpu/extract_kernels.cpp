@@ -264,6 +264,8 @@ std::vector<AbiParam> KernelBuilder::free_params(const Block& body, const Span& 
         prog_.written.push_back(s->lhs->name);
     }
     visit_stmt_exprs(s, [&](const Expr& x) {
+      // A stream reduction binds its variable k (gpu/stream_rows.h).
+      if (intrinsic_of(x) == Intrinsic::StreamReduce) defined.insert(x->args[2]->name);
       if (x->kind == ExprKind::Var) used.emplace(x->name, x->ty);
       if (x->kind == ExprKind::Access) used.emplace(x->name, params_.count(x->name) ? params_[x->name] : Type::pointer(x->ty.elem));
     });

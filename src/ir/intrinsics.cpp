@@ -27,6 +27,7 @@ constexpr Entry kIntrinsics[] = {
     {Intrinsic::GroupSync, "group_sync", false},
     {Intrinsic::GroupReduce, "group_reduce", true},
     {Intrinsic::ChunkLoad, "chunk_load", false},
+    {Intrinsic::StreamReduce, "stream_reduce", true},
 };
 
 const Entry* entry(Intrinsic i) {
@@ -58,6 +59,16 @@ Intrinsic intrinsic_of(const Expr& x) {
         if (n.compare(base.size() + 1, std::string::npos, combine_name(op)) == 0) return e.intrinsic;
   }
   return Intrinsic::None;
+}
+
+std::optional<ReduceOp> intrinsic_reduce_op(const Expr& x) {
+  Intrinsic i = intrinsic_of(x);
+  const Entry* e = entry(i);
+  if (!e || !e->per_reduction) return std::nullopt;
+  std::string suffix = x->name.substr(std::string(e->name).size() + 2);  // after "$<name>_"
+  for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Prod, ReduceOp::Max, ReduceOp::Min})
+    if (suffix == combine_name(op)) return op;
+  return std::nullopt;
 }
 
 bool calls_intrinsic(const Stmt& s, Intrinsic i) {

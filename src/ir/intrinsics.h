@@ -43,6 +43,12 @@ enum class Intrinsic : uint8_t {
   // ...), one 128-bit load through the read-only data path: the 128-bit groups of kernels whose
   // arrays share no memory and are not written where they are read (gpu/vectorize.h).
   ChunkLoad,
+  // `$stream_reduce_<op>(a[j], rows, k, value, T, RB, CAP, P)`: rows in streams (gpu/stream_rows.h).
+  // Every thread of a block of T threads calls it; the block reduces `value` (an expression of the
+  // variable k, which the call binds) over k in a[j + r] .. a[j + r + 1] for each of its `rows`
+  // (at most RB) rows r, and thread t gets row t / (T / RB)'s result (the neutral element past the
+  // last row). CAP values at a time, P loads a thread.
+  StreamReduce,
 };
 
 // A call of intrinsic i with the given arguments and type; `op` names a reduction intrinsic's
@@ -52,6 +58,9 @@ Expr intrinsic(Intrinsic i, std::vector<Expr> args, Span span, Type ty = {},
 
 // Which intrinsic e calls (None when e is not a call of one).
 Intrinsic intrinsic_of(const Expr& e);
+
+// The operator of a reduction intrinsic's call e (nullopt for other expressions).
+std::optional<ReduceOp> intrinsic_reduce_op(const Expr& e);
 
 // Whether statement s is a call of intrinsic i.
 bool calls_intrinsic(const Stmt& s, Intrinsic i);
