@@ -239,15 +239,15 @@ class CudaPrinter : public CPrinter {
  protected:
   // `$chunk_load(x[i], a, b, ...)`: parpy_ldg_chunk(&x[i], a, b, ...) (parpy_cuda.h).
   // `$stream_reduce_<op>(a[j], rows, k, value, T, RB, CAP, P)`: parpy_stream_reduce<T, RB, CAP,
-  // P>(&a[j], rows, neutral, parpy_op_<op>(), [&](int64_t k) { return value; }) (parpy_cuda.h).
+  // P>(&a[j], rows, neutral, parpy_op_<op>(), [&](K k) { return value; }) (parpy_cuda.h).
   std::string call_expr(const Expr& e) override {
     if (intrinsic_of(e) == Intrinsic::StreamReduce) {
-      std::string type = type_name(e->ty.elem);
+      std::string type = type_name(e->ty.elem), k = type_name(e->args[2]->ty.elem) + " " + expr(e->args[2]);
       ReduceOp op = *intrinsic_reduce_op(e);
       return "parpy_stream_reduce<" + expr(e->args[4]) + ", " + expr(e->args[5]) + ", " + expr(e->args[6]) + ", " +
              expr(e->args[7]) + ">(&" + expr(e->args[0]) + ", " + expr(e->args[1]) + ", (" + type + ")" +
-             expr(neutral_literal(op, e->ty.elem, e->span)) + ", parpy_op_" + combine_name(op) + "(), [&](int64_t " +
-             expr(e->args[2]) + ") -> " + type + " { return " + expr(e->args[3]) + "; })";
+             expr(neutral_literal(op, e->ty.elem, e->span)) + ", parpy_op_" + combine_name(op) + "(), [&](" + k +
+             ") -> " + type + " { return " + expr(e->args[3]) + "; })";
     }
     if (intrinsic_of(e) != Intrinsic::ChunkLoad) return CPrinter::call_expr(e);
     std::string out = "parpy_ldg_chunk(&" + expr(e->args[0]);

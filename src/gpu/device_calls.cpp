@@ -73,14 +73,6 @@ void check_parallel_externals_in_helper(const Function& f, const Helpers& h) {
   });
 }
 
-bool contains_parallel(const Block& b) {
-  bool found = false;
-  visit_block(b, [&](const Stmt& s) {
-    if (s->kind == StmtKind::For && s->par.is_parallel()) found = true;
-  });
-  return found;
-}
-
 // Statements of a parallel loop outside its inner parallel loops run in every thread of the
 // block; extract_kernels narrows their stores to one thread, but a call in any other position
 // runs in each thread. A helper writing through a pointer would repeat its writes, so it must not

@@ -63,14 +63,6 @@ bool KernelBuilder::contains_loop(const Block& b) {
   return found;
 }
 
-bool KernelBuilder::contains_parallel(const Stmt& s) {
-  bool found = false;
-  visit_block({s}, [&](const Stmt& x) {
-    if (x->kind == StmtKind::For && x->par.is_parallel()) found = true;
-  });
-  return found;
-}
-
 // Any array access: threads of the block read or write memory that a later (or, in a loop,
 // earlier) parallel loop of other threads touches.
 bool KernelBuilder::contains_array_access(const Stmt& s) { return accesses_other_than(s, {}); }
@@ -109,7 +101,7 @@ Block KernelBuilder::transform_block(const Block& b, size_t d) {
     // loops of other threads around them.
     bool after_barrier = !out.empty() && (is_barrier(out.back()) || allreduce_into_local(s, d));
     if (d >= 1 && d <= g_.k && (g_.inner_blocks == 1 || g_.cluster) && !after_barrier &&
-        (contains_parallel(s) || accesses_other_than(s, read_only_)))
+        (contains_parallel({s}) || accesses_other_than(s, read_only_)))
       out.push_back(barrier());
   }
   return out;

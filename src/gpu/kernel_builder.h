@@ -157,8 +157,6 @@ class KernelBuilder {
   static bool holds_barrier(const Block& b);  // a barrier or all-reduction anywhere in b
   static bool reads_memory(const Expr& e);    // an array access in e
 
-  static bool contains_parallel(const Stmt& s);
-
   // Any array access: threads of the block read or write memory that a later (or, in a loop,
   // earlier) parallel loop of other threads touches.
   static bool contains_array_access(const Stmt& s);

@@ -145,7 +145,7 @@ Block KernelBuilder::split(const Stmt& root_in) {
   // and launches the kernels of its body in every iteration.
   bool gpu_root = root->var == "$gpu";
   auto host_loop = [&](const Stmt& st) {
-    return gpu_root && st->kind == StmtKind::For && !st->par.is_parallel() && contains_parallel(st);
+    return gpu_root && st->kind == StmtKind::For && !st->par.is_parallel() && contains_parallel({st});
   };
   std::vector<Block> pieces(1);
   for (const auto& st : body) {

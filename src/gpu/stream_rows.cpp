@@ -55,14 +55,6 @@ Expr bound_read(const Expr& e) {
   return e->kind == ExprKind::Convert && !is_float(e->args[0]->ty.elem) ? bound_read(e->args[0]) : e;
 }
 
-bool has_parallel_loop(const Stmt& s) {
-  bool found = false;
-  visit_block({s}, [&](const Stmt& x) {
-    if (x->kind == StmtKind::For && x->par.is_parallel()) found = true;
-  });
-  return found;
-}
-
 class RowStreamer {
  public:
   explicit RowStreamer(int64_t min_threads) : min_threads_(min_threads) {}
@@ -91,7 +83,7 @@ class RowStreamer {
         found = n;
         continue;
       }
-      if (has_parallel_loop(s)) return std::nullopt;
+      if (contains_parallel({s})) return std::nullopt;
       // Before the loop, only assignments of locals (they run after the block's reduction).
       if (!found && (s->kind != StmtKind::Assign || s->lhs->kind != ExprKind::Var)) return std::nullopt;
     }

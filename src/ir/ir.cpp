@@ -333,6 +333,13 @@ void visit_block(const Block& b, const std::function<void(const Stmt&)>& f) {
   }
 }
 
+bool contains_parallel(const Block& b) {
+  bool found = false;
+  visit_block(b, [&](const Stmt& s) {
+    if (s->kind == StmtKind::For && s->par.is_parallel()) found = true;
+  });
+  return found;
+}
 
 static std::string fmt_float(double v) {
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";

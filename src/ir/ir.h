@@ -176,6 +176,8 @@ Block map_block(const Block& b, const std::function<Block(const Stmt&)>& f);
 void visit_block(const Block& b, const std::function<void(const Stmt&)>& f);
 // Visits every node of the statement's own expressions (lhs, rhs, cond, lo, hi), not its body.
 void visit_stmt_exprs(const Stmt& s, const std::function<void(const Expr&)>& f);
+// Whether a parallel loop is among the statements of b, at any depth.
+bool contains_parallel(const Block& b);
 
 struct Param {
   std::string name;
